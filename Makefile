@@ -1,0 +1,37 @@
+# Two commands a newcomer needs: `make run` and `make test`. Both install first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install dev run sandbox test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+
+dev: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+
+# Starts the real bot when TELEGRAM_BOT_TOKEN is set, the offline sandbox otherwise.
+run: install
+	$(BIN)/python -m bot run --sandbox-if-no-token
+
+sandbox: install
+	$(BIN)/python -m bot sandbox
+
+test: dev
+	$(BIN)/python -m pytest
+
+lint: dev
+	$(BIN)/ruff check bot handlers tests bench
+	$(BIN)/mypy bot handlers
+
+bench: dev
+	$(BIN)/python bench/orders.py
+	$(BIN)/python bench/alerts.py
+
+clean:
+	rm -rf $(VENV) data sandbox-out *.egg-info

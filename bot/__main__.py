@@ -1,0 +1,174 @@
+"""Command line: `python -m bot {run,sandbox,migrate,gen-key,rotate-key}`.
+
+This module is a composition root (with bot/sandbox/): it is the only place in
+`bot` allowed to reach into `handlers` and `telegram`, and it does so lazily so
+that `--help`, `migrate` and `gen-key` start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError, VaultError
+from bot.logs import register_secret, setup_logging
+
+log = logging.getLogger("bot")
+
+NO_TOKEN = (
+    "TELEGRAM_BOT_TOKEN is not set. To run the real bot, talk to @BotFather in Telegram, "
+    "send /newbot, and put the token it gives you in .env as TELEGRAM_BOT_TOKEN=... "
+    "To try the bot offline first, run: python -m bot sandbox"
+)
+NO_MASTER_KEY = (
+    "MASTER_KEY is not set: it encrypts your users' API secrets. "
+    "Create one with `python -m bot gen-key` and put it in .env as MASTER_KEY=..."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bitmex-bot",
+        description="Run your BitMEX account from a Telegram chat. "
+        "Settings come from the environment and .env (see .env.example).",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="start the bot (polling, or webhook when WEBHOOK_URL is set)",
+        description="Migrate the database, then serve Telegram updates. Polling by default; "
+        "webhook mode when WEBHOOK_URL is set (listening on WEBHOOK_PORT).",
+    )
+    run.add_argument(
+        "--sandbox-if-no-token",
+        action="store_true",
+        help="start the offline sandbox instead of failing when TELEGRAM_BOT_TOKEN is unset",
+    )
+    sb = sub.add_parser(
+        "sandbox",
+        help="the bot offline: BitMEX simulator + Telegram emulator + a terminal chat",
+        description="Start the BitMEX simulator, the Telegram Bot API emulator and the bot on "
+        "free loopback ports with a throwaway database and key, and chat with it in the "
+        "terminal. Nothing leaves 127.0.0.1.",
+    )
+    sb.add_argument("--script", metavar="FILE", help="run a conversation from FILE and print it")
+    sb.add_argument("--seed", type=int, default=None, help="seed for the simulated market")
+    sb.add_argument("--out", default="sandbox-out", help="folder for photos the bot sends")
+    sub.add_parser(
+        "migrate",
+        help="upgrade the database schema to the newest version",
+        description="Apply every Alembic migration to DATABASE_URL (creating the file if needed).",
+    )
+    sub.add_parser(
+        "gen-key",
+        help="print a new MASTER_KEY",
+        description="Print a fresh random MASTER_KEY (urlsafe base64 of 32 bytes).",
+    )
+    sub.add_parser(
+        "rotate-key",
+        help="re-encrypt stored secrets under the current MASTER_KEY",
+        description="Set MASTER_KEY to the new key and MASTER_KEY_OLD to the old one(s), then run "
+        "this: every stored API secret is re-encrypted under MASTER_KEY. Afterwards "
+        "MASTER_KEY_OLD can be removed.",
+    )
+    return p
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    register_secret(settings.token)
+    return settings
+
+
+def cmd_migrate(settings: Settings) -> int:
+    from bot.db.engine import upgrade
+
+    upgrade(settings.DATABASE_URL)
+    print("Database is up to date.")
+    return 0
+
+
+def cmd_gen_key() -> int:
+    from bot.vault import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def cmd_rotate_key(settings: Settings) -> int:
+    from bot.db.engine import Database
+    from bot.vault import Vault, rotate_secrets
+
+    master = settings.master_key
+    if master is None:
+        raise ConfigError(NO_MASTER_KEY)
+    vault = Vault(master, settings.old_master_keys)
+
+    async def go() -> tuple[int, int]:
+        db = Database(settings.DATABASE_URL)
+        try:
+            await db.migrate()
+            return await rotate_secrets(db, vault)
+        finally:
+            await db.dispose()
+
+    rotated, current = asyncio.run(go())
+    print(f"Re-encrypted {rotated} secret(s); {current} were already under the current key.")
+    return 0
+
+
+def cmd_run(settings: Settings, sandbox_if_no_token: bool) -> int:
+    if settings.token is None:
+        if sandbox_if_no_token:
+            print("TELEGRAM_BOT_TOKEN is not set: starting the offline sandbox instead.")
+            return cmd_sandbox(None, None, "sandbox-out")
+        raise ConfigError(NO_TOKEN)
+    if settings.master_key is None:
+        raise ConfigError(NO_MASTER_KEY)
+    try:
+        from handlers.app import run_forever
+    except ImportError as e:  # pragma: no cover - only while the runtime is missing
+        raise ConfigError(f"the Telegram runtime is not available: {e}") from None
+    return run_forever(settings)
+
+
+def cmd_sandbox(script: str | None, seed: int | None, out: str) -> int:
+    try:
+        from bot.sandbox.console import main as sandbox_main
+    except ImportError as e:  # pragma: no cover - only while the sandbox is missing
+        raise ConfigError(f"the sandbox is not available: {e}") from None
+    return sandbox_main(script=script, seed=seed, out=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        if args.command == "gen-key":
+            return cmd_gen_key()
+        settings = _settings()
+        setup_logging(settings.LOG_LEVEL)
+        if args.command == "migrate":
+            return cmd_migrate(settings)
+        if args.command == "rotate-key":
+            return cmd_rotate_key(settings)
+        if args.command == "run":
+            return cmd_run(settings, args.sandbox_if_no_token)
+        if args.command == "sandbox":
+            return cmd_sandbox(args.script, args.seed, args.out)
+    except (ConfigError, VaultError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Every setting, read once from the environment and `.env`, validated up front.
+
+A bad value stops start-up with one line naming the variable (see `load_settings`),
+because a trader restarting the bot from a phone needs the fix, not a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+OFFICIAL_WS = {
+    "https://www.bitmex.com": "wss://ws.bitmex.com/realtime",
+    "https://testnet.bitmex.com": "wss://ws.testnet.bitmex.com/realtime",
+}
+
+_LEVELS = {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}
+
+# What each variable expects, said in the one line shown when it is wrong.
+EXPECTS: dict[str, str] = {
+    "TELEGRAM_BOT_TOKEN": "the token BotFather gave you, like 123456:ABC-DEF...",
+    "TELEGRAM_API_URL": "an http(s) URL such as https://api.telegram.org",
+    "BITMEX_MAINNET_URL": "an http(s) URL such as https://www.bitmex.com",
+    "BITMEX_TESTNET_URL": "an http(s) URL such as https://testnet.bitmex.com",
+    "DATABASE_URL": "an SQLAlchemy async SQLite URL such as sqlite+aiosqlite:///./data/bot.db",
+    "MASTER_KEY": "urlsafe base64 of 32 random bytes; create one with `python -m bot gen-key`",
+    "MASTER_KEY_OLD": "a comma-separated list of earlier MASTER_KEY values",
+    "ADMIN_IDS": "a comma-separated list of Telegram user ids (numbers)",
+    "ALLOWED_USER_IDS": "a comma-separated list of Telegram user ids (numbers), empty = everyone",
+    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    "WEBHOOK_URL": "the public https URL Telegram should post updates to",
+    "WEBHOOK_PORT": "a TCP port number between 1 and 65535",
+    "MAINNET_CONFIRM_USD": "a positive USD amount (mainnet orders above it need a second confirmation)",
+}
+
+
+def _split_ids(value: Any) -> list[int]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [int(v) for v in value]
+    parts = [p.strip() for p in str(value).split(",") if p.strip()]
+    return [int(p) for p in parts]
+
+
+def decode_master_key(value: str) -> bytes:
+    """The 32 raw bytes of a MASTER_KEY, or ValueError."""
+    try:
+        raw = base64.urlsafe_b64decode(value.strip().encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError) as e:
+        raise ValueError("not valid urlsafe base64") from e
+    if len(raw) != 32:
+        raise ValueError(f"decodes to {len(raw)} bytes, not 32")
+    return raw
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError("not a valid URL")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    TELEGRAM_BOT_TOKEN: SecretStr | None = None
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
+    BITMEX_MAINNET_URL: str = "https://www.bitmex.com"
+    BITMEX_TESTNET_URL: str = "https://testnet.bitmex.com"
+    DATABASE_URL: str = "sqlite+aiosqlite:///./data/bot.db"
+    MASTER_KEY: SecretStr | None = None
+    MASTER_KEY_OLD: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    ADMIN_IDS: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    ALLOWED_USER_IDS: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    LOG_LEVEL: str = "INFO"
+    WEBHOOK_URL: str | None = None
+    WEBHOOK_PORT: int = 8443
+    MAINNET_CONFIRM_USD: Decimal = Decimal("10000")
+
+    @field_validator("TELEGRAM_BOT_TOKEN", mode="before")
+    @classmethod
+    def _token(cls, v: Any) -> Any:
+        if v is None or str(v).strip() == "":
+            return None
+        token = str(v).strip()
+        head, sep, tail = token.partition(":")
+        if not sep or not head.isdigit() or len(tail) < 10:
+            raise ValueError("does not look like a bot token")
+        return token
+
+    @field_validator("TELEGRAM_API_URL", "BITMEX_MAINNET_URL", "BITMEX_TESTNET_URL")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return _check_url(v, ("http", "https"))
+
+    @field_validator("WEBHOOK_URL", mode="before")
+    @classmethod
+    def _webhook(cls, v: Any) -> Any:
+        if v is None or str(v).strip() == "":
+            return None
+        return _check_url(str(v).strip(), ("https", "http"))
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if not v.startswith("sqlite+aiosqlite://"):
+            raise ValueError("only sqlite+aiosqlite URLs are supported")
+        return v
+
+    @field_validator("MASTER_KEY", mode="before")
+    @classmethod
+    def _master(cls, v: Any) -> Any:
+        if v is None or str(v).strip() == "":
+            return None
+        decode_master_key(str(v))
+        return str(v).strip()
+
+    @field_validator("MASTER_KEY_OLD", mode="before")
+    @classmethod
+    def _old_keys(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return []
+        items = v if isinstance(v, list) else [p for p in str(v).split(",") if p.strip()]
+        for item in items:
+            decode_master_key(str(item.get_secret_value() if isinstance(item, SecretStr) else item))
+        return items
+
+    @field_validator("ADMIN_IDS", "ALLOWED_USER_IDS", mode="before")
+    @classmethod
+    def _ids(cls, v: Any) -> list[int]:
+        try:
+            return _split_ids(v)
+        except (TypeError, ValueError) as e:
+            raise ValueError("not a list of numbers") from e
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _level(cls, v: Any) -> str:
+        level = str(v).strip().upper()
+        if level not in _LEVELS:
+            raise ValueError("unknown level")
+        return level
+
+    @field_validator("WEBHOOK_PORT")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 1 <= v <= 65535:
+            raise ValueError("out of range")
+        return v
+
+    @field_validator("MAINNET_CONFIRM_USD")
+    @classmethod
+    def _threshold(cls, v: Decimal) -> Decimal:
+        if not v.is_finite() or v <= 0:
+            raise ValueError("must be positive")
+        return v
+
+    # Derived values -------------------------------------------------------
+
+    @property
+    def token(self) -> str | None:
+        return self.TELEGRAM_BOT_TOKEN.get_secret_value() if self.TELEGRAM_BOT_TOKEN else None
+
+    @property
+    def master_key(self) -> bytes | None:
+        return decode_master_key(self.MASTER_KEY.get_secret_value()) if self.MASTER_KEY else None
+
+    @property
+    def old_master_keys(self) -> list[bytes]:
+        return [decode_master_key(k.get_secret_value()) for k in self.MASTER_KEY_OLD]
+
+    def rest_url(self, network: str) -> str:
+        """REST base (`.../api/v1`) of a BitMEX network."""
+        return self.bitmex_url(network) + "/api/v1"
+
+    def bitmex_url(self, network: str) -> str:
+        if network == "mainnet":
+            return self.BITMEX_MAINNET_URL
+        if network == "testnet":
+            return self.BITMEX_TESTNET_URL
+        raise ValueError(f"unknown network {network!r}")
+
+    def ws_url(self, network: str) -> str:
+        """Official socket host for the default URLs; same host and port otherwise."""
+        base = self.bitmex_url(network)
+        if base in OFFICIAL_WS:
+            return OFFICIAL_WS[base]
+        parts = urlsplit(base)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, "/realtime", "", ""))
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite file behind DATABASE_URL (None for in-memory)."""
+        rest = self.DATABASE_URL.split("://", 1)[1]
+        if rest in ("", "/", "/:memory:"):
+            return None
+        return Path(rest[1:]) if rest.startswith("/") else Path(rest)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning any validation problem into one ConfigError line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0]) if err.get("loc") else "settings"
+        expects = EXPECTS.get(name, "a valid value")
+        raise ConfigError(f"{name} is invalid: expected {expects}.") from None

@@ -1,0 +1,100 @@
+"""The async engine (SQLite in WAL mode) and schema migration on start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+BUSY_TIMEOUT_MS = 5000
+
+
+def sync_url(url: str) -> str:
+    """Alembic runs synchronously: the same database through the stdlib driver."""
+    return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+
+
+def ensure_parent(url: str) -> None:
+    """Create the folder of a file database, so a fresh checkout just works."""
+    rest = url.split("://", 1)[1]
+    if rest in ("", "/", "/:memory:") or ":memory:" in rest:
+        return
+    path = Path(rest[1:]) if rest.startswith("/") else Path(rest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # WAL lets the scheduler read while a handler writes; the busy timeout turns
+    # brief lock contention into a wait instead of "database is locked".
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    ensure_parent(url)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "connect", _on_connect)
+    return engine
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", sync_url(url))
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    ensure_parent(url)
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)
+
+
+async def migrate(url: str) -> None:
+    """Upgrade to head without blocking the event loop."""
+    await asyncio.to_thread(upgrade, url)
+
+
+class Database:
+    """The engine plus a session factory; one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as s:
+            yield s
+
+    async def migrate(self) -> None:
+        await migrate(self.url)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

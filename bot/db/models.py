@@ -1,0 +1,173 @@
+"""SQLModel tables. Change them only together with an Alembic migration (rule 8)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.db.types import DecimalText, UTCDateTime, utcnow
+
+# A fixed naming convention keeps constraint names stable, which SQLite's batch
+# migrations need to find and alter them later.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NETWORKS = ("testnet", "mainnet", "paper")
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def _user_fk(nullable: bool = False) -> Any:
+    return Field(
+        default=None if nullable else ...,
+        sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
+        nullable=nullable,
+        index=True,
+    )
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    # The Telegram user id: stable, unique, and what every button press is checked against.
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    username: str | None = Field(default=None, max_length=64)
+    first_name: str | None = Field(default=None, max_length=128)
+    tz: str = Field(default="UTC", max_length=64)
+    default_symbol: str = Field(default="XBTUSD", max_length=32)
+    confirm_timeout: int = Field(default=60)
+    active_network: str | None = Field(default=None, max_length=16)
+    notify_prefs: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    quiet_start: str | None = Field(default=None, max_length=5)
+    quiet_end: str | None = Field(default=None, max_length=5)
+    liq_alert_pct: Decimal | None = Field(default=Decimal("10"), sa_type=DecimalText)
+    deadman_seconds: int | None = Field(default=None)
+    blocked: bool = Field(default=False)
+    created_at: datetime = _created()
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ApiCredential(SQLModel, table=True):
+    __tablename__ = "api_credentials"
+    __table_args__ = (UniqueConstraint("user_id", "network"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    network: str = Field(max_length=16)
+    key_id: str = Field(max_length=64)
+    # AES-GCM ciphertext from bot.vault; the plaintext secret is never stored.
+    secret_enc: bytes = Field(sa_type=LargeBinary)
+    key_version: int = Field(default=1)
+    permissions: list[str] = Field(default_factory=list, sa_type=JSON)
+    verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+
+
+class OrderIntent(SQLModel, table=True):
+    """One confirmation card: what the user asked for and what became of it."""
+
+    __tablename__ = "order_intents"
+    __table_args__ = (Index("ix_order_intents_state_expires", "state", "expires_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    chat_id: int
+    message_id: int | None = None
+    network: str = Field(max_length=16)
+    kind: str = Field(default="order", max_length=16)
+    intent: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # pending -> confirmed -> placed | failed; pending -> expired | cancelled
+    state: str = Field(default="pending", max_length=16)
+    # Derived from the intent id, so a retried or repeated confirm cannot place twice.
+    cl_ord_id: str = Field(max_length=36, unique=True)
+    order_id: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = _created()
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_state_symbol", "state", "symbol"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    chat_id: int
+    # price | move | funding
+    kind: str = Field(max_length=16)
+    symbol: str = Field(max_length=32)
+    network: str = Field(default="mainnet", max_length=16)
+    direction: str | None = Field(default=None, max_length=8)
+    threshold: Decimal = Field(sa_type=DecimalText)
+    window_seconds: int | None = None
+    note: str | None = Field(default=None, max_length=200)
+    # active | fired | deleted
+    state: str = Field(default="active", max_length=16)
+    created_at: datetime = _created()
+    fired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Schedule(SQLModel, table=True):
+    __tablename__ = "schedules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    chat_id: int
+    # daily | weekly
+    kind: str = Field(max_length=16)
+    weekday: int | None = None
+    time_of_day: str = Field(max_length=5)
+    enabled: bool = Field(default=True)
+    last_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+
+
+class LiqFeedSubscription(SQLModel, table=True):
+    __tablename__ = "liqfeed_subscriptions"
+    __table_args__ = (UniqueConstraint("chat_id", "symbol"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(index=True)
+    # None = every symbol
+    symbol: str | None = Field(default=None, max_length=32)
+    min_usd: Decimal = Field(sa_type=DecimalText)
+    created_by: int | None = None
+    created_at: datetime = _created()
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did what. `detail` never holds a secret: callers pass only safe fields."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _created()
+    user_id: int | None = Field(default=None, index=True)
+    chat_id: int | None = None
+    action: str = Field(max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+__all__ = [
+    "NETWORKS",
+    "Alert",
+    "ApiCredential",
+    "AuditLog",
+    "LiqFeedSubscription",
+    "OrderIntent",
+    "Schedule",
+    "User",
+]

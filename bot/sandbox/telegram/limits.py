@@ -1,0 +1,118 @@
+"""Telegram's flood control, per bot, as token buckets.
+
+Real limits (Bot API FAQ): about one message per second to a private chat with short bursts
+tolerated, about 30 messages per second overall, 20 messages per minute to a group.
+Edits are not free on the real server either but are looser; here they draw from their own
+per-chat bucket (2/s, burst 5 by default) and from the shared 30/s bucket, so an edit storm
+is caught while a progress message edited a few times is not.
+
+`time_scale` lets tests run the clock faster: with 20, a 60 s group window lasts 3 s and
+`retry_after` is sent in real seconds, as a fraction (PTB accepts it); at 1 it is whole seconds
+like Telegram's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class FloodLimits:
+    per_chat_per_sec: float = 1.0
+    burst: float = 3.0
+    global_per_sec: float = 30.0
+    group_per_min: float = 20.0
+    edit_per_chat_per_sec: float = 2.0
+    edit_burst: float = 5.0
+    time_scale: float = 1.0
+    enabled: bool = True
+
+    @classmethod
+    def off(cls) -> FloodLimits:
+        return cls(enabled=False)
+
+    def scaled(self, time_scale: float) -> FloodLimits:
+        return replace(self, time_scale=time_scale)
+
+
+@dataclass
+class _Bucket:
+    capacity: float
+    rate: float  # tokens per (emulated) second
+    tokens: float
+    updated: float
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def wait(self) -> float:
+        """Emulated seconds until one token is available (0 when one is)."""
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+class FloodLimiter:
+    """Decides, per bot, whether one more message may go out now."""
+
+    def __init__(self, limits: FloodLimits, clock: Clock | None = None) -> None:
+        self.limits = limits
+        self._origin = time.monotonic()
+        self._clock = clock
+        self._buckets: dict[tuple[object, ...], _Bucket] = {}
+
+    def now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        return (time.monotonic() - self._origin) * self.limits.time_scale
+
+    def _bucket(self, key: tuple[object, ...], capacity: float, rate: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = _Bucket(capacity, rate, capacity, self.now())
+            self._buckets[key] = bucket
+        return bucket
+
+    def acquire(self, bot_id: int, chat_id: int, *, group: bool, edit: bool = False) -> float:
+        """Take a token from every bucket concerned, or none; return the real seconds to
+        wait (the `retry_after` to send) when one of them is empty, else 0."""
+        lim = self.limits
+        if not lim.enabled:
+            return 0.0
+        buckets = [self._bucket(("global", bot_id), lim.global_per_sec, lim.global_per_sec)]
+        if edit:
+            buckets.append(
+                self._bucket(
+                    ("edit", bot_id, chat_id), lim.edit_burst, lim.edit_per_chat_per_sec
+                )
+            )
+        else:
+            buckets.append(
+                self._bucket(("chat", bot_id, chat_id), lim.burst, lim.per_chat_per_sec)
+            )
+            if group:
+                buckets.append(
+                    self._bucket(
+                        ("group", bot_id, chat_id), lim.group_per_min, lim.group_per_min / 60
+                    )
+                )
+        now = self.now()
+        for bucket in buckets:
+            bucket.refill(now)
+        wait = max(bucket.wait() for bucket in buckets)
+        if wait > 0:
+            return self._real_retry_after(wait)
+        for bucket in buckets:
+            bucket.tokens -= 1
+        return 0.0
+
+    def _real_retry_after(self, emulated_wait: float) -> float:
+        if self._clock is None and self.limits.time_scale != 1:
+            real = emulated_wait / self.limits.time_scale
+            return max(math.ceil(real * 100) / 100, 0.01)
+        return float(max(math.ceil(emulated_wait), 1))

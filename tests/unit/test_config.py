@@ -1,0 +1,152 @@
+"""Settings: every bad value stops start-up with one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_settings
+from bot.errors import ConfigError
+from bot.vault import generate_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BAD = [
+    ("TELEGRAM_BOT_TOKEN", "not-a-token", "the token BotFather gave you"),
+    ("TELEGRAM_API_URL", "ftp://example", "http(s) URL"),
+    ("BITMEX_MAINNET_URL", "bitmex.com", "http(s) URL"),
+    ("BITMEX_TESTNET_URL", "://", "http(s) URL"),
+    ("DATABASE_URL", "postgresql://x/y", "sqlite+aiosqlite"),
+    ("MASTER_KEY", "short", "gen-key"),
+    ("MASTER_KEY_OLD", "abc,def", "comma-separated"),
+    ("ADMIN_IDS", "12,abc", "Telegram user ids"),
+    ("ALLOWED_USER_IDS", "1;2", "Telegram user ids"),
+    ("LOG_LEVEL", "LOUD", "DEBUG, INFO"),
+    ("WEBHOOK_URL", "nope", "https URL"),
+    ("WEBHOOK_PORT", "70000", "port number"),
+    ("WEBHOOK_PORT", "eighty", "port number"),
+    ("MAINNET_CONFIRM_USD", "-5", "positive USD"),
+]
+
+
+def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME")}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize(("name", "value", "hint"), BAD)
+def test_bad_value_gives_one_clear_line(
+    name: str, value: str, hint: str, tmp_path: Path
+) -> None:
+    env = _clean_env(tmp_path, **{name: value})
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert name in lines[0] and hint in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    if name in ("TELEGRAM_BOT_TOKEN", "MASTER_KEY", "MASTER_KEY_OLD"):
+        assert value not in lines[0]  # a bad secret is not echoed back
+
+
+def test_defaults_and_derived_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("BITMEX_TESTNET_URL", "BITMEX_MAINNET_URL", "TELEGRAM_BOT_TOKEN", "MASTER_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings(_env_file=None)
+    assert s.TELEGRAM_API_URL == "https://api.telegram.org"
+    assert s.rest_url("testnet") == "https://testnet.bitmex.com/api/v1"
+    assert s.ws_url("testnet") == "wss://ws.testnet.bitmex.com/realtime"
+    assert s.ws_url("mainnet") == "wss://ws.bitmex.com/realtime"
+    assert s.DATABASE_URL == "sqlite+aiosqlite:///./data/bot.db"
+    assert s.ALLOWED_USER_IDS == [] and s.token is None
+
+
+def test_overridden_bitmex_url_keeps_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BITMEX_TESTNET_URL", "http://127.0.0.1:8123/")
+    monkeypatch.setenv("BITMEX_MAINNET_URL", "https://bitmex.example:9443")
+    s = load_settings(_env_file=None)
+    assert s.rest_url("testnet") == "http://127.0.0.1:8123/api/v1"
+    assert s.ws_url("testnet") == "ws://127.0.0.1:8123/realtime"
+    assert s.ws_url("mainnet") == "wss://bitmex.example:9443/realtime"
+
+
+def test_lists_and_keys_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    key, old = generate_key(), generate_key()
+    monkeypatch.setenv("ADMIN_IDS", "1, 22 ,333")
+    monkeypatch.setenv("ALLOWED_USER_IDS", "")
+    monkeypatch.setenv("MASTER_KEY", key)
+    monkeypatch.setenv("MASTER_KEY_OLD", f"{old}")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:" + "A" * 35)
+    s = load_settings(_env_file=None)
+    assert s.ADMIN_IDS == [1, 22, 333]
+    assert s.ALLOWED_USER_IDS == []
+    assert s.master_key is not None and len(s.master_key) == 32
+    assert len(s.old_master_keys) == 1
+    assert s.token == "123456:" + "A" * 35
+    assert "AAAA" not in repr(s)  # secrets stay hidden in reprs
+
+
+def test_in_process_error_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_PORT", "0")
+    with pytest.raises(ConfigError, match="WEBHOOK_PORT"):
+        load_settings(_env_file=None)
+
+
+def test_run_without_token_says_how_to_get_one(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env={**_clean_env(tmp_path), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "BotFather" in proc.stderr and "python -m bot sandbox" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_without_master_key_points_to_gen_key(tmp_path: Path) -> None:
+    env = {**_clean_env(tmp_path), "PYTHONPATH": str(ROOT)}
+    env["TELEGRAM_BOT_TOKEN"] = "123456:" + "B" * 35
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "MASTER_KEY" in proc.stderr and "gen-key" in proc.stderr
+    assert "B" * 35 not in proc.stderr
+
+
+@pytest.mark.parametrize("sub", ["run", "sandbox", "migrate", "gen-key", "rotate-key"])
+def test_every_subcommand_has_help(sub: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", sub, "--help"], cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0
+    assert "usage: bitmex-bot " + sub in proc.stdout
+    assert len(proc.stdout.splitlines()) >= 3
+
+
+def test_gen_key_prints_a_usable_key() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "gen-key"], cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )
+    key = proc.stdout.strip()
+    from bot.config import decode_master_key
+
+    assert len(decode_master_key(key)) == 32
