@@ -53,9 +53,6 @@ def ws_login_args(key: str, secret: str, expires: int) -> list[Any]:
     return [key, int(expires), signature(secret, "GET", "/realtime", expires)]
 
 
-def _json_value(value: Any) -> Any:
-    """JSON-ready form of a query value; Decimal stays exact through `_dump`."""
-    return value
 
 
 def _dump(value: Any) -> str:

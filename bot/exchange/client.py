@@ -1,0 +1,622 @@
+"""BitMEX REST client: signing, error mapping, retries by error type, rate limits.
+
+One `aiohttp.ClientSession` per process is passed in (house rule 6). Every
+request is built and signed once per attempt by `auth.build_request`, and the
+exact signed path and body bytes are what go on the wire (`yarl.URL(...,
+encoded=True)`, body as bytes), so aiohttp never re-encodes what was signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from bot.errors import (
+    AuthError,
+    DuplicateClOrdID,
+    ExchangeError,
+    InsufficientBalance,
+    NetworkError,
+    NotFound,
+    OutcomeUnknown,
+    Overloaded,
+    PermissionDenied,
+    RateLimited,
+    Rejected,
+    Temporary,
+)
+from bot.exchange import auth, contracts
+from bot.exchange.types import (
+    ApiKeyInfo,
+    CancelResult,
+    Candle,
+    Execution,
+    Instrument,
+    Margin,
+    Order,
+    Position,
+    Ticker,
+    format_time,
+)
+
+log = logging.getLogger(__name__)
+
+MAINNET = "https://www.bitmex.com"
+TESTNET = "https://testnet.bitmex.com"
+
+
+def new_cl_ord_id(prefix: str = "tg") -> str:
+    """A fresh clOrdID (≤ 36 chars) so a retried POST can be recognised as the same order."""
+    return f"{prefix}-{uuid.uuid4().hex[:28]}"[:36]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff settings; tests shrink the delays, production keeps ≥ 500 ms for 503."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    overload_delay: float = 0.5  # BitMEX asks for ≥ 500 ms after a 503
+    max_rate_limit_wait: float = 65.0  # longer waits are reported, not slept through
+    jitter: float = 0.1
+
+    def delay(self, attempt: int, *, overloaded: bool = False) -> float:
+        base = min(self.max_delay, self.base_delay * (2**attempt))
+        if overloaded:
+            base = max(base, self.overload_delay)
+        return base * (1 + random.uniform(0, self.jitter))
+
+
+@dataclass
+class RateState:
+    """Last rate-limit headers seen for one key (shared by every client of that key)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None  # epoch seconds
+    remaining_1s: int | None = None
+    at_1s: float = 0.0  # monotonic time the 1 s figure was read
+
+
+class _MaybeSent(NetworkError):
+    """The connection failed after the request went out: it may have been executed."""
+
+
+# Errors after which the request certainly did not reach the matching engine.
+_NOT_EXECUTED = (Overloaded, RateLimited)
+
+
+class BitmexClient:
+    """Typed calls on one BitMEX account (or the public API when key is None)."""
+
+    # Keyed by (origin, api key): two clients of the same key share one budget.
+    _rate_states: dict[tuple[str, str | None], RateState] = {}  # noqa: RUF012
+
+    def __init__(
+        self,
+        base_url: str,
+        key: str | None = None,
+        secret: str | None = None,
+        *,
+        session: aiohttp.ClientSession,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        instrument_ttl: float = 60.0,
+        expires_in: int = auth.DEFAULT_EXPIRES_IN,
+        rate_reserve: int = 2,
+        cl_ord_prefix: str = "tg",
+    ) -> None:
+        origin = base_url.rstrip("/")
+        if origin.endswith(auth.API_PREFIX):
+            origin = origin[: -len(auth.API_PREFIX)]
+        self.origin = origin
+        self.key = key
+        self._secret = secret
+        self._session = session
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+        self.retry = retry or RetryPolicy()
+        self.instrument_ttl = instrument_ttl
+        self.expires_in = expires_in
+        self.rate_reserve = rate_reserve
+        self.cl_ord_prefix = cl_ord_prefix
+        self._instruments: dict[str, Instrument] = {}
+        self._instruments_at = float("-inf")
+        self._instruments_lock = asyncio.Lock()
+        # Test-only: lets a test alter a request after it was signed (tampering).
+        self.after_sign: Callable[[auth.SignedRequest], auth.SignedRequest] | None = None
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"BitmexClient({self.origin!r}, key={'set' if self.key else None})"
+
+    @property
+    def rate(self) -> RateState:
+        return self._rate_states.setdefault((self.origin, self.key), RateState())
+
+    # --- transport -----------------------------------------------------------------
+
+    async def _respect_rate_limit(self, order_route: bool) -> None:
+        """Sleep until the window resets when the budget is nearly spent, instead of
+        running into a 429 (repeated 429s get the key banned for an hour)."""
+        st = self.rate
+        now = time.time()
+        if st.remaining is not None and st.reset is not None and st.remaining <= self.rate_reserve:
+            wait = st.reset - now
+            if wait > 0:
+                wait = min(wait, self.retry.max_rate_limit_wait)
+                log.info("rate budget low (%s left), waiting %.1fs", st.remaining, wait)
+                st.remaining = None  # the next answer tells the new budget
+                await self.sleep(wait)
+        if order_route and st.remaining_1s is not None and st.remaining_1s <= 0:
+            wait = 1.0 - (time.monotonic() - st.at_1s)
+            st.remaining_1s = None
+            if wait > 0:
+                await self.sleep(wait)
+
+    def _note_rate(self, headers: Mapping[str, str]) -> None:
+        st = self.rate
+        try:
+            if "x-ratelimit-limit" in headers:
+                st.limit = int(headers["x-ratelimit-limit"])
+            if "x-ratelimit-remaining" in headers:
+                st.remaining = int(headers["x-ratelimit-remaining"])
+            if "x-ratelimit-reset" in headers:
+                st.reset = float(headers["x-ratelimit-reset"])
+            if "x-ratelimit-remaining-1s" in headers:
+                st.remaining_1s = int(headers["x-ratelimit-remaining-1s"])
+                st.at_1s = time.monotonic()
+        except ValueError:
+            log.debug("unparseable rate-limit headers ignored")
+
+    def _build(
+        self,
+        verb: str,
+        endpoint: str,
+        query: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | None,
+    ) -> auth.SignedRequest:
+        req = auth.build_request(
+            verb, endpoint, query=query, body=body, key=self.key, secret=self._secret,
+            expires=auth.expires_at(expires_in=self.expires_in),
+        )
+        if self.after_sign is not None:
+            req = self.after_sign(req)
+        return req
+
+    async def _send_once(
+        self,
+        verb: str,
+        endpoint: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One attempt; returns the decoded JSON or raises a bot.errors type."""
+        await self._respect_rate_limit(endpoint.startswith("/order"))
+        req = self._build(verb, endpoint, query, body)
+        url = URL(self.origin + req.path, encoded=True)
+        what = f"{verb} {endpoint}"
+        sent = False
+        try:
+            async with self._session.request(
+                verb, url, data=req.body.encode() if req.body else None,
+                headers=req.headers, timeout=self.timeout,
+            ) as resp:
+                sent = True
+                text = await resp.text()
+                status = resp.status
+                headers = resp.headers
+        except aiohttp.ClientConnectorError as e:
+            raise NetworkError(f"{what}: cannot connect to the exchange") from e
+        except TimeoutError as e:
+            raise _MaybeSent(f"{what}: no answer from the exchange (timeout)") from e
+        except (aiohttp.ClientError, OSError) as e:
+            if not sent:
+                raise _MaybeSent(f"{what}: connection lost ({type(e).__name__})") from e
+            raise _MaybeSent(f"{what}: answer cut off ({type(e).__name__})") from e
+        self._note_rate(headers)
+        log.debug("%s -> %s", what, status)
+        try:
+            payload = json.loads(text, parse_float=Decimal) if text else None
+        except ValueError:
+            payload = None
+        if 200 <= status < 300:
+            if payload is None and text:
+                raise Temporary(f"{what}: unreadable answer", status=status)
+            return payload
+        raise _map_error(what, status, payload, text, headers)
+
+    async def _call(
+        self,
+        verb: str,
+        endpoint: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """Send with retries by error type. Idempotent calls retry any Temporary;
+        the others only what certainly never reached the engine (503, 429, no connect)."""
+        last: ExchangeError | None = None
+        for attempt in range(self.retry.max_attempts):
+            try:
+                return await self._send_once(verb, endpoint, query=query, body=body)
+            except RateLimited as e:
+                if e.retry_after > self.retry.max_rate_limit_wait:
+                    raise
+                last = e
+                await self.sleep(e.retry_after)
+                continue
+            except _MaybeSent as e:
+                if not idempotent:
+                    raise OutcomeUnknown(e.message) from e
+                last = e
+            except Temporary as e:
+                if not idempotent and not isinstance(e, Overloaded | NetworkError):
+                    raise OutcomeUnknown(e.message, status=e.status) from e
+                last = e
+            if attempt + 1 < self.retry.max_attempts:
+                await self.sleep(self.retry.delay(attempt, overloaded=isinstance(last, Overloaded)))
+        assert last is not None
+        raise last
+
+    # --- instruments -----------------------------------------------------------------
+
+    async def instruments(self, *, refresh: bool = False) -> list[Instrument]:
+        """Active instruments, cached for `instrument_ttl` seconds."""
+        async with self._instruments_lock:
+            fresh = time.monotonic() - self._instruments_at < self.instrument_ttl
+            if refresh or not fresh or not self._instruments:
+                rows = await self._call("GET", "/instrument/active")
+                self._instruments = {r["symbol"]: Instrument.from_row(r) for r in rows or []}
+                self._instruments_at = time.monotonic()
+            return list(self._instruments.values())
+
+    async def instrument(self, symbol: str) -> Instrument:
+        await self.instruments()
+        inst = self._instruments.get(symbol)
+        if inst is None:
+            # A symbol listed since the last refresh, or a typo: ask once more.
+            await self.instruments(refresh=True)
+            inst = self._instruments.get(symbol)
+        if inst is None:
+            raise NotFound(f"Unknown instrument {symbol}", status=404)
+        return inst
+
+    async def round_price(self, symbol: str, price: Decimal) -> Decimal:
+        return contracts.round_price(await self.instrument(symbol), price).value
+
+    async def round_qty(self, symbol: str, qty: Decimal) -> Decimal:
+        return contracts.round_qty(await self.instrument(symbol), qty).value
+
+    async def ticker(self, symbol: str) -> Ticker:
+        rows = await self._call("GET", "/instrument", query={"symbol": symbol, "count": 1})
+        if not rows:
+            raise NotFound(f"Unknown instrument {symbol}", status=404)
+        return Ticker.from_instrument(Instrument.from_row(rows[0]))
+
+    # --- orders ----------------------------------------------------------------------
+
+    async def place_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: Decimal | int | None,
+        ord_type: str = "Limit",
+        price: Decimal | None = None,
+        *,
+        stop_px: Decimal | None = None,
+        time_in_force: str | None = None,
+        exec_inst: Sequence[str] = (),
+        cl_ord_id: str | None = None,
+        text: str | None = None,
+    ) -> Order:
+        """Place one order, exactly once.
+
+        Every attempt carries the same clOrdID. An attempt whose outcome is unknown
+        (timeout, connection cut, 5xx other than 503) is settled by looking the
+        order up by clOrdID before anything else; a "Duplicate clOrdID" on a
+        retry means an earlier attempt went through, so that order is returned.
+        """
+        cl = cl_ord_id or new_cl_ord_id(self.cl_ord_prefix)
+        body: dict[str, Any] = {
+            "symbol": symbol,
+            "side": side,
+            "orderQty": _num(qty),
+            "ordType": ord_type,
+            "price": price,
+            "stopPx": stop_px,
+            "timeInForce": time_in_force,
+            "execInst": ",".join(exec_inst) if exec_inst else None,
+            "clOrdID": cl,
+            "text": text,
+        }
+        last: ExchangeError | None = None
+        maybe_sent = False
+        for attempt in range(self.retry.max_attempts):
+            overloaded = False
+            try:
+                row = await self._send_once("POST", "/order", body=body)
+                return Order.from_row(row)
+            except DuplicateClOrdID:
+                if attempt == 0:
+                    raise
+                found = await self._settle(cl)
+                if found is not None:
+                    return found
+                raise
+            except RateLimited as e:
+                if e.retry_after > self.retry.max_rate_limit_wait:
+                    raise
+                last = e
+                await self.sleep(e.retry_after)
+                continue
+            except Overloaded as e:
+                last, overloaded = e, True
+            except NetworkError as e:
+                last = e
+                if isinstance(e, _MaybeSent):
+                    maybe_sent = True
+                    found = await self._settle(cl)
+                    if found is not None:
+                        return found
+            except Temporary as e:
+                # A 500/502 may come after the engine took the order.
+                last, maybe_sent = e, True
+                found = await self._settle(cl)
+                if found is not None:
+                    return found
+            if attempt + 1 < self.retry.max_attempts:
+                await self.sleep(self.retry.delay(attempt, overloaded=overloaded))
+        assert last is not None
+        if maybe_sent:
+            raise OutcomeUnknown(
+                f"order {cl}: no confirmation after {self.retry.max_attempts} attempts "
+                f"({last.message})"
+            ) from last
+        raise last
+
+    async def _settle(self, cl_ord_id: str) -> Order | None:
+        """Look an order up after an unknown outcome; failure to look is itself unknown."""
+        try:
+            return await self.order_by_cl_ord_id(cl_ord_id)
+        except ExchangeError as e:
+            raise OutcomeUnknown(
+                f"order {cl_ord_id}: outcome unknown and lookup failed ({e.message})"
+            ) from e
+
+    async def amend_order(
+        self,
+        order_id: str | None = None,
+        *,
+        orig_cl_ord_id: str | None = None,
+        qty: Decimal | int | None = None,
+        price: Decimal | None = None,
+        stop_px: Decimal | None = None,
+    ) -> Order:
+        """Amend by orderID or origClOrdID; retried only when it never reached the engine."""
+        if not order_id and not orig_cl_ord_id:
+            raise ValueError("amend needs order_id or orig_cl_ord_id")
+        body = {
+            "orderID": order_id,
+            "origClOrdID": orig_cl_ord_id if not order_id else None,
+            "orderQty": _num(qty),
+            "price": price,
+            "stopPx": stop_px,
+        }
+        row = await self._call("PUT", "/order", body=body, idempotent=False)
+        return Order.from_row(row)
+
+    async def cancel_orders(
+        self, order_ids: Sequence[str] = (), *, cl_ord_ids: Sequence[str] = ()
+    ) -> list[CancelResult]:
+        """Cancel several orders; a row that could not be cancelled carries its error."""
+        if not order_ids and not cl_ord_ids:
+            return []
+        body: dict[str, Any] = {}
+        if order_ids:
+            body["orderID"] = list(order_ids)
+        if cl_ord_ids:
+            body["clOrdID"] = list(cl_ord_ids)
+        rows = await self._call("DELETE", "/order", body=body)
+        out: list[CancelResult] = []
+        for r in rows or []:
+            err = r.get("error")
+            out.append(
+                CancelResult(
+                    order_id=str(r.get("orderID") or ""),
+                    cl_ord_id=str(r.get("clOrdID") or ""),
+                    error=str(err) if err else None,
+                    order=Order.from_row(r) if r.get("ordStatus") else None,
+                )
+            )
+        return out
+
+    async def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        body = {"symbol": symbol} if symbol else None
+        rows = await self._call("DELETE", "/order/all", body=body)
+        return [Order.from_row(r) for r in rows or []]
+
+    async def cancel_all_after(self, timeout_ms: int) -> None:
+        """Dead-man's switch: cancel everything unless refreshed within timeout_ms (0 = off)."""
+        # Re-arming with the same timeout is idempotent, so it may be retried freely.
+        await self._call("POST", "/order/cancelAllAfter", body={"timeout": int(timeout_ms)})
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        query: dict[str, Any] = {"filter": {"open": True}, "count": 500}
+        if symbol:
+            query["symbol"] = symbol
+        rows = await self._call("GET", "/order", query=query)
+        return [Order.from_row(r) for r in rows or []]
+
+    async def order_by_cl_ord_id(self, cl_ord_id: str) -> Order | None:
+        rows = await self._call(
+            "GET", "/order", query={"filter": {"clOrdID": cl_ord_id}, "count": 1, "reverse": True}
+        )
+        for r in rows or []:
+            if r.get("clOrdID") == cl_ord_id:
+                return Order.from_row(r)
+        return None
+
+    # --- account ---------------------------------------------------------------------
+
+    async def positions(self) -> list[Position]:
+        rows = await self._call("GET", "/position")
+        return [Position.from_row(r) for r in rows or []]
+
+    async def set_leverage(self, symbol: str, leverage: Decimal | int) -> Position:
+        """Isolated leverage 0.01–100, or 0 for cross. Absolute, so safe to retry."""
+        row = await self._call(
+            "POST", "/position/leverage", body={"symbol": symbol, "leverage": _num(leverage)}
+        )
+        return Position.from_row(row)
+
+    async def margins(self) -> list[Margin]:
+        rows = await self._call("GET", "/user/margin", query={"currency": "all"})
+        if isinstance(rows, dict):
+            rows = [rows]
+        return [Margin.from_row(r) for r in rows or []]
+
+    async def executions(
+        self,
+        symbol: str | None = None,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        count: int = 100,
+    ) -> list[Execution]:
+        """Fills from /execution/tradeHistory, oldest first."""
+        query: dict[str, Any] = {
+            "symbol": symbol,
+            "startTime": format_time(start_time) if start_time else None,
+            "endTime": format_time(end_time) if end_time else None,
+            "count": min(count, 1000),
+            "reverse": False if start_time else True,
+        }
+        rows = await self._call("GET", "/execution/tradeHistory", query=query)
+        out = [Execution.from_row(r) for r in rows or []]
+        if query["reverse"]:
+            out.reverse()
+        return out
+
+    trade_history = executions
+
+    async def bucketed(
+        self,
+        symbol: str,
+        bin_size: str = "1h",
+        *,
+        count: int = 100,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        partial: bool = False,
+    ) -> list[Candle]:
+        """OHLCV buckets, oldest first; a bucket's timestamp is its END."""
+        reverse = start_time is None
+        query: dict[str, Any] = {
+            "binSize": bin_size,
+            "symbol": symbol,
+            "partial": partial,
+            "count": min(count, 1000),
+            "reverse": reverse,
+            "startTime": format_time(start_time) if start_time else None,
+            "endTime": format_time(end_time) if end_time else None,
+        }
+        rows = await self._call("GET", "/trade/bucketed", query=query)
+        out = [Candle.from_row(r) for r in rows or []]
+        if reverse:
+            out.reverse()
+        return out
+
+    async def api_key_permissions(self) -> ApiKeyInfo:
+        rows = await self._call("GET", "/apiKey")
+        if isinstance(rows, dict):
+            rows = [rows]
+        rows = rows or []
+        for r in rows:
+            if r.get("id") == self.key:
+                return ApiKeyInfo.from_row(r)
+        if not rows:
+            raise NotFound("no API key information returned", status=404)
+        return ApiKeyInfo.from_row(rows[0])
+
+
+def _num(value: Decimal | int | None) -> Decimal | int | None:
+    """Whole Decimals go out as JSON integers (orderQty must be an int on BitMEX)."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+_INSUFFICIENT = (
+    "Not enough available balance for this order. Lower the size or leverage, "
+    "or add funds. (Exchange: {msg})"
+)
+
+
+def _map_error(
+    what: str, status: int, payload: Any, text: str, headers: Mapping[str, str]
+) -> ExchangeError:
+    """HTTP status + BitMEX error body -> the project's error type, keeping the message."""
+    msg = ""
+    if isinstance(payload, dict):
+        err = payload.get("error")
+        if isinstance(err, dict):
+            msg = str(err.get("message") or err.get("name") or "")
+        elif err:
+            msg = str(err)
+    if not msg:
+        msg = text.strip()[:200] or f"HTTP {status}"
+    lowered = msg.lower()
+    if status == 400:
+        if "duplicate clordid" in lowered:
+            return DuplicateClOrdID(msg, status=status)
+        if "insufficient" in lowered and "balance" in lowered:
+            return InsufficientBalance(_INSUFFICIENT.format(msg=msg), status=status)
+        return Rejected(msg, status=status)
+    if status == 401:
+        return AuthError(msg, status=status)
+    if status == 403:
+        return PermissionDenied(msg, status=status)
+    if status == 404:
+        return NotFound(msg, status=status)
+    if status == 429:
+        retry_after = _retry_after(headers)
+        return RateLimited(msg, retry_after=retry_after, status=status)
+    if status == 503:
+        return Overloaded(msg, status=status)
+    if status >= 500:
+        return Temporary(f"{what}: {msg}", status=status)
+    return Rejected(msg, status=status)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    raw = headers.get("Retry-After") or headers.get("retry-after")
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    return 1.0
+
+
+__all__ = ["MAINNET", "TESTNET", "BitmexClient", "RetryPolicy", "new_cl_ord_id"]
