@@ -39,7 +39,7 @@ EXPECTS: dict[str, str] = {
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
     "WEBHOOK_URL": "the public https URL Telegram should post updates to",
     "WEBHOOK_PORT": "a TCP port number between 1 and 65535",
-    "MAINNET_CONFIRM_USD": "a positive USD amount (mainnet orders above it need a second confirmation)",
+    "MAINNET_CONFIRM_USD": "a positive USD amount (larger mainnet orders need a second confirm)",
 }
 
 

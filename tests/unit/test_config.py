@@ -29,7 +29,7 @@ BAD = [
     ("WEBHOOK_URL", "nope", "https URL"),
     ("WEBHOOK_PORT", "70000", "port number"),
     ("WEBHOOK_PORT", "eighty", "port number"),
-    ("MAINNET_CONFIRM_USD", "-5", "positive USD"),
+    ("MAINNET_CONFIRM_USD", "-5", "positive USD amount"),
 ]
 
 

@@ -1,0 +1,130 @@
+"""Building and running the Telegram application (a composition root).
+
+Everything PTB-specific about start-up lives here: the request settings, the rate
+limiter, the update processor, the handlers, the command menus, polling or webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    Update,
+)
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+
+from bot.config import Settings
+from bot.db.engine import Database
+from bot.services import Services
+from bot.vault import Vault
+from handlers import register
+from handlers.processor import PerChatUpdateProcessor
+
+log = logging.getLogger("bot.app")
+
+PRIVATE_MENU = [
+    ("start", "account and menu"),
+    ("buy", "buy / long: preview then confirm"),
+    ("sell", "sell / short: preview then confirm"),
+    ("close", "close a position"),
+    ("positions", "open positions"),
+    ("orders", "open orders"),
+    ("balance", "wallet and margin"),
+    ("price", "prices and funding"),
+    ("alert", "set a price, move or funding alert"),
+    ("pnl", "realised PnL with chart"),
+    ("connect", "add a BitMEX API key"),
+    ("settings", "preferences"),
+    ("help", "all commands"),
+]
+GROUP_MENU = [("feedstats", "the feed's record"), ("help", "what I do here")]
+ADMIN_MENU = [
+    ("signal", "post a signal"),
+    ("feed", "turn the signal feed on or off"),
+    ("alert", "a shared alert"),
+    ("liqfeed", "post big liquidations here"),
+    ("feedstats", "the feed's record"),
+    ("help", "what I do here"),
+]
+
+
+async def set_menus(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Command menus per scope: people see what works where they are."""
+    def cmds(items: list[tuple[str, str]]) -> list[BotCommand]:
+        return [BotCommand(c, d) for c, d in items]
+
+    await app.bot.set_my_commands(cmds(PRIVATE_MENU), scope=BotCommandScopeAllPrivateChats())
+    await app.bot.set_my_commands(cmds(GROUP_MENU), scope=BotCommandScopeAllGroupChats())
+    await app.bot.set_my_commands(cmds(ADMIN_MENU), scope=BotCommandScopeAllChatAdministrators())
+
+
+def build_application(
+    settings: Settings,
+    services: Services,
+    *,
+    token: str | None = None,
+    rate_limiter_retries: int = 3,
+    concurrent_updates: int = 256,
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """The PTB application wired to our services; not started."""
+    api = settings.TELEGRAM_API_URL
+    builder = (
+        ApplicationBuilder()
+        .token(token or settings.token or "")
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .rate_limiter(AIORateLimiter(max_retries=rate_limiter_retries))
+        .concurrent_updates(PerChatUpdateProcessor(concurrent_updates))
+        .connect_timeout(10)
+        .read_timeout(15)
+        .write_timeout(30)
+        .pool_timeout(10)
+        .connection_pool_size(64)
+        .get_updates_read_timeout(40)
+    )
+    app = builder.build()
+    app.bot_data["services"] = services
+    register(app, services)
+    return app
+
+
+async def build_services(settings: Settings) -> Services:
+    db = Database(settings.DATABASE_URL)
+    await db.migrate()
+    master = settings.master_key
+    assert master is not None
+    return Services(settings=settings, db=db, vault=Vault(master, settings.old_master_keys))
+
+
+def run_forever(settings: Settings) -> int:
+    """`python -m bot run`: migrate, serve until SIGTERM/SIGINT, close cleanly."""
+    services = asyncio.run(build_services(settings))
+    app = build_application(settings, services)
+
+    async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await set_menus(application)
+        log.info("bot @%s started", application.bot.username)
+
+    async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await services.db.dispose()
+
+    app.post_init = post_init
+    app.post_shutdown = post_shutdown
+    if settings.WEBHOOK_URL:
+        path = "telegram"
+        app.run_webhook(
+            listen="0.0.0.0",
+            port=settings.WEBHOOK_PORT,
+            url_path=path,
+            webhook_url=f"{settings.WEBHOOK_URL.rstrip('/')}/{path}",
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        app.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
