@@ -288,14 +288,15 @@ class SymbolBook:
     def suggest(self, word: str) -> str | None:
         """The closest symbol name (difflib), aliases included."""
         w = re.sub(r"[^A-Z0-9]", "", word.upper())
+        if len(w) <= 4:
+            # Short words (`bt`, `bttc`, `etj`) are typos of a coin alias, not of a symbol.
+            names = sorted(self._coins | {"BTC"})
+            alias = difflib.get_close_matches(w, names, n=1, cutoff=0.5)
+            if alias:
+                return self.lookup(alias[0])
         w = "XBT" + w[3:] if w.startswith("BTC") else w
-        candidates = sorted(self.symbols)
-        match = difflib.get_close_matches(w, candidates, n=1, cutoff=0.5)
-        if match:
-            return match[0]
-        # Short words (`bt`, `etj`) are closer to an alias than to a six-letter symbol.
-        alias = difflib.get_close_matches(w, sorted(self._coins), n=1, cutoff=0.5)
-        return self.lookup(alias[0]) if alias else None
+        match = difflib.get_close_matches(w, sorted(self.symbols), n=1, cutoff=0.5)
+        return match[0] if match else None
 
 
 def _root(symbol: str) -> str | None:

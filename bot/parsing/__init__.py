@@ -1,0 +1,1 @@
+"""The chat-language parser, split by concern; import from `bot.parse`."""
