@@ -53,8 +53,6 @@ def ws_login_args(key: str, secret: str, expires: int) -> list[Any]:
     return [key, int(expires), signature(secret, "GET", "/realtime", expires)]
 
 
-
-
 def _dump(value: Any) -> str:
     """Compact JSON where a Decimal is written as the exact number it holds."""
     if isinstance(value, Decimal):

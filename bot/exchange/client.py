@@ -237,7 +237,7 @@ class BitmexClient:
             if payload is None and text:
                 raise Temporary(f"{what}: unreadable answer", status=status)
             return payload
-        raise _map_error(what, status, payload, text, headers)
+        raise map_http_error(what, status, payload, text, headers)
 
     async def _call(
         self,
@@ -567,7 +567,7 @@ _INSUFFICIENT = (
 )
 
 
-def _map_error(
+def map_http_error(
     what: str, status: int, payload: Any, text: str, headers: Mapping[str, str]
 ) -> ExchangeError:
     """HTTP status + BitMEX error body -> the project's error type, keeping the message."""
