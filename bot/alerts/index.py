@@ -1,0 +1,401 @@
+"""The in-memory alert index, evaluated on every instrument tick.
+
+The index knows alert ids and thresholds only; the alert service maps ids to
+database rows, marks them fired and queues the messages. Nothing here does I/O
+or reads the clock: the caller passes the tick's time, so tests drive time.
+
+Semantics (the service relies on these):
+
+- **Price** ``above P`` fires on the first tick with ``price >= P``, ``below P``
+  on the first with ``price <= P``, compared exactly as Decimals. One-shot: a
+  fired alert leaves the index before ``on_tick`` returns. An alert created
+  while the price is already past it fires on the next tick; the service is
+  expected to refuse such an alert at creation ("price is already above") if
+  it does not want that.
+- **Funding** ``above / below X``: the same, against ``on_funding`` values, one-shot.
+  The index compares numbers as given: the service must use one unit for both
+  (BitMEX's fraction, 0.0001 = 0.01 %, is the natural one).
+- **Move** ``N % within W`` (W one of 15m, 1h, 4h, 24h): fires on a tick when
+  the price moved at least N % within the trailing window, up from the window
+  low, ``(price - low) / low``, or down from the window high,
+  ``(high - price) / high``. The window holds the ticks of the last W seconds
+  inclusive, timed to the whole second (``floor``), so a move spread over exactly
+  W seconds counts and one over W + 1 seconds does not. Every tick of a symbol
+  updates its history, whether or not it has move alerts, so an alert added after
+  a move that is still inside the window fires on the next tick.
+  A move alert is *recurring*: after firing it sleeps until the window has rolled
+  completely past the firing second (W + 1 seconds), then re-arms, so one move
+  is reported once and the next move of N % is reported again. ``one_shot=True``
+  removes it on firing instead. A sleeping alert is still in the index (``in``,
+  ``len``, ``remove`` see it).
+- Ticks that arrive out of order are treated as arriving at the latest time
+  already seen for that symbol.
+
+Cost: a tick on which nothing fires is O(1) (one comparison per book of the
+symbol plus four window updates); with k alerts firing it is O(log n + k).
+Adding is O(log n) comparisons plus a memmove of the book's tail (C speed:
+about a millisecond for a million alerts on one symbol); ``load`` sorts once.
+Removal is O(1) amortised (tombstones, see ``book.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Literal
+
+from bot.alerts.book import Book, join_exact, split_exact
+from bot.alerts.window import Window
+
+Direction = Literal["above", "below"]
+AlertKind = Literal["price", "move", "funding"]
+
+# The only move windows the bot offers (15m, 1h, 4h, 24h), in seconds.
+WINDOWS: tuple[int, ...] = (900, 3600, 14400, 86400)
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """One alert that fired on a tick.
+
+    `value` is what triggered it: the price, the funding rate, or for a move
+    the signed move in percent (positive up, negative down).
+    """
+
+    alert_id: int
+    kind: AlertKind
+    symbol: str
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PriceAlert:
+    alert_id: int
+    symbol: str
+    direction: Direction
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class MoveAlert:
+    alert_id: int
+    symbol: str
+    pct: Decimal
+    window: timedelta | int
+    one_shot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FundingAlert:
+    alert_id: int
+    symbol: str
+    direction: Direction
+    rate: Decimal
+
+
+AlertSpec = PriceAlert | MoveAlert | FundingAlert
+
+
+class _MoveBook(Book):
+    """Move alerts of one (symbol, window), plus the ones sleeping after firing."""
+
+    __slots__ = ("cool_q", "cooling", "window")
+
+    def __init__(self, code: int, window: Window) -> None:
+        super().__init__(code)
+        self.window = window
+        # id -> (rearm second, coef, exp); the queue orders re-arming. Firing
+        # seconds only grow and the delay is the same for the whole book, so
+        # the queue is sorted by construction (no heap needed).
+        self.cooling: dict[int, tuple[int, int, int]] = {}
+        self.cool_q: deque[tuple[int, int]] = deque()
+
+    def sleep(self, alert_id: int, rearm_at: int, coef: int, exp: int) -> None:
+        self.cooling[alert_id] = (rearm_at, coef, exp)
+        self.cool_q.append((rearm_at, alert_id))
+
+    def rearm(self, now: int) -> None:
+        queue, cooling = self.cool_q, self.cooling
+        while queue and queue[0][0] <= now:
+            rearm_at, alert_id = queue.popleft()
+            entry = cooling.get(alert_id)
+            # A removed (or removed and re-added) alert leaves a stale queue entry.
+            if entry is not None and entry[0] == rearm_at:
+                del cooling[alert_id]
+                _, coef, exp = entry
+                self.add(alert_id, float(join_exact(coef, exp)), coef, exp)
+
+
+class _Symbol:
+    __slots__ = ("above", "below", "fund_above", "fund_below", "last_sec", "moves", "windows")
+
+    def __init__(self) -> None:
+        self.above: Book | None = None
+        self.below: Book | None = None
+        self.fund_above: Book | None = None
+        self.fund_below: Book | None = None
+        self.moves: list[_MoveBook] = []
+        self.windows = tuple(Window(w) for w in WINDOWS)
+        self.last_sec: int | None = None
+
+
+def _second(at: datetime | float) -> int:
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise ValueError("tick time must be timezone-aware")
+        return math.floor(at.timestamp())
+    return math.floor(at)
+
+
+def _window_seconds(window: timedelta | int) -> int:
+    seconds = window.total_seconds() if isinstance(window, timedelta) else window
+    if seconds not in WINDOWS:
+        raise ValueError(f"move window must be one of {WINDOWS} seconds, got {seconds}")
+    return int(seconds)
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in ("above", "below"):
+        raise ValueError(f"direction must be 'above' or 'below', got {direction!r}")
+
+
+class AlertIndex:
+    """Price, move and funding alerts of every user, keyed by alert id."""
+
+    def __init__(self) -> None:
+        self._symbols: dict[str, _Symbol] = {}
+        self._books: list[Book] = []
+        # alert id -> code of the book holding it. One dict entry per alert is
+        # the whole per-alert overhead outside the books' arrays.
+        self._live: dict[int, int] = {}
+        self._one_shot_moves: set[int] = set()
+
+    # -- size -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, alert_id: object) -> bool:
+        return alert_id in self._live
+
+    # -- adding -----------------------------------------------------------------
+
+    def add_price(self, alert_id: int, symbol: str, direction: Direction, price: Decimal) -> None:
+        self._add(PriceAlert(alert_id, symbol, direction, price))
+
+    def add_move(
+        self,
+        alert_id: int,
+        symbol: str,
+        pct: Decimal,
+        window: timedelta | int,
+        *,
+        one_shot: bool = False,
+    ) -> None:
+        self._add(MoveAlert(alert_id, symbol, pct, window, one_shot))
+
+    def add_funding(self, alert_id: int, symbol: str, direction: Direction, rate: Decimal) -> None:
+        self._add(FundingAlert(alert_id, symbol, direction, rate))
+
+    def load(self, alerts: Iterable[AlertSpec]) -> int:
+        """Bulk add (at start, from the database): one sort per book. Returns the count.
+
+        All specs are validated before any is added, so a bad row leaves the
+        index as it was.
+        """
+        pending: dict[int, list[tuple[int, float, int, int]]] = {}
+        ids: dict[int, int] = {}
+        one_shot: list[int] = []
+        for spec in alerts:
+            if spec.alert_id in self._live or spec.alert_id in ids:
+                raise ValueError(f"duplicate alert id {spec.alert_id}")
+            book, key, coef, exp = self._prepare(spec)
+            pending.setdefault(book.code, []).append((spec.alert_id, key, coef, exp))
+            ids[spec.alert_id] = book.code
+            if isinstance(spec, MoveAlert) and spec.one_shot:
+                one_shot.append(spec.alert_id)
+        for code, entries in pending.items():
+            self._books[code].extend_unsorted(entries)
+        self._live.update(ids)
+        self._one_shot_moves.update(one_shot)
+        return len(ids)
+
+    def _add(self, spec: AlertSpec) -> None:
+        if spec.alert_id in self._live:
+            raise ValueError(f"duplicate alert id {spec.alert_id}")
+        book, key, coef, exp = self._prepare(spec)
+        book.add(spec.alert_id, key, coef, exp)
+        self._live[spec.alert_id] = book.code
+        if isinstance(spec, MoveAlert) and spec.one_shot:
+            self._one_shot_moves.add(spec.alert_id)
+
+    def _prepare(self, spec: AlertSpec) -> tuple[Book, float, int, int]:
+        """Validate a spec; return its book (created if needed) and its stored key."""
+        state = self._symbols.get(spec.symbol)
+        if state is None:
+            state = self._symbols[spec.symbol] = _Symbol()
+        if isinstance(spec, MoveAlert):
+            seconds = _window_seconds(spec.window)
+            if not spec.pct.is_finite() or spec.pct <= 0:
+                raise ValueError(f"move percentage must be positive, got {spec.pct}")
+            for move_book in state.moves:
+                if move_book.window.seconds == seconds:
+                    book: Book = move_book
+                    break
+            else:
+                window = state.windows[WINDOWS.index(seconds)]
+                move_book = _MoveBook(len(self._books), window)
+                self._books.append(move_book)
+                state.moves.append(move_book)
+                state.moves.sort(key=lambda b: b.window.seconds)
+                book = move_book
+            # Stored negated so that the alerts a move of m% fires (pct <= m)
+            # are the keys >= -m, a tail like every other book.
+            stored = spec.pct.copy_negate()
+        else:
+            _check_direction(spec.direction)
+            threshold = spec.price if isinstance(spec, PriceAlert) else spec.rate
+            attr = ("" if isinstance(spec, PriceAlert) else "fund_") + spec.direction
+            existing: Book | None = getattr(state, attr)
+            if existing is None:
+                existing = Book(len(self._books))
+                self._books.append(existing)
+                setattr(state, attr, existing)
+            book = existing
+            # "above" fires when value >= t, i.e. -t >= -value: negating turns
+            # both directions into the same keys->=q question. copy_negate is
+            # exact, unlike unary minus, which rounds to the context precision.
+            stored = threshold.copy_negate() if spec.direction == "above" else threshold
+        coef, exp = split_exact(stored)
+        return book, float(stored), coef, exp
+
+    # -- removing ---------------------------------------------------------------
+
+    def remove(self, alert_id: int) -> bool:
+        """Forget an alert; False if it is not in the index (already fired or unknown)."""
+        code = self._live.pop(alert_id, None)
+        if code is None:
+            return False
+        book = self._books[code]
+        if isinstance(book, _MoveBook) and alert_id in book.cooling:
+            del book.cooling[alert_id]
+        else:
+            book.remove(alert_id)
+        self._one_shot_moves.discard(alert_id)
+        return True
+
+    # -- evaluation -------------------------------------------------------------
+
+    def on_tick(self, symbol: str, price: Decimal, at: datetime | float) -> list[Fired]:
+        """Feed one price tick; return the price and move alerts it fired."""
+        if not price.is_finite():
+            raise ValueError(f"tick price must be finite, got {price}")
+        state = self._symbols.get(symbol)
+        if state is None:
+            state = self._symbols[symbol] = _Symbol()
+        now = _second(at)
+        last = state.last_sec
+        if last is not None and now < last:
+            now = last
+        else:
+            state.last_sec = now
+        for window in state.windows:
+            window.push(now, price)
+
+        fired: list[Fired] = []
+        x = float(price)
+        book = state.above
+        if book is not None and book.may_fire(-x):
+            self._fire_once(book, -x, -Fraction(price), "price", symbol, price, fired)
+        book = state.below
+        if book is not None and book.may_fire(x):
+            self._fire_once(book, x, Fraction(price), "price", symbol, price, fired)
+        for move_book in state.moves:
+            self._fire_moves(move_book, symbol, price, x, now, fired)
+        return fired
+
+    def on_funding(self, symbol: str, rate: Decimal) -> list[Fired]:
+        """Feed a funding rate (same unit as the thresholds); return the alerts fired."""
+        if not rate.is_finite():
+            raise ValueError(f"funding rate must be finite, got {rate}")
+        state = self._symbols.get(symbol)
+        if state is None:
+            return []
+        fired: list[Fired] = []
+        x = float(rate)
+        book = state.fund_above
+        if book is not None and book.may_fire(-x):
+            self._fire_once(book, -x, -Fraction(rate), "funding", symbol, rate, fired)
+        book = state.fund_below
+        if book is not None and book.may_fire(x):
+            self._fire_once(book, x, Fraction(rate), "funding", symbol, rate, fired)
+        return fired
+
+    def _fire_once(
+        self,
+        book: Book,
+        q: float,
+        exact: Fraction,
+        kind: AlertKind,
+        symbol: str,
+        value: Decimal,
+        out: list[Fired],
+    ) -> None:
+        # q is float(exact), correctly rounded, hence eps = 0 (see Book.fire).
+        live = self._live
+        for alert_id, _, _ in book.fire(q, 0.0, lambda: exact):
+            del live[alert_id]
+            out.append(Fired(alert_id, kind, symbol, value))
+
+    def _fire_moves(
+        self,
+        book: _MoveBook,
+        symbol: str,
+        price: Decimal,
+        x: float,
+        now: int,
+        out: list[Fired],
+    ) -> None:
+        if book.cool_q and book.cool_q[0][0] <= now:
+            book.rearm(now)
+        keys = book.keys
+        if not keys:
+            return
+        window = book.window
+        low, high = window.low(), window.high()
+        if low <= 0:
+            return  # not a price a percentage can be taken of
+        flow, fhigh = float(low), float(high)
+        up = (x - flow) / flow * 100.0
+        down = (fhigh - x) / fhigh * 100.0
+        move = up if up >= down else down
+        # The float move is off by a few ulps relative to |move|; eps is far
+        # wider than that, and entries inside +-eps are settled exactly.
+        eps = 1e-9 * (1.0 + move)
+        if keys[-1] < -move - eps:
+            return
+
+        def exact_neg_move() -> Fraction:
+            p, lo, hi = Fraction(price), Fraction(low), Fraction(high)
+            return -max((p - lo) / lo * 100, (hi - p) / hi * 100)
+
+        fired = book.fire(-move, eps, exact_neg_move)
+        if not fired:
+            return
+        up_pct = (price - low) / low * 100
+        down_pct = (high - price) / high * 100
+        signed = up_pct if up_pct >= down_pct else -down_pct
+        rearm_at = now + window.seconds + 1
+        live, one_shot = self._live, self._one_shot_moves
+        for alert_id, coef, exp in fired:
+            if alert_id in one_shot:
+                one_shot.discard(alert_id)
+                del live[alert_id]
+            else:
+                book.sleep(alert_id, rearm_at, coef, exp)
+            out.append(Fired(alert_id, "move", symbol, signed))
