@@ -72,7 +72,7 @@ def tokenize(text: str) -> Args:
     raw = [(m.group(), m.start()) for m in re.finditer(r"\S+", text)]
     out: list[tuple[str, int]] = []
     for word, pos in raw:
-        if word.startswith("@") and len(word) > 1:
+        if word.startswith("@") and _numlike(word[1:]):  # `@60k`, not a `@feed` name
             out.append(("@", pos))
             out.append((word[1:], pos + 1))
             continue
@@ -233,9 +233,10 @@ def _order(name: str, args: Args, book: SymbolBook) -> it.Order:
         elif t.low in ("buy", "sell", "long", "short"):
             raise _unexpected(t)
         else:
+            resolved = book.resolve(t.raw)
             if symbol is not None:
-                raise UserError(f"Two symbols: {symbol} and {shown(t.raw)}.")
-            symbol = book.resolve(t.raw)
+                raise UserError(f"Two symbols: {symbol} and {resolved}.")
+            symbol = resolved
     if size is None:
         raise UserError("How much? Give a size: 100 contracts, $500, 0.01btc or 10%.")
 
@@ -317,9 +318,10 @@ def _close(name: str, args: Args, book: SymbolBook) -> it.Close:
                 raise UserError(f"Two sizes: {size} and {shown(t.raw)}.")
             size = parse_size(t.raw, book)
         else:
+            resolved = book.resolve(t.raw)
             if symbol is not None:
-                raise UserError(f"Two symbols: {symbol} and {shown(t.raw)}.")
-            symbol = book.resolve(t.raw)
+                raise UserError(f"Two symbols: {symbol} and {resolved}.")
+            symbol = resolved
     if whole and size is not None:
         raise UserError("'all' and a size conflict — give one.")
     price = parse_price(opts["price"][1], "limit price") if "price" in opts else None

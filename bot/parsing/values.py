@@ -295,6 +295,12 @@ class SymbolBook:
             if alias:
                 return self.lookup(alias[0])
         w = "XBT" + w[3:] if w.startswith("BTC") else w
+        close = difflib.get_close_matches(w, sorted(self.symbols), n=1, cutoff=0.8)
+        if close:  # one letter off a real symbol (`ETHUSDTT`)
+            return close[0]
+        for coin in sorted(self._coins, key=len, reverse=True):
+            if len(coin) >= 3 and w.startswith(coin):  # `SOLANA`, `ETHEREUM`, `XBTPERP`
+                return self.lookup(coin)
         match = difflib.get_close_matches(w, sorted(self.symbols), n=1, cutoff=0.5)
         return match[0] if match else None
 
