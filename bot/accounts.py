@@ -1,0 +1,267 @@
+"""API keys in, verified; per-user exchange sessions out.
+
+The only place that turns a stored ciphertext back into a working client. Keys
+with withdraw permission are refused: the bot must never be able to move funds
+off the exchange, whatever else goes wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlmodel import select
+
+from bot.db.engine import Database
+from bot.db.models import ApiCredential, AuditLog, User
+from bot.errors import AuthError, ExchangeError, PermissionDenied, UserError
+from bot.exchange.types import Exchange, Margin
+from bot.logs import register_secret
+from bot.vault import Vault
+
+log = logging.getLogger(__name__)
+
+Network = str
+ClientFactory = Callable[[Network, str | None, str | None], Exchange]
+PaperFactory = Callable[[int], Exchange]
+
+NETWORK_NAMES = {"testnet": "testnet", "mainnet": "mainnet", "paper": "paper"}
+PAPER_KEY_ID = "paper"
+
+
+def mask_key(key_id: str) -> str:
+    """`LAqU…yu3qn`: enough to recognise a key, not enough to use it."""
+    if len(key_id) <= 8:
+        return key_id[:2] + "…"
+    return f"{key_id[:4]}…{key_id[-4:]}"
+
+
+def looks_like_key_id(text: str) -> bool:
+    return 16 <= len(text) <= 64 and text.replace("-", "").replace("_", "").isalnum()
+
+
+def looks_like_secret(text: str) -> bool:
+    return 32 <= len(text) <= 128 and text.replace("-", "").replace("_", "").isalnum()
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    network: Network
+    key_id: str
+    permissions: tuple[str, ...]
+    active: bool
+    verified_at: datetime | None
+
+    @property
+    def masked(self) -> str:
+        return "no key (simulated)" if self.network == "paper" else mask_key(self.key_id)
+
+    @property
+    def can_trade(self) -> bool:
+        return "order" in self.permissions
+
+    @property
+    def read_only(self) -> bool:
+        return not self.can_trade
+
+
+@dataclass(frozen=True)
+class Connected:
+    account: AccountInfo
+    margins: list[Margin]
+
+
+class Accounts:
+    def __init__(
+        self, db: Database, vault: Vault, make_client: ClientFactory, make_paper: PaperFactory
+    ) -> None:
+        self.db = db
+        self.vault = vault
+        self.make_client = make_client
+        self.make_paper = make_paper
+        self._sessions: dict[tuple[int, Network], Exchange] = {}
+        self._lock = asyncio.Lock()
+
+    # --- connecting -----------------------------------------------------------
+
+    async def connect(self, user_id: int, network: Network, key_id: str, secret: str) -> Connected:
+        """Verify a key against the exchange and store it encrypted; refuse withdraw keys."""
+        register_secret(secret)
+        if network == "paper":
+            return await self.connect_paper(user_id)
+        key_id, secret = key_id.strip(), secret.strip()
+        if not looks_like_key_id(key_id) or not looks_like_secret(secret):
+            raise UserError(
+                "That does not look like a BitMEX API key: the key id is about 24 characters "
+                "and the secret about 48. Copy both from the API Keys page and try again."
+            )
+        client = self.make_client(network, key_id, secret)
+        try:
+            info = await client.api_key_permissions()
+            margins = await client.margins()
+        except AuthError as e:
+            raise UserError(f"BitMEX {network} refused this key: {e.message} "
+                            "Check that it was created on the right network and is enabled.") from e
+        except PermissionDenied as e:
+            raise UserError(f"BitMEX {network} refused to show this key's details "
+                            f"({e.message}).") from e
+        except ExchangeError as e:
+            raise UserError(f"Could not reach BitMEX {network} to check the key ({e.message}). "
+                            "Nothing was stored; please try again in a minute.") from e
+        if info.can_withdraw:
+            await self._audit(user_id, "connect_refused", network=network, reason="withdraw")
+            raise UserError(
+                "This key has <b>withdraw</b> permission, so I won't store it: anyone who got "
+                "hold of it could move your funds off BitMEX. Create a key with only "
+                "Order (and optionally Order Cancel) permission and connect that one."
+            )
+        if not info.enabled:
+            raise UserError("This key is disabled on BitMEX. Enable it or create a new one.")
+        perms = tuple(p for p in info.permissions if p)
+        now = datetime.now(UTC)
+        async with self.db.session() as s:
+            user = await s.get(User, user_id) or User(id=user_id)
+            row = (await s.exec(select(ApiCredential).where(
+                ApiCredential.user_id == user_id, ApiCredential.network == network))).first()
+            if row is None:
+                row = ApiCredential(user_id=user_id, network=network, key_id=key_id,
+                                    secret_enc=b"")
+            row.key_id = key_id
+            row.secret_enc = self.vault.encrypt(secret, user_id=user_id, network=network)
+            row.permissions = list(perms)
+            row.verified_at = now
+            user.active_network = network
+            s.add(user)
+            s.add(row)
+            s.add(AuditLog(user_id=user_id, action="connect",
+                           detail={"network": network, "key": mask_key(key_id),
+                                   "permissions": ",".join(perms)}))
+            await s.commit()
+        self._sessions[(user_id, network)] = client
+        return Connected(AccountInfo(network, key_id, perms, True, now), margins)
+
+    async def connect_paper(self, user_id: int) -> Connected:
+        now = datetime.now(UTC)
+        async with self.db.session() as s:
+            user = await s.get(User, user_id) or User(id=user_id)
+            row = (await s.exec(select(ApiCredential).where(
+                ApiCredential.user_id == user_id, ApiCredential.network == "paper"))).first()
+            if row is None:
+                row = ApiCredential(user_id=user_id, network="paper", key_id=PAPER_KEY_ID,
+                                    secret_enc=b"", permissions=["order", "orderCancel"],
+                                    verified_at=now)
+                s.add(row)
+            user.active_network = "paper"
+            s.add(user)
+            s.add(AuditLog(user_id=user_id, action="connect", detail={"network": "paper"}))
+            await s.commit()
+        exchange = await self.exchange(user_id, "paper")
+        margins = await exchange.margins()
+        return Connected(AccountInfo("paper", PAPER_KEY_ID, ("order", "orderCancel"), True, now),
+                         margins)
+
+    # --- reading --------------------------------------------------------------
+
+    async def list(self, user_id: int) -> list[AccountInfo]:
+        async with self.db.session() as s:
+            user = await s.get(User, user_id)
+            rows = (await s.exec(select(ApiCredential).where(
+                ApiCredential.user_id == user_id))).all()
+        active = user.active_network if user else None
+        order = {"mainnet": 0, "testnet": 1, "paper": 2}
+        return sorted(
+            (AccountInfo(r.network, r.key_id, tuple(r.permissions), r.network == active,
+                         r.verified_at) for r in rows),
+            key=lambda a: order.get(a.network, 9),
+        )
+
+    async def active(self, user_id: int) -> AccountInfo | None:
+        for acc in await self.list(user_id):
+            if acc.active:
+                return acc
+        return None
+
+    async def require_active(self, user_id: int, *, trading: bool = False) -> AccountInfo:
+        acc = await self.active(user_id)
+        if acc is None:
+            raise UserError("No account connected yet. Use /connect testnet to add a BitMEX "
+                            "API key, or /connect paper to practise with a simulated account.")
+        if trading and acc.read_only:
+            raise UserError(
+                f"Your {acc.network} key is read-only (no Order permission), so I can show "
+                "your account but not trade. Create a key with Order permission and /connect it."
+            )
+        return acc
+
+    # --- switching ------------------------------------------------------------
+
+    async def use(self, user_id: int, network: Network) -> AccountInfo:
+        accounts = {a.network: a for a in await self.list(user_id)}
+        if network not in accounts:
+            if network == "paper":
+                return (await self.connect_paper(user_id)).account
+            raise UserError(f"No {network} key connected. Use /connect {network} first.")
+        async with self.db.session() as s:
+            user = await s.get(User, user_id) or User(id=user_id)
+            user.active_network = network
+            s.add(user)
+            await s.commit()
+        acc = accounts[network]
+        return AccountInfo(acc.network, acc.key_id, acc.permissions, True, acc.verified_at)
+
+    async def disconnect(self, user_id: int, network: Network) -> None:
+        """Delete the ciphertext row; the next account (if any) becomes active."""
+        async with self.db.session() as s:
+            row = (await s.exec(select(ApiCredential).where(
+                ApiCredential.user_id == user_id, ApiCredential.network == network))).first()
+            if row is None:
+                raise UserError(f"No {network} account is connected.")
+            await s.delete(row)
+            user = await s.get(User, user_id)
+            if user is not None and user.active_network == network:
+                rest = (await s.exec(select(ApiCredential.network).where(
+                    ApiCredential.user_id == user_id, ApiCredential.network != network))).all()
+                user.active_network = rest[0] if rest else None
+                s.add(user)
+            s.add(AuditLog(user_id=user_id, action="disconnect", detail={"network": network}))
+            await s.commit()
+        self._sessions.pop((user_id, network), None)
+
+    # --- sessions -------------------------------------------------------------
+
+    async def exchange(self, user_id: int, network: Network | None = None) -> Exchange:
+        """The user's client for `network` (default: the active one), built once and cached."""
+        if network is None:
+            network = (await self.require_active(user_id)).network
+        key = (user_id, network)
+        cached = self._sessions.get(key)
+        if cached is not None:
+            return cached
+        async with self._lock:
+            cached = self._sessions.get(key)
+            if cached is not None:
+                return cached
+            if network == "paper":
+                client = self.make_paper(user_id)
+            else:
+                async with self.db.session() as s:
+                    row = (await s.exec(select(ApiCredential).where(
+                        ApiCredential.user_id == user_id,
+                        ApiCredential.network == network))).first()
+                if row is None:
+                    raise UserError(f"No {network} key connected. Use /connect {network}.")
+                secret = self.vault.decrypt(row.secret_enc, user_id=user_id, network=network)
+                client = self.make_client(network, row.key_id, secret)
+            self._sessions[key] = client
+            return client
+
+    def forget_sessions(self) -> None:
+        self._sessions.clear()
+
+    async def _audit(self, user_id: int, action: str, **detail: str) -> None:
+        async with self.db.session() as s:
+            s.add(AuditLog(user_id=user_id, action=action, detail=dict(detail)))
+            await s.commit()

@@ -1,0 +1,49 @@
+"""Number formatting for chat cards: thousands separators, sensible precision, Decimal only."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from bot.exchange.types import Instrument, display_currency, to_unit
+
+
+def num(value: Decimal | int, places: int | None = None) -> str:
+    """97850 -> "97,850"; 97850.5 -> "97,850.5"; places fixes the decimals."""
+    d = Decimal(value)
+    if places is not None:
+        d = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+        return f"{d:,.{places}f}"
+    text = f"{d:,f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def price(inst: Instrument | None, value: Decimal | None) -> str:
+    """A price with the instrument's tick precision (97,850.0 for a 0.1 tick)."""
+    if value is None:
+        return "—"
+    if inst is None:
+        return num(value)
+    exp = inst.tick_size.normalize().as_tuple().exponent
+    places = max(0, -exp) if isinstance(exp, int) else 2
+    return num(value, places)
+
+
+def money(units: int | Decimal, currency: str, sig: int = 6) -> str:
+    """Exchange units as coins with enough digits to be meaningful on a phone."""
+    amount = to_unit(units, currency)
+    code = display_currency(currency)
+    if code == "USDT":
+        return f"{num(amount, 2)} {code}"
+    if amount == 0:
+        return f"0 {code}"
+    # Significant digits, not fixed places: 0.000102 XBT must not show as 0.0001.
+    places = max(4, sig - amount.adjusted() - 1)
+    return f"{num(amount, min(places, 8))} {code}"
+
+
+def pct(value: Decimal, places: int = 1, signed: bool = True) -> str:
+    q = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    sign = "+" if signed and q > 0 else ""
+    return f"{sign}{q}".replace("-", "−") + " %"

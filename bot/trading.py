@@ -1,0 +1,784 @@
+"""Preview -> confirm -> place, exactly once.
+
+A typed command becomes an `OrderIntent` row (a *card*) holding exactly what will
+be sent. Only the owner's Confirm press moves it, by one atomic UPDATE, from
+`pending` to `confirmed`; whoever wins that UPDATE places the order, everyone else
+(double press, concurrent press, a press after a restart or after expiry) sees the
+current state. The clOrdID is stored with the intent before anything is sent, so a
+retry - by the client, or after a crash - can only ever find or duplicate-reject
+the same order.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from bot import fmt
+from bot.accounts import Accounts
+from bot.db.engine import Database
+from bot.db.models import AuditLog, OrderIntent, User
+from bot.errors import ExchangeError, InsufficientBalance, Rejected, UserError
+from bot.exchange import contracts
+from bot.exchange.types import Exchange, Instrument, Order, Position
+from bot.notify import Button, Keyboard
+from bot.parsing import intents as P
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+DEFAULT_LEVERAGE = Decimal(10)
+CB_PREFIX = "t"  # callback data: t:<action>:<intent id>
+
+# Card states. pending/armed wait for a press; the rest are final or in flight.
+PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
+    "pending", "armed", "confirmed", "placed", "failed", "expired", "cancelled",
+)
+WAITING = (PENDING, ARMED)
+
+
+def new_cl_ord_id() -> str:
+    # 22 chars leaves room for ":sl"/":tp9" suffixes of the exits within BitMEX's 36.
+    return "tg" + secrets.token_hex(10)
+
+
+@dataclass(frozen=True)
+class Card:
+    """A message to show: HTML text and its buttons."""
+
+    intent_id: int | None
+    text: str
+    buttons: Keyboard
+    alert: str | None = None  # a short popup for the presser (answerCallbackQuery)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Exactly what will be sent; stored as the intent's JSON."""
+
+    kind: str  # order | close | cancel | cancel_all | leverage
+    network: str
+    symbol: str | None = None
+    side: str | None = None  # Buy | Sell
+    qty: Decimal | None = None
+    ord_type: str = "Market"
+    price: Decimal | None = None
+    stop_px: Decimal | None = None
+    exec_inst: tuple[str, ...] = ()
+    tps: tuple[Decimal, ...] = ()
+    sl: Decimal | None = None
+    leverage: Decimal | None = None  # None: leave as is; 0: cross
+    order_ids: tuple[str, ...] = ()
+    usd: Decimal | None = None
+    summary: str = ""  # the card's headline, for the outcome edits
+
+    def to_json(self) -> dict[str, Any]:
+        def enc(v: Any) -> Any:
+            if isinstance(v, Decimal):
+                return str(v)
+            if isinstance(v, tuple):
+                return [enc(x) for x in v]
+            return v
+
+        return {k: enc(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        def dec(v: Any) -> Decimal | None:
+            return None if v is None else Decimal(v)
+
+        return cls(
+            kind=data["kind"], network=data["network"], symbol=data.get("symbol"),
+            side=data.get("side"), qty=dec(data.get("qty")),
+            ord_type=data.get("ord_type", "Market"), price=dec(data.get("price")),
+            stop_px=dec(data.get("stop_px")), exec_inst=tuple(data.get("exec_inst") or ()),
+            tps=tuple(Decimal(x) for x in data.get("tps") or ()), sl=dec(data.get("sl")),
+            leverage=dec(data.get("leverage")), order_ids=tuple(data.get("order_ids") or ()),
+            usd=dec(data.get("usd")), summary=data.get("summary", ""),
+        )
+
+
+def _buttons(intent_id: int, confirm_label: str = "Confirm", action: str = "c") -> Keyboard:
+    return [[Button(f"✅ {confirm_label}", f"{CB_PREFIX}:{action}:{intent_id}"),
+             Button("✖️ Cancel", f"{CB_PREFIX}:x:{intent_id}")]]
+
+
+def parse_callback(data: str) -> tuple[str, int] | None:
+    """`t:c:42` -> ("c", 42); None for anything else (stale or foreign buttons)."""
+    parts = data.split(":")
+    if len(parts) != 3 or parts[0] != CB_PREFIX or not parts[2].isdigit():
+        return None
+    if parts[1] not in ("c", "2", "x"):
+        return None
+    return parts[1], int(parts[2])
+
+
+def plain_reason(err: ExchangeError) -> str:
+    """The exchange's words, made readable for a trader on a phone."""
+    msg = err.message.strip().rstrip(".")
+    low = msg.lower()
+    if isinstance(err, InsufficientBalance) or "insufficient available balance" in low:
+        return f"not enough available margin ({msg})"
+    if "invalid orderqty" in low or "lotsize" in low.replace(" ", ""):
+        return f"the size is not allowed by the contract ({msg})"
+    if "ticksize" in low.replace(" ", ""):
+        return f"the price is not on the contract's tick ({msg})"
+    if "post-only" in low or "participatedonotinitiate" in low.replace(" ", ""):
+        return "post-only order would have filled immediately, so it was cancelled"
+    return msg
+
+
+class Trading:
+    def __init__(
+        self,
+        db: Database,
+        accounts: Accounts,
+        *,
+        mainnet_confirm_usd: Decimal = Decimal(10_000),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.mainnet_confirm_usd = mainnet_confirm_usd
+        self.now = now
+
+    # --- previews ---------------------------------------------------------------
+
+    async def _user(self, user_id: int) -> User:
+        async with self.db.session() as s:
+            user = await s.get(User, user_id)
+        return user or User(id=user_id)
+
+    async def _instrument(self, ex: Exchange, symbol: str) -> Instrument:
+        try:
+            return await ex.instrument(symbol)
+        except ExchangeError as e:
+            raise UserError(f"Unknown symbol {html.escape(symbol)} on this exchange.") from e
+
+    async def preview_order(self, user_id: int, chat_id: int, o: P.Order) -> Card:
+        """Size, round and check an order; store it as a pending card."""
+        acc = await self.accounts.require_active(user_id, trading=True)
+        user = await self._user(user_id)
+        ex = await self.accounts.exchange(user_id, acc.network)
+        symbol = (o.symbol or user.default_symbol).upper()
+        inst = await self._instrument(ex, symbol)
+        side = "Buy" if o.side == "buy" else "Sell"
+        notes: list[str] = []
+        warnings: list[str] = []
+
+        ref = self._reference_price(inst, side, o.price, o.stop_px)
+        if ref is None:
+            raise UserError(f"No price for {symbol} yet; try again in a moment.")
+
+        price = stop_px = None
+        if o.price is not None:
+            r = contracts.round_price(inst, o.price)
+            price = r.value
+            if r.changed:
+                notes.append(f"price {fmt.num(o.price)} → {fmt.price(inst, price)} "
+                             f"(tick {fmt.num(inst.tick_size)})")
+        if o.stop_px is not None:
+            r = contracts.round_price(inst, o.stop_px)
+            stop_px = r.value
+            if r.changed:
+                notes.append(f"stop {fmt.num(o.stop_px)} → {fmt.price(inst, stop_px)}")
+
+        positions = {p.symbol: p for p in await ex.positions()}
+        pos = positions.get(symbol)
+        leverage = o.leverage
+        if leverage is not None and not (Decimal("0.01") <= leverage <= 100):
+            raise UserError("Leverage must be between 0.01 and 100.")
+        eff_lev = leverage or (pos.leverage if pos and pos.leverage > 0 else DEFAULT_LEVERAGE)
+
+        raw_qty = await self._contracts(ex, inst, o.size, ref, eff_lev)
+        rq = contracts.round_qty(inst, raw_qty)
+        qty = rq.value
+        if rq.changed and qty > 0:
+            notes.append(f"size {fmt.num(raw_qty.quantize(Decimal('0.01')))} → {fmt.num(qty)} "
+                         f"contracts (lot {fmt.num(inst.lot_size)})")
+
+        blocked = False
+        if qty <= 0:
+            warnings.append(f"the size is below one lot ({fmt.num(inst.lot_size)} contracts) "
+                            "— BitMEX would reject it")
+            blocked = True
+        if qty > inst.max_order_qty:
+            warnings.append(f"the size is above BitMEX's maximum order of "
+                            f"{fmt.num(inst.max_order_qty)} contracts")
+            blocked = True
+
+        tps = tuple(contracts.round_price(inst, t).value for t in o.tps)
+        sl = contracts.round_price(inst, o.sl).value if o.sl is not None else None
+        self._check_exits(side, ref if price is None else price, tps, sl)
+
+        exec_inst: list[str] = []
+        if o.post_only:
+            exec_inst.append("ParticipateDoNotInitiate")
+        if o.reduce_only:
+            exec_inst.append("ReduceOnly")
+        ord_type = {"market": "Market", "limit": "Limit", "stop": "Stop",
+                    "stop_limit": "StopLimit"}[o.order_type]
+
+        entry = price or stop_px or ref
+        signed = qty if side == "Buy" else -qty
+        value_units = abs(contracts.inst_value(inst, qty, entry)) if qty > 0 else ZERO
+        margin_units = value_units / eff_lev if qty > 0 else ZERO
+        usd = self._usd(inst, qty, entry, ref)
+
+        margins = {m.currency: m for m in await ex.margins()}
+        m = margins.get(inst.settl_currency)
+        if not o.reduce_only and qty > 0 and m is not None and margin_units > m.available_margin:
+            warnings.append(f"needs ≈ {fmt.money(margin_units, inst.settl_currency)} margin but "
+                            f"only {fmt.money(m.available_margin, inst.settl_currency)} is "
+                            "available — BitMEX would reject it")
+
+        type_text = {"Market": "Market", "Limit": f"Limit {fmt.price(inst, price)}",
+                     "Stop": f"Stop {fmt.price(inst, stop_px)}",
+                     "StopLimit": f"Stop {fmt.price(inst, stop_px)} → "
+                                  f"Limit {fmt.price(inst, price)}"}[ord_type]
+        flags = [f for f, on in (("post-only", o.post_only), ("reduce-only", o.reduce_only)) if on]
+        head = f"{side.upper()} {fmt.num(qty)} {symbol} · {type_text} · {acc.network}"
+        lines = [f"<b>{html.escape(head)}</b>" + (f" · {', '.join(flags)}" if flags else "")]
+        cross = pos is not None and pos.cross_margin and leverage is None
+        lev_text = "cross" if cross else f"{fmt.num(eff_lev)}x"
+        if qty > 0:
+            lines.append(
+                f"≈ {fmt.money(value_units, inst.settl_currency)} "
+                f"(price ≈ {fmt.price(inst, entry)}) · {lev_text} · margin ≈ {fmt.money(margin_units, inst.settl_currency)}"
+            )
+            if usd is not None:
+                lines[-1] += f" · ${fmt.num(usd, 0)}"
+            if not o.reduce_only and eff_lev > 0:
+                total = signed + (pos.current_qty if pos else ZERO)
+                if total != 0:
+                    liq = contracts.liquidation_price(inst.kind, total, entry, eff_lev,
+                                                      inst.maint_margin)
+                    if liq.is_finite() and liq > 0:
+                        dist = (liq - entry) / entry * 100
+                        lines.append(f"Est. liquidation {fmt.price(inst, liq)} ({fmt.pct(dist)})")
+        exits = []
+        if tps:
+            exits.append("TP " + ", ".join(fmt.price(inst, t) for t in tps))
+        if sl is not None:
+            exits.append(f"SL {fmt.price(inst, sl)}")
+        if exits:
+            lines.append(" · ".join(exits) + " (reduce-only, after entry fills)")
+        if notes:
+            lines.append("Rounded: " + "; ".join(notes))
+        for w in warnings:
+            lines.append(f"⚠️ {w}")
+
+        plan = Plan(
+            kind="order", network=acc.network, symbol=symbol, side=side, qty=qty,
+            ord_type=ord_type, price=price, stop_px=stop_px, exec_inst=tuple(exec_inst),
+            tps=tps, sl=sl, leverage=leverage, usd=usd, summary=head,
+        )
+        return await self._store(user, chat_id, plan, lines, blocked)
+
+    async def preview_close(self, user_id: int, chat_id: int, c: P.Close) -> Card:
+        acc = await self.accounts.require_active(user_id, trading=True)
+        user = await self._user(user_id)
+        ex = await self.accounts.exchange(user_id, acc.network)
+        open_pos = [p for p in await ex.positions() if p.current_qty != 0]
+        if c.symbol is not None:
+            symbol = c.symbol.upper()
+            open_pos = [p for p in open_pos if p.symbol == symbol]
+        elif len(open_pos) > 1:
+            default = [p for p in open_pos if p.symbol == user.default_symbol]
+            if not default:
+                names = ", ".join(p.symbol for p in open_pos)
+                raise UserError(f"You have several positions ({names}); say which: /close SYM.")
+            open_pos = default
+        if not open_pos:
+            where = f" in {c.symbol.upper()}" if c.symbol else ""
+            raise UserError(f"No open position{where} to close.")
+        pos = open_pos[0]
+        inst = await self._instrument(ex, pos.symbol)
+        full = abs(pos.current_qty)
+        if c.size is None:
+            qty = full
+        elif c.size.kind == "percent":
+            qty = contracts.round_qty(inst, full * c.size.value / 100).value
+        elif c.size.kind == "contracts":
+            qty = contracts.round_qty(inst, c.size.value).value
+        else:
+            ref = pos.mark_price or self._reference_price(inst, "Sell", None, None) or ZERO
+            raw = await self._contracts(ex, inst, c.size, ref, DEFAULT_LEVERAGE)
+            qty = contracts.round_qty(inst, raw).value
+        if qty <= 0:
+            raise UserError(f"That rounds to 0 contracts (lot size {fmt.num(inst.lot_size)}).")
+        qty = min(qty, full)
+        side = "Sell" if pos.current_qty > 0 else "Buy"
+        price = contracts.round_price(inst, c.price).value if c.price is not None else None
+        ord_type = "Limit" if price is not None else "Market"
+        part = "all" if qty == full else f"{fmt.num(qty)} of {fmt.num(full)}"
+        head = (f"CLOSE {part} {pos.symbol} {pos.side.lower()} · "
+                f"{'Limit ' + fmt.price(inst, price) if price else 'Market'} · {acc.network}")
+        lines = [f"<b>{html.escape(head)}</b>",
+                 f"{side} {fmt.num(qty)} reduce-only · entry {fmt.price(inst, pos.avg_entry_price)}"
+                 f" · mark {fmt.price(inst, pos.mark_price)}"]
+        if pos.avg_entry_price and pos.mark_price:
+            signed = qty if pos.current_qty > 0 else -qty
+            est = contracts.pnl(inst.kind, signed, pos.avg_entry_price, price or pos.mark_price,
+                                inst.multiplier)
+            lines.append(f"Est. PnL on this part ≈ {fmt.money(est, inst.settl_currency)}")
+        plan = Plan(kind="close", network=acc.network, symbol=pos.symbol, side=side, qty=qty,
+                    ord_type=ord_type, price=price, exec_inst=("ReduceOnly",), summary=head)
+        return await self._store(user, chat_id, plan, lines, False)
+
+    async def preview_cancel(self, user_id: int, chat_id: int, ref: str | None,
+                             symbol: str | None = None) -> Card:
+        """Cancel one order (id prefix or /orders number) or all (optionally of a symbol)."""
+        acc = await self.accounts.require_active(user_id, trading=True)
+        user = await self._user(user_id)
+        ex = await self.accounts.exchange(user_id, acc.network)
+        orders = await ex.open_orders(symbol.upper() if symbol else None)
+        if ref is None:
+            if not orders:
+                raise UserError("No open orders" + (f" in {symbol.upper()}." if symbol else "."))
+            head = f"CANCEL all {len(orders)} open order(s)" + (
+                f" in {symbol.upper()}" if symbol else "") + f" · {acc.network}"
+            lines = [f"<b>{html.escape(head)}</b>"] + [self.order_line(o) for o in orders[:10]]
+            plan = Plan(kind="cancel_all", network=acc.network,
+                        symbol=symbol.upper() if symbol else None,
+                        order_ids=tuple(o.order_id for o in orders), summary=head)
+            return await self._store(user, chat_id, plan, lines, False)
+        order = self.find_order(await self.sorted_orders(ex), ref)
+        head = f"CANCEL order {order.order_id[:8]} · {acc.network}"
+        plan = Plan(kind="cancel", network=acc.network, symbol=order.symbol,
+                    order_ids=(order.order_id,), summary=head)
+        return await self._store(user, chat_id, plan,
+                                 [f"<b>{html.escape(head)}</b>", self.order_line(order)], False)
+
+    async def preview_leverage(self, user_id: int, chat_id: int,
+                               lv: P.Leverage) -> Card | str:
+        """Set leverage now when flat; with a position open, ask first (it moves liquidation)."""
+        acc = await self.accounts.require_active(user_id, trading=True)
+        user = await self._user(user_id)
+        ex = await self.accounts.exchange(user_id, acc.network)
+        symbol = (lv.symbol or user.default_symbol).upper()
+        inst = await self._instrument(ex, symbol)
+        value = ZERO if lv.value is None else lv.value
+        if lv.value is not None and not (Decimal("0.01") <= lv.value <= 100):
+            raise UserError("Leverage must be between 0.01 and 100, or cross.")
+        shown = "cross" if value == 0 else f"{fmt.num(value)}x"
+        pos = next((p for p in await ex.positions() if p.symbol == symbol), None)
+        if pos is None or pos.current_qty == 0:
+            try:
+                await ex.set_leverage(symbol, value)
+            except ExchangeError as e:
+                raise UserError(f"BitMEX refused: {html.escape(plain_reason(e))}") from e
+            return f"Leverage for {symbol} set to {shown} ({acc.network})."
+        head = f"LEVERAGE {symbol} → {shown} · {acc.network}"
+        lines = [f"<b>{html.escape(head)}</b>",
+                 f"Open position {fmt.num(pos.current_qty)} @ "
+                 f"{fmt.price(inst, pos.avg_entry_price)}; liquidation now "
+                 f"{fmt.price(inst, pos.liquidation_price)}."]
+        if value > 0 and pos.avg_entry_price:
+            liq = contracts.liquidation_price(inst.kind, pos.current_qty, pos.avg_entry_price,
+                                              value, inst.maint_margin)
+            if liq.is_finite():
+                lines.append(f"Est. liquidation after: {fmt.price(inst, liq)}")
+        plan = Plan(kind="leverage", network=acc.network, symbol=symbol, leverage=value,
+                    summary=head)
+        return await self._store(user, chat_id, plan, lines, False)
+
+    # --- helpers for previews -------------------------------------------------------
+
+    @staticmethod
+    def _reference_price(inst: Instrument, side: str, price: Decimal | None,
+                         stop_px: Decimal | None) -> Decimal | None:
+        if price is not None:
+            return price
+        if stop_px is not None:
+            return stop_px
+        quote = inst.ask_price if side == "Buy" else inst.bid_price
+        return quote or inst.last_price or inst.mark_price
+
+    async def _contracts(self, ex: Exchange, inst: Instrument, size: Any, ref: Decimal,
+                         lev: Decimal) -> Decimal:
+        if size.kind == "contracts":
+            return Decimal(size.value)
+        if size.kind == "usd":
+            xbt = None
+            if inst.kind == "quanto":
+                xbt = (await ex.instrument("XBTUSD")).last_price
+            return contracts.contracts_for_usd(inst, size.value, ref, xbt_usd=xbt)
+        if size.kind == "coin":
+            if size.coin and size.coin.upper() not in (inst.underlying.upper(),
+                                                        "XBT" if inst.underlying == "XBT" else ""):
+                raise UserError(f"{inst.symbol} is sized in {inst.underlying}, not {size.coin}.")
+            try:
+                return contracts.contracts_for_coin(inst, size.value, ref)
+            except ValueError as e:
+                raise UserError(str(e)) from e
+        margins = {m.currency: m for m in await ex.margins()}
+        m = margins.get(inst.settl_currency)
+        if m is None or m.available_margin <= 0:
+            raise UserError("No available margin to size a % order from.")
+        return contracts.contracts_for_margin_fraction(inst, size.value / 100, m.available_margin,
+                                                       ref, lev)
+
+    @staticmethod
+    def _usd(inst: Instrument, qty: Decimal, entry: Decimal, ref: Decimal) -> Decimal | None:
+        if qty <= 0:
+            return None
+        if inst.kind == "inverse" or inst.settl_currency == "USDt":
+            return contracts.usd_notional(inst, qty, entry)
+        return None  # quanto: shown in XBT only
+
+    @staticmethod
+    def _check_exits(side: str, entry: Decimal, tps: tuple[Decimal, ...],
+                     sl: Decimal | None) -> None:
+        long = side == "Buy"
+        if sl is not None and (sl >= entry if long else sl <= entry):
+            where = "below" if long else "above"
+            raise UserError(f"The stop-loss must be {where} the entry price "
+                            f"({fmt.num(entry)}) for a {'long' if long else 'short'}.")
+        for tp in tps:
+            if tp <= entry if long else tp >= entry:
+                where = "above" if long else "below"
+                raise UserError(f"Take-profit {fmt.num(tp)} must be {where} the entry price "
+                                f"({fmt.num(entry)}).")
+
+    async def _store(self, user: User, chat_id: int, plan: Plan, lines: list[str],
+                     blocked: bool) -> Card:
+        now = self.now()
+        timeout = user.confirm_timeout or 60
+        row = OrderIntent(
+            user_id=user.id, chat_id=chat_id, network=plan.network, kind=plan.kind,
+            intent=plan.to_json(), state=CANCELLED if blocked else PENDING,
+            cl_ord_id=new_cl_ord_id(), created_at=now, expires_at=now + timedelta(seconds=timeout),
+            updated_at=now, error="blocked by preview checks" if blocked else None,
+        )
+        async with self.db.session() as s:
+            s.add(row)
+            await s.commit()
+            await s.refresh(row)
+        assert row.id is not None
+        if blocked:
+            lines.append("Nothing was sent. Adjust the order and try again.")
+            return Card(row.id, "\n".join(lines), [])
+        lines.append(f"<i>expires in {timeout} s</i>")
+        return Card(row.id, "\n".join(lines), _buttons(row.id))
+
+    async def attach_message(self, intent_id: int, message_id: int) -> None:
+        async with self.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+            if row is not None:
+                row.message_id = message_id
+                s.add(row)
+                await s.commit()
+
+    # --- presses ------------------------------------------------------------------
+
+    async def press(self, user_id: int, action: str, intent_id: int) -> Card:
+        """A button press on a card: confirm (c), second confirm (2) or cancel (x)."""
+        async with self.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+        if row is None:
+            return Card(None, "", [], alert="This card is no longer valid.")
+        if row.user_id != user_id:
+            return Card(None, "", [], alert="Not your order: only the person who asked can "
+                                            "confirm or cancel it.")
+        plan = Plan.from_json(row.intent)
+        if action == "x":
+            if await self._claim(intent_id, user_id, WAITING, CANCELLED, check_expiry=False):
+                await self._audit(row, "card_cancelled")
+                return Card(intent_id, self._final(plan, "✖️ Cancelled — nothing was sent."), [],
+                            alert="Cancelled")
+            return await self.current(intent_id, alert="Already handled.")
+        if action == "c" and self._needs_second(plan):
+            if await self._claim(intent_id, user_id, (PENDING,), ARMED):
+                text = (f"<b>{html.escape(plan.summary)}</b>\n⚠️ Mainnet order of about "
+                        f"${fmt.num(plan.usd or ZERO, 0)} — above your "
+                        f"${fmt.num(self.mainnet_confirm_usd, 0)} safety threshold.\n"
+                        "Press <b>Place it</b> to send it to BitMEX.")
+                return Card(intent_id, text, _buttons(intent_id, "Place it", "2"),
+                            alert="Confirm once more")
+            return await self._after_lost_claim(row)
+        source = (ARMED,) if action == "2" else (PENDING,)
+        if not await self._claim(intent_id, user_id, source, CONFIRMED):
+            return await self._after_lost_claim(row)
+        return await self._execute(intent_id)
+
+    def _needs_second(self, plan: Plan) -> bool:
+        return (plan.network == "mainnet" and plan.kind == "order" and plan.usd is not None
+                and plan.usd > self.mainnet_confirm_usd)
+
+    async def _claim(self, intent_id: int, user_id: int, source: tuple[str, ...], target: str,
+                     *, check_expiry: bool = True) -> bool:
+        """The single atomic step that decides who acts on a card."""
+        now = self.now()
+        stmt = (
+            update(OrderIntent)
+            .where(col(OrderIntent.id) == intent_id, col(OrderIntent.user_id) == user_id,
+                   col(OrderIntent.state).in_(source))
+            .values(state=target, updated_at=now,
+                    **({"confirmed_at": now} if target == CONFIRMED else {}))
+        )
+        if check_expiry:
+            stmt = stmt.where(col(OrderIntent.expires_at) > now)
+        async with self.db.session() as s:
+            result = await s.exec(stmt)
+            await s.commit()
+        return bool(result.rowcount == 1)
+
+    async def _after_lost_claim(self, row: OrderIntent) -> Card:
+        assert row.id is not None
+        if row.state in WAITING and row.expires_at <= self.now():
+            await self._claim(row.id, row.user_id, WAITING, EXPIRED, check_expiry=False)
+            return await self.current(row.id, alert="This card has expired; nothing was sent.")
+        return await self.current(row.id, alert="Already handled.")
+
+    async def current(self, intent_id: int, alert: str | None = None) -> Card:
+        """The card as its stored state says it should look now."""
+        async with self.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+        assert row is not None
+        plan = Plan.from_json(row.intent)
+        text = {
+            EXPIRED: "⌛ Expired — nothing was sent.",
+            CANCELLED: "✖️ Cancelled — nothing was sent.",
+            CONFIRMED: "⏳ Sending to BitMEX…",
+            FAILED: f"❌ Rejected: {html.escape(row.error or 'unknown reason')}",
+            PLACED: self._placed_text(plan, row),
+        }.get(row.state)
+        if text is None:
+            return Card(intent_id, "", [], alert=alert)
+        return Card(intent_id, self._final(plan, text), [], alert=alert)
+
+    @staticmethod
+    def _final(plan: Plan, outcome: str) -> str:
+        return f"<b>{html.escape(plan.summary)}</b>\n{outcome}"
+
+    @staticmethod
+    def _placed_text(plan: Plan, row: OrderIntent) -> str:
+        if plan.kind in ("cancel", "cancel_all"):
+            return f"✅ {html.escape(row.error or 'Cancelled.')}"
+        if plan.kind == "leverage":
+            return "✅ Leverage changed."
+        status = row.intent.get("status", "New")
+        oid = (row.order_id or "")[:8]
+        if status == "Filled":
+            avg = row.intent.get("avg_px")
+            return f"✅ Filled · order {oid}" + (f" @ {fmt.num(Decimal(avg))}" if avg else "")
+        return f"✅ Placed · order {oid} · {status}"
+
+    # --- execution ----------------------------------------------------------------
+
+    async def _execute(self, intent_id: int) -> Card:
+        async with self.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+        assert row is not None and row.id is not None
+        plan = Plan.from_json(row.intent)
+        try:
+            ex = await self.accounts.exchange(row.user_id, plan.network)
+            result = await self._send(ex, row, plan)
+        except ExchangeError as e:
+            reason = plain_reason(e)
+            await self._finish(row.id, FAILED, error=reason[:500])
+            await self._audit(row, "order_failed", reason=reason)
+            return await self.current(row.id, alert="Rejected")
+        except UserError as e:
+            await self._finish(row.id, FAILED, error=str(e)[:500])
+            return await self.current(row.id, alert="Rejected")
+        await self._audit(row, "order_placed", order=result.get("order_id") or "")
+        return await self.current(row.id, alert="Done")
+
+    async def _send(self, ex: Exchange, row: OrderIntent, plan: Plan) -> dict[str, Any]:
+        assert row.id is not None
+        if plan.kind == "leverage":
+            assert plan.symbol is not None and plan.leverage is not None
+            await ex.set_leverage(plan.symbol, plan.leverage)
+            await self._finish(row.id, PLACED)
+            return {}
+        if plan.kind in ("cancel", "cancel_all"):
+            results = await ex.cancel_orders(list(plan.order_ids))
+            done = sum(1 for r in results if r.ok)
+            failed = [r for r in results if not r.ok]
+            note = f"Cancelled {done} order(s)."
+            if failed:
+                note += f" {len(failed)} could not be cancelled ({failed[0].error})."
+            await self._finish(row.id, PLACED, error=note)
+            return {}
+        assert plan.symbol and plan.side and plan.qty is not None
+        if plan.leverage is not None:
+            await ex.set_leverage(plan.symbol, plan.leverage)
+        order = await ex.place_order(
+            plan.symbol, plan.side, plan.qty, plan.ord_type, plan.price,
+            stop_px=plan.stop_px, exec_inst=plan.exec_inst, cl_ord_id=row.cl_ord_id,
+            text="telegram",
+        )
+        if order.ord_status == "Canceled" and order.cum_qty == 0:
+            raise Rejected(order.text or "the exchange cancelled the order")
+        extra = {"status": order.ord_status,
+                 "avg_px": str(order.avg_px) if order.avg_px else None}
+        await self._finish(row.id, PLACED, order_id=order.order_id, extra=extra)
+        if order.ord_status == "Filled" and (plan.tps or plan.sl is not None):
+            await self.place_exits(row.id)
+        return {"order_id": order.order_id}
+
+    async def _finish(self, intent_id: int, state: str, *, order_id: str | None = None,
+                      error: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        async with self.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+            assert row is not None
+            row.state = state
+            row.updated_at = self.now()
+            if order_id is not None:
+                row.order_id = order_id
+            if error is not None:
+                row.error = error
+            if extra:
+                row.intent = {**row.intent, **extra}
+            s.add(row)
+            await s.commit()
+
+    async def place_exits(self, intent_id: int) -> list[Order]:
+        """Reduce-only SL and TPs for a filled entry; derived clOrdIDs make this idempotent."""
+        async with self.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+        if row is None or row.intent.get("exits_placed"):
+            return []
+        plan = Plan.from_json(row.intent)
+        if not (plan.tps or plan.sl is not None) or plan.qty is None or plan.symbol is None:
+            return []
+        ex = await self.accounts.exchange(row.user_id, plan.network)
+        inst = await ex.instrument(plan.symbol)
+        exit_side = "Sell" if plan.side == "Buy" else "Buy"
+        placed: list[Order] = []
+        if plan.sl is not None:
+            placed.append(await ex.place_order(
+                plan.symbol, exit_side, plan.qty, "Stop", stop_px=plan.sl,
+                exec_inst=("ReduceOnly", "MarkPrice"), cl_ord_id=f"{row.cl_ord_id}:sl",
+                text="telegram sl"))
+        for i, (tp, qty) in enumerate(zip(plan.tps, split_qty(plan.qty, len(plan.tps),
+                                                             inst.lot_size), strict=True)):
+            if qty <= 0:
+                continue
+            placed.append(await ex.place_order(
+                plan.symbol, exit_side, qty, "Limit", tp, exec_inst=("ReduceOnly",),
+                cl_ord_id=f"{row.cl_ord_id}:tp{i + 1}", text="telegram tp"))
+        await self._finish(intent_id, PLACED, extra={"exits_placed": True})
+        return placed
+
+    async def intent_by_cl_ord_id(self, cl_ord_id: str) -> OrderIntent | None:
+        from sqlmodel import select
+
+        async with self.db.session() as s:
+            return (await s.exec(select(OrderIntent).where(
+                OrderIntent.cl_ord_id == cl_ord_id))).first()
+
+    # --- upkeep -------------------------------------------------------------------
+
+    async def expire_due(self) -> list[OrderIntent]:
+        """Mark every waiting card past its time as expired; the caller edits the messages."""
+        from sqlmodel import select
+
+        now = self.now()
+        async with self.db.session() as s:
+            rows = (await s.exec(select(OrderIntent).where(
+                col(OrderIntent.state).in_(WAITING), OrderIntent.expires_at <= now))).all()
+        expired = []
+        for row in rows:
+            assert row.id is not None
+            if await self._claim(row.id, row.user_id, WAITING, EXPIRED, check_expiry=False):
+                expired.append(row)
+        return expired
+
+    async def settle_in_flight(self) -> list[int]:
+        """After a crash: cards left `confirmed` are settled by looking the order up."""
+        from sqlmodel import select
+
+        async with self.db.session() as s:
+            rows = (await s.exec(select(OrderIntent).where(
+                OrderIntent.state == CONFIRMED))).all()
+        settled = []
+        for row in rows:
+            assert row.id is not None
+            plan = Plan.from_json(row.intent)
+            if plan.kind != "order" and plan.kind != "close":
+                await self._finish(row.id, FAILED, error="interrupted by a restart; not retried")
+                continue
+            try:
+                ex = await self.accounts.exchange(row.user_id, plan.network)
+                order = await ex.order_by_cl_ord_id(row.cl_ord_id)
+            except (ExchangeError, UserError):
+                continue
+            if order is None:
+                await self._finish(row.id, FAILED,
+                                   error="interrupted by a restart before reaching BitMEX")
+            else:
+                await self._finish(row.id, PLACED, order_id=order.order_id,
+                                   extra={"status": order.ord_status})
+            settled.append(row.id)
+        return settled
+
+    async def _audit(self, row: OrderIntent, action: str, **detail: str) -> None:
+        async with self.db.session() as s:
+            s.add(AuditLog(user_id=row.user_id, chat_id=row.chat_id, action=action,
+                           detail={"intent": row.id, "cl_ord_id": row.cl_ord_id, **detail}))
+            await s.commit()
+
+    # --- listings -----------------------------------------------------------------
+
+    @staticmethod
+    async def sorted_orders(ex: Exchange, symbol: str | None = None) -> list[Order]:
+        orders = await ex.open_orders(symbol)
+        return sorted(orders, key=lambda o: (o.timestamp or datetime.min.replace(tzinfo=UTC),
+                                             o.order_id))
+
+    @staticmethod
+    def find_order(orders: list[Order], ref: str) -> Order:
+        if ref.isdigit() and len(ref) <= 3:
+            n = int(ref)
+            if 1 <= n <= len(orders):
+                return orders[n - 1]
+            raise UserError(f"There is no order #{n}; /orders lists {len(orders)}.")
+        matches = [o for o in orders if o.order_id.startswith(ref.lower())
+                   or (o.cl_ord_id and o.cl_ord_id.startswith(ref))]
+        if not matches:
+            raise UserError(f"No open order matches {html.escape(ref)}. See /orders.")
+        if len(matches) > 1:
+            raise UserError(f"{html.escape(ref)} matches {len(matches)} orders; "
+                            "type more of the id.")
+        return matches[0]
+
+    @staticmethod
+    def order_line(o: Order) -> str:
+        px = []
+        if o.price is not None:
+            px.append(f"@ {fmt.num(o.price)}")
+        if o.stop_px is not None:
+            px.append(f"stop {fmt.num(o.stop_px)}")
+        flags = " reduce-only" if "ReduceOnly" in o.exec_inst else ""
+        filled = f" · filled {fmt.num(o.cum_qty)}" if o.cum_qty else ""
+        return (f"{o.side} {fmt.num(o.order_qty)} {o.symbol} {o.ord_type} {' '.join(px)}"
+                f"{flags}{filled} · <code>{o.order_id[:8]}</code>")
+
+
+def split_qty(total: Decimal, parts: int, lot: Decimal) -> list[Decimal]:
+    """Split a size across `parts` targets in whole lots; the remainder goes to the first."""
+    if parts <= 0:
+        return []
+    lots = int(total / lot)
+    base, extra = divmod(lots, parts)
+    out = [Decimal(base) * lot for _ in range(parts)]
+    out[0] += Decimal(extra) * lot
+    # Leftover below one lot (odd sizes) rides on the first target too.
+    out[0] += total - sum(out, ZERO)
+    return out
+
+
+def position_line(inst: Instrument | None, p: Position) -> str:
+    return f"{p.symbol} {p.side} {fmt.num(p.current_qty)}"
