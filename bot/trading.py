@@ -253,7 +253,8 @@ class Trading:
         if qty > 0:
             lines.append(
                 f"≈ {fmt.money(value_units, inst.settl_currency)} "
-                f"(price ≈ {fmt.price(inst, entry)}) · {lev_text} · margin ≈ {fmt.money(margin_units, inst.settl_currency)}"
+                f"(price ≈ {fmt.price(inst, entry)}) · {lev_text} · "
+                f"margin ≈ {fmt.money(margin_units, inst.settl_currency)}"
             )
             if usd is not None:
                 lines[-1] += f" · ${fmt.num(usd, 0)}"
