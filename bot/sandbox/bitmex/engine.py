@@ -399,10 +399,9 @@ class Engine:
         return inst
 
     # ------------------------------------------------------------ market data
-    def _set_prices(self, inst: Instrument, price: Decimal) -> None:
-        price = inst.round_tick(price)
-        if price <= 0:
-            price = inst.tick_size
+    def _set_prices(self, inst: Instrument, mark: Decimal, last: Decimal | None = None) -> None:
+        mark = max(inst.round_tick(mark), inst.tick_size)
+        price = max(inst.round_tick(last), inst.tick_size) if last is not None else mark
         if price > inst.last:
             inst.tick_direction = "PlusTick"
         elif price < inst.last:
@@ -410,16 +409,16 @@ class Engine:
         spread = inst.spread if inst.spread is not None else inst.tick_size * 2
         half = spread / 2
         inst.last = price
-        inst.mark = price
+        inst.mark = mark
         inst.bid = max(inst.round_tick(price - half, ROUND_FLOOR), inst.tick_size)
         inst.ask = inst.round_tick(price + half, ROUND_CEILING)
-        if inst.ask <= inst.bid:
+        if inst.ask < inst.bid or (spread > 0 and inst.ask == inst.bid):
             inst.ask = inst.bid + inst.tick_size
 
     def set_spread(self, symbol: str, spread: Decimal) -> None:
         inst = self.instrument(symbol)
         inst.spread = spread
-        self._set_prices(inst, inst.mark)
+        self._set_prices(inst, inst.mark, inst.last)
 
     def set_depth(self, symbol: str, depth: int | None) -> None:
         """Contracts available per price level; None means unlimited (no partial fills)."""
@@ -430,10 +429,20 @@ class Engine:
         inst.funding_rate = rate
         self._emit("instrument", "update", [self._instrument_delta(inst, ("fundingRate",))])
 
-    def set_mark(self, symbol: str, price: Decimal | int | str, trade_size: int = 0) -> None:
-        """Move the market: prices, then stops, crossing limits and liquidations."""
+    def set_mark(
+        self,
+        symbol: str,
+        price: Decimal | int | str,
+        trade_size: int = 0,
+        last: Decimal | int | str | None = None,
+    ) -> None:
+        """Move the market: prices, then stops, crossing limits and liquidations.
+
+        `last` (default: the mark) lets tests separate the two trigger sources;
+        bid and ask sit around the last price.
+        """
         inst = self.instrument(symbol)
-        self._set_prices(inst, Decimal(str(price)))
+        self._set_prices(inst, Decimal(str(price)), None if last is None else Decimal(str(last)))
         now = self.clock.now()
         self.history[symbol].append(PricePoint(now, inst.last, 0))
         if trade_size > 0:
