@@ -89,8 +89,7 @@ def _parse_attributes(src: str, i: int, tag: str, begin: int) -> tuple[dict[str,
         name = src[start:i].lower()
         if not name:
             raise EntityParseError(
-                f'Empty attribute name in the tag "{tag}" at byte offset '
-                f"{_byte_offset(src, start)}"
+                f'Empty attribute name in the tag "{tag}" at byte offset {_byte_offset(src, start)}'
             )
         while i < n and src[i] in _SPACES:
             i += 1
@@ -238,9 +237,7 @@ def parse_html(src: str) -> tuple[str, list[Entity]]:
             raise EntityParseError('Tag "span" must have class "tg-spoiler"')
         stack.append(_OpenTag(name, pos16, attrs))
     if stack:
-        raise EntityParseError(
-            f'Can\'t find end tag corresponding to start tag "{stack[-1].name}"'
-        )
+        raise EntityParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1].name}"')
     entities.sort(key=lambda e: (e["offset"], -e["length"]))
     return "".join(pieces), entities
 

@@ -50,6 +50,4 @@ def conflict(reason: str) -> ApiError:
 def too_many_requests(retry_after: float) -> ApiError:
     # Telegram sends whole seconds; a scaled clock (tests) may send fractions, which PTB accepts.
     shown: int | float = int(retry_after) if float(retry_after).is_integer() else retry_after
-    return ApiError(
-        429, f"Too Many Requests: retry after {shown}", {"retry_after": shown}
-    )
+    return ApiError(429, f"Too Many Requests: retry after {shown}", {"retry_after": shown})

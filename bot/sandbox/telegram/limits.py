@@ -87,14 +87,10 @@ class FloodLimiter:
         buckets = [self._bucket(("global", bot_id), lim.global_per_sec, lim.global_per_sec)]
         if edit:
             buckets.append(
-                self._bucket(
-                    ("edit", bot_id, chat_id), lim.edit_burst, lim.edit_per_chat_per_sec
-                )
+                self._bucket(("edit", bot_id, chat_id), lim.edit_burst, lim.edit_per_chat_per_sec)
             )
         else:
-            buckets.append(
-                self._bucket(("chat", bot_id, chat_id), lim.burst, lim.per_chat_per_sec)
-            )
+            buckets.append(self._bucket(("chat", bot_id, chat_id), lim.burst, lim.per_chat_per_sec))
             if group:
                 buckets.append(
                     self._bucket(
