@@ -110,12 +110,26 @@ def parse_price(word: str, what: str = "price") -> Decimal:
 
 
 def parse_price_list(word: str, what: str = "take-profit") -> tuple[Decimal, ...]:
-    """`55k,52k` or `60,000,62,000` -> prices; thousands groups win over list commas."""
-    items: list[Decimal] = []
-    rest = word.strip().strip(",")
+    """`55k,52k`, `160,170,180` or `60,000,62,000` -> prices.
+
+    A comma is a list separator or a thousands separator. Read as a list first; if that
+    gives a zero (`60,000` -> 60 and 0) or items of wildly different size (`1,500` -> 1 and
+    500), the commas were thousands separators. `160,170` stays two prices: SOL traders
+    write exactly that.
+    """
+    text = word.strip().strip(",")
+    parts = [p.strip() for p in text.split(",")]
+    if 1 < len(parts) <= 10 and all(parts):
+        try:
+            items = [parse_price(p, what) for p in parts]
+        except UserError:
+            items = []
+        if items and max(items) / min(items) <= 5:
+            return tuple(items)
+    items = []
+    rest = text
     while rest:
-        # A comma followed by exactly three digits continues a number (60,000); any other
-        # comma separates list items. `tp 100,200` is therefore 100200: documented.
+        # Thousands groups first: a comma followed by exactly three digits continues a number.
         m = re.match(r"^\$?[-+]?(?:\d{1,3}(?:,\d{3})+(?![\d])(?:\.\d+)?|[\d.]*)[km]?", rest)
         item = m.group(0) if m else ""
         if not item:

@@ -115,15 +115,11 @@ ORDERS: list[tuple[str, Order]] = [
     ),
     (
         "/short 10% btc lev 5 tp 55k,52k sl 62k",
-        sell(
-            SizeSpec("percent", D(10)), leverage=D(5), tps=(D(55000), D(52000)), sl=D(62000)
-        ),
+        sell(SizeSpec("percent", D(10)), leverage=D(5), tps=(D(55000), D(52000)), sl=D(62000)),
     ),
     (
         "/short 10% btc 5x tp 55k, 52k sl 62k",
-        sell(
-            SizeSpec("percent", D(10)), leverage=D(5), tps=(D(55000), D(52000)), sl=D(62000)
-        ),
+        sell(SizeSpec("percent", D(10)), leverage=D(5), tps=(D(55000), D(52000)), sl=D(62000)),
     ),
     (
         "/buy 100 btc stop 65k @ 65.5k",
@@ -345,7 +341,10 @@ COMMANDS: list[tuple[str, Intent]] = [
     ("/unfollow alpha", Unfollow(feed="alpha")),
     ("/feeds", Feeds()),
     ("/stats", Stats()),
-    ("/broadcast Maintenance at 12:00\nBack soon @ all", Broadcast("Maintenance at 12:00\nBack soon @ all")),
+    (
+        "/broadcast Maintenance at 12:00\nBack soon @ all",
+        Broadcast("Maintenance at 12:00\nBack soon @ all"),
+    ),
 ]
 
 
@@ -412,7 +411,7 @@ def test_unknown_bot_username_accepts_any_addressee() -> None:
 
 @pytest.mark.parametrize("text", ["/frobnicate", "/frobnicate@MyBot", "/by 100 btc"])
 def test_unknown_command(text: str) -> None:
-    with pytest.raises(UserError, match="Unknown command .*/help"):
+    with pytest.raises(UserError, match=r"Unknown command .*/help"):
         p(text, private="@" not in text)
 
 
@@ -567,7 +566,8 @@ def test_numbers(word: str, value: D) -> None:
 
 
 @pytest.mark.parametrize(
-    "word", ["", "k", "1,2", "60,00", "1e5", "NaN", "inf", "Infinity", "0x10", "1.2.3", "--1", "1kk"]
+    "word",
+    ["", "k", "1,2", "60,00", "1e5", "NaN", "inf", "Infinity", "0x10", "1.2.3", "--1", "1kk"],
 )
 def test_bad_numbers(word: str) -> None:
     with pytest.raises(UserError):
