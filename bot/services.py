@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from sqlmodel import select
 
 from bot.config import Settings
@@ -17,6 +19,13 @@ from bot.db.engine import Database
 from bot.db.models import AuditLog, User
 from bot.ratelimit import UserRateLimiter
 from bot.vault import Vault
+
+from bot.parsing.values import SymbolBook
+
+if TYPE_CHECKING:
+    from bot.accounts import Accounts
+    from bot.exchange.types import Exchange
+    from bot.trading import Trading
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +35,11 @@ class Services:
     settings: Settings
     db: Database
     vault: Vault
+    accounts: Accounts
+    trading: Trading
+    http: aiohttp.ClientSession | None = None
     ratelimit: UserRateLimiter = field(default_factory=UserRateLimiter)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.settings.ADMIN_IDS
@@ -66,3 +79,79 @@ class Services:
     async def count_users(self) -> int:
         async with self.db.session() as s:
             return len((await s.exec(select(User.id))).all())
+
+    def market(self, network: str = "mainnet") -> Exchange:
+        """A keyless client for public data; paper accounts read mainnet's market."""
+        net = "mainnet" if network == "paper" else network
+        client = self.extras.get(f"market:{net}")
+        if client is None:
+            client = self.accounts.make_client(net, None, None)
+            self.extras[f"market:{net}"] = client
+        return client
+
+    async def symbol_book(self, user_id: int | None = None) -> SymbolBook:
+        """Active symbols (cached by the client) with the user's BTC contract for `btc`."""
+        from bot.errors import ExchangeError, UserError
+
+        user = await self.get_user(user_id) if user_id is not None else None
+        network = (user.active_network if user else None) or "mainnet"
+        try:
+            instruments = await self.market(network).instruments()
+        except ExchangeError as e:
+            raise UserError(f"BitMEX is not answering right now ({e.message}). "
+                            "Please try again in a moment.") from e
+        symbols = [i.symbol for i in instruments] or ["XBTUSD"]
+        default = user.default_symbol if user and user.default_symbol in symbols else None
+        btc = default if default and default.startswith("XBT") else "XBTUSD"
+        if btc not in symbols:
+            btc = next((s for s in symbols if s.startswith("XBT")), symbols[0])
+        return SymbolBook(symbols, btc)
+
+    async def close(self) -> None:
+        if self.http is not None and not self.http.closed:
+            await self.http.close()
+        await self.db.dispose()
+
+
+async def create_services(
+    settings: Settings,
+    *,
+    vault: Vault | None = None,
+    http: aiohttp.ClientSession | None = None,
+    client_options: dict[str, Any] | None = None,
+) -> Services:
+    """Migrate the database and wire every service (no Telegram here)."""
+    from bot.accounts import Accounts
+    from bot.exchange.client import BitmexClient
+    from bot.trading import Trading
+
+    db = Database(settings.DATABASE_URL)
+    await db.migrate()
+    if vault is None:
+        master = settings.master_key
+        if master is None:
+            raise ValueError("MASTER_KEY is required")
+        vault = Vault(master, settings.old_master_keys)
+    if http is None:
+        # One session per process (design rule 6); TLS verification stays on.
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    options = dict(client_options or {})
+    session = http
+
+    def make_client(network: str, key: str | None, secret: str | None) -> Exchange:
+        return BitmexClient(settings.rest_url(network), key, secret, session=session, **options)
+
+    paper_engine: Any = None
+
+    def make_paper(user_id: int) -> Exchange:
+        nonlocal paper_engine
+        from bot.exchange.paper import PaperExchange
+
+        ex = PaperExchange(paper_engine, name=f"paper-{user_id}")
+        paper_engine = ex.engine  # every paper account shares one engine (one price feed)
+        return ex
+
+    accounts = Accounts(db, vault, make_client, make_paper)
+    trading = Trading(db, accounts, mainnet_confirm_usd=settings.MAINNET_CONFIRM_USD)
+    return Services(settings=settings, db=db, vault=vault, accounts=accounts, trading=trading,
+                    http=http)

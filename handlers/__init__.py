@@ -5,16 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from telegram import Update
-from telegram.ext import Application, CommandHandler, TypeHandler
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
-from bot.services import Services
 
-
-def register(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -> None:
+def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
-    from handlers import access, errors, start
+    from handlers import access, errors, keys, router, start, trade
 
     app.add_handler(TypeHandler(Update, access.gate), group=-1)
     app.add_handler(CommandHandler("start", start.start))
     app.add_handler(CommandHandler("help", start.help_command))
+    # Everything else is text: one parser, with or without the slash (see router).
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.UpdateType.EDITED, router.on_text))
+    app.add_handler(CallbackQueryHandler(trade.on_card_press, pattern=r"^t:"))
+    app.add_handler(CallbackQueryHandler(trade.on_row_press, pattern=r"^(oc|pc):"))
+    app.add_handler(CallbackQueryHandler(keys.on_disconnect_press, pattern=r"^k:"))
+    app.add_handler(CallbackQueryHandler(start.on_menu_press, pattern=r"^m:"))
+    app.add_handler(CallbackQueryHandler(start.on_stale_press))
     app.add_error_handler(errors.on_error)

@@ -6,7 +6,6 @@ limiter, the update processor, the handlers, the command menus, polling or webho
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -20,9 +19,7 @@ from telegram import (
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot.config import Settings
-from bot.db.engine import Database
-from bot.services import Services
-from bot.vault import Vault
+from bot.services import Services, create_services
 from handlers import register
 from handlers.processor import PerChatUpdateProcessor
 
@@ -66,7 +63,7 @@ async def set_menus(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 def build_application(
     settings: Settings,
-    services: Services,
+    services: Services | None,
     *,
     token: str | None = None,
     rate_limiter_retries: int = 3,
@@ -89,31 +86,29 @@ def build_application(
         .get_updates_read_timeout(40)
     )
     app = builder.build()
-    app.bot_data["services"] = services
-    register(app, services)
+    if services is not None:
+        app.bot_data["services"] = services
+    register(app)
     return app
-
-
-async def build_services(settings: Settings) -> Services:
-    db = Database(settings.DATABASE_URL)
-    await db.migrate()
-    master = settings.master_key
-    assert master is not None
-    return Services(settings=settings, db=db, vault=Vault(master, settings.old_master_keys))
 
 
 def run_forever(settings: Settings) -> int:
     """`python -m bot run`: migrate, serve until SIGTERM/SIGINT, close cleanly."""
-    services = asyncio.run(build_services(settings))
-    app = build_application(settings, services)
+    services: Services | None = None
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        nonlocal services
+        # Built inside PTB's event loop: aiohttp sessions are bound to the loop they start in.
+        services = await create_services(settings)
+        application.bot_data["services"] = services
         await set_menus(application)
         log.info("bot @%s started", application.bot.username)
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        await services.db.dispose()
+        if services is not None:
+            await services.close()
 
+    app = build_application(settings, None)
     app.post_init = post_init
     app.post_shutdown = post_shutdown
     if settings.WEBHOOK_URL:

@@ -6,8 +6,17 @@ import html
 
 from telegram import Update
 
+from bot import parse as P
+from bot.notify import Button
 from bot.parsing.usage import help_text
 from handlers.common import Context, is_private, reply, services
+from handlers.render import account_line, markup
+from handlers.router import route
+
+MENU = [
+    [Button("📊 Positions", "m:positions"), Button("📋 Orders", "m:orders")],
+    [Button("💰 Balance", "m:balance"), Button("❓ Help", "m:help")],
+]
 
 
 async def start(update: Update, context: Context) -> None:
@@ -20,15 +29,16 @@ async def start(update: Update, context: Context) -> None:
         await reply(update, f"Hi {name}! In groups I run signal feeds and shared alerts. "
                             "Talk to me in private to connect your account. /help")
         return
-    summary = await svc.account_summary(user.id) if hasattr(svc, "account_summary") else None
+    acc = await svc.accounts.active(user.id)
     lines = [f"Hi {name}! I run your BitMEX account from this chat: every order is shown "
              "to you first and placed only when you press <b>Confirm</b>."]
-    if summary:
-        lines.append(summary)
-    else:
-        lines.append("No account connected yet. /connect testnet adds a BitMEX key "
-                     "(read-only and trade keys; never withdraw), or /connect paper "
-                     "to try with a simulated account.")
+    if acc is not None:
+        lines.append(f"Active account: {account_line(acc)}")
+        await reply(update, "\n\n".join(lines), reply_markup=markup(MENU))
+        return
+    lines.append("No account connected yet. /connect testnet adds a BitMEX key "
+                 "(read-only and trade keys; never withdraw), or /connect paper "
+                 "to try with a simulated account.")
     lines.append("Try /price btc, or /help for every command.")
     await reply(update, "\n\n".join(lines))
 
@@ -37,3 +47,39 @@ async def help_command(update: Update, context: Context) -> None:
     """The command list, or the full grammar of one command."""
     topic = context.args[0] if context.args else None
     await reply(update, f"<pre>{html.escape(help_text(topic))}</pre>")
+
+
+@route(P.Start)
+async def start_word(update: Update, context: Context, intent: P.Start) -> None:
+    """`start` typed without the slash."""
+    await start(update, context)
+
+
+@route(P.Help)
+async def help_word(update: Update, context: Context, intent: P.Help) -> None:
+    """`help buy` typed without the slash."""
+    await reply(update, f"<pre>{html.escape(help_text(intent.topic))}</pre>")
+
+
+async def on_menu_press(update: Update, context: Context) -> None:
+    """The /start menu buttons run the same handlers as the typed commands."""
+    from handlers import trade
+
+    q = update.callback_query
+    assert q is not None
+    await q.answer()
+    what = (q.data or "").partition(":")[2]
+    if what == "positions":
+        await trade.positions(update, context, P.Positions())
+    elif what == "orders":
+        await trade.orders(update, context, P.Orders())
+    elif what == "balance":
+        await trade.balance(update, context, P.Balance())
+    else:
+        await reply(update, f"<pre>{html.escape(help_text(None))}</pre>")
+
+
+async def on_stale_press(update: Update, context: Context) -> None:
+    """Buttons nobody handles (old cards, lost callback data): always answer the query."""
+    if update.callback_query is not None:
+        await update.callback_query.answer("This button is no longer valid.")

@@ -1,0 +1,160 @@
+"""/connect (one message or two steps), /accounts, /use, /disconnect."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+from telegram import Update
+
+from bot import parse as P
+from bot.accounts import Connected
+from bot.errors import UserError
+from bot.notify import Button
+from handlers.common import Context, reply, services
+from handlers.render import account_line, balances, markup
+from handlers.router import _html_safe, delete_quietly, route
+
+FLOW_TIMEOUT = 300.0  # seconds a user has to paste the key id and the secret
+KEY_PAGE = "BitMEX → Account → API Keys → Create Key (Order, and optionally Order Cancel)"
+
+
+def _flow(context: Context) -> dict[str, Any] | None:
+    ud = context.user_data
+    return ud.get("connect") if ud is not None else None
+
+
+def _set_flow(context: Context, flow: dict[str, Any] | None) -> None:
+    if context.user_data is None:
+        return
+    if flow is None:
+        context.user_data.pop("connect", None)
+    else:
+        context.user_data["connect"] = flow
+
+
+async def in_connect_flow(update: Update, context: Context) -> bool:
+    """Consume the message if it is the next step of a /connect conversation."""
+    flow = _flow(context)
+    msg = update.effective_message
+    if flow is None or msg is None or not msg.text:
+        return False
+    text = msg.text.strip()
+    if text.startswith("/"):
+        _set_flow(context, None)
+        if text.split()[0].lower() in ("/cancel", "/stop"):
+            await reply(update, "Connecting cancelled. Nothing was stored.")
+            return True
+        return False  # another command: the flow ends, the command runs
+    # Whatever it is, it may hold a secret: it goes before anything else happens.
+    await delete_quietly(update)
+    if time.monotonic() > flow["deadline"]:
+        _set_flow(context, None)
+        await reply(update, "That took too long, so I deleted your message and stopped. "
+                            "Send /connect again when you have the key at hand.")
+        return True
+    if flow["step"] == "key":
+        flow.update(step="secret", key=text, deadline=time.monotonic() + FLOW_TIMEOUT)
+        await reply(update, "Got the key id (message deleted). Now send the <b>API secret</b>. "
+                            "I'll delete it at once. /cancel to stop.")
+        return True
+    _set_flow(context, None)
+    await _finish_connect(update, context, flow["network"], flow["key"], text)
+    return True
+
+
+async def _finish_connect(update: Update, context: Context, network: str, key: str,
+                          secret: str) -> None:
+    assert update.effective_user is not None
+    await context.bot.send_chat_action(update.effective_user.id, "typing")
+    try:
+        result = await services(context).accounts.connect(update.effective_user.id, network,
+                                                          key, secret)
+    except UserError as e:
+        await reply(update, _html_safe(str(e)))
+        return
+    await reply(update, _connected_text(result))
+
+
+def _connected_text(result: Connected) -> str:
+    acc = result.account
+    lines = [f"✅ Connected <b>{acc.network}</b> (key {html.escape(acc.masked)}) — now active."]
+    if acc.read_only:
+        lines.append("This key has no Order permission: I can show your account but not trade.")
+    lines.append(balances(result.margins))
+    lines.append("Try /balance, /positions or /buy.")
+    return "\n".join(lines)
+
+
+@route(P.Connect)
+async def connect(update: Update, context: Context, intent: P.Connect) -> None:
+    """/connect [network] [KEY SECRET]: verify and store a key, or start the two-step flow."""
+    assert update.effective_user is not None
+    svc = services(context)
+    if intent.network == "paper":
+        result = await svc.accounts.connect_paper(update.effective_user.id)
+        await reply(update, _connected_text(result))
+        return
+    if intent.key_id and intent.secret:
+        # The router already deleted the message that carried them.
+        await _finish_connect(update, context, intent.network, intent.key_id, intent.secret)
+        return
+    _set_flow(context, {"network": intent.network, "step": "key",
+                        "deadline": time.monotonic() + FLOW_TIMEOUT})
+    await reply(update, f"Connecting a <b>{intent.network}</b> key. Create one at {KEY_PAGE}; "
+                        "never give it Withdraw permission.\nSend the <b>API key id</b> now "
+                        "(I'll delete every message that holds a secret). /cancel to stop.")
+
+
+@route(P.Accounts)
+async def accounts(update: Update, context: Context, intent: P.Accounts) -> None:
+    """/accounts: every connected account, the active one marked."""
+    assert update.effective_user is not None
+    rows = await services(context).accounts.list(update.effective_user.id)
+    if not rows:
+        await reply(update, "No accounts yet. /connect testnet or /connect paper.")
+        return
+    await reply(update, "<b>Accounts</b>\n" + "\n".join(account_line(a) for a in rows)
+                + "\n/use NETWORK switches.")
+
+
+@route(P.Use)
+async def use(update: Update, context: Context, intent: P.Use) -> None:
+    """/use NETWORK: switch the active account."""
+    assert update.effective_user is not None
+    acc = await services(context).accounts.use(update.effective_user.id, intent.network)
+    await reply(update, f"Active account: {account_line(acc)}")
+
+
+@route(P.Disconnect)
+async def disconnect(update: Update, context: Context, intent: P.Disconnect) -> None:
+    """/disconnect [network]: ask first, then forget the key."""
+    assert update.effective_user is not None
+    svc = services(context)
+    network = intent.network or (await svc.accounts.require_active(
+        update.effective_user.id)).network
+    known = {a.network for a in await svc.accounts.list(update.effective_user.id)}
+    if network not in known:
+        raise UserError(f"No {network} account is connected.")
+    buttons = [[Button("🗑 Forget it", f"k:d:{network}"), Button("Keep", "k:x")]]
+    await reply(update, f"Forget your <b>{network}</b> key? The encrypted secret is deleted; "
+                        "open orders on BitMEX stay as they are.", reply_markup=markup(buttons))
+
+
+async def on_disconnect_press(update: Update, context: Context) -> None:
+    """The Forget/Keep buttons: act only on the presser's own account."""
+    q = update.callback_query
+    assert q is not None and q.data is not None and update.effective_user is not None
+    parts = q.data.split(":")
+    if len(parts) == 3 and parts[1] == "d":
+        try:
+            await services(context).accounts.disconnect(update.effective_user.id, parts[2])
+        except UserError as e:
+            await q.answer(str(e)[:190], show_alert=True)
+            return
+        await q.answer("Forgotten")
+        await q.edit_message_text(f"🗑 Your {html.escape(parts[2])} key was deleted.")
+        return
+    await q.answer("Kept")
+    await q.edit_message_text("Kept your key.")

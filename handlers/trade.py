@@ -1,0 +1,149 @@
+"""Trading commands: previews with Confirm/Cancel, listings with per-row buttons."""
+
+from __future__ import annotations
+
+import html
+
+from telegram import Update
+from telegram.constants import ChatAction
+
+from bot import parse as P
+from bot.errors import UserError
+from bot.notify import Button
+from bot.trading import Card, parse_callback
+from handlers.common import Context, reply, services
+from handlers.render import balances, markup, order_block, position_block
+from handlers.router import _html_safe, route
+
+
+async def show_card(update: Update, context: Context, card: Card) -> None:
+    msg = await reply(update, card.text, reply_markup=markup(card.buttons))
+    if msg is not None and card.intent_id is not None and card.buttons:
+        await services(context).trading.attach_message(card.intent_id, msg.message_id)
+
+
+def _ids(update: Update) -> tuple[int, int]:
+    assert update.effective_user is not None and update.effective_chat is not None
+    return update.effective_user.id, update.effective_chat.id
+
+
+@route(P.Order)
+async def order(update: Update, context: Context, intent: P.Order) -> None:
+    """/buy /sell /long /short: a preview card."""
+    uid, cid = _ids(update)
+    await show_card(update, context, await services(context).trading.preview_order(uid, cid,
+                                                                                   intent))
+
+
+@route(P.Close)
+async def close(update: Update, context: Context, intent: P.Close) -> None:
+    """/close: a reduce-only preview card."""
+    uid, cid = _ids(update)
+    await show_card(update, context, await services(context).trading.preview_close(uid, cid,
+                                                                                   intent))
+
+
+@route(P.CancelOrder, P.CancelAll)
+async def cancel(update: Update, context: Context, intent: P.CancelOrder | P.CancelAll) -> None:
+    """/cancel ID | all [SYM]: a cancel card."""
+    uid, cid = _ids(update)
+    trading = services(context).trading
+    if isinstance(intent, P.CancelOrder):
+        card = await trading.preview_cancel(uid, cid, intent.ref)
+    else:
+        card = await trading.preview_cancel(uid, cid, None, intent.symbol)
+    await show_card(update, context, card)
+
+
+@route(P.Leverage)
+async def leverage(update: Update, context: Context, intent: P.Leverage) -> None:
+    """/leverage SYM N|cross: immediate when flat, a card when a position is open."""
+    uid, cid = _ids(update)
+    result = await services(context).trading.preview_leverage(uid, cid, intent)
+    if isinstance(result, str):
+        await reply(update, html.escape(result))
+    else:
+        await show_card(update, context, result)
+
+
+@route(P.Orders)
+async def orders(update: Update, context: Context, intent: P.Orders) -> None:
+    """/orders: open orders, each with a Cancel button."""
+    uid, _ = _ids(update)
+    svc = services(context)
+    acc = await svc.accounts.require_active(uid)
+    ex = await svc.accounts.exchange(uid, acc.network)
+    rows = await svc.trading.sorted_orders(ex, intent.symbol)
+    if not rows:
+        await reply(update, f"No open orders ({acc.network}).")
+        return
+    text = f"<b>Open orders · {acc.network}</b>\n" + "\n".join(
+        order_block(i, o) for i, o in enumerate(rows[:20], 1))
+    buttons = [[Button(f"Cancel {i}", f"oc:{o.order_id[:36]}")] for i, o in enumerate(rows[:20], 1)]
+    await reply(update, text, reply_markup=markup(buttons))
+
+
+@route(P.Positions)
+async def positions(update: Update, context: Context, intent: P.Positions) -> None:
+    """/positions: each open position with a Close button."""
+    uid, _ = _ids(update)
+    svc = services(context)
+    acc = await svc.accounts.require_active(uid)
+    ex = await svc.accounts.exchange(uid, acc.network)
+    rows = [p for p in await ex.positions() if p.current_qty != 0]
+    if not rows:
+        await reply(update, f"No open positions ({acc.network}).")
+        return
+    blocks = [position_block(p, await ex.instrument(p.symbol)) for p in rows]
+    buttons = [[Button(f"Close {p.symbol}", f"pc:{p.symbol}")] for p in rows]
+    await reply(update, f"<b>Positions · {acc.network}</b>\n" + "\n".join(blocks),
+                reply_markup=markup(buttons))
+
+
+@route(P.Balance)
+async def balance(update: Update, context: Context, intent: P.Balance) -> None:
+    """/balance: wallet, margin balance, available, uPnL per currency."""
+    uid, _ = _ids(update)
+    svc = services(context)
+    acc = await svc.accounts.require_active(uid)
+    ex = await svc.accounts.exchange(uid, acc.network)
+    await reply(update, f"<b>Balance · {acc.network}</b>\n" + balances(await ex.margins()))
+
+
+async def on_card_press(update: Update, context: Context) -> None:
+    """Confirm / Cancel on a card: authorized by the presser's id inside the service."""
+    q = update.callback_query
+    assert q is not None and q.data is not None and update.effective_user is not None
+    parsed = parse_callback(q.data)
+    if parsed is None:
+        await q.answer("This button is no longer valid.")
+        return
+    action, intent_id = parsed
+    if action in ("c", "2") and update.effective_chat is not None:
+        await context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING)
+    card = await services(context).trading.press(update.effective_user.id, action, intent_id)
+    await q.answer(card.alert)
+    if card.text and q.message is not None:
+        await q.edit_message_text(card.text, parse_mode="HTML", reply_markup=markup(card.buttons))
+
+
+async def on_row_press(update: Update, context: Context) -> None:
+    """Cancel (oc:) and Close (pc:) buttons under /orders and /positions open a card."""
+    q = update.callback_query
+    assert q is not None and q.data is not None
+    uid, cid = _ids(update)
+    trading = services(context).trading
+    kind, _, ref = q.data.partition(":")
+    try:
+        if kind == "oc":
+            card = await trading.preview_cancel(uid, cid, ref)
+        else:
+            card = await trading.preview_close(uid, cid, P.Close(symbol=ref))
+    except UserError as e:
+        await q.answer(str(e)[:190], show_alert=True)
+        return
+    await q.answer()
+    await show_card(update, context, card)
+
+
+__all__ = ["_html_safe"]
