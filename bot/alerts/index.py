@@ -292,7 +292,11 @@ class AlertIndex:
     # -- evaluation -------------------------------------------------------------
 
     def on_tick(self, symbol: str, price: Decimal, at: datetime | float) -> list[Fired]:
-        """Feed one price tick; return the price and move alerts it fired."""
+        """Feed one price tick; return the price and move alerts it fired.
+
+        Order: "above" alerts, "below" alerts, then move alerts from the
+        shortest window up; within one group the order carries no meaning.
+        """
         if not price.is_finite():
             raise ValueError(f"tick price must be finite, got {price}")
         state = self._symbols.get(symbol)

@@ -440,3 +440,13 @@ def test_index_matches_naive_reference(ops: list[tuple[Any, ...]]) -> None:
         else:
             assert ids(index.on_funding(op[1], op[2])) == naive.on_funding(op[1], op[2])
         assert len(index) == len(naive.alerts)
+
+
+def test_a_late_tick_counts_at_the_latest_time_seen() -> None:
+    index = AlertIndex()
+    index.add_move(1, "XBTUSD", D("5"), timedelta(minutes=15))
+    index.on_tick("XBTUSD", D("100"), T0)
+    index.on_tick("XBTUSD", D("100"), T0 + 1000)  # the 15-minute window has left T0
+    # Stamped before T0 + 1000 but taken as T0 + 1000: the old 100 at T0 is gone,
+    # the one at T0 + 1000 is not, so the 5 % up-move is seen.
+    assert ids(index.on_tick("XBTUSD", D("105"), T0 + 10)) == [1]
