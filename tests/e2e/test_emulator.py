@@ -514,3 +514,41 @@ async def test_second_poller_and_webhook_conflicts(emulator: TelegramEmulator, b
         assert await bot.delete_webhook()
     finally:
         await runner.cleanup()
+
+
+async def test_junk_in_any_method_is_a_4xx_never_a_crash(emulator: TelegramEmulator) -> None:
+    user = emulator.user(first_name="Fuzz")
+    chat = emulator.private_chat(user)
+    group = emulator.group("G", members=[user])
+    junk_values: list[Any] = ["", "abc", "-1", "[]", "{}", "null", "{bad", 0, -5, 10**20, None]
+    methods = sorted(name for name, _ in emulator._methods.values())
+    base = f"{emulator.url}/bot{TOKEN}"
+    statuses: set[int] = set()
+    async with aiohttp.ClientSession() as session:
+        for index, method in enumerate(methods):
+            for junk in junk_values:
+                json_body = {
+                    "chat_id": [chat.id, group.id, junk][index % 3],
+                    "message_id": junk,
+                    "text": junk,
+                    "caption": junk,
+                    "reply_markup": junk,
+                    "reply_parameters": junk,
+                    "callback_query_id": junk,
+                    "commands": junk,
+                    "scope": junk,
+                    "user_id": junk,
+                    "photo": junk,
+                    "file_id": junk,
+                    "action": junk,
+                    "offset": junk,
+                    "allowed_updates": junk,
+                    "url": junk,
+                }
+                form = {k: str(v) for k, v in json_body.items() if v is not None}
+                async with session.post(f"{base}/{method}", json=json_body) as resp:
+                    statuses.add(resp.status)
+                async with session.post(f"{base}/{method}", data=form) as resp:
+                    statuses.add(resp.status)
+    assert {200, 400} <= statuses <= {200, 400, 403, 409}, statuses
+    assert emulator.internal_errors == []

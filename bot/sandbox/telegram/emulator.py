@@ -212,6 +212,16 @@ class TelegramEmulator:
         self._limits = limits
         self._limiter = FloodLimiter(limits, self._clock)
 
+    @property
+    def clock(self) -> Clock | None:
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock | None) -> None:
+        """Drive flood control from a test's own clock (emulated seconds); None = real time."""
+        self._clock = clock
+        self._limiter = FloodLimiter(self._limits, clock)
+
     # ------------------------------------------------------------- setup: bots
 
     def add_bot(
