@@ -124,7 +124,7 @@ async def test_group_burst_meets_429_and_rate_limiter_delivers_in_order(
     finally:
         await app.shutdown()
     assert [m.text for m in emulator.bot_messages(group)] == [f"signal {n}" for n in range(10)]
-    assert emulator.count("sendMessage", status=429) >= 3
+    assert emulator.count("sendMessage", status=429) >= 1
     assert emulator.count("sendMessage", status=200) == 10
 
 

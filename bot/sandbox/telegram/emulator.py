@@ -480,7 +480,9 @@ class TelegramEmulator:
         message.entities = auto_entities(text)
         message.edit_date = int(time.time())
         message.version += 1
-        self._deliver_message(message.chat, message, "edited_message")
+        owner = next((bot_id for (bot_id, _), msgs in self._dialogs.items() if message in msgs), 0)
+        bot = self._bot_by_id(owner) if owner else None
+        self._deliver_message(message.chat, message, "edited_message", bot=bot)
         return message
 
     def press(
