@@ -155,6 +155,10 @@ class BitmexClient:
         now = time.time()
         if st.remaining is not None and st.reset is not None and st.remaining <= self.rate_reserve:
             wait = st.reset - now
+            if wait > 61:
+                # The window is a minute: a reset further out is clock skew, not a
+                # reason to stall for minutes; a short pause still eases the pressure.
+                wait = 1.0
             if wait > 0:
                 wait = min(wait, self.retry.max_rate_limit_wait)
                 log.info("rate budget low (%s left), waiting %.1fs", st.remaining, wait)

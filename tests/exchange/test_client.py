@@ -1,0 +1,343 @@
+"""BitmexClient against the BitMEX simulator over 127.0.0.1: every call, every error, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal as D
+
+import aiohttp
+import pytest
+
+from bot.errors import (
+    AuthError,
+    DuplicateClOrdID,
+    InsufficientBalance,
+    NotFound,
+    OutcomeUnknown,
+    Overloaded,
+    PermissionDenied,
+    RateLimited,
+    Rejected,
+)
+from bot.exchange import auth
+from bot.exchange.client import BitmexClient, RetryPolicy
+from bot.exchange.types import Exchange
+from bot.sandbox.bitmex.server import BitmexSimulator
+
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, overload_delay=0.02, max_attempts=4)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[BitmexSimulator]:
+    simulator = BitmexSimulator()
+    await simulator.start(host="127.0.0.1", port=0)
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def make_client(
+    sim: BitmexSimulator, session: aiohttp.ClientSession, **kwargs: object
+) -> BitmexClient:
+    key, secret = sim.add_account()
+    opts: dict[str, object] = {"retry": FAST, "timeout": 3.0}
+    opts.update(kwargs)
+    return BitmexClient(sim.url, key, secret, session=session, **opts)  # type: ignore[arg-type]
+
+
+async def test_market_data_calls(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:
+    client = make_client(sim, session)
+    assert isinstance(client, Exchange)
+    symbols = {i.symbol: i for i in await client.instruments()}
+    assert {"XBTUSD", "ETHUSD", "XBTUSDT", "ETHUSDT"} <= set(symbols)
+    xbt = await client.instrument("XBTUSD")
+    assert (xbt.kind, xbt.tick_size, xbt.lot_size, xbt.multiplier) == (
+        "inverse", D("0.1"), D(100), D(-100000000),
+    )
+    assert (await client.instrument("ETHUSD")).kind == "quanto"
+    assert (await client.instrument("XBTUSDT")).kind == "linear"
+    with pytest.raises(NotFound):
+        await client.instrument("NOPE")
+    assert await client.round_price("XBTUSD", D("50000.14")) == D("50000.1")
+    assert await client.round_qty("XBTUSD", D(1299)) == D(1200)
+
+    sim.engine.set_mark("XBTUSD", D("51234.5"))
+    tick = await client.ticker("XBTUSD")
+    assert tick.mark == D("51234.5") and tick.symbol == "XBTUSD"
+    assert tick.bid is not None and tick.ask is not None and tick.bid < tick.ask
+
+    for price in (50000, 50100, 50200):
+        sim.engine.clock.advance(60)
+        sim.engine.set_mark("XBTUSD", D(price), trade_size=100)
+    candles = await client.bucketed("XBTUSD", "1m", count=10)
+    assert len(candles) >= 2
+    assert [c.timestamp for c in candles] == sorted(c.timestamp for c in candles)
+    assert candles[-1].close in (D(50100), D(50200))
+
+
+async def test_order_lifecycle(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:
+    client = make_client(sim, session)
+    sim.engine.set_mark("XBTUSD", D(50000))
+    order = await client.place_order(
+        "XBTUSD", "Buy", 100, "Limit", D("49000.0"), exec_inst=["ParticipateDoNotInitiate"],
+        text="from test",
+    )
+    assert order.ord_status == "New" and order.price == D(49000)
+    assert order.cl_ord_id.startswith("tg-") and order.exec_inst == ("ParticipateDoNotInitiate",)
+    found = await client.order_by_cl_ord_id(order.cl_ord_id)
+    assert found is not None and found.order_id == order.order_id
+    assert await client.order_by_cl_ord_id("no-such-id") is None
+    assert [o.order_id for o in await client.open_orders("XBTUSD")] == [order.order_id]
+    assert await client.open_orders("ETHUSD") == []
+
+    amended = await client.amend_order(order.order_id, qty=200, price=D("49500.5"))
+    assert amended.order_qty == 200 and amended.price == D("49500.5")
+    by_cl = await client.amend_order(orig_cl_ord_id=order.cl_ord_id, price=D(49400))
+    assert by_cl.price == D(49400)
+
+    res = await client.cancel_orders([order.order_id])
+    assert res[0].ok and res[0].order is not None and res[0].order.ord_status == "Canceled"
+    res = await client.cancel_orders([order.order_id], cl_ord_ids=["ghost"])
+    assert [r.ok for r in res] == [False, False]
+    assert "Canceled" in (res[0].error or "")
+    assert await client.open_orders() == []
+
+    await client.place_order("XBTUSD", "Sell", 100, "Limit", D(60000), cl_ord_id="s1")
+    await client.place_order("ETHUSD", "Sell", 1, "Limit", D(4000), cl_ord_id="s2")
+    assert [o.cl_ord_id for o in await client.cancel_all("XBTUSD")] == ["s1"]
+    assert [o.cl_ord_id for o in await client.cancel_all()] == ["s2"]
+
+    await client.cancel_all_after(60000)
+    assert sim.account(client.key or "").cancel_at is not None
+    await client.cancel_all_after(0)
+    assert sim.account(client.key or "").cancel_at is None
+
+
+async def test_account_calls(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:
+    client = make_client(sim, session)
+    margins = {m.currency: m for m in await client.margins()}
+    assert margins["XBt"].wallet_balance == 100_000_000
+    assert margins["USDt"].available_display == "10000 USDT"
+    key = await client.api_key_permissions()
+    assert key.key_id == client.key and key.permissions == ("order", "orderCancel")
+
+    pos = await client.set_leverage("XBTUSD", 10)
+    assert pos.symbol == "XBTUSD" and pos.leverage == 10 and not pos.cross_margin
+    sim.engine.set_mark("XBTUSD", D(50000))
+    filled = await client.place_order("XBTUSD", "Buy", 1000, "Market")
+    assert filled.ord_status == "Filled" and filled.cum_qty == 1000
+    (xbt,) = [p for p in await client.positions() if p.symbol == "XBTUSD"]
+    assert xbt.current_qty == 1000 and xbt.avg_entry_price is not None
+    assert xbt.liquidation_price is not None and xbt.liquidation_price < xbt.avg_entry_price
+    fills = await client.executions("XBTUSD")
+    assert [f.order_id for f in fills] == [filled.order_id]
+    assert fills[0].last_qty == 1000 and fills[0].exec_comm > 0
+    assert await client.trade_history(start_time=fills[0].timestamp) == fills
+    after = {m.currency: m for m in await client.margins()}
+    assert after["XBt"].available_margin < margins["XBt"].available_margin
+
+
+async def test_rejections_keep_the_exchange_message(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    with pytest.raises(Rejected) as rej:
+        await client.place_order("XBTUSD", "Buy", 100, "Bogus", D(50000))
+    assert rej.value.message == "Invalid ordType" and rej.value.status == 400
+    with pytest.raises(InsufficientBalance) as ins:
+        await client.place_order("XBTUSD", "Buy", 5_000_000, "Limit", D(50000))
+    assert "Not enough available balance" in ins.value.message
+    assert "insufficient Available Balance" in ins.value.message
+    await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000), cl_ord_id="same")
+    with pytest.raises(DuplicateClOrdID):
+        await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000), cl_ord_id="same")
+    assert len(await client.open_orders()) == 1
+    with pytest.raises(Rejected):
+        await client.amend_order("00000000-0000-0000-0000-000000000000", price=D(1))
+    with pytest.raises(NotFound):
+        await client._call("GET", "/no/such/route")
+
+
+async def test_auth_errors(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:
+    key, secret = sim.add_account()
+    wrong = BitmexClient(sim.url, key, "x" * 48, session=session, retry=FAST)
+    with pytest.raises(AuthError) as e:
+        await wrong.positions()
+    assert e.value.message == "Signature not valid." and e.value.status == 401
+    assert secret not in str(e.value) and "x" * 48 not in str(e.value)
+
+    expired = BitmexClient(sim.url, key, secret, session=session, retry=FAST, expires_in=-10)
+    with pytest.raises(AuthError, match="expired"):
+        await expired.positions()
+
+    tampered = BitmexClient(sim.url, key, secret, session=session, retry=FAST)
+
+    def change_qty(req: auth.SignedRequest) -> auth.SignedRequest:
+        return replace(req, body=req.body.replace('"orderQty":100', '"orderQty":900'))
+
+    tampered.after_sign = change_qty
+    with pytest.raises(AuthError):
+        await tampered.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+    assert sim.engine.open_order_rows(sim.account(key).id) == []
+
+    unknown = BitmexClient(sim.url, "nobody", secret, session=session, retry=FAST)
+    with pytest.raises(AuthError, match="Invalid API Key"):
+        await unknown.margins()
+    dkey, dsecret = sim.add_account(enabled=False)
+    disabled = BitmexClient(sim.url, dkey, dsecret, session=session, retry=FAST)
+    with pytest.raises(AuthError, match="disabled"):
+        await disabled.margins()
+
+    rkey, rsecret = sim.add_account(permissions=())
+    readonly = BitmexClient(sim.url, rkey, rsecret, session=session, retry=FAST)
+    assert (await readonly.api_key_permissions()).can_trade is False
+    with pytest.raises(PermissionDenied):
+        await readonly.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+    with pytest.raises(PermissionDenied):
+        await readonly.cancel_all()
+
+
+async def test_two_503_then_success_places_exactly_one_order(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    client.sleep = sleep
+    sim.faults.fail_next(2, status=503, route="order", method="POST")
+    order = await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+    rows = sim.engine.order_rows(sim.account(client.key or "").id)
+    assert [r["orderID"] for r in rows] == [order.order_id]
+    assert len(slept) == 2 and all(s >= FAST.overload_delay for s in slept)
+    # production default honours BitMEX's "retry after ≥ 500 ms"
+    assert RetryPolicy().delay(0, overloaded=True) >= 0.5
+
+
+async def test_503_exhausted_and_5xx_retried_on_get(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    sim.faults.fail_next(10, status=503, route="position", method="GET")
+    with pytest.raises(Overloaded):
+        await client.positions()
+    sim.faults.clear()
+    sim.faults.fail_next(2, status=502, route="position", method="GET")
+    assert await client.positions() is not None
+    # A POST /order that fails 503 on every attempt was never executed: plain Overloaded.
+    sim.faults.fail_next(10, status=503, route="order", method="POST")
+    with pytest.raises(Overloaded):
+        await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+    sim.faults.clear()
+    assert sim.engine.order_rows(sim.account(client.key or "").id) == []
+
+
+@pytest.mark.parametrize("mode", ["close", "hang"])
+async def test_response_lost_after_accept_finds_the_order(
+    sim: BitmexSimulator, session: aiohttp.ClientSession, mode: str
+) -> None:
+    client = make_client(sim, session, timeout=0.5)
+    sim.faults.drop_after_accept(1, mode=mode)
+    order = await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000), cl_ord_id=f"d-{mode}")
+    rows = sim.engine.order_rows(sim.account(client.key or "").id)
+    assert [r["clOrdID"] for r in rows] == [f"d-{mode}"]
+    assert order.order_id == rows[0]["orderID"]
+    _cancel_hanging_handlers()
+
+
+def _cancel_hanging_handlers() -> None:
+    """The simulator's "hang" fault never returns; end it so server shutdown is quick."""
+    for task in asyncio.all_tasks():
+        coro: object = task.get_coro()
+        while coro is not None:
+            code = getattr(coro, "cr_code", None)
+            if code is not None and code.co_name == "_post_order":
+                task.cancel()
+                break
+            coro = getattr(coro, "cr_await", None)
+
+
+async def test_outcome_unknown_when_lookup_impossible(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    sim.faults.drop_after_accept(1)
+    sim.faults.fail_next(10, status=503, route="order", method="GET")
+    with pytest.raises(OutcomeUnknown):
+        await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+    sim.faults.clear()
+    assert len(sim.engine.order_rows(sim.account(client.key or "").id)) == 1
+
+
+async def test_duplicate_on_retry_returns_the_placed_order(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    sim.faults.drop_after_accept(1)
+    # The lookup after the drop fails once (503 exhausts nothing: GET retries), so force
+    # the path where the retry POST itself meets "Duplicate clOrdID".
+    calls = 0
+    real = client.order_by_cl_ord_id
+
+    async def lookup_misses_once(cl: str) -> object:
+        nonlocal calls
+        calls += 1
+        return None if calls == 1 else await real(cl)
+
+    client.order_by_cl_ord_id = lookup_misses_once  # type: ignore[method-assign,assignment]
+    order = await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000), cl_ord_id="dup-r")
+    rows = sim.engine.order_rows(sim.account(client.key or "").id)
+    assert [r["orderID"] for r in rows] == [order.order_id]
+    assert calls == 2
+
+
+async def test_429_waits_retry_after(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:
+    assert sim.rate_limit is not None
+    sim.rate_limit.per_second_orders = 2
+    client = make_client(sim, session)
+    t0 = time.monotonic()
+    orders = await asyncio.gather(
+        *(client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000)) for _ in range(4))
+    )
+    assert time.monotonic() - t0 >= 0.9  # Retry-After: 1
+    rows = sim.engine.order_rows(sim.account(client.key or "").id)
+    assert sorted(r["orderID"] for r in rows) == sorted(o.order_id for o in orders)
+    assert len(rows) == 4
+
+    impatient = make_client(sim, session, retry=replace(FAST, max_rate_limit_wait=0.1))
+    results = await asyncio.gather(
+        *(impatient.place_order("XBTUSD", "Buy", 100, "Limit", D(40000)) for _ in range(4)),
+        return_exceptions=True,
+    )
+    limited = [r for r in results if isinstance(r, RateLimited)]
+    assert limited and all(r.retry_after >= 1 for r in limited)
+
+
+async def test_slows_down_before_the_budget_runs_out(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    assert sim.rate_limit is not None
+    sim.rate_limit.per_minute = 5
+    client = make_client(sim, session, rate_reserve=1)
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    client.sleep = sleep
+    for _ in range(5):
+        await client.positions()  # never a 429: the client paused instead
+    assert client.rate.remaining == 0
+    assert slept and 50 < slept[0] <= 61
