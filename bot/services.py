@@ -17,10 +17,10 @@ from sqlmodel import select
 from bot.config import Settings
 from bot.db.engine import Database
 from bot.db.models import AuditLog, User
+from bot.notify import Notifier
+from bot.parsing.values import SymbolBook
 from bot.ratelimit import UserRateLimiter
 from bot.vault import Vault
-
-from bot.parsing.values import SymbolBook
 
 if TYPE_CHECKING:
     from bot.accounts import Accounts
@@ -38,6 +38,8 @@ class Services:
     accounts: Accounts
     trading: Trading
     http: aiohttp.ClientSession | None = None
+    # Set by the composition root once the Telegram bot exists (handlers/app.py).
+    notifier: Notifier | None = None
     ratelimit: UserRateLimiter = field(default_factory=UserRateLimiter)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +65,17 @@ class Services:
             s.add(user)
             await s.commit()
             return user
+
+    async def mark_blocked(self, chat_id: int) -> None:
+        """A private chat answered 403: stop writing to that user until they come back."""
+        if chat_id <= 0:
+            return
+        async with self.db.session() as s:
+            user = await s.get(User, chat_id)
+            if user is not None and not user.blocked:
+                user.blocked = True
+                s.add(user)
+                await s.commit()
 
     async def get_user(self, user_id: int) -> User | None:
         async with self.db.session() as s:

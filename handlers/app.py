@@ -21,6 +21,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from bot.config import Settings
 from bot.services import Services, create_services
 from handlers import register
+from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
 
 log = logging.getLogger("bot.app")
@@ -61,6 +62,12 @@ async def set_menus(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     await app.bot.set_my_commands(cmds(ADMIN_MENU), scope=BotCommandScopeAllChatAdministrators())
 
 
+def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -> None:
+    """Give the services their way back to users, and the handlers their services."""
+    services.notifier = TelegramNotifier(app.bot, on_blocked=services.mark_blocked)
+    app.bot_data["services"] = services
+
+
 def build_application(
     settings: Settings,
     services: Services | None,
@@ -87,7 +94,7 @@ def build_application(
     )
     app = builder.build()
     if services is not None:
-        app.bot_data["services"] = services
+        attach(app, services)
     register(app)
     return app
 
@@ -100,7 +107,7 @@ def run_forever(settings: Settings) -> int:
         nonlocal services
         # Built inside PTB's event loop: aiohttp sessions are bound to the loop they start in.
         services = await create_services(settings)
-        application.bot_data["services"] = services
+        attach(application, services)
         await set_menus(application)
         log.info("bot @%s started", application.bot.username)
 

@@ -20,6 +20,9 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         super().__init__(max_concurrent_updates)
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
+        # Finished updates, so tests and the sandbox can wait for "answered" exactly.
+        self.completed = 0
+        self._progress = asyncio.Event()
 
     @staticmethod
     def _key(update: object) -> int:
@@ -40,11 +43,27 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             async with lock:
                 await coroutine
         finally:
+            self.completed += 1
+            self._progress.set()
+            self._progress = asyncio.Event()
             # Forget idle chats so the map does not grow with every chat ever seen.
             self._waiting[key] -= 1
             if self._waiting[key] == 0:
                 del self._waiting[key]
                 self._locks.pop(key, None)
+
+    async def wait_completed(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Return once `count` updates in total have been fully processed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.completed < count:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.completed} of {count} updates processed")
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                continue
 
     async def initialize(self) -> None:
         return None

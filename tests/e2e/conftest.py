@@ -1,0 +1,50 @@
+"""Shared e2e fixtures: one simulator and one emulator for the session, a fresh bot per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
+from bot.sandbox.telegram import FloodLimits, TelegramEmulator
+from tests.e2e.harness import Harness
+
+
+@pytest_asyncio.fixture(scope="session")
+async def world_sim() -> AsyncIterator[BitmexSimulator]:
+    # Every test gets its own exchange accounts, so one simulator serves the session.
+    sim = BitmexSimulator(rate_limit=RateLimitConfig(per_minute=100000, per_second_orders=10000,
+                                                     unauthenticated_per_minute=100000))
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def world_emu() -> AsyncIterator[TelegramEmulator]:
+    emu = TelegramEmulator(FloodLimits.off())
+    await emu.start()
+    yield emu
+    await emu.stop()
+    assert not emu.internal_errors, emu.internal_errors
+
+
+@pytest_asyncio.fixture
+async def h(world_sim: BitmexSimulator, world_emu: TelegramEmulator,
+            tmp_path: Path) -> AsyncIterator[Harness]:
+    """A fresh bot (own token, own database) on the shared emulator and simulator."""
+    world_sim.faults.clear()
+    harness = Harness(world_sim, world_emu, tmp_path)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

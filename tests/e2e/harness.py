@@ -1,0 +1,193 @@
+"""The end-to-end harness: a real PTB Application against the Bot API emulator and the
+BitMEX simulator, and people who chat with it.
+
+A test reads like a conversation:
+
+    alice = h.person("Alice")
+    await alice.send("/connect testnet KEY SECRET")
+    assert "Connected" in alice.last.text
+    await alice.send("/buy 100 btc")
+    await alice.press("Confirm")
+
+`send` and `press` return when the bot has finished processing the update (counted
+exactly, not guessed with sleeps) and the emulator has gone quiet.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.config import Settings
+from bot.sandbox.bitmex import BitmexSimulator
+from bot.sandbox.telegram import TelegramEmulator
+from bot.sandbox.telegram.state import Chat, Message, User
+from bot.services import Services, create_services
+from bot.vault import generate_key
+from handlers.app import build_application
+from handlers.processor import PerChatUpdateProcessor
+
+_tokens = itertools.count(1)
+
+
+@dataclass
+class Person:
+    h: Harness
+    user: User
+    chat: Chat
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    async def send(self, text: str, chat: Chat | None = None) -> Message | None:
+        """Type `text` (in the private chat unless `chat`); the bot's latest message there."""
+        where = chat or self.chat
+        self.h.emu.send_text(self.user, where, text, bot=self.h.bot_username)
+        await self.h.settle()
+        return self.h.emu.last_bot_message(where, bot=self.h.bot_username)
+
+    async def press(self, label: str, message: Message | None = None) -> Any:
+        """Press a button (by label) on `message` (default: the newest bot message with it)."""
+        msg = message or self.find_button(label)
+        qid = self.h.emu.press(self.user, msg, label, bot=self.h.bot_username)
+        await self.h.settle()
+        return self.h.emu.answers(qid)
+
+    def find_button(self, label: str, chat: Chat | None = None) -> Message:
+        for m in reversed(self.h.emu.bot_messages(chat or self.chat, bot=self.h.bot_username)):
+            if any(label.lower() == b.lower() for row in m.buttons for b in row):
+                return m
+        raise AssertionError(f"no button {label!r} in the chat:\n{self.transcript}")
+
+    @property
+    def last(self) -> Message:
+        m = self.h.emu.last_bot_message(self.chat, bot=self.h.bot_username)
+        assert m is not None, "the bot has not written to this chat"
+        return m
+
+    @property
+    def last_text(self) -> str:
+        return self.last.content or ""
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.h.emu.chat_messages(self.chat, bot=self.h.bot_username)
+
+    @property
+    def bot_texts(self) -> list[str]:
+        return [m.content or "" for m in self.h.emu.bot_messages(self.chat,
+                                                                 bot=self.h.bot_username)]
+
+    @property
+    def transcript(self) -> str:
+        return self.h.emu.transcript(self.chat, bot=self.h.bot_username)
+
+
+class Harness:
+    def __init__(self, sim: BitmexSimulator, emu: TelegramEmulator, tmp: Path,
+                 **settings: Any) -> None:
+        self.sim = sim
+        self.emu = emu
+        self.tmp = tmp
+        n = next(_tokens)
+        self.token = f"{700000 + n}:E2E-token-{n:04d}-abcdefghijklmnopqrstuvwxyz"
+        self.bot_username = f"E2ETest{n}Bot"
+        self.extra_settings = settings
+        self.services: Services
+        self.app: Any = None
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    async def start(self) -> None:
+        self.emu.add_bot(self.token, self.bot_username, "Trade Bot")
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            TELEGRAM_BOT_TOKEN=self.token,
+            TELEGRAM_API_URL=self.emu.url,
+            BITMEX_MAINNET_URL=self.sim.url,
+            BITMEX_TESTNET_URL=self.sim.url,
+            DATABASE_URL=f"sqlite+aiosqlite:///{self.tmp / 'bot.db'}",
+            MASTER_KEY=generate_key(),
+            **self.extra_settings,
+        )
+        self._http = aiohttp.ClientSession()
+        from bot.exchange.client import RetryPolicy
+
+        self.services = await create_services(
+            settings, http=self._http,
+            client_options={"retry": RetryPolicy(base_delay=0.01, max_delay=0.05,
+                                                 overload_delay=0.01)},
+        )
+        self.app = build_application(settings, self.services)
+        await self.app.initialize()
+        await self.app.start()
+        await self.app.updater.start_polling(poll_interval=0, timeout=1)
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            if self.app.updater.running:
+                await self.app.updater.stop()
+            if self.app.running:
+                await self.app.stop()
+            await self.app.shutdown()
+        await self.services.close()
+
+    async def restart(self) -> None:
+        """Stop the bot and start a fresh Application on the same database (a crash/redeploy)."""
+        settings = self.services.settings
+        await self.stop()
+        self._http = aiohttp.ClientSession()
+        from bot.exchange.client import RetryPolicy
+
+        self.services = await create_services(
+            settings, http=self._http,
+            client_options={"retry": RetryPolicy(base_delay=0.01, max_delay=0.05,
+                                                 overload_delay=0.01)},
+        )
+        self.app = build_application(settings, self.services)
+        await self.app.initialize()
+        await self.app.start()
+        await self.app.updater.start_polling(poll_interval=0, timeout=1)
+
+    @property
+    def processor(self) -> PerChatUpdateProcessor:
+        proc = self.app.update_processor
+        assert isinstance(proc, PerChatUpdateProcessor)
+        return proc
+
+    async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until every update sent to this bot has been processed, then for quiet."""
+        account = self.emu.bot(self.bot_username)
+        await self.processor.wait_completed(account.next_update_id - 1 - self._offset, timeout)
+        await self.emu.idle(timeout=timeout, quiet=0.01)
+
+    _offset = 0
+
+    def person(self, first_name: str = "User", username: str | None = None) -> Person:
+        user = self.emu.user(first_name=first_name, username=username)
+        chat = self.emu.private_chat(user, bot=self.bot_username)
+        return Person(self, user, chat)
+
+    def group(self, title: str, members: list[Person], admins: list[Person]) -> Chat:
+        return self.emu.group(title, [p.user for p in members], [p.user for p in admins],
+                              bots=[self.bot_username])
+
+    def exchange_account(self, permissions: tuple[str, ...] = ("order", "orderCancel"),
+                         xbt: float = 1.0, usdt: float = 10000) -> tuple[str, str]:
+        return self.sim.add_account(permissions=permissions, xbt=xbt, usdt=usdt)
+
+    async def connected(self, name: str = "Trader", **kw: Any) -> tuple[Person, str]:
+        """A person with a testnet key connected; returns them and the key id."""
+        p = self.person(name)
+        key, secret = self.exchange_account(**kw)
+        await p.send(f"/connect testnet {key} {secret}")
+        assert "Connected" in p.last_text, p.transcript
+        return p, key
