@@ -186,7 +186,7 @@ class _Window:
         return self.times[0] + self.span - now if self.times else 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Conn:
     ws: web.WebSocketResponse
     queue: asyncio.Queue[str | None]
@@ -312,6 +312,7 @@ class BitmexSimulator:
         self._host = "127.0.0.1"
         self._ticker: asyncio.Task[None] | None = None
         self._unlisten: Callable[[], None] | None = None
+        self._stopping = asyncio.Event()
         self.app = self._make_app()
 
     # ---------------------------------------------------------------- lifecycle
@@ -324,7 +325,9 @@ class BitmexSimulator:
         return f"ws://{self._host}:{self._port}/realtime"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -334,6 +337,7 @@ class BitmexSimulator:
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -437,7 +441,8 @@ class BitmexSimulator:
         wall = time.time()
         minute = self._windows.setdefault((who, "m"), _Window(60.0))
         minute.prune(now)
-        is_order = request.path.startswith("/api/v1/order")
+        # BitMEX's 10/s bucket covers placing, amending and cancelling, not reading.
+        is_order = request.path.startswith("/api/v1/order") and request.method != "GET"
         second: _Window | None = None
         if is_order:
             second = self._windows.setdefault((who, "s"), _Window(1.0))
@@ -593,7 +598,9 @@ class BitmexSimulator:
         row = self.engine.place_order(account.id, params)
         mode = self.faults._take_drop()
         if mode == "hang":
-            await asyncio.Event().wait()
+            # Never answer; released (and dropped) only when the server stops.
+            await self._stopping.wait()
+            mode = "close"
         if mode == "close" and request.transport is not None:
             request.transport.close()
         return self._json(row)
