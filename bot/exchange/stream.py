@@ -293,7 +293,7 @@ class _Socket:
                 return
             self._failures = 0 if got_data else self._failures + 1
             # A healthy connection that dropped comes back fast; repeated failures back off.
-            quick = self.backoff_base * random.uniform(0, 0.5)
+            quick = self.backoff_base * random.uniform(0.5, 1.0)
             delay = self._backoff() if self._failures else quick
             log.info("%s: reconnecting in %.2fs", self.name, delay)
             await asyncio.sleep(delay)

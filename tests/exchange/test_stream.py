@@ -6,12 +6,17 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.exchange.stream import ConnectionBudget, MarketStream, Table, ws_url_for
+from bot.errors import AuthError
+from bot.exchange.client import BitmexClient, RetryPolicy
+from bot.exchange.stream import ConnectionBudget, MarketStream, PrivateStream, Table, ws_url_for
+from bot.exchange.types import Execution, Instrument, Liquidation, Order
+from bot.sandbox.bitmex.server import BitmexSimulator
 
 
 def test_table_partial_insert_update_delete() -> None:
@@ -93,3 +98,163 @@ async def test_heartbeat_pings_then_reconnects_without_pong(
     subs = [m for m in received if m.startswith("{") and json.loads(m)["op"] == "subscribe"]
     assert len(subs) >= 3
     assert "instrument:XBTUSD" in json.loads(subs[-1])["args"]
+
+
+# --- against the simulator -------------------------------------------------------
+
+
+FAST_WS: dict[str, Any] = {
+    "ping_after": 1.0, "pong_timeout": 1.0, "backoff_base": 0.02, "backoff_max": 0.2,
+}
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[BitmexSimulator]:
+    simulator = BitmexSimulator()
+    simulator.rate_limit = None  # these tests are about the socket, not REST budgets
+    await simulator.start(host="127.0.0.1", port=0)
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+async def until(pred: object, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not pred():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_market_stream_ticks_and_liquidations(sim: BitmexSimulator) -> None:
+    ticks: list[Instrument] = []
+    liqs: list[Liquidation] = []
+
+    async def on_tick(inst: Instrument) -> None:
+        ticks.append(inst)
+
+    async def on_liq(liq: Liquidation) -> None:
+        liqs.append(liq)
+
+    async with aiohttp.ClientSession() as session:
+        market = MarketStream(sim.ws_url, session=session, **FAST_WS)
+        market.on_tick(on_tick)
+        market.on_liquidation(on_liq)
+        await market.watch("XBTUSD")
+        await market.wait_ready(5)
+        first = market.instrument("XBTUSD")
+        assert first is not None and first.tick_size == D("0.1")
+        assert market.instrument("ETHUSD") is None  # only what was asked for
+
+        sim.engine.set_mark("XBTUSD", D("51000.5"))
+        await until(lambda: any(t.mark_price == D("51000.5") for t in ticks))
+        merged = market.instrument("XBTUSD")
+        # an update merges into the partial's row: fields it did not carry are kept
+        assert merged is not None and merged.mark_price == D("51000.5")
+        assert merged.lot_size == D(100) and merged.kind == "inverse"
+
+        await market.watch("ETHUSD")
+        await until(lambda: market.instrument("ETHUSD") is not None)
+
+        sim.engine.liquidate_market("XBTUSD", "Sell", 1000, D(50500), duration=2.0)
+        await until(lambda: [x.action for x in liqs] == ["insert"])
+        sim.engine.clock.advance(1.0)
+        sim.engine.clock.advance(1.5)
+        await until(lambda: [x.action for x in liqs] == ["insert", "update", "delete"])
+        assert liqs[1].leaves_qty == 500
+        assert market.table("liquidation").values() == []
+        await market.close()
+    assert market.connects == 1
+
+
+async def test_private_stream_orders_and_partial(sim: BitmexSimulator) -> None:
+    key, secret = sim.add_account()
+    orders: list[Order] = []
+
+    async def on_order(o: Order) -> None:
+        orders.append(o)
+
+    async with aiohttp.ClientSession() as session:
+        client = BitmexClient(sim.url, key, secret, session=session)
+        resting = await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+        stream = PrivateStream(sim.ws_url, key, secret, session=session, **FAST_WS)
+        stream.on_order(on_order)
+        await stream.start()
+        await stream.wait_ready(5)
+        # the partial holds the order placed before we connected
+        assert [o.order_id for o in stream.orders()] == [resting.order_id]
+        assert {m["currency"] for m in stream.table("margin").values()} == {"XBt", "USDt"}
+        await client.amend_order(resting.order_id, price=D(41000))
+        await until(lambda: any(o.price == D(41000) for o in orders))
+        (row,) = stream.orders()
+        assert row.price == D(41000) and row.order_qty == 100  # update merged into the row
+        await client.cancel_orders([resting.order_id])
+        await until(lambda: stream.orders()[0].ord_status == "Canceled")
+        await stream.close()
+
+
+async def test_private_stream_rejects_bad_login(sim: BitmexSimulator) -> None:
+    key, _ = sim.add_account()
+    async with aiohttp.ClientSession() as session:
+        stream = PrivateStream(sim.ws_url, key, "wrong" * 8, session=session, **FAST_WS)
+        await stream.start()
+        with pytest.raises(AuthError):
+            await stream.wait_ready(5)
+        await stream.close()
+    assert stream.connects == 1  # a refused key is not retried in a loop
+
+
+@pytest.mark.parametrize("with_history", [True, False])
+async def test_fills_exactly_once_across_dropped_sockets(
+    sim: BitmexSimulator, with_history: bool
+) -> None:
+    key, secret = sim.add_account()
+    fills: list[Execution] = []
+
+    async def on_fill(ex: Execution) -> None:
+        fills.append(ex)
+
+    sim.engine.set_mark("XBTUSD", D(50000))
+    async with aiohttp.ClientSession() as session:
+        client = BitmexClient(sim.url, key, secret, session=session,
+                              retry=RetryPolicy(base_delay=0.01))
+        # a fill from before the stream started is history, not news
+        before = await client.place_order("XBTUSD", "Buy", 100, "Market")
+        stream = PrivateStream(
+            sim.ws_url, key, secret, session=session,
+            history=client if with_history else None, **{**FAST_WS, "backoff_base": 0.1},
+        )
+        stream.on_fill(on_fill)
+        live: set[str] = set()
+
+        async def on_table(table: str, action: str, rows: list[dict[str, object]]) -> None:
+            if table == "execution" and action == "insert":
+                live.update(str(r["execID"]) for r in rows)
+
+        stream.on_table(on_table)
+        await stream.start()
+        await stream.wait_ready(5)
+        placed = []
+        for i in range(12):
+            side = "Buy" if i % 2 else "Sell"
+            if i % 3 == 0:
+                n = stream.connects
+                await sim.faults.close_sockets()
+                # this fill lands in the gap, then we wait for the reconnect
+                placed.append(await client.place_order("XBTUSD", side, 100, "Market"))
+                await until(lambda n=n: stream.connects > n)
+            else:
+                placed.append(await client.place_order("XBTUSD", side, 100, "Market"))
+            if i % 4 == 1:
+                await asyncio.sleep(0.02)
+        await until(lambda: len(fills) >= len(placed), within=10)
+        await asyncio.sleep(0.2)  # a late duplicate would show up here
+        await stream.close()
+    assert stream.connects == 5
+    exec_ids = [f.exec_id for f in fills]
+    assert len(exec_ids) == len(set(exec_ids))
+    assert sorted(f.order_id for f in fills) == sorted(o.order_id for o in placed)
+    assert before.order_id not in {f.order_id for f in fills}
+    # some fills happened while disconnected and were recovered, not streamed live
+    assert {f.exec_id for f in fills} - live
