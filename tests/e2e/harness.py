@@ -15,23 +15,15 @@ exactly, not guessed with sleeps) and the emulator has gone quiet.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from bot.config import Settings
 from bot.sandbox.bitmex import BitmexSimulator
+from bot.sandbox.runner import BotRunner
 from bot.sandbox.telegram import TelegramEmulator
 from bot.sandbox.telegram.state import Chat, Message, User
-from bot.services import Services, create_services
-from bot.vault import generate_key
-from handlers.app import build_application
-from handlers.processor import PerChatUpdateProcessor
-
-_tokens = itertools.count(1)
+from bot.services import Services
 
 
 @dataclass
@@ -88,88 +80,17 @@ class Person:
         return self.h.emu.transcript(self.chat, bot=self.h.bot_username)
 
 
-class Harness:
+class Harness(BotRunner):
+    """A BotRunner plus the people who talk to it."""
+
     def __init__(self, sim: BitmexSimulator, emu: TelegramEmulator, tmp: Path,
                  **settings: Any) -> None:
-        self.sim = sim
-        self.emu = emu
-        self.tmp = tmp
-        n = next(_tokens)
-        self.token = f"{700000 + n}:E2E-token-{n:04d}-abcdefghijklmnopqrstuvwxyz"
-        self.bot_username = f"E2ETest{n}Bot"
-        self.extra_settings = settings
-        self.services: Services
-        self.app: Any = None
-        self._http: aiohttp.ClientSession | None = None
+        super().__init__(sim, emu, tmp, **settings)
 
     @property
-    def settings(self) -> Settings:
-        return self.services.settings
-
-    async def start(self) -> None:
-        self.emu.add_bot(self.token, self.bot_username, "Trade Bot")
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            TELEGRAM_BOT_TOKEN=self.token,
-            TELEGRAM_API_URL=self.emu.url,
-            BITMEX_MAINNET_URL=self.sim.url,
-            BITMEX_TESTNET_URL=self.sim.url,
-            DATABASE_URL=f"sqlite+aiosqlite:///{self.tmp / 'bot.db'}",
-            MASTER_KEY=generate_key(),
-            **self.extra_settings,
-        )
-        self._http = aiohttp.ClientSession()
-        from bot.exchange.client import RetryPolicy
-
-        self.services = await create_services(
-            settings, http=self._http,
-            client_options={"retry": RetryPolicy(base_delay=0.01, max_delay=0.05,
-                                                 overload_delay=0.01)},
-        )
-        self.app = build_application(settings, self.services)
-        await self.app.initialize()
-        await self.app.start()
-        await self.app.updater.start_polling(poll_interval=0, timeout=1)
-
-    async def stop(self) -> None:
-        if self.app is not None:
-            if self.app.updater.running:
-                await self.app.updater.stop()
-            if self.app.running:
-                await self.app.stop()
-            await self.app.shutdown()
-        await self.services.close()
-
-    async def restart(self) -> None:
-        """Stop the bot and start a fresh Application on the same database (a crash/redeploy)."""
-        settings = self.services.settings
-        await self.stop()
-        self._http = aiohttp.ClientSession()
-        from bot.exchange.client import RetryPolicy
-
-        self.services = await create_services(
-            settings, http=self._http,
-            client_options={"retry": RetryPolicy(base_delay=0.01, max_delay=0.05,
-                                                 overload_delay=0.01)},
-        )
-        self.app = build_application(settings, self.services)
-        await self.app.initialize()
-        await self.app.start()
-        await self.app.updater.start_polling(poll_interval=0, timeout=1)
-
-    @property
-    def processor(self) -> PerChatUpdateProcessor:
-        proc = self.app.update_processor
-        assert isinstance(proc, PerChatUpdateProcessor)
-        return proc
-
-    async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Wait until every update sent to this bot has been processed, then for quiet."""
-        account = self.emu.bot(self.bot_username)
-        await self.processor.wait_completed(account.next_update_id - 1 - self._offset, timeout)
-        await self.emu.idle(timeout=timeout, quiet=0.01)
-
-    _offset = 0
+    def svc(self) -> Services:
+        assert self.services is not None
+        return self.services
 
     def person(self, first_name: str = "User", username: str | None = None) -> Person:
         user = self.emu.user(first_name=first_name, username=username)
