@@ -445,6 +445,19 @@ class MarketStream(_Socket):
                     await _safe(funding_cb, row)
 
 
+_SHARED: dict[str, MarketStream] = {}
+
+
+def shared_market_stream(
+    ws_url: str, session: aiohttp.ClientSession, **kwargs: Any
+) -> MarketStream:
+    """The one public stream per network URL in this process (house rule 6)."""
+    stream = _SHARED.get(ws_url)
+    if stream is None or stream._session.closed:
+        stream = _SHARED[ws_url] = MarketStream(ws_url, session=session, **kwargs)
+    return stream
+
+
 class FillHistory(Protocol):
     """What PrivateStream needs to backfill fills missed while disconnected."""
 
@@ -516,6 +529,10 @@ class PrivateStream(_Socket):
         await self._send({"op": "authKeyExpires",
                           "args": auth.ws_login_args(self.key, self._secret, expires)})
         await super()._after_connect()
+
+    async def cancel_all_after(self, timeout_ms: int) -> None:
+        """Dead-man's switch over the socket (no REST budget spent); 0 disarms it."""
+        await self._send({"op": "cancelAllAfter", "args": int(timeout_ms)})
 
     def _remember(self, exec_id: str) -> bool:
         """True when this execID is new."""

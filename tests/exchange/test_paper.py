@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 
+import aiohttp
 import pytest
 
 from bot.errors import DuplicateClOrdID, InsufficientBalance, NotFound, Rejected
 from bot.exchange.paper import PaperExchange
+from bot.exchange.stream import MarketStream
 from bot.exchange.types import Exchange, Execution, Order, Position
 from bot.sandbox.bitmex.engine import Clock, Engine
+from bot.sandbox.bitmex.server import BitmexSimulator
 
 
 def make_paper() -> PaperExchange:
@@ -101,3 +105,35 @@ async def test_paper_errors_are_the_clients_errors() -> None:
     pos = await paper.set_leverage("XBTUSD", 10)
     assert pos.leverage == 10
     assert len(await paper.cancel_all()) == 1
+
+
+async def test_paper_priced_from_the_public_stream() -> None:
+    """The paper engine follows the real market's ticks (here: the simulator's feed)."""
+    sim = BitmexSimulator()
+    await sim.start(host="127.0.0.1", port=0)
+    paper = make_paper()
+    fills: list[Execution] = []
+
+    async def on_fill(ex: Execution) -> None:
+        fills.append(ex)
+
+    paper.on_fill(on_fill)
+    try:
+        async with aiohttp.ClientSession() as session:
+            market = MarketStream(sim.ws_url, session=session)
+            paper.follow(market)
+            await market.watch("XBTUSD")
+            await market.wait_ready(5)
+            sell = await paper.place_order("XBTUSD", "Sell", 100, "Limit", D(60000))
+            sim.engine.set_mark("XBTUSD", D(60500))  # the real market moves...
+            for _ in range(300):
+                await paper.drain()
+                if fills:
+                    break
+                await asyncio.sleep(0.01)
+            await market.close()
+    finally:
+        await sim.stop()
+    # ...and the paper order fills against it
+    assert (await paper.ticker("XBTUSD")).mark == D(60500)
+    assert [f.order_id for f in fills] == [sell.order_id]

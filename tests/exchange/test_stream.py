@@ -191,6 +191,8 @@ async def test_private_stream_orders_and_partial(sim: BitmexSimulator) -> None:
         assert row.price == D(41000) and row.order_qty == 100  # update merged into the row
         await client.cancel_orders([resting.order_id])
         await until(lambda: stream.orders()[0].ord_status == "Canceled")
+        await stream.cancel_all_after(60000)  # the dead-man's switch over the socket
+        await until(lambda: sim.account(key).cancel_at is not None)
         await stream.close()
 
 
