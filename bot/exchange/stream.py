@@ -342,7 +342,7 @@ class _Socket:
                 "api key" in error.lower()
             ):
                 raise AuthError(error, status=401)
-            if op == "subscribe":
+            if op == "subscribe" and "already subscribed" not in error.lower():
                 # Don't wait forever for a partial that will never come.
                 args = request.get("args") or []
                 for topic in args if isinstance(args, list) else [args]:
@@ -488,6 +488,7 @@ class PrivateStream(_Socket):
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_limit = seen_limit
         self._baseline_done = False
+        self._rest_baseline = False
         self._on_fill: list[Callable[[Execution], Awaitable[None]]] = []
         self._on_order: list[Callable[[Order], Awaitable[None]]] = []
         self._on_position: list[Callable[[Position], Awaitable[None]]] = []
@@ -520,6 +521,7 @@ class PrivateStream(_Socket):
             try:
                 for ex in await self.history.executions(count=1000):
                     self._remember(ex.exec_id)
+                self._rest_baseline = True
             except Exception:
                 log.warning("%s: could not read fill history for the baseline", self.name)
         await super().start()
@@ -555,8 +557,8 @@ class PrivateStream(_Socket):
         if name == "execution":
             if action == "partial":
                 execs = [Execution.from_row(r) for r in rows]
-                if not self._baseline_done and self.history is None:
-                    # No REST to tell old from new: the first partial is the baseline.
+                if not self._baseline_done and not self._rest_baseline:
+                    # No REST baseline to tell old from new: the first partial is it.
                     for ex in execs:
                         self._remember(ex.exec_id)
                     execs = []
