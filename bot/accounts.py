@@ -57,7 +57,7 @@ class AccountInfo:
 
     @property
     def masked(self) -> str:
-        return "no key (simulated)" if self.network == "paper" else mask_key(self.key_id)
+        return "simulated account" if self.network == "paper" else mask_key(self.key_id)
 
     @property
     def can_trade(self) -> bool:

@@ -32,7 +32,8 @@ def price(inst: Instrument | None, value: Decimal | None) -> str:
 
 def money(units: int | Decimal, currency: str, sig: int = 6) -> str:
     """Exchange units as coins with enough digits to be meaningful on a phone."""
-    amount = to_unit(units, currency)
+    # Whole exchange units are the finest the exchange can hold; anything finer is noise.
+    amount = to_unit(Decimal(units).to_integral_value(), currency)
     code = display_currency(currency)
     if code == "USDT":
         return f"{num(amount, 2)} {code}"

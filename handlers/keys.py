@@ -79,7 +79,8 @@ async def _finish_connect(update: Update, context: Context, network: str, key: s
 
 def _connected_text(result: Connected) -> str:
     acc = result.account
-    lines = [f"✅ Connected <b>{acc.network}</b> (key {html.escape(acc.masked)}) — now active."]
+    what = "a simulated account" if acc.network == "paper" else f"key {html.escape(acc.masked)}"
+    lines = [f"✅ Connected <b>{acc.network}</b> ({what}) — now active."]
     if acc.read_only:
         lines.append("This key has no Order permission: I can show your account but not trade.")
     lines.append(balances(result.margins))
