@@ -259,11 +259,15 @@ class _Socket:
             self.budget.record(time.monotonic())
             got_data = False
             try:
-                self._ws = await self._session.ws_connect(
-                    self.ws_url,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=self.connect_timeout),
-                    autoping=True,
-                    heartbeat=None,
+                # The session's own timeout is long; a stuck handshake must not stall us.
+                self._ws = await asyncio.wait_for(
+                    self._session.ws_connect(
+                        self.ws_url,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=self.connect_timeout),
+                        autoping=True,
+                        heartbeat=None,
+                    ),
+                    self.connect_timeout,
                 )
                 self.connects += 1
                 for t in self.tables.values():

@@ -167,7 +167,11 @@ class Instrument:
             mark_price=_dec(row, "markPrice"),
             bid_price=_dec(row, "bidPrice"),
             ask_price=_dec(row, "askPrice"),
-            index_price=_dec(row, "indicativeSettlePrice") or _dec(row, "fairPrice"),
+            index_price=(
+                _dec(row, "indexPrice")
+                or _dec(row, "indicativeSettlePrice")
+                or _dec(row, "fairPrice")
+            ),
             funding_rate=_dec(row, "fundingRate"),
             timestamp=parse_time(row.get("timestamp")),
         )
