@@ -564,8 +564,8 @@ class Trading:
 
     @staticmethod
     def _placed_text(plan: Plan, row: OrderIntent) -> str:
-        if plan.kind in ("cancel", "cancel_all"):
-            return f"✅ {html.escape(row.error or 'Cancelled.')}"
+        if plan.kind in ("cancel", "cancel_all", "amend_stop"):
+            return f"✅ {html.escape(row.error or 'Done.')}"
         if plan.kind == "leverage":
             return "✅ Leverage changed."
         status = row.intent.get("status", "New")
@@ -612,6 +612,8 @@ class Trading:
                 note += f" {len(failed)} could not be cancelled ({failed[0].error})."
             await self._finish(row.id, PLACED, error=note)
             return {}
+        if plan.kind == "amend_stop":
+            return await self._send_amend_stop(ex, row, plan)
         assert plan.symbol and plan.side and plan.qty is not None
         if plan.leverage is not None:
             await ex.set_leverage(plan.symbol, plan.leverage)
@@ -672,6 +674,24 @@ class Trading:
                 cl_ord_id=f"{row.cl_ord_id}:tp{i + 1}", text="telegram tp"))
         await self._finish(intent_id, PLACED, extra={"exits_placed": True})
         return placed
+
+    # --- for other services (signal feeds): cards they size themselves ----------------
+
+    async def preview_plan(self, user_id: int, chat_id: int, plan: Plan,
+                           lines: list[str]) -> Card:
+        """Store an already-built plan as a pending card: same buttons, expiry and press
+        rules as every other card. Kinds: those `_send` knows, plus `amend_stop`
+        (move the stop of order `order_ids[0]`, a clOrdID, to `stop_px`)."""
+        user = await self._user(user_id)
+        return await self._store(user, chat_id, plan, [*lines], False)
+
+    async def _send_amend_stop(self, ex: Exchange, row: OrderIntent,
+                               plan: Plan) -> dict[str, Any]:
+        assert row.id is not None and plan.order_ids and plan.stop_px is not None
+        order = await ex.amend_order(orig_cl_ord_id=plan.order_ids[0], stop_px=plan.stop_px)
+        await self._finish(row.id, PLACED, order_id=order.order_id,
+                           error=f"Stop moved to {fmt.num(plan.stop_px)}.")
+        return {"order_id": order.order_id}
 
     async def intent_by_cl_ord_id(self, cl_ord_id: str) -> OrderIntent | None:
         from sqlmodel import select

@@ -161,13 +161,120 @@ class AuditLog(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
+# --- signal feeds (bot/feeds.py) ---------------------------------------------------------
+
+
+def _fk(target: str, nullable: bool = False) -> Any:
+    return Field(
+        default=None if nullable else ...,
+        sa_column_args=[ForeignKey(target, ondelete="CASCADE")],
+        nullable=nullable,
+        index=True,
+    )
+
+
+class Feed(SQLModel, table=True):
+    """A group that posts signals; `name` is what members type in /follow."""
+
+    __tablename__ = "feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(unique=True)
+    # Stored lower-case: names are matched case-insensitively.
+    name: str = Field(max_length=32, unique=True)
+    title: str | None = Field(default=None, max_length=128)
+    active: bool = Field(default=True)
+    created_by: int | None = None
+    created_at: datetime = _created()
+
+
+class Signal(SQLModel, table=True):
+    """A signal as first posted; later edits and updates live in signal_updates."""
+
+    __tablename__ = "signals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = _fk("feeds.id")
+    chat_id: int
+    message_id: int | None = None  # the admin's message in the group
+    card_message_id: int | None = None  # the bot's signal card
+    posted_by: int
+    symbol: str = Field(max_length=32)
+    side: str = Field(max_length=8)  # long | short
+    entry_low: Decimal = Field(sa_type=DecimalText)
+    entry_high: Decimal = Field(sa_type=DecimalText)
+    sl: Decimal = Field(sa_type=DecimalText)
+    current_sl: Decimal = Field(sa_type=DecimalText)
+    tps: list[str] = Field(default_factory=list, sa_type=JSON)
+    leverage: Decimal | None = Field(default=None, sa_type=DecimalText)
+    risk_percent: Decimal | None = Field(default=None, sa_type=DecimalText)
+    source: str = Field(default="command", max_length=16)  # command | text
+    text: str = Field(default="", max_length=4096)
+    # open | closed
+    state: str = Field(default="open", max_length=16)
+    created_at: datetime = _created()
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SignalUpdate(SQLModel, table=True):
+    __tablename__ = "signal_updates"
+
+    id: int | None = Field(default=None, primary_key=True)
+    signal_id: int = _fk("signals.id")
+    # close | move_sl | edited | deleted
+    kind: str = Field(max_length=16)
+    price: Decimal | None = Field(default=None, sa_type=DecimalText)
+    text: str | None = Field(default=None, max_length=4096)
+    by_user: int | None = None
+    created_at: datetime = _created()
+
+
+class Follow(SQLModel, table=True):
+    __tablename__ = "follows"
+    __table_args__ = (UniqueConstraint("user_id", "feed_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    feed_id: int = _fk("feeds.id")
+    # risk (value % of available margin lost at the stop) | usd | contracts
+    mode: str = Field(max_length=16)
+    value: Decimal = Field(sa_type=DecimalText)
+    max_usd: Decimal | None = Field(default=None, sa_type=DecimalText)
+    # Apply risk-reducing updates (stop tightened, close) without a press.
+    auto: bool = Field(default=False)
+    active: bool = Field(default=True)
+    created_at: datetime = _created()
+
+
+class FollowerOrder(SQLModel, table=True):
+    """One member's entry from one signal; its clOrdID prefixes the exits' ids too."""
+
+    __tablename__ = "follower_orders"
+    __table_args__ = (UniqueConstraint("signal_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    signal_id: int = _fk("signals.id")
+    user_id: int = _user_fk()
+    intent_id: int | None = Field(default=None, index=True)
+    cl_ord_id: str = Field(max_length=36, index=True)
+    network: str = Field(max_length=16)
+    # clOrdIDs of update cards (closes) confirmed for this entry, for /feedstats.
+    related: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = _created()
+
+
 __all__ = [
     "NETWORKS",
     "Alert",
     "ApiCredential",
     "AuditLog",
+    "Feed",
+    "Follow",
+    "FollowerOrder",
     "LiqFeedSubscription",
     "OrderIntent",
     "Schedule",
+    "Signal",
+    "SignalUpdate",
     "User",
 ]
