@@ -6,6 +6,7 @@ against the simulator and a temporary database.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,10 @@ from bot.vault import Vault
 
 if TYPE_CHECKING:
     from bot.accounts import Accounts
-    from bot.exchange.types import Exchange
+    from bot.alerts.service import AlertService
+    from bot.exchange.types import Exchange, Instrument
+    from bot.liqfeed import LiqFeed
+    from bot.market import MarketHub
     from bot.trading import Trading
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,10 @@ class Services:
     notifier: Notifier | None = None
     ratelimit: UserRateLimiter = field(default_factory=UserRateLimiter)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Shared public sockets and their listeners (bot/market.py, bot/alerts, bot/liqfeed.py).
+    market_hub: MarketHub | None = None
+    alerts: AlertService | None = None
+    liqfeed: LiqFeed | None = None
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.settings.ADMIN_IDS
@@ -121,6 +129,12 @@ class Services:
         return SymbolBook(symbols, btc)
 
     async def close(self) -> None:
+        if self.liqfeed is not None:
+            await self.liqfeed.close()
+        if self.alerts is not None:
+            await self.alerts.close()
+        if self.market_hub is not None:
+            await self.market_hub.close()
         if self.http is not None and not self.http.closed:
             await self.http.close()
         await self.db.dispose()
@@ -166,5 +180,42 @@ async def create_services(
 
     accounts = Accounts(db, vault, make_client, make_paper)
     trading = Trading(db, accounts, mainnet_confirm_usd=settings.MAINNET_CONFIRM_USD)
-    return Services(settings=settings, db=db, vault=vault, accounts=accounts, trading=trading,
-                    http=http)
+    services = Services(settings=settings, db=db, vault=vault, accounts=accounts,
+                        trading=trading, http=http)
+    await start_market(services)
+    return services
+
+
+async def start_market(services: Services) -> None:
+    """The shared market sockets with alerts and the liquidation feed listening."""
+    from bot.alerts.service import AlertService
+    from bot.liqfeed import LiqFeed
+    from bot.market import MarketHub
+
+    hub = MarketHub(services.settings.ws_url, lambda: services.http)
+
+    async def instrument(symbol: str) -> Instrument | None:
+        # The socket's row when subscribed, else REST's cached one (contract specs).
+        return hub.instrument("mainnet", symbol) or await services.market().instrument(symbol)
+
+    async def quote(symbol: str) -> Instrument | None:
+        # Validating an alert needs today's price, not the instrument cache's.
+        live = hub.instrument("mainnet", symbol)
+        if live is not None:
+            return live
+        inst = await services.market().instrument(symbol)
+        t = await services.market().ticker(symbol)
+        return dataclasses.replace(inst, last_price=t.last, mark_price=t.mark,
+                                   funding_rate=t.funding_rate)
+
+    services.market_hub = hub
+    services.alerts = AlertService(
+        services.db, lambda: services.notifier, quote=quote,
+        watch=lambda symbol: hub.watch("mainnet", symbol))
+    services.liqfeed = LiqFeed(
+        services.db, lambda: services.notifier, instrument=instrument,
+        watch=lambda: hub.watch_liquidations("mainnet"))
+    hub.on_tick(services.alerts.on_instrument)
+    hub.on_liquidation(services.liqfeed.on_liquidation)
+    await services.alerts.start()
+    await services.liqfeed.start()

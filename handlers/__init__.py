@@ -18,6 +18,7 @@ from telegram.ext import (
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
     from handlers import access, errors, keys, router, start, trade
+    from handlers import alerts as alert_handlers
 
     app.add_handler(TypeHandler(Update, access.gate), group=-1)
     app.add_handler(CommandHandler("start", start.start))
@@ -28,5 +29,6 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CallbackQueryHandler(trade.on_row_press, pattern=r"^(oc|pc):"))
     app.add_handler(CallbackQueryHandler(keys.on_disconnect_press, pattern=r"^k:"))
     app.add_handler(CallbackQueryHandler(start.on_menu_press, pattern=r"^m:"))
+    app.add_handler(CallbackQueryHandler(alert_handlers.on_alert_press, pattern=r"^al:"))
     app.add_handler(CallbackQueryHandler(start.on_stale_press))
     app.add_error_handler(errors.on_error)

@@ -1,0 +1,426 @@
+"""The alert service: alerts in the database, the index in memory, messages out.
+
+Life of an alert: `create` validates and stores it (state ``active``) and adds it
+to the `AlertIndex`; every instrument tick of the shared market stream goes
+through `on_instrument`, which asks the index what fired. A one-shot alert is
+then marked ``fired`` by one ``UPDATE ... WHERE state='active'`` *before* its
+message goes out, so it fires exactly once even when a delete, a second tick or
+a restart races it; after the notifier took the message the row becomes
+``sent``. A crash between the two leaves ``fired`` rows, which the next start
+delivers (so a restart loses none either). Move alerts are recurring (see the
+index): they stay ``active`` and only their `fired_at` moves.
+
+Prices are mainnet's (paper trades on mainnet prices too): last traded price,
+the mark price when no trade is known. Funding thresholds are kept as BitMEX's
+fraction (0.0005 = 0.05 %).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+
+from bot import fmt
+from bot.alerts.index import AlertIndex, Direction, Fired, FundingAlert, MoveAlert, PriceAlert
+from bot.db.engine import Database
+from bot.db.models import Alert, User
+from bot.errors import UserError
+from bot.exchange.types import Instrument
+from bot.notify import Button, Keyboard, Notifier
+from bot.parsing import intents as it
+
+log = logging.getLogger(__name__)
+
+AlertIntent = it.PriceAlert | it.MoveAlert | it.FundingAlert
+Quote = Callable[[str], Awaitable[Instrument | None]]
+
+WINDOW_SECONDS: dict[str, int] = {"15m": 900, "1h": 3600, "4h": 14400, "24h": 86400}
+WINDOW_NAMES = {v: k for k, v in WINDOW_SECONDS.items()}
+MAX_PER_CHAT = 100
+MAX_PER_USER = 200
+# A fired alert whose message did not go out is delivered at the next start,
+# unless it is older than this: a day-old "above 100k" is news no more.
+REDELIVER_WITHIN = timedelta(hours=24)
+_SQL_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AlertInfo:
+    """What the service keeps in memory per live alert to write its message."""
+
+    id: int
+    chat_id: int
+    user_id: int
+    kind: str
+    symbol: str
+    direction: str | None
+    threshold: Decimal
+    window_seconds: int | None
+    note: str | None
+
+    @classmethod
+    def of(cls, row: Alert) -> AlertInfo:
+        assert row.id is not None
+        return cls(row.id, row.chat_id, row.user_id, row.kind, row.symbol, row.direction,
+                   row.threshold, row.window_seconds, row.note)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _price_of(inst: Instrument) -> Decimal | None:
+    return inst.last_price if inst.last_price is not None else inst.mark_price
+
+
+def funding_pct(rate: Decimal) -> str:
+    """0.0005 -> "0.05 %" (as BitMEX's site shows it)."""
+    return f"{fmt.num(rate * 100, 4)} %".replace("-", "−")
+
+
+class AlertService:
+    """Create, list and delete alerts; evaluate them on every tick; send what fired."""
+
+    def __init__(
+        self,
+        db: Database,
+        notifier: Callable[[], Notifier | None],
+        *,
+        quote: Quote | None = None,
+        watch: Callable[[str], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        network: str = "mainnet",
+        max_per_chat: int = MAX_PER_CHAT,
+        max_per_user: int = MAX_PER_USER,
+    ) -> None:
+        self.db = db
+        self._notifier = notifier
+        self._quote = quote
+        self._watch = watch
+        self.clock = clock
+        self.network = network
+        self.max_per_chat = max_per_chat
+        self.max_per_user = max_per_user
+        self.index = AlertIndex()
+        self.alerts: dict[int, AlertInfo] = {}
+        self._instruments: dict[str, Instrument] = {}
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self.sent = 0  # messages handed to the notifier, for tests and benchmarks
+
+    # --- start ----------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Load active alerts into the index, subscribe their symbols, deliver leftovers."""
+        async with self.db.session() as s:
+            rows = (await s.exec(select(Alert).where(Alert.state == "active"))).all()
+            since = self.clock() - REDELIVER_WITHIN
+            stranded = (await s.exec(select(Alert).where(
+                Alert.state == "fired", col(Alert.fired_at) >= since))).all()
+        infos = [AlertInfo.of(r) for r in rows]
+        self.index.load(_spec(a) for a in infos)
+        self.alerts.update((a.id, a) for a in infos)
+        for symbol in sorted({a.symbol for a in infos}):
+            await self._subscribe(symbol)
+        if stranded:
+            log.info("delivering %d alerts fired before the last stop", len(stranded))
+            self._spawn([(info, self.message(info, None))
+                         for info in map(AlertInfo.of, stranded)])
+        return len(infos)
+
+    async def _subscribe(self, symbol: str) -> None:
+        if self._watch is not None:
+            try:
+                await self._watch(symbol)
+            except Exception:
+                # The socket retries by itself; the alert is stored and loaded regardless.
+                log.exception("could not subscribe %s for alerts", symbol)
+
+    # --- create / list / delete -----------------------------------------------------------
+
+    async def create(self, user_id: int, chat_id: int, intent: AlertIntent) -> AlertInfo:
+        """Validate and store one alert; it is live in the index when this returns."""
+        symbol = intent.symbol or await self._default_symbol(user_id)
+        inst = await self._current(symbol)
+        kind, direction, threshold, window, note = self._validate(intent, symbol, inst)
+        async with self.db.session() as s:
+            per_chat = (await s.exec(select(func.count()).select_from(Alert).where(
+                Alert.state == "active", Alert.chat_id == chat_id))).one()
+            if per_chat >= self.max_per_chat:
+                raise UserError(f"This chat has {per_chat} alerts, the most it can hold. "
+                                "Delete some with /unalert first.")
+            per_user = (await s.exec(select(func.count()).select_from(Alert).where(
+                Alert.state == "active", Alert.user_id == user_id))).one()
+            if per_user >= self.max_per_user:
+                raise UserError(f"You have {per_user} alerts, the most allowed. "
+                                "Delete some with /unalert first.")
+            if await s.get(User, user_id) is None:
+                # Group admins may never have written to the bot privately.
+                s.add(User(id=user_id))
+                await s.flush()
+            row = Alert(user_id=user_id, chat_id=chat_id, kind=kind, symbol=symbol,
+                        network=self.network, direction=direction, threshold=threshold,
+                        window_seconds=window, note=note)
+            s.add(row)
+            await s.commit()
+            await s.refresh(row)
+        info = AlertInfo.of(row)
+        self.alerts[info.id] = info
+        self.index.load([_spec(info)])
+        await self._subscribe(symbol)
+        return info
+
+    async def _default_symbol(self, user_id: int) -> str:
+        async with self.db.session() as s:
+            user = await s.get(User, user_id)
+        return user.default_symbol if user is not None else "XBTUSD"
+
+    async def _current(self, symbol: str) -> Instrument | None:
+        inst = self._instruments.get(symbol)
+        if inst is None and self._quote is not None:
+            try:
+                inst = await self._quote(symbol)
+            except Exception:
+                # No quote only means the "already past it" check is skipped.
+                log.warning("no quote for %s while creating an alert", symbol)
+                inst = None
+        return inst
+
+    def _validate(
+        self, intent: AlertIntent, symbol: str, inst: Instrument | None
+    ) -> tuple[str, str | None, Decimal, int | None, str | None]:
+        if isinstance(intent, it.MoveAlert):
+            if not 0 < intent.percent < 100:
+                raise UserError("A move alert needs a percentage between 0 and 100, like 5%.")
+            return "move", None, intent.percent, WINDOW_SECONDS[intent.window], None
+        if isinstance(intent, it.FundingAlert):
+            rate = intent.rate
+            now_rate = inst.funding_rate if inst is not None else None
+            if now_rate is not None and _past(intent.direction, now_rate, rate):
+                raise UserError(
+                    f"{symbol} funding is already {intent.direction} {funding_pct(rate)} "
+                    f"(now {funding_pct(now_rate)}), so the alert would fire at once.")
+            return "funding", intent.direction, rate, None, None
+        if intent.price <= 0:
+            raise UserError("An alert price must be above zero.")
+        now = _price_of(inst) if inst is not None else None
+        if now is not None and _past(intent.direction, now, intent.price):
+            raise UserError(
+                f"{symbol} is already {intent.direction} {fmt.price(inst, intent.price)} "
+                f"(now {fmt.price(inst, now)}), so the alert would fire at once. "
+                f"Did you mean {'below' if intent.direction == 'above' else 'above'}?")
+        return "price", intent.direction, intent.price, None, intent.note
+
+    async def for_chat(self, chat_id: int) -> list[AlertInfo]:
+        """Active alerts of a chat (a user's private chat, or a group), oldest first."""
+        async with self.db.session() as s:
+            rows = (await s.exec(select(Alert).where(
+                Alert.state == "active", Alert.chat_id == chat_id).order_by(
+                col(Alert.id)))).all()
+        return [AlertInfo.of(r) for r in rows]
+
+    async def delete(self, chat_id: int, alert_id: int) -> AlertInfo:
+        """Delete one active alert of this chat; UserError when there is none."""
+        async with self.db.session() as s:
+            row = await s.get(Alert, alert_id)
+            if row is None or row.chat_id != chat_id or row.state != "active":
+                raise UserError(f"No active alert #{alert_id} here. /alerts lists them.")
+            result = await s.exec(update(Alert).where(
+                col(Alert.id) == alert_id, col(Alert.state) == "active").values(
+                state="deleted"))
+            await s.commit()
+            if result.rowcount != 1:
+                raise UserError(f"Alert #{alert_id} has just fired or was deleted.")
+        info = AlertInfo.of(row)
+        self._forget(alert_id)
+        return info
+
+    async def delete_all(self, chat_id: int) -> int:
+        """Delete every active alert of this chat; returns how many."""
+        async with self.db.session() as s:
+            ids = list((await s.exec(select(Alert.id).where(
+                Alert.state == "active", Alert.chat_id == chat_id))).all())
+            if ids:
+                await s.exec(update(Alert).where(
+                    col(Alert.id).in_(ids), col(Alert.state) == "active").values(
+                    state="deleted"))
+                await s.commit()
+        for alert_id in ids:
+            if alert_id is not None:
+                self._forget(alert_id)
+        return len(ids)
+
+    def _forget(self, alert_id: int) -> None:
+        self.index.remove(alert_id)
+        self.alerts.pop(alert_id, None)
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    async def on_instrument(self, network: str, inst: Instrument) -> None:
+        """A market-hub listener: every instrument update of `network`."""
+        if network != self.network:
+            return
+        self._instruments[inst.symbol] = inst
+        price = _price_of(inst)
+        fired: list[Fired] = []
+        if price is not None:
+            fired += self.index.on_tick(inst.symbol, price, inst.timestamp or self.clock())
+        if inst.funding_rate is not None:
+            fired += self.index.on_funding(inst.symbol, inst.funding_rate)
+        if fired:
+            await self.fire(fired)
+
+    async def on_tick(self, symbol: str, price: Decimal, at: datetime | None = None) -> int:
+        """Feed one price directly (tests, benchmarks); returns how many alerts fired."""
+        fired = self.index.on_tick(symbol, price, at or self.clock())
+        if fired:
+            await self.fire(fired)
+        return len(fired)
+
+    async def fire(self, fired: Iterable[Fired]) -> None:
+        """Mark one-shot alerts fired (exactly once), then queue their messages."""
+        fired = list(fired)
+        now = self.clock()
+        once = [f.alert_id for f in fired if f.kind != "move"]
+        won: set[int] = set()
+        async with self.db.session() as s:
+            for i in range(0, len(once), _SQL_CHUNK):
+                chunk = once[i:i + _SQL_CHUNK]
+                # The WHERE on state makes this the one place an alert can fire: a
+                # concurrent delete, or a stale index after a restart, loses the race.
+                result = await s.exec(update(Alert).where(
+                    col(Alert.id).in_(chunk), col(Alert.state) == "active").values(
+                    state="fired", fired_at=now).returning(col(Alert.id)))
+                won.update(result.scalars().all())
+            moves = [f.alert_id for f in fired if f.kind == "move"]
+            if moves:
+                await s.exec(update(Alert).where(
+                    col(Alert.id).in_(moves)).values(fired_at=now))
+            await s.commit()
+        # Words are fixed now: "now 100,012.5" is the price that fired it, not a later one.
+        batch: list[tuple[AlertInfo, str]] = []
+        for f in fired:
+            info = self.alerts.get(f.alert_id)
+            if f.kind != "move":
+                self.alerts.pop(f.alert_id, None)
+                if f.alert_id not in won:
+                    continue
+            if info is not None:
+                batch.append((info, self.message(info, f)))
+        if batch:
+            self._spawn(batch)
+
+    def _spawn(self, batch: list[tuple[AlertInfo, str]]) -> None:
+        # Delivery runs beside the socket loop, so a slow chat never delays the next tick.
+        task = asyncio.create_task(self._deliver(batch), name="alert-delivery")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, batch: list[tuple[AlertInfo, str]]) -> None:
+        notifier = self._notifier()
+        if notifier is None:
+            log.error("no notifier: %d fired alerts wait for the next start", len(batch))
+            return
+        done: list[int] = []
+        for info, text in batch:
+            try:
+                await notifier.send(info.chat_id, text, kind="alert")
+            except Exception:
+                # Left in state 'fired': the next start tries again.
+                log.exception("alert #%d could not be delivered", info.id)
+                continue
+            self.sent += 1
+            if info.kind != "move":
+                done.append(info.id)
+        if done:
+            async with self.db.session() as s:
+                for i in range(0, len(done), _SQL_CHUNK):
+                    await s.exec(update(Alert).where(
+                        col(Alert.id).in_(done[i:i + _SQL_CHUNK]),
+                        col(Alert.state) == "fired").values(state="sent"))
+                await s.commit()
+
+    async def drain(self) -> None:
+        """Wait for the deliveries under way (tests, shutdown)."""
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+
+    # --- words ------------------------------------------------------------------------------
+
+    def describe(self, a: AlertInfo) -> str:
+        """One line for /alerts and for the confirmation: "#3 XBTUSD above 100,000"."""
+        inst = self._instruments.get(a.symbol)
+        sym = f"<b>{html.escape(a.symbol)}</b>"
+        if a.kind == "move":
+            window = WINDOW_NAMES.get(a.window_seconds or 0, f"{a.window_seconds}s")
+            text = f"{sym} moves {fmt.num(a.threshold)} % within {window}"
+        elif a.kind == "funding":
+            text = f"{sym} funding {a.direction} {funding_pct(a.threshold)}"
+        else:
+            text = f"{sym} {a.direction} {fmt.price(inst, a.threshold)}"
+        if a.note:
+            text += f" · {html.escape(a.note)}"
+        return f"#{a.id} {text}"
+
+    def message(self, a: AlertInfo, fired: Fired | None) -> str:
+        """🔔 XBTUSD above 100,000 — now 100,012.5 (your note)."""
+        inst = self._instruments.get(a.symbol)
+        sym = f"<b>{html.escape(a.symbol)}</b>"
+        value = fired.value if fired is not None else None
+        if a.kind == "move":
+            window = WINDOW_NAMES.get(a.window_seconds or 0, f"{a.window_seconds}s")
+            moved = fmt.pct(value) if value is not None else f"{fmt.num(a.threshold)} %"
+            last = _price_of(inst) if inst is not None else None
+            now = f" — now {fmt.price(inst, last)}" if last is not None else ""
+            text = f"🔔 {sym} moved {moved} within {window}{now}"
+        elif a.kind == "funding":
+            now = f" — now {funding_pct(value)}" if value is not None else ""
+            text = f"🔔 {sym} funding {a.direction} {funding_pct(a.threshold)}{now}"
+        else:
+            now = f" — now {fmt.price(inst, value)}" if value is not None else ""
+            text = f"🔔 {sym} {a.direction} {fmt.price(inst, a.threshold)}{now}"
+        if a.note:
+            text += f" ({html.escape(a.note)})"
+        return text
+
+    def listing(self, alerts: list[AlertInfo]) -> tuple[str, Keyboard]:
+        """The /alerts text and one Delete button per alert."""
+        if not alerts:
+            return ("No active alerts. Set one: <code>/alert btc above 100k</code>, "
+                    "<code>/alert eth move 5% in 1h</code>.", [])
+        lines = [f"<b>Alerts</b> ({len(alerts)})"] + [self.describe(a) for a in alerts]
+        buttons = [[Button(f"🗑 Delete #{a.id}", f"al:d:{a.id}")] for a in alerts]
+        return "\n".join(lines), buttons
+
+
+def _past(direction: str, now: Decimal, threshold: Decimal) -> bool:
+    """True when an alert of this direction would fire on `now` already."""
+    return now >= threshold if direction == "above" else now <= threshold
+
+
+def _spec(a: AlertInfo) -> PriceAlert | MoveAlert | FundingAlert:
+    if a.kind == "move":
+        assert a.window_seconds is not None
+        return MoveAlert(a.id, a.symbol, a.threshold, a.window_seconds)
+    direction: Direction = "above" if a.direction == "above" else "below"
+    if a.kind == "funding":
+        return FundingAlert(a.id, a.symbol, direction, a.threshold)
+    return PriceAlert(a.id, a.symbol, direction, a.threshold)
+
+
+def parse_callback(data: str) -> int | None:
+    """`al:d:<id>` -> id (None when the data is not ours or malformed)."""
+    parts = data.split(":")
+    if len(parts) == 3 and parts[0] == "al" and parts[1] == "d" and parts[2].isdigit():
+        return int(parts[2])
+    return None

@@ -1,0 +1,136 @@
+"""/alert, /alerts, /unalert and /liqfeed; in groups only admins change them."""
+
+from __future__ import annotations
+
+import html
+import time
+
+from telegram import Update
+
+from bot import parse as P
+from bot.alerts.service import AlertService, parse_callback
+from bot.errors import UserError
+from bot.liqfeed import LiqFeed, compact
+from handlers.common import Context, is_private, reply, services
+from handlers.render import markup
+from handlers.router import route
+
+# Admin rights change rarely; a minute of caching spares a getChatMember per command.
+ADMIN_TTL = 60.0
+
+
+def _alerts(context: Context) -> AlertService:
+    svc = services(context).alerts
+    assert svc is not None, "create_services starts the alert service"
+    return svc
+
+
+def _liqfeed(context: Context) -> LiqFeed:
+    svc = services(context).liqfeed
+    assert svc is not None, "create_services starts the liquidation feed"
+    return svc
+
+
+def _ids(update: Update) -> tuple[int, int]:
+    assert update.effective_user is not None and update.effective_chat is not None
+    return update.effective_user.id, update.effective_chat.id
+
+
+async def is_chat_admin(update: Update, context: Context) -> bool:
+    """True in a private chat; in a group, whether the user is an admin (cached briefly)."""
+    if is_private(update):
+        return True
+    uid, cid = _ids(update)
+    cache: dict[tuple[int, int], tuple[bool, float]] = context.application.bot_data.setdefault(
+        "admin_cache", {})
+    now = time.monotonic()
+    hit = cache.get((cid, uid))
+    if hit is not None and now - hit[1] < ADMIN_TTL:
+        return hit[0]
+    member = await context.bot.get_chat_member(cid, uid)
+    ok = member.status in ("administrator", "creator")
+    cache[(cid, uid)] = (ok, now)
+    return ok
+
+
+async def _require_admin(update: Update, context: Context, what: str) -> None:
+    if not await is_chat_admin(update, context):
+        raise UserError(f"Only group admins can {what} here. "
+                        "You can set your own in a private chat with me.")
+
+
+@route(P.PriceAlert, P.MoveAlert, P.FundingAlert)
+async def alert(update: Update, context: Context,
+                intent: P.PriceAlert | P.MoveAlert | P.FundingAlert) -> None:
+    """/alert SYM above|below PRICE, move N% [in W], funding above|below X%."""
+    await _require_admin(update, context, "set alerts")
+    uid, cid = _ids(update)
+    svc = _alerts(context)
+    info = await svc.create(uid, cid, intent)
+    await reply(update, f"✅ Alert set: {svc.describe(info)}\nI'll post here when it fires. "
+                        "/alerts lists them.")
+
+
+@route(P.Alerts)
+async def alerts(update: Update, context: Context, intent: P.Alerts) -> None:
+    """/alerts: this chat's active alerts, each with a Delete button."""
+    _, cid = _ids(update)
+    svc = _alerts(context)
+    text, buttons = svc.listing(await svc.for_chat(cid))
+    await reply(update, text, reply_markup=markup(buttons))
+
+
+@route(P.Unalert)
+async def unalert(update: Update, context: Context, intent: P.Unalert) -> None:
+    """/unalert ID | all."""
+    await _require_admin(update, context, "delete alerts")
+    _, cid = _ids(update)
+    svc = _alerts(context)
+    if intent.alert_id is None:
+        n = await svc.delete_all(cid)
+        await reply(update, f"Deleted {n} alert{'s' if n != 1 else ''}." if n else
+                    "No active alerts here.")
+        return
+    info = await svc.delete(cid, intent.alert_id)
+    await reply(update, f"Deleted {svc.describe(info)}.")
+
+
+@route(P.LiqFeed)
+async def liqfeed(update: Update, context: Context, intent: P.LiqFeed) -> None:
+    """/liqfeed [SYM] min SIZE | off: market liquidations posted to this chat."""
+    await _require_admin(update, context, "change the liquidation feed")
+    uid, cid = _ids(update)
+    feed = _liqfeed(context)
+    what = html.escape(intent.symbol) if intent.symbol else "all symbols"
+    if intent.min_usd is None:
+        n = await feed.unsubscribe(cid, intent.symbol)
+        await reply(update, f"Liquidation feed off ({what})." if n else
+                    "No liquidation feed was on here.")
+        return
+    await feed.subscribe(cid, intent.symbol, intent.min_usd, uid)
+    await reply(update, f"🔥 Liquidation feed on: {what}, orders of ${compact(intent.min_usd)} "
+                        "or more. Bursts come as one message. /liqfeed off stops it.")
+
+
+async def on_alert_press(update: Update, context: Context) -> None:
+    """🗑 Delete under /alerts: deletes the alert and refreshes the list."""
+    q = update.callback_query
+    assert q is not None and q.data is not None
+    alert_id = parse_callback(q.data)
+    if alert_id is None:
+        await q.answer("This button is no longer valid.")
+        return
+    if not await is_chat_admin(update, context):
+        await q.answer("Only group admins can delete alerts here.", show_alert=True)
+        return
+    _, cid = _ids(update)
+    svc = _alerts(context)
+    try:
+        await svc.delete(cid, alert_id)
+    except UserError as e:
+        await q.answer(str(e)[:190])
+    else:
+        await q.answer(f"Deleted alert #{alert_id}.")
+    if q.message is not None:
+        text, buttons = svc.listing(await svc.for_chat(cid))
+        await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))

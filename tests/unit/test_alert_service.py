@@ -1,0 +1,178 @@
+"""The alert service against a real (temporary) database and a recording notifier."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlmodel import col, select
+
+from bot.alerts.service import AlertService, parse_callback
+from bot.db.engine import Database
+from bot.db.models import Alert
+from bot.errors import UserError
+from bot.exchange.types import Instrument
+from bot.notify import Sent
+from bot.parsing import intents as it
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Recorder:
+    """A Notifier that records; `fail` makes the next sends raise (a crash mid-delivery)."""
+
+    sent: list[tuple[int, str, str]] = field(default_factory=list)
+    fail: int = 0
+
+    async def send(self, chat_id: int, text: str, *, buttons: Any = None, silent: bool = False,
+                   kind: str = "reply") -> Sent | None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("telegram unreachable")
+        self.sent.append((chat_id, text, kind))
+        return Sent(chat_id, len(self.sent))
+
+    async def edit(self, chat_id: int, message_id: int, text: str, *,
+                   buttons: Any = None) -> bool:
+        return True
+
+    async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
+                    kind: str = "reply") -> Sent | None:
+        return None
+
+    async def delete(self, chat_id: int, message_id: int) -> bool:
+        return True
+
+
+def inst(symbol: str = "XBTUSD", last: str = "60000", funding: str = "0.0001",
+         at: datetime = T0) -> Instrument:
+    return Instrument.from_row({
+        "symbol": symbol, "state": "Open", "typ": "FFWCSX", "tickSize": 0.5, "lotSize": 100,
+        "multiplier": -100000000, "settlCurrency": "XBt", "isInverse": True,
+        "lastPrice": Decimal(last), "markPrice": Decimal(last),
+        "fundingRate": Decimal(funding), "timestamp": at.isoformat().replace("+00:00", "Z"),
+    })
+
+
+@pytest_asyncio.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    d = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    await d.migrate()
+    yield d
+    await d.dispose()
+
+
+def service(db: Database, notifier: Recorder, price: str = "60000",
+            **kw: Any) -> AlertService:
+    async def quote(symbol: str) -> Instrument | None:
+        return inst(symbol, price)
+
+    return AlertService(db, lambda: notifier, quote=quote, clock=lambda: T0, **kw)
+
+
+async def states(db: Database) -> list[str]:
+    async with db.session() as s:
+        return [r.state for r in (await s.exec(select(Alert).order_by(col(Alert.id)))).all()]
+
+
+async def test_fires_once_and_is_marked_before_sending(db: Database) -> None:
+    rec = Recorder()
+    svc = service(db, rec)
+    a = await svc.create(1, 1, it.PriceAlert("XBTUSD", "above", Decimal(61000), "tp"))
+    await svc.on_instrument("mainnet", inst(last="60999.5"))
+    await svc.on_instrument("testnet", inst(last="70000"))  # other networks are ignored
+    assert rec.sent == []
+    await svc.on_instrument("mainnet", inst(last="61000"))
+    await svc.on_instrument("mainnet", inst(last="62000"))
+    await svc.drain()
+    assert rec.sent == [(1, "🔔 <b>XBTUSD</b> above 61,000.0 — now 61,000.0 (tp)", "alert")]
+    assert await states(db) == ["sent"]
+    assert a.id not in svc.index
+
+
+async def test_crash_between_mark_and_send_delivers_at_next_start(db: Database) -> None:
+    rec = Recorder(fail=1)
+    svc = service(db, rec)
+    await svc.create(1, 1, it.PriceAlert("XBTUSD", "below", Decimal(59000)))
+    await svc.on_instrument("mainnet", inst(last="58000"))
+    await svc.drain()
+    assert rec.sent == [] and await states(db) == ["fired"]
+    # a restart: the fired-but-unsent alert goes out once, and is not re-armed
+    rec2 = Recorder()
+    again = service(db, rec2)
+    assert await again.start() == 0
+    await again.drain()
+    assert [t for _, t, _ in rec2.sent] == ["🔔 <b>XBTUSD</b> below 59,000"]
+    assert await states(db) == ["sent"]
+    third = service(db, Recorder())
+    await third.start()
+    await third.on_instrument("mainnet", inst(last="50000"))
+    await third.drain()
+    assert third.sent == 0
+
+
+async def test_a_stale_index_cannot_fire_a_deleted_alert(db: Database) -> None:
+    rec = Recorder()
+    svc = service(db, rec)
+    a = await svc.create(1, 1, it.PriceAlert("XBTUSD", "above", Decimal(61000)))
+    other = service(db, rec)  # another process view: deletes it in the database only
+    await other.delete(1, a.id)
+    await svc.on_instrument("mainnet", inst(last="65000"))
+    await svc.drain()
+    assert rec.sent == [] and await states(db) == ["deleted"]
+
+
+async def test_validation_refuses_and_stores_nothing(db: Database) -> None:
+    svc = service(db, Recorder(), max_per_chat=2)
+    with pytest.raises(UserError, match="already above 59,000"):
+        await svc.create(1, 1, it.PriceAlert("XBTUSD", "above", Decimal(59000)))
+    with pytest.raises(UserError, match="already below"):
+        await svc.create(1, 1, it.FundingAlert("XBTUSD", "below", Decimal("0.02")))
+    with pytest.raises(UserError, match="above zero"):
+        await svc.create(1, 1, it.PriceAlert("XBTUSD", "below", Decimal(0)))
+    assert await states(db) == []
+    await svc.create(1, 1, it.MoveAlert("XBTUSD", Decimal(5), "4h"))
+    await svc.create(1, 1, it.MoveAlert(None, Decimal(5), "1h"))  # default symbol
+    with pytest.raises(UserError, match="most it can hold"):
+        await svc.create(1, 1, it.MoveAlert("XBTUSD", Decimal(6), "1h"))
+    assert [a.symbol for a in await svc.for_chat(1)] == ["XBTUSD", "XBTUSD"]
+
+
+async def test_move_alert_is_recurring_and_keeps_its_row_active(db: Database) -> None:
+    rec = Recorder()
+    svc = service(db, rec)
+    await svc.create(1, 1, it.MoveAlert("XBTUSD", Decimal(2), "15m"))
+    await svc.on_instrument("mainnet", inst(last="60000", at=T0))
+    await svc.on_instrument("mainnet", inst(last="61200", at=T0 + timedelta(minutes=15)))
+    await svc.on_instrument("mainnet", inst(last="62500", at=T0 + timedelta(minutes=16)))
+    await svc.drain()
+    assert [t for _, t, _ in rec.sent] == [
+        "🔔 <b>XBTUSD</b> moved +2.0 % within 15m — now 61,200.0"]
+    await svc.on_instrument("mainnet", inst(last="60000", at=T0 + timedelta(minutes=31)))
+    await svc.drain()
+    assert len(rec.sent) == 2 and "moved −4.0 %" in rec.sent[1][1]
+    assert await states(db) == ["active"]
+
+
+async def test_loaded_alerts_fire_after_start_and_listing(db: Database) -> None:
+    svc = service(db, Recorder())
+    a = await svc.create(7, -100, it.PriceAlert("XBTUSD", "above", Decimal(65000), "<b>x"))
+    await svc.create(7, -100, it.FundingAlert("XBTUSD", "above", Decimal("0.05")))
+    text, buttons = svc.listing(await svc.for_chat(-100))
+    assert "&lt;b&gt;x" in text and "funding above 0.0500 %" in text
+    assert [b.data for row in buttons for b in row] == [f"al:d:{a.id}", f"al:d:{a.id + 1}"]
+    assert parse_callback(f"al:d:{a.id}") == a.id and parse_callback("al:x:1") is None
+    rec = Recorder()
+    fresh = service(db, rec)
+    assert await fresh.start() == 2
+    await fresh.on_instrument("mainnet", inst(last="65000", funding="0.0005"))
+    await fresh.drain()
+    assert sorted(c for c, _, _ in rec.sent) == [-100, -100]
+    assert await states(db) == ["sent", "sent"]
