@@ -6,8 +6,16 @@ Services call a `Notifier`; the Telegram implementation lives in handlers/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import asyncio
+import itertools
+import logging
+import time as _time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, tzinfo
+from datetime import time as dtime
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -52,3 +60,474 @@ class Notifier(Protocol):
     ) -> Sent | None: ...
 
     async def delete(self, chat_id: int, message_id: int) -> bool: ...
+
+
+# --------------------------------------------------------------------------- delivery
+#
+# Everything below is the delivery queue. It wraps any Notifier (the Telegram one in
+# production) and knows nothing about Telegram: the wrapped notifier reports trouble by
+# raising the small exception types defined here.
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """Raised by a wrapped notifier to tell the queue what went wrong."""
+
+
+class RetryLater(DeliveryError):
+    """The server said "too many requests": try again after `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"retry after {seconds} s")
+        self.seconds = max(float(seconds), 0.0)
+
+
+class Unreachable(DeliveryError):
+    """The chat cannot be written to any more (bot blocked, kicked, chat gone)."""
+
+
+class Transient(DeliveryError):
+    """A network failure or timeout: the message may be retried."""
+
+
+# Lower goes first. Answers to what a person just did beat their own account's events,
+# which beat alerts, which beat bulk posts (feeds, summaries, broadcasts).
+PRIORITY: dict[str, int] = {
+    "reply": 0, "card": 0, "expire": 0,
+    "fill": 1, "order": 1, "liquidation": 1, "liqalert": 1, "deadman": 1,
+    "alert": 2,
+    "summary": 3, "feed": 3, "signal": 3, "liqfeed": 3,
+    "broadcast": 4,
+}
+BULK_PRIORITY = 3
+
+# `kind` -> the key people use in `/settings notify KIND on|off|silent`. Kinds missing
+# here (replies, cards) are always delivered with sound: the person is looking.
+PREF_KEY: dict[str, str] = {
+    "fill": "fills", "fills": "fills",
+    "order": "orders", "orders": "orders",
+    "liquidation": "liquidations", "liquidations": "liquidations", "liqalert": "liquidations",
+    "alert": "alerts", "alerts": "alerts",
+    "summary": "summaries", "summaries": "summaries",
+    "feed": "feeds", "feeds": "feeds", "signal": "feeds", "liqfeed": "feeds",
+}
+
+Mode = Literal["on", "silent", "off"]
+
+
+@dataclass(frozen=True)
+class Audience:
+    """What the queue needs to know about the person behind a chat."""
+
+    blocked: bool = False
+    prefs: Mapping[str, str] = field(default_factory=dict)
+    quiet: tuple[dtime, dtime] | None = None
+    tz: tzinfo = UTC
+
+    def mode(self, kind: str, now: datetime) -> Mode:
+        """How a message of `kind` goes out at `now`: with sound, silently, or not at all."""
+        key = PREF_KEY.get(kind)
+        if key is None:
+            return "on"
+        pref = self.prefs.get(key, "on")
+        if pref == "off":
+            return "off"
+        if pref == "silent" or self.in_quiet_hours(now):
+            return "silent"
+        return "on"
+
+    def in_quiet_hours(self, now: datetime) -> bool:
+        if self.quiet is None:
+            return False
+        start, end = self.quiet
+        local = now.astimezone(self.tz).time().replace(tzinfo=None)
+        if start <= end:
+            return start <= local < end
+        return local >= start or local < end  # wraps midnight: 22:00-07:00
+
+
+AudienceLookup = Callable[[int], Awaitable[Audience | None]]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """Telegram's flood limits, kept a little under the real ones.
+
+    The overall rate leaves headroom under Telegram's 30/s for replies that handlers
+    send directly (not through the queue), so bulk alerts never starve them.
+    """
+
+    global_per_sec: float = 25.0
+    # Burst + rate bounds any one-second window: 5 + 25 stays within Telegram's 30.
+    global_burst: float = 5.0
+    per_chat_per_sec: float = 1.0
+    chat_burst: float = 3.0
+    group_per_min: float = 20.0
+    edit_per_chat_per_sec: float = 2.0
+    edit_burst: float = 5.0
+    max_in_flight: int = 32
+    max_attempts: int = 6  # network failures; 429s are retried as told, up to 30 times
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+
+    def scaled(self, factor: float) -> DeliveryLimits:
+        """Every rate `factor` times faster (tests run the emulator's clock faster)."""
+        return replace(
+            self, global_per_sec=self.global_per_sec * factor,
+            per_chat_per_sec=self.per_chat_per_sec * factor,
+            group_per_min=self.group_per_min * factor,
+            edit_per_chat_per_sec=self.edit_per_chat_per_sec * factor,
+            backoff=self.backoff / factor,
+        )
+
+
+class _Bucket:
+    __slots__ = ("capacity", "rate", "tokens", "updated")
+
+    def __init__(self, capacity: float, rate: float, now: float) -> None:
+        self.capacity, self.rate, self.tokens, self.updated = capacity, rate, capacity, now
+
+    def wait(self, now: float) -> float:
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def empty(self, now: float) -> None:
+        self.wait(now)
+        self.tokens = min(self.tokens, 0.0)
+
+
+@dataclass
+class _Job:
+    seq: int
+    chat_id: int
+    kind: str
+    priority: int
+    edit: bool
+    op: Callable[[bool], Awaitable[Any]]  # called with `silent`
+    future: asyncio.Future[Any]
+    fallback: Any  # what the caller gets when the message cannot go out
+    attempts: int = 0
+    throttled: int = 0
+
+
+class _Chat:
+    __slots__ = ("bucket", "edits", "group", "jobs", "not_before", "sending")
+
+    def __init__(self, chat_id: int, limits: DeliveryLimits, now: float) -> None:
+        self.jobs: deque[_Job] = deque()
+        self.sending = False
+        self.not_before = 0.0
+        self.bucket = _Bucket(limits.chat_burst, limits.per_chat_per_sec, now)
+        self.edits = _Bucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
+        self.group = (_Bucket(limits.group_per_min, limits.group_per_min / 60, now)
+                      if chat_id < 0 else None)
+
+    def priority(self) -> int:
+        # Priority inheritance: a reply queued behind an alert lifts the whole chat, since
+        # the chat's messages must still leave in order.
+        return min(j.priority for j in self.jobs)
+
+    def wait(self, now: float) -> float:
+        head = self.jobs[0]
+        waits = [self.not_before - now]
+        waits.append(self.edits.wait(now) if head.edit else self.bucket.wait(now))
+        if self.group is not None and not head.edit:
+            waits.append(self.group.wait(now))
+        return max(waits)
+
+    def take(self, now: float) -> None:
+        if self.jobs[0].edit:
+            self.edits.tokens -= 1
+        else:
+            self.bucket.tokens -= 1
+            if self.group is not None:
+                self.group.tokens -= 1
+
+
+class DeliveryQueue:
+    """A `Notifier` that paces messages within Telegram's limits.
+
+    - one message in flight per chat and a FIFO per chat: each chat's messages keep
+      their order (edits included, so a card is never edited before it is sent);
+    - across chats, the chat holding the most urgent message goes first (PRIORITY);
+    - token buckets per chat (1/s, burst 3), per group (20/min) and overall;
+    - a 429 pauses that chat for `retry_after` and retries the same message; a network
+      error is retried with backoff; an unreachable chat is reported through
+      `on_blocked` and its queued messages are counted and logged, never lost silently;
+    - the person's settings decide per `kind`: sound, silent (also in quiet hours), or off.
+
+    `send` waits until the message has been delivered and returns what the wrapped
+    notifier returned; call it in a task for fire-and-forget. Deletes are not paced.
+    """
+
+    def __init__(
+        self,
+        inner: Notifier,
+        *,
+        limits: DeliveryLimits | None = None,
+        audience: AudienceLookup | None = None,
+        on_blocked: Callable[[int], Awaitable[None]] | None = None,
+        clock: Clock = _time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.inner = inner
+        self.limits = limits or DeliveryLimits()
+        self.audience = audience
+        self.on_blocked = on_blocked
+        self.clock = clock
+        self.sleep = sleep
+        self.wall = wall
+        self._seq = itertools.count()
+        self._chats: dict[int, _Chat] = {}
+        self._global = _Bucket(self.limits.global_burst, self.limits.global_per_sec, clock())
+        self._gone: set[int] = set()  # chats that said "unreachable" (groups: not in the DB)
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("sent", "throttled", "network_retries", "failed", "unreachable", "skipped_off",
+             "skipped_blocked", "silenced"), 0)
+
+    # ------------------------------------------------------------------ Notifier
+    async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
+                   silent: bool = False, kind: str = "reply") -> Sent | None:
+        async def op(quiet: bool) -> Any:
+            return await self.inner.send(chat_id, text, buttons=buttons,
+                                         silent=silent or quiet, kind=kind)
+
+        result: Sent | None = await self._submit(chat_id, kind, op, edit=False, fallback=None)
+        return result
+
+    async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
+                    kind: str = "reply") -> Sent | None:
+        async def op(quiet: bool) -> Any:
+            return await self.inner.photo(chat_id, png, caption=caption,
+                                          silent=silent or quiet, kind=kind)
+
+        result: Sent | None = await self._submit(chat_id, kind, op, edit=False, fallback=None)
+        return result
+
+    async def edit(self, chat_id: int, message_id: int, text: str, *,
+                   buttons: Keyboard | None = None) -> bool:
+        async def op(quiet: bool) -> Any:
+            return await self.inner.edit(chat_id, message_id, text, buttons=buttons)
+
+        return bool(await self._submit(chat_id, "edit", op, edit=True, fallback=False))
+
+    async def delete(self, chat_id: int, message_id: int) -> bool:
+        try:
+            return await self.inner.delete(chat_id, message_id)
+        except DeliveryError:
+            return False
+
+    # ------------------------------------------------------------------ control
+    def pending(self) -> int:
+        return sum(len(c.jobs) for c in self._chats.values())
+
+    async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until nothing is queued or in flight; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop the worker; whatever is still queued is logged and answered with None."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        left = 0
+        for chat in self._chats.values():
+            for job in chat.jobs:
+                left += 1
+                if not job.future.done():
+                    job.future.set_result(job.fallback)
+            chat.jobs.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if left:
+            self.stats["failed"] += left
+            log.error("delivery stopped with %d message(s) undelivered", left)
+        self._idle.set()
+
+    def forget_gone(self, chat_id: int) -> None:
+        """The chat is reachable again (the bot was added back to a group)."""
+        self._gone.discard(chat_id)
+
+    # ------------------------------------------------------------------ internals
+    async def _submit(self, chat_id: int, kind: str, op: Callable[[bool], Awaitable[Any]], *,
+                      edit: bool, fallback: Any) -> Any:
+        if chat_id in self._gone:
+            self.stats["skipped_blocked"] += 1
+            return fallback
+        loop = asyncio.get_running_loop()
+        job = _Job(next(self._seq), chat_id, kind, PRIORITY.get(kind, 2), edit, op,
+                   loop.create_future(), fallback)
+        # Enqueued synchronously, before any await, so that the order of calls is the
+        # order of delivery in each chat.
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            chat = self._chats[chat_id] = _Chat(chat_id, self.limits, self.clock())
+        chat.jobs.append(job)
+        self._idle.clear()
+        self._wake.set()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="delivery-queue")
+        return await asyncio.shield(job.future)
+
+    def _pick(self, now: float) -> tuple[_Chat | None, float]:
+        """The chat to serve now, or how long until one could be served."""
+        best: _Chat | None = None
+        best_key: tuple[int, int] = (1 << 30, 0)
+        soonest = float("inf")
+        for chat in self._chats.values():
+            if chat.sending or not chat.jobs:
+                continue
+            wait = chat.wait(now)
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            key = (chat.priority(), chat.jobs[0].seq)
+            if key < best_key:
+                best, best_key = chat, key
+        return best, soonest
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock()
+            if self._in_flight < self.limits.max_in_flight:
+                chat, wait = self._pick(now)
+                if chat is not None:
+                    gwait = self._global.wait(now)
+                    if gwait <= 0:
+                        self._global.tokens -= 1
+                        chat.take(now)
+                        chat.sending = True
+                        self._in_flight += 1
+                        task = asyncio.create_task(self._deliver(chat, chat.jobs[0]))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                        continue
+                    wait = gwait
+            else:
+                wait = float("inf")
+            self._gc()
+            if not self._in_flight and self.pending() == 0:
+                # Nothing left: the worker ends (the next message starts a new one), so an
+                # idle queue holds no task open at shutdown.
+                self._idle.set()
+                return
+            await self._nap(wait)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep until `seconds` pass or something changes (a new message, a delivery)."""
+        waker = asyncio.ensure_future(self._wake.wait())
+        if seconds == float("inf"):
+            await waker
+            return
+        sleeper = asyncio.ensure_future(self.sleep(max(seconds, 0.001)))
+        _, pending = await asyncio.wait({waker, sleeper},
+                                        return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
+    def _gc(self) -> None:
+        if len(self._chats) > 10_000:
+            for cid in [cid for cid, c in self._chats.items() if not c.jobs and not c.sending]:
+                del self._chats[cid]
+
+    async def _deliver(self, chat: _Chat, job: _Job) -> None:
+        try:
+            outcome = await self._attempt(chat, job)
+        except Exception:  # a bug in a wrapped notifier must not kill the queue
+            log.exception("delivery to %s failed unexpectedly", job.chat_id)
+            self.stats["failed"] += 1
+            outcome = ("done", job.fallback)
+        finally:
+            chat.sending = False
+            self._in_flight -= 1
+        state, value = outcome
+        if state == "retry":
+            chat.not_before = max(chat.not_before, self.clock() + value)
+        else:
+            if chat.jobs and chat.jobs[0] is job:
+                chat.jobs.popleft()
+            if not job.future.done():
+                job.future.set_result(value)
+            if state == "gone":
+                self._fail_rest(chat)
+        self._wake.set()
+
+    async def _attempt(self, chat: _Chat, job: _Job) -> tuple[str, Any]:
+        quiet = False
+        if self.audience is not None and job.chat_id > 0 and job.priority > 0:
+            aud = await self.audience(job.chat_id)
+            if aud is not None:
+                if aud.blocked:
+                    self.stats["skipped_blocked"] += 1
+                    return "done", job.fallback
+                mode = aud.mode(job.kind, self.wall())
+                if mode == "off":
+                    self.stats["skipped_off"] += 1
+                    log.debug("%s to %s not sent: turned off in settings", job.kind, job.chat_id)
+                    return "done", job.fallback
+                quiet = mode == "silent"
+                if quiet:
+                    self.stats["silenced"] += 1
+        job.attempts += 1
+        try:
+            result = await job.op(quiet)
+        except RetryLater as e:
+            job.throttled += 1
+            self.stats["throttled"] += 1
+            # The server's buckets are empty: ours must be too, or we would knock again.
+            now = self.clock()
+            chat.bucket.empty(now)
+            if job.throttled > 30:
+                return self._give_up(job, f"still throttled after {job.throttled} tries")
+            return "retry", e.seconds
+        except Unreachable:
+            self.stats["unreachable"] += 1
+            log.info("chat %s is unreachable; its queued messages are dropped", job.chat_id)
+            if job.chat_id < 0:
+                self._gone.add(job.chat_id)
+            if self.on_blocked is not None:
+                await self.on_blocked(job.chat_id)
+            return "gone", job.fallback
+        except Transient as e:
+            self.stats["network_retries"] += 1
+            if job.attempts >= self.limits.max_attempts:
+                return self._give_up(job, f"network error: {e}")
+            delay = min(self.limits.backoff * 2 ** (job.attempts - 1), self.limits.max_backoff)
+            return "retry", delay
+        self.stats["sent"] += 1
+        return "done", result
+
+    def _give_up(self, job: _Job, why: str) -> tuple[str, Any]:
+        self.stats["failed"] += 1
+        log.error("gave up delivering a %s to %s: %s", job.kind, job.chat_id, why)
+        return "done", job.fallback
+
+    def _fail_rest(self, chat: _Chat) -> None:
+        dropped = 0
+        while chat.jobs:
+            job = chat.jobs.popleft()
+            dropped += 1
+            if not job.future.done():
+                job.future.set_result(job.fallback)
+        if dropped:
+            self.stats["unreachable"] += dropped
+            log.warning("dropped %d queued message(s) for an unreachable chat", dropped)

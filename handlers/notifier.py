@@ -1,64 +1,95 @@
-"""The Telegram implementation of bot.notify.Notifier (design rule 1)."""
+"""The Telegram implementation of bot.notify.Notifier (design rule 1).
+
+It only talks to Telegram and translates its failures into the delivery queue's terms
+(bot.notify.RetryLater / Unreachable / Transient); pacing, retries and settings live in
+bot.notify.DeliveryQueue, which wraps this class.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from telegram import Bot
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 
-from bot.notify import Keyboard, Sent
+from bot.notify import Keyboard, RetryLater, Sent, Transient, Unreachable
 from handlers.render import markup
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# BadRequest texts that mean the chat itself is gone, not that this message was wrong.
+_GONE = ("chat not found", "user is deactivated", "bot was kicked", "have no rights to send",
+         "not enough rights to send")
+
+
+def retry_seconds(e: RetryAfter) -> float:
+    """RetryAfter's value without touching the deprecated int/timedelta property."""
+    raw: Any = getattr(e, "_retry_after", None)
+    if isinstance(raw, timedelta):
+        return raw.total_seconds()
+    return float(raw or 1)
+
+
+async def _call(chat_id: int, fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await fn()
+    except RetryAfter as e:
+        raise RetryLater(retry_seconds(e)) from e
+    except Forbidden as e:
+        raise Unreachable(str(e)) from e
+    except ChatMigrated as e:
+        # A group became a supergroup: the old id is gone for good.
+        raise Unreachable(str(e)) from e
+    except BadRequest as e:
+        if any(s in str(e).lower() for s in _GONE):
+            raise Unreachable(str(e)) from e
+        raise
+    except NetworkError as e:  # includes TimedOut; BadRequest is handled above
+        raise Transient(str(e)) from e
+
 
 class TelegramNotifier:
-    def __init__(self, bot: Bot, on_blocked: Any = None) -> None:
+    def __init__(self, bot: Bot) -> None:
         self.bot = bot
-        self.on_blocked = on_blocked
-
-    async def _blocked(self, chat_id: int) -> None:
-        if self.on_blocked is not None:
-            await self.on_blocked(chat_id)
 
     async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
                    silent: bool = False, kind: str = "reply") -> Sent | None:
         try:
-            msg = await self.bot.send_message(
+            msg = await _call(chat_id, lambda: self.bot.send_message(
                 chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons),
-                disable_notification=silent, disable_web_page_preview=True)
-        except Forbidden:
-            await self._blocked(chat_id)
+                disable_notification=silent, disable_web_page_preview=True))
+        except BadRequest as e:
+            log.error("Telegram refused a %s message to %s: %s", kind, chat_id, e)
             return None
         return Sent(chat_id, msg.message_id)
 
     async def edit(self, chat_id: int, message_id: int, text: str, *,
                    buttons: Keyboard | None = None) -> bool:
         try:
-            await self.bot.edit_message_text(
+            await _call(chat_id, lambda: self.bot.edit_message_text(
                 text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML,
-                reply_markup=markup(buttons), disable_web_page_preview=True)
+                reply_markup=markup(buttons), disable_web_page_preview=True))
         except BadRequest as e:
             if "not modified" in str(e).lower():
                 return True
             log.info("edit failed in %s: %s", chat_id, e)
-            return False
-        except Forbidden:
-            await self._blocked(chat_id)
             return False
         return True
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
                     kind: str = "reply") -> Sent | None:
         try:
-            msg = await self.bot.send_photo(chat_id, png, caption=caption or None,
-                                            parse_mode=ParseMode.HTML,
-                                            disable_notification=silent)
-        except Forbidden:
-            await self._blocked(chat_id)
+            msg = await _call(chat_id, lambda: self.bot.send_photo(
+                chat_id, png, caption=caption or None, parse_mode=ParseMode.HTML,
+                disable_notification=silent))
+        except BadRequest as e:
+            log.error("Telegram refused a %s photo to %s: %s", kind, chat_id, e)
             return None
         return Sent(chat_id, msg.message_id)
 

@@ -1,0 +1,128 @@
+"""Per-user preferences: time zone, /settings, and what the delivery queue needs to know.
+
+`unit` and `btc` have no columns of their own: they live in User.notify_prefs (a JSON
+map of settings) under those keys, beside the notification modes per kind.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime, time, tzinfo
+from typing import TYPE_CHECKING
+
+from bot import parse as P
+from bot.db.models import User
+from bot.errors import UserError
+from bot.notify import Audience
+from bot.parsing.values import parse_zone, zone_info
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from bot.db.engine import Database
+
+NOTIFY_KINDS = ("fills", "orders", "liquidations", "alerts", "summaries", "feeds")
+MODE_ICON = {"on": "🔔 on", "silent": "🔕 silent", "off": "⛔ off"}
+
+
+def user_zone(name: str) -> tzinfo:
+    """The tzinfo of a stored zone name (`Europe/Berlin`, `UTC+03:00`); UTC if unreadable."""
+    try:
+        return zone_info(*parse_zone(name))
+    except (UserError, ValueError, KeyError):
+        return zone_info("UTC", 0)
+
+
+def _hhmm(text: str | None) -> time | None:
+    if not text:
+        return None
+    hh, mm = text.split(":")
+    return time(int(hh), int(mm))
+
+
+def audience_of(user: User) -> Audience:
+    start, end = _hhmm(user.quiet_start), _hhmm(user.quiet_end)
+    quiet = (start, end) if start is not None and end is not None and start != end else None
+    prefs = {k: v for k, v in (user.notify_prefs or {}).items() if k in NOTIFY_KINDS}
+    return Audience(blocked=user.blocked, prefs=prefs, quiet=quiet, tz=user_zone(user.tz))
+
+
+class Preferences:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def audience(self, chat_id: int) -> Audience | None:
+        """For the delivery queue: a private chat's owner, None for groups and strangers."""
+        if chat_id <= 0:
+            return None
+        async with self.db.session() as s:
+            user = await s.get(User, chat_id)
+        return None if user is None else audience_of(user)
+
+    async def _user(self, s: AsyncSession, user_id: int) -> User:
+        user = await s.get(User, user_id)
+        if user is None:
+            raise UserError("Send /start first.")
+        return user
+
+    async def set_tz(self, user_id: int, intent: P.Tz) -> str:
+        async with self.db.session() as s:
+            user = await self._user(s, user_id)
+            user.tz = intent.zone
+            s.add(user)
+            await s.commit()
+        local = datetime.now(UTC).astimezone(intent.tzinfo())
+        return (f"🕓 Time zone set to <b>{html.escape(intent.zone)}</b> "
+                f"(now {local:%H:%M} there). Summaries and quiet hours follow it.")
+
+    async def apply(self, user_id: int, key: str, value: str) -> None:
+        """Change one setting; `key`/`value` were validated by the parser."""
+        async with self.db.session() as s:
+            user = await self._user(s, user_id)
+            prefs = dict(user.notify_prefs or {})
+            if key == "symbol":
+                user.default_symbol = value
+            elif key in ("btc", "unit"):
+                prefs[key] = value
+            elif key == "confirm":
+                user.confirm_timeout = int(value)
+            elif key == "quiet":
+                if value == "off":
+                    user.quiet_start = user.quiet_end = None
+                else:
+                    start, end = value.split("-")
+                    if start == end:
+                        raise UserError("Quiet hours must start and end at different times.")
+                    user.quiet_start, user.quiet_end = start, end
+            elif key == "notify":
+                kind, mode = value.split()
+                if kind not in NOTIFY_KINDS or mode not in MODE_ICON:
+                    raise UserError("Write notify KIND on|off|silent.")
+                prefs[kind] = mode
+            else:
+                raise UserError(f"Unknown setting {html.escape(key)}.")
+            user.notify_prefs = prefs  # a new dict, so SQLAlchemy sees the JSON change
+            s.add(user)
+            await s.commit()
+
+    async def show(self, user_id: int) -> str:
+        async with self.db.session() as s:
+            user = await self._user(s, user_id)
+        prefs = user.notify_prefs or {}
+        quiet = (f"{user.quiet_start}–{user.quiet_end}" if user.quiet_start and user.quiet_end
+                 else "off")
+        lines = [
+            "<b>⚙️ Settings</b>",
+            f"symbol: <b>{html.escape(user.default_symbol)}</b>",
+            f"btc: <b>{html.escape(str(prefs.get('btc') or 'XBTUSD'))}</b>",
+            f"unit: <b>{html.escape(str(prefs.get('unit') or 'contracts'))}</b>",
+            f"confirm: <b>{user.confirm_timeout} s</b>",
+            f"quiet: <b>{quiet}</b> ({html.escape(user.tz)}; messages arrive silently)",
+            "notify:",
+        ]
+        lines += [f"  {k}: {MODE_ICON.get(str(prefs.get(k, 'on')), '🔔 on')}"
+                  for k in NOTIFY_KINDS]
+        lines.append("\nChange one: <code>/settings confirm 30</code>, "
+                     "<code>/settings quiet 23:00-07:00</code>, "
+                     "<code>/settings notify alerts silent</code>")
+        return "\n".join(lines)

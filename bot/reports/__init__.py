@@ -1,0 +1,175 @@
+"""Reports: realised PnL with an equity chart, candlestick charts and prices.
+
+Figures come from the exchange's trade history (pnl.py), drawing from charts.py; this
+module fetches, assembles the text, and hands PNG bytes to whoever sends them.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from bot import fmt
+from bot import parse as P
+from bot.errors import ExchangeError, UserError
+from bot.exchange.types import Exchange, Execution, Position, display_currency, to_unit
+from bot.reports import charts
+from bot.reports.pnl import CurrencyPnl, compute, period_start
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+TIMEFRAME_SECONDS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
+PAGE = 500
+MAX_PAGES = 20  # 10,000 fills: more than a summary needs, bounded for the exchange's sake
+CAPTION_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class Report:
+    text: str  # HTML
+    png: bytes
+
+
+def _signed(units: int, currency: str) -> str:
+    text = fmt.money(units, currency)
+    return ("+" + text if units > 0 else text).replace("-", "−")
+
+
+def pnl_text(period: str, network: str, figures: dict[str, CurrencyPnl],
+             positions: list[Position]) -> str:
+    lines = [f"📊 <b>PnL · {period} · {network}</b>"]
+    if not figures:
+        lines.append("No fills or funding in this period.")
+    for cur, c in sorted(figures.items()):
+        lines.append(f"<b>{display_currency(cur)}</b> realised <b>{_signed(c.net, cur)}</b>")
+        lines.append(f"  trading {_signed(c.trading, cur)} · fees {_signed(-c.fees, cur)} · "
+                     f"funding {_signed(c.funding, cur)}")
+        rate = "—" if c.win_rate is None else f"{c.win_rate * 100:.0f} %"
+        lines.append(f"  fills {c.fills} · closing {c.closed} · win rate {rate}")
+    open_ = [p for p in positions if p.current_qty != 0]
+    if open_:
+        lines.append("<b>Open positions</b>")
+        for p in open_:
+            entry = "—" if p.avg_entry_price is None else fmt.num(p.avg_entry_price)
+            lines.append(f"  {html.escape(p.symbol)} {p.side} {fmt.num(abs(p.current_qty))} "
+                         f"@ {entry} · uPnL {_signed(p.unrealised_pnl, p.currency)}")
+    else:
+        lines.append("No open positions.")
+    return "\n".join(lines)
+
+
+def curve_of(figures: dict[str, CurrencyPnl]) -> tuple[list[tuple[datetime, float]], str]:
+    """The curve to draw: the currency with the most activity, in coins (float: drawing)."""
+    if not figures:
+        return [], ""
+    c = max(figures.values(), key=lambda f: (len(f.curve), abs(f.net)))
+    return ([(t, float(to_unit(v, c.currency))) for t, v in c.curve],
+            display_currency(c.currency))
+
+
+async def fetch_history(ex: Exchange, start: datetime) -> list[Execution]:
+    """Every fill and funding row since `start`, oldest first, paging forward."""
+    rows: list[Execution] = []
+    since = start
+    for _ in range(MAX_PAGES):
+        page = await ex.executions(start_time=since, count=PAGE)
+        rows.extend(page)
+        stamps = [r.timestamp for r in page if r.timestamp is not None]
+        if len(page) < PAGE or not stamps:
+            break
+        # Rows sharing the last timestamp come again on the next page; compute() dedups.
+        since = max(stamps)
+    return rows
+
+
+class Reports:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def pnl(self, user_id: int, period: str,
+                  now: datetime | None = None) -> Report:
+        acc = await self.services.accounts.require_active(user_id)
+        ex = await self.services.accounts.exchange(user_id, acc.network)
+        now = now or datetime.now(UTC)
+        start = period_start(period, now)
+        try:
+            history = await fetch_history(ex, start)
+            positions = await ex.positions()
+        except ExchangeError as e:
+            raise UserError(f"BitMEX is not answering right now ({html.escape(e.message)}). "
+                            "Please try again in a moment.") from e
+        # No upper bound: the exchange's clock, not ours, stamps the rows.
+        figures = compute(history, start, datetime.max.replace(tzinfo=UTC))
+        series, unit = curve_of(figures)
+        png = charts.equity(series, f"Realised PnL · {period}", unit or "PnL")
+        return Report(pnl_text(period, acc.network, figures, positions), png)
+
+    async def send_summary(self, user_id: int, chat_id: int, period: str) -> None:
+        """The scheduled summary: a photo with the figures as its caption."""
+        notifier = self.services.notifier
+        if notifier is None:
+            return
+        report = await self.pnl(user_id, period)
+        text = report.text.replace("📊 <b>PnL", "🗓 <b>Summary", 1)
+        if len(text) <= CAPTION_LIMIT:
+            await notifier.photo(chat_id, report.png, caption=text, kind="summary")
+        else:
+            await notifier.send(chat_id, text, kind="summary")
+            await notifier.photo(chat_id, report.png, kind="summary")
+
+    async def _network(self, user_id: int) -> str:
+        user = await self.services.get_user(user_id)
+        return (user.active_network if user else None) or "mainnet"
+
+    async def chart(self, user_id: int, intent: P.Chart, symbol: str) -> Report:
+        ex = self.services.market(await self._network(user_id))
+        try:
+            rows = await ex.bucketed(symbol, intent.timeframe, count=intent.candles,
+                                     partial=True)
+        except ExchangeError as e:
+            raise UserError(f"No chart for {html.escape(symbol)} right now "
+                            f"({html.escape(e.message)}).") from e
+        ohlc = [(c.timestamp, float(c.open), float(c.high), float(c.low), float(c.close))
+                for c in rows
+                if c.open is not None and c.high is not None and c.low is not None
+                and c.close is not None]
+        if not ohlc:
+            raise UserError(f"No trades in {html.escape(symbol)} to draw yet.")
+        ohlc = ohlc[-intent.candles:]
+        png = charts.candles(ohlc, f"{symbol} · {intent.timeframe}",
+                             TIMEFRAME_SECONDS[intent.timeframe])
+        first, last = ohlc[0], ohlc[-1]
+        change = (last[4] - first[1]) / first[1] * 100 if first[1] else 0.0
+        caption = (f"<b>{html.escape(symbol)}</b> · {intent.timeframe} · {len(ohlc)} candles\n"
+                   f"close {fmt.num(rows[-1].close or Decimal(0))} · "
+                   f"{'+' if change > 0 else ''}{change:.2f} % over the chart".replace("-", "−"))
+        return Report(caption, png)
+
+    async def price(self, user_id: int, symbols: list[str]) -> str:
+        ex = self.services.market(await self._network(user_id))
+        blocks = []
+        for sym in symbols:
+            try:
+                inst = await ex.instrument(sym)
+                day = await ex.bucketed(sym, "1h", count=24, partial=True)
+            except ExchangeError as e:
+                blocks.append(f"<b>{html.escape(sym)}</b>: unavailable ({html.escape(e.message)})")
+                continue
+            px = fmt.price
+            opens = [c.open for c in day if c.open is not None]
+            last = inst.last_price
+            change = (f"{fmt.pct((last - opens[0]) / opens[0] * 100, 2)}"
+                      if opens and last is not None and opens[0] else "—")
+            funding = ("—" if inst.funding_rate is None
+                       else fmt.pct(inst.funding_rate * 100, 4))
+            blocks.append(
+                f"<b>{html.escape(sym)}</b> {px(inst, last)}\n"
+                f"  mark {px(inst, inst.mark_price)} · bid {px(inst, inst.bid_price)} · "
+                f"ask {px(inst, inst.ask_price)}\n"
+                f"  24h {change} · funding {funding}")
+        return "\n".join(blocks)
+

@@ -1,0 +1,188 @@
+"""Recurring jobs: what runs and when. The JobQueue registration lives in handlers/jobs.py.
+
+Summary schedules are stored in the database (Schedule rows) in the user's local wall
+time; `next_run` turns one into the next UTC instant, so a 09:00 summary stays at 09:00
+local across daylight-saving changes. Each run registers the next one (a one-shot job
+per run), which keeps all timing logic here, pure and testable, and none in APScheduler.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, select
+
+from bot import parse as P
+from bot.db.models import Schedule, User
+from bot.errors import UserError
+from bot.prefs import user_zone
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+EXPIRE_EVERY = 5.0  # seconds between sweeps of stale order-confirmation cards
+EXPIRED_TEXT = "⌛ Expired — nothing was sent."
+
+
+def _local(day: datetime, at: time, tz: tzinfo) -> datetime:
+    """`at` on `day`'s date in `tz`, resolved to a real instant.
+
+    A wall time that does not exist (skipped by a spring-forward) moves forward by the
+    gap; an ambiguous one (autumn fall-back) takes its first occurrence.
+    """
+    # PEP 495: with fold=0 a skipped wall time is read with the offset in force before
+    # the change, so 02:30 on a spring-forward night becomes 03:30 once converted to UTC.
+    return datetime.combine(day.date(), at.replace(tzinfo=None)).replace(tzinfo=tz, fold=0)
+
+
+def next_run(kind: str, at: time, weekday: int | None, tz: tzinfo, after: datetime) -> datetime:
+    """The first UTC instant strictly after `after` at local time `at` (daily) or on
+    `weekday` at `at` (weekly, 0 = Monday), in zone `tz`."""
+    if after.tzinfo is None:
+        raise ValueError("after must be timezone-aware")
+    local_after = after.astimezone(tz)
+    for days in range(0, 9):
+        day = local_after + timedelta(days=days)
+        if kind == "weekly" and day.weekday() != weekday:
+            continue
+        cand = _local(day, at, tz)
+        if cand.astimezone(UTC) > after.astimezone(UTC):
+            return cand.astimezone(UTC)
+    raise AssertionError("no run within 9 days")  # pragma: no cover
+
+
+def schedule_next(s: Schedule, tz: tzinfo, after: datetime) -> datetime:
+    hh, mm = (int(x) for x in s.time_of_day.split(":"))
+    return next_run(s.kind, time(hh, mm), s.weekday, tz, after)
+
+
+def describe(s: Schedule | None) -> str:
+    if s is None or not s.enabled:
+        return "off"
+    if s.kind == "weekly" and s.weekday is not None:
+        return f"weekly on {WEEKDAYS[s.weekday]} at {s.time_of_day}"
+    return f"daily at {s.time_of_day}"
+
+
+def period_of(s: Schedule) -> str:
+    """The PnL period a summary covers: the day or the week since the last one."""
+    return "7d" if s.kind == "weekly" else "1d"
+
+
+@dataclass(frozen=True)
+class Due:
+    """One summary schedule and when it next runs (UTC)."""
+
+    schedule_id: int
+    at: datetime
+
+
+class Schedules:
+    """Summary schedules in the database."""
+
+    def __init__(self, services: Services, now: Callable[[], datetime] | None = None) -> None:
+        self.services = services
+        self.now = now or (lambda: datetime.now(UTC))
+
+    async def set_summary(self, user_id: int, chat_id: int,
+                          intent: P.Summary) -> tuple[str, Due | None]:
+        """Store (or turn off) the user's summary; the text to show and the next run."""
+        async with self.services.db.session() as s:
+            user = await s.get(User, user_id)
+            if user is None:
+                raise UserError("Send /start first.")
+            row = (await s.exec(select(Schedule).where(Schedule.user_id == user_id))).first()
+            if intent.schedule == "off":
+                if row is None or not row.enabled:
+                    return "No summary was scheduled.", None
+                row.enabled = False
+                s.add(row)
+                await s.commit()
+                return "Summaries are off.", None
+            assert intent.at is not None
+            if row is None:
+                row = Schedule(user_id=user_id, chat_id=chat_id, kind=intent.schedule,
+                               time_of_day=f"{intent.at:%H:%M}")
+            row.kind, row.chat_id, row.enabled = intent.schedule, chat_id, True
+            row.time_of_day = f"{intent.at:%H:%M}"
+            row.weekday = intent.weekday if intent.schedule == "weekly" else None
+            s.add(row)
+            await s.commit()
+            await s.refresh(row)
+            tz = user_zone(user.tz)
+            when = schedule_next(row, tz, self.now())
+            assert row.id is not None
+            text = (f"📅 PnL summary {describe(row)} ({html.escape(user.tz)}).\n"
+                    f"Next: {when.astimezone(tz):%a %d %b %H:%M}. Change the zone with /tz.")
+            return text, Due(row.id, when)
+
+    async def all_due(self) -> list[Due]:
+        """Every enabled schedule with its next run: what start-up registers."""
+        async with self.services.db.session() as s:
+            query = (select(Schedule, User)
+                     .join(User, col(User.id) == col(Schedule.user_id))
+                     .where(col(Schedule.enabled).is_(True)))
+            rows = (await s.exec(query)).all()
+        now = self.now()
+        out = []
+        for sched, user in rows:
+            assert sched.id is not None
+            out.append(Due(sched.id, schedule_next(sched, user_zone(user.tz), now)))
+        return out
+
+    async def of_user(self, user_id: int) -> list[int]:
+        async with self.services.db.session() as s:
+            rows = (await s.exec(select(Schedule.id).where(Schedule.user_id == user_id))).all()
+        return [r for r in rows if r is not None]
+
+    async def get(self, schedule_id: int) -> Schedule | None:
+        async with self.services.db.session() as s:
+            return await s.get(Schedule, schedule_id)
+
+    async def run(self, schedule_id: int) -> Due | None:
+        """Send one summary; the next run, or None when the schedule is gone or off."""
+        from bot.reports import Reports
+
+        sched = await self.get(schedule_id)
+        if sched is None or not sched.enabled:
+            return None
+        user = await self.services.get_user(sched.user_id)
+        if user is None:
+            return None
+        now = self.now()
+        try:
+            await Reports(self.services).send_summary(sched.user_id, sched.chat_id,
+                                                      period_of(sched))
+        except Exception:  # one user's broken key must not stop the schedule
+            log.exception("summary %s failed", schedule_id)
+        async with self.services.db.session() as s:
+            row = await s.get(Schedule, schedule_id)
+            if row is None or not row.enabled:
+                return None
+            row.last_run_at = now
+            s.add(row)
+            await s.commit()
+            # Strictly after `now`, and at least a minute on, so a job fired a little
+            # early by the scheduler cannot schedule itself for the same minute again.
+            nxt = schedule_next(row, user_zone(user.tz), max(now, now + timedelta(minutes=1)))
+        return Due(schedule_id, nxt)
+
+
+async def expire_cards(services: Services) -> int:
+    """Mark stale order-confirmation cards expired and edit them; how many were."""
+    rows = await services.trading.expire_due()
+    notifier = services.notifier
+    for row in rows:
+        if notifier is None or row.message_id is None or row.id is None:
+            continue
+        card = await services.trading.current(row.id)
+        await notifier.edit(row.chat_id, row.message_id, card.text or EXPIRED_TEXT, buttons=None)
+    return len(rows)

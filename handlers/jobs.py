@@ -1,0 +1,78 @@
+"""Recurring jobs on PTB's JobQueue; what they do and when lives in bot/scheduler.py.
+
+`install` (sync, from attach) adds the card-expiry sweep; `start` (async, from post_init
+and the test harness) registers every stored summary schedule, since JobQueue jobs live
+only in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram.ext import Application, ContextTypes, JobQueue
+
+from bot.scheduler import EXPIRE_EVERY, Due, Schedules, expire_cards
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+App = Application[Any, Any, Any, Any, Any, Any]
+
+
+def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    svc = context.application.bot_data["services"]
+    assert isinstance(svc, Services)
+    return svc
+
+
+async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Edit order cards whose confirmation window has passed."""
+    count = await expire_cards(_services(context))
+    if count:
+        log.info("expired %d order card(s)", count)
+
+
+async def summary_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Send one scheduled summary and register the next run."""
+    assert context.job is not None
+    schedule_id = context.job.data
+    assert isinstance(schedule_id, int)
+    nxt = await Schedules(_services(context)).run(schedule_id)
+    if nxt is not None and context.job_queue is not None:
+        schedule(context.job_queue, nxt)
+
+
+def _name(schedule_id: int) -> str:
+    return f"summary:{schedule_id}"
+
+
+def unschedule(jq: JobQueue[Any], schedule_id: int) -> None:
+    for job in jq.get_jobs_by_name(_name(schedule_id)):
+        job.schedule_removal()
+
+
+def schedule(jq: JobQueue[Any], due: Due) -> None:
+    """(Re)register one summary at its next run; an earlier registration is replaced."""
+    unschedule(jq, due.schedule_id)
+    jq.run_once(summary_job, when=due.at, data=due.schedule_id, name=_name(due.schedule_id))
+
+
+def install(app: App) -> None:
+    if app.job_queue is None:
+        log.warning("no JobQueue (python-telegram-bot[job-queue] missing): no recurring jobs")
+        return
+    for job in app.job_queue.get_jobs_by_name("expire-cards"):
+        job.schedule_removal()
+    app.job_queue.run_repeating(expire_job, interval=EXPIRE_EVERY, first=EXPIRE_EVERY,
+                                name="expire-cards")
+
+
+async def start(app: App, services: Services) -> int:
+    """Register every enabled summary schedule; how many."""
+    if app.job_queue is None:
+        return 0
+    dues = await Schedules(services).all_due()
+    for due in dues:
+        schedule(app.job_queue, due)
+    return len(dues)

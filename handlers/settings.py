@@ -1,0 +1,35 @@
+"""/tz and /settings."""
+
+from __future__ import annotations
+
+import html
+
+from telegram import Update
+
+from bot import parse as P
+from bot.prefs import Preferences
+from handlers.common import Context, reply, services
+from handlers.router import route
+
+
+def _uid(update: Update) -> int:
+    assert update.effective_user is not None
+    return update.effective_user.id
+
+
+@route(P.Tz)
+async def tz(update: Update, context: Context, intent: P.Tz) -> None:
+    """/tz ZONE: the zone summaries and quiet hours follow."""
+    await reply(update, await Preferences(services(context).db).set_tz(_uid(update), intent))
+
+
+@route(P.Settings)
+async def settings(update: Update, context: Context, intent: P.Settings) -> None:
+    """/settings [key value]: show the settings, or change one and show them."""
+    prefs = Preferences(services(context).db)
+    if intent.key is not None and intent.value is not None:
+        await prefs.apply(_uid(update), intent.key, intent.value)
+        head = f"✅ {html.escape(intent.key)} → <b>{html.escape(intent.value)}</b>\n\n"
+    else:
+        head = ""
+    await reply(update, head + await prefs.show(_uid(update)))

@@ -1,0 +1,189 @@
+"""The delivery queue on a fake clock: pacing, priority, order, retries, settings."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, time
+from typing import Any
+
+from bot.notify import (
+    Audience,
+    DeliveryLimits,
+    DeliveryQueue,
+    Keyboard,
+    RetryLater,
+    Sent,
+    Transient,
+    Unreachable,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class Fake:
+    """A notifier that records what went out, and fails as scripted."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.out: list[tuple[float, int, str, bool]] = []
+        self.script: dict[str, list[Exception]] = {}
+        self.calls = 0
+        self.next_id = 1
+
+    async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
+                   silent: bool = False, kind: str = "reply") -> Sent | None:
+        self.calls += 1
+        await asyncio.sleep(0)
+        errors = self.script.get(text)
+        if errors:
+            raise errors.pop(0)
+        self.out.append((self.clock.now, chat_id, text, silent))
+        self.next_id += 1
+        return Sent(chat_id, self.next_id)
+
+    async def edit(self, chat_id: int, message_id: int, text: str, *,
+                   buttons: Keyboard | None = None) -> bool:
+        self.out.append((self.clock.now, chat_id, f"edit:{text}", False))
+        return True
+
+    async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
+                    kind: str = "reply") -> Sent | None:
+        return await self.send(chat_id, f"photo:{caption}", silent=silent, kind=kind)
+
+    async def delete(self, chat_id: int, message_id: int) -> bool:
+        return True
+
+
+def make(**kw: Any) -> tuple[DeliveryQueue, Fake, Clock]:
+    clock = Clock()
+    fake = Fake(clock)
+    q = DeliveryQueue(fake, clock=clock, sleep=clock.sleep, **kw)
+    return q, fake, clock
+
+
+async def test_each_chat_is_paced_and_keeps_its_order() -> None:
+    q, fake, clock = make()
+    results = await asyncio.gather(*(q.send(7, f"m{i}", kind="alert") for i in range(8)))
+    assert all(isinstance(r, Sent) for r in results)
+    assert [t for _, _, t, _ in fake.out] == [f"m{i}" for i in range(8)]
+    times = [at for at, _, _, _ in fake.out]
+    # A burst of 3, then one a second.
+    assert times[:3] == [0.0, 0.0, 0.0]
+    assert all(b - a >= 0.999 for a, b in zip(times[2:], times[3:], strict=False))
+    assert clock.now < 6.5
+
+
+async def test_groups_get_twenty_a_minute() -> None:
+    q, fake, clock = make(limits=DeliveryLimits(per_chat_per_sec=100, chat_burst=100,
+                                                global_burst=100))
+    await asyncio.gather(*(q.send(-100, f"g{i}", kind="feed") for i in range(23)))
+    times = [at for at, _, _, _ in fake.out]
+    assert times[19] == 0.0 and times[20] >= 2.99  # 60 s / 20 a message after the burst
+    assert [t for _, _, t, _ in fake.out] == [f"g{i}" for i in range(23)]
+
+
+async def test_overall_rate_and_replies_go_before_bulk() -> None:
+    q, fake, clock = make(limits=DeliveryLimits(global_per_sec=10))
+    bulk = [asyncio.create_task(q.send(1000 + i, "bulk", kind="broadcast")) for i in range(30)]
+    await asyncio.sleep(0)
+    reply = asyncio.create_task(q.send(5, "answer", kind="reply"))
+    await asyncio.gather(*bulk, reply)
+    texts = [t for _, _, t, _ in fake.out]
+    # A burst of five leaves at once; the reply takes the very next slot.
+    assert texts.index("answer") == 5
+    times = [at for at, _, _, _ in fake.out]
+    # Any one-second window holds at most burst + rate messages.
+    assert max(sum(1 for t in times if s <= t < s + 1) for s in times) <= 15
+    assert times[-1] >= 2.5
+
+
+async def test_429_waits_as_told_and_network_errors_are_retried() -> None:
+    q, fake, clock = make()
+    fake.script["hello"] = [RetryLater(7), Transient("reset"), Transient("timeout")]
+    assert await q.send(3, "hello", kind="alert") is not None
+    assert [t for _, _, t, _ in fake.out] == ["hello"]
+    assert fake.out[0][0] >= 7.0  # not before retry_after
+    assert q.stats["throttled"] == 1 and q.stats["network_retries"] == 2
+    # A network error that never ends is given up on, counted and logged, not hidden.
+    fake.script["doomed"] = [Transient("down")] * 10
+    assert await q.send(3, "doomed", kind="alert") is None
+    assert q.stats["failed"] == 1
+
+
+async def test_unreachable_chat_is_reported_and_its_queue_answered() -> None:
+    blocked: list[int] = []
+
+    async def on_blocked(chat_id: int) -> None:
+        blocked.append(chat_id)
+
+    q, fake, clock = make(on_blocked=on_blocked)
+    fake.script["m0"] = [Unreachable("blocked")]
+    results = await asyncio.gather(*(q.send(9, f"m{i}", kind="alert") for i in range(4)),
+                                   q.send(10, "other", kind="alert"))
+    assert results[:4] == [None] * 4
+    assert results[4] is not None
+    assert blocked == [9]
+    assert q.stats["unreachable"] == 4
+    assert [t for _, _, t, _ in fake.out] == ["other"]
+    # A group that threw the bot out is remembered in memory: no more calls at all.
+    fake.script["g"] = [Unreachable("kicked")]
+    assert await q.send(-5, "g", kind="feed") is None
+    calls = fake.calls
+    assert await q.send(-5, "g2", kind="feed") is None
+    assert fake.calls == calls
+
+
+async def test_settings_silence_or_switch_off_by_kind_and_quiet_hours() -> None:
+    audiences = {
+        1: Audience(prefs={"alerts": "off", "fills": "silent"}),
+        2: Audience(quiet=(time(22, 0), time(7, 0)), tz=UTC),
+        3: Audience(blocked=True),
+    }
+
+    async def lookup(chat_id: int) -> Audience | None:
+        return audiences.get(chat_id)
+
+    night = datetime(2024, 5, 1, 23, 30, tzinfo=UTC)
+    q, fake, clock = make(audience=lookup, wall=lambda: night)
+    assert await q.send(1, "alert", kind="alert") is None
+    assert await q.send(1, "fill", kind="fill") is not None
+    assert await q.send(1, "answer", kind="reply") is not None
+    assert await q.send(2, "quiet alert", kind="alert") is not None
+    assert await q.send(3, "to blocked", kind="alert") is None
+    got = {t: silent for _, _, t, silent in fake.out}
+    assert got == {"fill": True, "answer": False, "quiet alert": True}
+    assert q.stats["skipped_off"] == 1 and q.stats["skipped_blocked"] == 1
+
+
+def test_quiet_hours_wrap_midnight_in_the_users_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    a = Audience(quiet=(time(22, 0), time(7, 0)), tz=ZoneInfo("Europe/Berlin"))
+    assert a.in_quiet_hours(datetime(2024, 7, 1, 21, 0, tzinfo=UTC))  # 23:00 in Berlin
+    assert a.in_quiet_hours(datetime(2024, 7, 1, 4, 30, tzinfo=UTC))  # 06:30
+    assert not a.in_quiet_hours(datetime(2024, 7, 1, 5, 0, tzinfo=UTC))  # 07:00
+    assert a.mode("alert", datetime(2024, 7, 1, 21, 0, tzinfo=UTC)) == "silent"
+    assert a.mode("reply", datetime(2024, 7, 1, 21, 0, tzinfo=UTC)) == "on"
+    day = Audience(quiet=(time(12, 0), time(13, 0)))
+    assert day.in_quiet_hours(datetime(2024, 7, 1, 12, 30, tzinfo=UTC))
+    assert not day.in_quiet_hours(datetime(2024, 7, 1, 13, 30, tzinfo=UTC))
+
+
+async def test_edits_follow_the_send_in_the_same_chat() -> None:
+    q, fake, clock = make()
+    send = asyncio.create_task(q.send(4, "card", kind="card"))
+    edit = asyncio.create_task(q.edit(4, 1, "expired"))
+    await asyncio.gather(send, edit)
+    assert [t for _, _, t, _ in fake.out] == ["card", "edit:expired"]
+    assert await q.drain(1)
+    assert q._worker is None or q._worker.done()  # an idle queue holds no task
