@@ -13,8 +13,10 @@ The clock and the flush are injectable (`clock`, `flush(now=...)`,
 `autoflush=False`) so that tests drive the window instead of sleeping.
 
 A BitMEX liquidation row is an order: `side` Sell means a long position is being
-closed out, Buy a short one. Each order is counted once, when first seen (its
-insert, or the partial after a reconnect): later rows only shrink `leavesQty`.
+closed out, Buy a short one. Each order is counted once, on its insert: later rows
+only shrink `leavesQty`. The rows of a partial (on subscribing, after a reconnect)
+are remembered but not posted: they are liquidations already under way, possibly
+seconds old, and a reconnect must not replay a burst the chat has already seen.
 """
 
 from __future__ import annotations
@@ -208,9 +210,12 @@ class LiqFeed:
 
     async def on_liquidation(self, network: str, liq: Liquidation) -> None:
         """A market-hub listener: every liquidation row of `network`."""
-        if network != self.network or liq.action not in ("insert", "partial"):
+        if network != self.network:
             return
-        if not self.subs or liq.price is None or liq.leaves_qty <= 0:
+        if liq.action == "partial":
+            self._first_sight(liq.order_id)
+            return
+        if liq.action != "insert" or not self.subs or liq.price is None or liq.leaves_qty <= 0:
             return
         # Subscribing to all symbols and to one symbol at once makes BitMEX send an
         # order twice; the order id keeps it to one line.

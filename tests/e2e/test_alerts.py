@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from bot.alerts.service import AlertService
 from bot.db.models import Alert
+from bot.liqfeed import LiqFeed
 from bot.sandbox.telegram.state import Chat
 from tests.e2e.harness import Harness, Person
 
@@ -223,3 +224,82 @@ async def test_alerts_list_delete_button_unalert_and_bad_input(market: Harness) 
     await bob.send(f"/unalert {other}")
     assert "No active alert" in bob.last_text
     assert (await rows(h))[-1].state == "active"
+
+
+# ------------------------------------------------------------------ liquidation feed
+
+
+async def feed_ready(h: Harness) -> LiqFeed:
+    feed = h.svc.liqfeed
+    assert feed is not None
+    # The window is closed by the test (flush), not by a timer: no sleeping.
+    feed.autoflush = False
+    await ready(h)
+    return feed
+
+
+async def test_liqfeed_thresholds_private_and_group(market: Harness) -> None:
+    h = market
+    engine = h.sim.engine
+    alice, bob = h.person("Alice"), h.person("Bob")
+    group = h.group("Whales", [alice, bob], admins=[alice])
+    await bob.send("/liqfeed min $100k", chat=group)
+    refusal = h.emu.last_bot_message(group, bot=h.bot_username)
+    assert refusal is not None and "Only group admins" in (refusal.content or "")
+    await alice.send("/liqfeed xbtusd min $1m")
+    assert "Liquidation feed on: XBTUSD, orders of $1M or more" in alice.last_text
+    await alice.send("/liqfeed min 500k", chat=group)
+    feed = await feed_ready(h)
+
+    async def liquidate(side: str, qty: int, px: int) -> int:
+        seen = feed.received
+        engine.liquidate_market(SYM, side, qty, px)
+        await until(lambda: feed.received > seen)
+        return await feed.flush(force=True)
+
+    private_before, group_before = bot_count(h, alice.chat), bot_count(h, group)
+    assert await liquidate("Sell", 1_200_000, 60120) == 2  # both chats
+    assert await liquidate("Buy", 700_000, 60200) == 1  # the group only
+    assert await liquidate("Sell", 100_000, 60000) == 0  # nobody
+    await h.emu.idle(timeout=2, quiet=0.02)
+    private = alice.bot_texts[private_before:]
+    in_group = [m.content for m in h.emu.bot_messages(group, bot=h.bot_username)][group_before:]
+    assert private == ["🔥 Long liquidated: $1.2M XBTUSD @ 60,120.0"]
+    assert in_group == ["🔥 Long liquidated: $1.2M XBTUSD @ 60,120.0",
+                        "🔥 Short liquidated: $700K XBTUSD @ 60,200.0"]
+
+    await alice.send("/liqfeed off")
+    assert "Liquidation feed off" in alice.last_text
+    assert feed.for_chat(alice.chat.id) == [] and len(feed.for_chat(group.id)) == 1
+
+
+async def test_liqfeed_burst_is_one_message(market: Harness) -> None:
+    h = market
+    alice = h.person("Alice")
+    await alice.send("/liqfeed min $10k")
+    feed = await feed_ready(h)
+    before = bot_count(h, alice.chat)
+    for i in range(6):
+        h.sim.engine.liquidate_market(SYM, "Sell", 200_000, 60000 - 5 * i)
+    h.sim.engine.liquidate_market("ETHUSD", "Buy", 100, 3000)
+    await until(lambda: feed.received >= 7)
+    # the window closes on the feed's clock: 2 s after the first one
+    assert await feed.flush(now=feed.clock() + feed.window) == 1
+    await h.emu.idle(timeout=2, quiet=0.02)
+    texts = alice.bot_texts[before:]
+    assert len(texts) == 1
+    assert texts[0].startswith("🔥 Long liquidated: $1.2M XBTUSD (6 orders) @ 59,975.0–60,000.0")
+    assert "Short liquidated: $" in texts[0] and "ETHUSD @ 3,000" in texts[0]
+
+
+async def test_liqfeed_timer_flushes_by_itself(market: Harness) -> None:
+    h = market
+    alice = h.person("Alice")
+    await alice.send("/liqfeed xbtusd min 1k")
+    feed = h.svc.liqfeed
+    assert feed is not None
+    feed.window = 0.05  # the production timer path, with a short window
+    await ready(h)
+    h.sim.engine.liquidate_market(SYM, "Buy", 3000, 61000)
+    text = await wait_alert(h, alice)
+    assert text == "🔥 Short liquidated: $3K XBTUSD @ 61,000.0"

@@ -125,3 +125,16 @@ async def test_autoflush_timer_sends_after_the_window(db: Database) -> None:
     assert [t for _, t, _ in rec.sent] == [
         "🔥 Long liquidated: $10K <b>XBTUSD</b> (2 orders) @ 60,000"]
     await f.close()
+
+
+async def test_partial_rows_are_remembered_not_posted(db: Database) -> None:
+    rec, clock = Recorder(), Clock()
+    f = feed(db, rec, clock)
+    await f.subscribe(1, None, Decimal(1))
+    # a reconnect's snapshot: under way already, and must not replay what was posted
+    await f.on_liquidation("mainnet", liq("old", 5_000_000, 60000, action="partial"))
+    await f.on_liquidation("mainnet", liq("old", 5_000_000, 60000))
+    assert f.pending == 0
+    await f.on_liquidation("mainnet", liq("new", 2000, 60000))
+    assert await f.flush(force=True) == 1
+    assert rec.sent[0][1] == "🔥 Long liquidated: $2K <b>XBTUSD</b> @ 60,000.0"
