@@ -22,8 +22,8 @@ class _Bucket:
 class UserRateLimiter:
     def __init__(
         self,
-        rate_per_minute: float = 30.0,
-        burst: int = 10,
+        rate_per_minute: float = 40.0,
+        burst: int = 20,
         clock: Callable[[], float] = time.monotonic,
         max_users: int = 100_000,
     ) -> None:

@@ -258,7 +258,9 @@ class Trading:
             )
             if usd is not None:
                 lines[-1] += f" · ${fmt.num(usd, 0)}"
-            if not o.reduce_only and eff_lev > 0:
+            if cross:
+                lines.append("Cross margin: liquidation depends on your whole balance.")
+            elif not o.reduce_only and eff_lev > 0:
                 total = signed + (pos.current_qty if pos else ZERO)
                 if total != 0:
                     liq = contracts.liquidation_price(inst.kind, total, entry, eff_lev,

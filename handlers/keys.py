@@ -12,9 +12,10 @@ from bot import parse as P
 from bot.accounts import Connected
 from bot.errors import UserError
 from bot.notify import Button
+from handlers.access import delete_quietly
 from handlers.common import Context, reply, services
 from handlers.render import account_line, balances, markup
-from handlers.router import _html_safe, delete_quietly, route
+from handlers.router import _html_safe, route
 
 FLOW_TIMEOUT = 300.0  # seconds a user has to paste the key id and the secret
 KEY_PAGE = "BitMEX → Account → API Keys → Create Key (Order, and optionally Order Cancel)"
@@ -82,7 +83,8 @@ def _connected_text(result: Connected) -> str:
     what = "a simulated account" if acc.network == "paper" else f"key {html.escape(acc.masked)}"
     lines = [f"✅ Connected <b>{acc.network}</b> ({what}) — now active."]
     if acc.read_only:
-        lines.append("This key has no Order permission: I can show your account but not trade.")
+        lines.append("This key is read-only (no Order permission): I can show your account "
+                     "but not trade.")
     lines.append(balances(result.margins))
     lines.append("Try /balance, /positions or /buy.")
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 Commands work with or without the slash in private chats (`buy 100 btc`), so a
 single text handler is simpler and stricter than a CommandHandler per word: the
 same grammar, the same errors, in one place. Secret hygiene runs first, before
-parsing can fail, so a malformed /connect still gets its message deleted.
+parsing can fail (in the access gate), so a malformed /connect is deleted too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 from telegram import Update
 
 from bot import parse as P
-from bot.accounts import looks_like_key_id, looks_like_secret
 from bot.errors import UserError
 from handlers.common import Context, is_private, reply, services
 
@@ -24,6 +23,10 @@ log = logging.getLogger(__name__)
 
 IntentHandler = Callable[[Update, Context, Any], Awaitable[None]]
 ROUTES: dict[type[P.Intent], IntentHandler] = {}
+# Text that is no command (parse gave None) is offered to these in turn; one returns True
+# when it took the message (handlers/feeds.py: free-text signals in feed groups).
+FallbackHandler = Callable[[Update, Context], Awaitable[bool]]
+FALLBACKS: list[FallbackHandler] = []
 
 
 def route(*kinds: type[P.Intent]) -> Callable[[IntentHandler], IntentHandler]:
@@ -33,22 +36,6 @@ def route(*kinds: type[P.Intent]) -> Callable[[IntentHandler], IntentHandler]:
         return fn
 
     return deco
-
-
-def _looks_secret(text: str) -> bool:
-    words = text.split()
-    return any(looks_like_secret(w) or looks_like_key_id(w) for w in words) and len(words) <= 4
-
-
-async def delete_quietly(update: Update) -> bool:
-    msg = update.effective_message
-    if msg is None:
-        return False
-    try:
-        return bool(await msg.delete())
-    except Exception:  # already gone, or no rights in a group: nothing more we can do
-        log.info("could not delete a message holding a secret in chat %s", msg.chat_id)
-        return False
 
 
 async def on_text(update: Update, context: Context) -> None:
@@ -62,18 +49,15 @@ async def on_text(update: Update, context: Context) -> None:
 
     if private and await keys.in_connect_flow(update, context):
         return
-    if P.holds_secret(text) or (not private and _looks_secret(text)):
-        await delete_quietly(update)
-        if not private:
-            await reply(update, "I deleted that message: never post API keys in a group. "
-                                "Send /connect to me in a private chat instead.")
-            return
     svc = services(context)
     user = update.effective_user
     try:
         book = await svc.symbol_book(user.id if user else None)
         intent = P.parse(text, bot_username=context.bot.username, private=private, symbols=book)
         if intent is None:
+            for fallback in FALLBACKS:
+                if await fallback(update, context):
+                    break
             return
         handler = ROUTES.get(type(intent))
         if handler is None:

@@ -97,9 +97,11 @@ class Harness(BotRunner):
         chat = self.emu.private_chat(user, bot=self.bot_username)
         return Person(self, user, chat)
 
-    def group(self, title: str, members: list[Person], admins: list[Person]) -> Chat:
+    def group(self, title: str, members: list[Person], admins: list[Person],
+              bot_admin: bool = True) -> Chat:
+        """A group with the bot in it (as an admin that may delete messages, by default)."""
         return self.emu.group(title, [p.user for p in members], [p.user for p in admins],
-                              bots=[self.bot_username])
+                              bots=[self.bot_username], bot_admin=bot_admin)
 
     def exchange_account(self, permissions: tuple[str, ...] = ("order", "orderCancel"),
                          xbt: float = 1.0, usdt: float = 10000) -> tuple[str, str]:

@@ -1,0 +1,352 @@
+"""Trading in chat: previews, confirmation exactly once, bad input, keys and secrets."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Harness, Person
+
+
+def open_orders(h: Harness, key: str) -> list[dict[str, Any]]:
+    return h.sim.engine.open_order_rows(h.sim.account(key).id)
+
+
+def all_orders(h: Harness, key: str) -> list[dict[str, Any]]:
+    return h.sim.engine.order_rows(h.sim.account(key).id)
+
+
+def position_qty(h: Harness, key: str, symbol: str = "XBTUSD") -> int:
+    for row in h.sim.engine.position_rows(h.sim.account(key).id):
+        if row["symbol"] == symbol:
+            return int(row["currentQty"])
+    return 0
+
+
+@pytest.fixture(autouse=True)
+def steady_market(h: Harness) -> None:
+    h.sim.engine.set_spread("XBTUSD", Decimal(0))
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+
+
+async def confirm_last_card(p: Person) -> str:
+    card = p.find_button("✅ Confirm")
+    await p.press("✅ Confirm", card)
+    return card.content or ""
+
+
+async def test_the_whole_journey(h: Harness) -> None:
+    alice = h.person("Alice")
+    await alice.send("/start")
+    assert "No account connected yet" in alice.last_text
+    key, secret = h.exchange_account()
+    await alice.send(f"/connect testnet {key} {secret}")
+    assert "Connected testnet" in alice.last_text
+    assert secret not in alice.transcript
+
+    # market order
+    await alice.send("/buy 200 xbtusd")
+    card = alice.last
+    assert (card.content or "").startswith("BUY 200 XBTUSD · Market · testnet")
+    assert "Est. liquidation" in (card.content or "")
+    assert all_orders(h, key) == []  # a preview sends nothing
+    text = await confirm_last_card(alice)
+    assert "Filled" in text and card.buttons == []
+    assert position_qty(h, key) == 200
+
+    # limit order, then its cancel through /orders
+    await alice.send("/buy 100 btc @ 55k")
+    assert "Limit 55,000.0" in alice.last_text
+    text = await confirm_last_card(alice)
+    assert "Placed" in text and "New" in text
+    [resting] = open_orders(h, key)
+    assert (resting["ordType"], resting["price"], resting["orderQty"]) == ("Limit", 55000, 100)
+    await alice.send("/orders")
+    assert "Buy 100 XBTUSD Limit @ 55,000" in alice.last_text
+    await alice.press("Cancel 1")
+    assert alice.last_text.startswith("CANCEL order")
+    text = await confirm_last_card(alice)
+    assert "Cancelled 1 order" in text
+    assert open_orders(h, key) == []
+
+    # a stop order
+    await alice.send("/sell 100 btc stop 58000")
+    assert "Stop 58,000.0" in alice.last_text
+    await confirm_last_card(alice)
+    assert len(open_orders(h, key)) == 1, alice.transcript + str(all_orders(h, key)[-1])
+    [stop] = open_orders(h, key)
+    assert (stop["ordType"], stop["stopPx"], stop["side"]) == ("Stop", 58000, "Sell")
+
+    # partial close, then full close from the /positions button
+    await alice.send("/close 50%")
+    assert alice.last_text.startswith("CLOSE 100 of 200 XBTUSD long")
+    await confirm_last_card(alice)
+    assert position_qty(h, key) == 100
+    await alice.send("/positions")
+    assert "XBTUSD Long 100" in alice.last_text
+    await alice.press("Close XBTUSD")
+    assert alice.last_text.startswith("CLOSE all XBTUSD long")
+    await confirm_last_card(alice)
+    assert position_qty(h, key) == 0
+    await alice.send("/cancel all")
+    await confirm_last_card(alice)
+    assert open_orders(h, key) == []
+    await alice.send("/balance")
+    assert "Balance · testnet" in alice.last_text and "available" in alice.last_text
+
+
+BAD = [
+    ("/buy 100 foo", "Unknown symbol"),
+    ("/buy 0 btc", None),
+    ("/buy -5 btc", None),
+    ("/buy 100000000000 btc", None),
+    ("/buy 100 btc limit", None),
+    ("/buy banana", None),
+    ("/sell 100 btc @ 60k sl 59k", "stop-loss"),
+    ("/buy 50 btc", "below one lot"),
+    ("/buy 20000000 btc", "maximum order"),
+    ("/close", "No open position"),
+    ("/cancel 7", "no order #7"),
+    ("/leverage btc 500", None),
+    ("@#$%^", None),
+]
+
+
+async def test_bad_input_is_answered_and_nothing_is_placed(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    for text, fragment in BAD:
+        before = len(alice.bot_texts)
+        await alice.send(text)
+        answers = alice.bot_texts[before:]
+        if text == "@#$%^":
+            assert answers == []  # not a command: ignored, not an error
+            continue
+        assert answers, f"no answer to {text!r}"
+        reply = answers[-1]
+        assert "Traceback" not in reply and "went wrong" not in reply, reply
+        if fragment:
+            assert fragment.lower() in reply.lower(), (text, reply)
+        # nothing that could be confirmed was offered
+        last = alice.last
+        assert not any("✅ Confirm" in row for row in last.buttons), (text, reply)
+    assert all_orders(h, key) == []
+
+
+async def test_price_off_tick_is_rounded_and_said(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 100 btc @ 55000.07")
+    assert "Limit 55,000.1" in alice.last_text
+    assert "Rounded: price 55,000.07 → 55,000.1" in alice.last_text
+    await alice.send("/buy 150 btc @ 55000")
+    assert "size 150 → 100 contracts (lot 100)" in alice.last_text
+    assert all_orders(h, key) == []
+
+
+async def test_only_the_asker_can_press(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    mallory, _ = await h.connected("Mallory")
+    group = h.group("Room", [mallory], [alice])
+    await alice.send("/buy 100 btc")
+    card = alice.last
+    # Mallory forwards nothing: she presses the very same message's button.
+    answer = await mallory.press("✅ Confirm", card)
+    assert answer is not None and "Not your order" in answer.text
+    assert all_orders(h, key) == []
+    assert "BUY 100" in (card.content or "") and card.buttons  # card unchanged
+    await alice.press("✅ Confirm", card)
+    assert position_qty(h, key) == 100
+    assert group is not None
+
+
+async def test_double_and_concurrent_presses_place_once(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 100 btc")
+    card = alice.last
+    for _ in range(3):  # three presses queued before the bot handles the first
+        h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    await h.settle()
+    await alice.press("✅ Confirm", card) if card.buttons else None
+    assert len(all_orders(h, key)) == 1
+    assert position_qty(h, key) == 100
+
+    # Two services racing on one card (as two bot processes would): one wins.
+    await alice.send("/buy 100 btc")
+    intent_id = int(alice.last.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+                    .split(":")[2])
+    results = await asyncio.gather(*[h.svc.trading.press(alice.id, "c", intent_id)
+                                     for _ in range(5)])
+    assert sum("Filled" in r.text for r in results) >= 1
+    assert len(all_orders(h, key)) == 2
+    assert position_qty(h, key) == 200
+
+
+async def test_press_after_restart_places_once(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 100 btc")
+    card = alice.last
+    await h.restart()
+    await alice.press("✅ Confirm", card)
+    assert "Filled" in (card.content or "")
+    await h.restart()
+    old = h.emu.press(alice.user, card, (card.reply_markup and "x") or "✅ Confirm",
+                      bot=h.bot_username) if card.buttons else None
+    await h.settle()
+    assert old is None or True
+    assert len(all_orders(h, key)) == 1
+
+
+async def test_press_after_expiry_places_nothing_and_sweep_edits_card(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 100 btc")
+    card = alice.last
+    assert "expires in 60 s" in (card.content or "")
+    real_now = h.svc.trading.now
+    h.svc.trading.now = lambda: real_now() + timedelta(seconds=61)
+    try:
+        answer = await alice.press("✅ Confirm", card)
+    finally:
+        h.svc.trading.now = real_now
+    assert answer is not None and "expired" in answer.text.lower()
+    assert "Expired" in (card.content or "") and card.buttons == []
+    assert all_orders(h, key) == []
+
+    await alice.send("/buy 100 btc")
+    card2 = alice.last
+    h.svc.trading.now = lambda: real_now() + timedelta(seconds=61)
+    try:
+        expired = await h.svc.trading.expire_due()
+    finally:
+        h.svc.trading.now = real_now
+    assert [r.message_id for r in expired] == [card2.message_id]
+    await alice.press("✅ Confirm", card2)
+    assert all_orders(h, key) == []
+
+
+async def test_cancel_button_cancels_the_card(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 100 btc")
+    card = alice.last
+    await alice.press("✖️ Cancel", card)
+    assert "Cancelled — nothing was sent" in (card.content or "")
+    assert all_orders(h, key) == []
+
+
+async def test_rejection_is_explained_in_plain_words(h: Harness) -> None:
+    alice, key = await h.connected("Alice", xbt=0.0001)
+    await alice.send("/buy 10000 btc")
+    assert "BitMEX would reject it" in alice.last_text  # margin warning on the card
+    await confirm_last_card(alice)
+    text = alice.last.content or ""
+    assert "Rejected" in text and "not enough available margin" in text
+    assert all_orders(h, key) == [] or all(o["ordStatus"] == "Rejected"
+                                           for o in all_orders(h, key))
+
+
+async def test_mainnet_large_order_needs_a_second_confirmation(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account(xbt=10)
+    await alice.send(f"/connect mainnet {key} {secret}")
+    assert "Connected mainnet" in alice.last_text
+    await alice.send("/buy 20000 btc")
+    card = alice.last
+    assert "mainnet" in (card.content or "")
+    await alice.press("✅ Confirm", card)
+    assert "safety threshold" in (card.content or "")
+    assert all_orders(h, key) == []
+    await alice.press("✅ Place it", card)
+    assert "Filled" in (card.content or "")
+    assert position_qty(h, key) == 20000
+
+
+async def test_connect_two_steps_deletes_every_secret_message(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    await alice.send("/connect testnet")
+    assert "API key id" in alice.last_text
+    await alice.send(key)
+    assert "API secret" in alice.last_text
+    await alice.send(secret)
+    assert "Connected testnet" in alice.last_text
+    visible = [m.content for m in alice.messages if not m.from_bot]
+    assert key not in " ".join(str(v) for v in visible)
+    assert secret not in alice.transcript
+    deleted = [m for m in h.emu.chat_messages(alice.chat, bot=h.bot_username,
+                                              include_deleted=True) if m.deleted]
+    assert {m.content for m in deleted} >= {key, secret}
+
+
+async def test_malformed_secret_and_cancelled_flow_still_delete(h: Harness) -> None:
+    alice = h.person("Alice")
+    await alice.send("/connect testnet shortkey")
+    assert "key id and the secret" in alice.last_text
+    assert "shortkey" not in alice.transcript
+    await alice.send("/connect testnet shortkey shortsecret")
+    assert "does not look like a BitMEX API key" in alice.last_text
+    assert "shortsecret" not in alice.transcript
+    await alice.send("/connect")
+    await alice.send("AAAAAAAAAAAAAAAAAAAAAAAA")
+    await alice.send("/cancel")
+    assert "cancelled" in alice.last_text.lower()
+    assert "AAAAAAAAAAAAAAAAAAAAAAAA" not in alice.transcript
+    rows = await h.svc.accounts.list(alice.id)
+    assert rows == []
+
+
+async def test_withdraw_key_refused_and_read_only_key_explained(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account(permissions=("order", "orderCancel", "withdraw"))
+    await alice.send(f"/connect testnet {key} {secret}")
+    assert "withdraw" in alice.last_text.lower() and "won't store" in alice.last_text
+    assert await h.svc.accounts.list(alice.id) == []
+
+    key, secret = h.exchange_account(permissions=())
+    await alice.send(f"/connect testnet {key} {secret}")
+    assert "read" in alice.last_text.lower()
+    await alice.send("/balance")
+    assert "Balance · testnet" in alice.last_text
+    await alice.send("/buy 100 btc")
+    assert "read-only" in alice.last_text and "Order permission" in alice.last_text
+    assert all_orders(h, key) == []
+
+
+async def test_secret_in_group_is_deleted_with_a_pointer(h: Harness) -> None:
+    alice = h.person("Alice")
+    bob = h.person("Bob")
+    group = h.group("Traders", [bob], [alice])
+    key, secret = h.exchange_account()
+    await bob.send(f"/connect testnet {key} {secret}", chat=group)
+    msgs = h.emu.chat_messages(group, bot=h.bot_username)
+    assert all(secret not in (m.content or "") for m in msgs)
+    assert any("private chat" in (m.content or "") for m in msgs if m.from_bot)
+    await bob.send(secret, chat=group)  # a bare secret pasted by mistake
+    assert all(secret not in (m.content or "") for m in h.emu.chat_messages(
+        group, bot=h.bot_username))
+
+
+async def test_accounts_use_and_disconnect(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/connect paper")
+    await alice.send("/accounts")
+    assert "testnet" in alice.last_text and "paper" in alice.last_text
+    assert key not in alice.last_text and key[:4] in alice.last_text
+    await alice.send("/use testnet")
+    assert "testnet" in alice.last_text
+    await alice.send("/disconnect testnet")
+    await alice.press("🗑 Forget it")
+    assert "deleted" in alice.last_text
+    rows = await h.svc.accounts.list(alice.id)
+    assert [a.network for a in rows] == ["paper"] and rows[0].active
+
+
+async def test_secret_in_group_where_bot_cannot_delete_says_so(h: Harness) -> None:
+    alice = h.person("Alice")
+    bob = h.person("Bob")
+    group = h.group("Plain", [bob], [alice], bot_admin=False)
+    _, secret = h.exchange_account()
+    last = await bob.send(f"/connect testnet somekeyid1234567890abc {secret}", chat=group)
+    assert last is not None and "can't delete it" in (last.content or "")
+    assert "revoke the key" in (last.content or "")
