@@ -8,6 +8,7 @@ from telegram import Update
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     MessageHandler,
     TypeHandler,
@@ -30,5 +31,12 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CallbackQueryHandler(keys.on_disconnect_press, pattern=r"^k:"))
     app.add_handler(CallbackQueryHandler(start.on_menu_press, pattern=r"^m:"))
     app.add_handler(CallbackQueryHandler(alert_handlers.on_alert_press, pattern=r"^al:"))
+    from handlers import feeds  # its @route decorators and free-text hook register on import
+
+    app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT
+                                   & filters.ChatType.GROUPS, feeds.on_edited))
+    app.add_handler(ChatMemberHandler(feeds.on_member_change,
+                                      ChatMemberHandler.ANY_CHAT_MEMBER))
+    app.add_handler(CallbackQueryHandler(feeds.on_press, pattern=r"^fd:"))
     app.add_handler(CallbackQueryHandler(start.on_stale_press))
     app.add_error_handler(errors.on_error)

@@ -1,0 +1,181 @@
+"""Signal feeds: /feed, /signal (and free-text signals), /follow, /feeds, /feedstats."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from telegram import Update
+
+from bot import parse as P
+from bot.errors import UserError
+from bot.feeds import CB_PREFIX, Feeds, feeds_of
+from bot.signals import looks_like_signal, recognise
+from handlers import router
+from handlers.common import Context, is_private, reply, services
+from handlers.render import markup
+from handlers.router import route
+
+
+def _feeds(context: Context) -> Feeds:
+    return feeds_of(services(context))
+
+
+async def _is_admin(update: Update, context: Context) -> bool:
+    """Checked against the group's real admin list (cached briefly, see AdminCache)."""
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+
+    async def fetch() -> list[int]:
+        return [m.user.id for m in await context.bot.get_chat_administrators(chat.id)]
+
+    return await _feeds(context).admins.is_admin(chat.id, user.id, fetch)
+
+
+async def _group_admin(update: Update, context: Context, what: str) -> bool:
+    if is_private(update):
+        await reply(update, f"{what} works in a group: add me there and use it as an admin.")
+        return False
+    if not await _is_admin(update, context):
+        await reply(update, f"Only the group's admins can use {what}.")
+        return False
+    return True
+
+
+@route(P.Feed)
+async def feed(update: Update, context: Context, intent: P.Feed) -> None:
+    """/feed on [NAME] | off: make this group a signal feed (group admins)."""
+    if not await _group_admin(update, context, "/feed"):
+        return
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    await reply(update, await _feeds(context).set_feed(chat.id, chat.title, user.id, intent.on,
+                                                       intent.name))
+
+
+async def _post(update: Update, context: Context, sig: P.Signal, source: str) -> None:
+    msg, user = update.effective_message, update.effective_user
+    assert msg is not None and user is not None
+    feeds = _feeds(context)
+    posted = await feeds.post_signal(msg.chat_id, msg.message_id, user.id, sig, source=source,
+                                     text=msg.text or "")
+    card = await reply(update, posted.text, reply_markup=markup(posted.buttons))
+    if card is not None:
+        await feeds.attach_card(posted.signal_id, card.message_id)
+    feeds.start_fanout(posted.signal_id)
+
+
+@route(P.Signal, P.SignalClose, P.SignalMoveSl)
+async def signal(update: Update, context: Context,
+                 intent: P.Signal | P.SignalClose | P.SignalMoveSl) -> None:
+    """/signal: post a signal, or close / move the stop of one (feed admins)."""
+    if not await _group_admin(update, context, "/signal"):
+        return
+    if isinstance(intent, P.Signal):
+        await _post(update, context, intent, "command")
+        return
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    feeds = _feeds(context)
+    await reply(update, html.escape(await feeds.update_signal(chat.id, user.id, intent)))
+    if isinstance(intent, P.SignalClose):
+        feeds.start_update(intent.signal_id, "close", None)
+    else:
+        feeds.start_update(intent.signal_id, "move_sl", intent.sl)
+
+
+async def on_group_text(update: Update, context: Context) -> bool:
+    """Free text in a feed group: an admin's message in the signal shape is a signal."""
+    msg = update.effective_message
+    if is_private(update) or msg is None or not msg.text or not looks_like_signal(msg.text):
+        return False
+    feed_row = await _feeds(context).feed_of_chat(msg.chat_id)
+    if feed_row is None or not feed_row.active or not await _is_admin(update, context):
+        return False  # members' messages are never signals, whatever their shape
+    user = update.effective_user
+    book = await services(context).symbol_book(user.id if user else None)
+    sig = recognise(msg.text, book)  # UserError (a refusal with its reason) is replied
+    if sig is None:
+        return False
+    await _post(update, context, sig, "text")
+    return True
+
+
+router.FALLBACKS.append(on_group_text)
+
+
+@route(P.FeedStats)
+async def feedstats(update: Update, context: Context, intent: P.FeedStats) -> None:
+    """/feedstats: the record from followers' real fills (aggregates only in groups)."""
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    private = is_private(update)
+    text = await _feeds(context).stats_text(None if private else chat.id,
+                                            user.id if private else None)
+    await reply(update, text)
+
+
+@route(P.Follow)
+async def follow(update: Update, context: Context, intent: P.Follow) -> None:
+    """/follow FEED risk N% [max $N] | size $N | size N: how big each signal is for you."""
+    assert update.effective_user is not None
+    text, buttons = await _feeds(context).follow(update.effective_user.id, intent)
+    await reply(update, text, reply_markup=markup(buttons))
+
+
+@route(P.Unfollow)
+async def unfollow(update: Update, context: Context, intent: P.Unfollow) -> None:
+    """/unfollow FEED."""
+    assert update.effective_user is not None
+    await reply(update, await _feeds(context).unfollow(update.effective_user.id, intent.feed))
+
+
+@route(P.Feeds)
+async def feeds_list(update: Update, context: Context, intent: P.Feeds) -> None:
+    """/feeds: the feeds you follow and how big."""
+    assert update.effective_user is not None
+    await reply(update, await _feeds(context).list_follows(update.effective_user.id))
+
+
+_TAG_RE = re.compile(r"</?[a-z]+>")
+
+
+async def on_press(update: Update, context: Context) -> None:
+    """fd:f:<signal> Follow (a private preview) · fd:a:<feed>:<0|1> auto mode."""
+    q = update.callback_query
+    assert q is not None and q.data is not None and update.effective_user is not None
+    uid = update.effective_user.id
+    parts = q.data.split(":")
+    feeds = _feeds(context)
+    try:
+        if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and parts[2].isdigit():
+            sent = await feeds.deliver_preview(uid, int(parts[2]))
+            if sent is None:
+                await q.answer("Open a private chat with me first (press Start there), then "
+                               "press Follow again.", show_alert=True)
+            else:
+                await q.answer("Preview sent to our private chat.")
+            return
+        if len(parts) == 4 and parts[1] == "a" and parts[2].isdigit():
+            text, buttons = await feeds.set_auto(uid, int(parts[2]), parts[3] == "1")
+            await q.answer()
+            await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
+            return
+    except UserError as e:
+        await q.answer(html.unescape(_TAG_RE.sub("", str(e)))[:190], show_alert=True)
+        return
+    await q.answer("This button is no longer valid.")
+
+
+async def on_edited(update: Update, context: Context) -> None:
+    """An edited group message: recorded when it was a signal (the signal stays as posted)."""
+    msg = update.edited_message
+    if msg is not None and msg.text:
+        await _feeds(context).record_edit(msg.chat_id, msg.message_id, msg.text)
+
+
+async def on_member_change(update: Update, context: Context) -> None:
+    """Promotions and demotions: forget the cached admin list of that group."""
+    change = update.chat_member or update.my_chat_member
+    if change is not None:
+        _feeds(context).admins.invalidate(change.chat.id)

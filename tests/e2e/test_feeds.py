@@ -1,0 +1,239 @@
+"""Signal feeds end to end: a group posts, members follow in private, the record is honest."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from bot import fmt
+from bot.exchange import contracts
+from bot.feeds import feeds_of
+from bot.sandbox.telegram.state import Chat
+from tests.e2e.harness import Harness, Person
+
+SIG = "/signal long XBTUSD entry 59900-60100 tp 62000,64000 sl 59000"
+
+
+def orders(h: Harness, key: str) -> list[dict[str, Any]]:
+    return h.sim.engine.order_rows(h.sim.account(key).id)
+
+
+def shape(h: Harness, key: str) -> list[tuple[Any, ...]]:
+    """(side, type, qty, price or stop, status, reduce-only) of every order, sorted."""
+    return sorted(
+        (o["side"], o["ordType"], int(o["orderQty"]),
+         Decimal(str(o["stopPx"] if o["ordType"] == "Stop" else o["price"] or 0)),
+         o["ordStatus"], "ReduceOnly" in (o["execInst"] or ""))
+        for o in orders(h, key))
+
+
+async def feed_group(h: Harness, n_members: int = 3) -> tuple[Person, list[tuple[Person, str]],
+                                                              Chat]:
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin = h.person("Alice")
+    members = [await h.connected(name) for name in ("Bob", "Carol", "Dave")[:n_members]]
+    group = h.group("Alpha Calls", [p for p, _ in members], [admin])
+    await admin.send("/feed on alpha", chat=group)
+    assert "now the signal feed alpha" in group_text(h, group)
+    return admin, members, group
+
+
+def group_text(h: Harness, group: Chat) -> str:
+    m = h.emu.last_bot_message(group, bot=h.bot_username)
+    return (m.content or "") if m else ""
+
+
+async def post(h: Harness, admin: Person, group: Chat, text: str) -> None:
+    await admin.send(text, chat=group)
+    await feeds_of(h.services).drain()
+    await h.settle()
+
+
+async def test_post_follow_confirm_exact_orders(h: Harness) -> None:
+    admin, [(bob, bkey), (carol, ckey), (dave, dkey)], group = await feed_group(h)
+    await bob.send("/follow alpha risk 1%")
+    assert "Following alpha" in bob.last_text
+    await carol.send("/follow alpha size 300")
+    await dave.send("/follow alpha size $500")
+    avail = h.sim.engine.margin_row(h.sim.account(bkey).id, "XBt")["availableMargin"]
+
+    await post(h, admin, group, SIG)
+    card = group_text(h, group)
+    assert "LONG XBTUSD" in card and "signal #1" in card and "Stop 59,000" in card
+    assert "R:R" in card
+    card_msg = h.emu.last_bot_message(group, bot=h.bot_username)
+    assert card_msg is not None and card_msg.buttons == [["📥 Follow"]]
+    # every follower has a private preview with the trading card's buttons
+    for p in (bob, carol, dave):
+        assert "signal #1" in p.last_text and p.last.buttons == [["✅ Confirm", "✖️ Cancel"]]
+    assert "BUY 300 XBTUSD · Market · testnet" in carol.last_text
+
+    inst = h.sim.engine.instrument("XBTUSD")
+    ask = Decimal(str(inst.ask))
+    loss = abs(contracts.pnl("inverse", Decimal(1), ask, Decimal(59000), Decimal(-100000000)))
+    bob_qty = int(Decimal(avail) / 100 / loss / 100) * 100
+    assert f"BUY {fmt.num(bob_qty)} XBTUSD · Market" in bob.last_text
+
+    await bob.press("✅ Confirm")
+    await carol.press("✅ Confirm")
+    assert "Filled" in bob.last_text and "Filled" in carol.last_text
+    half = bob_qty // 200 * 100
+    assert shape(h, bkey) == sorted([
+        ("Buy", "Market", bob_qty, Decimal(0), "Filled", False),
+        ("Sell", "Stop", bob_qty, Decimal(59000), "New", True),
+        ("Sell", "Limit", bob_qty - half, Decimal(62000), "New", True),
+        ("Sell", "Limit", half, Decimal(64000), "New", True),
+    ])
+    assert shape(h, ckey) == sorted([
+        ("Buy", "Market", 300, Decimal(0), "Filled", False),
+        ("Sell", "Stop", 300, Decimal(59000), "New", True),
+        ("Sell", "Limit", 200, Decimal(62000), "New", True),
+        ("Sell", "Limit", 100, Decimal(64000), "New", True),
+    ])
+    assert orders(h, dkey) == []  # Dave ignored his preview: nothing placed
+
+    # Pressing Follow again is refused: Bob already followed this signal.
+    answer = await bob.press("📥 Follow", h.emu.last_bot_message(group, bot=h.bot_username))
+    assert "already followed" in (answer.text or "")
+
+
+async def test_free_text_signals_admin_only_and_refusals(h: Harness) -> None:
+    admin, [(bob, _)], group = await feed_group(h, 1)
+    await post(h, admin, group, "BTC/USD LONG\nEntry 59.9k-60.1k\nTP1 62k\nTP2 64k\nSL 59,000")
+    assert "LONG XBTUSD" in group_text(h, group) and "signal #1" in group_text(h, group)
+    assert "Targets 62,000, 64,000" in group_text(h, group)
+
+    # a member's signal-shaped message is not a signal: no answer, nothing stored
+    before = len(h.emu.bot_messages(group, bot=h.bot_username))
+    await bob.send("#BTC long entry 60000 tp 61000 sl 59000", chat=group)
+    assert len(h.emu.bot_messages(group, bot=h.bot_username)) == before
+    assert await feeds_of(h.services).signal(2) is None
+
+    # inconsistent prices from an admin: refused with the reason, never posted
+    await admin.send("#BTC long entry 60000 tp 61000 sl 61500", chat=group)
+    assert "stop-loss must be below entry" in group_text(h, group)
+    await admin.send("/signal short XBTUSD entry 60000 tp 61000 sl 62000", chat=group)
+    assert "Take-profit must be below entry" in group_text(h, group)
+    await admin.send("BTC long entry 60000 target 62000", chat=group)
+    assert "no stop-loss" in group_text(h, group)
+    assert await feeds_of(h.services).signal(2) is None
+
+    # a non-admin using the command is told, and private commands stay private
+    await bob.send(SIG, chat=group)
+    assert "Only the group's admins" in group_text(h, group)
+    await bob.send("/follow alpha risk 1%", chat=group)
+    assert "works in a private chat" in group_text(h, group)
+
+    # an edit of the original message is recorded; the signal stays as first posted
+    original = next(m for m in h.emu.chat_messages(group, bot=h.bot_username)
+                    if (m.content or "").startswith("BTC/USD LONG"))
+    h.emu.edit_text(admin.user, original, "BTC/USD LONG Entry 61k SL 60k")
+    await h.settle()
+    updates = await feeds_of(h.services).updates_of(1)
+    assert [u.kind for u in updates] == ["edited"]
+    sig = await feeds_of(h.services).signal(1)
+    assert sig is not None and sig.sl == 59000 and sig.entry_low == 59900
+
+
+async def test_rate_limit_per_feed(h: Harness) -> None:
+    admin, _, group = await feed_group(h, 0)
+    for i in range(7):
+        await admin.send(f"/signal long XBTUSD entry {60000 + i} sl 59000", chat=group)
+        assert f"signal #{i + 1}" in group_text(h, group)
+    await admin.send("/signal long XBTUSD entry 60100 sl 59000", chat=group)
+    assert "Too many signals" in group_text(h, group)
+
+
+async def test_stop_move_reaches_open_positions_auto_only_reduces(h: Harness) -> None:
+    admin, [(bob, bkey), (carol, ckey), (dave, dkey)], group = await feed_group(h)
+    for p in (bob, carol, dave):
+        await p.send("/follow alpha size 200")
+    await bob.press("🤖 Apply risk-reducing updates automatically")
+    assert "Auto mode is on" in bob.last_text
+    await post(h, admin, group, SIG)
+    await bob.press("✅ Confirm")
+    await carol.press("✅ Confirm")
+    await dave.press("✖️ Cancel")
+    dave_seen = len(dave.bot_texts)
+
+    await post(h, admin, group, "/signal move-sl 1 59500")
+    assert "stop 59,000 → 59,500" in group_text(h, group)
+
+    def stop(key: str) -> Decimal:
+        [o] = [o for o in orders(h, key) if o["ordType"] == "Stop"]
+        return Decimal(str(o["stopPx"]))
+
+    assert stop(bkey) == 59500 and "Auto mode applied it" in bob.last_text
+    assert stop(ckey) == 59000 and carol.last.buttons == [["✅ Confirm", "✖️ Cancel"]]
+    assert "MOVE STOP XBTUSD 59,000 → 59,500" in carol.last_text
+    assert len(dave.bot_texts) == dave_seen  # no position from the signal: nothing
+    assert orders(h, dkey) == []
+    await carol.press("✅ Confirm")
+    assert stop(ckey) == 59500 and "Stop moved to 59,500" in carol.last_text
+
+    # a move away from the price adds risk: auto mode leaves it to Bob's press
+    await post(h, admin, group, "/signal move-sl 1 59200")
+    assert stop(bkey) == 59500
+    assert "more risk" in bob.last_text and bob.last.buttons == [["✅ Confirm", "✖️ Cancel"]]
+    # and never adds: Bob's position is what he confirmed
+    pos = [p for p in h.sim.engine.position_rows(h.sim.account(bkey).id) if p["currentQty"]]
+    assert [(p["symbol"], p["currentQty"]) for p in pos] == [("XBTUSD", 200)]
+
+    # close: auto closes Bob's position; Carol gets a card
+    await post(h, admin, group, "/signal close 1")
+    pos = [p for p in h.sim.engine.position_rows(h.sim.account(bkey).id) if p["currentQty"]]
+    assert pos == [] and "Auto mode applied it" in bob.last_text
+    assert "CLOSE all XBTUSD long" in carol.last_text
+
+
+async def test_feedstats_from_fills_not_posted_prices(h: Harness) -> None:
+    admin, [(bob, bkey), (carol, ckey)], group = await feed_group(h, 2)
+    await bob.send("/follow alpha size 100")
+    await carol.send("/follow alpha size 100")
+    await post(h, admin, group, "/signal long XBTUSD entry 60000 tp 62000 sl 59000")
+    h.sim.engine.set_mark("XBTUSD", Decimal(59990))  # Bob fills below the posted entry
+    await bob.press("✅ Confirm")
+    bob_fill = Decimal(str(h.sim.engine.instrument("XBTUSD").ask))
+    assert bob_fill == Decimal("59990.1") or bob_fill > Decimal(59990)
+    h.sim.engine.set_mark("XBTUSD", Decimal(62010))  # TP 62000 fills (resting limit)
+    await h.settle()
+    execs = [e for e in h.sim.engine.execution_rows(h.sim.account(bkey).id)
+             if e["execType"] == "Trade"]
+    assert [(e["side"], Decimal(str(e["lastPx"]))) for e in execs] == [
+        ("Buy", bob_fill), ("Sell", Decimal(62000))]
+    assert orders(h, ckey) == []  # Carol never confirmed: not in the record
+
+    await admin.send("/feedstats", chat=group)
+    text = group_text(h, group)
+    m = Decimal(100_000_000)
+    real = 100 * m * (1 / bob_fill - 1 / Decimal(62000))
+    posted = 100 * m * (1 / Decimal(60000) - 1 / Decimal(62000))
+    r_real = ((62000 - bob_fill) / (bob_fill - 59000)).quantize(Decimal("0.0001"))
+    assert "Signals posted: 1 · followed: 1 · member entries filled: 1" in text
+    assert f"win rate 100% · avg {r_real.quantize(Decimal('0.01'))}R · PnL +" \
+           f"{fmt.money(real, 'XBt')}" in text, text
+    # by hand: (62000 - 60000) / (60000 - 59000) = 2R at the posted entry
+    assert f"At the posted entry: win rate 100% · avg 2.00R · PnL +" \
+           f"{fmt.money(posted, 'XBt')}" in text, text
+    assert f"Gap (fills − posted): +{fmt.money(real - posted, 'XBt')}" in text, text
+    assert r_real > 2
+    assert "Bob" not in text and str(bob.id) not in text  # aggregates only in the group
+
+    await bob.send("/feedstats")
+    assert "Your trades" in bob.last_text and fmt.money(real, "XBt") in bob.last_text
+
+
+async def test_follow_without_key_or_read_only(h: Harness) -> None:
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin, eve = h.person("Alice"), h.person("Eve")
+    ro, _ = await h.connected("Ro", permissions=())
+    group = h.group("Beta", [eve, ro], [admin])
+    await admin.send("/feed on beta", chat=group)
+    await eve.send("/follow beta risk 1%")
+    assert "no account connected" in eve.last_text
+    await ro.send("/follow beta risk 1%")
+    assert "read-only" in ro.last_text
+    await post(h, admin, group, SIG)
+    assert "/connect testnet" in eve.last_text
+    assert "read-only" in ro.last_text
+    assert not any(b for m in eve.messages for b in m.buttons if "Confirm" in str(b))
