@@ -18,9 +18,10 @@ from telegram.ext import (
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
-    from handlers import access, errors, keys, router, start, trade
+    from handlers import access, errors, keys, reports, router, settings, start, trade
     from handlers import alerts as alert_handlers
 
+    _ = (reports, settings)  # imported for their @route decorators
     app.add_handler(TypeHandler(Update, access.gate), group=-1)
     app.add_handler(CommandHandler("start", start.start))
     app.add_handler(CommandHandler("help", start.help_command))

@@ -19,8 +19,10 @@ from telegram import (
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot.config import Settings
+from bot.notify import DeliveryQueue
+from bot.prefs import Preferences
 from bot.services import Services, create_services
-from handlers import register
+from handlers import jobs, register
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
 
@@ -64,8 +66,11 @@ async def set_menus(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -> None:
     """Give the services their way back to users, and the handlers their services."""
-    services.notifier = TelegramNotifier(app.bot, on_blocked=services.mark_blocked)
+    services.notifier = DeliveryQueue(
+        TelegramNotifier(app.bot), audience=Preferences(services.db).audience,
+        on_blocked=services.mark_blocked)
     app.bot_data["services"] = services
+    jobs.install(app)
 
 
 def build_application(
@@ -108,11 +113,15 @@ def run_forever(settings: Settings) -> int:
         # Built inside PTB's event loop: aiohttp sessions are bound to the loop they start in.
         services = await create_services(settings)
         attach(application, services)
+        await jobs.start(application, services)
         await set_menus(application)
         log.info("bot @%s started", application.bot.username)
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if services is not None:
+            if isinstance(services.notifier, DeliveryQueue):
+                await services.notifier.drain(timeout=10)
+                await services.notifier.close()
             await services.close()
 
     app = build_application(settings, None)

@@ -52,9 +52,9 @@ def _style(ax: Any) -> None:
 def _dates(ax: Any, span_days: float) -> None:
     import matplotlib.dates as mdates
 
-    fmt = "%H:%M" if span_days <= 1.5 else "%d %b"
+    fmt = "%H:%M" if span_days <= 1.5 else "%d %b\n%H:%M" if span_days <= 8 else "%d %b"
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt))
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(maxticks=6))
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=8))
 
 
 def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str) -> bytes:
@@ -64,22 +64,24 @@ def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str) -> b
     fig.patch.set_facecolor(BG)
     _style(ax)
     if series:
-        xs = [t for t, _ in series]
-        ys = [v for _, v in series]
-        if len(xs) == 1:
-            xs, ys = [xs[0], xs[0]], [0.0, ys[0]]
+        # The period starts from zero realised: the first event is a step up or down.
+        xs = [series[0][0], *(t for t, _ in series)]
+        ys = [0.0, *(v for _, v in series)]
         ax.step(xs, ys, where="post", color=LINE, linewidth=3)
-        ax.fill_between(xs, ys, 0, step="post", where=[y >= 0 for y in ys], color=UP,
-                        alpha=0.25, interpolate=True)
-        ax.fill_between(xs, ys, 0, step="post", where=[y < 0 for y in ys], color=DOWN,
-                        alpha=0.25, interpolate=True)
+        ax.fill_between(xs, ys, 0, step="post", color=LINE, alpha=0.12)
         ax.axhline(0, color=FG, linewidth=1)
         span = (max(xs) - min(xs)).total_seconds() / 86400
+        if span < 1 / 24:  # a single moment: give the axis an hour so dates can be drawn
+            from datetime import timedelta
+
+            ax.set_xlim(min(xs) - timedelta(minutes=30), max(xs) + timedelta(minutes=30))
+            span = 1 / 24
         _dates(ax, span)
         last = ys[-1]
-        ax.annotate(f"{last:+,.8g} {unit}", xy=(xs[-1], last), xytext=(-10, 12),
-                    textcoords="offset points", ha="right", fontsize=16, fontweight="bold",
-                    color=UP if last >= 0 else DOWN)
+        ax.annotate(f"{last:+,.8g} {unit}", xy=(0.99, 0.97), xycoords="axes fraction",
+                    ha="right", va="top", fontsize=17, fontweight="bold",
+                    color=UP if last >= 0 else DOWN,
+                    bbox={"facecolor": BG, "edgecolor": GRID, "boxstyle": "round,pad=0.3"})
     else:
         ax.text(0.5, 0.5, "No realised PnL in this period", ha="center", va="center",
                 transform=ax.transAxes, fontsize=18)
@@ -119,8 +121,9 @@ def candles(rows: Sequence[tuple[datetime, float, float, float, float]], title: 
         close = rows[-1][4]
         ax.axhline(close, color=LINE, linewidth=1, linestyle="--")
         ax.annotate(f"{close:,.8g}", xy=(1, close), xycoords=("axes fraction", "data"),
-                    xytext=(-4, 6), textcoords="offset points", ha="right", color=LINE,
-                    fontsize=15, fontweight="bold")
+                    xytext=(6, 0), textcoords="offset points", ha="left", va="center",
+                    color=BG, fontsize=13, fontweight="bold", annotation_clip=False,
+                    bbox={"facecolor": LINE, "edgecolor": LINE, "boxstyle": "round,pad=0.2"})
     else:
         ax.text(0.5, 0.5, "No trades yet", ha="center", va="center", transform=ax.transAxes,
                 fontsize=18)

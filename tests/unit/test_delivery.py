@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -79,21 +80,21 @@ async def test_each_chat_is_paced_and_keeps_its_order() -> None:
     times = [at for at, _, _, _ in fake.out]
     # A burst of 3, then one a second.
     assert times[:3] == [0.0, 0.0, 0.0]
-    assert all(b - a >= 0.999 for a, b in zip(times[2:], times[3:], strict=False))
+    assert all(b - a >= 0.999 for a, b in itertools.pairwise(times[2:]))
     assert clock.now < 6.5
 
 
-async def test_groups_get_twenty_a_minute() -> None:
-    q, fake, clock = make(limits=DeliveryLimits(per_chat_per_sec=100, chat_burst=100,
+async def test_groups_get_under_twenty_a_minute() -> None:
+    q, fake, _clock = make(limits=DeliveryLimits(per_chat_per_sec=100, chat_burst=100,
                                                 global_burst=100))
     await asyncio.gather(*(q.send(-100, f"g{i}", kind="feed") for i in range(23)))
     times = [at for at, _, _, _ in fake.out]
-    assert times[19] == 0.0 and times[20] >= 2.99  # 60 s / 20 a message after the burst
+    assert times[17] == 0.0 and times[18] >= 3.3  # 60 s / 18 a message after the burst
     assert [t for _, _, t, _ in fake.out] == [f"g{i}" for i in range(23)]
 
 
 async def test_overall_rate_and_replies_go_before_bulk() -> None:
-    q, fake, clock = make(limits=DeliveryLimits(global_per_sec=10))
+    q, fake, _clock = make(limits=DeliveryLimits(global_per_sec=10))
     bulk = [asyncio.create_task(q.send(1000 + i, "bulk", kind="broadcast")) for i in range(30)]
     await asyncio.sleep(0)
     reply = asyncio.create_task(q.send(5, "answer", kind="reply"))
@@ -108,7 +109,7 @@ async def test_overall_rate_and_replies_go_before_bulk() -> None:
 
 
 async def test_429_waits_as_told_and_network_errors_are_retried() -> None:
-    q, fake, clock = make()
+    q, fake, _clock = make()
     fake.script["hello"] = [RetryLater(7), Transient("reset"), Transient("timeout")]
     assert await q.send(3, "hello", kind="alert") is not None
     assert [t for _, _, t, _ in fake.out] == ["hello"]
@@ -126,7 +127,7 @@ async def test_unreachable_chat_is_reported_and_its_queue_answered() -> None:
     async def on_blocked(chat_id: int) -> None:
         blocked.append(chat_id)
 
-    q, fake, clock = make(on_blocked=on_blocked)
+    q, fake, _clock = make(on_blocked=on_blocked)
     fake.script["m0"] = [Unreachable("blocked")]
     results = await asyncio.gather(*(q.send(9, f"m{i}", kind="alert") for i in range(4)),
                                    q.send(10, "other", kind="alert"))
@@ -154,7 +155,7 @@ async def test_settings_silence_or_switch_off_by_kind_and_quiet_hours() -> None:
         return audiences.get(chat_id)
 
     night = datetime(2024, 5, 1, 23, 30, tzinfo=UTC)
-    q, fake, clock = make(audience=lookup, wall=lambda: night)
+    q, fake, _clock = make(audience=lookup, wall=lambda: night)
     assert await q.send(1, "alert", kind="alert") is None
     assert await q.send(1, "fill", kind="fill") is not None
     assert await q.send(1, "answer", kind="reply") is not None
@@ -180,7 +181,7 @@ def test_quiet_hours_wrap_midnight_in_the_users_zone() -> None:
 
 
 async def test_edits_follow_the_send_in_the_same_chat() -> None:
-    q, fake, clock = make()
+    q, fake, _clock = make()
     send = asyncio.create_task(q.send(4, "card", kind="card"))
     edit = asyncio.create_task(q.edit(4, 1, "expired"))
     await asyncio.gather(send, edit)

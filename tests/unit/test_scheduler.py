@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -11,8 +12,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_daily_nine_in_berlin_stays_nine_local_across_spring_forward() -> None:
@@ -72,4 +73,4 @@ def test_strictly_after_and_every_day_once() -> None:
     assert all(t.time() == time(7, 15) for t in local)
     dates = [t.date() for t in local]
     assert len(set(dates)) == len(dates) == 400
-    assert all((b - a).days == 1 for a, b in zip(dates, dates[1:], strict=False))
+    assert all((b - a).days == 1 for a, b in itertools.pairwise(dates))

@@ -1,0 +1,90 @@
+"""Charts are real PNGs, phone-sized, non-trivial and under 200 KB; PnL figures add up."""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from bot.exchange.types import Execution
+from bot.reports import charts
+from bot.reports.pnl import compute
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def decoded(data: bytes) -> tuple[int, int, int]:
+    """(width, height, distinct colours), decoding the whole image."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    img = mpimg.imread(io.BytesIO(data), format="png")
+    h, w = img.shape[:2]
+    assert struct.unpack(">II", data[16:24]) == (w, h)
+    colours = len(np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0))
+    return w, h, colours
+
+
+def test_candles_png() -> None:
+    rows = []
+    p = 60000.0
+    for i in range(100):
+        c = p + (i % 7 - 3) * 40
+        rows.append((T0 + timedelta(hours=i + 1), p, max(p, c) + 25, min(p, c) - 25, c))
+        p = c
+    data = charts.candles(rows, "XBTUSD · 1h", 3600)
+    w, h, colours = decoded(data)
+    assert (w, h) == (1000, 640)
+    assert 10_000 < len(data) < 200_000
+    assert colours > 20  # green, red, text, grid, antialiasing: not a blank canvas
+
+
+def test_equity_png_and_empty_period() -> None:
+    series = [(T0 + timedelta(hours=i), (i % 5 - 2) * 0.001) for i in range(50)]
+    data = charts.equity(series, "Realised PnL · 7d", "XBT")
+    assert decoded(data)[:2] == (1000, 640) and len(data) < 200_000
+    assert decoded(data)[2] > 20
+    one = charts.equity(series[:1], "Realised PnL · 1d", "XBT")  # one event still draws
+    assert decoded(one)[:2] == (1000, 640)
+    empty = charts.equity([], "Realised PnL · 1d", "XBT")
+    assert decoded(empty)[:2] == (1000, 640)
+
+
+def test_reports_module_does_not_import_matplotlib_at_start() -> None:
+    import subprocess
+
+    code = "import sys, bot.reports, handlers.reports; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def ex(kind: str, realised: int, comm: int, minutes: int, qty: int = 100,
+       cur: str = "XBt") -> Execution:
+    return Execution(
+        exec_id=f"{kind}{minutes}", order_id="o", cl_ord_id="", symbol="XBTUSD", side="Buy",
+        last_qty=Decimal(qty), last_px=Decimal(60000), exec_type=kind, ord_type="Market",
+        ord_status="Filled", exec_cost=0, exec_comm=comm, realised_pnl=realised,
+        settl_currency=cur, text="", timestamp=T0 + timedelta(minutes=minutes))
+
+
+def test_pnl_figures_from_executions() -> None:
+    rows = [
+        ex("Trade", -75, 75, 1),  # open: only the fee is realised
+        ex("Trade", 925, 75, 2),  # close with +1000 gross
+        ex("Funding", -30, 30, 3),  # funding paid
+        ex("Trade", -80, 75, 4),  # close at a small loss (gross −5)
+        ex("Trade", 500, 10, 5, cur="USDt"),
+        ex("Trade", 925, 75, 2),  # duplicate row from overlapping pages
+        ex("Trade", 1, 1, -10),  # before the period
+    ]
+    figures = compute(rows, T0, T0 + timedelta(days=1))
+    xbt = figures["XBt"]
+    assert (xbt.net, xbt.fees, xbt.funding, xbt.fills) == (740, 225, -30, 3)
+    assert xbt.trading == 740 + 30 + 225 == 995
+    assert (xbt.wins, xbt.losses, xbt.win_rate) == (1, 1, 0.5)
+    assert [v for _, v in xbt.curve] == [-75, 850, 820, 740]
+    assert figures["USDt"].net == 500
