@@ -52,6 +52,7 @@ async def main(n: int) -> None:
 async def run(h: Harness, n: int) -> None:
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     svc = h.services
+    assert svc is not None
     feeds = feeds_of(svc)
     admin = h.person("Admin")
     group = h.group("Bench Calls", [], [admin])
