@@ -263,17 +263,20 @@ class LiqFeed:
             due = [c for c, p in self._pending.items() if force or p.due <= t]
             batches = [(c, self._pending.pop(c).items) for c in due]
         notifier = self._notifier()
-        sent = 0
-        for chat_id, items in batches:
-            if notifier is None:
-                log.error("no notifier: %d liquidations for chat %s dropped", len(items), chat_id)
-                continue
+        if notifier is None:
+            log.error("no notifier: liquidations for %d chats dropped", len(batches))
+            return 0
+
+        async def post(chat_id: int, items: list[Liq]) -> bool:
             try:
-                await notifier.send(chat_id, self.message(items), kind="liqfeed", silent=True)
+                await notifier.send(chat_id, self.message(items), kind="liqfeed")
             except Exception:
                 log.exception("liquidation feed message to %s failed", chat_id)
-                continue
-            sent += 1
+                return False
+            return True
+
+        # Chats side by side: the delivery queue paces each chat, not the whole feed.
+        sent = sum(await asyncio.gather(*(post(c, items) for c, items in batches)))
         self.sent += sent
         return sent
 

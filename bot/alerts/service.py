@@ -329,16 +329,25 @@ class AlertService:
             log.error("no notifier: %d fired alerts wait for the next start", len(batch))
             return
         done: list[int] = []
+        by_chat: dict[int, list[tuple[AlertInfo, str]]] = {}
         for info, text in batch:
-            try:
-                await notifier.send(info.chat_id, text, kind="alert")
-            except Exception:
-                # Left in state 'fired': the next start tries again.
-                log.exception("alert #%d could not be delivered", info.id)
-                continue
-            self.sent += 1
-            if info.kind != "move":
-                done.append(info.id)
+            by_chat.setdefault(info.chat_id, []).append((info, text))
+
+        async def to_chat(items: list[tuple[AlertInfo, str]]) -> None:
+            # One chat's alerts in order; chats side by side, so one slow or paced
+            # chat does not hold back everyone else's alerts of the same tick.
+            for info, text in items:
+                try:
+                    await notifier.send(info.chat_id, text, kind="alert")
+                except Exception:
+                    # Left in state 'fired': the next start tries again.
+                    log.exception("alert #%d could not be delivered", info.id)
+                    continue
+                self.sent += 1
+                if info.kind != "move":
+                    done.append(info.id)
+
+        await asyncio.gather(*(to_chat(items) for items in by_chat.values()))
         if done:
             async with self.db.session() as s:
                 for i in range(0, len(done), _SQL_CHUNK):

@@ -175,6 +175,13 @@ async def test_group_alerts_admins_only_posted_in_group(market: Harness) -> None
     assert await rows(h) == []
     await alice.send(f"/alert xbtusd above {p0 + 700} breakout", chat=group)
     assert [(r.chat_id, r.user_id) for r in await rows(h)] == [(group.id, alice.id)]
+    # anyone may list them; only admins may press Delete
+    await bob.send("/alerts", chat=group)
+    listing = h.emu.last_bot_message(group, bot=h.bot_username)
+    assert listing is not None and "breakout" in (listing.content or "")
+    answer = await bob.press(listing.buttons[0][0], listing)
+    assert "Only group admins" in str(answer)
+    assert [r.state for r in await rows(h)] == ["active"]
     await ready(h)
     h.sim.engine.set_mark(SYM, p0 + 701)
     text = await wait_alert(h, alice, group)
