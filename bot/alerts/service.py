@@ -50,6 +50,7 @@ MAX_PER_USER = 200
 # unless it is older than this: a day-old "above 100k" is news no more.
 REDELIVER_WITHIN = timedelta(hours=24)
 _SQL_CHUNK = 500
+NOTIFIER_WAIT_STEPS = 120  # x 0.25 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +326,13 @@ class AlertService:
 
     async def _deliver(self, batch: list[tuple[AlertInfo, str]]) -> None:
         notifier = self._notifier()
+        # At start-up, leftovers are queued before the composition root attaches the
+        # notifier (create_services runs first): give it a moment.
+        for _ in range(NOTIFIER_WAIT_STEPS):
+            if notifier is not None:
+                break
+            await asyncio.sleep(0.25)
+            notifier = self._notifier()
         if notifier is None:
             log.error("no notifier: %d fired alerts wait for the next start", len(batch))
             return

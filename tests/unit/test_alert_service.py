@@ -176,3 +176,16 @@ async def test_loaded_alerts_fire_after_start_and_listing(db: Database) -> None:
     await fresh.drain()
     assert sorted(c for c, _, _ in rec.sent) == [-100, -100]
     assert await states(db) == ["sent", "sent"]
+
+
+async def test_leftovers_wait_for_the_notifier_attached_after_start(db: Database) -> None:
+    svc = service(db, Recorder(fail=1))
+    await svc.create(1, 1, it.PriceAlert("XBTUSD", "below", Decimal(59000)))
+    await svc.on_instrument("mainnet", inst(last="58000"))
+    await svc.drain()
+    holder: list[Recorder] = []
+    late = AlertService(db, lambda: holder[0] if holder else None, clock=lambda: T0)
+    await late.start()  # as create_services does, before handlers/app.py attaches it
+    holder.append(Recorder())
+    await late.drain()
+    assert len(holder[0].sent) == 1 and await states(db) == ["sent"]
