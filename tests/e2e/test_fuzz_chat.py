@@ -1,0 +1,46 @@
+"""Random text through the real handlers: nothing escapes, nothing is placed without a press."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.e2e.harness import Harness, Person
+
+WORDS = [
+    "/buy", "/sell", "/long", "/short", "/close", "/cancel", "/orders", "/pos", "/balance",
+    "/leverage", "/alert", "/price", "buy", "sell", "close", "btc", "eth", "xbtusd", "XBTUSDT",
+    "ethusdt", "@", "limit", "stop", "tp", "sl", "lev", "post", "reduce", "all", "100", "0", "-1",
+    "1e9", "60k", "1.5m", "$500", "500usd", "0.01btc", "10%", "150%", "nan", "inf", "60,000",
+    "cross", "above", "below", "move", "funding", "in", "1h", "/connect", "testnet", "paper",
+    "/use", "/help", "/start", "/settings", "/tz", "UTC+3", "Europe/Berlin", "<b>", "&", "'",
+]
+
+messages = st.one_of(
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join),
+    st.text(min_size=1, max_size=60),
+    st.builds(lambda w, t: f"{w} {t}", st.sampled_from(WORDS), st.text(max_size=30)),
+)
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=messages)
+async def test_random_chat_never_breaks_and_never_places(h: Harness, text: str) -> None:
+    person: Person = getattr(h, "_fuzz_person", None) or await _setup(h)
+    key = h._fuzz_key  # type: ignore[attr-defined]
+    h.svc.ratelimit.burst = 1e9
+    before = len(person.bot_texts)
+    h.emu.send_text(person.user, person.chat, text.replace("\x00", ""), bot=h.bot_username)
+    await h.settle()
+    for reply in person.bot_texts[before:]:
+        assert "went wrong" not in reply, (text, reply)
+        assert "Traceback" not in reply
+    assert h.sim.engine.order_rows(h.sim.account(key).id) == [], text
+
+
+async def _setup(h: Harness) -> Person:
+    person, key = await h.connected("Fuzzer")
+    h._fuzz_person = person  # type: ignore[attr-defined]
+    h._fuzz_key = key  # type: ignore[attr-defined]
+    return person
