@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 Network = str
 ClientFactory = Callable[[Network, str | None, str | None], Exchange]
 PaperFactory = Callable[[int], Exchange]
+# (event, user_id, network): "connect" | "disconnect"; live updates follow the accounts.
+AccountListener = Callable[[str, int, Network], Awaitable[None]]
+Watched = list[tuple[int, Network]]
 
 NETWORK_NAMES = {"testnet": "testnet", "mainnet": "mainnet", "paper": "paper"}
 PAPER_KEY_ID = "paper"
@@ -84,6 +87,14 @@ class Accounts:
         self.make_paper = make_paper
         self._sessions: dict[tuple[int, Network], Exchange] = {}
         self._lock = asyncio.Lock()
+        self.listeners: list[AccountListener] = []
+
+    async def _changed(self, event: str, user_id: int, network: Network) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(event, user_id, network)
+            except Exception:  # a listener's trouble must not undo a stored key
+                log.exception("account listener failed on %s", event)
 
     # --- connecting -----------------------------------------------------------
 
@@ -141,6 +152,7 @@ class Accounts:
                                    "permissions": ",".join(perms)}))
             await s.commit()
         self._sessions[(user_id, network)] = client
+        await self._changed("connect", user_id, network)
         return Connected(AccountInfo(network, key_id, perms, True, now), margins)
 
     async def connect_paper(self, user_id: int) -> Connected:
@@ -160,6 +172,7 @@ class Accounts:
             await s.commit()
         exchange = await self.exchange(user_id, "paper")
         margins = await exchange.margins()
+        await self._changed("connect", user_id, "paper")
         return Connected(AccountInfo("paper", PAPER_KEY_ID, ("order", "orderCancel"), True, now),
                          margins)
 
@@ -229,6 +242,7 @@ class Accounts:
             s.add(AuditLog(user_id=user_id, action="disconnect", detail={"network": network}))
             await s.commit()
         self._sessions.pop((user_id, network), None)
+        await self._changed("disconnect", user_id, network)
 
     # --- sessions -------------------------------------------------------------
 
@@ -257,6 +271,25 @@ class Accounts:
                 client = self.make_client(network, row.key_id, secret)
             self._sessions[key] = client
             return client
+
+    async def credentials(self, user_id: int, network: Network) -> tuple[str, str]:
+        """Key id and decrypted secret, for the private socket's login; never log them."""
+        async with self.db.session() as s:
+            row = (await s.exec(select(ApiCredential).where(
+                ApiCredential.user_id == user_id, ApiCredential.network == network))).first()
+        if row is None or network == "paper":
+            raise UserError(f"No {network} key connected. Use /connect {network}.")
+        secret = self.vault.decrypt(row.secret_enc, user_id=user_id, network=network)
+        register_secret(secret)
+        return row.key_id, secret
+
+    async def watched(self) -> Watched:
+        """Every (user, network) with a verified key or a paper account."""
+        async with self.db.session() as s:
+            rows = (await s.exec(select(ApiCredential.user_id, ApiCredential.network,
+                                        ApiCredential.verified_at))).all()
+        return [(uid, net) for uid, net, verified in rows
+                if net == "paper" or verified is not None]
 
     def forget_sessions(self) -> None:
         self._sessions.clear()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bot.alerts.service import AlertService
     from bot.exchange.types import Exchange, Instrument
     from bot.liqfeed import LiqFeed
+    from bot.live import LiveUpdates
     from bot.market import MarketHub
     from bot.trading import Trading
 
@@ -50,6 +51,8 @@ class Services:
     market_hub: MarketHub | None = None
     alerts: AlertService | None = None
     liqfeed: LiqFeed | None = None
+    # Private streams -> messages; started by the composition root once a notifier exists.
+    live: LiveUpdates | None = None
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.settings.ADMIN_IDS
@@ -129,6 +132,8 @@ class Services:
         return SymbolBook(symbols, btc)
 
     async def close(self) -> None:
+        if self.live is not None:
+            await self.live.close()
         if self.liqfeed is not None:
             await self.liqfeed.close()
         if self.alerts is not None:
@@ -182,6 +187,9 @@ async def create_services(
     trading = Trading(db, accounts, mainnet_confirm_usd=settings.MAINNET_CONFIRM_USD)
     services = Services(settings=settings, db=db, vault=vault, accounts=accounts,
                         trading=trading, http=http)
+    from bot.live import LiveUpdates
+
+    services.live = LiveUpdates(services)
     await start_market(services)
     return services
 

@@ -20,8 +20,10 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
     from handlers import access, errors, keys, reports, router, settings, start, trade
     from handlers import alerts as alert_handlers
+    from handlers import live as _live  # noqa: F401  (its @route decorators register it)
 
     _ = (reports, settings)  # imported for their @route decorators
+
     app.add_handler(TypeHandler(Update, access.gate), group=-1)
     app.add_handler(CommandHandler("start", start.start))
     app.add_handler(CommandHandler("help", start.help_command))

@@ -113,6 +113,8 @@ def run_forever(settings: Settings) -> int:
         # Built inside PTB's event loop: aiohttp sessions are bound to the loop they start in.
         services = await create_services(settings)
         attach(application, services)
+        if services.live is not None:
+            await services.live.start()  # after attach: its messages need the notifier
         await jobs.start(application, services)
         await set_menus(application)
         log.info("bot @%s started", application.bot.username)

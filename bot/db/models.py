@@ -99,6 +99,24 @@ class OrderIntent(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class LiveCursor(SQLModel, table=True):
+    """The newest fill already told to the user, per account (bot/live.py).
+
+    Lets a restarted bot tell the fills made while it was down, once, and none twice.
+    """
+
+    __tablename__ = "live_cursors"
+    __table_args__ = (UniqueConstraint("user_id", "network"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    network: str = Field(max_length=16)
+    last_exec_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Every execID reported at last_exec_at: several fills can share one millisecond.
+    last_exec_ids: list[str] = Field(default_factory=list, sa_type=JSON)
+    updated_at: datetime = _created()
+
+
 class Alert(SQLModel, table=True):
     __tablename__ = "alerts"
     __table_args__ = (Index("ix_alerts_state_symbol", "state", "symbol"),)

@@ -75,6 +75,8 @@ class BotRunner:
         await self.app.initialize()
         await set_menus(self.app)
         await self.app.start()
+        if self.services.live is not None:
+            await self.services.live.start()  # after attach: its messages need the notifier
         await self.app.updater.start_polling(poll_interval=0, timeout=1)
         self._baseline = self.emu.bot(self.bot_username).next_update_id - 1
 
