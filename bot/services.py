@@ -6,6 +6,7 @@ against the simulator and a temporary database.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -180,7 +181,9 @@ async def create_services(
         from bot.exchange.paper import PaperExchange
 
         ex = PaperExchange(paper_engine, name=f"paper-{user_id}")
-        paper_engine = ex.engine  # every paper account shares one engine (one price feed)
+        if paper_engine is None:
+            paper_engine = ex.engine  # every paper account shares one engine (one price feed)
+            _price_paper_from_mainnet(services, paper_engine)
         return ex
 
     accounts = Accounts(db, vault, make_client, make_paper)
@@ -192,6 +195,27 @@ async def create_services(
     services.live = LiveUpdates(services)
     await start_market(services)
     return services
+
+
+def _price_paper_from_mainnet(services: Services, engine: Any) -> None:
+    """Paper accounts trade at mainnet's prices: the shared socket's ticks move the engine."""
+    hub = services.market_hub
+    if hub is None:
+        return
+    symbols = [s for s in engine.instruments]
+
+    async def tick(network: str, inst: Instrument) -> None:
+        price = inst.mark_price or inst.last_price
+        if network == "mainnet" and inst.symbol in engine.instruments and price:
+            engine.set_mark(inst.symbol, price)
+
+    hub.on_tick(tick)
+    for symbol in symbols:  # start from today's price, not the engine's default
+        live = hub.instrument("mainnet", symbol)
+        if live is not None and (live.mark_price or live.last_price):
+            engine.set_mark(symbol, live.mark_price or live.last_price)
+    task = asyncio.get_running_loop().create_task(hub.watch("mainnet", *symbols))
+    services.extras["paper-watch"] = task  # keep a reference so it is not collected
 
 
 async def start_market(services: Services) -> None:

@@ -78,17 +78,17 @@ def build_application(
     services: Services | None,
     *,
     token: str | None = None,
-    rate_limiter_retries: int = 3,
+    rate_limiter_retries: int | None = 3,
     concurrent_updates: int = 256,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """The PTB application wired to our services; not started."""
     api = settings.TELEGRAM_API_URL
-    builder = (
+    # Any: the builder's generic type changes with the rate limiter chosen below.
+    builder: Any = (
         ApplicationBuilder()
         .token(token or settings.token or "")
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
-        .rate_limiter(AIORateLimiter(max_retries=rate_limiter_retries))
         .concurrent_updates(PerChatUpdateProcessor(concurrent_updates))
         .connect_timeout(10)
         .read_timeout(15)
@@ -97,6 +97,8 @@ def build_application(
         .connection_pool_size(64)
         .get_updates_read_timeout(40)
     )
+    if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=rate_limiter_retries))
     app = builder.build()
     if services is not None:
         attach(app, services)

@@ -27,6 +27,7 @@ class BotRunner:
 
     def __init__(self, sim: BitmexSimulator, emu: TelegramEmulator, folder: Path, *,
                  username: str | None = None, fast_retries: bool = True,
+                 telegram_rate_limit: bool = True,
                  **settings: Any) -> None:
         self.sim = sim
         self.emu = emu
@@ -35,6 +36,7 @@ class BotRunner:
         self.token = f"{700000 + n}:sandbox-token-{n:04d}-abcdefghijklmnopqrstuvwxyz"
         self.bot_username = username or f"SandboxTest{n}Bot"
         self.fast_retries = fast_retries
+        self.telegram_rate_limit = telegram_rate_limit
         self.extra_settings = settings
         self.services: Services | None = None
         self.app: Any = None
@@ -71,10 +73,15 @@ class BotRunner:
             options["retry"] = RetryPolicy(base_delay=0.01, max_delay=0.05, overload_delay=0.01)
         self.services = await create_services(self.settings, http=aiohttp.ClientSession(),
                                               client_options=options)
-        self.app = build_application(self.settings, self.services)
+        self.app = build_application(
+            self.settings, self.services,
+            rate_limiter_retries=3 if self.telegram_rate_limit else None)
         await self.app.initialize()
         await set_menus(self.app)
         await self.app.start()
+        from handlers import jobs
+
+        await jobs.start(self.app, self.services)  # stored schedules, as run_forever does
         if self.services.live is not None:
             await self.services.live.start()  # after attach: its messages need the notifier
         await self.app.updater.start_polling(poll_interval=0, timeout=1)

@@ -1,4 +1,4 @@
-"""The vault: secrets round-trip, resist tampering and moving, rotate, never hit the disk in clear."""
+"""The vault: secrets round-trip, resist tampering and moving, rotate, stay off the disk."""
 
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ async def test_database_file_holds_no_plaintext_secret(tmp_path: Path) -> None:
     await db.migrate()
     secrets = await _populate(db, Vault(_key()), 5)
     await db.dispose()  # checkpoint the WAL so the main file has everything
-    blobs = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("scan.db"))
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("scan.db")]  # noqa: ASYNC240
+    blobs = b"".join(p.read_bytes() for p in files)
     assert b"key1testnet" in blobs  # the scan does see the rows
     for secret in secrets.values():
         assert secret.encode() not in blobs
