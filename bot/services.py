@@ -126,7 +126,10 @@ class Services:
             raise UserError(f"BitMEX is not answering right now ({e.message}). "
                             "Please try again in a moment.") from e
         symbols = [i.symbol for i in instruments] or ["XBTUSD"]
+        chosen = str((user.notify_prefs or {}).get("btc") or "") if user else ""
         default = user.default_symbol if user and user.default_symbol in symbols else None
+        if chosen.upper() in symbols:  # /settings btc XBTUSDT
+            default = chosen.upper()
         btc = default if default and default.startswith("XBT") else "XBTUSD"
         if btc not in symbols:
             btc = next((s for s in symbols if s.startswith("XBT")), symbols[0])

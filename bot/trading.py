@@ -32,6 +32,7 @@ from bot.exchange import contracts
 from bot.exchange.types import Exchange, Instrument, Order, Position
 from bot.notify import Button, Keyboard
 from bot.parsing import intents as P
+from bot.parsing.values import SizeSpec
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,15 @@ class Trading:
             raise UserError("Leverage must be between 0.01 and 100.")
         eff_lev = leverage or (pos.leverage if pos and pos.leverage > 0 else DEFAULT_LEVERAGE)
 
-        raw_qty = await self._contracts(ex, inst, o.size, ref, eff_lev)
+        size = o.size
+        unit = str((user.notify_prefs or {}).get("unit") or "contracts")
+        if size.kind == "contracts" and unit in ("usd", "coin"):
+            # A bare number means the user's chosen unit (/settings unit usd|coin).
+            size = (SizeSpec("usd", size.value) if unit == "usd"
+                    else SizeSpec("coin", size.value, inst.underlying))
+            notes.append(f"{fmt.num(o.size.value)} read as "
+                         f"{'USD' if unit == 'usd' else inst.underlying} (/settings unit)")
+        raw_qty = await self._contracts(ex, inst, size, ref, eff_lev)
         rq = contracts.round_qty(inst, raw_qty)
         qty = rq.value
         if rq.changed and qty > 0:

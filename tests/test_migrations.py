@@ -15,8 +15,20 @@ from bot.db.engine import downgrade, upgrade
 
 TABLES = {
     "users", "api_credentials", "order_intents", "alerts", "schedules",
-    "liqfeed_subscriptions", "audit_log",
+    "liqfeed_subscriptions", "audit_log", "feeds", "signals", "signal_updates", "follows",
+    "follower_orders", "live_cursors",
 }
+
+
+def test_one_linear_history() -> None:
+    from alembic.script import ScriptDirectory
+
+    from bot.db.engine import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///:memory:"))
+    assert len(script.get_heads()) == 1
+    revisions = list(script.walk_revisions())
+    assert [r.revision for r in reversed(revisions)] == sorted(r.revision for r in revisions)
 
 
 def _tables(path: Path) -> set[str]:

@@ -169,7 +169,7 @@ async def test_double_and_concurrent_presses_place_once(h: Harness) -> None:
     for _ in range(3):  # three presses queued before the bot handles the first
         h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
     await h.settle()
-    await alice.press("✅ Confirm", card) if card.buttons else None
+    assert "Filled" in (card.content or "") and card.buttons == []
     assert len(all_orders(h, key)) == 1
     assert position_qty(h, key) == 100
 
@@ -188,15 +188,17 @@ async def test_press_after_restart_places_once(h: Harness) -> None:
     alice, key = await h.connected("Alice")
     await alice.send("/buy 100 btc")
     card = alice.last
-    await h.restart()
+    intent_id = int(card.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+                    .split(":")[2])
+    await h.restart()  # the card was shown by the old process
     await alice.press("✅ Confirm", card)
     assert "Filled" in (card.content or "")
     await h.restart()
-    old = h.emu.press(alice.user, card, (card.reply_markup and "x") or "✅ Confirm",
-                      bot=h.bot_username) if card.buttons else None
-    await h.settle()
-    assert old is None or True
+    # A stale client still showing the buttons presses again after another restart.
+    again = await h.svc.trading.press(alice.id, "c", intent_id)
+    assert again.alert == "Already handled." and "Filled" in again.text
     assert len(all_orders(h, key)) == 1
+    assert position_qty(h, key) == 100
 
 
 async def test_press_after_expiry_places_nothing_and_sweep_edits_card(h: Harness) -> None:
@@ -279,6 +281,19 @@ async def test_connect_two_steps_deletes_every_secret_message(h: Harness) -> Non
     assert {m.content for m in deleted} >= {key, secret}
 
 
+async def test_connect_flow_timeout_deletes_the_late_secret(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    await alice.send("/connect testnet")
+    await alice.send(key)
+    flow = h.app.user_data[alice.id]["connect"]
+    flow["deadline"] -= 10_000  # the user wandered off; drive the clock instead of waiting
+    await alice.send(secret)
+    assert "took too long" in alice.last_text
+    assert secret not in alice.transcript and key not in alice.transcript
+    assert await h.svc.accounts.list(alice.id) == []
+
+
 async def test_malformed_secret_and_cancelled_flow_still_delete(h: Harness) -> None:
     alice = h.person("Alice")
     await alice.send("/connect testnet shortkey")
@@ -350,3 +365,16 @@ async def test_secret_in_group_where_bot_cannot_delete_says_so(h: Harness) -> No
     last = await bob.send(f"/connect testnet somekeyid1234567890abc {secret}", chat=group)
     assert last is not None and "can't delete it" in (last.content or "")
     assert "revoke the key" in (last.content or "")
+
+
+async def test_settings_unit_and_btc_contract_change_what_words_mean(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/settings unit usd")
+    await alice.send("/buy 1000 btc")
+    assert "BUY 1,000 XBTUSD" in alice.last_text  # $1000 of an inverse contract = 1000
+    assert "read as USD" in alice.last_text
+    await alice.send("/settings unit contracts")
+    await alice.send("/settings btc XBTUSDT")
+    await alice.send("/buy 1000 btc")
+    assert "XBTUSDT" in alice.last_text
+    assert all_orders(h, key) == []

@@ -1,7 +1,7 @@
 """live cursors: the newest fill told per account (bot/live.py)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-24 06:00:00.000000
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import bot.db.types
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
