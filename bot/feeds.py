@@ -405,6 +405,8 @@ class Feeds:
             if row is None:
                 row = Follow(user_id=user_id, feed_id=feed.id, mode=f.mode, value=f.value)
             row.mode, row.value, row.max_usd, row.active = f.mode, f.value, f.max_usd, True
+            if f.auto is not None:
+                row.auto = f.auto
             s.add(row)
             await s.commit()
             await s.refresh(row)

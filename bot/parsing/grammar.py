@@ -769,6 +769,14 @@ def _follow(name: str, args: Args, book: SymbolBook) -> it.Follow:
     if not toks:
         raise UserError("Which feed?")
     feed = _feed_name(toks.pop(0))
+    auto: bool | None = None
+    for word, value in (("auto", True), ("manual", False)):
+        hits = [t for t in toks if t.low == word]
+        if hits:
+            if auto is not None or len(hits) > 1:
+                raise UserError("Say auto or manual once.")
+            auto = value
+            toks = [t for t in toks if t.low != word]
     opts, positional = split_options(
         Args(args.text, tuple(toks)),
         {"risk": ("mode", "percent"), "size": ("mode", "usd"), "max": ("max", "usd")},
@@ -780,16 +788,17 @@ def _follow(name: str, args: Args, book: SymbolBook) -> it.Follow:
     kw, raw = opts["mode"]
     max_usd = _usd(opts["max"][1], "maximum") if "max" in opts else None
     if kw == "risk":
-        return it.Follow(feed=feed, mode="risk", value=parse_percent(raw, "risk"), max_usd=max_usd)
+        return it.Follow(feed=feed, mode="risk", value=parse_percent(raw, "risk"),
+                         max_usd=max_usd, auto=auto)
     if max_usd is not None:
         raise UserError("'max' goes with risk N%; a fixed size needs no cap.")
     low = raw.lower()
     if low.startswith("$") or low.endswith(("usd", "usdt", "$")):
-        return it.Follow(feed=feed, mode="usd", value=_usd(raw, "size"))
+        return it.Follow(feed=feed, mode="usd", value=_usd(raw, "size"), auto=auto)
     size = parse_size(raw, book)
     if size.kind != "contracts":
         raise UserError("A follow size is $N (USD) or N (contracts).")
-    return it.Follow(feed=feed, mode="contracts", value=size.value)
+    return it.Follow(feed=feed, mode="contracts", value=size.value, auto=auto)
 
 
 def _unfollow(name: str, args: Args, book: SymbolBook) -> it.Unfollow:

@@ -309,6 +309,7 @@ class Follow(Intent):
     mode: Literal["risk", "usd", "contracts"]
     value: Decimal
     max_usd: Decimal | None = None
+    auto: bool | None = None  # `auto`/`manual`: apply risk-reducing updates unasked; None: as is
 
 
 @dataclass(frozen=True, slots=True)

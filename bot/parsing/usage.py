@@ -143,6 +143,8 @@ _DETAILS: dict[str, tuple[str, ...]] = {
     "follow": (
         "risk N%: size so that hitting sl loses N% of equity, optionally capped at max $N.",
         "size $N: fixed USD notional · size N: fixed contracts.",
+        "auto: stop moves toward the price and closes from the feed apply without a press "
+        "(never opens or adds); manual (default): each update comes as a card to confirm.",
     ),
     "unfollow": ("Stops following a feed.",),
     "feeds": ("Feeds you follow and their settings.",),

@@ -8,7 +8,7 @@ number to press), edits are shown as edits and photos are saved to files.
 Lines starting with ':' drive the sandbox itself, so they can never clash with the
 bot's commands:
   :help                     this list
-  :user NAME                talk as another user (created on first use)
+  :user NAME                talk as another user (created on first use; stays in a group)
   :group TITLE              switch to a group with every sandbox user (first is admin)
   :private                  back to your private chat with the bot
   :key [read|withdraw]      create a simulated BitMEX testnet API key and show it
@@ -65,6 +65,12 @@ class Console:
         if key not in self.users:
             self.users[key] = self.emu.user(first_name=name.capitalize(), username=key)
         self.me = self.users[key]
+        if self.chat is not None and self.chat.is_group:
+            if not self.chat.present(self.me.id):
+                self.emu.join(self.chat, self.me)
+            self.print(f"· you are now {self.me.first_name}, still in '{self.chat.title}' "
+                       "(:private for your private chat)")
+            return
         self.chat = self.emu.private_chat(self.me, bot=BOT_USERNAME)
         self.mark_all_seen()
         self.print(f"· you are now {self.me.first_name} in your private chat with the bot")
@@ -242,6 +248,7 @@ async def run(script: list[str] | None, seed: int | None, out: str, interactive:
     emu = TelegramEmulator(FloodLimits())
     await sim.start()
     await emu.start()
+    engine.backfill(hours=24 * 7, seed=seed)  # so /chart and /price have a past to show
     driver = PriceDriver(engine, seed=seed, volatility=0.0003, interval=1.0,
                          liquidation_chance=0.02)
     driver_task = asyncio.create_task(driver.run()) if interactive else None

@@ -243,3 +243,13 @@ async def test_follow_without_key_or_read_only(h: Harness) -> None:
     assert "/connect testnet" in eve.last_text
     assert "read-only" in ro.last_text
     assert not any(b for m in eve.messages for b in m.buttons if "Confirm" in str(b))
+
+
+async def test_follow_auto_word_switches_auto_mode(h: Harness) -> None:
+    _, [(bob, _)], _ = await feed_group(h, n_members=1)
+    await bob.send("/follow alpha size 100 auto")
+    assert "Auto mode is on" in bob.last_text
+    await bob.send("/follow alpha size 200")  # changing the size keeps the mode
+    assert "Auto mode is on" in bob.last_text
+    await bob.send("/follow alpha size 200 manual")
+    assert "come to you to confirm" in bob.last_text

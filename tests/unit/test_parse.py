@@ -618,3 +618,21 @@ def test_help_overview_lists_every_command() -> None:
         assert f"/{command}" in overview
     assert help_text("long").startswith("/buy")
     assert "No command" in help_text("frobnicate")
+
+
+def test_follow_auto_and_manual() -> None:
+    from bot.parse import Follow, SymbolBook, parse
+
+    book = SymbolBook(["XBTUSD", "ETHUSD", "XBTUSDT"])
+    f = parse("/follow alpha risk 1% max $500 auto", symbols=book)
+    assert isinstance(f, Follow) and f.auto is True and f.max_usd == 500
+    f = parse("/follow alpha manual size $200", symbols=book)
+    assert isinstance(f, Follow) and f.auto is False and f.mode == "usd"
+    f = parse("/follow alpha size 100", symbols=book)
+    assert isinstance(f, Follow) and f.auto is None
+    import pytest
+
+    from bot.errors import UserError
+
+    with pytest.raises(UserError, match="auto or manual once"):
+        parse("/follow alpha size 100 auto manual", symbols=book)

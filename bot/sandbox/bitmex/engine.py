@@ -24,6 +24,7 @@ Simplifications, documented because tests rely on them:
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from collections import deque
@@ -608,6 +609,35 @@ class Engine:
             rows.extend(self.trade_row(inst, p) for p in points if p.size > 0)
         rows.sort(key=lambda r: r["timestamp"])
         return rows
+
+    def backfill(self, hours: float = 24 * 7, step: float = 300.0, volatility: float = 0.002,
+                 seed: int | None = None) -> None:
+        """Invent a plausible past: a random walk that ends at today's price.
+
+        The sandbox starts with no history, so /chart would draw one candle and /price
+        would show no 24 h change; a seeded walk fixes both without touching balances.
+        """
+        rng = random.Random(seed)
+        now = self.clock.now()
+        n = int(hours * 3600 // step)
+        for symbol, inst in self.instruments.items():
+            price = float(inst.last)
+            points: list[PricePoint] = []
+            for k in range(1, n + 1):
+                # Walk backwards from the present so the series ends exactly at `last`.
+                price *= math.exp(-rng.gauss(0.0, volatility))
+                ts = now - timedelta(seconds=k * step)
+                px = inst.round_tick(Decimal(str(round(price, 8))))
+                size = rng.randint(1, 40) * int(inst.lot_size)
+                points.append(PricePoint(ts, px, size, rng.choice(("Buy", "Sell"))))
+            points.reverse()  # walked backwards; the deque wants oldest first
+            old = list(self.history[symbol])
+            self.history[symbol].clear()
+            self.history[symbol].extend(points + old)
+            day_ago = now - timedelta(hours=24)
+            before = [p for p in points if p.timestamp <= day_ago]
+            if before:
+                inst.prev_price_24h = before[-1].price
 
     def bucketed(self, symbol: str, bin_size: str, partial: bool) -> list[Row]:
         """OHLCV from trades and price updates; a bucket's timestamp is its END."""
