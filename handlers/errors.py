@@ -8,9 +8,36 @@ import secrets
 from telegram import Update
 from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
 
+from bot.errors import (
+    AuthError,
+    ExchangeError,
+    OutcomeUnknown,
+    PermissionDenied,
+    RateLimited,
+    Temporary,
+)
 from handlers.common import Context
 
 log = logging.getLogger("bot.errors")
+
+
+def exchange_words(err: ExchangeError) -> str | None:
+    """Expected exchange trouble in plain words; None for anything that is our bug."""
+    if isinstance(err, RateLimited):
+        return (f"BitMEX asks us to slow down for your key. Try again in "
+                f"{max(1, round(err.retry_after))} s.")
+    if isinstance(err, Temporary):
+        return ("BitMEX is not answering right now (overloaded or unreachable). "
+                "Please try again in a moment.")
+    if isinstance(err, OutcomeUnknown):
+        return ("BitMEX did not confirm the request in time. Check /orders before "
+                "trying again, so nothing is doubled.")
+    if isinstance(err, AuthError):
+        return (f"BitMEX refused your API key ({err.message.rstrip('.')}). It may have been "
+                "deleted, disabled or expired: /connect a new one.")
+    if isinstance(err, PermissionDenied):
+        return "Your API key lacks the permission for this on BitMEX."
+    return None
 
 
 def new_ref() -> str:
@@ -26,6 +53,12 @@ async def on_error(update: object, context: Context) -> None:
     if isinstance(err, RetryAfter | TimedOut | NetworkError) and not isinstance(update, Update):
         log.warning("Telegram transport problem: %s", err)
         return
+    if isinstance(err, ExchangeError) and isinstance(update, Update):
+        words = exchange_words(err)
+        if words is not None:
+            log.warning("exchange trouble for an update: %s", err)
+            await _tell(update, words)
+            return
     ref = new_ref()
     log.error("update failed ref=%s: %r", ref, err, exc_info=err)
     if not isinstance(update, Update):
@@ -34,10 +67,14 @@ async def on_error(update: object, context: Context) -> None:
         f"Sorry, something went wrong on our side (ref {ref}). "
         "Please try again; if it keeps happening, quote the ref to the operator."
     )
+    await _tell(update, text, short=f"Something went wrong (ref {ref}).")
+
+
+async def _tell(update: Update, text: str, short: str | None = None) -> None:
     try:
         if update.callback_query is not None:
-            await update.callback_query.answer(f"Something went wrong (ref {ref}).")
+            await update.callback_query.answer((short or text)[:190])
         if update.effective_chat is not None:
             await update.effective_chat.send_message(text)
-    except Exception:  # the apology itself failing must not loop back here
-        log.warning("could not deliver the error notice ref=%s", ref)
+    except Exception:  # the notice itself failing must not loop back here
+        log.warning("could not deliver an error notice")

@@ -37,6 +37,7 @@ async def test_fifty_users_are_served_concurrently_and_each_chat_in_order(h: Har
         h.sim.faults.latency = 0.0
     assert all("Balance · testnet" in t for p in people[1:] for t in [p.last_text])
     # 50 sequential exchange calls would take 15 s; concurrently it is a few round trips.
+    print(f"50 users answered in {elapsed:.2f}s")
     assert elapsed < 50 * 0.3 / 3, f"took {elapsed:.1f}s"
     texts = first.bot_texts
     assert "Balance · testnet" in texts[-2] and texts[-1].startswith("Accounts")
@@ -123,3 +124,16 @@ async def test_plain_words_work_in_private_and_unknown_commands_are_explained(h:
     before = len(alice.bot_texts)
     await alice.send("hello there")  # small talk: no answer, no error
     assert len(alice.bot_texts) == before
+
+
+async def test_exchange_trouble_is_explained_not_apologised_for(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    h.sim.faults.fail_next(20, status=503, route="user/margin", method="GET")
+    try:
+        await alice.send("/balance")
+    finally:
+        h.sim.faults.clear()
+    assert "BitMEX is not answering right now" in alice.last_text
+    assert "ref" not in alice.last_text
+    await alice.send("/balance")
+    assert "Balance · testnet" in alice.last_text
