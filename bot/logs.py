@@ -19,6 +19,11 @@ _TOKEN_RE = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")
 # so ordinary ids and hashes stay readable.
 _SIG_RE = re.compile(r"(?i)(signature['\"]?\s*[:=,]?\s*['\"]?)([0-9a-f]{64})")
 
+# BitMEX secrets are 48 urlsafe characters. A user may paste one the bot never learns
+# (a wrong secret, the second step of /connect) and library debug logs print updates
+# verbatim, so any long urlsafe run is masked. Ids people need (UUIDs, key ids) are shorter.
+_LONG_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,}(?![A-Za-z0-9_-])")
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
@@ -39,7 +44,8 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _TOKEN_RE.sub(REDACTED, text)
-    return _SIG_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SIG_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    return _LONG_TOKEN_RE.sub(REDACTED, text)
 
 
 class RedactingFormatter(logging.Formatter):

@@ -47,3 +47,15 @@ def test_root_handler_redacts_real_output(capsys: pytest.CaptureFixture[str]) ->
     logging.getLogger("bot.test").warning("calling %s", f"/bot{TOKEN}/getMe")
     err = capsys.readouterr().err
     assert "getMe" in err and TOKEN not in err
+
+
+def test_unknown_secret_pasted_by_a_user_is_masked_but_ids_stay() -> None:
+    fmt = RedactingFormatter("%(message)s")
+    never_registered = "Xcha4TdBojqVrV2jSFDVUGe0JTkX1Sikr_EctphmnkSwIiWS"
+    order_id = "eaf968c6-906b-4aaa-a32a-ab65d6e06ed7"
+    record = logging.LogRecord("t", logging.DEBUG, __file__, 1,
+                               "update text='/connect testnet 2pR9e8Ds0r9z2mM-j52NiLZq %s' "
+                               "order %s", (never_registered, order_id), None)
+    line = fmt.format(record)
+    assert never_registered not in line
+    assert order_id in line and "2pR9e8Ds0r9z2mM-j52NiLZq" in line
