@@ -84,3 +84,32 @@ async def test_webhook_mode_receives_pushed_updates(
     assert "Hi Pat" in text
     assert rc == 0, err[-3000:]
     assert "Traceback" not in err
+
+
+async def test_sigterm_lets_an_update_in_flight_finish(
+    world_emu: TelegramEmulator, world_sim: BitmexSimulator, tmp_path: Path
+) -> None:
+    token = "454545:inflight-test-token-abcdefghijklmnopqrstuvwxyz"
+    name = "ProcInflightBot"
+    proc = await run_bot(world_emu, world_sim, tmp_path, name, token)
+    user = world_emu.user(first_name="Quinn")
+    chat = world_emu.private_chat(user, bot=name)
+    key, secret = world_sim.add_account()
+    try:
+        world_emu.send_text(user, chat, f"/connect testnet {key} {secret}", bot=name)
+        await world_emu.wait_for(
+            lambda: any("Connected" in (m.content or "")
+                        for m in world_emu.bot_messages(chat, bot=name)), timeout=60)
+        world_sim.faults.latency = 1.5  # the exchange is slow: /balance is in flight a while
+        world_emu.send_text(user, chat, "/balance", bot=name)
+        # Once the bot has taken the update (confirmed it), stop the process.
+        await world_emu.wait_for(lambda: not world_emu.pending_updates(name), timeout=30)
+        await asyncio.sleep(0.3)
+        rc, err = await stop(proc)
+    finally:
+        world_sim.faults.latency = 0.0
+        if proc.returncode is None:
+            proc.kill()
+    assert rc == 0, err[-3000:]
+    texts = [m.content or "" for m in world_emu.bot_messages(chat, bot=name)]
+    assert any("Balance · testnet" in t for t in texts), texts
