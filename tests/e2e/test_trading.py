@@ -378,3 +378,20 @@ async def test_settings_unit_and_btc_contract_change_what_words_mean(h: Harness)
     await alice.send("/buy 1000 btc")
     assert "XBTUSDT" in alice.last_text
     assert all_orders(h, key) == []
+
+
+async def test_the_expiry_job_edits_a_forgotten_card(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/settings confirm 30")
+    card = await alice.send("/buy 100 btc")
+    assert card is not None and "expires in 30 s" in (card.content or "")
+    [job] = h.app.job_queue.get_jobs_by_name("expire-cards")
+    real_now = h.svc.trading.now
+    h.svc.trading.now = lambda: real_now() + timedelta(seconds=31)
+    try:
+        await job.run(h.app)  # what the JobQueue does every few seconds
+        await h.emu.wait_edit(card, since=0)
+    finally:
+        h.svc.trading.now = real_now
+    assert "Expired — nothing was sent" in (card.content or "") and card.buttons == []
+    assert all_orders(h, key) == []
