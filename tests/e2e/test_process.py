@@ -9,9 +9,12 @@ import socket
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from bot.sandbox.bitmex import BitmexSimulator
 from bot.sandbox.telegram import TelegramEmulator
 from bot.vault import generate_key
+from handlers.app import webhook_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "424242:process-test-token-abcdefghijklmnopqrstuvwxyz"
@@ -79,9 +82,22 @@ async def test_webhook_mode_receives_pushed_updates(
         await world_emu.wait_for(lambda: world_emu.bot("ProcHookBot").webhook_url, timeout=60)
         assert world_emu.bot("ProcHookBot").webhook_url == f"http://127.0.0.1:{port}/telegram"
         text = await converse(world_emu, "ProcHookBot")
+        # Someone who learns the URL cannot post updates in a user's name.
+        forged = {"update_id": 999999, "message": {
+            "message_id": 1, "date": 1700000000, "text": "/start",
+            "chat": {"id": 777, "type": "private", "first_name": "Eve"},
+            "from": {"id": 777, "is_bot": False, "first_name": "Eve"}}}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}/telegram", json=forged) as resp:
+                forged_status = resp.status
+            async with http.post(f"http://127.0.0.1:{port}/telegram", json=forged,
+                                 headers={"X-Telegram-Bot-Api-Secret-Token": "guess"}) as resp:
+                guessed_status = resp.status
     finally:
         rc, err = await stop(proc)
     assert "Hi Pat" in text
+    assert world_emu.bot("ProcHookBot").webhook_secret == webhook_secret(token)
+    assert forged_status == 403 and guessed_status == 403
     assert rc == 0, err[-3000:]
     assert "Traceback" not in err
 
