@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 
 from telegram import Update
@@ -11,10 +12,14 @@ from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
 from bot.errors import (
     AuthError,
     ExchangeError,
+    InsufficientBalance,
+    NotFound,
     OutcomeUnknown,
     PermissionDenied,
     RateLimited,
+    Rejected,
     Temporary,
+    UserError,
 )
 from handlers.common import Context
 
@@ -37,6 +42,10 @@ def exchange_words(err: ExchangeError) -> str | None:
                 "deleted, disabled or expired: /connect a new one.")
     if isinstance(err, PermissionDenied):
         return "Your API key lacks the permission for this on BitMEX."
+    if isinstance(err, InsufficientBalance):
+        return err.message  # already in plain words, with the exchange's own
+    if isinstance(err, Rejected | NotFound):
+        return f"BitMEX refused this: {err.message}"
     return None
 
 
@@ -52,6 +61,11 @@ async def on_error(update: object, context: Context) -> None:
         return
     if isinstance(err, RetryAfter | TimedOut | NetworkError) and not isinstance(update, Update):
         log.warning("Telegram transport problem: %s", err)
+        return
+    if isinstance(err, UserError) and isinstance(update, Update):
+        # Normally answered by the handler; one that slipped through is still the
+        # user's to fix, not a bug to apologise for (plain text: no HTML here).
+        await _tell(update, re.sub(r"</?(b|i|code)>", "", str(err)))
         return
     if isinstance(err, ExchangeError) and isinstance(update, Update):
         words = exchange_words(err)

@@ -137,3 +137,19 @@ async def test_exchange_trouble_is_explained_not_apologised_for(h: Harness) -> N
     assert "ref" not in alice.last_text
     await alice.send("/balance")
     assert "Balance · testnet" in alice.last_text
+
+
+async def test_a_refusal_that_escapes_a_handler_is_explained_not_apologised_for(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.errors import Rejected
+
+    alice, _ = await h.connected("Alice")
+
+    async def refused(*a: Any, **k: Any) -> None:
+        raise Rejected("Invalid orderQty")
+
+    monkeypatch.setattr(h.svc.trading, "preview_order", refused)
+    await alice.send("/buy 100 btc")
+    assert "BitMEX refused this: Invalid orderQty" in alice.last_text
+    assert "Sorry" not in alice.last_text
