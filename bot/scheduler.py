@@ -138,6 +138,22 @@ class Schedules:
             out.append(Due(sched.id, schedule_next(sched, user_zone(user.tz), now)))
         return out
 
+    async def due_of_user(self, user_id: int) -> list[Due]:
+        """The user's enabled schedules with their next run in the zone stored now.
+
+        Registered jobs hold a UTC instant: after `/tz` they must be registered again,
+        or the next summary would still come at the old zone's wall time.
+        """
+        async with self.services.db.session() as s:
+            user = await s.get(User, user_id)
+            rows = (await s.exec(select(Schedule).where(
+                Schedule.user_id == user_id, col(Schedule.enabled).is_(True)))).all()
+        if user is None:
+            return []
+        now = self.now()
+        return [Due(r.id, schedule_next(r, user_zone(user.tz), now))
+                for r in rows if r.id is not None]
+
     async def of_user(self, user_id: int) -> list[int]:
         async with self.services.db.session() as s:
             rows = (await s.exec(select(Schedule.id).where(Schedule.user_id == user_id))).all()

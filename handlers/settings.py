@@ -8,6 +8,8 @@ from telegram import Update
 
 from bot import parse as P
 from bot.prefs import Preferences
+from bot.scheduler import Schedules
+from handlers import jobs
 from handlers.common import Context, reply, services
 from handlers.router import route
 
@@ -20,7 +22,14 @@ def _uid(update: Update) -> int:
 @route(P.Tz)
 async def tz(update: Update, context: Context, intent: P.Tz) -> None:
     """/tz ZONE: the zone summaries and quiet hours follow."""
-    await reply(update, await Preferences(services(context).db).set_tz(_uid(update), intent))
+    svc = services(context)
+    text = await Preferences(svc.db).set_tz(_uid(update), intent)
+    jq = context.application.job_queue
+    if jq is not None:
+        # A registered summary holds a UTC instant: move it to the new zone's wall time.
+        for due in await Schedules(svc).due_of_user(_uid(update)):
+            jobs.schedule(jq, due)
+    await reply(update, text)
 
 
 @route(P.Settings)

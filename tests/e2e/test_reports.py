@@ -167,3 +167,27 @@ async def test_summary_bad_input_schedules_nothing(h: Harness, text: str) -> Non
     await erin.send(text)
     async with svc(h).db.session() as s:
         assert (await s.exec(select(Schedule))).all() == []
+
+
+async def test_tz_change_moves_the_registered_summary_to_the_new_zone(h: Harness) -> None:
+    from zoneinfo import ZoneInfo
+
+    fay = h.person("Fay")
+    await fay.send("/start")
+    await fay.send("/tz America/New_York")
+    await fay.send("/summary daily 09:30")
+    async with svc(h).db.session() as s:
+        sched = (await s.exec(select(Schedule).where(Schedule.user_id == fay.id))).one()
+
+    def live_jobs() -> list:  # type: ignore[type-arg]
+        return [j for j in h.app.job_queue.get_jobs_by_name(f"summary:{sched.id}")
+                if not j.removed]
+
+    assert live_jobs()[0].next_t.astimezone(ZoneInfo("America/New_York")).time() == time(9, 30)
+    await fay.send("/tz Asia/Tokyo")
+    queued = live_jobs()
+    assert len(queued) == 1, queued
+    tokyo = ZoneInfo("Asia/Tokyo")
+    # 09:30 in Tokyo, not 09:30 New York time seen from Tokyo (22:30 or 23:30).
+    assert queued[0].next_t.astimezone(tokyo).time() == time(9, 30)
+    assert queued[0].next_t == next_run("daily", time(9, 30), None, tokyo, datetime.now(UTC))
