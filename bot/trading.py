@@ -29,7 +29,7 @@ from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderIntent, User
 from bot.errors import ExchangeError, InsufficientBalance, Rejected, UserError
 from bot.exchange import contracts
-from bot.exchange.types import Exchange, Instrument, Order, Position
+from bot.exchange.types import Exchange, Instrument, Margin, Order, Position
 from bot.notify import Button, Keyboard
 from bot.parsing import intents as P
 from bot.parsing.values import SizeSpec
@@ -198,7 +198,14 @@ class Trading:
         leverage = o.leverage
         if leverage is not None and not (Decimal("0.01") <= leverage <= 100):
             raise UserError("Leverage must be between 0.01 and 100.")
-        eff_lev = leverage or (pos.leverage if pos and pos.leverage > 0 else DEFAULT_LEVERAGE)
+        # BitMEX keeps a leverage setting per symbol even when flat; a symbol never traded
+        # is cross. Previews must show what the exchange will actually do.
+        cross = leverage is None and (pos is None or pos.cross_margin)
+        iso_lev = leverage if leverage is not None else (
+            pos.leverage if pos is not None and not cross and pos.leverage > 0 else None)
+        eff_lev = iso_lev or DEFAULT_LEVERAGE
+        margins = {m.currency: m for m in await ex.margins()}
+        m = margins.get(inst.settl_currency)
 
         size = o.size
         unit = str((user.notify_prefs or {}).get("unit") or "contracts")
@@ -208,7 +215,8 @@ class Trading:
                     else SizeSpec("coin", size.value, inst.underlying))
             notes.append(f"{fmt.num(o.size.value)} read as "
                          f"{'USD' if unit == 'usd' else inst.underlying} (/settings unit)")
-        raw_qty = await self._contracts(ex, inst, size, ref, eff_lev)
+        # `10%` on cross means 10 % of the balance as notional (1x), never 100x of it.
+        raw_qty = await self._contracts(ex, inst, size, ref, iso_lev or Decimal(1))
         rq = contracts.round_qty(inst, raw_qty)
         qty = rq.value
         if rq.changed and qty > 0:
@@ -240,11 +248,13 @@ class Trading:
         entry = price or stop_px or ref
         signed = qty if side == "Buy" else -qty
         value_units = abs(contracts.inst_value(inst, qty, entry)) if qty > 0 else ZERO
-        margin_units = value_units / eff_lev if qty > 0 else ZERO
+        if qty <= 0:
+            margin_units = ZERO
+        elif cross:
+            margin_units = value_units * inst.init_margin  # cross orders reserve initial margin
+        else:
+            margin_units = value_units / eff_lev
         usd = self._usd(inst, qty, entry, ref)
-
-        margins = {m.currency: m for m in await ex.margins()}
-        m = margins.get(inst.settl_currency)
         if not o.reduce_only and qty > 0 and m is not None and margin_units > m.available_margin:
             warnings.append(f"needs ≈ {fmt.money(margin_units, inst.settl_currency)} margin but "
                             f"only {fmt.money(m.available_margin, inst.settl_currency)} is "
@@ -257,7 +267,6 @@ class Trading:
         flags = [f for f, on in (("post-only", o.post_only), ("reduce-only", o.reduce_only)) if on]
         head = f"{side.upper()} {fmt.num(qty)} {symbol} · {type_text} · {acc.network}"
         lines = [f"<b>{html.escape(head)}</b>" + (f" · {', '.join(flags)}" if flags else "")]
-        cross = pos is not None and pos.cross_margin and leverage is None
         lev_text = "cross" if cross else f"{fmt.num(eff_lev)}x"
         if qty > 0:
             lines.append(
@@ -267,16 +276,9 @@ class Trading:
             )
             if usd is not None:
                 lines[-1] += f" · ${fmt.num(usd, 0)}"
-            if cross:
-                lines.append("Cross margin: liquidation depends on your whole balance.")
-            elif not o.reduce_only and eff_lev > 0:
-                total = signed + (pos.current_qty if pos else ZERO)
-                if total != 0:
-                    liq = contracts.liquidation_price(inst.kind, total, entry, eff_lev,
-                                                      inst.maint_margin)
-                    if liq.is_finite() and liq > 0:
-                        dist = (liq - entry) / entry * 100
-                        lines.append(f"Est. liquidation {fmt.price(inst, liq)} ({fmt.pct(dist)})")
+            if not o.reduce_only:
+                lines.extend(self._liq_line(inst, signed + (pos.current_qty if pos else ZERO),
+                                            entry, None if cross else eff_lev, m))
         exits = []
         if tps:
             exits.append("TP " + ", ".join(fmt.price(inst, t) for t in tps))
@@ -405,6 +407,28 @@ class Trading:
         return await self._store(user, chat_id, plan, lines, False)
 
     # --- helpers for previews -------------------------------------------------------
+
+    @staticmethod
+    def _liq_line(inst: Instrument, total: Decimal, entry: Decimal, lev: Decimal | None,
+                  m: Margin | None) -> list[str]:
+        """The liquidation estimate of the position after this order (isolated or cross)."""
+        if total == 0:
+            return []
+        note = ""
+        if lev is None:
+            # Cross: the whole available balance backs the position, like a low leverage.
+            backing = Decimal(m.available_margin) if m is not None else ZERO
+            value = abs(contracts.inst_value(inst, total, entry))
+            if backing <= 0 or value <= 0:
+                return ["Cross margin: liquidation depends on your whole balance."]
+            lev = value / backing
+            note = " · cross, whole balance as margin"
+        liq = contracts.liquidation_price(inst.kind, total, entry, lev, inst.maint_margin)
+        if not liq.is_finite() or liq <= 0:
+            return ["Est. liquidation: none — the margin covers a move to the end of the "
+                    "price range" + note.replace(" · ", " (") + (")" if note else "")]
+        dist = (liq - entry) / entry * 100
+        return [f"Est. liquidation {fmt.price(inst, liq)} ({fmt.pct(dist)}){note}"]
 
     @staticmethod
     def _reference_price(inst: Instrument, side: str, price: Decimal | None,
@@ -581,10 +605,21 @@ class Trading:
             return "✅ Leverage changed."
         status = row.intent.get("status", "New")
         oid = (row.order_id or "")[:8]
+        exits = []
+        if plan.sl is not None:
+            exits.append(f"SL {fmt.num(plan.sl)}")
+        if plan.tps:
+            exits.append("TP " + ", ".join(fmt.num(t) for t in plan.tps))
         if status == "Filled":
             avg = row.intent.get("avg_px")
-            return f"✅ Filled · order {oid}" + (f" @ {fmt.num(Decimal(avg))}" if avg else "")
-        return f"✅ Placed · order {oid} · {status}"
+            text = f"✅ Filled · order {oid}" + (f" @ {fmt.num(Decimal(avg))}" if avg else "")
+            if exits and row.intent.get("exits_placed"):
+                text += "\n" + " · ".join(exits) + " placed (reduce-only)"
+            return text
+        text = f"✅ Placed · order {oid} · {status}"
+        if exits:
+            text += "\n" + " · ".join(exits) + " go in when it fills"
+        return text
 
     # --- execution ----------------------------------------------------------------
 

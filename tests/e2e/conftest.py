@@ -37,6 +37,10 @@ async def h(world_sim: BitmexSimulator, world_emu: TelegramEmulator,
             tmp_path: Path) -> AsyncIterator[Harness]:
     """A fresh bot (own token, own database) on the shared emulator and simulator."""
     world_sim.faults.clear()
+    # Market microstructure is shared: give every test the simulator's default spread.
+    for inst in world_sim.engine.instruments.values():
+        if inst.spread is not None:
+            world_sim.engine.set_spread(inst.symbol, None)
     harness = Harness(world_sim, world_emu, tmp_path)
     await harness.start()
     try:

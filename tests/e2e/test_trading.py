@@ -395,3 +395,39 @@ async def test_the_expiry_job_edits_a_forgotten_card(h: Harness) -> None:
         h.svc.trading.now = real_now
     assert "Expired — nothing was sent" in (card.content or "") and card.buttons == []
     assert all_orders(h, key) == []
+
+
+async def test_preview_tells_cross_from_isolated_like_the_exchange_will(h: Harness) -> None:
+    alice, key = await h.connected("Alice")  # 1 XBT, XBTUSD never traded: BitMEX uses cross
+    card = await alice.send("/buy 1000 btc")
+    text = card.content if card else ""
+    assert "· cross ·" in (text or "")
+    # 1000 USD of XBTUSD backed by 1 XBT: effectively 0.02x, no liquidation in sight
+    assert "Est. liquidation" in (text or "") and "whole balance" in (text or "")
+    card = await alice.send("/buy 1000 btc lev 10")
+    text = (card.content if card else "") or ""
+    assert "· 10x ·" in text and "Est. liquidation 54,794.5 (−8.7 %)" in text
+    # 10% on cross is 10 % of the balance as notional: 0.1 XBT at 60,000 ≈ 6,000 contracts
+    # (rounded down to the 100 lot), never 100x of it
+    card = await alice.send("/buy 10% btc")
+    assert card is not None
+    head = (card.content or "").splitlines()[0]
+    qty = int(head.split()[1].replace(",", ""))
+    assert 5900 <= qty <= 6000, head
+    await alice.press("✅ Confirm", card)
+    [pos] = [p for p in h.sim.engine.position_rows(h.sim.account(key).id) if p["currentQty"]]
+    assert pos["crossMargin"] is True and pos["currentQty"] == qty
+
+
+async def test_card_says_where_the_exits_stand(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    card = await alice.send("/buy 100 btc sl 55k tp 65k")
+    assert card is not None
+    await alice.press("✅ Confirm", card)
+    assert "SL 55,000 · TP 65,000 placed (reduce-only)" in (card.content or "")
+    exits = sorted((o["ordType"], "ReduceOnly" in o["execInst"]) for o in open_orders(h, key))
+    assert exits == [("Limit", True), ("Stop", True)]
+    card = await alice.send("/buy 100 btc @ 50k sl 45k")
+    assert card is not None
+    await alice.press("✅ Confirm", card)
+    assert "SL 45,000 go in when it fills" in (card.content or "")

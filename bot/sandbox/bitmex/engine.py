@@ -416,7 +416,8 @@ class Engine:
         if inst.ask < inst.bid or (spread > 0 and inst.ask == inst.bid):
             inst.ask = inst.bid + inst.tick_size
 
-    def set_spread(self, symbol: str, spread: Decimal) -> None:
+    def set_spread(self, symbol: str, spread: Decimal | None) -> None:
+        """Bid-ask spread around the mark; None restores the default of two ticks."""
         inst = self.instrument(symbol)
         inst.spread = spread
         self._set_prices(inst, inst.mark, inst.last)
