@@ -48,3 +48,45 @@ def test_script_mode_runs_a_conversation(tmp_path: Path) -> None:
     assert "XBTUSD marked at 61000" in out
     assert "unknown sandbox command" in out
     assert "comments are skipped" not in out
+
+
+def test_script_mode_newcomer_shortcuts(tmp_path: Path) -> None:
+    """What a newcomer types: :connect instead of pasting a key, btc for XBTUSD, bare
+    commands get their usage, and a button number never presses in another chat."""
+    script = tmp_path / "talk.txt"
+    script.write_text("\n".join([
+        ":connect",
+        ":mark btc 61000",
+        ":mark doge 1",
+        ":user",
+        "/buy 100 btc",
+        ":group traders",
+        "1",
+        ":connect",
+        "/liqfeed min 1",
+        ":liquidate btc 3m",
+        ":wait 6",
+        ":private",
+        "/positions",
+    ]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "MASTER_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "sandbox", "--script", str(script),
+         "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in out + proc.stderr
+    assert "Connected testnet" in out
+    assert "/connect testnet" not in out.split("Connected testnet")[0].replace(
+        "sent as /connect testnet KEY SECRET", "")  # the secret is never printed
+    assert "XBTUSD marked at 61000" in out
+    assert "unknown symbol doge; the simulator has XBTUSD, ETHUSD, XBTUSDT, ETHUSDT" in out
+    assert "usage: :user NAME" in out
+    assert "BUY 100 XBTUSD · Market · testnet" in out
+    assert "Filled" not in out  # "1" in the group did not press the private preview
+    assert ":connect works in your private chat" in out
+    assert "Long liquidated: $3M XBTUSD" in out
+    assert "No open positions (testnet)." in out

@@ -12,8 +12,10 @@ bot's commands:
   :group TITLE              switch to a group with every sandbox user (first is admin)
   :private                  back to your private chat with the bot
   :key [read|withdraw]      create a simulated BitMEX testnet API key and show it
-  :mark SYMBOL PRICE        move the simulated market (stops, fills, liquidations follow)
-  :liquidate SYMBOL SIZE [buy|sell]   a market liquidation of SIZE USD notional
+  :connect [read|withdraw]  create such a key and send /connect testnet KEY SECRET for you
+  :mark SYMBOL PRICE        move the simulated market (stops, fills, liquidations follow);
+                            SYMBOL is XBTUSD, ETHUSD, XBTUSDT or ETHUSDT (btc, eth work too)
+  :liquidate SYMBOL SIZE [buy|sell]   a market liquidation of SIZE contracts (2m = 2,000,000)
   :advance SECONDS          move simulated time forward (funding, dead-man switch)
   :wait SECONDS             wait (script mode) so background messages can arrive
   :quit                     leave
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -88,6 +91,7 @@ class Console:
 
     def mark_all_seen(self) -> None:
         assert self.chat is not None
+        self.buttons.clear()  # numbers shown in another chat must not press here
         for m in self.emu.chat_messages(self.chat, bot=BOT_USERNAME, include_deleted=True):
             self.seen[(self.chat.id, m.message_id)] = m.version
 
@@ -193,35 +197,63 @@ class Console:
             elif cmd == "private":
                 assert self.me is not None
                 self.chat = self.emu.private_chat(self.me, bot=BOT_USERNAME)
+                self.buttons.clear()
                 self.print("· back in your private chat")
-            elif cmd == "key":
+            elif cmd in ("key", "connect"):
                 perms = ["order", "orderCancel"]
                 if args and args[0] == "read":
                     perms = []
                 elif args and args[0] == "withdraw":
                     perms.append("withdraw")
+                elif args:
+                    self.print(f"· usage: :{cmd} [read|withdraw]")
+                    return True
                 key, secret = self.sim.add_account(permissions=perms)
+                if cmd == "connect":
+                    assert self.me is not None and self.chat is not None
+                    if self.chat.is_group:
+                        self.print("· :connect works in your private chat; type :private first")
+                        return True
+                    self.print(f"· simulated testnet key with {perms or 'read-only'} permissions "
+                               "sent as /connect testnet KEY SECRET")
+                    self.emu.send_text(self.me, self.chat, f"/connect testnet {key} {secret}",
+                                       bot=BOT_USERNAME)
+                    await self.settle()
+                    self.show_changes()
+                    return True
                 self.print(f"· simulated testnet key with {perms or 'read-only'} permissions:")
                 self.print(f"  /connect testnet {key} {secret}")
             elif cmd == "mark" and len(args) == 2:
-                engine.set_mark(args[0].upper(), Decimal(args[1].replace(",", "")))
-                self.print(f"· {args[0].upper()} marked at {args[1]}")
+                symbol = _symbol(args[0], engine.instruments)
+                engine.set_mark(symbol, Decimal(args[1].replace(",", "")))
+                self.print(f"· {symbol} marked at {args[1]}")
                 await asyncio.sleep(0.3)  # let the socket fan the tick out
                 await self.settle()
                 self.show_changes()
             elif cmd == "liquidate" and len(args) >= 2:
-                symbol = args[0].upper()
+                symbol = _symbol(args[0], engine.instruments)
                 size = _size(args[1])
                 side = args[2].capitalize() if len(args) > 2 else "Sell"
+                if side not in ("Buy", "Sell"):
+                    self.print("· usage: :liquidate SYMBOL SIZE [buy|sell]")
+                    return True
                 mark = engine.instrument(symbol).mark
                 engine.liquidate_market(symbol, side, int(size), mark)
-                self.print(f"· market liquidation: {side} {size} {symbol} @ {mark}")
+                self.print(f"· market liquidation: {side} {size:,} {symbol} @ {mark}")
+                await asyncio.sleep(0.3)  # the liquidation feed posts from the socket
+                await self.settle()
+                self.show_changes()
             elif cmd == "advance" and args:
                 engine.clock.advance(float(args[0]))
                 self.print(f"· simulated time +{args[0]} s")
+                await asyncio.sleep(0.3)
+                await self.settle()
+                self.show_changes()
             elif cmd == "wait" and args:
                 await asyncio.sleep(min(float(args[0]), 30))
                 self.show_changes()
+            elif cmd in _USAGE:
+                self.print(f"· usage: {_USAGE[cmd]}")
             else:
                 self.print("· unknown sandbox command; :help lists them")
         except (ValueError, KeyError, InvalidOperation, ArithmeticError) as e:
@@ -229,6 +261,26 @@ class Console:
         except Exception as e:  # the simulator refusing something must not end the session
             self.print(f"· sandbox: {type(e).__name__}: {e}")
         return True
+
+
+_USAGE = {
+    "user": ":user NAME",
+    "group": ":group TITLE",
+    "mark": ":mark SYMBOL PRICE   e.g. :mark XBTUSD 61000",
+    "liquidate": ":liquidate SYMBOL SIZE [buy|sell]   e.g. :liquidate XBTUSD 2m",
+    "advance": ":advance SECONDS",
+    "wait": ":wait SECONDS",
+}
+_ALIASES = {"BTC": "XBTUSD", "XBT": "XBTUSD", "ETH": "ETHUSD"}
+
+
+def _symbol(word: str, known: Mapping[str, object]) -> str:
+    """A simulator symbol from what a newcomer types (btc, xbtusd, ETHUSDT)."""
+    w = word.upper()
+    w = _ALIASES.get(w, w)
+    if w not in known:
+        raise ValueError(f"unknown symbol {word}; the simulator has {', '.join(known)}")
+    return w
 
 
 def _size(word: str) -> Decimal:
