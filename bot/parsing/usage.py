@@ -67,7 +67,8 @@ USAGE: dict[str, str] = {
 
 _SIZES = (
     "SIZE: 100 = contracts · $500 or 500usd = USD notional · 0.01btc = coin notional · "
-    "10% = share of available margin"
+    "10% = that share of available margin (times the leverage when isolated; on cross the "
+    "share itself is the notional)"
 )
 _NUMBERS = "Numbers: 60000, 60,000, 60k, 1.5m, 0.5"
 _SYMBOLS = "SYM: any BitMEX symbol (xbtusd, XBTUSDT), btc/xbt = your BTC contract, eth = ETHUSD"
