@@ -6,6 +6,7 @@ import html
 import time
 
 from telegram import Update
+from telegram.error import BadRequest
 
 from bot import parse as P
 from bot.alerts.service import AlertService, parse_callback
@@ -133,4 +134,9 @@ async def on_alert_press(update: Update, context: Context) -> None:
         await q.answer(f"Deleted alert #{alert_id}.")
     if q.message is not None:
         text, buttons = svc.listing(await svc.for_chat(cid))
-        await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
+        try:
+            await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
+        except BadRequest as e:
+            # A double tap: the first press already brought the list up to date.
+            if "not modified" not in str(e).lower():
+                raise

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from sqlmodel import select
 
@@ -189,7 +190,8 @@ async def test_group_alerts_admins_only_posted_in_group(market: Harness) -> None
     assert not alice.bot_texts  # nothing in Alice's private chat
 
 
-async def test_alerts_list_delete_button_unalert_and_bad_input(market: Harness) -> None:
+async def test_alerts_list_delete_button_unalert_and_bad_input(
+        market: Harness, caplog: pytest.LogCaptureFixture) -> None:
     h = market
     alice = h.person("Alice")
     p0 = price(h)
@@ -223,6 +225,22 @@ async def test_alerts_list_delete_button_unalert_and_bad_input(market: Harness) 
     assert len(alerts_of(h).index) == 0
     await alice.send("/alerts")
     assert "No active alerts" in alice.last_text
+
+    # A double tap on Delete: the second press finds the list already up to date.
+    await alice.send(f"/alert xbtusd above {p0 + 2500}")
+    await alice.send(f"/alert xbtusd above {p0 + 2600}")
+    await alice.send("/alerts")
+    listing = alice.last
+    label = listing.buttons[0][0]
+    first = h.emu.press(alice.user, listing, label, bot=h.bot_username)
+    second = h.emu.press(alice.user, listing, label, bot=h.bot_username)
+    await h.settle()
+    assert "Deleted alert" in str(h.emu.answers(first))
+    assert "No active alert" in str(h.emu.answers(second))
+    assert "went wrong" not in "\n".join(alice.bot_texts), alice.transcript
+    assert not [r for r in caplog.records if r.name == "bot.errors"], caplog.text
+    assert len(listing.buttons) == 1
+    await alice.send("/unalert all")
 
     # someone else's alert cannot be deleted from another chat
     await alice.send(f"/alert xbtusd above {p0 + 3000}")
