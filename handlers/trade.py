@@ -120,7 +120,10 @@ async def on_card_press(update: Update, context: Context) -> None:
         return
     action, intent_id = parsed
     if action in ("c", "2") and update.effective_chat is not None:
-        await context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING)
+        # "typing…" while BitMEX answers, without making the order wait for Telegram.
+        context.application.create_task(
+            context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING),
+            update=update)
     card = await services(context).trading.press(update.effective_user.id, action, intent_id)
     await q.answer(card.alert)
     if card.text and q.message is not None:

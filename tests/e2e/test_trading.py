@@ -431,3 +431,11 @@ async def test_card_says_where_the_exits_stand(h: Harness) -> None:
     assert card is not None
     await alice.press("✅ Confirm", card)
     assert "SL 45,000 go in when it fills" in (card.content or "")
+
+
+async def test_typing_shows_while_the_exchange_answers(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    card = await alice.send("/buy 100 btc")
+    assert card is not None
+    await alice.press("✅ Confirm", card)
+    await h.emu.wait_for(lambda: "typing" in h.emu.chat_actions(alice.chat, bot=h.bot_username))
