@@ -295,6 +295,10 @@ class DeliveryQueue:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Set by close(): what is still queued, or submitted later, is answered with the
+        # fallback. Callers that can retry later (alerts) check it to tell "not delivered"
+        # from "delivered, or deliberately skipped".
+        self.closed = False
         self.stats: dict[str, int] = dict.fromkeys(
             ("sent", "throttled", "network_retries", "failed", "unreachable", "skipped_off",
              "skipped_blocked", "silenced"), 0)
@@ -345,6 +349,7 @@ class DeliveryQueue:
 
     async def close(self) -> None:
         """Stop the worker; whatever is still queued is logged and answered with None."""
+        self.closed = True
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -373,6 +378,10 @@ class DeliveryQueue:
                       edit: bool, fallback: Any) -> Any:
         if chat_id in self._gone:
             self.stats["skipped_blocked"] += 1
+            return fallback
+        if self.closed:
+            self.stats["failed"] += 1
+            log.warning("delivery is stopped: a %s to %s was not sent", kind, chat_id)
             return fallback
         loop = asyncio.get_running_loop()
         job = _Job(next(self._seq), chat_id, kind, PRIORITY.get(kind, 2), edit, op,

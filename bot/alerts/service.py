@@ -346,10 +346,15 @@ class AlertService:
             # chat does not hold back everyone else's alerts of the same tick.
             for info, text in items:
                 try:
-                    await notifier.send(info.chat_id, text, kind="alert")
+                    sent = await notifier.send(info.chat_id, text, kind="alert")
                 except Exception:
                     # Left in state 'fired': the next start tries again.
                     log.exception("alert #%d could not be delivered", info.id)
+                    continue
+                if sent is None and getattr(notifier, "closed", False):
+                    # The queue stopped (shutdown) with this one still waiting: it stays
+                    # 'fired', so the next start delivers it instead of losing it.
+                    log.info("alert #%d waits for the next start", info.id)
                     continue
                 self.sent += 1
                 if info.kind != "move":

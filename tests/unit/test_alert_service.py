@@ -118,6 +118,38 @@ async def test_crash_between_mark_and_send_delivers_at_next_start(db: Database) 
     assert third.sent == 0
 
 
+async def test_an_alert_still_queued_at_shutdown_is_delivered_at_next_start(
+        db: Database) -> None:
+    import asyncio
+
+    from bot.notify import DeliveryQueue
+
+    class Stuck(Recorder):
+        """Telegram that never answers: the message is still queued when the bot stops."""
+
+        async def send(self, chat_id: int, text: str, **kw: Any) -> Sent | None:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    queue = DeliveryQueue(Stuck())
+    svc = AlertService(db, lambda: queue, clock=lambda: T0)
+    await svc.create(1, 1, it.PriceAlert("XBTUSD", "above", Decimal(61000)))
+    await svc.on_instrument("mainnet", inst(last="61000"))
+    await asyncio.sleep(0.05)
+    assert queue.pending() == 1
+    await queue.close()  # what post_shutdown does once its drain timed out
+    await svc.drain()
+    assert await states(db) == ["fired"]  # not 'sent': it never left
+    assert await queue.send(1, "late") is None  # a stopped queue sends nothing more
+
+    rec = Recorder()
+    again = service(db, rec)
+    await again.start()
+    await again.drain()
+    assert [t for _, t, _ in rec.sent] == ["🔔 <b>XBTUSD</b> above 61,000"]
+    assert await states(db) == ["sent"]
+
+
 async def test_a_stale_index_cannot_fire_a_deleted_alert(db: Database) -> None:
     rec = Recorder()
     svc = service(db, rec)
