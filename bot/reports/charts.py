@@ -7,6 +7,7 @@ module costs nothing at start-up. Floats are fine here: this is only drawing (ru
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -57,6 +58,17 @@ def _dates(ax: Any, span_days: float) -> None:
     ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=8))
 
 
+def amount(value: float, unit: str) -> str:
+    """A PnL figure as a person reads it: "+0.00004936 XBT", "−12.50 USDT", never 4.9e-05."""
+    places = 2 if unit.upper() in ("USD", "USDT", "USDC") else 8
+    text = f"{value:+,.{places}f}"
+    if places == 8:
+        text = text.rstrip("0").rstrip(".")
+    if text.lstrip("+-").replace(",", "").replace(".", "").strip("0") == "":
+        text = "0"  # no "+0" or "-0" for a flat period
+    return f"{text} {unit}".replace("-", "−")
+
+
 def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str) -> bytes:
     """Cumulative realised PnL as a step line, green above zero and red below."""
     plt = _plt()
@@ -78,10 +90,17 @@ def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str) -> b
             span = 1 / 24
         _dates(ax, span)
         last = ys[-1]
-        ax.annotate(f"{last:+,.8g} {unit}", xy=(0.99, 0.97), xycoords="axes fraction",
-                    ha="right", va="top", fontsize=17, fontweight="bold",
-                    color=UP if last >= 0 else DOWN,
-                    bbox={"facecolor": BG, "edgecolor": GRID, "boxstyle": "round,pad=0.3"})
+        # The total sits beside the title, where it can never cover the curve.
+        ax.set_title(amount(last, unit), loc="right", fontweight="bold",
+                     color=UP if last >= 0 else DOWN)
+        # Plain numbers on the axis: a "1e−5" offset above it means nothing on a phone.
+        from matplotlib.ticker import FuncFormatter
+
+        span_y = max(abs(v) for v in ys) or 1.0
+        # Enough places for steps of about a fifth of the range (the axis has ~5 ticks).
+        digits = min(8, max(0, -math.floor(math.log10(span_y / 5))))
+        ax.yaxis.set_major_formatter(FuncFormatter(
+            lambda v, _pos: f"{v:,.{digits}f}".replace("-", "−")))
     else:
         ax.text(0.5, 0.5, "No realised PnL in this period", ha="center", va="center",
                 transform=ax.transAxes, fontsize=18)

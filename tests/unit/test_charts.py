@@ -88,3 +88,14 @@ def test_pnl_figures_from_executions() -> None:
     assert (xbt.wins, xbt.losses, xbt.win_rate) == (1, 1, 0.5)
     assert [v for _, v in xbt.curve] == [-75, 850, 820, 740]
     assert figures["USDt"].net == 500
+
+
+def test_equity_figures_read_as_plain_amounts() -> None:
+    # A day of small XBT PnL is the common case: it must not read "-4.936e-05".
+    assert charts.amount(-0.00004936, "XBT") == "−0.00004936 XBT"
+    assert charts.amount(0.0102804201, "XBT") == "+0.01028042 XBT"
+    assert charts.amount(1234.5, "USDT") == "+1,234.50 USDT"
+    assert charts.amount(-0.0, "XBT") == "0 XBT"
+    tiny = [(T0 + timedelta(hours=i), -0.00001234 * i) for i in range(5)]
+    data = charts.equity(tiny, "Realised PnL · 1d", "XBT")
+    assert decoded(data)[:2] == (1000, 640) and decoded(data)[2] > 20
