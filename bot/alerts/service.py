@@ -291,20 +291,29 @@ class AlertService:
         now = self.clock()
         once = [f.alert_id for f in fired if f.kind != "move"]
         won: set[int] = set()
-        async with self.db.session() as s:
-            for i in range(0, len(once), _SQL_CHUNK):
-                chunk = once[i:i + _SQL_CHUNK]
-                # The WHERE on state makes this the one place an alert can fire: a
-                # concurrent delete, or a stale index after a restart, loses the race.
-                result = await s.exec(update(Alert).where(
-                    col(Alert.id).in_(chunk), col(Alert.state) == "active").values(
-                    state="fired", fired_at=now).returning(col(Alert.id)))
-                won.update(result.scalars().all())
-            moves = [f.alert_id for f in fired if f.kind == "move"]
-            if moves:
-                await s.exec(update(Alert).where(
-                    col(Alert.id).in_(moves)).values(fired_at=now))
-            await s.commit()
+        try:
+            async with self.db.session() as s:
+                for i in range(0, len(once), _SQL_CHUNK):
+                    chunk = once[i:i + _SQL_CHUNK]
+                    # The WHERE on state makes this the one place an alert can fire: a
+                    # concurrent delete, or a stale index after a restart, loses the race.
+                    result = await s.exec(update(Alert).where(
+                        col(Alert.id).in_(chunk), col(Alert.state) == "active").values(
+                        state="fired", fired_at=now).returning(col(Alert.id)))
+                    won.update(result.scalars().all())
+                moves = [f.alert_id for f in fired if f.kind == "move"]
+                if moves:
+                    await s.exec(update(Alert).where(
+                        col(Alert.id).in_(moves)).values(fired_at=now))
+                await s.commit()
+        except Exception:
+            # Nothing was marked (the transaction rolled back), but the index has already
+            # dropped the one-shot alerts: put them back, so the next tick tries again
+            # instead of the alert going quiet until a restart.
+            log.exception("could not mark %d fired alert(s); they stay armed", len(once))
+            back = [self.alerts[a] for a in once if a in self.alerts and a not in self.index]
+            self.index.load(_spec(a) for a in back)
+            return
         # Words are fixed now: "now 100,012.5" is the price that fired it, not a later one.
         batch: list[tuple[AlertInfo, str]] = []
         for f in fired:

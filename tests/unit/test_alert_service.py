@@ -150,6 +150,27 @@ async def test_an_alert_still_queued_at_shutdown_is_delivered_at_next_start(
     assert await states(db) == ["sent"]
 
 
+async def test_a_database_error_while_marking_leaves_the_alert_armed(db: Database) -> None:
+    rec = Recorder()
+    svc = service(db, rec)
+    a = await svc.create(1, 1, it.PriceAlert("XBTUSD", "above", Decimal(61000)))
+    real = svc.db.session
+
+    def broken() -> Any:
+        svc.db.session = real  # type: ignore[method-assign]
+        raise RuntimeError("database is locked")
+
+    svc.db.session = broken  # type: ignore[method-assign]
+    await svc.on_instrument("mainnet", inst(last="61500"))
+    await svc.drain()
+    assert rec.sent == [] and await states(db) == ["active"]
+    assert a.id in svc.index  # still armed: the next tick fires it
+    await svc.on_instrument("mainnet", inst(last="61600"))
+    await svc.drain()
+    assert [t for _, t, _ in rec.sent] == ["🔔 <b>XBTUSD</b> above 61,000.0 — now 61,600.0"]
+    assert await states(db) == ["sent"]
+
+
 async def test_a_stale_index_cannot_fire_a_deleted_alert(db: Database) -> None:
     rec = Recorder()
     svc = service(db, rec)
