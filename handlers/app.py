@@ -17,9 +17,11 @@ from telegram import (
     BotCommandScopeAllPrivateChats,
     Update,
 )
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.notify import DeliveryQueue
 from bot.prefs import Preferences
 from bot.services import Services, create_services
@@ -142,6 +144,36 @@ def run_forever(settings: Settings) -> int:
     app = build_application(settings, None)
     app.post_init = post_init
     app.post_shutdown = post_shutdown
+    try:
+        _serve(app, settings)
+    except InvalidToken:
+        raise ConfigError(
+            "Telegram refused TELEGRAM_BOT_TOKEN. Copy it again from @BotFather "
+            "(/mybots → your bot → API Token) into .env.") from None
+    except NetworkError as e:
+        # Start-up only: once running, PTB retries network trouble by itself.
+        raise ConfigError(
+            f"cannot reach Telegram at {settings.TELEGRAM_API_URL} ({e.message}). "
+            "Check the internet connection, or TELEGRAM_API_URL.") from None
+    return 0
+
+
+class _BriefStartupErrors(logging.Filter):
+    """PTB logs a failed start-up (bad token, no network) with a traceback before it
+    raises; run_forever explains those in one line, so the traceback is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InvalidToken | NetworkError) and "Retry Loop" in record.getMessage():
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _serve(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> None:
+    ptb_log = logging.getLogger("telegram.ext")
+    if not any(isinstance(f, _BriefStartupErrors) for f in ptb_log.filters):
+        ptb_log.addFilter(_BriefStartupErrors())
     if settings.WEBHOOK_URL:
         path = "telegram"
         app.run_webhook(
@@ -154,4 +186,3 @@ def run_forever(settings: Settings) -> int:
         )
     else:
         app.run_polling(allowed_updates=Update.ALL_TYPES)
-    return 0

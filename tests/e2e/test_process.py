@@ -27,15 +27,18 @@ def free_port() -> int:
 
 
 async def run_bot(emu: TelegramEmulator, sim: BitmexSimulator, tmp: Path, username: str,
-                  token: str, **extra: str) -> asyncio.subprocess.Process:
-    emu.add_bot(token, username, "Proc")
+                  token: str, *, register: bool = True,
+                  **extra: str) -> asyncio.subprocess.Process:
+    if register:
+        emu.add_bot(token, username, "Proc")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TELEGRAM_", "MASTER_", "WEBHOOK_", "BITMEX_", "DATABASE_"))}
     env.update(
         PYTHONPATH=str(ROOT), TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_URL=emu.url,
         BITMEX_TESTNET_URL=sim.url, BITMEX_MAINNET_URL=sim.url, MASTER_KEY=generate_key(),
-        DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'bot.db'}", LOG_LEVEL="INFO", **extra,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'bot.db'}", LOG_LEVEL="INFO",
     )
+    env.update(extra)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", cwd=tmp, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -129,3 +132,25 @@ async def test_sigterm_lets_an_update_in_flight_finish(
     assert rc == 0, err[-3000:]
     texts = [m.content or "" for m in world_emu.bot_messages(chat, bot=name)]
     assert any("Balance · testnet" in t for t in texts), texts
+
+
+
+async def test_a_wrong_token_or_no_telegram_is_explained_not_a_traceback(
+    world_emu: TelegramEmulator, world_sim: BitmexSimulator, tmp_path: Path
+) -> None:
+    token = "464646:revoked-test-token-abcdefghijklmnopqrstuvwxyz"
+    proc = await run_bot(world_emu, world_sim, tmp_path, "ProcRevokedBot", token, register=False)
+    _, err_b = await asyncio.wait_for(proc.communicate(), 60)
+    err = err_b.decode()
+    assert proc.returncode == 2, err[-3000:]
+    assert "Telegram refused TELEGRAM_BOT_TOKEN" in err and "@BotFather" in err
+    assert "Traceback" not in err and token not in err
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: "no internet"
+    proc = await run_bot(world_emu, world_sim, tmp_path, "ProcOfflineBot", token,
+                         register=False, TELEGRAM_API_URL=nowhere)
+    _, err_b = await asyncio.wait_for(proc.communicate(), 60)
+    err = err_b.decode()
+    assert proc.returncode == 2, err[-3000:]
+    assert f"cannot reach Telegram at {nowhere}" in err
+    assert "Traceback" not in err and token not in err
