@@ -67,12 +67,18 @@ async def run(n: int, concurrency: int, chaos: bool) -> int:
         lost = len(sent - set(held))
         doubled = sum(c - 1 for c in held.values() if c > 1)
         extra = len(set(held) - sent)
+        # The engine refuses a second order with the same clOrdID, so "doubled" by clOrdID
+        # cannot happen there; what can is the client returning the same order twice or an
+        # id the exchange does not hold.
+        returned_ok = len(set(ids)) == n and set(ids) == {r["orderID"] for r in rows}
         still_open = sum(1 for r in rows if r["ordStatus"] != "Canceled")
         print(f"placed    {n} orders in {t_place:.2f}s: {n / t_place:.0f} orders/s")
         print(f"cancelled {sum(oks)} orders in {t_cancel:.2f}s: {n / t_cancel:.0f} cancels/s")
         print(f"exchange holds {len(rows)} orders: lost {lost}, doubled {doubled}, "
-              f"unknown {extra}, still open {still_open}")
-        ok = lost == 0 and doubled == 0 and extra == 0 and still_open == 0 and all(oks)
+              f"unknown {extra}, still open {still_open}; "
+              f"returned ids match: {'yes' if returned_ok else 'NO'}")
+        ok = (lost == 0 and doubled == 0 and extra == 0 and still_open == 0 and all(oks)
+              and returned_ok)
         total = t_place + t_cancel
         print(f"bench orders: n={n} {'chaos ' if chaos else ''}"
               f"{2 * n / total:.0f} requests/s {'OK' if ok else 'FAILED'}")
