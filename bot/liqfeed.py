@@ -46,6 +46,8 @@ InstrumentLookup = Callable[[str], Awaitable[Instrument | None]]
 
 WINDOW_SECONDS = 2.0
 MAX_SUBS_PER_CHAT = 20
+# Lines per message: 30 lines of at most ~110 characters stay under Telegram's 4,096.
+MAX_LINES = 30
 _SEEN_LIMIT = 5000
 _XBT_IN_SATS = Decimal(100_000_000)
 
@@ -309,6 +311,13 @@ class LiqFeed:
                 where = f"({len(group)} orders) @ {lo}" + (f"–{hi}" if hi != lo else "")
             lines.append(f"🔥 {side} liquidated: ${compact(usd)} "
                          f"<b>{html.escape(symbol)}</b> {where}")
+        if len(lines) > MAX_LINES:
+            # A market-wide cascade touches dozens of symbols: Telegram refuses a message
+            # over 4,096 characters, so the smallest groups are summed into one line.
+            rest = ordered[MAX_LINES - 1:]
+            usd = sum((i.usd for _, group in rest for i in group), Decimal(0))
+            more = f"… and {len(rest)} more (symbol, side) pairs: ${compact(usd)}"
+            lines = [*lines[:MAX_LINES - 1], more]
         return "\n".join(lines)
 
     # --- notional -------------------------------------------------------------------------

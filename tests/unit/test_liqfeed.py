@@ -138,3 +138,20 @@ async def test_partial_rows_are_remembered_not_posted(db: Database) -> None:
     await f.on_liquidation("mainnet", liq("new", 2000, 60000))
     assert await f.flush(force=True) == 1
     assert rec.sent[0][1] == "🔥 Long liquidated: $2K <b>XBTUSD</b> @ 60,000.0"
+
+
+async def test_a_market_wide_cascade_fits_one_telegram_message(db: Database) -> None:
+    rec, clock = Recorder(), Clock()
+    f = feed(db, rec, clock)
+    await f.subscribe(1, None, Decimal(1000))
+    for i in range(60):  # 60 symbols, both sides: 120 (symbol, side) pairs
+        for side in ("Sell", "Buy"):
+            await f.on_liquidation("mainnet", liq(f"{side}{i}", 10_000 + i, 60000, side,
+                                                  f"LONGSYMBOL{i:02d}USD"))
+    assert await f.flush(force=True) == 1
+    text = rec.sent[0][1]
+    assert len(text) <= 4096
+    lines = text.split("\n")
+    assert len(lines) == 30
+    assert "LONGSYMBOL59USD" in lines[0]  # the biggest first
+    assert lines[-1].startswith("… and 91 more")
