@@ -177,6 +177,17 @@ class Schedules:
         try:
             await Reports(self.services).send_summary(sched.user_id, sched.chat_id,
                                                       period_of(sched))
+        except UserError as e:
+            # No key any more, BitMEX not answering: say so, rather than skip silently.
+            log.info("summary %s not made: %s", schedule_id, e)
+            notifier = self.services.notifier
+            try:
+                if notifier is not None:
+                    await notifier.send(
+                        sched.chat_id, f"🗓 Your PnL summary ({describe(sched)}) could not be "
+                        f"made: {e}\n/summary off stops them.", kind="summary")
+            except Exception:
+                log.exception("summary %s: the notice failed too", schedule_id)
         except Exception:  # one user's broken key must not stop the schedule
             log.exception("summary %s failed", schedule_id)
         async with self.services.db.session() as s:

@@ -191,3 +191,19 @@ async def test_tz_change_moves_the_registered_summary_to_the_new_zone(h: Harness
     # 09:30 in Tokyo, not 09:30 New York time seen from Tokyo (22:30 or 23:30).
     assert queued[0].next_t.astimezone(tokyo).time() == time(9, 30)
     assert queued[0].next_t == next_run("daily", time(9, 30), None, tokyo, datetime.now(UTC))
+
+
+async def test_a_summary_without_an_account_says_why_and_stays_scheduled(h: Harness) -> None:
+    gus = h.person("Gus")
+    await gus.send("/start")
+    await gus.send("/summary weekly monday 08:00")
+    assert "weekly on Monday at 08:00" in gus.last_text, gus.transcript
+    async with svc(h).db.session() as s:
+        sched = (await s.exec(select(Schedule).where(Schedule.user_id == gus.id))).one()
+    queued = h.app.job_queue.get_jobs_by_name(f"summary:{sched.id}")
+    n = len(gus.messages)
+    await queued[0].run(h.app)
+    await h.emu.wait_for(lambda: len(gus.messages) > n, timeout=5)
+    assert "could not be made" in gus.last_text and "/connect" in gus.last_text
+    assert [j for j in h.app.job_queue.get_jobs_by_name(f"summary:{sched.id}")
+            if not j.removed]
