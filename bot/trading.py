@@ -27,7 +27,7 @@ from bot import fmt
 from bot.accounts import Accounts
 from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderIntent, User
-from bot.errors import ExchangeError, InsufficientBalance, Rejected, UserError
+from bot.errors import ExchangeError, InsufficientBalance, OutcomeUnknown, Rejected, UserError
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Instrument, Margin, Order, Position
 from bot.notify import Button, Keyboard
@@ -45,6 +45,12 @@ PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
     "pending", "armed", "confirmed", "placed", "failed", "expired", "cancelled",
 )
 WAITING = (PENDING, ARMED)
+# An order sent without an answer stays `confirmed` with this note until its clOrdID is
+# looked up (settle_in_flight): calling it "rejected" would invite a second order.
+UNKNOWN_NOTE = ("BitMEX did not confirm in time, so the order may or may not be on the "
+                "exchange. I'm looking it up by its id and will update this card; please "
+                "don't place it again (/orders and /positions show the truth).")
+SETTLE_AFTER = timedelta(minutes=2)  # a card `confirmed` this long is no longer in flight
 
 
 def new_cl_ord_id() -> str:
@@ -585,7 +591,7 @@ class Trading:
         text = {
             EXPIRED: "⌛ Expired — nothing was sent.",
             CANCELLED: "✖️ Cancelled — nothing was sent.",
-            CONFIRMED: "⏳ Sending to BitMEX…",
+            CONFIRMED: f"⏳ {html.escape(row.error)}" if row.error else "⏳ Sending to BitMEX…",
             FAILED: f"❌ Rejected: {html.escape(row.error or 'unknown reason')}",
             PLACED: self._placed_text(plan, row),
         }.get(row.state)
@@ -615,6 +621,10 @@ class Trading:
             text = f"✅ Filled · order {oid}" + (f" @ {fmt.num(Decimal(avg))}" if avg else "")
             if exits and row.intent.get("exits_placed"):
                 text += "\n" + " · ".join(exits) + " placed (reduce-only)"
+            elif exits and row.intent.get("exits_error"):
+                text += (f"\n⚠️ {' · '.join(exits)} could not be placed: "
+                         f"{html.escape(str(row.intent['exits_error']))}. Your position is "
+                         "open without them; please set them yourself.")
             return text
         text = f"✅ Placed · order {oid} · {status}"
         if exits:
@@ -631,6 +641,15 @@ class Trading:
         try:
             ex = await self.accounts.exchange(row.user_id, plan.network)
             result = await self._send(ex, row, plan)
+        except OutcomeUnknown as e:
+            await self._audit(row, "order_unknown", reason=e.message)
+            if plan.kind in ("order", "close"):
+                # It may be on BitMEX: the card stays in flight until the lookup settles it.
+                await self._finish(row.id, CONFIRMED, error=UNKNOWN_NOTE)
+                return await self.current(row.id, alert="No answer from BitMEX yet")
+            await self._finish(row.id, FAILED, error="BitMEX did not answer, so I can't tell "
+                               "whether it happened; /orders and /positions show the truth")
+            return await self.current(row.id, alert="No answer from BitMEX")
         except ExchangeError as e:
             reason = plain_reason(e)
             await self._finish(row.id, FAILED, error=reason[:500])
@@ -674,8 +693,17 @@ class Trading:
                  "avg_px": str(order.avg_px) if order.avg_px else None}
         await self._finish(row.id, PLACED, order_id=order.order_id, extra=extra)
         if order.ord_status == "Filled" and (plan.tps or plan.sl is not None):
-            await self.place_exits(row.id)
+            await self._exits_or_note(row.id)
         return {"order_id": order.order_id}
+
+    async def _exits_or_note(self, intent_id: int) -> None:
+        """Place a filled entry's TP/SL; a failure is told on the card, never turned into a
+        "rejected" entry (the entry did fill)."""
+        try:
+            await self.place_exits(intent_id)
+        except ExchangeError as e:
+            log.warning("exits of intent %s not placed: %s", intent_id, e.message)
+            await self._finish(intent_id, PLACED, extra={"exits_error": plain_reason(e)[:300]})
 
     async def _finish(self, intent_id: int, state: str, *, order_id: str | None = None,
                       error: str | None = None, extra: dict[str, Any] | None = None) -> None:
@@ -763,31 +791,50 @@ class Trading:
                 expired.append(row)
         return expired
 
-    async def settle_in_flight(self) -> list[int]:
-        """After a crash: cards left `confirmed` are settled by looking the order up."""
+    async def settle_in_flight(self, older_than: timedelta | None = None) -> list[int]:
+        """Cards left `confirmed` (a crash mid-send, or no answer from BitMEX) are settled
+        by looking their clOrdID up; the ids whose state changed, for the caller to edit.
+
+        At start-up every such card is stale; on a timer pass `older_than` so a press that
+        is still sending in this process is never touched."""
         from sqlmodel import select
 
+        q = select(OrderIntent).where(OrderIntent.state == CONFIRMED)
+        if older_than is not None:
+            q = q.where(col(OrderIntent.confirmed_at) <= self.now() - older_than)
         async with self.db.session() as s:
-            rows = (await s.exec(select(OrderIntent).where(
-                OrderIntent.state == CONFIRMED))).all()
+            rows = (await s.exec(q)).all()
         settled = []
         for row in rows:
             assert row.id is not None
             plan = Plan.from_json(row.intent)
             if plan.kind != "order" and plan.kind != "close":
-                await self._finish(row.id, FAILED, error="interrupted by a restart; not retried")
+                await self._finish(row.id, FAILED, error="interrupted before BitMEX answered; "
+                                   "not retried - /orders shows what happened")
+                settled.append(row.id)
                 continue
             try:
                 ex = await self.accounts.exchange(row.user_id, plan.network)
                 order = await ex.order_by_cl_ord_id(row.cl_ord_id)
-            except (ExchangeError, UserError):
-                continue
+            except (ExchangeError, UserError) as e:
+                log.info("intent %s still unsettled: %s", row.id, e)
+                continue  # tried again on the next sweep
             if order is None:
                 await self._finish(row.id, FAILED,
-                                   error="interrupted by a restart before reaching BitMEX")
+                                   error="it never reached BitMEX (interrupted); nothing was "
+                                         "placed")
+            elif order.ord_status in ("Canceled", "Rejected") and order.cum_qty == 0:
+                await self._finish(row.id, FAILED, order_id=order.order_id,
+                                   error=f"BitMEX {order.ord_status.lower()} it" + (
+                                       f" ({order.text})" if order.text
+                                       and not order.text.startswith("telegram") else ""))
             else:
                 await self._finish(row.id, PLACED, order_id=order.order_id,
-                                   extra={"status": order.ord_status})
+                                   extra={"status": order.ord_status,
+                                          "avg_px": str(order.avg_px) if order.avg_px else None})
+                await self._audit(row, "order_settled", order=order.order_id)
+                if order.ord_status == "Filled" and (plan.tps or plan.sl is not None):
+                    await self._exits_or_note(row.id)
             settled.append(row.id)
         return settled
 
@@ -832,6 +879,22 @@ class Trading:
         filled = f" · filled {fmt.num(o.cum_qty)}" if o.cum_qty else ""
         return (f"{o.side} {fmt.num(o.order_qty)} {o.symbol} {o.ord_type} {' '.join(px)}"
                 f"{flags}{filled} · <code>{o.order_id[:8]}</code>")
+
+
+async def settle_cards(trading: Trading, notifier: Any, *,
+                       older_than: timedelta | None = SETTLE_AFTER) -> int:
+    """Settle in-flight cards (see `Trading.settle_in_flight`) and edit them to say how
+    they ended; how many. Called once at start-up (older_than=None) and on a timer."""
+    ids = await trading.settle_in_flight(older_than)
+    for intent_id in ids:
+        async with trading.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+        if notifier is None or row is None or row.message_id is None:
+            continue
+        card = await trading.current(intent_id)
+        if card.text:
+            await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
+    return len(ids)
 
 
 def split_qty(total: Decimal, parts: int, lot: Decimal) -> list[Decimal]:

@@ -14,6 +14,7 @@ from telegram.ext import Application, ContextTypes, JobQueue
 
 from bot.scheduler import EXPIRE_EVERY, Due, Schedules, expire_cards
 from bot.services import Services
+from bot.trading import settle_cards
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,15 @@ def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
 
 
 async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Edit order cards whose confirmation window has passed."""
-    count = await expire_cards(_services(context))
+    """Edit order cards whose confirmation window has passed, and settle those BitMEX
+    never answered (looked up by clOrdID)."""
+    svc = _services(context)
+    count = await expire_cards(svc)
     if count:
         log.info("expired %d order card(s)", count)
+    settled = await settle_cards(svc.trading, svc.notifier)
+    if settled:
+        log.info("settled %d order card(s) left in flight", settled)
 
 
 async def summary_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -69,7 +75,11 @@ def install(app: App) -> None:
 
 
 async def start(app: App, services: Services) -> int:
-    """Register every enabled summary schedule; how many."""
+    """Settle the order cards a crash left in flight (before any press is handled), then
+    register every enabled summary schedule; how many schedules."""
+    settled = await settle_cards(services.trading, services.notifier, older_than=None)
+    if settled:
+        log.info("settled %d order card(s) left in flight by the last run", settled)
     if app.job_queue is None:
         return 0
     dues = await Schedules(services).all_due()

@@ -439,3 +439,116 @@ async def test_typing_shows_while_the_exchange_answers(h: Harness) -> None:
     assert card is not None
     await alice.press("✅ Confirm", card)
     await h.emu.wait_for(lambda: "typing" in h.emu.chat_actions(alice.chat, bot=h.bot_username))
+
+
+def _intent_id(card: Any) -> int:
+    return int(card.reply_markup["inline_keyboard"][0][0]["callback_data"].split(":")[2])
+
+
+async def _crash_after_claim(h: Harness, user_id: int, intent_id: int) -> None:
+    """What a crash between the winning press and BitMEX's answer leaves behind."""
+    from bot.trading import CONFIRMED, PENDING
+
+    assert await h.svc.trading._claim(intent_id, user_id, (PENDING,), CONFIRMED)
+
+
+async def test_restart_settles_a_card_the_crash_left_in_flight(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    # 1) crashed before the POST: the restart says nothing was placed, and a press stays dead
+    lost = await alice.send("/buy 100 btc")
+    assert lost is not None
+    lost_id = _intent_id(lost)
+    await _crash_after_claim(h, alice.id, lost_id)
+    # 2) crashed after BitMEX took the order, before the answer was stored
+    taken = await alice.send("/buy 100 btc sl 55k")
+    assert taken is not None
+    intent_id = _intent_id(taken)
+    await _crash_after_claim(h, alice.id, intent_id)
+    from bot.db.models import OrderIntent
+
+    async with h.svc.db.session() as s:
+        row = await s.get(OrderIntent, intent_id)
+    assert row is not None
+    ex = await h.svc.accounts.exchange(alice.id, "testnet")
+    await ex.place_order("XBTUSD", "Buy", Decimal(100), "Market", cl_ord_id=row.cl_ord_id)
+    v_lost, v_taken = lost.version, taken.version
+
+    await h.restart()
+    await h.emu.wait_edit(lost, since=v_lost)
+    await h.emu.wait_edit(taken, since=v_taken)
+    assert "never reached BitMEX" in (lost.content or "") and lost.buttons == []
+    assert "Filled" in (taken.content or "") and "SL 55,000 placed" in (taken.content or "")
+    assert len([o for o in all_orders(h, key) if o["ordType"] == "Market"]) == 1
+    assert [(o["ordType"], o["stopPx"]) for o in open_orders(h, key)] == [("Stop", 55000)]
+    again = await h.svc.trading.press(alice.id, "c", lost_id)
+    assert again.alert == "Already handled." and "never reached" in again.text
+    assert position_qty(h, key) == 100
+
+
+async def test_no_answer_from_bitmex_is_not_called_rejected(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    # every POST answers 502 (it may have reached the engine): the outcome is unknown
+    h.sim.faults.fail_next(50, status=502, route="order", method="POST")
+    card = await alice.send("/buy 100 btc")
+    assert card is not None
+    await alice.press("✅ Confirm", card)
+    text = card.content or ""
+    assert "Rejected" not in text and "may or may not be on the exchange" in text, text
+    assert "don't place it again" in text
+    h.sim.faults.clear()
+    # the timer sweep looks it up once it is stale: it never reached BitMEX
+    from bot.trading import settle_cards
+
+    real_now = h.svc.trading.now
+    h.svc.trading.now = lambda: real_now() + timedelta(minutes=3)
+    try:
+        assert await settle_cards(h.svc.trading, h.svc.notifier) == 1
+    finally:
+        h.svc.trading.now = real_now
+    await h.emu.wait_edit(card, since=0)
+    assert "never reached BitMEX" in (card.content or "")
+    assert all_orders(h, key) == []
+
+
+async def test_unanswered_order_that_did_go_through_settles_as_filled(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    card = await alice.send("/buy 100 btc")
+    assert card is not None
+    iid = _intent_id(card)
+    h.sim.faults.drop_after_accept(1)  # the engine takes it, the answer is lost
+    h.sim.faults.fail_next(50, status=503, route="order", method="GET")  # and lookups fail
+    await alice.press("✅ Confirm", card)
+    assert "may or may not be on the exchange" in (card.content or "")
+    # a fresh press never sends a second order
+    again = await h.svc.trading.press(alice.id, "c", iid)
+    assert again.alert == "Already handled."
+    h.sim.faults.clear()
+    from bot.trading import settle_cards
+
+    assert await settle_cards(h.svc.trading, h.svc.notifier, older_than=None) == 1
+    await h.emu.wait_edit(card, since=0)
+    assert "Filled" in (card.content or "")
+    assert len(all_orders(h, key)) == 1 and position_qty(h, key) == 100
+
+
+async def test_exit_refused_after_fill_keeps_the_fill_on_the_card(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    card = await alice.send("/buy 100 btc sl 55k")
+    assert card is not None
+    # the entry fills; BitMEX then refuses the stop (any 400 will do)
+    original = h.svc.trading.place_exits
+
+    async def refuse(intent_id: int) -> Any:
+        from bot.errors import Rejected
+
+        raise Rejected("Invalid stopPx")
+
+    h.svc.trading.place_exits = refuse  # type: ignore[method-assign]
+    try:
+        await alice.press("✅ Confirm", card)
+    finally:
+        h.svc.trading.place_exits = original  # type: ignore[method-assign]
+    text = card.content or ""
+    assert "Filled" in text and "Rejected" not in text, text
+    assert "SL 55,000 could not be placed" in text and "set them yourself" in text
+    assert position_qty(h, key) == 100
