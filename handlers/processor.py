@@ -14,10 +14,13 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+_UNBOUNDED = 2**31 - 1
+
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
     def __init__(self, max_concurrent_updates: int = 256) -> None:
-        super().__init__(max_concurrent_updates)
+        super().__init__(_UNBOUNDED)  # the real bound is self._slots, see do_process_update
+        self._slots = asyncio.Semaphore(max_concurrent_updates)
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
         # Finished updates, so tests and the sandbox can wait for "answered" exactly.
@@ -34,13 +37,20 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         return 0
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Queue on the chat's lock first, then take one of the global slots.
+
+        PTB's own semaphore (taken before this is called) is left unbounded: taking a
+        slot before the chat's lock would let a chat flooding the bot (a spammer, a busy
+        group) fill every slot with updates that only wait for their own chat, and
+        everyone else would wait behind them.
+        """
         key = self._key(update)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         self._waiting[key] = self._waiting.get(key, 0) + 1
         try:
-            async with lock:
+            async with lock, self._slots:
                 await coroutine
         finally:
             self.completed += 1
