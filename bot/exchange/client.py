@@ -89,6 +89,7 @@ class RateState:
     reset: float | None = None  # epoch seconds
     remaining_1s: int | None = None
     at_1s: float = 0.0  # monotonic time the 1 s figure was read
+    paused_until: float = 0.0  # epoch seconds: every request of this key waits till then
 
 
 class _MaybeSent(NetworkError):
@@ -153,7 +154,12 @@ class BitmexClient:
         running into a 429 (repeated 429s get the key banned for an hour)."""
         st = self.rate
         now = time.time()
-        if st.remaining is not None and st.reset is not None and st.remaining <= self.rate_reserve:
+        if st.paused_until > now:
+            # Another request of this key already found the budget spent: wait with it,
+            # instead of slipping through into a 429.
+            await self.sleep(st.paused_until - now)
+        elif (st.remaining is not None and st.reset is not None
+              and st.remaining <= self.rate_reserve):
             wait = st.reset - now
             if wait > 61:
                 # The window is a minute: a reset further out is clock skew, not a
@@ -163,6 +169,7 @@ class BitmexClient:
                 wait = min(wait, self.retry.max_rate_limit_wait)
                 log.info("rate budget low (%s left), waiting %.1fs", st.remaining, wait)
                 st.remaining = None  # the next answer tells the new budget
+                st.paused_until = now + wait
                 await self.sleep(wait)
         if order_route and st.remaining_1s is not None and st.remaining_1s <= 0:
             wait = 1.0 - (time.monotonic() - st.at_1s)

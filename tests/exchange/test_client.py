@@ -341,3 +341,20 @@ async def test_slows_down_before_the_budget_runs_out(
         await client.positions()  # never a 429: the client paused instead
     assert client.rate.remaining == 0
     assert slept and 50 < slept[0] <= 61
+
+
+async def test_concurrent_requests_all_wait_when_the_budget_is_spent(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session, rate_reserve=1)
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+        await asyncio.sleep(0)
+
+    client.sleep = sleep
+    client.rate.remaining, client.rate.reset = 1, time.time() + 30
+    # Three requests of the same key at once: none may slip through into a 429.
+    await asyncio.gather(*(client._respect_rate_limit(False) for _ in range(3)))
+    assert len(slept) == 3 and all(25 < s <= 30 for s in slept)
