@@ -11,6 +11,7 @@ the same order.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import secrets
@@ -171,13 +172,22 @@ class Trading:
         except ExchangeError as e:
             raise UserError(f"Unknown symbol {html.escape(symbol)} on this exchange.") from e
 
+    async def _priced(self, ex: Exchange, symbol: str) -> Instrument:
+        """The contract with today's quote: the instrument list is cached for a minute,
+        and a card's price, cost, size from $ or % and liquidation must not be that old."""
+        inst = await self._instrument(ex, symbol)
+        t = await ex.ticker(symbol)
+        return dataclasses.replace(
+            inst, last_price=t.last or inst.last_price, mark_price=t.mark or inst.mark_price,
+            bid_price=t.bid or inst.bid_price, ask_price=t.ask or inst.ask_price)
+
     async def preview_order(self, user_id: int, chat_id: int, o: P.Order) -> Card:
         """Size, round and check an order; store it as a pending card."""
         acc = await self.accounts.require_active(user_id, trading=True)
         user = await self._user(user_id)
         ex = await self.accounts.exchange(user_id, acc.network)
         symbol = (o.symbol or user.default_symbol).upper()
-        inst = await self._instrument(ex, symbol)
+        inst = await self._priced(ex, symbol)
         side = "Buy" if o.side == "buy" else "Sell"
         notes: list[str] = []
         warnings: list[str] = []
@@ -253,14 +263,22 @@ class Trading:
 
         entry = price or stop_px or ref
         signed = qty if side == "Buy" else -qty
+        pos_qty = pos.current_qty if pos is not None else ZERO
+        # Only the part that opens or adds needs margin; closing part of an opposite
+        # position first frees some.
+        opening = qty if pos_qty == 0 or (pos_qty > 0) == (signed > 0) else max(
+            ZERO, qty - abs(pos_qty))
         value_units = abs(contracts.inst_value(inst, qty, entry)) if qty > 0 else ZERO
+        open_units = abs(contracts.inst_value(inst, opening, entry)) if opening > 0 else ZERO
         if qty <= 0:
             margin_units = ZERO
         elif cross:
-            margin_units = value_units * inst.init_margin  # cross orders reserve initial margin
+            margin_units = open_units * inst.init_margin  # cross orders reserve initial margin
         else:
-            margin_units = value_units / eff_lev
+            margin_units = open_units / eff_lev
         usd = self._usd(inst, qty, entry, ref)
+        if usd is None and qty > 0 and inst.kind == "quanto":
+            usd = await self._quanto_usd(ex, inst, value_units)
         if not o.reduce_only and qty > 0 and m is not None and margin_units > m.available_margin:
             warnings.append(f"needs ≈ {fmt.money(margin_units, inst.settl_currency)} margin but "
                             f"only {fmt.money(m.available_margin, inst.settl_currency)} is "
@@ -283,8 +301,9 @@ class Trading:
             if usd is not None:
                 lines[-1] += f" · ${fmt.num(usd, 0)}"
             if not o.reduce_only:
-                lines.extend(self._liq_line(inst, signed + (pos.current_qty if pos else ZERO),
-                                            entry, None if cross else eff_lev, m))
+                lines.extend(self._liq_line(inst, signed + pos_qty,
+                                            self._entry_after(inst, pos, signed, entry),
+                                            None if cross else eff_lev, m, from_px=entry))
         exits = []
         if tps:
             exits.append("TP " + ", ".join(fmt.price(inst, t) for t in tps))
@@ -415,9 +434,37 @@ class Trading:
     # --- helpers for previews -------------------------------------------------------
 
     @staticmethod
+    def _entry_after(inst: Instrument, pos: Position | None, signed: Decimal,
+                     entry: Decimal) -> Decimal:
+        """The position's average entry once this order fills: adding averages (harmonic
+        for inverse), reducing keeps the old entry, flipping starts at this order's."""
+        pos_qty = pos.current_qty if pos is not None else ZERO
+        if pos is None or pos_qty == 0 or not pos.avg_entry_price:
+            return entry
+        total = pos_qty + signed
+        if (pos_qty > 0) == (signed > 0):
+            avg = contracts.average_entry(inst.kind, [(pos_qty, pos.avg_entry_price),
+                                                      (signed, entry)])
+            return avg if avg is not None else entry
+        if total != 0 and (total > 0) == (pos_qty > 0):
+            return pos.avg_entry_price
+        return entry
+
+    async def _quanto_usd(self, ex: Exchange, inst: Instrument,
+                          value_units: Decimal) -> Decimal | None:
+        """A quanto's notional in USD (its value is in XBt): for the mainnet threshold."""
+        try:
+            xbt = await ex.instrument("XBTUSD")
+        except ExchangeError:
+            return None
+        px = xbt.last_price or xbt.mark_price
+        return value_units / Decimal(100_000_000) * px if px else None
+
+    @staticmethod
     def _liq_line(inst: Instrument, total: Decimal, entry: Decimal, lev: Decimal | None,
-                  m: Margin | None) -> list[str]:
-        """The liquidation estimate of the position after this order (isolated or cross)."""
+                  m: Margin | None, *, from_px: Decimal | None = None) -> list[str]:
+        """The liquidation estimate of the position after this order (isolated or cross);
+        `entry` is the position's average entry, the distance is from `from_px`."""
         if total == 0:
             return []
         note = ""
@@ -433,7 +480,8 @@ class Trading:
         if not liq.is_finite() or liq <= 0:
             return ["Est. liquidation: none — the margin covers a move to the end of the "
                     "price range" + note.replace(" · ", " (") + (")" if note else "")]
-        dist = (liq - entry) / entry * 100
+        base = from_px or entry
+        dist = (liq - base) / base * 100
         return [f"Est. liquidation {fmt.price(inst, liq)} ({fmt.pct(dist)}){note}"]
 
     @staticmethod
@@ -541,8 +589,9 @@ class Trading:
             return await self.current(intent_id, alert="Already handled.")
         if action == "c" and self._needs_second(plan):
             if await self._claim(intent_id, user_id, (PENDING,), ARMED):
-                text = (f"<b>{html.escape(plan.summary)}</b>\n⚠️ Mainnet order of about "
-                        f"${fmt.num(plan.usd or ZERO, 0)} — above your "
+                size = (f"of about ${fmt.num(plan.usd, 0)} — above" if plan.usd is not None
+                        else "whose USD value I could not check against")
+                text = (f"<b>{html.escape(plan.summary)}</b>\n⚠️ Mainnet order {size} your "
                         f"${fmt.num(self.mainnet_confirm_usd, 0)} safety threshold.\n"
                         "Press <b>Place it</b> to send it to BitMEX.")
                 return Card(intent_id, text, _buttons(intent_id, "Place it", "2"),
@@ -554,8 +603,9 @@ class Trading:
         return await self._execute(intent_id)
 
     def _needs_second(self, plan: Plan) -> bool:
-        return (plan.network == "mainnet" and plan.kind == "order" and plan.usd is not None
-                and plan.usd > self.mainnet_confirm_usd)
+        # A notional the bot could not price in USD counts as large: ask twice.
+        return (plan.network == "mainnet" and plan.kind == "order"
+                and (plan.usd is None or plan.usd > self.mainnet_confirm_usd))
 
     async def _claim(self, intent_id: int, user_id: int, source: tuple[str, ...], target: str,
                      *, check_expiry: bool = True) -> bool:

@@ -552,3 +552,48 @@ async def test_exit_refused_after_fill_keeps_the_fill_on_the_card(h: Harness) ->
     assert "Filled" in text and "Rejected" not in text, text
     assert "SL 55,000 could not be placed" in text and "set them yourself" in text
     assert position_qty(h, key) == 100
+
+
+async def test_mainnet_quanto_order_is_priced_in_usd_for_the_second_confirmation(
+        h: Harness) -> None:
+    h.sim.engine.set_mark("ETHUSD", Decimal(3000))
+    alice = h.person("Alice")
+    key, secret = h.exchange_account(xbt=10)
+    await alice.send(f"/connect mainnet {key} {secret}")
+    # ETHUSD is quanto: 1 contract = 100 XBt per USD of ETH price. 100 contracts at ~3,000
+    # = 0.3 XBT, about $18,000 at XBT 60,000: above the $10,000 threshold.
+    card = await alice.send("/buy 100 ETHUSD")
+    assert card is not None
+    m = __import__("re").search(r"\$([\d,]+)", card.content or "")
+    assert m is not None and 17_000 < int(m.group(1).replace(",", "")) < 19_000, card.content
+    await alice.press("✅ Confirm", card)
+    assert "safety threshold" in (card.content or "")
+    assert all_orders(h, key) == []
+    small = await alice.send("/buy 10 ETHUSD")  # ~$1,800: one press is enough
+    assert small is not None
+    await alice.press("✅ Confirm", small)
+    assert "Filled" in (small.content or "")
+    assert position_qty(h, key, "ETHUSD") == 10
+
+
+async def test_liquidation_estimate_averages_into_the_open_position(h: Harness) -> None:
+    from bot.exchange import contracts
+
+    alice, key = await h.connected("Alice")
+    card = await alice.send("/buy 1000 btc lev 2")
+    assert card is not None
+    await alice.press("✅ Confirm", card)
+    assert position_qty(h, key) == 1000
+    h.sim.engine.set_mark("XBTUSD", Decimal(50000))
+    [pos] = [p for p in h.sim.engine.position_rows(h.sim.account(key).id) if p["currentQty"]]
+    assert pos["crossMargin"] is False
+    card = await alice.send("/buy 1000 btc")  # adds at 50,000 to 1,000 bought at 60,000
+    text = card.content if card else ""
+    ask = Decimal(str(h.sim.engine.instrument("XBTUSD").ask))
+    avg = contracts.average_entry("inverse", [(Decimal(1000), Decimal(str(pos["avgEntryPrice"]))),
+                                             (Decimal(1000), ask)])
+    assert avg is not None and 54_000 < avg < 55_000
+    liq = contracts.liquidation_price("inverse", Decimal(2000), avg, Decimal(2), Decimal("0.005"))
+    shown = f"Est. liquidation {liq.quantize(Decimal('0.1')):,}"
+    assert shown in (text or ""), text
+    assert "· 2x ·" in (text or "")
