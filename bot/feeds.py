@@ -47,6 +47,10 @@ ZERO = Decimal(0)
 SIGNALS_PER_MINUTE = 7
 ADMIN_TTL = 60.0  # seconds an admin list is trusted; chat_member updates clear it sooner
 BUILD_CONCURRENCY = 16  # previews being sized at once (exchange calls, database writes)
+# A feed-wide PnL in coin is shown only when this many members' trades make it up: a sum
+# over one or two people is their own result (or one by subtraction), which nobody else
+# may see. Win rate and R multiples say nothing of sizes and are always shown.
+MIN_MEMBERS_FOR_MONEY = 3
 
 
 # --- admins and rates -------------------------------------------------------------------
@@ -145,7 +149,13 @@ class Record:
     entries: int = 0  # follower entries that filled
     trades: list[Trade] = field(default_factory=list)
 
-    def summary(self, trades: list[Trade] | None = None) -> list[str]:
+    @property
+    def members(self) -> int:
+        """Distinct members whose closed trades are in the record."""
+        return len({t.user_id for t in self.trades})
+
+    def summary(self, trades: list[Trade] | None = None, *, money: bool = True) -> list[str]:
+        """The record's lines; `money=False` leaves out every amount (win rate and R only)."""
         rows = self.trades if trades is None else trades
         if not rows:
             return ["No closed follower trades yet."]
@@ -159,7 +169,11 @@ class Record:
                 totals[c] = totals.get(c, ZERO) + p
             money = ", ".join(_signed_money(v, c) for c, v in sorted(totals.items()))
             r_text = f"{avg_r.quantize(Decimal('0.01'))}R" if avg_r is not None else "—"
+            if not money_shown:
+                return f"win rate {fmt.num(rate, 0)}% · avg {r_text}"
             return f"win rate {fmt.num(rate, 0)}% · avg {r_text} · PnL {money}"
+
+        money_shown = money
 
         cur = [t.currency for t in rows]
         real = block([t.pnl for t in rows], [t.r for t in rows if t.r is not None], cur)
@@ -169,9 +183,15 @@ class Record:
         for t in rows:
             gap[t.currency] = gap.get(t.currency, ZERO) + t.pnl - t.pnl_posted
         gap_text = ", ".join(_signed_money(v, c) for c, v in sorted(gap.items()))
-        return [f"From real fills ({len(rows)} closed): {real}",
-                f"At the posted entry: {posted}",
-                f"Gap (fills − posted): {gap_text}"]
+        lines = [f"From real fills ({len(rows)} closed): {real}",
+                 f"At the posted entry: {posted}"]
+        if money:
+            return [*lines, f"Gap (fills − posted): {gap_text}"]
+        gap_r = [t.r - t.r_posted for t in rows if t.r is not None and t.r_posted is not None]
+        if gap_r:
+            avg_gap = (sum(gap_r, ZERO) / len(gap_r)).quantize(Decimal("0.01"))
+            lines.append(f"Gap (fills − posted): {'+' if avg_gap > 0 else ''}{avg_gap}R a trade")
+        return lines
 
 
 def _signed_money(units: Decimal, currency: str) -> str:
@@ -839,7 +859,12 @@ class Feeds:
         lines = [f"📊 <b>{html.escape(feed.name)}</b> — the record from followers' fills",
                  f"Signals posted: {rec.posted} · followed: {rec.followed} · "
                  f"member entries filled: {rec.entries}"]
-        lines += rec.summary()
+        money = rec.members >= MIN_MEMBERS_FOR_MONEY
+        lines += rec.summary(money=money)
+        if rec.trades and not money:
+            lines.append(f"<i>PnL amounts appear once {MIN_MEMBERS_FOR_MONEY} or more members "
+                         "have closed trades, so no one's result can be read from them; "
+                         "each member sees their own with /feedstats in a private chat.</i>")
         return "\n".join(lines)
 
 

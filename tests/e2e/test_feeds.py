@@ -216,17 +216,22 @@ async def test_feedstats_from_fills_not_posted_prices(h: Harness) -> None:
     posted = 100 * m * (1 / Decimal(60000) - 1 / Decimal(62000))
     r_real = ((62000 - bob_fill) / (bob_fill - 59000)).quantize(Decimal("0.0001"))
     assert "Signals posted: 1 · followed: 1 · member entries filled: 1" in text
-    assert f"win rate 100% · avg {r_real.quantize(Decimal('0.01'))}R · PnL +" \
-           f"{fmt.money(real, 'XBt')}" in text, text
+    assert f"win rate 100% · avg {r_real.quantize(Decimal('0.01'))}R\n" in text, text
     # by hand: (62000 - 60000) / (60000 - 59000) = 2R at the posted entry
-    assert f"At the posted entry: win rate 100% · avg 2.00R · PnL +" \
-           f"{fmt.money(posted, 'XBt')}" in text, text
-    assert f"Gap (fills − posted): +{fmt.money(real - posted, 'XBt')}" in text, text
+    assert "At the posted entry: win rate 100% · avg 2.00R\n" in text, text
+    assert f"Gap (fills − posted): +{(r_real - 2).quantize(Decimal('0.01'))}R a trade" in text
     assert r_real > 2
     assert "Bob" not in text and str(bob.id) not in text  # aggregates only in the group
+    # One member's trade: a PnL "sum" would be Bob's own result, so no amounts in the group
+    assert "XBT" not in text and "PnL amounts appear once 3" in text, text
 
     await bob.send("/feedstats")
-    assert "Your trades" in bob.last_text and fmt.money(real, "XBt") in bob.last_text
+    mine = bob.last_text.split("Your trades")[1]
+    assert f"From real fills (1 closed): win rate 100% · avg " \
+           f"{r_real.quantize(Decimal('0.01'))}R · PnL +{fmt.money(real, 'XBt')}" in mine
+    assert f"At the posted entry: win rate 100% · avg 2.00R · PnL +" \
+           f"{fmt.money(posted, 'XBt')}" in mine
+    assert f"Gap (fills − posted): +{fmt.money(real - posted, 'XBt')}" in mine
 
 
 async def test_follow_without_key_or_read_only(h: Harness) -> None:
