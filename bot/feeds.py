@@ -545,7 +545,7 @@ class Feeds:
             price=limit, tps=tuple(Decimal(t) for t in sig.tps), sl=sig.current_sl,
             leverage=sig.leverage,
         )
-        card = await self.trading.preview_order(user_id, user_id, order)
+        card = await self.trading.preview_order(user_id, user_id, order, sized=True)
         assert card.intent_id is not None
         async with self.db.session() as s:
             stored = await s.get(OrderIntent, card.intent_id)

@@ -181,8 +181,10 @@ class Trading:
             inst, last_price=t.last or inst.last_price, mark_price=t.mark or inst.mark_price,
             bid_price=t.bid or inst.bid_price, ask_price=t.ask or inst.ask_price)
 
-    async def preview_order(self, user_id: int, chat_id: int, o: P.Order) -> Card:
-        """Size, round and check an order; store it as a pending card."""
+    async def preview_order(self, user_id: int, chat_id: int, o: P.Order, *,
+                            sized: bool = False) -> Card:
+        """Size, round and check an order; store it as a pending card. `sized`: the size
+        is already in contracts (a feed's sizing), never re-read in the /settings unit."""
         acc = await self.accounts.require_active(user_id, trading=True)
         user = await self._user(user_id)
         ex = await self.accounts.exchange(user_id, acc.network)
@@ -225,7 +227,7 @@ class Trading:
 
         size = o.size
         unit = str((user.notify_prefs or {}).get("unit") or "contracts")
-        if size.kind == "contracts" and unit in ("usd", "coin"):
+        if size.kind == "contracts" and unit in ("usd", "coin") and not sized:
             # A bare number means the user's chosen unit (/settings unit usd|coin).
             size = (SizeSpec("usd", size.value) if unit == "usd"
                     else SizeSpec("coin", size.value, inst.underlying))

@@ -258,3 +258,12 @@ async def test_follow_auto_word_switches_auto_mode(h: Harness) -> None:
     assert "Auto mode is on" in bob.last_text
     await bob.send("/follow alpha size 200 manual")
     assert "come to you to confirm" in bob.last_text
+
+
+async def test_follower_size_is_contracts_whatever_their_unit_setting(h: Harness) -> None:
+    admin, [(bob, _)], group = await feed_group(h, 1)
+    await bob.send("/settings unit coin")  # a bare `300` in /buy would mean 300 BTC
+    await bob.send("/follow alpha size 300")
+    await post(h, admin, group, SIG)
+    assert "BUY 300 XBTUSD · Market · testnet" in bob.last_text, bob.last_text
+    assert "read as" not in bob.last_text
