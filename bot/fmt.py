@@ -36,12 +36,15 @@ def money(units: int | Decimal, currency: str, sig: int = 6) -> str:
     amount = to_unit(Decimal(units).to_integral_value(), currency)
     code = display_currency(currency)
     if code == "USDT":
-        return f"{num(amount, 2)} {code}"
-    if amount == 0:
-        return f"0 {code}"
-    # Significant digits, not fixed places: 0.000102 XBT must not show as 0.0001.
-    places = max(4, sig - amount.adjusted() - 1)
-    return f"{num(amount, min(places, 8))} {code}"
+        text = num(amount, 2)
+    elif amount == 0:
+        text = "0"
+    else:
+        # Significant digits, not fixed places: 0.000102 XBT must not show as 0.0001.
+        places = max(4, sig - amount.adjusted() - 1)
+        text = num(amount, min(places, 8))
+    # The typographic minus, as percentages show it: "−0.0005 XBT", never "-0.0005".
+    return f"{text.replace('-', '−')} {code}"
 
 
 def pct(value: Decimal, places: int = 1, signed: bool = True) -> str:
