@@ -69,8 +69,12 @@ async def on_text(update: Update, context: Context) -> None:
 
 
 def _html_safe(text: str) -> str:
-    """UserErrors may carry a little HTML (<b>); anything else is escaped."""
-    escaped = html.escape(text, quote=False)
+    """UserErrors may carry a little HTML (<b>); anything else is escaped.
+
+    Unescaping first makes this idempotent: a service that already escaped user input
+    (`&lt;`) must not show up as `&amp;lt;`.
+    """
+    escaped = html.escape(html.unescape(text), quote=False)
     for tag in ("b", "i", "code"):
         escaped = escaped.replace(f"&lt;{tag}&gt;", f"<{tag}>").replace(
             f"&lt;/{tag}&gt;", f"</{tag}>")

@@ -597,3 +597,9 @@ async def test_liquidation_estimate_averages_into_the_open_position(h: Harness) 
     shown = f"Est. liquidation {liq.quantize(Decimal('0.1')):,}"
     assert shown in (text or ""), text
     assert "· 2x ·" in (text or "")
+
+
+async def test_odd_characters_in_a_reference_are_shown_as_typed(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    await alice.send("/cancel a<b&c")
+    assert "a<b&c is not an order id" in alice.last_text  # shown as typed, once escaped
