@@ -383,7 +383,9 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{8,128}$")
 
 
 def _connect(name: str, args: Args, book: SymbolBook) -> it.Connect:
-    toks = list(args.toks)
+    # Plain whitespace words: the tokenizer's gluing of `60000 -` + `61000` would fuse a
+    # key ending in '-' with a secret starting with a digit.
+    toks = [Tok(w, w.lower(), 0) for w in args.text.split()]
     network: it.Network = "testnet"
     if toks and toks[0].low in _NETWORKS:
         network = cast(it.Network, toks.pop(0).low)

@@ -636,3 +636,13 @@ def test_follow_auto_and_manual() -> None:
 
     with pytest.raises(UserError, match="auto or manual once"):
         parse("/follow alpha size 100 auto manual", symbols=book)
+
+
+def test_connect_keeps_keys_ending_in_dash_apart_from_numeric_secrets() -> None:
+    from bot.parse import Connect, SymbolBook, parse
+
+    book = SymbolBook(["XBTUSD"])
+    key, secret = "bXJ_6iJ13IHCMAm7sSq1ENj-", "0iqb6Xl9hN7PQO06wkj7-U7fGxFQ077txw8iCtfdQ4mPPsv_"
+    intent = parse(f"/connect testnet {key} {secret}", symbols=book)
+    assert isinstance(intent, Connect)
+    assert (intent.key_id, intent.secret) == (key, secret)
