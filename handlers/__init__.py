@@ -18,12 +18,14 @@ from telegram.ext import (
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
-    from handlers import access, errors, keys, reports, router, settings, start, trade
+    from handlers import access, chats, errors, keys, reports, router, settings, start, trade
     from handlers import alerts as alert_handlers
     from handlers import live as _live  # noqa: F401  (its @route decorators register it)
 
     _ = (reports, settings)  # imported for their @route decorators
 
+    # Before the gate: a group's move to a new id must be followed whoever triggered it.
+    app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, chats.on_migrate), group=-2)
     app.add_handler(TypeHandler(Update, access.gate), group=-1)
     app.add_handler(CommandHandler("start", start.start))
     app.add_handler(CommandHandler("help", start.help_command))

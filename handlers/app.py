@@ -20,6 +20,7 @@ from telegram import (
 from telegram.error import InvalidToken, NetworkError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
+from bot.chats import migrate_chat
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.notify import DeliveryQueue
@@ -69,8 +70,11 @@ async def set_menus(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -> None:
     """Give the services their way back to users, and the handlers their services."""
+    async def moved(old: int, new: int) -> None:
+        await migrate_chat(services, old, new)
+
     services.notifier = DeliveryQueue(
-        TelegramNotifier(app.bot), audience=Preferences(services.db).audience,
+        TelegramNotifier(app.bot, on_migrated=moved), audience=Preferences(services.db).audience,
         on_blocked=services.mark_blocked)
     app.bot_data["services"] = services
     jobs.install(app)

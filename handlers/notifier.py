@@ -43,9 +43,8 @@ async def _call(chat_id: int, fn: Callable[[], Awaitable[T]]) -> T:
         raise RetryLater(retry_seconds(e)) from e
     except Forbidden as e:
         raise Unreachable(str(e)) from e
-    except ChatMigrated as e:
-        # A group became a supergroup: the old id is gone for good.
-        raise Unreachable(str(e)) from e
+    except ChatMigrated:
+        raise  # TelegramNotifier._follow moves the chat and sends again
     except BadRequest as e:
         if any(s in str(e).lower() for s in _GONE):
             raise Unreachable(str(e)) from e
@@ -55,15 +54,32 @@ async def _call(chat_id: int, fn: Callable[[], Awaitable[T]]) -> T:
 
 
 class TelegramNotifier:
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot,
+                 on_migrated: Callable[[int, int], Awaitable[object]] | None = None) -> None:
         self.bot = bot
+        self.on_migrated = on_migrated
+
+    async def _follow(self, chat_id: int, fn: Callable[[int], Awaitable[T]]) -> tuple[int, T]:
+        """Call `fn(chat_id)`; if the group became a supergroup, move it and call again."""
+        try:
+            return chat_id, await fn(chat_id)
+        except ChatMigrated as e:
+            if self.on_migrated is None:
+                raise Unreachable(str(e)) from e
+            new = int(e.new_chat_id)
+            await self.on_migrated(chat_id, new)
+        try:
+            return new, await fn(new)
+        except ChatMigrated as e:  # moved twice in a row: give up on this message
+            raise Unreachable(str(e)) from e
 
     async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
                    silent: bool = False, kind: str = "reply") -> Sent | None:
         try:
-            msg = await _call(chat_id, lambda: self.bot.send_message(
-                chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons),
-                disable_notification=silent, disable_web_page_preview=True))
+            chat_id, msg = await self._follow(chat_id, lambda cid: _call(cid, lambda: (
+                self.bot.send_message(
+                    cid, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons),
+                    disable_notification=silent, disable_web_page_preview=True))))
         except BadRequest as e:
             log.error("Telegram refused a %s message to %s: %s", kind, chat_id, e)
             return None
@@ -80,14 +96,16 @@ class TelegramNotifier:
                 return True
             log.info("edit failed in %s: %s", chat_id, e)
             return False
+        except ChatMigrated:
+            return False  # the message stayed behind in the old group
         return True
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
                     kind: str = "reply") -> Sent | None:
         try:
-            msg = await _call(chat_id, lambda: self.bot.send_photo(
-                chat_id, png, caption=caption or None, parse_mode=ParseMode.HTML,
-                disable_notification=silent))
+            chat_id, msg = await self._follow(chat_id, lambda cid: _call(cid, lambda: (
+                self.bot.send_photo(cid, png, caption=caption or None,
+                                    parse_mode=ParseMode.HTML, disable_notification=silent))))
         except BadRequest as e:
             log.error("Telegram refused a %s photo to %s: %s", kind, chat_id, e)
             return None
@@ -96,5 +114,5 @@ class TelegramNotifier:
     async def delete(self, chat_id: int, message_id: int) -> bool:
         try:
             return bool(await self.bot.delete_message(chat_id, message_id))
-        except (BadRequest, Forbidden):
+        except (BadRequest, Forbidden, ChatMigrated):
             return False

@@ -396,6 +396,15 @@ class TelegramEmulator:
         )
         self._chats[new.id] = new
         chat.migrated_to = new.id
+        # As Telegram does: a service message in each chat pointing at the other, sent by
+        # the member who caused the upgrade (here: the owner).
+        owner = next((self._users[uid] for uid, st in chat.members.items()
+                      if st == OWNER and uid in self._users), None)
+        if owner is not None:
+            old_msg = self._store(None, chat, owner, service={"migrate_to_chat_id": new.id})
+            self._deliver_message(chat, old_msg, "message", service=True)
+            new_msg = self._store(None, new, owner, service={"migrate_from_chat_id": chat.id})
+            self._deliver_message(new, new_msg, "message", service=True)
         return new
 
     # ------------------------------------------------------ the user's side
