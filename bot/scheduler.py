@@ -59,6 +59,26 @@ def next_run(kind: str, at: time, weekday: int | None, tz: tzinfo, after: dateti
     raise AssertionError("no run within 9 days")  # pragma: no cover
 
 
+def previous_run(kind: str, at: time, weekday: int | None, tz: tzinfo,
+                 before: datetime) -> datetime:
+    """The last UTC instant at or before `before` when the schedule was due."""
+    local_before = before.astimezone(tz)
+    for days in range(0, 9):
+        day = local_before - timedelta(days=days)
+        if kind == "weekly" and day.weekday() != weekday:
+            continue
+        cand = _local(day, at, tz)
+        if cand.astimezone(UTC) <= before.astimezone(UTC):
+            return cand.astimezone(UTC)
+    raise AssertionError("no run within 9 days")  # pragma: no cover
+
+
+# A summary missed while the bot was down is still sent if it is at most this late; an
+# older one is stale news (the next one covers the period anyway).
+CATCH_UP = timedelta(hours=6)
+CATCH_UP_DELAY = timedelta(seconds=20)  # after start-up, not in the middle of it
+
+
 def schedule_next(s: Schedule, tz: tzinfo, after: datetime) -> datetime:
     hh, mm = (int(x) for x in s.time_of_day.split(":"))
     return next_run(s.kind, time(hh, mm), s.weekday, tz, after)
@@ -135,7 +155,15 @@ class Schedules:
         out = []
         for sched, user in rows:
             assert sched.id is not None
-            out.append(Due(sched.id, schedule_next(sched, user_zone(user.tz), now)))
+            tz = user_zone(user.tz)
+            hh, mm = (int(x) for x in sched.time_of_day.split(":"))
+            missed = previous_run(sched.kind, time(hh, mm), sched.weekday, tz, now)
+            last = sched.last_run_at or sched.created_at
+            if last < missed and now - missed <= CATCH_UP:
+                # Due while the bot was down: send it shortly after start, then as usual.
+                out.append(Due(sched.id, now + CATCH_UP_DELAY))
+            else:
+                out.append(Due(sched.id, schedule_next(sched, tz, now)))
         return out
 
     async def due_of_user(self, user_id: int) -> list[Due]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from datetime import UTC, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -74,3 +75,47 @@ def test_strictly_after_and_every_day_once() -> None:
     dates = [t.date() for t in local]
     assert len(set(dates)) == len(dates) == 400
     assert all((b - a).days == 1 for a, b in itertools.pairwise(dates))
+
+
+def test_previous_run_is_the_last_due_instant() -> None:
+    from bot.scheduler import previous_run
+
+    now = utc(2024, 3, 31, 12, 0)  # Sunday, after the spring-forward
+    assert previous_run("daily", time(9, 0), None, BERLIN, now) == utc(2024, 3, 31, 7, 0)
+    assert previous_run("daily", time(15, 0), None, BERLIN, now) == utc(2024, 3, 30, 14, 0)
+    assert previous_run("weekly", time(9, 0), 0, BERLIN, now) == utc(2024, 3, 25, 8, 0)
+
+
+async def test_a_summary_missed_while_down_is_caught_up_but_not_an_old_one(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from bot.db.engine import Database
+    from bot.db.models import Schedule, User
+    from bot.scheduler import CATCH_UP_DELAY, Schedules
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    await db.migrate()
+    created = utc(2024, 3, 1, 0, 0)
+    async with db.session() as s:
+        for uid in (1, 2, 3):
+            s.add(User(id=uid, tz="Europe/Berlin"))
+        await s.flush()
+        # 1: last ran yesterday, today's 09:00 (07:00 UTC) was missed an hour ago
+        s.add(Schedule(user_id=1, chat_id=1, kind="daily", time_of_day="09:00",
+                       last_run_at=utc(2024, 3, 30, 7, 0), created_at=created))
+        # 2: ran today at 09:00 as it should
+        s.add(Schedule(user_id=2, chat_id=2, kind="daily", time_of_day="09:00",
+                       last_run_at=utc(2024, 3, 31, 7, 0), created_at=created))
+        # 3: missed at 01:00 local, 10 hours ago: too old to send now
+        s.add(Schedule(user_id=3, chat_id=3, kind="daily", time_of_day="01:00",
+                       last_run_at=utc(2024, 3, 29, 23, 0), created_at=created))
+        await s.commit()
+    now = utc(2024, 3, 31, 8, 0)
+    dues = {d.schedule_id: d.at for d in await Schedules(
+        SimpleNamespace(db=db), now=lambda: now).all_due()}  # type: ignore[arg-type]
+    await db.dispose()
+    assert dues[1] == now + CATCH_UP_DELAY
+    assert dues[2] == utc(2024, 4, 1, 7, 0)
+    assert dues[3] == utc(2024, 3, 31, 23, 0)
