@@ -26,13 +26,32 @@ def _flow(context: Context) -> dict[str, Any] | None:
     return ud.get("connect") if ud is not None else None
 
 
-def _set_flow(context: Context, flow: dict[str, Any] | None) -> None:
+def _set_flow(context: Context, flow: dict[str, Any] | None, user_id: int | None = None) -> None:
+    """Start, advance or end the flow; a started one gets a job that ends it on time."""
     if context.user_data is None:
         return
     if flow is None:
         context.user_data.pop("connect", None)
-    else:
-        context.user_data["connect"] = flow
+        return
+    context.user_data["connect"] = flow
+    jq = context.job_queue
+    if user_id is not None and jq is not None:
+        for job in jq.get_jobs_by_name(f"connect:{user_id}"):
+            job.schedule_removal()
+        jq.run_once(_flow_timeout, FLOW_TIMEOUT + 1, chat_id=user_id, user_id=user_id,
+                    name=f"connect:{user_id}")
+
+
+async def _flow_timeout(context: Context) -> None:
+    """Nobody answered: say the flow ended, so a later paste is not taken as a secret step."""
+    flow = _flow(context)
+    if flow is None or time.monotonic() <= flow["deadline"]:
+        return
+    _set_flow(context, None)
+    assert context.job is not None and context.job.chat_id is not None
+    await context.bot.send_message(context.job.chat_id,
+                                   "Connecting timed out; nothing was stored. Send /connect "
+                                   "again when you have the key at hand.")
 
 
 async def in_connect_flow(update: Update, context: Context) -> bool:
@@ -57,6 +76,8 @@ async def in_connect_flow(update: Update, context: Context) -> bool:
         return True
     if flow["step"] == "key":
         flow.update(step="secret", key=text, deadline=time.monotonic() + FLOW_TIMEOUT)
+        assert update.effective_user is not None
+        _set_flow(context, flow, update.effective_user.id)  # the clock starts again
         await reply(update, "Got the key id (message deleted). Now send the <b>API secret</b>. "
                             "I'll delete it at once. /cancel to stop.")
         return True
@@ -104,7 +125,7 @@ async def connect(update: Update, context: Context, intent: P.Connect) -> None:
         await _finish_connect(update, context, intent.network, intent.key_id, intent.secret)
         return
     _set_flow(context, {"network": intent.network, "step": "key",
-                        "deadline": time.monotonic() + FLOW_TIMEOUT})
+                        "deadline": time.monotonic() + FLOW_TIMEOUT}, update.effective_user.id)
     await reply(update, f"Connecting a <b>{intent.network}</b> key. Create one at {KEY_PAGE}; "
                         "never give it Withdraw permission.\nSend the <b>API key id</b> now "
                         "(I'll delete every message that holds a secret). /cancel to stop.")

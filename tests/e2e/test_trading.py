@@ -603,3 +603,16 @@ async def test_odd_characters_in_a_reference_are_shown_as_typed(h: Harness) -> N
     alice, _ = await h.connected("Alice")
     await alice.send("/cancel a<b&c")
     assert "a<b&c is not an order id" in alice.last_text  # shown as typed, once escaped
+
+
+async def test_connect_flow_times_out_by_itself_and_says_so(h: Harness) -> None:
+    alice = h.person("Alice")
+    await alice.send("/connect testnet")
+    [job] = h.app.job_queue.get_jobs_by_name(f"connect:{alice.id}")
+    h.app.user_data[alice.id]["connect"]["deadline"] -= 10_000  # time passes
+    await job.run(h.app)
+    assert "Connecting timed out" in alice.last_text
+    before = len(alice.bot_texts)
+    await alice.send("hello")  # no longer taken as the key id
+    assert len(alice.bot_texts) == before
+    assert "hello" in alice.transcript
