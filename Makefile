@@ -7,13 +7,16 @@ BIN := $(VENV)/bin
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip 2> /dev/null
 
+# setuptools' build warnings are noise for a newcomer: kept in a log, shown on failure.
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	@echo "Installing into $(VENV) ..."
+	@$(BIN)/python -m pip install -q -e . 2> $(VENV)/pip.log || { cat $(VENV)/pip.log; exit 1; }
 
 dev: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "Installing (with dev tools) into $(VENV) ..."
+	@$(BIN)/python -m pip install -q -e '.[dev]' 2> $(VENV)/pip.log || { cat $(VENV)/pip.log; exit 1; }
 
 # Starts the real bot when TELEGRAM_BOT_TOKEN is set, the offline sandbox otherwise.
 run: install
