@@ -34,7 +34,10 @@ lint: dev
 
 bench: dev
 	$(BIN)/python bench/orders.py
+	$(BIN)/python bench/confirm_latency.py
+	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/feeds.py
 
 clean:
 	rm -rf $(VENV) data sandbox-out *.egg-info
