@@ -443,6 +443,11 @@ async def test_user_edits_and_membership_reach_the_bot(emulator: TelegramEmulato
         emulator.edit_text(ivy, signal, "long XBT 61000")
         emulator.join(group, jack)
         await emulator.idle()
+        # idle() sees the updates confirmed; the handlers may still be running under load.
+        for _ in range(500):
+            if edits and joined:
+                break
+            await asyncio.sleep(0.01)
     assert edits == ["long XBT 61000"]
     assert joined == ["Jack"]
     assert emulator.chat_messages(group)[0].content == "long XBT 61000"
