@@ -120,6 +120,7 @@ async def test_start_command_through_a_polling_application(emulator: TelegramEmu
     alice = emulator.user(first_name="Alice", username="alice")
     async with running(app):
         sent = emulator.send_text(alice, None, "/start")
+        await emulator.wait_bot_message(emulator.private_chat(alice))
         await emulator.idle()
     chat = emulator.private_chat(alice)
     reply = emulator.last_bot_message(chat)
@@ -414,6 +415,7 @@ async def test_group_commands_with_bot_name_reach_command_handler(
         emulator.send_text(hank, group, f"/price@{BOT_USERNAME} XBTUSD")
         emulator.send_text(hank, group, "/price@SomeOtherBot ETHUSD")
         emulator.send_text(hank, group, "/price SOLUSD")
+        await emulator.wait_for(lambda: len(emulator.bot_messages(group)) >= 2)
         await emulator.idle()
     assert seen == [(group.id, ["XBTUSD"]), (group.id, ["SOLUSD"])]
     texts = [m.text for m in emulator.bot_messages(group)]
