@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -136,6 +139,10 @@ class Services:
         return SymbolBook(symbols, btc)
 
     async def close(self) -> None:
+        try:
+            await save_paper_engine(self)
+        except Exception:  # never block shutdown on it; the periodic save is recent enough
+            log.exception("paper accounts could not be saved")
         if self.live is not None:
             await self.live.close()
         if self.liqfeed is not None:
@@ -183,9 +190,12 @@ async def create_services(
         nonlocal paper_engine
         from bot.exchange.paper import PaperExchange
 
-        ex = PaperExchange(paper_engine, name=f"paper-{user_id}")
         if paper_engine is None:
+            paper_engine = load_paper_engine(settings)
+        ex = PaperExchange(paper_engine, name=f"paper-{user_id}")
+        if "paper-engine" not in services.extras:
             paper_engine = ex.engine  # every paper account shares one engine (one price feed)
+            services.extras["paper-engine"] = paper_engine
             _price_paper_from_mainnet(services, paper_engine)
         return ex
 
@@ -198,6 +208,44 @@ async def create_services(
     services.live = LiveUpdates(services)
     await start_market(services)
     return services
+
+
+def paper_path(settings: Settings) -> Path | None:
+    """Where paper accounts are kept between runs: beside the database file."""
+    db = settings.database_path
+    return None if db is None else db.with_name(db.stem + "-paper.pickle")
+
+
+def load_paper_engine(settings: Settings) -> Any:
+    """The paper engine saved by the last run, or None (a fresh one is made)."""
+    path = paper_path(settings)
+    if path is None or not path.exists():
+        return None
+    try:
+        # Our own file beside our own database: the same trust as the database itself.
+        with path.open("rb") as f:
+            return pickle.load(f)
+    except Exception:  # a corrupt or incompatible snapshot must not stop the bot
+        log.exception("paper accounts could not be restored from %s; starting fresh", path)
+        return None
+
+
+async def save_paper_engine(services: Services) -> bool:
+    """Write the paper accounts to disk (atomically); False when there are none."""
+    engine = services.extras.get("paper-engine")
+    path = paper_path(services.settings)
+    if engine is None or path is None:
+        return False
+    # Snapshot on the event loop (nothing mutates it meanwhile), write in a thread.
+    data = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def write() -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    await asyncio.to_thread(write)
+    return True
 
 
 def _price_paper_from_mainnet(services: Services, engine: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from telegram.ext import Application, ContextTypes, JobQueue
 
 from bot.scheduler import EXPIRE_EVERY, Due, Schedules, expire_cards
-from bot.services import Services
+from bot.services import Services, save_paper_engine
 from bot.trading import settle_cards
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,14 @@ async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     settled = await settle_cards(svc.trading, svc.notifier)
     if settled:
         log.info("settled %d order card(s) left in flight", settled)
+
+
+PAPER_SAVE_EVERY = 30.0  # seconds: what a crash can lose of paper trading
+
+
+async def save_paper_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Keep paper accounts on disk so a crash or redeploy does not reset them."""
+    await save_paper_engine(_services(context))
 
 
 async def summary_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -72,6 +80,10 @@ def install(app: App) -> None:
         job.schedule_removal()
     app.job_queue.run_repeating(expire_job, interval=EXPIRE_EVERY, first=EXPIRE_EVERY,
                                 name="expire-cards")
+    for job in app.job_queue.get_jobs_by_name("save-paper"):
+        job.schedule_removal()
+    app.job_queue.run_repeating(save_paper_job, interval=PAPER_SAVE_EVERY,
+                                first=PAPER_SAVE_EVERY, name="save-paper")
 
 
 async def start(app: App, services: Services) -> int:

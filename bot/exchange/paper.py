@@ -55,7 +55,9 @@ class PaperExchange:
         # Wall-clock time: paper orders live in the same time as the real market.
         self.engine = engine or Engine(Clock(follow_wall=True))
         key = name or f"paper-{uuid.uuid4().hex[:16]}"
-        self.account = self.engine.add_account(
+        # A restored engine already holds this user's account: carry on with it.
+        existing = self.engine.account_by_key(key)
+        self.account = existing or self.engine.add_account(
             key, uuid.uuid4().hex, ("order", "orderCancel"), xbt=xbt, usdt=usdt
         )
         self.account_id = self.account.id

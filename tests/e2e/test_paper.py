@@ -36,3 +36,23 @@ async def test_paper_account_trades_at_mainnet_prices(h: Harness) -> None:
     # and nothing reached the real (simulated) exchange's accounts
     await alice.send("/balance")
     assert "Balance · paper" in alice.last_text
+
+
+async def test_paper_account_survives_a_restart(h: Harness) -> None:
+    h.sim.engine.set_mark("XBTUSD", Decimal(61000))
+    alice = h.person("Alice")
+    await alice.send("/connect paper")
+    card = await alice.send("/buy 100 btc @ 50000")  # a resting order too
+    assert card is not None
+    await alice.press("✅ Confirm", card)
+    card = await alice.send("/buy 200 btc")
+    assert card is not None
+    await alice.press("✅ Confirm", card)
+    assert "Filled" in (card.content or "")
+    await h.restart()
+    await alice.send("/positions")
+    assert "XBTUSD Long 200" in alice.last_text
+    await alice.send("/orders")
+    assert "Buy 100 XBTUSD Limit @ 50,000" in alice.last_text
+    await alice.send("/pnl 1d")  # the fill history came back too
+    assert "fills 1" in (alice.last.content or "")

@@ -100,6 +100,12 @@ class Clock:
         self._t = (start or datetime.now(UTC)).astimezone(UTC)
         self._listeners: list[Callable[[], None]] = []
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Listeners are live callbacks of this process; whoever loads re-registers its own.
+        state = dict(self.__dict__)
+        state["_listeners"] = []
+        return state
+
     def now(self) -> datetime:
         if self.follow_wall:
             return datetime.now(UTC) + self._offset
@@ -340,6 +346,22 @@ class Engine:
             inst.funding_ts = next_funding(now)
             self._set_prices(inst, inst.price)
             inst.prev_price_24h = inst.last
+        self.clock.on_advance(self.tick)
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self) -> dict[str, Any]:
+        """Accounts, orders, positions and fills; not listeners, not the tick history.
+
+        Paper accounts are kept across restarts this way. The price history is rebuilt
+        by the feed (and would make the snapshot hundreds of MB).
+        """
+        state = dict(self.__dict__)
+        state["_listeners"] = []
+        state["history"] = {s: deque(maxlen=200000) for s in self.instruments}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self.clock.on_advance(self.tick)
 
     # ------------------------------------------------------------------ events
