@@ -292,7 +292,9 @@ class Trading:
                                   f"Limit {fmt.price(inst, price)}"}[ord_type]
         flags = [f for f, on in (("post-only", o.post_only), ("reduce-only", o.reduce_only)) if on]
         head = f"{side.upper()} {fmt.num(qty)} {symbol} · {type_text} · {acc.network}"
-        lines = [f"<b>{html.escape(head)}</b>" + (f" · {', '.join(flags)}" if flags else "")]
+        if flags:  # part of the headline, so the outcome edits keep saying it
+            head += f" · {', '.join(flags)}"
+        lines = [f"<b>{html.escape(head)}</b>"]
         lev_text = "cross" if cross else f"{fmt.num(eff_lev)}x"
         if qty > 0:
             lines.append(
@@ -479,10 +481,11 @@ class Trading:
             lev = value / backing
             note = " · cross, whole balance as margin"
         liq = contracts.liquidation_price(inst.kind, total, entry, lev, inst.maint_margin)
-        if not liq.is_finite() or liq <= 0:
-            return ["Est. liquidation: none — the margin covers a move to the end of the "
-                    "price range" + note.replace(" · ", " (") + (")" if note else "")]
         base = from_px or entry
+        # Beyond a doubling (or at zero) the number means nothing to a trader: say so.
+        if not liq.is_finite() or liq <= 0 or abs(liq - base) > base:
+            where = "your whole balance backs it (cross)" if note else "the margin covers it"
+            return [f"Est. liquidation: none in sight — {where}"]
         dist = (liq - base) / base * 100
         return [f"Est. liquidation {fmt.price(inst, liq)} ({fmt.pct(dist)}){note}"]
 

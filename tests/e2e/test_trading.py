@@ -616,3 +616,15 @@ async def test_connect_flow_times_out_by_itself_and_says_so(h: Harness) -> None:
     await alice.send("hello")  # no longer taken as the key id
     assert len(alice.bot_texts) == before
     assert "hello" in alice.transcript
+
+
+async def test_far_liquidation_is_called_none_and_flags_stay_on_the_card(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")  # 10,000 USDT against a 0.01 BTC short
+    card = await alice.send("/sell 0.01btc xbtusdt")
+    assert card is not None
+    assert "Est. liquidation: none in sight — your whole balance backs it (cross)" in (
+        card.content or "")
+    card = await alice.send("/buy 100 btc @ 50000 post")
+    assert card is not None and "· post-only" in (card.content or "")
+    await alice.press("✅ Confirm", card)
+    assert "post-only" in (card.content or "").splitlines()[0]
