@@ -43,10 +43,16 @@ async def start(update: Update, context: Context) -> None:
     await reply(update, "\n\n".join(lines))
 
 
+def _help(update: Update, context: Context, topic: str | None) -> str:
+    user = update.effective_user
+    operator = user is not None and services(context).is_admin(user.id)
+    return help_text(topic, group=not is_private(update), operator=operator)
+
+
 async def help_command(update: Update, context: Context) -> None:
     """The command list, or the full grammar of one command."""
     topic = context.args[0] if context.args else None
-    await reply(update, f"<pre>{html.escape(help_text(topic))}</pre>")
+    await reply(update, f"<pre>{html.escape(_help(update, context, topic))}</pre>")
 
 
 @route(P.Start)
@@ -58,7 +64,7 @@ async def start_word(update: Update, context: Context, intent: P.Start) -> None:
 @route(P.Help)
 async def help_word(update: Update, context: Context, intent: P.Help) -> None:
     """`help buy` typed without the slash."""
-    await reply(update, f"<pre>{html.escape(help_text(intent.topic))}</pre>")
+    await reply(update, f"<pre>{html.escape(_help(update, context, intent.topic))}</pre>")
 
 
 async def on_menu_press(update: Update, context: Context) -> None:
@@ -76,7 +82,7 @@ async def on_menu_press(update: Update, context: Context) -> None:
     elif what == "balance":
         await trade.balance(update, context, P.Balance())
     else:
-        await reply(update, f"<pre>{html.escape(help_text(None))}</pre>")
+        await reply(update, f"<pre>{html.escape(_help(update, context, None))}</pre>")
 
 
 async def on_stale_press(update: Update, context: Context) -> None:

@@ -167,11 +167,28 @@ def usage(name: str) -> str:
     return USAGE[n] if n else ""
 
 
-def help_text(command: str | None = None) -> str:
-    """/help: the list of commands, or the full grammar of one command with examples."""
+GROUP_COMMANDS = ("feed", "signal", "feedstats", "alert", "alerts", "unalert", "liqfeed", "help")
+OPERATOR_COMMANDS = ("stats", "broadcast")
+
+
+def help_text(command: str | None = None, *, group: bool = False,
+              operator: bool = False) -> str:
+    """/help: the list of commands, or the full grammar of one command with examples.
+
+    In a group only what works there is listed; operators' commands only to operators.
+    """
     if command is None:
+        if group:
+            lines = ["In this group (admins post signals and shared alerts; anyone can see the "
+                     "record). Trading and your account live in a private chat with me.",
+                     "Send /help COMMAND for details:"]
+            lines += [_LINES[c][0] for c in GROUP_COMMANDS]
+            lines.append("Or free text in the usual shape: BTC/USDT long entry 60000 "
+                         "targets 62000 stop 59000")
+            return "\n".join(lines)
         lines = ["Commands (send /help COMMAND for details):"]
-        lines += [f"{line}" for line, _ in _LINES.values()]
+        lines += [line for name, (line, _) in _LINES.items()
+                  if operator or name not in OPERATOR_COMMANDS]
         return "\n".join(lines)
     n = canonical(command)
     if n is None:

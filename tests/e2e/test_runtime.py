@@ -153,3 +153,14 @@ async def test_a_refusal_that_escapes_a_handler_is_explained_not_apologised_for(
     await alice.send("/buy 100 btc")
     assert "BitMEX refused this: Invalid orderQty" in alice.last_text
     assert "Sorry" not in alice.last_text
+
+
+async def test_help_lists_what_works_where_you_are(h: Harness) -> None:
+    alice = h.person("Alice")
+    await alice.send("/help")
+    assert "/buy SIZE" in alice.last_text and "/broadcast" not in alice.last_text
+    group = h.group("Room", [], [alice])
+    msg = await alice.send(f"/help@{h.bot_username}", chat=group)
+    text = (msg.content if msg else "") or ""
+    assert "/signal long|short" in text and "/feedstats" in text
+    assert "/buy" not in text and "/connect" not in text

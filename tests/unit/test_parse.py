@@ -613,9 +613,10 @@ def test_every_usage_example_parses(command: str) -> None:
 
 
 def test_help_overview_lists_every_command() -> None:
-    overview = help_text()
+    overview = help_text(operator=True)
     for command in USAGE:
         assert f"/{command}" in overview
+    assert "/broadcast" not in help_text()  # operators' tools only for operators
     assert help_text("long").startswith("/buy")
     assert "No command" in help_text("frobnicate")
 
