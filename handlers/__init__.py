@@ -19,6 +19,7 @@ from telegram.ext import (
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
     from handlers import access, chats, errors, keys, reports, router, settings, start, trade
+    from handlers import admin as _admin  # noqa: F401  (its @route decorators register it)
     from handlers import alerts as alert_handlers
     from handlers import live as _live  # noqa: F401  (its @route decorators register it)
 

@@ -1,0 +1,23 @@
+"""/stats and /broadcast for operators (the access gate lets only ADMIN_IDS through)."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot import parse as P
+from bot.admin import broadcast, stats_text
+from handlers.common import Context, reply, services
+from handlers.router import route
+
+
+@route(P.Stats)
+async def stats(update: Update, context: Context, intent: P.Stats) -> None:
+    """/stats: counts and error rates."""
+    await reply(update, await stats_text(services(context)))
+
+
+@route(P.Broadcast)
+async def broadcast_cmd(update: Update, context: Context, intent: P.Broadcast) -> None:
+    """/broadcast TEXT: to every user who has not blocked the bot."""
+    n = await broadcast(services(context), intent.text)
+    await reply(update, f"📣 Broadcasting to {n} user(s); it goes out behind users' replies.")
