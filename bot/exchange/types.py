@@ -134,6 +134,7 @@ class Instrument:
     index_price: Decimal | None
     funding_rate: Decimal | None
     timestamp: datetime | None = None
+    prev_price_24h: Decimal | None = None  # the 24 h change's reference, as BitMEX sends it
 
     @property
     def is_perpetual(self) -> bool:
@@ -174,6 +175,7 @@ class Instrument:
             ),
             funding_rate=_dec(row, "fundingRate"),
             timestamp=parse_time(row.get("timestamp")),
+            prev_price_24h=_dec(row, "prevPrice24h"),
         )
 
 

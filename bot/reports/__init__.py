@@ -6,7 +6,9 @@ module fetches, assembles the text, and hands PNG bytes to whoever sends them.
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +20,8 @@ from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Execution, Position, display_currency, to_unit
 from bot.reports import charts
 from bot.reports.pnl import CurrencyPnl, compute, period_start
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -150,20 +154,41 @@ class Reports:
         return Report(caption, png)
 
     async def price(self, user_id: int, symbols: list[str]) -> str:
-        ex = self.services.market(await self._network(user_id))
+        """Prices from the shared socket when it has them: no REST call per /price, so many
+        users asking cannot exhaust the IP's unauthenticated budget (30/min)."""
+        network = await self._network(user_id)
+        ex = self.services.market(network)
+        hub = self.services.market_hub
+        net = "mainnet" if network == "paper" else network
+        if hub is not None:
+            try:
+                await hub.watch(net, *symbols)  # this and later /price calls read the socket
+            except Exception:  # the socket is an optimisation; REST below still answers
+                log.info("could not subscribe %s for /price", symbols)
         blocks = []
         for sym in symbols:
+            live = hub.instrument(net, sym) if hub is not None else None
             try:
-                inst = await ex.instrument(sym)
-                day = await ex.bucketed(sym, "1h", count=24, partial=True)
+                if live is not None and live.last_price is not None:
+                    inst = live
+                else:
+                    spec = await ex.instrument(sym)  # cached specs (tick size)
+                    t = await ex.ticker(sym)  # fresh prices
+                    inst = dataclasses.replace(
+                        spec, last_price=t.last, mark_price=t.mark, bid_price=t.bid,
+                        ask_price=t.ask, funding_rate=t.funding_rate)
+                ref = inst.prev_price_24h
+                if not ref:
+                    day = await ex.bucketed(sym, "1h", count=24, partial=True)
+                    opens = [c.open for c in day if c.open is not None]
+                    ref = opens[0] if opens else None
             except ExchangeError as e:
                 blocks.append(f"<b>{html.escape(sym)}</b>: unavailable ({html.escape(e.message)})")
                 continue
             px = fmt.price
-            opens = [c.open for c in day if c.open is not None]
             last = inst.last_price
-            change = (f"{fmt.pct((last - opens[0]) / opens[0] * 100, 2)}"
-                      if opens and last is not None and opens[0] else "—")
+            change = (f"{fmt.pct((last - ref) / ref * 100, 2)}"
+                      if ref and last is not None else "—")
             funding = ("—" if inst.funding_rate is None
                        else fmt.pct(inst.funding_rate * 100, 4))
             blocks.append(

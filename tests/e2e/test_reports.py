@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from datetime import UTC, datetime, time
 
@@ -207,3 +208,29 @@ async def test_a_summary_without_an_account_says_why_and_stays_scheduled(h: Harn
     assert "could not be made" in gus.last_text and "/connect" in gus.last_text
     assert [j for j in h.app.job_queue.get_jobs_by_name(f"summary:{sched.id}")
             if not j.removed]
+
+
+async def test_price_is_fresh_not_the_minute_old_instrument_cache(h: Harness) -> None:
+    from decimal import Decimal
+
+    engine = h.sim.engine
+    start = engine.instrument("XBTUSD").mark
+    try:
+        engine.set_spread("XBTUSD", Decimal(0))
+        engine.set_mark("XBTUSD", Decimal(60000))
+        alice = h.person("Alice")
+        await alice.send("/price btc")
+        assert "XBTUSD 60,000.0" in alice.last_text and "24h" in alice.last_text
+        engine.set_mark("XBTUSD", Decimal(61000))
+        hub = h.svc.market_hub
+        assert hub is not None
+        for _ in range(500):  # the socket's update, not an emulator event: poll briefly
+            live = hub.instrument("mainnet", "XBTUSD")
+            if live is not None and live.last_price == Decimal(61000):
+                break
+            await asyncio.sleep(0.01)
+        await alice.send("/price btc")
+        assert "XBTUSD 61,000.0" in alice.last_text
+        assert "24h —" not in alice.last_text  # the reference price came with the row
+    finally:
+        engine.set_mark("XBTUSD", start)
