@@ -8,6 +8,7 @@ commands typed in groups before they reach a handler.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from telegram import Update
@@ -16,6 +17,8 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot import parse as P
 from bot.accounts import looks_like_key_id, looks_like_secret
+from bot.parsing.grammar import _HEAD_RE as HEAD_RE
+from bot.parsing.usage import canonical
 from handlers.common import Context, reply, services
 
 # Commands that touch a personal account: never served in a group.
@@ -25,19 +28,42 @@ PRIVATE_ONLY = frozenset({
     "summary", "tz", "deadman", "settings", "follow", "unfollow", "feeds",
 })
 OPERATOR_ONLY = frozenset({"stats", "broadcast"})
+# Buttons that act on the presser's own account (cards, rows, keys, the /start menu). The
+# bot shows them only in private chats, but a modified client can send any callback data on
+# any message it sees, so a press in a group would post the presser's account there.
+PRIVATE_BUTTONS = ("t:", "oc:", "pc:", "k:", "m:")
+# Every button the bot makes is ASCII with short ids; anything else is forged.
+_FORGED_RE = re.compile(r"[^\x20-\x7e]|[0-9]{16}")
 
 log = logging.getLogger(__name__)
 
 _TOUCH_EVERY = 300.0  # seconds between user-row refreshes, to keep writes off the hot path
 
 
-def command_of(update: Update) -> str | None:
-    """The command word of a message ("buy" for "/buy@MyBot 100"), lower-case."""
+def command_of(update: Update, bot_username: str | None = None) -> str | None:
+    """The command the parser will see ("buy" for "/long@MyBot 100"), canonical, lower-case.
+
+    Read exactly as bot/parsing/grammar.py reads it (leading blanks, no slash in a private
+    chat, aliases), so no spelling reaches a handler around the checks below.
+    """
     msg = update.effective_message
-    if msg is None or not msg.text or not msg.text.startswith("/"):
+    if msg is None or not msg.text:
         return None
-    word = msg.text.split(maxsplit=1)[0][1:]
-    return word.split("@", 1)[0].lower() or None
+    m = HEAD_RE.match(msg.text)
+    if m is None:
+        return None
+    slash, word, addressee = m.group(1), m.group(2), m.group(3)
+    if addressee is not None and (not slash or (
+            bot_username is not None
+            and addressee.lower() != bot_username.lstrip("@").lower())):
+        return None  # another bot's command
+    private = update.effective_chat is not None and update.effective_chat.type == "private"
+    if not slash and not private:
+        return None
+    name = canonical(word)
+    if name is None and not slash:
+        return None  # small talk in a private chat
+    return name or word.lower()
 
 
 async def _guard_secrets(update: Update, private: bool) -> None:
@@ -93,7 +119,7 @@ async def gate(update: Update, context: Context) -> None:
             await reply(update, "Sorry, this bot is private. Ask its operator for access.")
         raise ApplicationHandlerStop
 
-    command = command_of(update)
+    command = command_of(update, context.bot.username)
     counted = command is not None or update.callback_query is not None
     if counted:
         allowed, tell = svc.ratelimit.check(user.id)
@@ -103,6 +129,16 @@ async def gate(update: Update, context: Context) -> None:
                 await update.callback_query.answer(f"Slow down — try again in {wait} s.")
             elif tell:
                 await reply(update, f"Easy there — too many commands. Try again in {wait} s.")
+            raise ApplicationHandlerStop
+
+    q = update.callback_query
+    if q is not None:
+        data = q.data or ""
+        if _FORGED_RE.search(data):
+            await q.answer("This button is no longer valid.")
+            raise ApplicationHandlerStop
+        if not private and data.startswith(PRIVATE_BUTTONS):
+            await q.answer("That works in a private chat with me.", show_alert=True)
             raise ApplicationHandlerStop
 
     seen: dict[int, float] = context.application.bot_data.setdefault("seen_users", {})

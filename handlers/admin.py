@@ -10,14 +10,24 @@ from handlers.common import Context, reply, services
 from handlers.router import route
 
 
+def _operator(update: Update, context: Context) -> bool:
+    # The gate already refuses others; this holds even if a spelling ever slips past it.
+    user = update.effective_user
+    return user is not None and services(context).is_admin(user.id)
+
+
 @route(P.Stats)
 async def stats(update: Update, context: Context, intent: P.Stats) -> None:
     """/stats: counts and error rates."""
+    if not _operator(update, context):
+        return
     await reply(update, await stats_text(services(context)))
 
 
 @route(P.Broadcast)
 async def broadcast_cmd(update: Update, context: Context, intent: P.Broadcast) -> None:
     """/broadcast TEXT: to every user who has not blocked the bot."""
+    if not _operator(update, context):
+        return
     n = await broadcast(services(context), intent.text)
     await reply(update, f"📣 Broadcasting to {n} user(s); it goes out behind users' replies.")

@@ -140,6 +140,11 @@ async def feeds_list(update: Update, context: Context, intent: P.Feeds) -> None:
 _TAG_RE = re.compile(r"</?[a-z]+>")
 
 
+def _id(text: str) -> bool:
+    # Button data can be forged: '²' passes isdigit() but not int(), 10**30 overflows SQLite.
+    return text.isascii() and text.isdigit() and len(text) <= 15
+
+
 async def on_press(update: Update, context: Context) -> None:
     """fd:f:<signal> Follow (a private preview) · fd:a:<feed>:<0|1> auto mode."""
     q = update.callback_query
@@ -148,7 +153,7 @@ async def on_press(update: Update, context: Context) -> None:
     parts = q.data.split(":")
     feeds = _feeds(context)
     try:
-        if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and parts[2].isdigit():
+        if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and _id(parts[2]):
             sent = await feeds.deliver_preview(uid, int(parts[2]))
             if sent is None:
                 await q.answer("Open a private chat with me first (press Start there), then "
@@ -156,7 +161,7 @@ async def on_press(update: Update, context: Context) -> None:
             else:
                 await q.answer("Preview sent to our private chat.")
             return
-        if len(parts) == 4 and parts[1] == "a" and parts[2].isdigit():
+        if len(parts) == 4 and parts[1] == "a" and _id(parts[2]):
             text, buttons = await feeds.set_auto(uid, int(parts[2]), parts[3] == "1")
             await q.answer()
             await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
