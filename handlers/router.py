@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -74,8 +75,26 @@ def _html_safe(text: str) -> str:
     Unescaping first makes this idempotent: a service that already escaped user input
     (`&lt;`) must not show up as `&amp;lt;`.
     """
-    escaped = html.escape(html.unescape(text), quote=False)
+    plain = html.escape(html.unescape(text), quote=False)
+    escaped = plain
     for tag in ("b", "i", "code"):
         escaped = escaped.replace(f"&lt;{tag}&gt;", f"<{tag}>").replace(
             f"&lt;/{tag}&gt;", f"</{tag}>")
-    return escaped
+    # The user's own words are quoted in errors: a stray "<b>" they typed must not leave
+    # an unclosed tag (Telegram refuses the whole message), so unbalanced means plain.
+    return escaped if _balanced(escaped) else plain
+
+
+_TAG_RE = re.compile(r"<(/?)(b|i|code)>")
+
+
+def _balanced(text: str) -> bool:
+    stack: list[str] = []
+    for m in _TAG_RE.finditer(text):
+        if not m.group(1):
+            if m.group(2) in stack:
+                return False  # Telegram refuses nested same tags too
+            stack.append(m.group(2))
+        elif not stack or stack.pop() != m.group(2):
+            return False
+    return not stack

@@ -46,6 +46,7 @@ WINDOW_SECONDS: dict[str, int] = {"15m": 900, "1h": 3600, "4h": 14400, "24h": 86
 WINDOW_NAMES = {v: k for k, v in WINDOW_SECONDS.items()}
 MAX_PER_CHAT = 100
 MAX_PER_USER = 200
+LISTING_BUDGET = 3800  # characters of /alerts, under Telegram's 4096 after entities
 # A fired alert whose message did not go out is delivered at the next start,
 # unless it is older than this: a day-old "above 100k" is news no more.
 REDELIVER_WITHIN = timedelta(hours=24)
@@ -113,6 +114,7 @@ class AlertService:
         self.index = AlertIndex()
         self.alerts: dict[int, AlertInfo] = {}
         self._instruments: dict[str, Instrument] = {}
+        self._specs: dict[str, Instrument] = {}  # quoted at creation: the tick, for describe()
         self._deliveries: set[asyncio.Task[None]] = set()
         self.sent = 0  # messages handed to the notifier, for tests and benchmarks
 
@@ -188,6 +190,8 @@ class AlertService:
         if inst is None and self._quote is not None:
             try:
                 inst = await self._quote(symbol)
+                if inst is not None:
+                    self._specs[symbol] = inst
             except Exception:
                 # No quote only means the "already past it" check is skipped.
                 log.warning("no quote for %s while creating an alert", symbol)
@@ -388,9 +392,9 @@ class AlertService:
 
     # --- words ------------------------------------------------------------------------------
 
-    def describe(self, a: AlertInfo) -> str:
-        """One line for /alerts and for the confirmation: "#3 XBTUSD above 100,000"."""
-        inst = self._instruments.get(a.symbol)
+    def describe(self, a: AlertInfo, note_limit: int = 200) -> str:
+        """One line for /alerts and for the confirmation: "#3 XBTUSD above 100,000.0"."""
+        inst = self._instruments.get(a.symbol) or self._specs.get(a.symbol)
         sym = f"<b>{html.escape(a.symbol)}</b>"
         if a.kind == "move":
             window = WINDOW_NAMES.get(a.window_seconds or 0, f"{a.window_seconds}s")
@@ -400,7 +404,8 @@ class AlertService:
         else:
             text = f"{sym} {a.direction} {fmt.price(inst, a.threshold)}"
         if a.note:
-            text += f" · {html.escape(a.note)}"
+            note = a.note if len(a.note) <= note_limit else a.note[:note_limit - 1] + "…"
+            text += f" · {html.escape(note)}"
         return f"#{a.id} {text}"
 
     def message(self, a: AlertInfo, fired: Fired | None) -> str:
@@ -429,8 +434,22 @@ class AlertService:
         if not alerts:
             return ("No active alerts. Set one: <code>/alert btc above 100k</code>, "
                     "<code>/alert eth move 5% in 1h</code>.", [])
-        lines = [f"<b>Alerts</b> ({len(alerts)})"] + [self.describe(a) for a in alerts]
-        buttons = [[Button(f"🗑 Delete #{a.id}", f"al:d:{a.id}")] for a in alerts]
+        # A full chat (100 alerts with 200-character notes) must still fit in one message
+        # (4096 characters, or Telegram refuses it): short notes, and the rest counted.
+        lines = [f"<b>Alerts</b> ({len(alerts)})"]
+        size = len(lines[0])
+        shown: list[AlertInfo] = []
+        for a in alerts:
+            line = self.describe(a, note_limit=40)
+            if size + len(line) + 1 > LISTING_BUDGET:
+                break
+            lines.append(line)
+            size += len(line) + 1
+            shown.append(a)
+        if len(shown) < len(alerts):
+            lines.append(f"… and {len(alerts) - len(shown)} more: /unalert ID deletes one, "
+                         "/unalert all every one.")
+        buttons = [[Button(f"🗑 Delete #{a.id}", f"al:d:{a.id}")] for a in shown]
         return "\n".join(lines), buttons
 
 
@@ -452,6 +471,7 @@ def _spec(a: AlertInfo) -> PriceAlert | MoveAlert | FundingAlert:
 def parse_callback(data: str) -> int | None:
     """`al:d:<id>` -> id (None when the data is not ours or malformed)."""
     parts = data.split(":")
-    if len(parts) == 3 and parts[0] == "al" and parts[1] == "d" and parts[2].isdigit():
+    if (len(parts) == 3 and parts[0] == "al" and parts[1] == "d" and parts[2].isascii()
+            and parts[2].isdigit() and len(parts[2]) <= 15):
         return int(parts[2])
     return None
