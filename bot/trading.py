@@ -28,7 +28,18 @@ from bot import fmt
 from bot.accounts import Accounts
 from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderIntent, User
-from bot.errors import ExchangeError, InsufficientBalance, OutcomeUnknown, Rejected, UserError
+from bot.errors import (
+    ExchangeError,
+    InsufficientBalance,
+    NetworkError,
+    NotFound,
+    OutcomeUnknown,
+    Overloaded,
+    RateLimited,
+    Rejected,
+    Temporary,
+    UserError,
+)
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Instrument, Margin, Order, Position
 from bot.notify import Button, Keyboard
@@ -51,6 +62,8 @@ WAITING = (PENDING, ARMED)
 UNKNOWN_NOTE = ("BitMEX did not confirm in time, so the order may or may not be on the "
                 "exchange. I'm looking it up by its id and will update this card; please "
                 "don't place it again (/orders and /positions show the truth).")
+UNKNOWN_DONE = ("BitMEX did not answer, so I can't tell whether it happened; /orders and "
+                "/positions show the truth")
 SETTLE_AFTER = timedelta(minutes=2)  # a card `confirmed` this long is no longer in flight
 
 
@@ -145,6 +158,20 @@ def plain_reason(err: ExchangeError) -> str:
     return msg
 
 
+def _never_reached(err: ExchangeError, kind: str) -> str | None:
+    """Why a failed send certainly never reached BitMEX's engine; None when it may have."""
+    if isinstance(err, RateLimited):
+        return (f"BitMEX asked us to slow down for your key (retry in about "
+                f"{max(1, round(err.retry_after))} s)")
+    if isinstance(err, Overloaded):
+        return "BitMEX is overloaded and did not take it"
+    if kind in ("order", "close") or type(err) is NetworkError:
+        # place_order turns every maybe-sent failure into OutcomeUnknown, so for an order
+        # what is left never went out (a plain NetworkError is a failed connect).
+        return "BitMEX did not answer"
+    return None
+
+
 class Trading:
     def __init__(
         self,
@@ -169,8 +196,10 @@ class Trading:
     async def _instrument(self, ex: Exchange, symbol: str) -> Instrument:
         try:
             return await ex.instrument(symbol)
-        except ExchangeError as e:
+        except NotFound as e:
             raise UserError(f"Unknown symbol {html.escape(symbol)} on this exchange.") from e
+        # Anything else (503, timeout, 429) is not the symbol's fault: it reaches the
+        # error handler, which says BitMEX is not answering instead of "unknown symbol".
 
     async def _priced(self, ex: Exchange, symbol: str) -> Instrument:
         """The contract with today's quote: the instrument list is cached for a minute,
@@ -647,7 +676,10 @@ class Trading:
             EXPIRED: "⌛ Expired — nothing was sent.",
             CANCELLED: "✖️ Cancelled — nothing was sent.",
             CONFIRMED: f"⏳ {html.escape(row.error)}" if row.error else "⏳ Sending to BitMEX…",
-            FAILED: f"❌ Rejected: {html.escape(row.error or 'unknown reason')}",
+            FAILED: (f"❌ Not sent: {html.escape(row.error or '')}. Nothing reached the "
+                     "exchange; try again in a moment." if row.intent.get("not_sent")
+                     else f"❓ {html.escape(row.error or '')}." if row.intent.get("unknown")
+                     else f"❌ Rejected: {html.escape(row.error or 'unknown reason')}"),
             PLACED: self._placed_text(plan, row),
         }.get(row.state)
         if text is None:
@@ -702,9 +734,16 @@ class Trading:
                 # It may be on BitMEX: the card stays in flight until the lookup settles it.
                 await self._finish(row.id, CONFIRMED, error=UNKNOWN_NOTE)
                 return await self.current(row.id, alert="No answer from BitMEX yet")
-            await self._finish(row.id, FAILED, error="BitMEX did not answer, so I can't tell "
-                               "whether it happened; /orders and /positions show the truth")
+            await self._finish(row.id, FAILED, error=UNKNOWN_DONE, extra={"unknown": True})
             return await self.current(row.id, alert="No answer from BitMEX")
+        except (Temporary, RateLimited) as e:
+            why = _never_reached(e, plan.kind)
+            await self._audit(row, "order_not_sent" if why else "order_unknown", reason=e.message)
+            if why is None:  # a cancel or leverage change that may have gone through
+                await self._finish(row.id, FAILED, error=UNKNOWN_DONE, extra={"unknown": True})
+                return await self.current(row.id, alert="No answer from BitMEX")
+            await self._finish(row.id, FAILED, error=why, extra={"not_sent": True})
+            return await self.current(row.id, alert="Not sent: BitMEX is not answering")
         except ExchangeError as e:
             reason = plain_reason(e)
             await self._finish(row.id, FAILED, error=reason[:500])

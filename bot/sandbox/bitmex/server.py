@@ -414,6 +414,9 @@ class BitmexSimulator:
             route = request.path[len("/api/v1/") :]
             rule = self.faults._take(request.method, route)
             if rule is not None:
+                if rule.status == 429:  # as BitMEX answers it: with Retry-After
+                    raise ApiError(429, "Rate limit exceeded, retry in 1 seconds.",
+                                   headers={"Retry-After": "1"})
                 message = OVERLOADED if rule.status == 503 else "Injected failure"
                 raise ApiError(rule.status, message)
             response = await handler(request)
