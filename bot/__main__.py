@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -152,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "gen-key":
             return cmd_gen_key()
+        # The database, its WAL and the paper snapshot are created by this process: owner-only,
+        # so other local users cannot read the (encrypted) keys or the trading history.
+        os.umask(0o077)
         settings = _settings()
         setup_logging(settings.LOG_LEVEL)
         if args.command == "migrate":

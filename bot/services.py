@@ -222,7 +222,13 @@ def load_paper_engine(settings: Settings) -> Any:
     if path is None or not path.exists():
         return None
     try:
-        # Our own file beside our own database: the same trust as the database itself.
+        # Unpickling runs code, so only a file this process's user wrote and nobody else can
+        # change is loaded (written 0600 below); anything else is ignored, not trusted.
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            log.warning("paper accounts not restored: %s is writable by others or not ours "
+                        "(chmod 600 it, or delete it); starting fresh", path)
+            return None
         with path.open("rb") as f:
             return pickle.load(f)
     except Exception:  # a corrupt or incompatible snapshot must not stop the bot
@@ -241,7 +247,10 @@ async def save_paper_engine(services: Services) -> bool:
 
     def write() -> None:
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # an older tmp file may have been created wider
+            f.write(data)
         os.replace(tmp, path)
 
     await asyncio.to_thread(write)

@@ -1,0 +1,71 @@
+"""Files the bot keeps beside its database: owner-only, and a tampered pickle is not run."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from bot.config import Settings
+from bot.sandbox.bitmex import Clock, Engine
+from bot.services import load_paper_engine, paper_path, save_paper_engine
+
+
+def settings(tmp: Path) -> Settings:
+    return Settings(_env_file=None, DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'bot.db'}")
+
+
+class Boom:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("touch pwned",))
+
+
+async def test_paper_snapshot_is_written_owner_only(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    path = paper_path(s)
+    assert path is not None
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"old")
+    tmp.chmod(0o666)  # a leftover from a crash, created wide
+    old = os.umask(0o000)
+    try:
+        engine = Engine(Clock(follow_wall=True))
+        engine.add_account("paper-1", "s", xbt=1)
+        fake: Any = SimpleNamespace(extras={"paper-engine": engine}, settings=s)
+        assert await save_paper_engine(fake)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    back = load_paper_engine(s)
+    assert back is not None and back.account_by_key("paper-1") is not None
+
+
+def test_a_snapshot_others_can_write_is_not_unpickled(tmp_path: Path,
+                                                      monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = settings(tmp_path)
+    path = paper_path(s)
+    assert path is not None
+    path.write_bytes(pickle.dumps(Boom()))
+    for mode in (0o666, 0o620, 0o602):
+        path.chmod(mode)
+        assert load_paper_engine(s) is None
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_database_is_created_owner_only(tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    old = os.umask(0o022)  # a typical server default: files readable by everyone
+    try:
+        done = run(["migrate"], tmp_path, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/b.db")
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("b.db")]
+    assert made
+    for p in made:
+        assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, (p, oct(p.stat().st_mode))
