@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from bot.exchange.types import Instrument, display_currency, to_unit
+from bot.exchange.types import Instrument, Order, display_currency, to_unit
 
 
 def num(value: Decimal | int, places: int | None = None) -> str:
@@ -49,5 +49,30 @@ def money(units: int | Decimal, currency: str, sig: int = 6) -> str:
 
 def pct(value: Decimal, places: int = 1, signed: bool = True) -> str:
     q = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    if q == 0:
+        q = abs(q)  # a tiny loss rounds to "0.0 %", never "−0.0 %"
     sign = "+" if signed and q > 0 else ""
     return f"{sign}{q}".replace("-", "−") + " %"
+
+
+def order(o: Order, inst: Instrument | None = None) -> str:
+    """One open order as the cards write it, in the instrument's tick precision:
+    "Buy 1,000 XBTUSD Limit 45,000.0", "Sell 500 XBTUSD Stop 40,000.0 → Limit 39,900.0"."""
+    px, stop = price(inst, o.price), price(inst, o.stop_px)
+    kind = {
+        "Market": "Market",
+        "Limit": f"Limit {px}",
+        "Stop": f"Stop {stop}",
+        "StopLimit": f"Stop {stop} → Limit {px}",
+        "MarketIfTouched": f"If touched {stop}",
+        "LimitIfTouched": f"If touched {stop} → Limit {px}",
+    }.get(o.ord_type, f"{o.ord_type} {px if o.price is not None else stop}")
+    text = f"{o.side} {num(o.order_qty)} {o.symbol} {kind}"
+    flags = [f for f, inst_flag in (("post-only", "ParticipateDoNotInitiate"),
+                                    ("reduce-only", "ReduceOnly"), ("close", "Close"))
+             if inst_flag in o.exec_inst]
+    if flags:
+        text += " · " + ", ".join(flags)
+    if o.cum_qty:
+        text += f" · filled {num(o.cum_qty)} of {num(o.order_qty)}"
+    return text

@@ -117,7 +117,8 @@ class Preferences:
             f"btc: <b>{html.escape(str(prefs.get('btc') or 'XBTUSD'))}</b>",
             f"unit: <b>{html.escape(str(prefs.get('unit') or 'contracts'))}</b>",
             f"confirm: <b>{user.confirm_timeout} s</b>",
-            f"quiet: <b>{quiet}</b> ({html.escape(user.tz)}; messages arrive silently)",
+            f"quiet: <b>{quiet}</b> ({html.escape(user.tz)}"
+            + ("; messages arrive silently then)" if quiet != "off" else ")"),
             "notify:",
         ]
         lines += [f"  {k}: {MODE_ICON.get(str(prefs.get(k, 'on')), '🔔 on')}"

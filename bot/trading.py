@@ -201,6 +201,14 @@ class Trading:
         # Anything else (503, timeout, 429) is not the symbol's fault: it reaches the
         # error handler, which says BitMEX is not answering instead of "unknown symbol".
 
+    @staticmethod
+    async def _instrument_or_none(ex: Exchange, symbol: str) -> Instrument | None:
+        """For a price's tick precision only: a plain format is better than no card."""
+        try:
+            return await ex.instrument(symbol)
+        except ExchangeError:
+            return None
+
     async def _priced(self, ex: Exchange, symbol: str) -> Instrument:
         """The contract with today's quote: the instrument list is cached for a minute,
         and a card's price, cost, size from $ or % and liquidation must not be that old."""
@@ -266,8 +274,9 @@ class Trading:
         raw_qty = await self._contracts(ex, inst, size, ref, iso_lev or Decimal(1))
         rq = contracts.round_qty(inst, raw_qty)
         qty = rq.value
-        if rq.changed and qty > 0:
-            notes.append(f"size {fmt.num(raw_qty.quantize(Decimal('0.01')))} → {fmt.num(qty)} "
+        shown_raw = raw_qty.quantize(Decimal("0.01"))
+        if rq.changed and qty > 0 and shown_raw != qty:  # never "size 500 → 500"
+            notes.append(f"size {fmt.num(shown_raw)} → {fmt.num(qty)} "
                          f"contracts (lot {fmt.num(inst.lot_size)})")
 
         blocked = False
@@ -307,6 +316,10 @@ class Trading:
             margin_units = open_units * inst.init_margin  # cross orders reserve initial margin
         else:
             margin_units = open_units / eff_lev
+        if o.reduce_only and qty > 0 and opening == qty:
+            wanted = "short" if side == "Buy" else "long"
+            warnings.append(f"reduce-only, but you have no {wanted} {symbol} position for it "
+                            "to reduce — BitMEX would cancel it")
         usd = self._usd(inst, qty, entry, ref)
         if usd is None and qty > 0 and inst.kind == "quanto":
             usd = await self._quanto_usd(ex, inst, value_units)
@@ -377,17 +390,22 @@ class Trading:
         inst = await self._instrument(ex, pos.symbol)
         full = abs(pos.current_qty)
         if c.size is None:
-            qty = full
+            raw = full
         elif c.size.kind == "percent":
-            qty = contracts.round_qty(inst, full * c.size.value / 100).value
+            raw = full * c.size.value / 100
         elif c.size.kind == "contracts":
-            qty = contracts.round_qty(inst, c.size.value).value
+            raw = c.size.value
         else:
             ref = pos.mark_price or self._reference_price(inst, "Sell", None, None) or ZERO
             raw = await self._contracts(ex, inst, c.size, ref, DEFAULT_LEVERAGE)
-            qty = contracts.round_qty(inst, raw).value
+        qty = contracts.round_qty(inst, raw).value
         if qty <= 0:
             raise UserError(f"That rounds to 0 contracts (lot size {fmt.num(inst.lot_size)}).")
+        notes = []
+        shown_raw = raw.quantize(Decimal("0.01"))
+        if qty < full and shown_raw != qty:  # "/close 50%" of 300 is 150: lot 100 makes 100
+            notes.append(f"Rounded: size {fmt.num(shown_raw)} → {fmt.num(qty)} contracts "
+                         f"(lot {fmt.num(inst.lot_size)})")
         qty = min(qty, full)
         side = "Sell" if pos.current_qty > 0 else "Buy"
         price = contracts.round_price(inst, c.price).value if c.price is not None else None
@@ -403,6 +421,7 @@ class Trading:
             est = contracts.pnl(inst.kind, signed, pos.avg_entry_price, price or pos.mark_price,
                                 inst.multiplier)
             lines.append(f"Est. PnL on this part ≈ {fmt.money(est, inst.settl_currency)}")
+        lines += notes
         plan = Plan(kind="close", network=acc.network, symbol=pos.symbol, side=side, qty=qty,
                     ord_type=ord_type, price=price, exec_inst=("ReduceOnly",), summary=head)
         return await self._store(user, chat_id, plan, lines, False)
@@ -417,9 +436,15 @@ class Trading:
         if ref is None:
             if not orders:
                 raise UserError("No open orders" + (f" in {symbol.upper()}." if symbol else "."))
-            head = f"CANCEL all {len(orders)} open order(s)" + (
+            n = len(orders)
+            head = f"CANCEL all {fmt.num(n)} open order{'' if n == 1 else 's'}" + (
                 f" in {symbol.upper()}" if symbol else "") + f" · {acc.network}"
-            lines = [f"<b>{html.escape(head)}</b>"] + [self.order_line(o) for o in orders[:10]]
+            insts = {sym: await self._instrument_or_none(ex, sym)
+                     for sym in {o.symbol for o in orders[:10]}}
+            lines = [f"<b>{html.escape(head)}</b>"] + [
+                self.order_line(o, insts[o.symbol]) for o in orders[:10]]
+            if len(orders) > 10:
+                lines.append(f"… and {len(orders) - 10} more")
             plan = Plan(kind="cancel_all", network=acc.network,
                         symbol=symbol.upper() if symbol else None,
                         order_ids=tuple(o.order_id for o in orders), summary=head)
@@ -428,8 +453,10 @@ class Trading:
         head = f"CANCEL order {order.order_id[:8]} · {acc.network}"
         plan = Plan(kind="cancel", network=acc.network, symbol=order.symbol,
                     order_ids=(order.order_id,), summary=head)
+        inst = await self._instrument_or_none(ex, order.symbol)
         return await self._store(user, chat_id, plan,
-                                 [f"<b>{html.escape(head)}</b>", self.order_line(order)], False)
+                                 [f"<b>{html.escape(head)}</b>",
+                                  html.escape(fmt.order(order, inst))], False)
 
     async def preview_leverage(self, user_id: int, chat_id: int,
                                lv: P.Leverage) -> Card | str:
@@ -698,11 +725,11 @@ class Trading:
             return "✅ Leverage changed."
         status = row.intent.get("status", "New")
         oid = (row.order_id or "")[:8]
-        exits = []
-        if plan.sl is not None:
-            exits.append(f"SL {fmt.num(plan.sl)}")
+        exits = []  # as the preview wrote them: TP first, in the stored tick precision
         if plan.tps:
-            exits.append("TP " + ", ".join(fmt.num(t) for t in plan.tps))
+            exits.append("TP " + ", ".join(_px(t) for t in plan.tps))
+        if plan.sl is not None:
+            exits.append(f"SL {_px(plan.sl)}")
         if status == "Filled":
             avg = row.intent.get("avg_px")
             text = f"✅ Filled · order {oid}" + (f" @ {fmt.num(Decimal(avg))}" if avg else "")
@@ -766,7 +793,7 @@ class Trading:
             results = await ex.cancel_orders(list(plan.order_ids))
             done = sum(1 for r in results if r.ok)
             failed = [r for r in results if not r.ok]
-            note = f"Cancelled {done} order(s)."
+            note = f"Cancelled {_orders_word(done)}."
             if failed:
                 note += f" {len(failed)} could not be cancelled ({failed[0].error})."
             await self._finish(row.id, PLACED, error=note)
@@ -963,16 +990,8 @@ class Trading:
         return matches[0]
 
     @staticmethod
-    def order_line(o: Order) -> str:
-        px = []
-        if o.price is not None:
-            px.append(f"@ {fmt.num(o.price)}")
-        if o.stop_px is not None:
-            px.append(f"stop {fmt.num(o.stop_px)}")
-        flags = " reduce-only" if "ReduceOnly" in o.exec_inst else ""
-        filled = f" · filled {fmt.num(o.cum_qty)}" if o.cum_qty else ""
-        return (f"{o.side} {fmt.num(o.order_qty)} {o.symbol} {o.ord_type} {' '.join(px)}"
-                f"{flags}{filled} · <code>{o.order_id[:8]}</code>")
+    def order_line(o: Order, inst: Instrument | None = None) -> str:
+        return f"{html.escape(fmt.order(o, inst))} · <code>{o.order_id[:8]}</code>"
 
 
 async def settle_cards(trading: Trading, notifier: Any, *,
@@ -989,6 +1008,16 @@ async def settle_cards(trading: Trading, notifier: Any, *,
         if card.text:
             await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
     return len(ids)
+
+
+def _orders_word(n: int) -> str:
+    return f"{fmt.num(n)} order" + ("" if n == 1 else "s")
+
+
+def _px(value: Decimal) -> str:
+    """A price stored already rounded to the tick, shown with its own decimals (45,000.0)."""
+    exp = value.as_tuple().exponent
+    return fmt.num(value, max(0, -exp) if isinstance(exp, int) else None)
 
 
 def split_qty(total: Decimal, parts: int, lot: Decimal) -> list[Decimal]:

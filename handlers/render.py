@@ -60,15 +60,5 @@ def position_block(p: Position, inst: Instrument | None) -> str:
     return "\n".join(lines)
 
 
-def order_block(n: int, o: Order) -> str:
-    parts = [f"{n}. {o.side} {fmt.num(o.order_qty)} {o.symbol} {o.ord_type}"]
-    if o.price is not None:
-        parts.append(f"@ {fmt.num(o.price)}")
-    if o.stop_px is not None:
-        parts.append(f"stop {fmt.num(o.stop_px)}")
-    if "ReduceOnly" in o.exec_inst:
-        parts.append("reduce-only")
-    if o.cum_qty:
-        parts.append(f"filled {fmt.num(o.cum_qty)}")
-    parts.append(f"<code>{o.order_id[:8]}</code>")
-    return " ".join(parts)
+def order_block(n: int, o: Order, inst: Instrument | None = None) -> str:
+    return f"{n}. {html.escape(fmt.order(o, inst))} · <code>{o.order_id[:8]}</code>"

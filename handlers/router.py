@@ -58,7 +58,9 @@ async def on_text(update: Update, context: Context) -> None:
         if intent is None:
             for fallback in FALLBACKS:
                 if await fallback(update, context):
-                    break
+                    return
+            if private:  # a newcomer's "hi" deserves an answer, not silence
+                await reply(update, _small_talk_hint(text))
             return
         handler = ROUTES.get(type(intent))
         if handler is None:
@@ -67,6 +69,18 @@ async def on_text(update: Update, context: Context) -> None:
         await handler(update, context, intent)
     except UserError as e:
         await reply(update, _html_safe(str(e)))
+
+
+def _small_talk_hint(text: str) -> str:
+    """What to say to private text that is no command."""
+    from bot.accounts import looks_like_key_id, looks_like_secret
+
+    if any((looks_like_key_id(w) or looks_like_secret(w)) and any(c.isdigit() for c in w)
+           for w in text.split()):
+        return ("That looks like an API key. To connect it, send /connect testnet "
+                "(or mainnet) and I'll ask for the key id and secret.")
+    return ("I understand commands, with or without the slash: <code>price btc</code>, "
+            "<code>buy 100 btc</code>, <code>positions</code>. /help lists them all.")
 
 
 def _html_safe(text: str) -> str:

@@ -8,7 +8,8 @@ from telegram import Update
 from telegram.constants import ChatAction
 
 from bot import parse as P
-from bot.errors import UserError
+from bot.errors import ExchangeError, UserError
+from bot.exchange.types import Exchange, Instrument
 from bot.notify import Button
 from bot.trading import Card, parse_callback
 from handlers.common import Context, reply, services
@@ -77,10 +78,21 @@ async def orders(update: Update, context: Context, intent: P.Orders) -> None:
     if not rows:
         await reply(update, f"No open orders ({acc.network}).")
         return
+    insts = {sym: await _instrument_or_none(ex, sym) for sym in {o.symbol for o in rows[:20]}}
     text = f"<b>Open orders · {acc.network}</b>\n" + "\n".join(
-        order_block(i, o) for i, o in enumerate(rows[:20], 1))
+        order_block(i, o, insts[o.symbol]) for i, o in enumerate(rows[:20], 1))
+    if len(rows) > 20:
+        text += f"\n… and {len(rows) - 20} more; /orders SYM narrows the list."
     buttons = [[Button(f"Cancel {i}", f"oc:{o.order_id[:36]}")] for i, o in enumerate(rows[:20], 1)]
     await reply(update, text, reply_markup=markup(buttons))
+
+
+async def _instrument_or_none(ex: Exchange, symbol: str) -> Instrument | None:
+    """The contract for its tick precision; a plain number format when it can't be had."""
+    try:
+        return await ex.instrument(symbol)
+    except ExchangeError:
+        return None
 
 
 @route(P.Positions)

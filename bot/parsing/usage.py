@@ -108,7 +108,7 @@ _DETAILS: dict[str, tuple[str, ...]] = {
     ),
     "close": (
         "Closes all or part of a position with a reduce-only order; market unless @ PRICE.",
-        "Examples: /close 50% · /close xbtusd 100 @ 61000",
+        "More: /close · /close 50% · /close eth 100",
     ),
     "cancel": ("ID is an order id prefix or the number from /orders.",),
     "orders": ("Open orders, each with a Cancel button.",),
@@ -117,7 +117,7 @@ _DETAILS: dict[str, tuple[str, ...]] = {
     "leverage": ("N from 0.01 to 100, or cross.",),
     "pnl": ("Realised PnL, fees, funding and win rate with an equity chart (default 7d).",),
     "alert": (
-        "One-shot price alert: /alert btc above 100k breakout",
+        "One-shot price alert: /alert btc below 90k (a note after the price is optional)",
         "Move within a window (default 1h): /alert eth move 5% in 1h",
         "Funding rate: /alert xbtusd funding above 0.05%",
     ),

@@ -388,7 +388,8 @@ def parse_zone(word: str) -> tuple[str, int | None]:
     name = _zone_names().get(low)
     if name is None:
         guess = difflib.get_close_matches(low, list(_zone_names()), n=1, cutoff=0.6)
-        hint = f" — did you mean {_zone_names()[guess[0]]}?" if guess else ""
+        hint = (f" — did you mean {_zone_names()[guess[0]]}?" if guess
+                else " — give a city zone like Europe/Berlin or an offset like UTC+3.")
         raise UserError(f"Unknown time zone {shown(word, 40)}{hint}")
     return name, None
 

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 from bot import fmt
 from bot import parse as P
 from bot.errors import ExchangeError, UserError
-from bot.exchange.types import Exchange, Execution, Position, display_currency, to_unit
+from bot.exchange.types import (
+    Exchange,
+    Execution,
+    Instrument,
+    Position,
+    display_currency,
+    to_unit,
+)
 from bot.reports import charts
 from bot.reports.pnl import CurrencyPnl, compute, period_start
 
@@ -146,11 +153,15 @@ class Reports:
         ohlc = ohlc[-intent.candles:]
         png = charts.candles(ohlc, f"{symbol} · {intent.timeframe}",
                              TIMEFRAME_SECONDS[intent.timeframe])
-        first, last = ohlc[0], ohlc[-1]
-        change = (last[4] - first[1]) / first[1] * 100 if first[1] else 0.0
+        try:
+            inst: Instrument | None = await ex.instrument(symbol)  # the tick, for the caption
+        except ExchangeError:
+            inst = None
+        whole = [c for c in rows if c.open is not None and c.close is not None][-len(ohlc):]
+        first_open, last_close = whole[0].open or Decimal(0), whole[-1].close or Decimal(0)
+        change = fmt.pct((last_close - first_open) / first_open * 100, 2) if first_open else "—"
         caption = (f"<b>{html.escape(symbol)}</b> · {intent.timeframe} · {len(ohlc)} candles\n"
-                   f"close {fmt.num(rows[-1].close or Decimal(0))} · "
-                   f"{'+' if change > 0 else ''}{change:.2f} % over the chart".replace("-", "−"))
+                   f"close {fmt.price(inst, last_close)} · {change} over the chart")
         return Report(caption, png)
 
     async def price(self, user_id: int, symbols: list[str]) -> str:

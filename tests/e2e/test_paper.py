@@ -53,6 +53,6 @@ async def test_paper_account_survives_a_restart(h: Harness) -> None:
     await alice.send("/positions")
     assert "XBTUSD Long 200" in alice.last_text
     await alice.send("/orders")
-    assert "Buy 100 XBTUSD Limit @ 50,000" in alice.last_text
+    assert "Buy 100 XBTUSD Limit 50,000.0" in alice.last_text
     await alice.send("/pnl 1d")  # the fill history came back too
     assert "fills 1" in (alice.last.content or "")

@@ -122,8 +122,11 @@ async def test_plain_words_work_in_private_and_unknown_commands_are_explained(h:
     await alice.send("/frobnicate")
     assert "Unknown command" in alice.last_text and "/help" in alice.last_text
     before = len(alice.bot_texts)
-    await alice.send("hello there")  # small talk: no answer, no error
-    assert len(alice.bot_texts) == before
+    await alice.send("hello there")  # small talk: one short pointer, not silence
+    assert len(alice.bot_texts) == before + 1
+    assert "/help" in alice.last_text and "buy 100 btc" in alice.last_text
+    await alice.send("a1B2c3D4e5F6g7H8i9J0k1L2")  # a key pasted outside /connect
+    assert "/connect testnet" in alice.last_text
 
 
 async def test_exchange_trouble_is_explained_not_apologised_for(h: Harness) -> None:
