@@ -930,8 +930,10 @@ class Trading:
             assert row.id is not None
             plan = Plan.from_json(row.intent)
             if plan.kind != "order" and plan.kind != "close":
-                await self._finish(row.id, FAILED, error="interrupted before BitMEX answered; "
-                                   "not retried - /orders shows what happened")
+                # A cancel or leverage change may or may not have happened: not "rejected".
+                await self._finish(row.id, FAILED, error="interrupted before BitMEX answered "
+                                   "and not retried; /orders and /positions show whether it "
+                                   "happened", extra={"unknown": True})
                 settled.append(row.id)
                 continue
             try:

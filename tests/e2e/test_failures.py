@@ -21,6 +21,8 @@ from tests.e2e.harness import Harness, Person
 
 APOLOGY = "Sorry, something went wrong"
 
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
 
 def all_orders(h: Harness, key: str) -> list[dict[str, Any]]:
     return h.sim.engine.order_rows(h.sim.account(key).id)
@@ -297,3 +299,147 @@ async def test_price_while_bitmex_rest_answers_503(h: Harness) -> None:
     assert "XBTUSD" in text or "BitMEX is not answering" in text, alice.transcript
     assert APOLOGY not in alice.transcript
     no_traceback(alice)
+
+
+# --- a restart between Confirm and the order's answer ------------------------------------
+
+
+async def test_restart_while_the_order_post_hangs_settles_once(h: Harness) -> None:
+    from tests.e2e.test_live import count, quiet, wait_text
+
+    alice, key = await h.connected("Alice")
+    assert h.svc.live is not None
+    await h.svc.live.wait_ready(alice.id)
+    short_timeout(await client_of(h, alice), 1.0)
+    card = await alice.send("/buy 100 xbtusd")
+    assert card is not None
+    iid = intent_id(card)
+    # BitMEX takes the order and never answers; lookups by clOrdID fail too
+    h.sim.faults.drop_after_accept(1, mode="hang")
+    h.sim.faults.fail_next(1000, status=503, route="order", method="GET")
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    await h.emu.wait_for(lambda: len(all_orders(h, key)) == 1)
+    # the bot goes down (a redeploy) while the press is in flight: the press ends
+    # without an answer, so the card says so instead of guessing
+    await h.stop()
+    assert "may or may not be on the exchange" in (card.content or ""), card.content
+    h.sim.faults.clear()  # BitMEX recovers; the new process settles the card at start
+    await h._boot()
+    await h.emu.wait_for(lambda: "Filled" in (card.content or ""), timeout=10)
+    assert card.buttons == []
+    again = await h.svc.trading.press(alice.id, "c", iid)
+    assert again.alert == "Already handled." and "Filled" in again.text
+    assert len(all_orders(h, key)) == 1 and position_qty(h, key) == 100
+    await wait_text(h, alice, "Order filled")
+    await quiet(h)
+    assert count(alice, "Order filled") == 1, alice.transcript  # told once, across the restart
+    no_traceback(alice)
+
+
+# --- sockets dropping: alerts and fills ----------------------------------------------------
+
+
+@pytest.fixture
+def telegram_limits(h: Harness) -> Iterator[None]:
+    """The emulator serves the whole session: flood limits off again afterwards."""
+    from bot.sandbox.telegram import FloodLimits
+
+    yield
+    h.emu.limits = FloodLimits.off()
+
+
+async def test_alert_across_market_socket_drops_fires_exactly_once(h: Harness) -> None:
+    from tests.e2e.test_alerts import ready, rows
+    from tests.e2e.test_live import count, quiet, wait_text
+
+    alice = h.person("Alice")
+    p0 = h.sim.engine.instrument("XBTUSD").mark
+    await alice.send(f"/alert xbtusd above {p0 + 1000}")
+    assert "Alert set" in alice.last_text
+    await ready(h)
+    await h.sim.faults.close_sockets()
+    h.sim.engine.set_mark("XBTUSD", p0 + 1100)  # crossed while the socket is down
+    await wait_text(h, alice, "🔔")  # the snapshot after the reconnect carries it
+    await h.sim.faults.close_sockets()  # and the next snapshot repeats the same price
+    h.sim.engine.set_mark("XBTUSD", p0 + 1200)
+    await ready(h)
+    await quiet(h)
+    assert count(alice, "🔔") == 1, alice.transcript
+    assert [r.state for r in await rows(h)] == ["sent"]
+
+
+async def test_fills_while_sockets_drop_and_telegram_throttles_arrive_once_in_order(
+        h: Harness, telegram_limits: None) -> None:
+    from bot.sandbox.telegram import FloodLimits
+    from tests.e2e.test_live import count, quiet, wait_text
+
+    alice, key = await h.connected("Alice")
+    assert h.svc.live is not None
+    await h.svc.live.wait_ready(alice.id)
+    for px in (50000, 50100, 50200, 50300):
+        await alice.send(f"/buy 100 xbtusd limit {px}")
+        await alice.press("✅ Confirm")
+    ids = {int(o["price"]): str(o["orderID"]) for o in open_orders(h, key)}
+    assert len(ids) == 4
+    # Telegram is stricter than the bot's own pacing: some sends meet 429s
+    h.emu.limits = FloodLimits(per_chat_per_sec=2, burst=1, time_scale=1)
+    before_429 = h.emu.count("sendMessage", status=429)
+    h.sim.engine.fill_order(ids[50000], 100)
+    await h.sim.faults.close_sockets()
+    h.sim.engine.fill_order(ids[50100], 100)  # while the private socket is down
+    h.sim.engine.fill_order(ids[50200], 100)
+    await h.sim.faults.close_sockets()
+    h.sim.engine.fill_order(ids[50300], 100)
+    await wait_text(h, alice, "Order filled", n=4, timeout=15)
+    await quiet(h)
+    fills = [t for t in alice.bot_texts if "Order filled" in t]
+    assert len(fills) == 4, alice.transcript
+    assert [next(p for p in ("50,000", "50,100", "50,200", "50,300") if p in t)
+            for t in fills] == ["50,000", "50,100", "50,200", "50,300"], fills
+    assert count(alice, "Order filled") == 4
+    assert h.emu.count("sendMessage", status=429) >= before_429  # (paced, maybe refused)
+    assert position_qty(h, key) == 400
+
+
+async def test_alerts_to_a_user_who_blocked_the_bot_do_not_stop_others(
+        h: Harness) -> None:
+    from tests.e2e.test_alerts import ready, rows
+    from tests.e2e.test_live import count, quiet, wait_text
+
+    alice, bob = h.person("Alice"), h.person("Bob")
+    p0 = h.sim.engine.instrument("XBTUSD").mark
+    await alice.send(f"/alert xbtusd above {p0 + 1000}")
+    await bob.send(f"/alert xbtusd above {p0 + 1000}")
+    await ready(h)
+    h.emu.block_bot(alice.user, bot=h.bot_username)
+    await h.settle()
+    before = h.emu.count("sendMessage", status=403)
+    h.sim.engine.set_mark("XBTUSD", p0 + 1100)
+    await wait_text(h, bob, "🔔")
+    await quiet(h)
+    assert count(alice, "🔔") == 0 and count(bob, "🔔") == 1
+    assert h.emu.count("sendMessage", status=403) - before <= 1  # no hammering
+    assert sorted(r.state for r in await rows(h)) == ["sent", "sent"]  # not retried forever
+    # unblocking and talking again: the bot answers, and nothing old is replayed
+    h.emu.unblock_bot(alice.user, bot=h.bot_username)
+    await alice.send("/alerts")
+    assert "🔔" not in alice.transcript
+    assert "ref " not in alice.last_text
+
+
+async def test_cancel_interrupted_by_a_crash_is_not_called_rejected(h: Harness) -> None:
+    from bot.trading import CONFIRMED, PENDING
+
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 100 xbtusd limit 50000")
+    await alice.press("✅ Confirm")
+    card = await alice.send("/cancel 1")
+    assert card is not None
+    # the press won the card, then the process died before BitMEX answered
+    assert await h.svc.trading._claim(intent_id(card), alice.id, (PENDING,), CONFIRMED)
+    v = card.version
+    await h.restart()
+    await h.emu.wait_edit(card, since=v)
+    text = card.content or ""
+    assert "Rejected" not in text and "/orders" in text and card.buttons == [], text
+    assert len(open_orders(h, key)) == 1  # not retried behind the user's back
