@@ -678,7 +678,8 @@ class Feeds:
                 text = f"Signal #{u.signal_id} {sig.symbol}: closed."
             s.add(sig)
             await s.commit()
-        return text + " Followers with an open position get it to confirm."
+        # On its own line: "stop 53,000 → 52,500" must not run into the next sentence.
+        return text + "\nFollowers with an open position get it to confirm."
 
     def start_update(self, signal_id: int, kind: Literal["close", "move_sl"],
                      price: Decimal | None, old_sl: Decimal | None = None) -> asyncio.Task[int]:

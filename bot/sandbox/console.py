@@ -199,6 +199,8 @@ class Console:
                 self.chat = self.emu.private_chat(self.me, bot=BOT_USERNAME)
                 self.buttons.clear()
                 self.print("· back in your private chat")
+                # What arrived meanwhile (a signal's preview), with its buttons numbered.
+                self.show_changes()
             elif cmd in ("key", "connect"):
                 perms = ["order", "orderCancel"]
                 if args and args[0] == "read":

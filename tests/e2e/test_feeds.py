@@ -163,7 +163,7 @@ async def test_stop_move_reaches_open_positions_auto_only_reduces(h: Harness) ->
     dave_seen = len(dave.bot_texts)
 
     await post(h, admin, group, "/signal move-sl 1 59500")
-    assert "stop 59,000 → 59,500" in group_text(h, group)
+    assert "stop 59,000 → 59,500\nFollowers with an open position" in group_text(h, group)
 
     def stop(key: str) -> Decimal:
         [o] = [o for o in orders(h, key) if o["ordType"] == "Stop"]
