@@ -54,6 +54,14 @@ async def is_chat_admin(update: Update, context: Context) -> bool:
     return ok
 
 
+def forget_admins(context: Context, chat_id: int) -> None:
+    """A promotion or demotion in this chat: ask Telegram again next time."""
+    cache: dict[tuple[int, int], tuple[bool, float]] = context.application.bot_data.get(
+        "admin_cache", {})
+    for key in [k for k in cache if k[0] == chat_id]:
+        del cache[key]
+
+
 async def _require_admin(update: Update, context: Context, what: str) -> None:
     if not await is_chat_admin(update, context):
         raise UserError(f"Only group admins can {what} here. "

@@ -184,3 +184,6 @@ async def on_member_change(update: Update, context: Context) -> None:
     change = update.chat_member or update.my_chat_member
     if change is not None:
         _feeds(context).admins.invalidate(change.chat.id)
+        from handlers.alerts import forget_admins
+
+        forget_admins(context, change.chat.id)

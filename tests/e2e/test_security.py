@@ -180,3 +180,21 @@ async def test_a_full_alert_list_still_fits_in_one_message(h: Harness) -> None:
     assert "Alerts (99)" in (listing.content or "")
     assert not [c for c in h.emu.calls_to("sendMessage", status=400)
                 if c.bot.lstrip("@") == h.bot_username.lstrip("@")]
+
+
+async def test_a_demoted_admin_loses_group_powers_at_once(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    bob = h.person("Bob")
+    group = h.group("Desk", [alice, bob], admins=[bob])
+    await bob.send("/alert btc above 1000000", chat=group)
+    await bob.send("/feed on desk", chat=group)
+    assert "signal feed desk" in (h.emu.last_bot_message(group, bot=h.bot_username).content
+                                  or "")
+    h.emu.demote(group, bob.user, by=alice.user)
+    await h.settle()
+    for text in ("/alert btc above 2000000", "/unalert all", "/liqfeed min 1m",
+                 "/feed off", "/signal long btc entry 60000 sl 59000"):
+        await bob.send(text, chat=group)
+        said = h.emu.last_bot_message(group, bot=h.bot_username).content or ""
+        assert "admins" in said, (text, said)
+    assert len(await h.svc.alerts.for_chat(group.id)) == 1  # type: ignore[union-attr]
