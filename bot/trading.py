@@ -29,6 +29,7 @@ from bot.accounts import Accounts
 from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderIntent, User
 from bot.errors import (
+    DuplicateClOrdID,
     ExchangeError,
     InsufficientBalance,
     NetworkError,
@@ -856,16 +857,16 @@ class Trading:
         exit_side = "Sell" if plan.side == "Buy" else "Buy"
         placed: list[Order] = []
         if plan.sl is not None:
-            placed.append(await ex.place_order(
-                plan.symbol, exit_side, plan.qty, "Stop", stop_px=plan.sl,
+            placed.append(await _place_exit(
+                ex, plan.symbol, exit_side, plan.qty, "Stop", stop_px=plan.sl,
                 exec_inst=("ReduceOnly", "MarkPrice"), cl_ord_id=f"{row.cl_ord_id}:sl",
                 text="telegram sl"))
         for i, (tp, qty) in enumerate(zip(plan.tps, split_qty(plan.qty, len(plan.tps),
                                                              inst.lot_size), strict=True)):
             if qty <= 0:
                 continue
-            placed.append(await ex.place_order(
-                plan.symbol, exit_side, qty, "Limit", tp, exec_inst=("ReduceOnly",),
+            placed.append(await _place_exit(
+                ex, plan.symbol, exit_side, qty, "Limit", tp, exec_inst=("ReduceOnly",),
                 cl_ord_id=f"{row.cl_ord_id}:tp{i + 1}", text="telegram tp"))
         await self._finish(intent_id, PLACED, extra={"exits_placed": True})
         return placed
@@ -1020,6 +1021,18 @@ def _px(value: Decimal) -> str:
     """A price stored already rounded to the tick, shown with its own decimals (45,000.0)."""
     exp = value.as_tuple().exponent
     return fmt.num(value, max(0, -exp) if isinstance(exp, int) else None)
+
+
+async def _place_exit(ex: Exchange, *args: Any, cl_ord_id: str, **kw: Any) -> Order:
+    """Place one exit; one already there (placed before a crash, or by a racing caller,
+    under the same derived clOrdID) is that order, not a failure to report."""
+    try:
+        return await ex.place_order(*args, cl_ord_id=cl_ord_id, **kw)
+    except DuplicateClOrdID:
+        found = await ex.order_by_cl_ord_id(cl_ord_id)
+        if found is None:
+            raise
+        return found
 
 
 def split_qty(total: Decimal, parts: int, lot: Decimal) -> list[Decimal]:

@@ -86,7 +86,7 @@ async def test_preview_while_bitmex_answers_503(h: Harness) -> None:
 
 
 async def test_preview_while_every_bitmex_call_answers_503_after_restart(h: Harness) -> None:
-    alice, key = await h.connected("Alice")
+    alice, _ = await h.connected("Alice")
     await h.restart()  # cold caches
     for route in ("instrument/active", "instrument", "position", "user/margin"):
         h.sim.faults.fail_next(1000, status=503, route=route, method="GET")
@@ -227,6 +227,7 @@ async def test_cancel_whose_answers_are_lost_is_not_called_rejected(h: Harness) 
     text = card.content or ""
     assert "Rejected" not in text and "can't tell whether it happened" in text, text
     assert "/orders" in text
+    assert len(open_orders(h, key)) == 1  # (this 502 never reached the engine)
     no_traceback(alice)
 
 
@@ -443,3 +444,25 @@ async def test_cancel_interrupted_by_a_crash_is_not_called_rejected(h: Harness) 
     text = card.content or ""
     assert "Rejected" not in text and "/orders" in text and card.buttons == [], text
     assert len(open_orders(h, key)) == 1  # not retried behind the user's back
+
+
+async def test_exits_already_placed_before_a_crash_are_not_reported_as_failed(
+        h: Harness) -> None:
+    from bot.db.models import OrderIntent
+
+    alice, key = await h.connected("Alice")
+    card = await alice.send("/buy 100 xbtusd sl 55k")
+    assert card is not None
+    iid = intent_id(card)
+    await alice.press("✅ Confirm", card)
+    assert "SL 55,000" in (card.content or "") and "placed" in (card.content or "")
+    # a crash between placing the stop and recording it: the flag was never written
+    async with h.svc.db.session() as s:
+        row = await s.get(OrderIntent, iid)
+        assert row is not None
+        row.intent = {k: v for k, v in row.intent.items() if k != "exits_placed"}
+        s.add(row)
+        await s.commit()
+    placed = await h.svc.trading.place_exits(iid)  # the settle after a restart does this
+    assert [o.stop_px for o in placed] == [Decimal(55000)]
+    assert [(o["ordType"], o["stopPx"]) for o in open_orders(h, key)] == [("Stop", 55000)]
