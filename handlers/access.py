@@ -87,9 +87,16 @@ async def _guard_secrets(update: Update, private: bool) -> None:
 
 
 def looks_secret(text: str) -> bool:
-    """A short message with a word shaped like a BitMEX key id or secret."""
+    """A short message with a word shaped like a BitMEX key id or secret, or a message of any
+    length with a word only a secret looks like (48 characters mixing cases and digits: a
+    transaction hash is lower-case hex, a link has slashes)."""
     words = text.split()
-    return len(words) <= 4 and any(looks_like_secret(w) or looks_like_key_id(w) for w in words)
+    if len(words) <= 4 and any(looks_like_secret(w) or looks_like_key_id(w) for w in words):
+        return True
+    return any(_SECRET_WORD_RE.fullmatch(w.strip(".,;:'\"()[]")) for w in words)
+
+
+_SECRET_WORD_RE = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[A-Za-z0-9_-]{40,64}")
 
 
 async def delete_quietly(update: Update) -> bool:

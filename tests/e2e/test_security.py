@@ -198,3 +198,21 @@ async def test_a_demoted_admin_loses_group_powers_at_once(h: Harness) -> None:
         said = h.emu.last_bot_message(group, bot=h.bot_username).content or ""
         assert "admins" in said, (text, said)
     assert len(await h.svc.alerts.for_chat(group.id)) == 1  # type: ignore[union-attr]
+
+
+async def test_a_secret_inside_a_chatty_group_message_is_deleted(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    bob = h.person("Bob")
+    group = h.group("Help desk", [alice, bob], admins=[bob])
+    key, secret = h.exchange_account()
+    msg = await alice.send(f"hi all, is this right? my key is {key} and the secret is "
+                           f"{secret}, thanks!", chat=group)
+    assert msg is not None and "never post API keys in a group" in (msg.content or "")
+    assert not any(secret in (m.content or "") for m in h.emu.chat_messages(
+        group, bot=h.bot_username) if not m.deleted)
+    # ordinary chat with long words stays: a transaction hash, a link
+    await alice.send("tx 9f2c4e1a7b3d5f6e8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2 "
+                     "see https://example.com/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEF",
+                     chat=group)
+    assert not any(m.deleted for m in h.emu.chat_messages(group, bot=h.bot_username)
+                   if "tx 9f2c" in (m.content or ""))
