@@ -116,7 +116,8 @@ class Reports:
         # No upper bound: the exchange's clock, not ours, stamps the rows.
         figures = compute(history, start, datetime.max.replace(tzinfo=UTC))
         series, unit = curve_of(figures)
-        png = charts.equity(series, f"Realised PnL · {period}", unit or "PnL")
+        png = charts.equity(series, f"Realised PnL · {period}", unit or "PnL",
+                            start=start if period != "all" else None, end=now)
         return Report(pnl_text(period, acc.network, figures, positions), png)
 
     async def send_summary(self, user_id: int, chat_id: int, period: str) -> None:

@@ -69,16 +69,25 @@ def amount(value: float, unit: str) -> str:
     return f"{text} {unit}".replace("-", "−")
 
 
-def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str) -> bytes:
-    """Cumulative realised PnL as a step line, green above zero and red below."""
+def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str, *,
+           start: datetime | None = None, end: datetime | None = None) -> bytes:
+    """Cumulative realised PnL as a step line, green above zero and red below.
+
+    With `start`/`end` the axis spans the whole period asked for (a "7d" chart shows
+    seven days, flat where nothing happened), not just the moments with fills.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
     fig.patch.set_facecolor(BG)
     _style(ax)
     if series:
         # The period starts from zero realised: the first event is a step up or down.
-        xs = [series[0][0], *(t for t, _ in series)]
+        first = min(start, series[0][0]) if start is not None else series[0][0]
+        xs = [first, *(t for t, _ in series)]
         ys = [0.0, *(v for _, v in series)]
+        if end is not None and end > xs[-1]:
+            xs.append(end)  # the result holds until now
+            ys.append(ys[-1])
         ax.step(xs, ys, where="post", color=LINE, linewidth=3)
         ax.fill_between(xs, ys, 0, step="post", color=LINE, alpha=0.12)
         ax.axhline(0, color=FG, linewidth=1)

@@ -99,3 +99,17 @@ def test_equity_figures_read_as_plain_amounts() -> None:
     tiny = [(T0 + timedelta(hours=i), -0.00001234 * i) for i in range(5)]
     data = charts.equity(tiny, "Realised PnL · 1d", "XBT")
     assert decoded(data)[:2] == (1000, 640) and decoded(data)[2] > 20
+
+
+def test_equity_spans_the_period_asked_for() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.reports import charts
+
+    now = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
+    pts = [(now - timedelta(hours=30), 0.00012), (now - timedelta(hours=29), -0.00004)]
+    narrow = charts.equity(pts, "Realised PnL · 7d", "XBT")
+    wide = charts.equity(pts, "Realised PnL · 7d", "XBT", start=now - timedelta(days=7),
+                         end=now)
+    assert wide.startswith(b"\x89PNG") and wide != narrow
+    assert len(wide) < 200_000
