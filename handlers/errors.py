@@ -59,7 +59,9 @@ async def on_error(update: object, context: Context) -> None:
     if isinstance(err, Forbidden):
         log.info("chat unreachable: %s", err)  # the user blocked us; nothing to say to them
         return
-    if isinstance(err, RetryAfter | TimedOut | NetworkError) and not isinstance(update, Update):
+    if isinstance(err, RetryAfter | TimedOut | NetworkError):
+        # Telegram itself is refusing or unreachable: an apology would go the same way.
+        # Cards stay correct regardless (a later press shows their stored state).
         log.warning("Telegram transport problem: %s", err)
         return
     if isinstance(err, UserError) and isinstance(update, Update):

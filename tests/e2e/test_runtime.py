@@ -167,3 +167,22 @@ async def test_help_lists_what_works_where_you_are(h: Harness) -> None:
     text = (msg.content if msg else "") or ""
     assert "/signal long|short" in text and "/feedstats" in text
     assert "/buy" not in text and "/connect" not in text
+
+
+async def test_telegram_refusing_us_mid_update_gets_no_apology(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from telegram.error import RetryAfter
+
+    alice, _ = await h.connected("Alice")
+
+    async def flooded(*a: Any, **k: Any) -> None:
+        raise RetryAfter(5)
+
+    monkeypatch.setattr(h.svc.trading, "preview_order", flooded)
+    before = len(alice.bot_texts)
+    await alice.send("/buy 100 btc")
+    assert len(alice.bot_texts) == before  # nothing to say through a refusing Telegram
+    monkeypatch.undo()
+    await alice.send("/accounts")
+    assert "testnet" in alice.last_text
