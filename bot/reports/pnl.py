@@ -51,7 +51,7 @@ class CurrencyPnl:
 
     @property
     def win_rate(self) -> float | None:
-        """Share of closing fills that made money after fees; None with none closed."""
+        """Share of closing trades that made money after fees; None with none closed."""
         return self.wins / self.closed if self.closed else None
 
 
@@ -59,6 +59,9 @@ def compute(rows: Iterable[Execution], start: datetime, end: datetime) -> dict[s
     """Figures per settlement currency for executions in [start, end), oldest first."""
     out: dict[str, CurrencyPnl] = {}
     seen: set[str] = set()
+    # One closing order filled in pieces is one trade to a trader: wins and losses are
+    # counted per order, from the sum of its fills.
+    closing: dict[str, dict[str, int]] = {}
     ordered = sorted((r for r in rows if r.timestamp is not None),
                      key=lambda r: r.timestamp or start)
     for r in ordered:
@@ -79,9 +82,12 @@ def compute(rows: Iterable[Execution], start: datetime, end: datetime) -> dict[s
             c.fees += r.exec_comm
             gross = r.realised_pnl + r.exec_comm
             if gross != 0:  # only a fill that reduced a position realised anything
-                if r.realised_pnl > 0:
-                    c.wins += 1
-                else:
-                    c.losses += 1
+                per_order = closing.setdefault(r.settl_currency, {})
+                key = r.order_id or r.exec_id
+                per_order[key] = per_order.get(key, 0) + r.realised_pnl
         c.curve.append((r.timestamp, c.net))
+    for currency, per_order in closing.items():
+        c = out[currency]
+        c.wins = sum(1 for v in per_order.values() if v > 0)
+        c.losses = len(per_order) - c.wins
     return out

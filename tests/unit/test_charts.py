@@ -63,9 +63,10 @@ def test_reports_module_does_not_import_matplotlib_at_start() -> None:
 
 
 def ex(kind: str, realised: int, comm: int, minutes: int, qty: int = 100,
-       cur: str = "XBt") -> Execution:
+       cur: str = "XBt", order: str | None = None) -> Execution:
     return Execution(
-        exec_id=f"{kind}{minutes}", order_id="o", cl_ord_id="", symbol="XBTUSD", side="Buy",
+        exec_id=f"{kind}{minutes}", order_id=order or f"o{minutes}", cl_ord_id="",
+        symbol="XBTUSD", side="Buy",
         last_qty=Decimal(qty), last_px=Decimal(60000), exec_type=kind, ord_type="Market",
         ord_status="Filled", exec_cost=0, exec_comm=comm, realised_pnl=realised,
         settl_currency=cur, text="", timestamp=T0 + timedelta(minutes=minutes))
@@ -113,3 +114,17 @@ def test_equity_spans_the_period_asked_for() -> None:
                          end=now)
     assert wide.startswith(b"\x89PNG") and wide != narrow
     assert len(wide) < 200_000
+
+
+def test_a_close_filled_in_pieces_is_one_trade_in_the_win_rate() -> None:
+    rows = [
+        ex("Trade", -75, 75, 1),  # open
+        ex("Trade", 300, 25, 2, qty=30, order="close1"),  # one close, three partial fills
+        ex("Trade", 300, 25, 3, qty=30, order="close1"),
+        ex("Trade", -20, 25, 4, qty=40, order="close1"),  # the last piece alone lost
+        ex("Trade", -75, 75, 5),  # open again
+        ex("Trade", -200, 75, 6, order="close2"),  # a losing close
+    ]
+    xbt = compute(rows, T0, T0 + timedelta(days=1))["XBt"]
+    assert xbt.fills == 6
+    assert (xbt.wins, xbt.losses) == (1, 1)  # not 2 wins and 2 losses
