@@ -38,7 +38,7 @@ def money(units: int | Decimal, currency: str, sig: int = 6) -> str:
     if code == "USDT":
         text = num(amount, 2)
     elif amount == 0:
-        text = "0"
+        text = num(0, 5)  # lines up with "1.00000 XBT" in the same balance card
     else:
         # Significant digits, not fixed places: 0.000102 XBT must not show as 0.0001.
         places = max(4, sig - amount.adjusted() - 1)

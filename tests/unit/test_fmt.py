@@ -31,3 +31,11 @@ def test_order_text_without_duplicate_words() -> None:
         "Sell 1,000 XBTUSD Stop 40,000 → Limit 39,900")
     assert fmt.order(_order("Limit", "60000", None, exec_inst=("ReduceOnly",), cum=300)) == (
         "Sell 1,000 XBTUSD Limit 60,000 · reduce-only · filled 300 of 1,000")
+
+
+def test_zero_xbt_lines_up_with_other_balances() -> None:
+    from bot import fmt
+
+    assert fmt.money(0, "XBt") == "0.00000 XBT"
+    assert fmt.money(100_000_000, "XBt") == "1.00000 XBT"
+    assert fmt.money(0, "USDt") == "0.00 USDT"
