@@ -830,9 +830,16 @@ class Feeds:
     async def _fills(ex: Exchange, symbols: set[str]) -> dict[str, list[Execution]]:
         return {sym: await ex.executions(sym, count=500) for sym in sorted(symbols)}
 
-    async def stats_text(self, chat_id: int | None, user_id: int | None) -> str:
+    async def stats_text(self, chat_id: int | None, user_id: int | None,
+                         name: str | None = None) -> str:
         """`/feedstats`: the group's feed (aggregates only), or in private every feed the
-        member follows with their own trades beside it."""
+        member follows with their own trades beside it; `name`: one feed's public record
+        (aggregates only), so a member can look before following."""
+        if name is not None:
+            named = await self.feed_by_name(name)
+            if named is None or named.id is None:
+                raise UserError(f"No feed called <b>{html.escape(name)}</b>.")
+            return self._stats_block(named, await self.record(named.id))
         if chat_id is not None:
             feed = await self.feed_of_chat(chat_id)
             if feed is None or feed.id is None:

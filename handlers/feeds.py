@@ -111,7 +111,7 @@ async def feedstats(update: Update, context: Context, intent: P.FeedStats) -> No
     assert chat is not None and user is not None
     private = is_private(update)
     text = await _feeds(context).stats_text(None if private else chat.id,
-                                            user.id if private else None)
+                                            user.id if private else None, intent.feed)
     await reply(update, text)
 
 

@@ -803,6 +803,12 @@ def _follow(name: str, args: Args, book: SymbolBook) -> it.Follow:
     return it.Follow(feed=feed, mode="contracts", value=size.value, auto=auto)
 
 
+def _feedstats(name: str, args: Args, book: SymbolBook) -> it.FeedStats:
+    if len(args.toks) > 1:
+        raise UserError("One feed name at most.")
+    return it.FeedStats(feed=_feed_name(args.toks[0]).lower() if args.toks else None)
+
+
 def _unfollow(name: str, args: Args, book: SymbolBook) -> it.Unfollow:
     if len(args.toks) != 1:
         raise UserError("Which feed?")
@@ -881,7 +887,7 @@ _PARSERS: dict[str, _Parser] = {
     "settings": _settings,
     "feed": _feed,
     "signal": _signal,
-    "feedstats": _plain(it.FeedStats),
+    "feedstats": _feedstats,
     "follow": _follow,
     "unfollow": _unfollow,
     "feeds": _plain(it.Feeds),

@@ -297,6 +297,7 @@ class SignalMoveSl(Intent):
 @dataclass(frozen=True, slots=True)
 class FeedStats(Intent):
     command: ClassVar[str] = "feedstats"
+    feed: str | None = None  # a feed by name (look before following); None: this group/mine
 
 
 @dataclass(frozen=True, slots=True)

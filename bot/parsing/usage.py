@@ -48,7 +48,7 @@ _LINES: dict[str, tuple[str, str]] = {
         "close ID | move-sl ID PRICE",
         "/signal long btc entry 60k-61k tp 65k,70k sl 58k lev 5 risk 1%",
     ),
-    "feedstats": ("/feedstats", "/feedstats"),
+    "feedstats": ("/feedstats [FEED]", "/feedstats alpha"),
     "follow": (
         "/follow FEED risk N% [max $N] | size $N | size N",
         "/follow alpha risk 1% max $500",

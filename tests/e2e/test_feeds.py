@@ -267,3 +267,11 @@ async def test_follower_size_is_contracts_whatever_their_unit_setting(h: Harness
     await post(h, admin, group, SIG)
     assert "BUY 300 XBTUSD · Market · testnet" in bob.last_text, bob.last_text
     assert "read as" not in bob.last_text
+
+
+async def test_feedstats_by_name_before_following(h: Harness) -> None:
+    _, [(bob, _)], _ = await feed_group(h, n_members=1)
+    await bob.send("/feedstats alpha")
+    assert "alpha" in bob.last_text and "Signals posted: 0" in bob.last_text
+    await bob.send("/feedstats nosuchfeed")
+    assert "No feed called nosuchfeed" in bob.last_text

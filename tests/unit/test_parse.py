@@ -331,6 +331,7 @@ COMMANDS: list[tuple[str, Intent]] = [
     ("/signal move-sl 12 59500", SignalMoveSl(signal_id=12, sl=D(59500))),
     ("/signal move sl #12 59.5k", SignalMoveSl(signal_id=12, sl=D(59500))),
     ("/feedstats", FeedStats()),
+    ("/feedstats Alpha", FeedStats(feed="alpha")),
     (
         "/follow alpha risk 1% max $500",
         Follow(feed="alpha", mode="risk", value=D(1), max_usd=D(500)),
