@@ -19,7 +19,7 @@ from bot import parse as P
 from bot.accounts import looks_like_key_id, looks_like_secret
 from bot.parsing.grammar import _HEAD_RE as HEAD_RE
 from bot.parsing.usage import canonical
-from handlers.common import Context, reply, services
+from handlers.common import Context, anonymous_admin, reply, services
 
 # Commands that touch a personal account: never served in a group.
 PRIVATE_ONLY = frozenset({
@@ -114,12 +114,14 @@ async def gate(update: Update, context: Context) -> None:
     """Refuse or let through; a refusal ends the update here."""
     svc = services(context)
     user = update.effective_user
-    if user is None or user.is_bot:
+    anonymous = anonymous_admin(update)
+    if user is None or (user.is_bot and not anonymous):
         raise ApplicationHandlerStop
     private = update.effective_chat is not None and update.effective_chat.type == "private"
     await _guard_secrets(update, private)
 
-    if not svc.is_allowed(user.id):
+    # An anonymous admin cannot be matched against an allow-list of people.
+    if (anonymous and svc.settings.ALLOWED_USER_IDS) or not svc.is_allowed(user.id):
         if update.callback_query is not None:
             await update.callback_query.answer("This bot is private.", show_alert=True)
         elif private:
@@ -129,9 +131,11 @@ async def gate(update: Update, context: Context) -> None:
     command = command_of(update, context.bot.username)
     counted = command is not None or update.callback_query is not None
     if counted:
-        allowed, tell = svc.ratelimit.check(user.id)
+        # Every anonymous admin everywhere shares one user id: count them per group.
+        who = update.effective_chat.id if anonymous and update.effective_chat else user.id
+        allowed, tell = svc.ratelimit.check(who)
         if not allowed:
-            wait = max(1, round(svc.ratelimit.retry_in(user.id)))
+            wait = max(1, round(svc.ratelimit.retry_in(who)))
             if update.callback_query is not None:
                 await update.callback_query.answer(f"Slow down — try again in {wait} s.")
             elif tell:

@@ -12,7 +12,7 @@ from bot import parse as P
 from bot.alerts.service import AlertService, parse_callback
 from bot.errors import UserError
 from bot.liqfeed import LiqFeed, compact
-from handlers.common import Context, is_private, reply, services
+from handlers.common import Context, anonymous_admin, is_private, reply, services
 from handlers.render import markup
 from handlers.router import route
 
@@ -40,6 +40,8 @@ def _ids(update: Update) -> tuple[int, int]:
 async def is_chat_admin(update: Update, context: Context) -> bool:
     """True in a private chat; in a group, whether the user is an admin (cached briefly)."""
     if is_private(update):
+        return True
+    if anonymous_admin(update):
         return True
     uid, cid = _ids(update)
     cache: dict[tuple[int, int], tuple[bool, float]] = context.application.bot_data.setdefault(

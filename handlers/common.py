@@ -31,3 +31,11 @@ async def reply(update: Update, text: str, **kwargs: Any) -> Message | None:
     kwargs.setdefault("parse_mode", ParseMode.HTML)
     kwargs.setdefault("disable_web_page_preview", True)
     return await chat.send_message(text, **kwargs)
+
+
+def anonymous_admin(update: Update) -> bool:
+    """A group admin posting with "Remain anonymous": Telegram sends the message from
+    @GroupAnonymousBot with the group itself as `sender_chat`. Only admins can do that."""
+    msg, chat = update.effective_message, update.effective_chat
+    return (msg is not None and chat is not None and chat.type in ("group", "supergroup")
+            and msg.sender_chat is not None and msg.sender_chat.id == chat.id)

@@ -36,10 +36,13 @@ class Person:
     def id(self) -> int:
         return self.user.id
 
-    async def send(self, text: str, chat: Chat | None = None) -> Message | None:
-        """Type `text` (in the private chat unless `chat`); the bot's latest message there."""
+    async def send(self, text: str, chat: Chat | None = None, *,
+                   anonymous: bool = False) -> Message | None:
+        """Type `text` (in the private chat unless `chat`; `anonymous`: as a group admin
+        with "Remain anonymous" on); the bot's latest message there."""
         where = chat or self.chat
-        self.h.emu.send_text(self.user, where, text, bot=self.h.bot_username)
+        self.h.emu.send_text(self.user, where, text, bot=self.h.bot_username,
+                             anonymous=anonymous)
         await self.h.settle()
         return self.h.emu.last_bot_message(where, bot=self.h.bot_username)
 

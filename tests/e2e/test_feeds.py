@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from bot import fmt
 from bot.exchange import contracts
 from bot.feeds import feeds_of
@@ -275,3 +277,21 @@ async def test_feedstats_by_name_before_following(h: Harness) -> None:
     assert "alpha" in bob.last_text and "Signals posted: 0" in bob.last_text
     await bob.send("/feedstats nosuchfeed")
     assert "No feed called nosuchfeed" in bob.last_text
+
+
+async def test_anonymous_admins_run_the_feed_and_alerts(h: Harness) -> None:
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin = h.person("Alice")
+    bob, _ = await h.connected("Bob")
+    group = h.group("Anon Calls", [bob], [admin])
+    await admin.send("/feed on anon", chat=group, anonymous=True)
+    assert "now the signal feed anon" in group_text(h, group)
+    await bob.send("/follow anon size 100")
+    await post(h, admin, group, "BTC/USDT long entry 60000 targets 62000 stop 59000")
+    assert "LONG XBTUSDT · signal #1" in group_text(h, group)
+    assert said(bob, "signal #1")  # the follower's private preview
+    await admin.send("/alert btc above 1000000", chat=group, anonymous=True)
+    assert "Alert set" in group_text(h, group)
+    # a member cannot pass as anonymous: Telegram only lets admins do that
+    with pytest.raises(ValueError, match="admins"):
+        h.emu.send_text(bob.user, group, "/feed off", bot=h.bot_username, anonymous=True)

@@ -96,6 +96,11 @@ Files = dict[str, tuple[str, bytes, str]]  # field -> (filename, bytes, content 
 Handler = Callable[[BotAccount, JSON, Files], Awaitable[Any]]
 
 
+# Telegram's stand-in sender for anonymous group admins (the same id on the real server).
+GROUP_ANONYMOUS_BOT = User(1087968824, "Group", "GroupAnonymousBot", is_bot=True,
+                           language_code=None)
+
+
 class TelegramEmulator:
     """The Bot API server plus the world behind it (users, chats) and a control API."""
 
@@ -417,17 +422,27 @@ class TelegramEmulator:
         *,
         reply_to: Message | None = None,
         bot: BotAccount | User | str | None = None,
+        anonymous: bool = False,
     ) -> Message:
         """The user types `text` in `chat` (None: their private chat with the bot); the
-        update carries a `bot_command` entity for `/cmd` or `/cmd@BotName` like Telegram's."""
+        update carries a `bot_command` entity for `/cmd` or `/cmd@BotName` like Telegram's.
+
+        `anonymous`: an admin with "Remain anonymous" on posts in a group; like Telegram,
+        the message comes from @GroupAnonymousBot with the group as `sender_chat`."""
         chat = self._user_chat(user, chat, bot)
+        sender, sender_chat = user, None
+        if anonymous:
+            if not chat.is_group or not chat.is_admin(user.id):
+                raise ValueError("only a group's admins can post anonymously")
+            sender, sender_chat = GROUP_ANONYMOUS_BOT, chat
         message = self._store(
             self.bot(bot) if not chat.is_group else None,
             chat,
-            user,
+            sender,
             text=text,
             entities=auto_entities(text),
             reply_to=reply_to,
+            sender_chat=sender_chat,
         )
         self._deliver_message(chat, message, "message", bot=bot)
         return message

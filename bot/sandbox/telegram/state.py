@@ -113,6 +113,9 @@ class Message:
     service: JSON | None = None  # new_chat_members, left_chat_member, ...
     history: list[str | None] = field(default_factory=list)
     version: int = 0
+    # Set when an anonymous admin posts: Telegram sends `from` = @GroupAnonymousBot and
+    # the group itself as `sender_chat`.
+    sender_chat: Chat | None = None
 
     @property
     def from_bot(self) -> bool:
@@ -161,6 +164,8 @@ class Message:
             data["edit_date"] = self.edit_date
         if self.service:
             data.update(self.service)
+        if self.sender_chat is not None:
+            data["sender_chat"] = self.sender_chat.to_api()
         return data
 
     def __repr__(self) -> str:
