@@ -291,9 +291,6 @@ class Accounts:
         return [(uid, net) for uid, net, verified in rows
                 if net == "paper" or verified is not None]
 
-    def forget_sessions(self) -> None:
-        self._sessions.clear()
-
     async def _audit(self, user_id: int, action: str, **detail: str) -> None:
         async with self.db.session() as s:
             s.add(AuditLog(user_id=user_id, action=action, detail=dict(detail)))

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from sqlmodel import select
 
 from bot.config import Settings
 from bot.db.engine import Database
-from bot.db.models import AuditLog, User
+from bot.db.models import User
 from bot.notify import Notifier
 from bot.parsing.values import SymbolBook
 from bot.ratelimit import UserRateLimiter
@@ -95,18 +94,6 @@ class Services:
     async def get_user(self, user_id: int) -> User | None:
         async with self.db.session() as s:
             return await s.get(User, user_id)
-
-    async def audit(self, action: str, *, user_id: int | None = None,
-                    chat_id: int | None = None, **detail: object) -> None:
-        """Append to the audit log. Callers pass only safe fields, never secrets."""
-        async with self.db.session() as s:
-            s.add(AuditLog(user_id=user_id, chat_id=chat_id, action=action,
-                           detail={k: str(v) for k, v in detail.items()}))
-            await s.commit()
-
-    async def count_users(self) -> int:
-        async with self.db.session() as s:
-            return len((await s.exec(select(User.id))).all())
 
     def market(self, network: str = "mainnet") -> Exchange:
         """A keyless client for public data; paper accounts read mainnet's market."""

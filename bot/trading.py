@@ -1047,6 +1047,3 @@ def split_qty(total: Decimal, parts: int, lot: Decimal) -> list[Decimal]:
     out[0] += total - sum(out, ZERO)
     return out
 
-
-def position_line(inst: Instrument | None, p: Position) -> str:
-    return f"{p.symbol} {p.side} {fmt.num(p.current_qty)}"

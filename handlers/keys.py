@@ -15,7 +15,7 @@ from bot.notify import Button
 from handlers.access import delete_quietly
 from handlers.common import Context, reply, services
 from handlers.render import account_line, balances, markup
-from handlers.router import _html_safe, route
+from handlers.router import html_safe, route
 
 FLOW_TIMEOUT = 300.0  # seconds a user has to paste the key id and the secret
 KEY_PAGE = "BitMEX → Account → API Keys → Create Key (Order, and optionally Order Cancel)"
@@ -94,7 +94,7 @@ async def _finish_connect(update: Update, context: Context, network: str, key: s
         result = await services(context).accounts.connect(update.effective_user.id, network,
                                                           key, secret)
     except UserError as e:
-        await reply(update, _html_safe(str(e)))
+        await reply(update, html_safe(str(e)))
         return
     await reply(update, _connected_text(result))
 

@@ -11,6 +11,7 @@ from bot import fmt
 from bot.accounts import AccountInfo
 from bot.exchange.types import Instrument, Margin, Order, Position
 from bot.notify import Keyboard
+from bot.trading import Trading
 
 
 def markup(buttons: Keyboard | None) -> InlineKeyboardMarkup | None:
@@ -61,4 +62,4 @@ def position_block(p: Position, inst: Instrument | None) -> str:
 
 
 def order_block(n: int, o: Order, inst: Instrument | None = None) -> str:
-    return f"{n}. {html.escape(fmt.order(o, inst))} · <code>{o.order_id[:8]}</code>"
+    return f"{n}. {Trading.order_line(o, inst)}"

@@ -68,7 +68,7 @@ async def on_text(update: Update, context: Context) -> None:
             return
         await handler(update, context, intent)
     except UserError as e:
-        await reply(update, _html_safe(str(e)))
+        await reply(update, html_safe(str(e)))
 
 
 def _small_talk_hint(text: str) -> str:
@@ -83,7 +83,7 @@ def _small_talk_hint(text: str) -> str:
             "<code>buy 100 btc</code>, <code>positions</code>. /help lists them all.")
 
 
-def _html_safe(text: str) -> str:
+def html_safe(text: str) -> str:
     """UserErrors may carry a little HTML (<b>); anything else is escaped.
 
     Unescaping first makes this idempotent: a service that already escaped user input

@@ -14,7 +14,7 @@ from bot.notify import Button
 from bot.trading import Card, parse_callback
 from handlers.common import Context, reply, services
 from handlers.render import balances, markup, order_block, position_block
-from handlers.router import _html_safe, route
+from handlers.router import route
 
 
 async def show_card(update: Update, context: Context, card: Card) -> None:
@@ -160,5 +160,3 @@ async def on_row_press(update: Update, context: Context) -> None:
     await q.answer()
     await show_card(update, context, card)
 
-
-__all__ = ["_html_safe"]
