@@ -19,6 +19,7 @@ from bot.db.engine import Database
 from bot.db.models import ApiCredential, AuditLog, User
 from bot.errors import AuthError, ExchangeError, PermissionDenied, UserError
 from bot.exchange.types import Exchange, Margin
+from bot.keyshape import looks_like_key_id, looks_like_secret
 from bot.logs import register_secret
 from bot.vault import Vault
 
@@ -40,14 +41,6 @@ def mask_key(key_id: str) -> str:
     if len(key_id) <= 8:
         return key_id[:2] + "…"
     return f"{key_id[:4]}…{key_id[-4:]}"
-
-
-def looks_like_key_id(text: str) -> bool:
-    return 16 <= len(text) <= 64 and text.replace("-", "").replace("_", "").isalnum()
-
-
-def looks_like_secret(text: str) -> bool:
-    return 32 <= len(text) <= 128 and text.replace("-", "").replace("_", "").isalnum()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop
 
 from bot import parse as P
-from bot.accounts import looks_like_key_id, looks_like_secret
+from bot.keyshape import looks_secret
 from bot.parsing.grammar import _HEAD_RE as HEAD_RE
 from bot.parsing.usage import canonical
 from handlers.common import Context, anonymous_admin, reply, services
@@ -66,37 +66,31 @@ def command_of(update: Update, bot_username: str | None = None) -> str | None:
     return name or word.lower()
 
 
-async def _guard_secrets(update: Update, private: bool) -> None:
+async def _guard_secrets(update: Update, context: Context, private: bool) -> None:
     """Delete any message that carries an API secret before anything else can echo it."""
     msg = update.effective_message
-    text = msg.text if msg is not None else None
+    # A photo's or a file's words are its caption: a key pasted there is as exposed.
+    text = (msg.text or msg.caption) if msg is not None else None
     if not text:
         return
-    if not (P.holds_secret(text) or (not private and looks_secret(text))):
+    command = msg is not None and msg.text is not None and P.holds_secret(text)
+    if not (command or looks_secret(text)):
         return
     deleted = await delete_quietly(update)
     if private:
-        return  # the /connect handler goes on with the (already deleted) message
-    if deleted:
+        # /connect and the steps of its flow go on with the (already deleted) message.
+        if command or (context.user_data or {}).get("connect"):
+            return
+        await reply(update, "I deleted that message: it looks like an API key, and keys "
+                            "should not stay in a chat. To connect one, send /connect testnet "
+                            "(or mainnet).")
+    elif deleted:
         await reply(update, "I deleted that message: never post API keys in a group. "
                             "Send /connect to me in a private chat instead.")
     else:
         await reply(update, "⚠️ That message holds an API key and I can't delete it here "
                             "(I'm not an admin). Delete it now and revoke the key on BitMEX.")
     raise ApplicationHandlerStop
-
-
-def looks_secret(text: str) -> bool:
-    """A short message with a word shaped like a BitMEX key id or secret, or a message of any
-    length with a word only a secret looks like (48 characters mixing cases and digits: a
-    transaction hash is lower-case hex, a link has slashes)."""
-    words = text.split()
-    if len(words) <= 4 and any(looks_like_secret(w) or looks_like_key_id(w) for w in words):
-        return True
-    return any(_SECRET_WORD_RE.fullmatch(w.strip(".,;:'\"()[]")) for w in words)
-
-
-_SECRET_WORD_RE = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[A-Za-z0-9_-]{40,64}")
 
 
 async def delete_quietly(update: Update) -> bool:
@@ -118,7 +112,7 @@ async def gate(update: Update, context: Context) -> None:
     if user is None or (user.is_bot and not anonymous):
         raise ApplicationHandlerStop
     private = update.effective_chat is not None and update.effective_chat.type == "private"
-    await _guard_secrets(update, private)
+    await _guard_secrets(update, context, private)
 
     # An anonymous admin cannot be matched against an allow-list of people.
     if (anonymous and svc.settings.ALLOWED_USER_IDS) or not svc.is_allowed(user.id):

@@ -11,6 +11,7 @@ from telegram import Update
 from bot import parse as P
 from bot.accounts import Connected
 from bot.errors import UserError
+from bot.logs import expect_secret, stop_expecting
 from bot.notify import Button
 from handlers.access import delete_quietly
 from handlers.common import Context, reply, services
@@ -32,9 +33,14 @@ def _set_flow(context: Context, flow: dict[str, Any] | None, user_id: int | None
         return
     if flow is None:
         context.user_data.pop("connect", None)
+        if user_id is not None:
+            stop_expecting(user_id)
         return
     context.user_data["connect"] = flow
     jq = context.job_queue
+    if user_id is not None:
+        # Library debug logs print the next messages before any handler runs: mask them.
+        expect_secret(user_id, FLOW_TIMEOUT + 5)
     if user_id is not None and jq is not None:
         for job in jq.get_jobs_by_name(f"connect:{user_id}"):
             job.schedule_removal()
@@ -47,8 +53,8 @@ async def _flow_timeout(context: Context) -> None:
     flow = _flow(context)
     if flow is None or time.monotonic() <= flow["deadline"]:
         return
-    _set_flow(context, None)
     assert context.job is not None and context.job.chat_id is not None
+    _set_flow(context, None, context.job.user_id)
     await context.bot.send_message(context.job.chat_id,
                                    "Connecting timed out; nothing was stored. Send /connect "
                                    "again when you have the key at hand.")
@@ -61,8 +67,9 @@ async def in_connect_flow(update: Update, context: Context) -> bool:
     if flow is None or msg is None or not msg.text:
         return False
     text = msg.text.strip()
+    uid = update.effective_user.id if update.effective_user is not None else None
     if text.startswith("/"):
-        _set_flow(context, None)
+        _set_flow(context, None, uid)
         if text.split()[0].lower() in ("/cancel", "/stop"):
             await reply(update, "Connecting cancelled. Nothing was stored.")
             return True
@@ -70,7 +77,7 @@ async def in_connect_flow(update: Update, context: Context) -> bool:
     # Whatever it is, it may hold a secret: it goes before anything else happens.
     await delete_quietly(update)
     if time.monotonic() > flow["deadline"]:
-        _set_flow(context, None)
+        _set_flow(context, None, uid)
         await reply(update, "That took too long, so I deleted your message and stopped. "
                             "Send /connect again when you have the key at hand.")
         return True
@@ -81,7 +88,7 @@ async def in_connect_flow(update: Update, context: Context) -> bool:
         await reply(update, "Got the key id (message deleted). Now send the <b>API secret</b>. "
                             "I'll delete it at once. /cancel to stop.")
         return True
-    _set_flow(context, None)
+    _set_flow(context, None, uid)
     await _finish_connect(update, context, flow["network"], flow["key"], text)
     return True
 
