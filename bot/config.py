@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,14 +56,33 @@ def _split_ids(value: Any) -> list[int]:
     return [int(p) for p in parts]
 
 
-def decode_master_key(value: str) -> bytes:
-    """The 32 raw bytes of a MASTER_KEY, or ValueError."""
+# 32 bytes in urlsafe base64: 43 characters and one "=" of padding (`gen-key` prints it;
+# without it is accepted too). The lenient decoder would skip stray characters and accept
+# "+/", so a mistyped key could silently become another key.
+_MASTER_KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}=?")
+_MIN_DISTINCT_BYTES = 16  # 32 random bytes have ~30 distinct values; under 16 is never luck
+
+
+class WeakKeyError(ValueError):
+    """A well-formed MASTER_KEY that is obviously not random."""
+
+
+def decode_master_key(value: str, *, strong: bool = False) -> bytes:
+    """The 32 raw bytes of a MASTER_KEY, or ValueError; `strong`: WeakKeyError for a key
+    that is plainly not random (old keys are only decoded: they must open what they sealed)."""
+    text = value.strip()
+    if not _MASTER_KEY_RE.fullmatch(text):
+        raise ValueError("not urlsafe base64 of 32 bytes")
     try:
-        raw = base64.urlsafe_b64decode(value.strip().encode("ascii"))
-    except (binascii.Error, UnicodeEncodeError, ValueError) as e:
+        raw = base64.urlsafe_b64decode(text.rstrip("=") + "=")
+    except (binascii.Error, ValueError) as e:
         raise ValueError("not valid urlsafe base64") from e
-    if len(raw) != 32:
-        raise ValueError(f"decodes to {len(raw)} bytes, not 32")
+    if len(raw) != 32 or base64.urlsafe_b64encode(raw).decode() != text.rstrip("=") + "=":
+        raise ValueError("not the canonical encoding of 32 bytes")
+    if strong:
+        steps = {(b - a) % 256 for a, b in itertools.pairwise(raw)}
+        if len(set(raw)) < _MIN_DISTINCT_BYTES or len(steps) == 1:
+            raise WeakKeyError("too few distinct bytes")
     return raw
 
 
@@ -126,7 +147,7 @@ class Settings(BaseSettings):
     def _master(cls, v: Any) -> Any:
         if v is None or str(v).strip() == "":
             return None
-        decode_master_key(str(v))
+        decode_master_key(str(v), strong=True)
         return str(v).strip()
 
     @field_validator("MASTER_KEY_OLD", mode="before")
@@ -219,5 +240,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as e:
         err = e.errors()[0]
         name = str(err["loc"][0]) if err.get("loc") else "settings"
+        if isinstance(err.get("ctx", {}).get("error"), WeakKeyError):
+            raise ConfigError(f"{name} is too weak: it is not random (too few distinct "
+                              "bytes). Create one with `python -m bot gen-key`.") from None
         expects = EXPECTS.get(name, "a valid value")
         raise ConfigError(f"{name} is invalid: expected {expects}.") from None

@@ -149,4 +149,72 @@ def test_gen_key_prints_a_usable_key() -> None:
     key = proc.stdout.strip()
     from bot.config import decode_master_key
 
-    assert len(decode_master_key(key)) == 32
+    assert len(decode_master_key(key, strong=True)) == 32
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+_KEY = generate_key()
+MALFORMED_KEYS = [
+    f"{_KEY[:10]}.{_KEY[10:]}",  # a stray character the lenient decoder skipped
+    f"{_KEY[:10]} {_KEY[10:]}",
+    "+" + _KEY[1:],  # standard-alphabet characters are not urlsafe base64
+    _KEY + "A",
+    _b64(bytes(range(31))),  # 31 bytes
+    _b64(bytes(range(33))),  # 33 bytes
+    _KEY[:42] + ("B" if _KEY[42] != "B" else "C") + "=",  # non-canonical last character
+]
+
+
+@pytest.mark.parametrize("value", MALFORMED_KEYS)
+def test_master_key_is_decoded_strictly(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.config import decode_master_key
+
+    with pytest.raises(ValueError):
+        decode_master_key(value)
+    monkeypatch.setenv("MASTER_KEY", value)
+    with pytest.raises(ConfigError, match="MASTER_KEY is invalid") as e:
+        load_settings(_env_file=None)
+    assert value not in str(e.value)
+
+
+@pytest.mark.parametrize("raw", [
+    bytes(32),  # all one byte
+    b"\xab" * 32,
+    b"hunter2!" * 4,  # few distinct bytes
+    bytes(range(32)),  # a counter
+    bytes(range(0, 256, 8)),
+])
+def test_an_obviously_weak_master_key_is_refused(raw: bytes,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASTER_KEY", _b64(raw))
+    with pytest.raises(ConfigError, match="MASTER_KEY is too weak") as e:
+        load_settings(_env_file=None)
+    assert _b64(raw) not in str(e.value) and "gen-key" in str(e.value)
+    # an old key is only decoded: rotating away from a weak key must stay possible
+    monkeypatch.setenv("MASTER_KEY", generate_key())
+    monkeypatch.setenv("MASTER_KEY_OLD", _b64(raw))
+    assert load_settings(_env_file=None).old_master_keys == [raw]
+
+
+def test_a_weak_master_key_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    weak = _b64(b"\x07" * 32)
+    env = {**_clean_env(tmp_path), "PYTHONPATH": str(ROOT), "MASTER_KEY": weak}
+    proc = subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["error: MASTER_KEY is too weak: it is not random (too few distinct bytes). "
+                     "Create one with `python -m bot gen-key`."]
+    assert weak not in proc.stderr + proc.stdout
+
+
+def test_many_gen_keys_all_pass_the_strict_check() -> None:
+    from bot.config import decode_master_key
+
+    for _ in range(500):
+        assert len(decode_master_key(generate_key(), strong=True)) == 32
