@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, VaultError
@@ -81,8 +83,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings() -> Settings:
     settings = load_settings()
-    register_secret(settings.token)
+    if settings.token:
+        # The part after the colon is the secret half; the whole token has its own pattern.
+        register_secret(settings.token.partition(":")[2])
     return settings
+
+
+ENV_FILE = Path(".env")  # where Settings reads it from: the working directory
+
+
+def secure_files(settings: Settings) -> None:
+    """Owner-only database, WAL, SHM and paper snapshot, even when an earlier run, a copy or a
+    restore left them wider; a warning when .env (token, MASTER_KEY) is open to others."""
+    from bot.db.engine import make_owner_only
+    from bot.services import paper_path
+
+    paper = paper_path(settings)
+    for path in make_owner_only(settings.DATABASE_URL, paper,
+                                paper.with_suffix(".tmp") if paper else None):
+        log.info("made %s owner-only", path)
+    try:
+        mode = stat.S_IMODE(ENV_FILE.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        log.warning("%s is open to other users of this machine (mode %o) and holds the bot "
+                    "token and MASTER_KEY: run chmod 600 %s", ENV_FILE.resolve(), mode, ENV_FILE)
 
 
 def cmd_migrate(settings: Settings) -> int:
@@ -158,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(0o077)
         settings = _settings()
         setup_logging(settings.LOG_LEVEL)
+        if args.command in ("migrate", "rotate-key", "run"):
+            secure_files(settings)
         if args.command == "migrate":
             return cmd_migrate(settings)
         if args.command == "rotate-key":

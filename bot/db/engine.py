@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,13 +25,50 @@ def sync_url(url: str) -> str:
     return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
 
 
-def ensure_parent(url: str) -> None:
-    """Create the folder of a file database, so a fresh checkout just works."""
+def database_file(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for in-memory)."""
     rest = url.split("://", 1)[1]
     if rest in ("", "/", "/:memory:") or ":memory:" in rest:
+        return None
+    return Path(rest[1:]) if rest.startswith("/") else Path(rest)
+
+
+def ensure_parent(url: str) -> None:
+    """Create the folder of a file database, so a fresh checkout just works."""
+    path = database_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_owner_only(url: str, *others: Path | None) -> list[Path]:
+    """Make the database, its WAL, SHM and journal, and `others` 0600 and their folders 0700;
+    the files changed.
+
+    The process umask covers files it creates; this covers files an earlier run, a copy or a
+    restore left readable by other local users (encrypted keys, trading history).
+    """
+    db = database_file(url)
+    files = [] if db is None else [db, *(Path(f"{db}{s}") for s in ("-wal", "-shm", "-journal"))]
+    files += [p for p in others if p is not None]
+    changed: list[Path] = []
+    me = os.getuid()
+    for folder in {f.parent for f in files}:
+        _chmod_if_ours(folder, 0o700, me, changed)
+    for f in files:
+        _chmod_if_ours(f, 0o600, me, changed)
+    return changed
+
+
+def _chmod_if_ours(path: Path, mode: int, me: int, changed: list[Path]) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return
-    path = Path(rest[1:]) if rest.startswith("/") else Path(rest)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Someone else's file or folder (a shared /var/lib): not ours to change, and chmod fails.
+    if st.st_uid != me or stat.S_IMODE(st.st_mode) & 0o077 == 0:
+        return
+    path.chmod(mode)
+    changed.append(path)
 
 
 def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

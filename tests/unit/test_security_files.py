@@ -69,3 +69,49 @@ def test_the_database_is_created_owner_only(tmp_path: Path) -> None:
     assert made
     for p in made:
         assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, (p, oct(p.stat().st_mode))
+
+
+def test_files_left_wide_by_an_earlier_run_are_made_owner_only_at_start(
+        tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    data = tmp_path / "data"
+    url = f"sqlite+aiosqlite:///{data}/b.db"
+    old = os.umask(0o022)
+    try:
+        assert run(["migrate"], tmp_path, DATABASE_URL=url).returncode == 0
+        # an older version, a copy or a backup restore left everything readable
+        wide = [data / "b.db", data / "b.db-wal", data / "b.db-shm", data / "b-paper.pickle"]
+        for p in wide:
+            p.touch()
+            p.chmod(0o644)
+        data.chmod(0o755)
+        done = run(["migrate"], tmp_path, DATABASE_URL=url)
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    for p in wide:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert ".env" not in done.stderr  # there is none here
+
+
+def test_a_env_file_others_can_read_is_warned_about_without_its_secrets(
+        tmp_path: Path) -> None:
+    from bot.vault import generate_key
+    from tests.test_cli import run
+
+    key = generate_key()
+    env = tmp_path / ".env"
+    env.write_text(f"MASTER_KEY={key}\n")
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/b.db"
+    for mode, warned in ((0o644, True), (0o640, True), (0o600, False)):
+        env.chmod(mode)
+        done = run(["migrate"], tmp_path, DATABASE_URL=url)
+        assert done.returncode == 0, done.stderr
+        lines = [line for line in done.stderr.splitlines() if ".env" in line]
+        assert len(lines) == int(warned), (oct(mode), done.stderr)
+        if warned:
+            assert "chmod 600" in lines[0] and f"mode {mode:o}" in lines[0]
+        assert key not in done.stderr + done.stdout
+        assert stat.S_IMODE(env.stat().st_mode) == mode  # warned about, not changed
