@@ -877,7 +877,9 @@ class Feeds:
 
 
 def _name_from(title: str | None, chat_id: int) -> str:
-    base = "".join(c for c in (title or "").lower() if c.isalnum())[:24]
+    # ASCII only: "Ｔｒａｄｅｒｓ", "Тraders" (Cyrillic Т) or "x²" would make names that look
+    # like another feed's, or that /follow (ASCII letters and digits) cannot type.
+    base = "".join(c for c in (title or "").lower() if c.isascii() and c.isalnum())[:24]
     return base or f"feed{abs(chat_id) % 100000}"
 
 

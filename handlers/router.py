@@ -84,21 +84,26 @@ def _small_talk_hint(text: str) -> str:
 
 
 def html_safe(text: str) -> str:
-    """UserErrors may carry a little HTML (<b>); anything else is escaped.
+    """UserErrors may carry a little HTML (<b>, <i>, <code>) and entities; anything else is
+    escaped.
 
-    Unescaping first makes this idempotent: a service that already escaped user input
-    (`&lt;`) must not show up as `&amp;lt;`.
+    The user's words in an error were escaped when it was built (`shown`), so an entity is
+    kept as it is, never unescaped: `&lt;b&gt;` they typed stays text, and a message already
+    escaped does not show up as `&amp;lt;`.
     """
-    plain = html.escape(html.unescape(text), quote=False)
-    escaped = plain
-    for tag in ("b", "i", "code"):
-        escaped = escaped.replace(f"&lt;{tag}&gt;", f"<{tag}>").replace(
-            f"&lt;/{tag}&gt;", f"</{tag}>")
-    # The user's own words are quoted in errors: a stray "<b>" they typed must not leave
-    # an unclosed tag (Telegram refuses the whole message), so unbalanced means plain.
-    return escaped if _balanced(escaped) else plain
+    parts: list[str] = []
+    last = 0
+    for m in _KEPT_RE.finditer(text):
+        parts += [html.escape(text[last:m.start()], quote=False), m.group(0)]
+        last = m.end()
+    escaped = "".join(parts) + html.escape(text[last:], quote=False)
+    # Unbalanced tags (Telegram refuses the whole message) are shown as text.
+    return escaped if _balanced(escaped) else _TAG_RE.sub(
+        lambda m: html.escape(m.group(0), quote=False), escaped)
 
 
+# Telegram's HTML knows only these named entities.
+_KEPT_RE = re.compile(r"</?(?:b|i|code)>|&(?:lt|gt|amp|quot);")
 _TAG_RE = re.compile(r"<(/?)(b|i|code)>")
 
 

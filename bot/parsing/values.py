@@ -7,6 +7,7 @@ word; the command parser appends the command's usage line, so these never do.
 from __future__ import annotations
 
 import difflib
+import html
 import re
 import zoneinfo
 from collections.abc import Iterable
@@ -31,9 +32,10 @@ _SUFFIX = {"k": Decimal(1000), "m": Decimal(1_000_000)}
 
 
 def shown(word: str, limit: int = 24) -> str:
-    """The user's word as quoted in an error: trimmed so a pasted essay stays a short reply."""
+    """The user's word as quoted in an error: trimmed so a pasted essay stays a short reply,
+    then HTML-escaped (errors are shown as HTML), so `<b>` they typed stays text."""
     word = word.replace("\n", " ")
-    return word if len(word) <= limit else word[: limit - 1] + "…"
+    return html.escape(word if len(word) <= limit else word[: limit - 1] + "…", quote=False)
 
 
 def looks_numeric(word: str) -> bool:
@@ -358,10 +360,16 @@ def parse_weekday(word: str) -> int | None:
     return None
 
 
+# Files in the zone database that are not places: the server's own zone (differs between
+# hosts and moves with the machine), a "-00" placeholder, and the POSIX default rules.
+_NOT_ZONES = frozenset({"localtime", "factory", "posixrules"})
+
+
 @lru_cache(maxsize=1)
 def _zone_names() -> dict[str, str]:
     # Lower-case index so `europe/berlin` works; built once (about 600 names).
-    return {name.lower(): name for name in zoneinfo.available_timezones()}
+    return {name.lower(): name for name in zoneinfo.available_timezones()
+            if name.lower() not in _NOT_ZONES}
 
 
 _OFFSET_RE = re.compile(r"^(?:utc|gmt)?\s*([-+−])\s*(\d{1,2})(?::?(\d{2}))?$")
@@ -385,6 +393,9 @@ def parse_zone(word: str) -> tuple[str, int | None]:
         if total == 0:
             return "UTC", 0
         return f"UTC{'+' if total > 0 else '-'}{hours:02d}:{minutes:02d}", total
+    if low in _NOT_ZONES:
+        raise UserError(f"{shown(word)} is not a place's time zone — give a city zone like "
+                        "Europe/Berlin or an offset like UTC+3.")
     name = _zone_names().get(low)
     if name is None:
         guess = difflib.get_close_matches(low, list(_zone_names()), n=1, cutoff=0.6)
