@@ -73,14 +73,18 @@ async def _guard_secrets(update: Update, context: Context, private: bool) -> Non
     text = (msg.text or msg.caption) if msg is not None else None
     if not text:
         return
-    command = msg is not None and msg.text is not None and P.holds_secret(text)
+    assert msg is not None
+    in_flow = private and bool((context.user_data or {}).get("connect"))
+    step = update.message is not None and msg.text is not None
+    if in_flow and step and not text.lstrip().startswith("/"):
+        return  # a step of /connect (new text, no command): that flow deletes it
+    command = msg.text is not None and P.holds_secret(text)
     if not (command or looks_secret(text)):
         return
     deleted = await delete_quietly(update)
     if private:
-        # /connect and the steps of its flow go on with the (already deleted) message.
-        if command or (context.user_data or {}).get("connect"):
-            return
+        if command or in_flow:
+            return  # /connect goes on with the (already deleted) message
         await reply(update, "I deleted that message: it looks like an API key, and keys "
                             "should not stay in a chat. To connect one, send /connect testnet "
                             "(or mainnet).")

@@ -87,12 +87,14 @@ async def test_a_key_pasted_in_private_without_connect_is_deleted_and_explained(
 async def test_the_two_step_connect_still_works(h: Harness) -> None:
     alice = h.person("Alice")
     key, secret = h.exchange_account()
+    refused = h.emu.count("deleteMessage", status=400)
     await alice.send("/connect testnet")
     await alice.send(key)
     assert "Got the key id" in alice.last_text
     await alice.send(secret)
     assert "Connected" in alice.last_text
     assert live(h, alice.chat, secret) == [] and live(h, alice.chat, key) == []
+    assert h.emu.count("deleteMessage", status=400) == refused  # each deleted once
 
 
 @contextmanager
