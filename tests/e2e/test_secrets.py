@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bot.logs import RedactingFilter, RedactingFormatter
+from bot.logs import RedactingFilter, RedactingFormatter, registered_count
 from bot.sandbox.telegram.state import Chat
 from tests.e2e.emulator_fixtures import png
 from tests.e2e.harness import Harness, Person
@@ -123,6 +123,7 @@ async def connect_in_steps(alice: Person, key: str, secret: str) -> None:
 async def test_debug_log_masks_connect_arguments_and_flow_steps_of_any_shape(
         h: Harness) -> None:
     alice = h.person("Alice")
+    remembered = registered_count()
     with debug_log() as stream:
         # a one-liner whose secret is short and has a space in it
         await alice.send("/connect testnet Kq7vXw2 zP9 rT4")
@@ -135,6 +136,8 @@ async def test_debug_log_masks_connect_arguments_and_flow_steps_of_any_shape(
     assert "getUpdates" in text and "Processing update" in text  # PTB did log the updates
     for leaked in ("Kq7vXw2", "zP9 rT4", "Hw8 Jd3", "mY5 bR6", key, secret[:24], secret[24:]):
         assert leaked not in text, leaked
+    # none of those words is shaped like a secret, so none is remembered (and masked forever)
+    assert registered_count() == remembered
     # once the flow is over, ordinary chat shows again in the debug log
     with debug_log() as stream:
         await alice.send("price btc Wv3Nq8")
