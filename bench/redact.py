@@ -40,13 +40,17 @@ def fill(n: int) -> None:
     logs.register_secret(secrets.token_urlsafe(27)[:36])
 
 
-def per_line_us(fn: Callable[[str], str], rounds: int) -> float:
+def per_line_us(fn: Callable[[str], str], rounds: int, repeats: int = 5) -> float:
+    """Best of `repeats`: the machine is shared, so the minimum is the honest figure."""
     fn(LINES[0])  # warm the pattern caches
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for line in LINES:
-            fn(line)
-    return (time.perf_counter() - start) / (rounds * len(LINES)) * 1e6
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for line in LINES:
+                fn(line)
+        best = min(best, time.perf_counter() - start)
+    return best / (rounds * len(LINES)) * 1e6
 
 
 def naive(text: str) -> str:
@@ -62,7 +66,7 @@ def main() -> None:
     for n in (5, 50_000):
         fill(n)
         ours = per_line_us(logs.redact, 200)
-        theirs = per_line_us(naive, 200 if n < 1000 else 2)
+        theirs = per_line_us(naive, 200, 5) if n < 1000 else per_line_us(naive, 1, 2)
         figures[n] = ours
         print(f"{logs.registered_count():>10,} {ours:>15.1f} {theirs:>14.1f}")
     print(f"ratio 50,000 / 5 entries: {figures[50_000] / figures[5]:.2f}×")
