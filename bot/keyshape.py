@@ -65,15 +65,16 @@ def words(text: str) -> list[str]:
     return out
 
 
-def looks_secret(text: str) -> bool:
+def looks_secret(text: str, *, command: bool = False) -> bool:
     """True when a message probably holds an API key or secret.
 
-    A short message with a key-shaped word; or a message of any length with a word (or two
-    neighbouring words, or the end of one line and the start of the next, joined) that only
-    a secret looks like.
+    A short message with a key-shaped word (unless it is a `command`: its words are names
+    the user chose, like a feed called CryptoSignals2024Pro); or a message of any length with
+    a word (or two neighbouring words, or the end of one line and the start of the next,
+    joined) that only a secret looks like.
     """
     ws = words(text)
-    if len(ws) <= _SHORT_MESSAGE_WORDS and any(key_shaped(w) for w in ws):
+    if not command and len(ws) <= _SHORT_MESSAGE_WORDS and any(key_shaped(w) for w in ws):
         return True
     if any(_SECRET_WORD_RE.fullmatch(w) for w in ws):
         return True

@@ -79,7 +79,8 @@ async def _guard_secrets(update: Update, context: Context, private: bool) -> Non
     if in_flow and step and not text.lstrip().startswith("/"):
         return  # a step of /connect (new text, no command): that flow deletes it
     command = msg.text is not None and P.holds_secret(text)
-    if not (command or looks_secret(text)):
+    named = command_of(update, context.bot.username) not in (None, "connect")
+    if not (command or looks_secret(text, command=named)):
         return
     deleted = await delete_quietly(update)
     if private:

@@ -77,9 +77,12 @@ async def test_a_key_pasted_in_private_without_connect_is_deleted_and_explained(
     assert "/connect testnet" in alice.last_text
     await alice.send(f"key {key}")
     assert live(h, alice.chat, key) == []
-    # an order id, a hash and plain words stay, and get the usual answer
+    # an order id, a feed name and plain words stay, and get the usual answer
     await alice.send("cancel eaf968c6-906b-4aaa-a32a-ab65d6e06ed7")
     assert live(h, alice.chat, "eaf968c6")
+    assert "deleted" not in alice.last_text
+    await alice.send("/follow CryptoSignals2024Pro")
+    assert live(h, alice.chat, "CryptoSignals2024Pro")
     assert "deleted" not in alice.last_text
     assert await h.svc.accounts.list(alice.id) == []
 

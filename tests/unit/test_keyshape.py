@@ -45,6 +45,12 @@ def test_ordinary_messages_are_not_taken_for_keys(text: str) -> None:
     assert not looks_secret(text)
 
 
+def test_a_commands_short_names_are_not_keys_but_its_long_secrets_are() -> None:
+    assert looks_secret(f"/follow {KEY_ID}") and not looks_secret(f"/follow {KEY_ID}",
+                                                                  command=True)
+    assert looks_secret(f"/alert btc above 100k {SECRET}", command=True)
+
+
 def test_words_strip_punctuation_but_keep_links_whole() -> None:
     assert words("(a)! b? https://x.io/p?q=1") == ["a", "b", "https", "x.io/p", "q", "1"]
     assert key_shaped(KEY_ID) and not key_shaped("eaf968c6-906b-4aaa-a32a-ab65d6e06ed7")
