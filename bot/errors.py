@@ -49,6 +49,11 @@ class OutcomeUnknown(ExchangeError):
     """The request was sent but no answer came: it may or may not have taken effect."""
 
 
+class NotPlaced(ExchangeError):
+    """An order whose answer was lost is not on the exchange after its api-expires (plus a
+    margin) passed: BitMEX can no longer take it, so it certainly was not placed."""
+
+
 class RateLimited(ExchangeError):
     """429: wait `retry_after` seconds before the next request."""
 
