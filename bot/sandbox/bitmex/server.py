@@ -128,7 +128,7 @@ class Faults:
     _drop_mode: str = "close"
     # Load shedding: BitMEX refuses every order carrying an orderQty while overloaded.
     load_shedding: bool = False
-    _lags: list[float] = field(default_factory=list)
+    _lags: list[tuple[float, str | None]] = field(default_factory=list)
     held: int = 0  # order POSTs an engine-lag fault is holding right now
     _closer: Callable[[], Awaitable[None]] | None = None
 
@@ -149,11 +149,13 @@ class Faults:
         self._drops = n
         self._drop_mode = mode
 
-    def engine_lag(self, n: int = 1, seconds: float = 12.0) -> None:
-        """The next `n` order POSTs are accepted by the gateway but reach the engine (and
-        a market order fills) only `seconds` later on the simulator's clock; the HTTP
-        answer comes then. Until then a lookup by clOrdID finds nothing."""
-        self._lags.extend([seconds] * n)
+    def engine_lag(self, n: int = 1, seconds: float = 12.0, cl_ord_id: str | None = None
+                   ) -> None:
+        """The next `n` order POSTs (with that clOrdID, if given) are accepted by the
+        gateway but reach the engine (and a market order fills) only `seconds` later on
+        the simulator's clock; the HTTP answer comes then. Until then a lookup by clOrdID
+        finds nothing."""
+        self._lags.extend([(seconds, cl_ord_id)] * n)
 
     async def close_sockets(self) -> None:
         """Close every WebSocket connection, as a network blip would."""
@@ -176,8 +178,12 @@ class Faults:
                 return rule
         return None
 
-    def _take_lag(self) -> float:
-        return self._lags.pop(0) if self._lags else 0.0
+    def _take_lag(self, cl_ord_id: str) -> float:
+        for i, (seconds, only) in enumerate(self._lags):
+            if only is None or only == cl_ord_id:
+                del self._lags[i]
+                return seconds
+        return 0.0
 
     def _take_drop(self) -> str | None:
         if self._drops > 0:
@@ -619,7 +625,7 @@ class BitmexSimulator:
             # "If you do intend to close your full position, please omit the orderQty
             # field": only a Close without a quantity gets through while shedding load.
             raise ApiError(503, OVERLOADED)
-        lag = self.faults._take_lag()
+        lag = self.faults._take_lag(str(params.get("clOrdID") or ""))
         if lag:
             await self._engine_lag(request, lag)
         row = self.engine.place_order(account.id, params)
@@ -649,7 +655,9 @@ class BitmexSimulator:
                     await asyncio.wait_for(self._clock_moved.wait(), 0.05)
         finally:
             self.faults.held -= 1
-        arrived = wall + (clock.now() - start).total_seconds()
+        # The gateway checks api-expires on the wall clock; the held request reaches the
+        # engine at the later of real time and its simulated arrival.
+        arrived = max(time.time(), wall + (clock.now() - start).total_seconds())
         expires = int(request.headers.get("api-expires") or 0)
         if expires < arrived:
             raise ApiError(
