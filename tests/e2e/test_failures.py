@@ -385,7 +385,9 @@ async def test_restart_while_the_order_post_hangs_settles_once(h: Harness) -> No
     alice, key = await h.connected("Alice")
     assert h.svc.live is not None
     await h.svc.live.wait_ready(alice.id)
-    short_timeout(await client_of(h, alice), 1.0)
+    ex = await client_of(h, alice)
+    short_timeout(ex, 1.0)
+    drive_time(h, ex)  # the lookups' waits pass in simulated time
     card = await alice.send("/buy 100 xbtusd")
     assert card is not None
     iid = intent_id(card)
