@@ -15,6 +15,7 @@ from bot.errors import (
     AuthError,
     DuplicateClOrdID,
     InsufficientBalance,
+    NetworkError,
     NotFound,
     NotPlaced,
     OutcomeUnknown,
@@ -387,6 +388,45 @@ async def test_order_writes_carry_a_short_api_expires_bounded_by_send_by(
     assert seen and all(time.time() + offset[0] - life <= send_by + 1 for _, life in seen)
     sim.faults.clear()
     assert len(posts(sim, client)) == 1
+
+
+async def test_full_close_without_quantity_passes_load_shedding(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    drive_time(client, sim)
+    await client.place_order("XBTUSD", "Buy", 300, "Market")
+    sim.faults.load_shedding = True
+    try:
+        with pytest.raises(Overloaded):  # a quantity, even reduce-only: refused every time
+            await client.place_order("XBTUSD", "Sell", 100, "Market", exec_inst=["ReduceOnly"])
+        assert position_qty(sim, client) == 300
+        closed = await client.place_order("XBTUSD", "Sell", None, "Market", exec_inst=["Close"])
+    finally:
+        sim.faults.load_shedding = False
+    assert closed.ord_status == "Filled" and closed.cum_qty == 300
+    assert position_qty(sim, client) == 0
+
+
+async def test_refused_connection_is_certainly_not_sent(
+    session: aiohttp.ClientSession
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = BitmexClient(f"http://127.0.0.1:{port}", "k", "s", session=session, retry=FAST)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    client.sleep = sleep
+    # tried again (nothing went out), and reported as not sent, not as "may have been placed"
+    with pytest.raises(NetworkError):
+        await client.place_order("XBTUSD", "Buy", 100, "Market")
+    assert len(slept) == FAST.max_attempts - 1
 
 
 async def test_429_waits_retry_after(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:
