@@ -51,7 +51,12 @@ class OutcomeUnknown(ExchangeError):
 
 class NotPlaced(ExchangeError):
     """An order whose answer was lost is not on the exchange after its api-expires (plus a
-    margin) passed: BitMEX can no longer take it, so it certainly was not placed."""
+    margin) passed: BitMEX can no longer take it, so it certainly was not placed.
+    `looked_up` False: it was never sent at all (its time to be sent had run out)."""
+
+    def __init__(self, message: str, *, looked_up: bool = True) -> None:
+        super().__init__(message)
+        self.looked_up = looked_up
 
 
 class RateLimited(ExchangeError):

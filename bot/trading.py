@@ -775,6 +775,10 @@ class Trading:
             result = await self._send(ex, row, plan)
         except NotPlaced as e:
             await self._audit(row, "order_not_placed", reason=e.message)
+            if not e.looked_up:  # BitMEX kept us waiting (503s, 429s) past the send window
+                await self._finish(row.id, FAILED, error="BitMEX kept refusing it for too "
+                                   "long", extra={"not_sent": True})
+                return await self.current(row.id, alert="Not sent")
             await self._finish(row.id, FAILED, error=NOT_PLACED_NOTE, extra={"not_placed": True})
             return await self.current(row.id, alert="Not placed")
         except OutcomeUnknown as e:

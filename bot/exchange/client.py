@@ -229,10 +229,27 @@ class BitmexClient:
         *,
         query: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
-        expires: int | None = None,
+        expires_in: int | None = None,
+        send_by: float | None = None,
+        signed: list[int] | None = None,
     ) -> Any:
-        """One attempt; returns the decoded JSON or raises a bot.errors type."""
+        """One attempt; returns the decoded JSON or raises a bot.errors type.
+
+        `expires_in` overrides the request's lifetime, capped at `send_by` (UNIX s); the
+        api-expires used is appended to `signed`. It is computed after any rate-limit
+        wait, so a request is never sent already (nearly) expired."""
         await self._respect_rate_limit(endpoint.startswith("/order"))
+        expires = None
+        if expires_in is not None:
+            now = self.clock()
+            expires = auth.expires_at(now, expires_in=expires_in)
+            if send_by is not None:
+                expires = min(expires, int(send_by))
+                if expires <= now + 1:
+                    raise NotPlaced(f"{verb} {endpoint}: not sent, its time to be sent "
+                                    "had run out", looked_up=False)
+            if signed is not None:
+                signed.append(expires)
         req = self._build(verb, endpoint, query, body, expires)
         url = URL(self.origin + req.path, encoded=True)
         what = f"{verb} {endpoint}"
@@ -281,10 +298,8 @@ class BitmexClient:
         last: ExchangeError | None = None
         for attempt in range(self.retry.max_attempts):
             try:
-                expires = (auth.expires_at(self.clock(), expires_in=expires_in)
-                           if expires_in is not None else None)
                 return await self._send_once(verb, endpoint, query=query, body=body,
-                                             expires=expires)
+                                             expires_in=expires_in)
             except RateLimited as e:
                 if e.retry_after > self.retry.max_rate_limit_wait:
                     raise
@@ -385,11 +400,11 @@ class BitmexClient:
         last: ExchangeError | None = None
         for attempt in range(self.retry.max_attempts):
             overloaded = False
-            expires = self._order_expires(send_by)
-            if expires is None:
-                break  # too late to send anything that could still arrive in time
+            signed: list[int] = []
             try:
-                row = await self._send_once("POST", "/order", body=body, expires=expires)
+                row = await self._send_once("POST", "/order", body=body,
+                                            expires_in=self.order_expires_in,
+                                            send_by=send_by, signed=signed)
                 return Order.from_row(row)
             except DuplicateClOrdID:
                 # An OPEN order holds this clOrdID: ours, if an earlier run sent it.
@@ -406,27 +421,16 @@ class BitmexClient:
             except Overloaded as e:
                 last, overloaded = e, True
             except _MaybeSent as e:
-                return await self.await_order(cl, expires, cause=e)
+                return await self.await_order(cl, signed[-1], cause=e)
             except NetworkError as e:  # could not connect: nothing went out
                 last = e
             except Temporary as e:
                 # A 500/502 may come after the engine took the order.
-                return await self.await_order(cl, expires, cause=e)
+                return await self.await_order(cl, signed[-1], cause=e)
             if attempt + 1 < self.retry.max_attempts:
                 await self.sleep(self.retry.delay(attempt, overloaded=overloaded))
-        if last is None:
-            raise NotPlaced(f"order {cl}: not sent, its time to be sent had run out")
+        assert last is not None
         raise last
-
-    def _order_expires(self, send_by: float | None) -> int | None:
-        """api-expires for one order attempt: short, and never past `send_by`."""
-        now = self.clock()
-        expires = auth.expires_at(now, expires_in=self.order_expires_in)
-        if send_by is not None:
-            expires = min(expires, int(send_by))
-            if expires <= now + 1:
-                return None
-        return expires
 
     async def await_order(self, cl_ord_id: str, expires: float,
                           cause: ExchangeError | None = None) -> Order:
