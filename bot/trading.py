@@ -4,9 +4,11 @@ A typed command becomes an `OrderIntent` row (a *card*) holding exactly what wil
 be sent. Only the owner's Confirm press moves it, by one atomic UPDATE, from
 `pending` to `confirmed`; whoever wins that UPDATE places the order, everyone else
 (double press, concurrent press, a press after a restart or after expiry) sees the
-current state. The clOrdID is stored with the intent before anything is sent, so a
-retry - by the client, or after a crash - can only ever find or duplicate-reject
-the same order.
+current state. The clOrdID is stored with the intent before anything is sent, and
+with it `send_by`, the last moment any attempt can still reach BitMEX. BitMEX frees a
+clOrdID once its order filled, so an order whose answer was lost is never sent again:
+it is looked up by its clOrdID - by the client, or after a crash by the sweep - and
+only called "not placed" once `send_by` (plus a margin) is behind us.
 """
 
 from __future__ import annotations
