@@ -49,6 +49,16 @@ class OutcomeUnknown(ExchangeError):
     """The request was sent but no answer came: it may or may not have taken effect."""
 
 
+class NotPlaced(ExchangeError):
+    """An order whose answer was lost is not on the exchange after its api-expires (plus a
+    margin) passed: BitMEX can no longer take it, so it certainly was not placed.
+    `looked_up` False: it was never sent at all (its time to be sent had run out)."""
+
+    def __init__(self, message: str, *, looked_up: bool = True) -> None:
+        super().__init__(message)
+        self.looked_up = looked_up
+
+
 class RateLimited(ExchangeError):
     """429: wait `retry_after` seconds before the next request."""
 

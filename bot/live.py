@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOP_TYPES = frozenset({"Stop", "StopLimit", "MarketIfTouched", "LimitIfTouched"})
+# The exec type BitMEX reports when a stop fires (it has no "Trigger" type).
+TRIGGERED = "TriggeredOrActivatedBySystem"
 # The bot's exits carry the entry's clOrdID plus ":sl" or ":tpN" (bot/trading.py).
 EXIT_RE = re.compile(r"^(?P<entry>.+):(?P<leg>sl|tp(?P<n>\d+))$")
 # Hysteresis of /liqalert, in percentage points: warned at N %, armed again at N + 1 %.
@@ -381,11 +383,12 @@ class LiveUpdates:
 
     async def _on_table(self, w: _Watch, table: str, action: str,
                         rows: list[dict[str, Any]]) -> None:
-        """Stop triggers: execType Trigger rows (the typed callbacks only carry fills)."""
+        """Stop triggers: execType TriggeredOrActivatedBySystem rows (the typed callbacks
+        only carry fills)."""
         if w.closed or table != "execution" or action != "insert":
             return
         for row in rows:
-            if row.get("execType") != "Trigger":
+            if row.get("execType") != TRIGGERED:
                 continue
             order_id = str(row.get("orderID") or "")
             if not order_id or order_id in w.triggered:

@@ -4,9 +4,11 @@ A typed command becomes an `OrderIntent` row (a *card*) holding exactly what wil
 be sent. Only the owner's Confirm press moves it, by one atomic UPDATE, from
 `pending` to `confirmed`; whoever wins that UPDATE places the order, everyone else
 (double press, concurrent press, a press after a restart or after expiry) sees the
-current state. The clOrdID is stored with the intent before anything is sent, so a
-retry - by the client, or after a crash - can only ever find or duplicate-reject
-the same order.
+current state. The clOrdID is stored with the intent before anything is sent, and
+with it `send_by`, the last moment any attempt can still reach BitMEX. BitMEX frees a
+clOrdID once its order filled, so an order whose answer was lost is never sent again:
+it is looked up by its clOrdID - by the client, or after a crash by the sweep - and
+only called "not placed" once `send_by` (plus a margin) is behind us.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bot.errors import (
     InsufficientBalance,
     NetworkError,
     NotFound,
+    NotPlaced,
     OutcomeUnknown,
     Overloaded,
     RateLimited,
@@ -66,6 +69,12 @@ UNKNOWN_NOTE = ("BitMEX did not confirm in time, so the order may or may not be 
 UNKNOWN_DONE = ("BitMEX did not answer, so I can't tell whether it happened; /orders and "
                 "/positions show the truth")
 SETTLE_AFTER = timedelta(minutes=2)  # a card `confirmed` this long is no longer in flight
+# A card's order is only sent (and signed to be valid) within this window after Confirm,
+# so once it and a margin have passed, "not found by its clOrdID" means "never placed".
+SEND_WINDOW = timedelta(seconds=30)
+ARRIVAL_MARGIN = timedelta(seconds=10)
+NOT_PLACED_NOTE = ("it never reached BitMEX (I looked it up by its id until it could no "
+                   "longer arrive)")
 
 
 def new_cl_ord_id() -> str:
@@ -414,8 +423,10 @@ class Trading:
         part = "all" if qty == full else f"{fmt.num(qty)} of {fmt.num(full)}"
         head = (f"CLOSE {part} {pos.symbol} {pos.side.lower()} · "
                 f"{'Limit ' + fmt.price(inst, price) if price else 'Market'} · {acc.network}")
+        full_close = qty == full
+        how = "close (whole position)" if full_close else "reduce-only"
         lines = [f"<b>{html.escape(head)}</b>",
-                 f"{side} {fmt.num(qty)} reduce-only · entry {fmt.price(inst, pos.avg_entry_price)}"
+                 f"{side} {fmt.num(qty)} {how} · entry {fmt.price(inst, pos.avg_entry_price)}"
                  f" · mark {fmt.price(inst, pos.mark_price)}"]
         if pos.avg_entry_price and pos.mark_price:
             signed = qty if pos.current_qty > 0 else -qty
@@ -423,8 +434,14 @@ class Trading:
                                 inst.multiplier)
             lines.append(f"Est. PnL on this part ≈ {fmt.money(est, inst.settl_currency)}")
         lines += notes
+        if not full_close:
+            lines.append("⚠️ A partial close carries a size, and BitMEX refuses those while "
+                         "it sheds load; closing all (/close) still goes through then.")
+        # A full close is execInst Close with no quantity: the one order BitMEX still takes
+        # while shedding load, and it closes whatever the position is by then.
         plan = Plan(kind="close", network=acc.network, symbol=pos.symbol, side=side, qty=qty,
-                    ord_type=ord_type, price=price, exec_inst=("ReduceOnly",), summary=head)
+                    ord_type=ord_type, price=price,
+                    exec_inst=("Close",) if full_close else ("ReduceOnly",), summary=head)
         return await self._store(user, chat_id, plan, lines, False)
 
     async def preview_cancel(self, user_id: int, chat_id: int, ref: str | None,
@@ -706,6 +723,8 @@ class Trading:
             CONFIRMED: f"⏳ {html.escape(row.error)}" if row.error else "⏳ Sending to BitMEX…",
             FAILED: (f"❌ Not sent: {html.escape(row.error or '')}. Nothing reached the "
                      "exchange; try again in a moment." if row.intent.get("not_sent")
+                     else f"❌ Not placed: {html.escape(row.error or '')}. Nothing is on the "
+                     "exchange; you may send it again." if row.intent.get("not_placed")
                      else f"❓ {html.escape(row.error or '')}." if row.intent.get("unknown")
                      else f"❌ Rejected: {html.escape(row.error or 'unknown reason')}"),
             PLACED: self._placed_text(plan, row),
@@ -756,6 +775,14 @@ class Trading:
         try:
             ex = await self.accounts.exchange(row.user_id, plan.network)
             result = await self._send(ex, row, plan)
+        except NotPlaced as e:
+            await self._audit(row, "order_not_placed", reason=e.message)
+            if not e.looked_up:  # BitMEX kept us waiting (503s, 429s) past the send window
+                await self._finish(row.id, FAILED, error="BitMEX kept refusing it for too "
+                                   "long", extra={"not_sent": True})
+                return await self.current(row.id, alert="Not sent")
+            await self._finish(row.id, FAILED, error=NOT_PLACED_NOTE, extra={"not_placed": True})
+            return await self.current(row.id, alert="Not placed")
         except OutcomeUnknown as e:
             await self._audit(row, "order_unknown", reason=e.message)
             if plan.kind in ("order", "close"):
@@ -804,10 +831,17 @@ class Trading:
         assert plan.symbol and plan.side and plan.qty is not None
         if plan.leverage is not None:
             await ex.set_leverage(plan.symbol, plan.leverage)
+        # Stored before sending: the settlement after a crash must know until when the
+        # order could still reach BitMEX (no attempt is signed to be valid past it).
+        send_by = self._send_by(row)
+        await self._finish(row.id, CONFIRMED, extra={"send_by": send_by})
+        # A full close names no quantity: BitMEX refuses every order with an orderQty
+        # while it sheds load, a Close without one still gets through.
+        qty = None if "Close" in plan.exec_inst else plan.qty
         order = await ex.place_order(
-            plan.symbol, plan.side, plan.qty, plan.ord_type, plan.price,
+            plan.symbol, plan.side, qty, plan.ord_type, plan.price,
             stop_px=plan.stop_px, exec_inst=plan.exec_inst, cl_ord_id=row.cl_ord_id,
-            text="telegram",
+            text="telegram", send_by=send_by,
         )
         if order.ord_status == "Canceled" and order.cum_qty == 0:
             raise Rejected(order.text or "the exchange cancelled the order")
@@ -817,6 +851,12 @@ class Trading:
         if order.ord_status == "Filled" and (plan.tps or plan.sl is not None):
             await self._exits_or_note(row.id)
         return {"order_id": order.order_id}
+
+    def _send_by(self, row: OrderIntent) -> float:
+        start = row.confirmed_at or self.now()
+        if start.tzinfo is None:  # SQLite hands datetimes back naive; they are UTC
+            start = start.replace(tzinfo=UTC)
+        return (start + SEND_WINDOW).timestamp()
 
     async def _exits_or_note(self, intent_id: int) -> None:
         """Place a filled entry's TP/SL; a failure is told on the card, never turned into a
@@ -915,7 +955,9 @@ class Trading:
 
     async def settle_in_flight(self, older_than: timedelta | None = None) -> list[int]:
         """Cards left `confirmed` (a crash mid-send, or no answer from BitMEX) are settled
-        by looking their clOrdID up; the ids whose state changed, for the caller to edit.
+        by looking their clOrdID up; the ids whose card changed, for the caller to edit.
+        Not found is final only once the order can no longer arrive (`send_by` + margin);
+        before that the card says it is still being looked up.
 
         At start-up every such card is stale; on a timer pass `older_than` so a press that
         is still sending in this process is never touched."""
@@ -944,9 +986,17 @@ class Trading:
                 log.info("intent %s still unsettled: %s", row.id, e)
                 continue  # tried again on the next sweep
             if order is None:
-                await self._finish(row.id, FAILED,
-                                   error="it never reached BitMEX (interrupted); nothing was "
-                                         "placed")
+                send_by = float(row.intent.get("send_by") or self._send_by(row))
+                if self.now().timestamp() <= send_by + ARRIVAL_MARGIN.total_seconds():
+                    # A request still on its way (BitMEX can be seconds slow) may yet arrive:
+                    # "not found" is only final once its api-expires is behind us.
+                    log.info("intent %s not found yet; looked up again later", row.id)
+                    if row.error != UNKNOWN_NOTE:  # say "still looking" once, not per sweep
+                        await self._finish(row.id, CONFIRMED, error=UNKNOWN_NOTE)
+                        settled.append(row.id)
+                    continue
+                await self._finish(row.id, FAILED, error=NOT_PLACED_NOTE,
+                                   extra={"not_placed": True})
             elif order.ord_status in ("Canceled", "Rejected") and order.cum_qty == 0:
                 await self._finish(row.id, FAILED, order_id=order.order_id,
                                    error=f"BitMEX {order.ord_status.lower()} it" + (

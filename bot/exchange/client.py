@@ -30,6 +30,7 @@ from bot.errors import (
     InsufficientBalance,
     NetworkError,
     NotFound,
+    NotPlaced,
     OutcomeUnknown,
     Overloaded,
     PermissionDenied,
@@ -54,6 +55,10 @@ from bot.exchange.types import (
 log = logging.getLogger(__name__)
 
 MAINNET = "https://www.bitmex.com"
+# api-expires of order writes: short, because it bounds how long a request whose answer
+# was lost can still reach the engine - and so how long its lookup must go on.
+ORDER_EXPIRES_IN = 15
+SETTLE_MARGIN = 5.0  # seconds past an order's api-expires before "not found" is final
 TESTNET = "https://testnet.bitmex.com"
 
 
@@ -72,6 +77,8 @@ class RetryPolicy:
     overload_delay: float = 0.5  # BitMEX asks for ≥ 500 ms after a 503
     max_rate_limit_wait: float = 65.0  # longer waits are reported, not slept through
     jitter: float = 0.1
+    lookup_delay: float = 0.5  # first pause between lookups of an order whose answer was lost
+    max_lookup_delay: float = 2.0
 
     def delay(self, attempt: int, *, overloaded: bool = False) -> float:
         base = min(self.max_delay, self.base_delay * (2**attempt))
@@ -119,6 +126,8 @@ class BitmexClient:
         expires_in: int = auth.DEFAULT_EXPIRES_IN,
         rate_reserve: int = 2,
         cl_ord_prefix: str = "tg",
+        order_expires_in: int = ORDER_EXPIRES_IN,
+        settle_margin: float = SETTLE_MARGIN,
     ) -> None:
         origin = base_url.rstrip("/")
         if origin.endswith(auth.API_PREFIX):
@@ -133,12 +142,16 @@ class BitmexClient:
         self.expires_in = expires_in
         self.rate_reserve = rate_reserve
         self.cl_ord_prefix = cl_ord_prefix
+        self.order_expires_in = order_expires_in
+        self.settle_margin = settle_margin
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = float("-inf")
         self._instruments_lock = asyncio.Lock()
         # Test-only: lets a test alter a request after it was signed (tampering).
         self.after_sign: Callable[[auth.SignedRequest], auth.SignedRequest] | None = None
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # UNIX seconds for api-expires and for waiting out an order's fate; tests drive it.
+        self.clock: Callable[[], float] = time.time
 
     def __repr__(self) -> str:  # never show the secret
         return f"BitmexClient({self.origin!r}, key={'set' if self.key else None})"
@@ -198,10 +211,12 @@ class BitmexClient:
         endpoint: str,
         query: Mapping[str, Any] | None,
         body: Mapping[str, Any] | None,
+        expires: int | None = None,
     ) -> auth.SignedRequest:
         req = auth.build_request(
             verb, endpoint, query=query, body=body, key=self.key, secret=self._secret,
-            expires=auth.expires_at(expires_in=self.expires_in),
+            expires=expires if expires is not None
+            else auth.expires_at(self.clock(), expires_in=self.expires_in),
         )
         if self.after_sign is not None:
             req = self.after_sign(req)
@@ -214,10 +229,28 @@ class BitmexClient:
         *,
         query: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
+        expires_in: int | None = None,
+        send_by: float | None = None,
+        signed: list[int] | None = None,
     ) -> Any:
-        """One attempt; returns the decoded JSON or raises a bot.errors type."""
+        """One attempt; returns the decoded JSON or raises a bot.errors type.
+
+        `expires_in` overrides the request's lifetime, capped at `send_by` (UNIX s); the
+        api-expires used is appended to `signed`. It is computed after any rate-limit
+        wait, so a request is never sent already (nearly) expired."""
         await self._respect_rate_limit(endpoint.startswith("/order"))
-        req = self._build(verb, endpoint, query, body)
+        expires = None
+        if expires_in is not None:
+            now = self.clock()
+            expires = auth.expires_at(now, expires_in=expires_in)
+            if send_by is not None:
+                expires = min(expires, int(send_by))
+                if expires <= now + 1:
+                    raise NotPlaced(f"{verb} {endpoint}: not sent, its time to be sent "
+                                    "had run out", looked_up=False)
+            if signed is not None:
+                signed.append(expires)
+        req = self._build(verb, endpoint, query, body, expires)
         url = URL(self.origin + req.path, encoded=True)
         what = f"{verb} {endpoint}"
         sent = False
@@ -258,13 +291,15 @@ class BitmexClient:
         query: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         idempotent: bool = True,
+        expires_in: int | None = None,
     ) -> Any:
         """Send with retries by error type. Idempotent calls retry any Temporary;
         the others only what certainly never reached the engine (503, 429, no connect)."""
         last: ExchangeError | None = None
         for attempt in range(self.retry.max_attempts):
             try:
-                return await self._send_once(verb, endpoint, query=query, body=body)
+                return await self._send_once(verb, endpoint, query=query, body=body,
+                                             expires_in=expires_in)
             except RateLimited as e:
                 if e.retry_after > self.retry.max_rate_limit_wait:
                     raise
@@ -334,13 +369,20 @@ class BitmexClient:
         exec_inst: Sequence[str] = (),
         cl_ord_id: str | None = None,
         text: str | None = None,
+        send_by: float | None = None,
     ) -> Order:
         """Place one order, exactly once.
 
-        Every attempt carries the same clOrdID. An attempt whose outcome is unknown
-        (timeout, connection cut, 5xx other than 503) is settled by looking the
-        order up by clOrdID before anything else; a "Duplicate clOrdID" on a
-        retry means an earlier attempt went through, so that order is returned.
+        BitMEX keeps a clOrdID unique only among OPEN orders, so re-sending a market
+        order that already filled fills it again. Hence: only an attempt that certainly
+        never reached the engine (503, 429, no connection) is sent again. After one that
+        may have (timeout, connection cut, other 5xx) nothing more is sent: the order is
+        looked up by clOrdID until it is found, or until its api-expires (short for
+        orders) plus a margin has passed - after that BitMEX can no longer take it, and
+        `NotPlaced` says so. A lookup that keeps failing ends in `OutcomeUnknown`.
+
+        `send_by` (UNIX s): no attempt is signed to be valid later than this, so whoever
+        stored it knows when the order can no longer arrive (the crash-settlement path).
         """
         cl = cl_ord_id or new_cl_ord_id(self.cl_ord_prefix)
         body: dict[str, Any] = {
@@ -356,16 +398,17 @@ class BitmexClient:
             "text": text,
         }
         last: ExchangeError | None = None
-        maybe_sent = False
         for attempt in range(self.retry.max_attempts):
             overloaded = False
+            signed: list[int] = []
             try:
-                row = await self._send_once("POST", "/order", body=body)
+                row = await self._send_once("POST", "/order", body=body,
+                                            expires_in=self.order_expires_in,
+                                            send_by=send_by, signed=signed)
                 return Order.from_row(row)
             except DuplicateClOrdID:
-                if attempt == 0:
-                    raise
-                found = await self._settle(cl)
+                # An OPEN order holds this clOrdID: ours, if an earlier run sent it.
+                found = await self._settle(cl) if attempt else None
                 if found is not None:
                     return found
                 raise
@@ -377,28 +420,43 @@ class BitmexClient:
                 continue
             except Overloaded as e:
                 last, overloaded = e, True
-            except NetworkError as e:
+            except _MaybeSent as e:
+                return await self.await_order(cl, signed[-1], cause=e)
+            except NetworkError as e:  # could not connect: nothing went out
                 last = e
-                if isinstance(e, _MaybeSent):
-                    maybe_sent = True
-                    found = await self._settle(cl)
-                    if found is not None:
-                        return found
             except Temporary as e:
                 # A 500/502 may come after the engine took the order.
-                last, maybe_sent = e, True
-                found = await self._settle(cl)
-                if found is not None:
-                    return found
+                return await self.await_order(cl, signed[-1], cause=e)
             if attempt + 1 < self.retry.max_attempts:
                 await self.sleep(self.retry.delay(attempt, overloaded=overloaded))
         assert last is not None
-        if maybe_sent:
-            raise OutcomeUnknown(
-                f"order {cl}: no confirmation after {self.retry.max_attempts} attempts "
-                f"({last.message})"
-            ) from last
         raise last
+
+    async def await_order(self, cl_ord_id: str, expires: float,
+                          cause: ExchangeError | None = None) -> Order:
+        """The fate of an order sent with `api-expires` = `expires` whose answer was lost:
+        look it up until found (the order), or until a lookup made after expires +
+        margin finds nothing (`NotPlaced`); lookups failing to the end: `OutcomeUnknown`."""
+        deadline = expires + self.settle_margin
+        delay = self.retry.lookup_delay
+        why = f" ({cause.message})" if cause is not None else ""
+        while True:
+            asked_at = self.clock()
+            try:
+                found = await self.order_by_cl_ord_id(cl_ord_id)
+            except ExchangeError as e:
+                if asked_at > deadline:
+                    raise OutcomeUnknown(
+                        f"order {cl_ord_id}: outcome unknown and lookup failed{why} "
+                        f"({e.message})") from e
+            else:
+                if found is not None:
+                    return found
+                if asked_at > deadline:
+                    raise NotPlaced(f"order {cl_ord_id}: not on the exchange after its "
+                                    f"api-expires passed{why}")
+            await self.sleep(delay)
+            delay = min(delay * 2, self.retry.max_lookup_delay)
 
     async def _settle(self, cl_ord_id: str) -> Order | None:
         """Look an order up after an unknown outcome; failure to look is itself unknown."""
@@ -428,7 +486,8 @@ class BitmexClient:
             "price": price,
             "stopPx": stop_px,
         }
-        row = await self._call("PUT", "/order", body=body, idempotent=False)
+        row = await self._call("PUT", "/order", body=body, idempotent=False,
+                               expires_in=self.order_expires_in)
         return Order.from_row(row)
 
     async def cancel_orders(

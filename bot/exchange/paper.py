@@ -204,6 +204,7 @@ class PaperExchange:
         exec_inst: Sequence[str] = (),
         cl_ord_id: str | None = None,
         text: str | None = None,
+        send_by: float | None = None,
     ) -> Order:
         params: Row = {
             "symbol": symbol,

@@ -519,6 +519,7 @@ class Exchange(Protocol):
         exec_inst: Sequence[str] = (),
         cl_ord_id: str | None = None,
         text: str | None = None,
+        send_by: float | None = None,
     ) -> Order: ...
 
     async def amend_order(

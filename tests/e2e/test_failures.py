@@ -9,7 +9,9 @@ or doubled.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 
 from bot.exchange.client import BitmexClient
 from tests.e2e.harness import Harness, Person
+from tests.e2e.timing import drive_time
 
 APOLOGY = "Sorry, something went wrong"
 
@@ -186,6 +189,39 @@ async def test_confirm_meets_400(h: Harness) -> None:
     assert all_orders(h, key) == []
 
 
+async def test_engine_lag_on_a_confirmed_market_order_fills_once(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    ex = await client_of(h, alice)
+    short_timeout(ex)  # the client gives up waiting for the answer long before BitMEX acts
+    waited = drive_time(h, ex)
+    card = await alice.send("/buy 100 xbtusd")
+    assert card is not None
+    h.sim.faults.engine_lag(1, seconds=12)
+    await alice.press("✅ Confirm", card)
+    text = card.content or ""
+    assert "Filled" in text and card.buttons == [], text
+    assert waited[0] >= 12  # it was looked up until BitMEX had taken it, not re-sent
+    h.sim.engine.clock.advance(60)  # anything still on its way would arrive now
+    assert len(all_orders(h, key)) == 1 and position_qty(h, key) == 100  # not 200
+    no_traceback(alice)
+
+
+async def test_order_lost_on_the_way_is_told_not_placed(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    ex = await client_of(h, alice)
+    short_timeout(ex)
+    drive_time(h, ex)
+    card = await alice.send("/buy 100 xbtusd")
+    assert card is not None
+    h.sim.faults.engine_lag(1, seconds=300)  # reaches the engine after its api-expires
+    await alice.press("✅ Confirm", card)
+    text = card.content or ""
+    assert "Not placed: it never reached BitMEX" in text and "send it again" in text, text
+    h.sim.engine.clock.advance(300)
+    assert all_orders(h, key) == [] and position_qty(h, key) == 0
+    no_traceback(alice)
+
+
 # --- cancel and close ------------------------------------------------------------------
 
 
@@ -251,6 +287,44 @@ async def test_close_while_bitmex_is_overloaded_then_after(h: Harness) -> None:
     no_traceback(alice)
 
 
+async def test_close_while_bitmex_sheds_load(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 300 xbtusd")
+    await alice.press("✅ Confirm")
+    assert position_qty(h, key) == 300
+    h.sim.faults.load_shedding = True
+    # a partial close needs a size: its card warns, and BitMEX refuses it
+    await alice.send("/close 100")
+    card = alice.last
+    assert "refuses those while it sheds load" in (card.content or ""), card.content
+    await alice.press("✅ Confirm", card)
+    assert "Not sent: BitMEX is overloaded" in (card.content or "") and position_qty(h, key) == 300
+    # a new order is refused too
+    await alice.send("/buy 100 xbtusd")
+    await alice.press("✅ Confirm")
+    assert "Not sent: BitMEX is overloaded" in alice.last_text and position_qty(h, key) == 300
+    # the full close is execInst Close with no quantity: it gets through
+    await alice.send("/close")
+    card = alice.last
+    assert "CLOSE all XBTUSD long" in (card.content or "")
+    assert "sheds load" not in (card.content or "")
+    await alice.press("✅ Confirm", card)
+    assert "Filled" in (card.content or ""), card.content
+    assert position_qty(h, key) == 0
+    [close] = [o for o in all_orders(h, key) if o["ordStatus"] == "Filled" and o["side"] == "Sell"]
+    assert close["execInst"] == "Close" and close["cumQty"] == 300
+    # and the Close button under /positions does the same
+    h.sim.faults.load_shedding = False
+    await alice.send("/buy 200 xbtusd")
+    await alice.press("✅ Confirm")
+    h.sim.faults.load_shedding = True
+    await alice.send("/positions")
+    await alice.press("Close XBTUSD")
+    await alice.press("✅ Confirm")
+    assert position_qty(h, key) == 0
+    no_traceback(alice)
+
+
 # --- reading commands ------------------------------------------------------------------
 
 
@@ -311,7 +385,9 @@ async def test_restart_while_the_order_post_hangs_settles_once(h: Harness) -> No
     alice, key = await h.connected("Alice")
     assert h.svc.live is not None
     await h.svc.live.wait_ready(alice.id)
-    short_timeout(await client_of(h, alice), 1.0)
+    ex = await client_of(h, alice)
+    short_timeout(ex, 1.0)
+    drive_time(h, ex)  # the lookups' waits pass in simulated time
     card = await alice.send("/buy 100 xbtusd")
     assert card is not None
     iid = intent_id(card)
@@ -334,6 +410,49 @@ async def test_restart_while_the_order_post_hangs_settles_once(h: Harness) -> No
     await wait_text(h, alice, "Order filled")
     await quiet(h)
     assert count(alice, "Order filled") == 1, alice.transcript  # told once, across the restart
+    no_traceback(alice)
+
+
+def _crash_pending_presses() -> None:
+    """The process dies mid-press: the press's work stops where it is (no answer, no
+    lookup, no edit), as a kill would leave it."""
+    for task in asyncio.all_tasks():
+        coro: object = task.get_coro()
+        while coro is not None:
+            code = getattr(coro, "cr_code", None)
+            if code is not None and code.co_name == "_execute":
+                task.cancel()
+                break
+            coro = getattr(coro, "cr_await", None)
+
+
+async def test_restart_while_bitmex_lags_is_not_told_not_placed_too_early(h: Harness) -> None:
+    from bot.trading import settle_cards
+
+    alice, key = await h.connected("Alice")
+    short_timeout(await client_of(h, alice), 1.0)
+    card = await alice.send("/buy 100 xbtusd")
+    assert card is not None
+    # BitMEX accepts the POST but its engine takes 12 s; the bot is redeployed meanwhile
+    h.sim.faults.engine_lag(1, seconds=12)
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    await h.emu.wait_for(lambda: h.sim.faults.held == 1)
+    _crash_pending_presses()
+    await h.stop()
+    await h._boot()
+    # at start the order is not on BitMEX yet - but it may still arrive: no verdict
+    await h.emu.wait_for(lambda: "may or may not be on the exchange" in (card.content or ""))
+    assert "never reached" not in (card.content or "") and all_orders(h, key) == []
+    h.sim.engine.clock.advance(12)  # the engine takes it now
+    await h.emu.wait_for(lambda: position_qty(h, key) == 100)
+    real_now = h.svc.trading.now
+    h.svc.trading.now = lambda: real_now() + timedelta(minutes=3)
+    try:
+        assert await settle_cards(h.svc.trading, h.svc.notifier) == 1
+    finally:
+        h.svc.trading.now = real_now
+    await h.emu.wait_for(lambda: "Filled" in (card.content or ""))
+    assert len(all_orders(h, key)) == 1 and position_qty(h, key) == 100
     no_traceback(alice)
 
 

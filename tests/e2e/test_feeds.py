@@ -187,10 +187,17 @@ async def test_stop_move_reaches_open_positions_auto_only_reduces(h: Harness) ->
     pos = [p for p in h.sim.engine.position_rows(h.sim.account(bkey).id) if p["currentQty"]]
     assert [(p["symbol"], p["currentQty"]) for p in pos] == [("XBTUSD", 200)]
 
-    # close: auto closes Bob's position; Carol gets a card
-    await post(h, admin, group, "/signal close 1")
+    # close: auto closes Bob's position - even while BitMEX sheds load, since the full
+    # close carries no quantity (execInst Close); Carol gets a card
+    h.sim.faults.load_shedding = True
+    try:
+        await post(h, admin, group, "/signal close 1")
+    finally:
+        h.sim.faults.load_shedding = False
     pos = [p for p in h.sim.engine.position_rows(h.sim.account(bkey).id) if p["currentQty"]]
     assert pos == [] and said(bob, "Auto mode applied it")
+    assert [o["execInst"] for o in orders(h, bkey) if o["ordStatus"] == "Filled"
+            and o["side"] == "Sell"] == ["Close"]
     assert "CLOSE all XBTUSD long" in (carol.find_button("✅ Confirm").content or "")
 
 

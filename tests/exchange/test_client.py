@@ -15,7 +15,9 @@ from bot.errors import (
     AuthError,
     DuplicateClOrdID,
     InsufficientBalance,
+    NetworkError,
     NotFound,
+    NotPlaced,
     OutcomeUnknown,
     Overloaded,
     PermissionDenied,
@@ -23,7 +25,7 @@ from bot.errors import (
     Rejected,
 )
 from bot.exchange import auth
-from bot.exchange.client import BitmexClient, RetryPolicy
+from bot.exchange.client import ORDER_EXPIRES_IN, SETTLE_MARGIN, BitmexClient, RetryPolicy
 from bot.exchange.types import Exchange
 from bot.sandbox.bitmex.server import BitmexSimulator
 
@@ -269,25 +271,80 @@ def _cancel_hanging_handlers() -> None:
             coro = getattr(coro, "cr_await", None)
 
 
+def drive_time(client: BitmexClient, sim: BitmexSimulator) -> list[float]:
+    """The client's waits pass in simulated time: each one moves the client's clock and the
+    simulator's by the same amount, so a 12 s lag costs no real 12 s."""
+    offset = [0.0]
+    client.clock = lambda: time.time() + offset[0]
+
+    async def sleep(seconds: float) -> None:
+        offset[0] += seconds
+        sim.engine.clock.advance(seconds)
+        for _ in range(3):  # let the simulator's held request run first
+            await asyncio.sleep(0)
+
+    client.sleep = sleep
+    return offset
+
+
+def position_qty(sim: BitmexSimulator, client: BitmexClient, symbol: str = "XBTUSD") -> int:
+    for row in sim.engine.position_rows(sim.account(client.key or "").id):
+        if row["symbol"] == symbol:
+            return int(row["currentQty"])
+    return 0
+
+
+def posts(sim: BitmexSimulator, client: BitmexClient) -> list[str]:
+    return [r["clOrdID"] for r in sim.engine.order_rows(sim.account(client.key or "").id)]
+
+
+async def test_engine_lag_past_the_timeout_is_waited_out_never_resent(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    # BitMEX reuses a filled order's clOrdID: a re-sent market order would fill twice.
+    client = make_client(sim, session, timeout=0.3)
+    waited = drive_time(client, sim)
+    sim.faults.engine_lag(1, seconds=12)
+    order = await client.place_order("XBTUSD", "Buy", 100, "Market", cl_ord_id="lag-once")
+    assert order.ord_status == "Filled" and order.cl_ord_id == "lag-once"
+    sim.engine.clock.advance(60)  # anything still held would arrive now
+    assert posts(sim, client) == ["lag-once"] and position_qty(sim, client) == 100
+    assert 12 <= waited[0] <= ORDER_EXPIRES_IN + SETTLE_MARGIN + 3
+
+
+async def test_lost_order_past_its_api_expires_is_not_placed(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session, timeout=0.3)
+    waited = drive_time(client, sim)
+    sim.faults.engine_lag(1, seconds=ORDER_EXPIRES_IN + 30)  # arrives after it expired
+    with pytest.raises(NotPlaced):
+        await client.place_order("XBTUSD", "Buy", 100, "Market", cl_ord_id="lag-late")
+    # looked until it could not arrive any more (real time spent counts too)
+    assert waited[0] >= ORDER_EXPIRES_IN + SETTLE_MARGIN - 2
+    sim.engine.clock.advance(60)
+    assert posts(sim, client) == [] and position_qty(sim, client) == 0
+
+
 async def test_outcome_unknown_when_lookup_impossible(
     sim: BitmexSimulator, session: aiohttp.ClientSession
 ) -> None:
     client = make_client(sim, session)
+    drive_time(client, sim)
     sim.faults.drop_after_accept(1)
-    sim.faults.fail_next(10, status=503, route="order", method="GET")
+    sim.faults.fail_next(10**6, status=503, route="order", method="GET")
     with pytest.raises(OutcomeUnknown):
-        await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+        await client.place_order("XBTUSD", "Buy", 100, "Market")
     sim.faults.clear()
-    assert len(sim.engine.order_rows(sim.account(client.key or "").id)) == 1
+    assert len(posts(sim, client)) == 1 and position_qty(sim, client) == 100
 
 
-async def test_duplicate_on_retry_returns_the_placed_order(
+async def test_lookup_that_misses_keeps_looking_and_never_resends(
     sim: BitmexSimulator, session: aiohttp.ClientSession
 ) -> None:
     client = make_client(sim, session)
+    drive_time(client, sim)
     sim.faults.drop_after_accept(1)
-    # The lookup after the drop fails once (503 exhausts nothing: GET retries), so force
-    # the path where the retry POST itself meets "Duplicate clOrdID".
     calls = 0
     real = client.order_by_cl_ord_id
 
@@ -297,10 +354,88 @@ async def test_duplicate_on_retry_returns_the_placed_order(
         return None if calls == 1 else await real(cl)
 
     client.order_by_cl_ord_id = lookup_misses_once  # type: ignore[method-assign,assignment]
-    order = await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000), cl_ord_id="dup-r")
-    rows = sim.engine.order_rows(sim.account(client.key or "").id)
-    assert [r["orderID"] for r in rows] == [order.order_id]
-    assert calls == 2
+    order = await client.place_order("XBTUSD", "Buy", 100, "Market", cl_ord_id="dup-r")
+    assert posts(sim, client) == ["dup-r"] and order.ord_status == "Filled"
+    assert calls == 2 and position_qty(sim, client) == 100
+
+
+async def test_order_writes_carry_a_short_api_expires_bounded_by_send_by(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    drive_time(client, sim)
+    seen: list[tuple[str, int]] = []  # (route, api-expires lifetime)
+    expiries: list[int] = []
+
+    def note(req: auth.SignedRequest) -> auth.SignedRequest:
+        expiries.append(int(req.headers["api-expires"]))
+        seen.append((f"{req.verb} {req.path.split('?')[0]}",
+                     expiries[-1] - int(client.clock())))
+        return req
+
+    client.after_sign = note
+    order = await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+    await client.amend_order(order.order_id, price=D(40001))
+    await client.positions()
+    lifetimes = dict(seen)
+    assert lifetimes["POST /api/v1/order"] <= ORDER_EXPIRES_IN
+    assert lifetimes["PUT /api/v1/order"] <= ORDER_EXPIRES_IN
+    assert lifetimes["GET /api/v1/position"] > ORDER_EXPIRES_IN
+    # BitMEX overloaded past the card's send window: no attempt outlives it
+    seen.clear()
+    expiries.clear()
+    send_by = client.clock() + 3
+    sim.faults.fail_next(100, status=503, route="order", method="POST")
+    with pytest.raises(Overloaded):
+        await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000), send_by=send_by)
+    assert len(expiries) == FAST.max_attempts and max(expiries) <= send_by
+    sim.faults.clear()
+    # past its send window an order is not sent at all: it could arrive too late
+    seen.clear()
+    with pytest.raises(NotPlaced) as late:
+        await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000),
+                                 send_by=client.clock() + 1)
+    assert not late.value.looked_up and seen == []
+    assert len(posts(sim, client)) == 1
+
+
+async def test_full_close_without_quantity_passes_load_shedding(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session)
+    drive_time(client, sim)
+    await client.place_order("XBTUSD", "Buy", 300, "Market")
+    sim.faults.load_shedding = True
+    try:
+        with pytest.raises(Overloaded):  # a quantity, even reduce-only: refused every time
+            await client.place_order("XBTUSD", "Sell", 100, "Market", exec_inst=["ReduceOnly"])
+        assert position_qty(sim, client) == 300
+        closed = await client.place_order("XBTUSD", "Sell", None, "Market", exec_inst=["Close"])
+    finally:
+        sim.faults.load_shedding = False
+    assert closed.ord_status == "Filled" and closed.cum_qty == 300
+    assert position_qty(sim, client) == 0
+
+
+async def test_refused_connection_is_certainly_not_sent(
+    session: aiohttp.ClientSession
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = BitmexClient(f"http://127.0.0.1:{port}", "k", "s", session=session, retry=FAST)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    client.sleep = sleep
+    # tried again (nothing went out), and reported as not sent, not as "may have been placed"
+    with pytest.raises(NetworkError):
+        await client.place_order("XBTUSD", "Buy", 100, "Market")
+    assert len(slept) == FAST.max_attempts - 1
 
 
 async def test_429_waits_retry_after(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:

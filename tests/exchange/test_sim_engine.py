@@ -179,6 +179,10 @@ def test_stop_triggers_on_mark_by_default(engine: Engine, acct: Account) -> None
     engine.set_mark("XBTUSD", 48900)
     order = engine.orders[stop["orderID"]].row()
     assert order["triggered"] == "StopOrderTriggered" and order["ordStatus"] == "Filled"
+    kinds = [r["execType"] for r in engine.execution_rows(acct.id)
+             if r["orderID"] == stop["orderID"]]
+    # BitMEX's real exec types: there is no "Trigger"
+    assert kinds == ["New", "TriggeredOrActivatedBySystem", "Trade"]
     assert pos(engine, acct, "XBTUSD")["currentQty"] == 0
 
 
@@ -261,6 +265,34 @@ def test_client_order_id_rules(engine: Engine, acct: Account) -> None:
     engine.place_order(other.id, params)  # per account
     with pytest.raises(EngineError):
         engine.place_order(acct.id, {**params, "clOrdID": "x" * 37})
+
+
+def test_client_order_id_is_unique_only_among_open_orders(engine: Engine, acct: Account) -> None:
+    # BitMEX: "once an order has been filled or cancelled, the value can be reused"
+    mkt = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "ordType": "Market",
+           "clOrdID": "m1"}
+    assert engine.place_order(acct.id, mkt)["ordStatus"] == "Filled"
+    assert engine.place_order(acct.id, mkt)["ordStatus"] == "Filled"  # a re-send fills again
+    assert pos(engine, acct, "XBTUSD")["currentQty"] == 200
+    limit = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 40000,
+             "clOrdID": "l1"}
+    first = engine.place_order(acct.id, limit)
+    with pytest.raises(EngineError, match=r"^Duplicate clOrdID$"):
+        engine.place_order(acct.id, limit)  # New
+    engine.fill_order(first["orderID"], 50)
+    with pytest.raises(EngineError, match=r"^Duplicate clOrdID$"):
+        engine.place_order(acct.id, limit)  # PartiallyFilled
+    engine.cancel_orders(acct.id, [first["orderID"]], [])
+    again = engine.place_order(acct.id, limit)  # Canceled: reusable
+    assert again["orderID"] != first["orderID"]
+    stop = {"symbol": "XBTUSD", "side": "Sell", "orderQty": 100, "ordType": "Stop",
+            "stopPx": 30000, "clOrdID": "s1"}
+    engine.place_order(acct.id, stop)
+    with pytest.raises(EngineError, match=r"^Duplicate clOrdID$"):
+        engine.place_order(acct.id, stop)  # an untriggered stop is open
+    # amending another order to an open order's clOrdID is refused too
+    with pytest.raises(EngineError, match=r"^Duplicate clOrdID$"):
+        engine.amend_order(acct.id, {"orderID": again["orderID"], "clOrdID": "s1"})
 
 
 @pytest.mark.parametrize(

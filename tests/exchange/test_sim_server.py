@@ -170,9 +170,85 @@ async def test_order_lifecycle_routes(api: Api) -> None:
     assert status == 200 and rows[0]["ordStatus"] == "Canceled"
     status, rows, _ = await api.call("DELETE", "/order", body={"orderID": order["orderID"]})
     assert rows[0]["error"] == "Unable to cancel order due to existing state: Canceled"
-    status, dup, _ = await api.call("POST", "/order", body={
-        "symbol": "XBTUSD", "side": "Buy", "orderQty": 200, "price": 30000, "clOrdID": "o-1"})
+    # a cancelled order's clOrdID may be used again (BitMEX), an open one's may not
+    again = {"symbol": "XBTUSD", "side": "Buy", "orderQty": 200, "price": 30000, "clOrdID": "o-1"}
+    status, reused, _ = await api.call("POST", "/order", body=again)
+    assert status == 200 and reused["orderID"] != order["orderID"]
+    status, dup, _ = await api.call("POST", "/order", body=again)
     assert (status, dup["error"]["message"]) == (400, "Duplicate clOrdID")
+    await api.call("DELETE", "/order", body={"clOrdID": "o-1"})
+
+
+async def test_load_shedding_refuses_every_order_with_a_quantity(api: Api) -> None:
+    sim = api.sim
+    sim.engine.set_mark("XBTUSD", D(50000))
+    status, _, _ = await api.call("POST", "/order", body={
+        "symbol": "XBTUSD", "side": "Buy", "orderQty": 300, "ordType": "Market"})
+    assert status == 200
+    status, resting, _ = await api.call("POST", "/order", body={
+        "symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 30000})
+    sim.faults.load_shedding = True
+    try:
+        for extra in ({}, {"execInst": "ReduceOnly"}, {"execInst": "Close"}):
+            status, body, _ = await api.call("POST", "/order", body={
+                "symbol": "XBTUSD", "side": "Sell", "orderQty": 100, "ordType": "Market",
+                **extra})
+            assert (status, body["error"]["message"]) == (
+                503, "The system is currently overloaded. Please try again later."), extra
+        status, rows, _ = await api.call("GET", "/position")
+        assert status == 200 and [r["currentQty"] for r in rows
+                                  if r["symbol"] == "XBTUSD"] == [300]
+        status, rows, _ = await api.call("DELETE", "/order", body={
+            "orderID": resting["orderID"]})
+        assert status == 200 and rows[0]["ordStatus"] == "Canceled"  # cancels go through
+        # a full close names the side and omits orderQty: that one is taken
+        status, closed, _ = await api.call("POST", "/order", body={
+            "symbol": "XBTUSD", "side": "Sell", "ordType": "Market", "execInst": "Close"})
+        assert status == 200 and closed["ordStatus"] == "Filled" and closed["cumQty"] == 300
+    finally:
+        sim.faults.load_shedding = False
+    status, rows, _ = await api.call("GET", "/position")
+    assert [r["currentQty"] for r in rows if r["symbol"] == "XBTUSD"] == [0]
+
+
+async def until(cond: Any) -> None:
+    """Loopback round trips (not simulated time): yield until `cond()` holds."""
+    for _ in range(400):
+        if cond():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
+
+
+async def test_engine_lag_holds_the_order_and_its_answer(api: Api) -> None:
+    sim = api.sim
+    sim.faults.engine_lag(1, seconds=12)
+    post = asyncio.create_task(api.call("POST", "/order", body={
+        "symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "ordType": "Market",
+        "clOrdID": "lag-1"}))
+    await until(lambda: sim.faults.held == 1)
+    status, rows, _ = await api.call("GET", "/order", {"filter": json.dumps({"clOrdID": "lag-1"})})
+    assert (status, rows) == (200, [])  # accepted, but not in the book yet
+    assert not post.done()
+    sim.engine.clock.advance(11)
+    status, rows, _ = await api.call("GET", "/order", {"filter": json.dumps({"clOrdID": "lag-1"})})
+    assert rows == [] and sim.faults.held == 1 and not post.done()
+    sim.engine.clock.advance(1)
+    status, order, _ = await post
+    assert status == 200 and order["ordStatus"] == "Filled" and order["clOrdID"] == "lag-1"
+    status, rows, _ = await api.call("GET", "/order", {"filter": json.dumps({"clOrdID": "lag-1"})})
+    assert [r["orderID"] for r in rows] == [order["orderID"]]
+    # a request whose api-expires passes while it waits never reaches the engine
+    sim.faults.engine_lag(1, seconds=40)
+    post = asyncio.create_task(api.call("POST", "/order", body={
+        "symbol": "XBTUSD", "side": "Sell", "orderQty": 100, "ordType": "Market",
+        "clOrdID": "lag-2"}, expires=int(time.time()) + 30))
+    await until(lambda: sim.faults.held == 1)
+    sim.engine.clock.advance(40)
+    status, body, _ = await post
+    assert status == 401 and "expired" in body["error"]["message"]
+    status, rows, _ = await api.call("GET", "/order", {"filter": json.dumps({"clOrdID": "lag-2"})})
+    assert rows == []
 
 
 async def test_form_and_query_params(api: Api) -> None:

@@ -755,7 +755,7 @@ class Engine:
         cl_ord_id = str(params.get("clOrdID") or "")
         if len(cl_ord_id) > 36:
             raise EngineError("Invalid clOrdID", name="ValidationError")
-        if cl_ord_id and cl_ord_id in self._cl_ids[account_id]:
+        if cl_ord_id and self._open_with_cl(account_id, cl_ord_id):
             raise EngineError("Duplicate clOrdID")
         pos = self._position(account_id, inst.symbol)
         side = str(params.get("side") or "")
@@ -960,7 +960,8 @@ class Engine:
                 [self._order_delta(order, ("triggered", "workingIndicator", "ordStatus"))],
                 order.account,
             )
-            self._execution(order, "Trigger")
+            # BitMEX's exec type for a stop that fired (there is no "Trigger").
+            self._execution(order, "TriggeredOrActivatedBySystem")
             self._activate(order, inst)
             self._after_change(order.account, inst)
 
@@ -988,6 +989,13 @@ class Engine:
             order.account,
         )
         self._execution(order, "Canceled")
+
+    def _open_with_cl(self, account_id: int, cl_ord_id: str) -> bool:
+        """BitMEX keeps a clOrdID unique only among OPEN orders (untriggered stops
+        included): once filled or cancelled it may be used again, so a re-sent market
+        order is not refused but fills a second time."""
+        order = self._cl_ids[account_id].get(cl_ord_id)
+        return order is not None and order.is_open and order.cl_ord_id == cl_ord_id
 
     def _find(self, account_id: int, order_id: str | None, cl_ord_id: str | None) -> Order | None:
         if order_id:
@@ -1061,7 +1069,7 @@ class Engine:
             new_cl = str(new_cl)
             if len(new_cl) > 36:
                 raise EngineError("Invalid clOrdID", name="ValidationError")
-            if new_cl in self._cl_ids[account_id]:
+            if self._open_with_cl(account_id, new_cl):
                 raise EngineError("Duplicate clOrdID")
         qty = order.order_qty
         if params.get("orderQty") is not None:

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -126,6 +126,10 @@ class Faults:
     _rules: list[_FailRule] = field(default_factory=list)
     _drops: int = 0
     _drop_mode: str = "close"
+    # Load shedding: BitMEX refuses every order carrying an orderQty while overloaded.
+    load_shedding: bool = False
+    _lags: list[tuple[float, str | None]] = field(default_factory=list)
+    held: int = 0  # order POSTs an engine-lag fault is holding right now
     _closer: Callable[[], Awaitable[None]] | None = None
 
     def fail_next(
@@ -145,6 +149,14 @@ class Faults:
         self._drops = n
         self._drop_mode = mode
 
+    def engine_lag(self, n: int = 1, seconds: float = 12.0, cl_ord_id: str | None = None
+                   ) -> None:
+        """The next `n` order POSTs (with that clOrdID, if given) are accepted by the
+        gateway but reach the engine (and a market order fills) only `seconds` later on
+        the simulator's clock; the HTTP answer comes then. Until then a lookup by clOrdID
+        finds nothing."""
+        self._lags.extend([(seconds, cl_ord_id)] * n)
+
     async def close_sockets(self) -> None:
         """Close every WebSocket connection, as a network blip would."""
         if self._closer is not None:
@@ -154,6 +166,8 @@ class Faults:
         self.latency = 0.0
         self._rules.clear()
         self._drops = 0
+        self.load_shedding = False
+        self._lags.clear()
 
     def _take(self, method: str, route: str) -> _FailRule | None:
         for rule in self._rules:
@@ -163,6 +177,13 @@ class Faults:
                     self._rules.remove(rule)
                 return rule
         return None
+
+    def _take_lag(self, cl_ord_id: str) -> float:
+        for i, (seconds, only) in enumerate(self._lags):
+            if only is None or only == cl_ord_id:
+                del self._lags[i]
+                return seconds
+        return 0.0
 
     def _take_drop(self) -> str | None:
         if self._drops > 0:
@@ -313,6 +334,8 @@ class BitmexSimulator:
         self._ticker: asyncio.Task[None] | None = None
         self._unlisten: Callable[[], None] | None = None
         self._stopping = asyncio.Event()
+        self._clock_moved = asyncio.Event()
+        self.engine.clock.on_advance(self._clock_moved.set)
         self.app = self._make_app()
 
     # ---------------------------------------------------------------- lifecycle
@@ -598,6 +621,13 @@ class BitmexSimulator:
 
     async def _post_order(self, request: web.Request) -> web.StreamResponse:
         account, params = await self._private(request, "order")
+        if self.faults.load_shedding and params.get("orderQty") not in (None, ""):
+            # "If you do intend to close your full position, please omit the orderQty
+            # field": only a Close without a quantity gets through while shedding load.
+            raise ApiError(503, OVERLOADED)
+        lag = self.faults._take_lag(str(params.get("clOrdID") or ""))
+        if lag:
+            await self._engine_lag(request, lag)
         row = self.engine.place_order(account.id, params)
         mode = self.faults._take_drop()
         if mode == "hang":
@@ -607,6 +637,34 @@ class BitmexSimulator:
         if mode == "close" and request.transport is not None:
             request.transport.close()
         return self._json(row)
+
+    async def _engine_lag(self, request: web.Request, seconds: float) -> None:
+        """Hold an accepted order until `seconds` of simulated time have passed; the engine
+        then drops it if its api-expires is behind it (what bounds a late arrival)."""
+        clock = self.engine.clock
+        start, wall = clock.now(), time.time()
+        due = start + timedelta(seconds=seconds)
+        self.faults.held += 1
+        try:
+            while clock.now() < due:
+                if self._stopping.is_set():
+                    raise ApiError(503, OVERLOADED)
+                self._clock_moved.clear()
+                # A wall-following clock moves without advance(): look again soon.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._clock_moved.wait(), 0.05)
+        finally:
+            self.faults.held -= 1
+        # The gateway checks api-expires on the wall clock; the held request reaches the
+        # engine at the later of real time and its simulated arrival.
+        arrived = max(time.time(), wall + (clock.now() - start).total_seconds())
+        expires = int(request.headers.get("api-expires") or 0)
+        if expires < arrived:
+            raise ApiError(
+                401,
+                "This request has expired - `expires` is in the past. "
+                f"Current time: {int(arrived)}",
+            )
 
     async def _put_order(self, request: web.Request) -> web.Response:
         account, params = await self._private(request, "order")
