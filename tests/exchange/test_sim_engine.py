@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -421,17 +420,17 @@ def test_price_driver_is_seedable() -> None:
     assert paths[0][0] != D(50000)
 
 
-def test_thousand_orders_are_fast(engine: Engine, acct: Account) -> None:
+def test_thousand_orders_rest_and_cancel(engine: Engine, acct: Account) -> None:
+    # Speed is bench/orders.py's business (figures side by side); a wall-clock bound here
+    # only measured how busy the machine was.
     acct.wallet["XBt"] = 100 * 100000000
-    started = time.perf_counter()
     ids = [
         engine.place_order(acct.id, {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100,
                                      "price": 40000 - i})["orderID"]
         for i in range(1000)
     ]
+    assert all(engine.orders[i].ord_status == "New" for i in ids)
     engine.cancel_orders(acct.id, ids)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 5.0, elapsed
     assert all(engine.orders[i].ord_status == "Canceled" for i in ids)
 
 
