@@ -77,6 +77,10 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
         TelegramNotifier(app.bot, on_migrated=moved), audience=Preferences(services.db).audience,
         on_blocked=services.mark_blocked)
     app.bot_data["services"] = services
+    from bot.feeds import feeds_of
+    from handlers.feeds import member_lookup
+
+    feeds_of(services).membership.lookup = member_lookup(app.bot)
     jobs.install(app)
 
 

@@ -1,0 +1,182 @@
+"""Who a feed belongs to: its group's members only, its admins only while they are admins,
+and a card only to the key that priced it (issue #16, items 1-5)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlmodel import select
+
+from bot.db.models import Follow, OrderIntent
+from bot.feeds import feeds_of
+from bot.sandbox.telegram.state import LEFT, MEMBER, Chat
+from tests.e2e.harness import Harness, Person
+
+SIG = "/signal long XBTUSD entry 59900-60100 tp 62000,64000 sl 59000"
+CONFIRM = [["✅ Confirm", "✖️ Cancel"]]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def group_text(h: Harness, group: Chat) -> str:
+    m = h.emu.last_bot_message(group, bot=h.bot_username)
+    return (m.content or "") if m else ""
+
+
+async def post(h: Harness, admin: Person, group: Chat, text: str) -> None:
+    await admin.send(text, chat=group)
+    await feeds_of(h.svc).drain()
+    await h.settle()
+
+
+async def follows(h: Harness, user_id: int) -> list[bool]:
+    async with h.svc.db.session() as s:
+        return [f.active for f in (await s.exec(select(Follow).where(
+            Follow.user_id == user_id))).all()]
+
+
+async def intents(h: Harness, user_id: int) -> list[OrderIntent]:
+    async with h.svc.db.session() as s:
+        return list((await s.exec(select(OrderIntent).where(
+            OrderIntent.user_id == user_id))).all())
+
+
+def previews(p: Person, signal: int) -> int:
+    return sum(1 for m in p.messages
+               if f"signal #{signal}" in (m.content or "") and m.buttons == CONFIRM)
+
+
+async def test_an_outsider_cannot_follow_press_follow_or_get_previews(h: Harness) -> None:
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin = h.person("Alice")
+    bob, _ = await h.connected("Bob")
+    eve, _ = await h.connected("Eve")  # knows the feed's name, is not in the group
+    group = h.group("Alpha Calls", [bob], [admin])
+    await admin.send("/feed on alpha", chat=group)
+    await bob.send("/follow alpha size 100")
+    assert "Following alpha" in bob.last_text
+
+    await eve.send("/follow alpha size 100")
+    assert eve.last_text == ("Only members of the group behind alpha can follow its "
+                             "signals: join the group first."), eve.transcript
+    assert await follows(h, eve.id) == []
+
+    await post(h, admin, group, SIG)
+    assert previews(bob, 1) == 1
+    # The card is visible to anyone who can see the group's messages; pressing its Follow
+    # button from outside gets the same one line, and nothing is priced for her.
+    answer = await eve.press("📥 Follow", h.emu.last_bot_message(group, bot=h.bot_username))
+    assert answer is not None and "Only members of the group behind alpha" in (answer.text or "")
+    assert previews(eve, 1) == 0 and await intents(h, eve.id) == []
+
+    # Once she joins she may follow.
+    h.emu.join(group, eve.user)
+    await h.settle()
+    await eve.send("/follow alpha size 100")
+    assert "Following alpha" in eve.last_text
+
+
+async def test_a_kicked_or_departed_member_stops_receiving_and_is_told_once(h: Harness) -> None:
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin = h.person("Alice")
+    members = [await h.connected(n) for n in ("Bob", "Carol", "Dave", "Rita")]
+    (bob, _), (carol, _), (dave, _), (rita, _) = members
+    group = h.group("Alpha Calls", [p for p, _ in members], [admin])
+    await admin.send("/feed on alpha", chat=group)
+    for p, _ in members:
+        await p.send("/follow alpha size 100")
+    await post(h, admin, group, SIG)
+    assert [previews(p, 1) for p, _ in members] == [1, 1, 1, 1]
+
+    h.emu.kick(group, carol.user, by=admin.user)
+    h.emu.leave(group, dave.user)
+    h.emu.restrict(group, rita.user, by=admin.user)  # muted, still a member
+    await h.settle()
+    gone = "You are no longer in the group behind alpha"
+    assert gone in carol.last_text and gone in dave.last_text
+    assert await follows(h, carol.id) == [False] and await follows(h, dave.id) == [False]
+
+    await post(h, admin, group, "/signal short XBTUSD entry 60000 tp 58000 sl 61000")
+    assert previews(bob, 2) == 1 and previews(rita, 2) == 1
+    assert previews(carol, 2) == 0 and previews(dave, 2) == 0
+    # Told once: nothing more reached them with the second signal.
+    for p in (carol, dave):
+        assert sum(gone in t for t in p.bot_texts) == 1, p.transcript
+        assert "signal #2" not in p.transcript
+    # A kicked member's press on the group's card is refused too.
+    answer = await carol.press("📥 Follow", h.emu.last_bot_message(group, bot=h.bot_username))
+    assert "Only members" in (answer.text or "")
+
+
+async def test_a_silent_departure_is_found_at_the_next_signal(h: Harness) -> None:
+    """A bot that is not a group admin hears no chat_member updates: the fan-out's own
+    getChatMember (cached briefly) finds the departure."""
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    clock = FakeClock()
+    feeds_of(h.svc).membership.clock = clock
+    admin = h.person("Alice")
+    (bob, _), (carol, _) = [await h.connected(n) for n in ("Bob", "Carol")]
+    group = h.group("Alpha Calls", [bob, carol], [admin])
+    await admin.send("/feed on alpha", chat=group)
+    await bob.send("/follow alpha size 100")
+    await carol.send("/follow alpha size 100")
+    group.members[carol.id] = LEFT  # no update reaches the bot
+    clock.now += 61  # past the cache
+    await post(h, admin, group, SIG)
+    assert previews(bob, 1) == 1 and previews(carol, 1) == 0
+    assert "You are no longer in the group behind alpha" in carol.last_text
+    assert await follows(h, carol.id) == [False]
+    assert await intents(h, carol.id) == []  # nothing was even priced for her
+    # Rejoining and following again brings the signals back.
+    group.members[carol.id] = MEMBER
+    clock.now += 61
+    await carol.send("/follow alpha size 100")
+    assert "Following alpha" in carol.last_text
+    await post(h, admin, group, "/signal short XBTUSD entry 60000 tp 58000 sl 61000")
+    assert previews(carol, 2) == 1
+
+
+async def test_get_chat_member_is_truthful(h: Harness) -> None:
+    admin, bob, eve, kim = (h.person(n) for n in ("Alice", "Bob", "Eve", "Kim"))
+    group = h.group("Truth", [bob, kim], [admin])
+    h.emu.kick(group, kim.user, by=admin.user)
+    statuses = {}
+    for p in (admin, bob, eve, kim):
+        statuses[p.user.first_name] = (await h.app.bot.get_chat_member(group.id, p.id)).status
+    h.emu.restrict(group, bob.user, by=admin.user)
+    restricted = await h.app.bot.get_chat_member(group.id, bob.id)
+    assert statuses == {"Alice": "creator", "Bob": "member", "Eve": "left", "Kim": "kicked"}
+    assert restricted.status == "restricted" and restricted.is_member is True
+
+
+async def test_a_demoted_admin_loses_powers_without_any_member_update(h: Harness) -> None:
+    """The bot may miss the demotion (not an admin there, or the update was lost): every
+    state-changing group command asks Telegram again."""
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    alice, bob = h.person("Alice"), h.person("Bob")
+    group = h.group("Desk", [bob], [alice, bob])
+    await bob.send("/feed on desk", chat=group)
+    await bob.send("/alert btc above 1000000", chat=group)
+    await bob.send("/signal long btc entry 60000 sl 59000", chat=group)
+    assert "signal #1" in group_text(h, group)
+    group.members[bob.id] = MEMBER  # demoted; the bot hears nothing of it
+    before = len(h.emu.bot_messages(group, bot=h.bot_username))
+    await bob.send("BTC long entry 60000 tp 61000 sl 59000", chat=group)
+    assert len(h.emu.bot_messages(group, bot=h.bot_username)) == before  # not a signal
+    for text in ("/signal long btc entry 60000 sl 59000", "/signal close 1",
+                 "/alert btc above 2000000", "/unalert all", "/liqfeed min 1m", "/feed off"):
+        await bob.send(text, chat=group)
+        said = group_text(h, group)
+        assert "admins" in said, (text, said)
+    feed = await feeds_of(h.svc).feed_of_chat(group.id)
+    assert feed is not None and feed.active
+    assert await feeds_of(h.svc).signal(2) is None
+    sig = await feeds_of(h.svc).signal(1)
+    assert sig is not None and sig.state == "open"
+    assert len(await h.svc.alerts.for_chat(group.id)) == 1  # type: ignore[union-attr]
