@@ -46,10 +46,10 @@ CB_PREFIX = "fd"  # fd:f:<signal id> Follow · fd:a:<feed id>:<0|1> auto mode
 ZERO = Decimal(0)
 SIGNALS_PER_MINUTE = 7
 BUILD_CONCURRENCY = 16  # previews being sized at once (exchange calls, database writes)
-# A feed-wide PnL in coin is shown only when this many members' trades make it up: a sum
-# over one or two people is their own result (or one by subtraction), which nobody else
-# may see. Win rate and R multiples say nothing of sizes and are always shown.
-MIN_MEMBERS_FOR_MONEY = 3
+# A feed's record never shows amounts (PnL, sizes), only counts, win rate and R
+# multiples: any sum over members, however many, is read by subtraction once all but one
+# of them collude (their own figures are known to them), and rounding or bucketing is
+# probed the same way by sizing their own trades around the edges. R says nothing of size.
 
 
 # --- rates -------------------------------------------------------------------
@@ -941,12 +941,11 @@ class Feeds:
         lines = [f"📊 <b>{html.escape(feed.name)}</b> — the record from followers' fills",
                  f"Signals posted: {rec.posted} · followed: {rec.followed} · "
                  f"member entries filled: {rec.entries}"]
-        money = rec.members >= MIN_MEMBERS_FOR_MONEY
-        lines += rec.summary(money=money)
-        if rec.trades and not money:
-            lines.append(f"<i>PnL amounts appear once {MIN_MEMBERS_FOR_MONEY} or more members "
-                         "have closed trades, so no one's result can be read from them; "
-                         "each member sees their own with /feedstats in a private chat.</i>")
+        lines += rec.summary(money=False)
+        if rec.trades:
+            lines.append("<i>No amounts here, so no member's result or size can be read from "
+                         "the record; each member sees their own with /feedstats in a private "
+                         "chat.</i>")
         return "\n".join(lines)
 
 

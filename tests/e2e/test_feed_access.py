@@ -180,3 +180,51 @@ async def test_a_demoted_admin_loses_powers_without_any_member_update(h: Harness
     sig = await feeds_of(h.svc).signal(1)
     assert sig is not None and sig.state == "open"
     assert len(await h.svc.alerts.for_chat(group.id)) == 1  # type: ignore[union-attr]
+
+
+async def _round(h: Harness, admin: Person, name: str, sizes: list[tuple[Person, int]]) -> Chat:
+    """One feed, one long signal, everyone confirms, the target fills."""
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    group = h.group(f"{name} calls", [p for p, _ in sizes], [admin])
+    await admin.send(f"/feed on {name}", chat=group)
+    for p, size in sizes:
+        await p.send(f"/follow {name} size {size}")
+    await post(h, admin, group, "/signal long XBTUSD entry 59900-60100 tp 62000 sl 59000")
+    for p, _ in sizes:
+        card = p.find_button("✅ Confirm")
+        await p.press("✅ Confirm", card)
+        assert "Filled" in (card.content or ""), card.content
+    h.sim.engine.set_mark("XBTUSD", Decimal(62010))
+    await h.settle()
+    return group
+
+
+async def test_two_colluding_members_cannot_read_a_third_members_result(h: Harness) -> None:
+    """Carol and Dave know their own trades; whatever the feed's record shows them must be
+    the same whether the third member traded 100 contracts or 700."""
+    admin = h.person("Alice")
+    (bob, _), (eve, _), (carol, _), (dave, _) = [
+        await h.connected(n) for n in ("Bob", "Eve", "Carol", "Dave")]
+    alpha = await _round(h, admin, "alpha", [(bob, 100), (carol, 200), (dave, 300)])
+    beta = await _round(h, admin, "beta", [(eve, 700), (carol, 200), (dave, 300)])
+
+    await bob.send("/feedstats")
+    bob_pnl = bob.last_text.split("Your trades")[1].split("PnL ")[1].split(" XBT")[0]
+    assert bob_pnl.startswith("+0.0")  # Bob made money, and only he sees how much
+
+    views: dict[str, list[str]] = {}
+    for name, group in (("alpha", alpha), ("beta", beta)):
+        await carol.send("/feedstats", chat=group)
+        await dave.send(f"/feedstats {name}")
+        views[name] = [group_text(h, group).replace(name, "FEED"),
+                       dave.last_text.replace(name, "FEED")]
+    assert views["alpha"] == views["beta"], views  # the third member's size changes nothing
+    for text in views["alpha"]:
+        assert "Signals posted: 1 · followed: 1 · member entries filled: 3" in text, text
+        assert "XBT" not in text and bob_pnl not in text, text
+    # Carol's private view: her own amounts, and the feeds' blocks the same either way.
+    await carol.send("/feedstats")
+    feeds_part = sorted(b.split("Your trades")[0].replace("alpha", "FEED").replace("beta", "FEED")
+                        for b in carol.last_text.split("\n\n"))
+    assert len(feeds_part) == 2 and feeds_part[0] == feeds_part[1], feeds_part
+    assert bob_pnl not in carol.last_text and "PnL +0.0" in carol.last_text
