@@ -228,3 +228,58 @@ async def test_two_colluding_members_cannot_read_a_third_members_result(h: Harne
                         for b in carol.last_text.split("\n\n"))
     assert len(feeds_part) == 2 and feeds_part[0] == feeds_part[1], feeds_part
     assert bob_pnl not in carol.last_text and "PnL +0.0" in carol.last_text
+
+
+def orders_of(h: Harness, key: str) -> list[dict[str, object]]:
+    return h.sim.engine.order_rows(h.sim.account(key).id)
+
+
+async def test_a_card_is_refused_after_the_key_behind_it_was_swapped(h: Harness) -> None:
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    bob, key1 = await h.connected("Bob")
+    await bob.send("/buy 100 xbtusd")
+    card = bob.find_button("✅ Confirm")
+    assert "BUY 100 XBTUSD" in (card.content or "")
+    # The card was priced on key 1's account (its margin, leverage, position); Bob swaps.
+    await bob.send("/disconnect testnet")
+    await bob.press("🗑 Forget it")
+    key2, secret2 = h.exchange_account(xbt=0.01)
+    await bob.send(f"/connect testnet {key2} {secret2}")
+    assert "Connected" in bob.last_text
+    answer = await bob.press("✅ Confirm", card)
+    assert "key changed" in (answer.text or "")
+    assert "your testnet key changed after this card was priced" in (card.content or "")
+    assert "nothing was sent" in (card.content or "") and card.buttons == []
+    assert orders_of(h, key1) == [] and orders_of(h, key2) == []
+    # A card priced on the new key goes through.
+    await bob.send("/buy 100 xbtusd")
+    fresh = bob.find_button("✅ Confirm")
+    await bob.press("✅ Confirm", fresh)
+    assert "Filled" in (fresh.content or "") and len(orders_of(h, key2)) == 1
+
+    # Disconnected and nothing connected again: refused with that reason.
+    await bob.send("/buy 100 xbtusd")
+    card = bob.find_button("✅ Confirm")
+    await bob.send("/disconnect testnet")
+    await bob.press("🗑 Forget it")
+    await bob.press("✅ Confirm", card)
+    assert "no testnet key is connected any more" in (card.content or "")
+    assert len(orders_of(h, key2)) == 1
+
+
+async def test_a_feed_preview_is_refused_after_a_key_swap(h: Harness) -> None:
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin = h.person("Alice")
+    bob, key1 = await h.connected("Bob")
+    group = h.group("Alpha Calls", [bob], [admin])
+    await admin.send("/feed on alpha", chat=group)
+    await bob.send("/follow alpha risk 1%")  # sized from key 1's available margin
+    await post(h, admin, group, SIG)
+    card = bob.find_button("✅ Confirm")
+    await bob.send("/disconnect testnet")
+    await bob.press("🗑 Forget it")
+    key2, secret2 = h.exchange_account(xbt=0.01)
+    await bob.send(f"/connect testnet {key2} {secret2}")
+    await bob.press("✅ Confirm", card)
+    assert "key changed after this card was priced" in (card.content or "")
+    assert orders_of(h, key1) == [] and orders_of(h, key2) == []
