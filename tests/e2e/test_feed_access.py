@@ -283,3 +283,68 @@ async def test_a_feed_preview_is_refused_after_a_key_swap(h: Harness) -> None:
     await bob.press("✅ Confirm", card)
     assert "key changed after this card was priced" in (card.content or "")
     assert orders_of(h, key1) == [] and orders_of(h, key2) == []
+
+
+async def test_a_revoked_user_gets_nothing_more_and_their_stream_stops(h: Harness) -> None:
+    """Bob is dropped from ALLOWED_USER_IDS (the bot restarted with a new list): no signal
+    previews, alerts, summaries or fills reach him, and his private stream is closed;
+    Carol, still allowed, gets each of them (the control)."""
+    from sqlmodel import select as sql_select
+
+    from bot.db.models import Schedule
+    from bot.scheduler import Schedules
+
+    engine = h.sim.engine
+    saved = engine.instrument("XBTUSD").mark
+    engine.set_mark("XBTUSD", Decimal(60000))
+    try:
+        admin = h.person("Alice")
+        (bob, bkey), (carol, ckey) = [await h.connected(n) for n in ("Bob", "Carol")]
+        group = h.group("Alpha Calls", [bob, carol], [admin])
+        await admin.send("/feed on alpha", chat=group)
+        for p in (bob, carol):
+            await p.send("/follow alpha size 100")
+            await p.send("/alert xbtusd above 61000 revoked-or-not")
+            await p.send("/summary daily 09:30")
+        assert h.svc.live is not None and h.svc.live.watching(bob.id, "testnet") is not None
+
+        await h.restart(ALLOWED_USER_IDS=[admin.id, carol.id])
+        live = h.svc.live
+        assert live is not None
+        await live.wait_ready(carol.id)
+        assert live.watching(bob.id, "testnet") is None  # his stream stays closed
+        assert live.watching(carol.id, "testnet") is not None
+        bob_seen = len(bob.messages)
+
+        # A signal: a preview for Carol only, and nothing at all priced for Bob.
+        await post(h, admin, group, SIG)
+        assert previews(carol, 1) == 1 and previews(bob, 1) == 0
+        assert await intents(h, bob.id) == []
+        # A price alert: Carol's fires, Bob's does not (it stays stored, dormant).
+        assert h.svc.market_hub is not None
+        await h.svc.market_hub.wait_ready("mainnet")
+        engine.set_mark("XBTUSD", Decimal(61500))
+        await h.emu.wait_for(lambda: any("revoked-or-not" in t for t in carol.bot_texts[-3:]),
+                             timeout=5)
+        # Fills: an order on each account fills on the exchange.
+        for key in (bkey, ckey):
+            acct = h.sim.account(key).id
+            engine.place_order(acct, {"symbol": "XBTUSD", "side": "Buy", "orderQty": 100,
+                                      "ordType": "Market"})
+        await h.emu.wait_for(lambda: any("Order filled" in t or "Filled" in t
+                                         for t in carol.bot_texts[-3:]), timeout=5)
+        # A summary job run.
+        async with h.svc.db.session() as s:
+            scheds = {r.user_id: r for r in (await s.exec(sql_select(Schedule))).all()}
+        runs = Schedules(h.svc)
+        n = len(carol.messages)
+        for uid in (bob.id, carol.id):
+            sid = scheds[uid].id
+            assert sid is not None
+            assert await runs.run(sid) is not None  # kept, for if he is allowed again
+        await h.emu.wait_for(lambda: len(carol.messages) > n, timeout=5)
+        await h.emu.idle(timeout=5, quiet=0.3)
+        await h.settle()
+        assert len(bob.messages) == bob_seen, bob.transcript
+    finally:
+        engine.set_mark("XBTUSD", saved)
