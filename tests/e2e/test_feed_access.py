@@ -74,6 +74,7 @@ async def test_an_outsider_cannot_follow_press_follow_or_get_previews(h: Harness
     answer = await eve.press("📥 Follow", h.emu.last_bot_message(group, bot=h.bot_username))
     assert answer is not None and "Only members of the group behind alpha" in (answer.text or "")
     assert previews(eve, 1) == 0 and await intents(h, eve.id) == []
+    assert "Only members" in eve.last_text and "signal #1" not in eve.transcript  # once
 
     # Once she joins she may follow.
     h.emu.join(group, eve.user)
