@@ -518,6 +518,15 @@ class Feeds:
             raise NotMember(f"Only members of the group behind <b>{html.escape(feed.name)}"
                             "</b> can follow its signals: join the group first.")
 
+    async def require_member_of_signal(self, user_id: int, signal_id: int) -> None:
+        """For a Follow press: refuse an outsider before anything is priced or queued
+        (a getChatMember, usually cached, so the press can still be answered at once)."""
+        async with self.db.session() as s:
+            sig = await s.get(Signal, signal_id)
+            feed = await s.get(Feed, sig.feed_id) if sig else None
+        if feed is not None:
+            await self.require_member(feed, user_id)
+
     async def member_left(self, chat_id: int, user_id: int) -> int:
         """A member left or was removed from a feed's group: their follow of it ends, and
         they are told once, in private. How many follows ended (0 or 1)."""

@@ -151,6 +151,8 @@ async def on_press(update: Update, context: Context) -> None:
     feeds = _feeds(context)
     try:
         if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and _id(parts[2]):
+            # An outsider's press is refused on the press itself, before anything is sized.
+            await feeds.require_member_of_signal(uid, int(parts[2]))
             sent = await feeds.deliver_preview(uid, int(parts[2]))
             if sent is None:
                 await q.answer("Open a private chat with me first (press Start there), then "
