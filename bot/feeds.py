@@ -645,8 +645,6 @@ class Feeds:
         """Build and send one member's preview; a refusal is sent instead, with its reason."""
         try:
             card = await self.preview_for(user_id, signal_id)
-        except NotMember:
-            raise  # one line, on the press itself: an outsider's private chat gets nothing
         except UserError as e:
             await self._send(user_id, f"Signal #{signal_id}: {e}")
             raise
