@@ -301,12 +301,12 @@ class AlertService:
     async def fire(self, fired: Iterable[Fired]) -> None:
         """Mark one-shot alerts fired (exactly once), then queue their messages."""
         fired = list(fired)
-        revoked = [f.alert_id for f in fired
-                   if (a := self.alerts.get(f.alert_id)) is not None and self._revoked(a)]
+        revoked = {f.alert_id for f in fired
+                   if (a := self.alerts.get(f.alert_id)) is not None and self._revoked(a)}
         if revoked:  # left active in the database, out of the index until a restart
             for alert_id in revoked:
                 self._forget(alert_id)
-            fired = [f for f in fired if f.alert_id not in set(revoked)]
+            fired = [f for f in fired if f.alert_id not in revoked]
         now = self.clock()
         once = [f.alert_id for f in fired if f.kind != "move"]
         won: set[int] = set()
