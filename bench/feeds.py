@@ -71,6 +71,7 @@ async def run(h: Harness, n: int) -> None:
     async def setup(p: object) -> None:
         uid = p.id  # type: ignore[attr-defined]
         key, secret = h.exchange_account()
+        group.members[uid] = "member"  # only the group's members may follow its feed
         async with gate:
             await svc.touch_user(uid, None, f"F{uid}")
             await svc.accounts.connect(uid, "testnet", key, secret)

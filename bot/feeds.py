@@ -45,37 +45,60 @@ log = logging.getLogger(__name__)
 CB_PREFIX = "fd"  # fd:f:<signal id> Follow · fd:a:<feed id>:<0|1> auto mode
 ZERO = Decimal(0)
 SIGNALS_PER_MINUTE = 7
-ADMIN_TTL = 60.0  # seconds an admin list is trusted; chat_member updates clear it sooner
 BUILD_CONCURRENCY = 16  # previews being sized at once (exchange calls, database writes)
-# A feed-wide PnL in coin is shown only when this many members' trades make it up: a sum
-# over one or two people is their own result (or one by subtraction), which nobody else
-# may see. Win rate and R multiples say nothing of sizes and are always shown.
-MIN_MEMBERS_FOR_MONEY = 3
+# A feed's record never shows amounts (PnL, sizes), only counts, win rate and R
+# multiples: any sum over members, however many, is read by subtraction once all but one
+# of them collude (their own figures are known to them), and rounding or bucketing is
+# probed the same way by sizing their own trades around the edges. R says nothing of size.
 
 
-# --- admins and rates -------------------------------------------------------------------
+# --- rates -------------------------------------------------------------------
 
 
-class AdminCache:
-    """Each group's admin ids from the Bot API, kept briefly: promotions and demotions
-    clear the entry (chat_member updates), the TTL covers the updates we never get."""
+# Seconds a getChatMember answer is trusted. chat_member updates (left, kicked, joined)
+# correct it at once where the bot hears them; the TTL bounds it where it does not.
+MEMBER_TTL = 60.0
+MEMBER_CACHE_MAX = 50_000
+# (group chat id, user id) -> is that user a member of the group now? The Telegram side
+# answers it with getChatMember (creator, administrator, member, restricted member).
+MemberLookup = Callable[[int, int], Awaitable[bool]]
 
-    def __init__(self, ttl: float = ADMIN_TTL, clock: Callable[[], float] = time.monotonic):
+
+class NotMember(UserError):
+    """A feed is only for the members of its group."""
+
+
+class Membership:
+    """Who is in a feed's group, as Telegram says, kept briefly per (chat, user).
+
+    With no lookup attached nobody counts as a member: a feed's signals never go to
+    people who could not be checked."""
+
+    def __init__(self, ttl: float = MEMBER_TTL, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
         self.clock = clock
-        self._admins: dict[int, tuple[float, frozenset[int]]] = {}
+        self.lookup: MemberLookup | None = None
+        self._seen: dict[tuple[int, int], tuple[float, bool]] = {}
 
-    async def is_admin(self, chat_id: int, user_id: int,
-                       fetch: Callable[[], Awaitable[Iterable[int]]]) -> bool:
-        hit = self._admins.get(chat_id)
+    async def is_member(self, chat_id: int, user_id: int) -> bool:
         now = self.clock()
-        if hit is None or now - hit[0] > self.ttl:
-            hit = (now, frozenset(await fetch()))
-            self._admins[chat_id] = hit
-        return user_id in hit[1]
+        hit = self._seen.get((chat_id, user_id))
+        if hit is not None and now - hit[0] <= self.ttl:
+            return hit[1]
+        if self.lookup is None:
+            return False
+        member = await self.lookup(chat_id, user_id)
+        self.note(chat_id, user_id, member)
+        return member
 
-    def invalidate(self, chat_id: int) -> None:
-        self._admins.pop(chat_id, None)
+    def note(self, chat_id: int, user_id: int, member: bool) -> None:
+        """What a chat_member update (or a lookup) just said."""
+        if len(self._seen) >= MEMBER_CACHE_MAX:
+            cutoff = self.clock() - self.ttl
+            self._seen = {k: v for k, v in self._seen.items() if v[0] > cutoff}
+            if len(self._seen) >= MEMBER_CACHE_MAX:
+                self._seen.clear()
+        self._seen[(chat_id, user_id)] = (self.clock(), member)
 
 
 class FeedRateLimit:
@@ -278,8 +301,11 @@ class Feeds:
         self.trading = trading
         self._notifier = notifier
         self.now = now
-        self.admins = AdminCache()
         self.rate = FeedRateLimit(signals_per_minute)
+        self.membership = Membership()
+        # Whether a user may use the bot at all (ALLOWED_USER_IDS): a revoked user gets
+        # nothing from a feed, whatever their follows say.
+        self.allowed: Callable[[int], bool] = lambda _uid: True
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_fanout: FanOut | None = None
 
@@ -419,6 +445,7 @@ class Feeds:
         if feed is None or feed.id is None:
             raise UserError(f"No feed called <b>{html.escape(f.feed)}</b>. Its name is on "
                             "every signal card in the group.")
+        await self.require_member(feed, user_id)
         async with self.db.session() as s:
             row = (await s.exec(select(Follow).where(
                 Follow.user_id == user_id, Follow.feed_id == feed.id))).first()
@@ -482,6 +509,46 @@ class Feeds:
             f"• {html.escape(feed.name)}: {_sizing_text(f)}" + (" · auto" if f.auto else "")
             for f, feed in rows)
 
+    # --- membership -------------------------------------------------------------------
+
+    async def require_member(self, feed: Feed, user_id: int) -> None:
+        """Signals are the group's: only its members follow, preview or receive them."""
+        if not self.allowed(user_id) or not await self.membership.is_member(feed.chat_id,
+                                                                            user_id):
+            raise NotMember(f"Only members of the group behind <b>{html.escape(feed.name)}"
+                            "</b> can follow its signals: join the group first.")
+
+    async def require_member_of_signal(self, user_id: int, signal_id: int) -> None:
+        """For a Follow press: refuse an outsider before anything is priced or queued
+        (a getChatMember, usually cached, so the press can still be answered at once)."""
+        async with self.db.session() as s:
+            sig = await s.get(Signal, signal_id)
+            feed = await s.get(Feed, sig.feed_id) if sig else None
+        if feed is not None:
+            await self.require_member(feed, user_id)
+
+    async def member_left(self, chat_id: int, user_id: int) -> int:
+        """A member left or was removed from a feed's group: their follow of it ends, and
+        they are told once, in private. How many follows ended (0 or 1)."""
+        self.membership.note(chat_id, user_id, False)
+        async with self.db.session() as s:
+            feed = (await s.exec(select(Feed).where(Feed.chat_id == chat_id))).first()
+            row = None if feed is None else (await s.exec(select(Follow).where(
+                Follow.user_id == user_id, Follow.feed_id == feed.id,
+                col(Follow.active).is_(True)))).first()
+            if feed is None or row is None:
+                return 0
+            row.active = False
+            s.add(row)
+            await s.commit()
+        if self.allowed(user_id):
+            name = html.escape(feed.name)
+            await self._send(user_id, f"📡 You are no longer in the group behind <b>{name}</b>, "
+                                      "so its signals stop here. Open positions and their stops "
+                                      f"stay as they are. Rejoin the group, then /follow {name} "
+                                      "to start again.")
+        return 1
+
     # --- previews -----------------------------------------------------------------------
 
     async def preview_for(self, user_id: int, signal_id: int) -> Card:
@@ -500,6 +567,7 @@ class Feeds:
         if sig is None or feed is None:
             raise UserError("This signal no longer exists.")
         name = html.escape(feed.name)
+        await self.require_member(feed, user_id)
         if follow is None:
             raise UserError(f"To copy signals from <b>{name}</b>, first tell me how big: "
                             f"<code>/follow {name} risk 1%</code> (or <code>size $200</code>, "
@@ -616,9 +684,15 @@ class Feeds:
         gate = asyncio.Semaphore(BUILD_CONCURRENCY)
 
         async def one(uid: int) -> None:
+            if not self.allowed(uid):
+                return  # revoked: not even a refusal goes to them
             try:
                 async with gate:
                     card = await self.preview_for(uid, signal_id)
+            except NotMember:
+                if sig is not None:
+                    await self.member_left(sig.chat_id, uid)
+                return
             except UserError as e:
                 sent = await self._send(uid, f"Signal #{signal_id}: {e}")
                 report.told += 1 if sent else 0
@@ -702,6 +776,15 @@ class Feeds:
             return 0
         count = 0
         for fo, follow in rows:
+            try:
+                # A revoked user or one who left the group gets no more of its news.
+                if not self.allowed(fo.user_id) or not await self.membership.is_member(
+                        sig.chat_id, fo.user_id):
+                    continue
+            except Exception:  # Telegram could not say: skip rather than leak
+                log.warning("membership of user %s in chat %s unknown; update skipped",
+                            fo.user_id, sig.chat_id, exc_info=True)
+                continue
             try:
                 if await self._update_one(sig, fo, follow, kind, price, old_sl):
                     count += 1
@@ -867,12 +950,11 @@ class Feeds:
         lines = [f"📊 <b>{html.escape(feed.name)}</b> — the record from followers' fills",
                  f"Signals posted: {rec.posted} · followed: {rec.followed} · "
                  f"member entries filled: {rec.entries}"]
-        money = rec.members >= MIN_MEMBERS_FOR_MONEY
-        lines += rec.summary(money=money)
-        if rec.trades and not money:
-            lines.append(f"<i>PnL amounts appear once {MIN_MEMBERS_FOR_MONEY} or more members "
-                         "have closed trades, so no one's result can be read from them; "
-                         "each member sees their own with /feedstats in a private chat.</i>")
+        lines += rec.summary(money=False)
+        if rec.trades:
+            lines.append("<i>No amounts here, so no member's result or size can be read from "
+                         "the record; each member sees their own with /feedstats in a private "
+                         "chat.</i>")
         return "\n".join(lines)
 
 
@@ -909,6 +991,7 @@ def feeds_of(services: Any) -> Feeds:
     if feeds is None:
         feeds = Feeds(services.db, services.accounts, services.trading,
                       lambda: services.notifier)
+        feeds.allowed = services.is_allowed
         services.extras["feeds"] = feeds
     assert isinstance(feeds, Feeds)
     return feeds

@@ -221,6 +221,10 @@ class LiveUpdates:
         key = (user_id, network)
         if key in self._watches:
             return
+        if not self.svc.is_allowed(user_id):
+            log.info("user %s is not in ALLOWED_USER_IDS: their %s stream stays closed",
+                     user_id, network)
+            return
         if user_id not in self._liq_pct:
             user = await self.svc.get_user(user_id)
             self._liq_pct[user_id] = user.liq_alert_pct if user else Decimal(10)
@@ -636,6 +640,11 @@ class LiveUpdates:
     # --- plumbing -----------------------------------------------------------------------
 
     async def _send(self, user_id: int, text: str, kind: str) -> None:
+        if not self.svc.is_allowed(user_id):
+            # Revoked while running: nothing more is told, and the streams are closed.
+            for key in [k for k in self._watches if k[0] == user_id]:
+                self._spawn(self.unwatch(*key), f"unwatch-{user_id}-{key[1]}")
+            return
         notifier = self.svc.notifier
         if notifier is None:
             log.warning("no notifier yet: a %s message for %s was not sent", kind, user_id)

@@ -193,8 +193,6 @@ class Schedules:
 
     async def run(self, schedule_id: int) -> Due | None:
         """Send one summary; the next run, or None when the schedule is gone or off."""
-        from bot.reports import Reports
-
         sched = await self.get(schedule_id)
         if sched is None or not sched.enabled:
             return None
@@ -202,6 +200,26 @@ class Schedules:
         if user is None:
             return None
         now = self.now()
+        if self.services.is_allowed(sched.user_id):
+            await self._send(schedule_id, sched)
+        else:  # revoked: the schedule stays, and resumes if the user is allowed again
+            log.info("summary %s not sent: user %s is not in ALLOWED_USER_IDS", schedule_id,
+                     sched.user_id)
+        async with self.services.db.session() as s:
+            row = await s.get(Schedule, schedule_id)
+            if row is None or not row.enabled:
+                return None
+            row.last_run_at = now
+            s.add(row)
+            await s.commit()
+            # Strictly after `now`, and at least a minute on, so a job fired a little
+            # early by the scheduler cannot schedule itself for the same minute again.
+            nxt = schedule_next(row, user_zone(user.tz), max(now, now + timedelta(minutes=1)))
+        return Due(schedule_id, nxt)
+
+    async def _send(self, schedule_id: int, sched: Schedule) -> None:
+        from bot.reports import Reports
+
         try:
             await Reports(self.services).send_summary(sched.user_id, sched.chat_id,
                                                       period_of(sched))
@@ -218,17 +236,6 @@ class Schedules:
                 log.exception("summary %s: the notice failed too", schedule_id)
         except Exception:  # one user's broken key must not stop the schedule
             log.exception("summary %s failed", schedule_id)
-        async with self.services.db.session() as s:
-            row = await s.get(Schedule, schedule_id)
-            if row is None or not row.enabled:
-                return None
-            row.last_run_at = now
-            s.add(row)
-            await s.commit()
-            # Strictly after `now`, and at least a minute on, so a job fired a little
-            # early by the scheduler cannot schedule itself for the same minute again.
-            nxt = schedule_next(row, user_zone(user.tz), max(now, now + timedelta(minutes=1)))
-        return Due(schedule_id, nxt)
 
 
 async def expire_cards(services: Services) -> int:

@@ -290,7 +290,7 @@ async def start_market(services: Services) -> None:
     services.market_hub = hub
     services.alerts = AlertService(
         services.db, lambda: services.notifier, quote=quote,
-        watch=lambda symbol: hub.watch("mainnet", symbol))
+        watch=lambda symbol: hub.watch("mainnet", symbol), allowed=services.is_allowed)
     services.liqfeed = LiqFeed(
         services.db, lambda: services.notifier, instrument=instrument,
         watch=lambda: hub.watch_liquidations("mainnet"))

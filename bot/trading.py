@@ -14,6 +14,7 @@ only called "not placed" once `send_by` (plus a margin) is behind us.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import logging
 import secrets
@@ -68,6 +69,9 @@ UNKNOWN_NOTE = ("BitMEX did not confirm in time, so the order may or may not be 
                 "don't place it again (/orders and /positions show the truth).")
 UNKNOWN_DONE = ("BitMEX did not answer, so I can't tell whether it happened; /orders and "
                 "/positions show the truth")
+KEY_CHANGED = ("your {network} key changed after this card was priced (another key is "
+               "connected now), so nothing was sent. Ask again for a card on the new key")
+KEY_GONE = ("no {network} key is connected any more, so nothing was sent")
 SETTLE_AFTER = timedelta(minutes=2)  # a card `confirmed` this long is no longer in flight
 # A card's order is only sent (and signed to be valid) within this window after Confirm,
 # so once it and a margin have passed, "not found by its clOrdID" means "never placed".
@@ -619,13 +623,23 @@ class Trading:
                 raise UserError(f"Take-profit {fmt.num(tp)} must be {where} the entry price "
                                 f"({fmt.num(entry)}).")
 
+    async def _key_tag(self, user_id: int, network: str) -> str | None:
+        """A fingerprint of the key connected on `network` now (None: none is)."""
+        for acc in await self.accounts.list(user_id):
+            if acc.network == network:
+                return hashlib.sha256(f"card-key:{acc.key_id}".encode()).hexdigest()[:16]
+        return None
+
     async def _store(self, user: User, chat_id: int, plan: Plan, lines: list[str],
                      blocked: bool) -> Card:
         now = self.now()
         timeout = user.confirm_timeout or 60
+        # The card was sized and checked against this key's account: it may only be
+        # placed with the same key (see press).
+        key = await self._key_tag(user.id, plan.network)
         row = OrderIntent(
             user_id=user.id, chat_id=chat_id, network=plan.network, kind=plan.kind,
-            intent=plan.to_json(), state=CANCELLED if blocked else PENDING,
+            intent={**plan.to_json(), "key": key}, state=CANCELLED if blocked else PENDING,
             cl_ord_id=new_cl_ord_id(), created_at=now, expires_at=now + timedelta(seconds=timeout),
             updated_at=now, error="blocked by preview checks" if blocked else None,
         )
@@ -666,6 +680,15 @@ class Trading:
                 return Card(intent_id, self._final(plan, "✖️ Cancelled — nothing was sent."), [],
                             alert="Cancelled")
             return await self.current(intent_id, alert="Already handled.")
+        if "key" in row.intent:  # cards stored before keys were recorded carry none
+            now_key = await self._key_tag(user_id, plan.network)
+            if now_key != row.intent["key"]:
+                why = (KEY_CHANGED if now_key else KEY_GONE).format(network=plan.network)
+                if await self._claim(intent_id, user_id, WAITING, FAILED):
+                    await self._finish(intent_id, FAILED, error=why)
+                    await self._audit(row, "card_refused", reason="key changed")
+                    return await self.current(intent_id, alert="Not sent: your key changed")
+                return await self._after_lost_claim(row)
         if action == "c" and self._needs_second(plan):
             if await self._claim(intent_id, user_id, (PENDING,), ARMED):
                 size = (f"of about ${fmt.num(plan.usd, 0)} — above" if plan.usd is not None

@@ -41,8 +41,9 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT
                                    & filters.ChatType.GROUPS, feeds.on_edited))
-    app.add_handler(ChatMemberHandler(feeds.on_member_change,
-                                      ChatMemberHandler.ANY_CHAT_MEMBER))
+    # Before the gate: a member removed by an admin outside ALLOWED_USER_IDS still leaves.
+    app.add_handler(ChatMemberHandler(feeds.on_member_change, ChatMemberHandler.CHAT_MEMBER),
+                    group=-2)
     app.add_handler(CallbackQueryHandler(feeds.on_press, pattern=r"^fd:"))
     app.add_handler(CallbackQueryHandler(start.on_stale_press))
     app.add_error_handler(errors.on_error)

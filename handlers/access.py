@@ -12,7 +12,7 @@ import re
 import time
 
 from telegram import Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop
 
 from bot import parse as P
@@ -96,6 +96,26 @@ async def _guard_secrets(update: Update, context: Context, private: bool) -> Non
         await reply(update, "⚠️ That message holds an API key and I can't delete it here "
                             "(I'm not an admin). Delete it now and revoke the key on BitMEX.")
     raise ApplicationHandlerStop
+
+
+# Statuses that make someone an admin of a group, as getChatMember reports them.
+ADMIN_STATUSES = frozenset({"creator", "administrator"})
+
+
+async def group_admin_now(update: Update, context: Context) -> bool:
+    """Whether the sender is an admin of this group right now, asked of Telegram on every
+    call: a demotion must take effect at once for commands that change the group's state,
+    even when the bot hears no chat_member updates (it is not an admin, or missed one)."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None:
+        return False
+    if chat.type == "private" or anonymous_admin(update):
+        return True
+    try:
+        member = await context.bot.get_chat_member(chat.id, user.id)
+    except BadRequest:  # "user not found", "member list is inaccessible": not an admin
+        return False
+    return member.status in ADMIN_STATUSES
 
 
 async def delete_quietly(update: Update) -> bool:

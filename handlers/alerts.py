@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import time
 
 from telegram import Update
 from telegram.error import BadRequest
@@ -12,12 +11,10 @@ from bot import parse as P
 from bot.alerts.service import AlertService, parse_callback
 from bot.errors import UserError
 from bot.liqfeed import LiqFeed, compact
-from handlers.common import Context, anonymous_admin, is_private, reply, services
+from handlers.access import group_admin_now
+from handlers.common import Context, reply, services
 from handlers.render import markup
 from handlers.router import route
-
-# Admin rights change rarely; a minute of caching spares a getChatMember per command.
-ADMIN_TTL = 60.0
 
 
 def _alerts(context: Context) -> AlertService:
@@ -38,30 +35,8 @@ def _ids(update: Update) -> tuple[int, int]:
 
 
 async def is_chat_admin(update: Update, context: Context) -> bool:
-    """True in a private chat; in a group, whether the user is an admin (cached briefly)."""
-    if is_private(update):
-        return True
-    if anonymous_admin(update):
-        return True
-    uid, cid = _ids(update)
-    cache: dict[tuple[int, int], tuple[bool, float]] = context.application.bot_data.setdefault(
-        "admin_cache", {})
-    now = time.monotonic()
-    hit = cache.get((cid, uid))
-    if hit is not None and now - hit[1] < ADMIN_TTL:
-        return hit[0]
-    member = await context.bot.get_chat_member(cid, uid)
-    ok = member.status in ("administrator", "creator")
-    cache[(cid, uid)] = (ok, now)
-    return ok
-
-
-def forget_admins(context: Context, chat_id: int) -> None:
-    """A promotion or demotion in this chat: ask Telegram again next time."""
-    cache: dict[tuple[int, int], tuple[bool, float]] = context.application.bot_data.get(
-        "admin_cache", {})
-    for key in [k for k in cache if k[0] == chat_id]:
-        del cache[key]
+    """True in a private chat; in a group, whether the user is an admin now (uncached)."""
+    return await group_admin_now(update, context)
 
 
 async def _require_admin(update: Update, context: Context, what: str) -> None:

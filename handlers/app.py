@@ -23,7 +23,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from bot.chats import migrate_chat
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.notify import DeliveryQueue
+from bot.notify import Audience, DeliveryQueue
 from bot.prefs import Preferences
 from bot.services import Services, create_services
 from handlers import jobs, register
@@ -73,10 +73,22 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
     async def moved(old: int, new: int) -> None:
         await migrate_chat(services, old, new)
 
+    prefs = Preferences(services.db)
+
+    async def audience(chat_id: int) -> Audience | None:
+        # Whatever a service sends, a user removed from ALLOWED_USER_IDS gets none of it.
+        if chat_id > 0 and not services.is_allowed(chat_id):
+            return Audience(blocked=True)
+        return await prefs.audience(chat_id)
+
     services.notifier = DeliveryQueue(
-        TelegramNotifier(app.bot, on_migrated=moved), audience=Preferences(services.db).audience,
+        TelegramNotifier(app.bot, on_migrated=moved), audience=audience,
         on_blocked=services.mark_blocked)
     app.bot_data["services"] = services
+    from bot.feeds import feeds_of
+    from handlers.feeds import member_lookup
+
+    feeds_of(services).membership.lookup = member_lookup(app.bot)
     jobs.install(app)
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import html
 import re
 
-from telegram import Update
+from telegram import Bot, ChatMember, ChatMemberRestricted, Update
+from telegram.error import BadRequest
 
 from bot import parse as P
 from bot.errors import UserError
-from bot.feeds import CB_PREFIX, Feeds, feeds_of
+from bot.feeds import CB_PREFIX, Feeds, MemberLookup, feeds_of
 from bot.signals import looks_like_signal, recognise
 from handlers import router
-from handlers.common import Context, anonymous_admin, is_private, reply, services
+from handlers.access import group_admin_now
+from handlers.common import Context, is_private, reply, services
 from handlers.render import markup
 from handlers.router import route
 
@@ -22,16 +24,8 @@ def _feeds(context: Context) -> Feeds:
 
 
 async def _is_admin(update: Update, context: Context) -> bool:
-    """Checked against the group's real admin list (cached briefly, see AdminCache)."""
-    if anonymous_admin(update):
-        return True
-    chat, user = update.effective_chat, update.effective_user
-    assert chat is not None and user is not None
-
-    async def fetch() -> list[int]:
-        return [m.user.id for m in await context.bot.get_chat_administrators(chat.id)]
-
-    return await _feeds(context).admins.is_admin(chat.id, user.id, fetch)
+    """Asked of Telegram on every call (a demoted admin loses powers at once)."""
+    return await group_admin_now(update, context)
 
 
 async def _group_admin(update: Update, context: Context, what: str) -> bool:
@@ -139,6 +133,7 @@ async def feeds_list(update: Update, context: Context, intent: P.Feeds) -> None:
     await reply(update, await _feeds(context).list_follows(update.effective_user.id))
 
 
+MEMBER_STATUSES = frozenset({"creator", "administrator", "member"})
 _TAG_RE = re.compile(r"</?[a-z]+>")
 
 
@@ -156,6 +151,8 @@ async def on_press(update: Update, context: Context) -> None:
     feeds = _feeds(context)
     try:
         if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and _id(parts[2]):
+            # An outsider's press is refused on the press itself, before anything is sized.
+            await feeds.require_member_of_signal(uid, int(parts[2]))
             sent = await feeds.deliver_preview(uid, int(parts[2]))
             if sent is None:
                 await q.answer("Open a private chat with me first (press Start there), then "
@@ -181,11 +178,31 @@ async def on_edited(update: Update, context: Context) -> None:
         await _feeds(context).record_edit(msg.chat_id, msg.message_id, msg.text)
 
 
-async def on_member_change(update: Update, context: Context) -> None:
-    """Promotions and demotions: forget the cached admin list of that group."""
-    change = update.chat_member or update.my_chat_member
-    if change is not None:
-        _feeds(context).admins.invalidate(change.chat.id)
-        from handlers.alerts import forget_admins
+def member_lookup(bot: Bot) -> MemberLookup:
+    """getChatMember for the feeds' membership checks (see bot.feeds.Membership)."""
+    async def lookup(chat_id: int, user_id: int) -> bool:
+        try:
+            return in_group(await bot.get_chat_member(chat_id, user_id))
+        except BadRequest:  # "user not found" and the like: not a member we can see
+            return False
 
-        forget_admins(context, change.chat.id)
+    return lookup
+
+
+def in_group(member: ChatMember) -> bool:
+    """Creator, administrator, member, or a restricted member who is still in the group."""
+    if isinstance(member, ChatMemberRestricted):
+        return member.is_member
+    return member.status in MEMBER_STATUSES
+
+
+async def on_member_change(update: Update, context: Context) -> None:
+    """Someone joined, left or was removed: a leaver's follow of this group's feed ends."""
+    change = update.chat_member
+    if change is None:
+        return
+    feeds, who = _feeds(context), change.new_chat_member.user
+    if in_group(change.new_chat_member):
+        feeds.membership.note(change.chat.id, who.id, True)
+    else:
+        await feeds.member_left(change.chat.id, who.id)

@@ -102,8 +102,12 @@ class AlertService:
         network: str = "mainnet",
         max_per_chat: int = MAX_PER_CHAT,
         max_per_user: int = MAX_PER_USER,
+        allowed: Callable[[int], bool] = lambda _uid: True,
     ) -> None:
         self.db = db
+        # ALLOWED_USER_IDS: a revoked user's private alerts stay stored but never fire
+        # (they come back if the user is allowed again).
+        self.allowed = allowed
         self._notifier = notifier
         self._quote = quote
         self._watch = watch
@@ -127,7 +131,8 @@ class AlertService:
             since = self.clock() - REDELIVER_WITHIN
             stranded = (await s.exec(select(Alert).where(
                 Alert.state == "fired", col(Alert.fired_at) >= since))).all()
-        infos = [AlertInfo.of(r) for r in rows]
+        infos = [a for a in map(AlertInfo.of, rows) if not self._revoked(a)]
+        stranded = [r for r in stranded if not self._revoked(AlertInfo.of(r))]
         self.index.load(_spec(a) for a in infos)
         self.alerts.update((a.id, a) for a in infos)
         for symbol in sorted({a.symbol for a in infos}):
@@ -262,6 +267,10 @@ class AlertService:
                 self._forget(alert_id)
         return len(ids)
 
+    def _revoked(self, a: AlertInfo) -> bool:
+        """A private alert of a user no longer in ALLOWED_USER_IDS (groups keep theirs)."""
+        return a.chat_id > 0 and not self.allowed(a.chat_id)
+
     def _forget(self, alert_id: int) -> None:
         self.index.remove(alert_id)
         self.alerts.pop(alert_id, None)
@@ -292,6 +301,12 @@ class AlertService:
     async def fire(self, fired: Iterable[Fired]) -> None:
         """Mark one-shot alerts fired (exactly once), then queue their messages."""
         fired = list(fired)
+        revoked = {f.alert_id for f in fired
+                   if (a := self.alerts.get(f.alert_id)) is not None and self._revoked(a)}
+        if revoked:  # left active in the database, out of the index until a restart
+            for alert_id in revoked:
+                self._forget(alert_id)
+            fired = [f for f in fired if f.alert_id not in revoked]
         now = self.clock()
         once = [f.alert_id for f in fired if f.kind != "move"]
         won: set[int] = set()

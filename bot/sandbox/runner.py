@@ -104,9 +104,12 @@ class BotRunner:
             await self.services.close()
             self.services = None
 
-    async def restart(self) -> None:
-        """Stop and start again on the same database and key: a crash or a redeploy."""
+    async def restart(self, **settings: Any) -> None:
+        """Stop and start again on the same database and key: a crash or a redeploy
+        (with `settings` changed, as an operator editing .env before it)."""
         await self.stop()
+        if settings:
+            self._settings = self.settings.model_copy(update=settings)
         await self._boot()
 
     async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109

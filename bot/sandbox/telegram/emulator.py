@@ -42,6 +42,7 @@ from .state import (
     LEFT,
     MEMBER,
     OWNER,
+    RESTRICTED,
     ApiCall,
     BotAccount,
     CallbackAnswer,
@@ -336,6 +337,21 @@ class TelegramEmulator:
         self._deliver_message(chat, message, "message", service=True)
         self._member_update(chat, user, user, old, LEFT)
         return message
+
+    def kick(self, chat: Chat, who: User, *, by: User | None = None) -> Message:
+        """An admin removes (bans) a member: a `left_chat_member` message and a
+        `chat_member` update (kicked); getChatMember answers "kicked" from then on."""
+        old = chat.status(who.id)
+        chat.members[who.id] = KICKED
+        actor = by or self._owner(chat) or who
+        message = self._store(None, chat, actor, service={"left_chat_member": who.to_api()})
+        self._deliver_message(chat, message, "message", service=True)
+        self._member_update(chat, actor, who, old, KICKED)
+        return message
+
+    def restrict(self, chat: Chat, who: User, *, by: User | None = None) -> None:
+        """An admin restricts a member, who stays in the group ("restricted", is_member)."""
+        self._set_status(chat, who, RESTRICTED, by)
 
     def add_bot_to_group(
         self,
@@ -843,6 +859,14 @@ class TelegramEmulator:
             )
         elif status == KICKED:
             data["until_date"] = 0
+        elif status == RESTRICTED:
+            data.update(is_member=True, until_date=0, can_edit_tag=False,
+                        can_add_web_page_previews=False, can_manage_topics=False)
+            for right in ("change_info", "invite_users", "pin_messages", "send_messages",
+                          "send_polls", "send_other_messages", "send_audios",
+                          "send_documents", "send_photos", "send_videos", "send_video_notes",
+                          "send_voice_notes", "react_to_messages"):
+                data[f"can_{right}"] = False
         return data
 
     # ------------------------------------------------------------ HTTP layer

@@ -14,6 +14,8 @@ JSON = dict[str, Any]
 
 # Statuses a member can have in a group, as getChatMember reports them.
 OWNER, ADMIN, MEMBER, LEFT, KICKED = "creator", "administrator", "member", "left", "kicked"
+# A member an admin restricted (may not send, say): still in the group (is_member true).
+RESTRICTED = "restricted"
 
 
 @dataclass(eq=False)
@@ -76,7 +78,7 @@ class Chat:
         return self.status(user_id) in (OWNER, ADMIN)
 
     def present(self, user_id: int) -> bool:
-        return self.status(user_id) in (OWNER, ADMIN, MEMBER)
+        return self.status(user_id) in (OWNER, ADMIN, MEMBER, RESTRICTED)
 
 
 @dataclass(eq=False)
