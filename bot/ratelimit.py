@@ -63,3 +63,76 @@ class UserRateLimiter:
                 if b.tokens + (now - b.stamp) * self.rate >= self.burst]
         for uid in full:
             del self._buckets[uid]
+
+
+class OncePer:
+    """At most one event per key per `seconds`: "tell a refused stranger once an hour".
+
+    Bounded: past `max_keys` the oldest entries go first (the dict keeps them in the order
+    they were last told), so a flood of new ids costs constant memory.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 100_000) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.max_keys = max_keys
+        self._last: dict[object, float] = {}
+
+    def due(self, key: object) -> bool:
+        """True (and remembered) when `key` was not told within the last `seconds`."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.seconds:
+            return False
+        self._last.pop(key, None)
+        while len(self._last) >= self.max_keys:
+            del self._last[next(iter(self._last))]
+        self._last[key] = now
+        return True
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
+class SlidingLimit:
+    """At most `limit` events per `window` seconds per key (and optionally in total).
+
+    For costly, rare actions (verifying an API key against the exchange): a user who types
+    garbage keys in a loop spends our exchange budget and memory, so the count is exact over
+    the window rather than a refilling bucket. Stale keys are dropped as they are met.
+    """
+
+    def __init__(self, limit: int, window: float, *, total: int | None = None,
+                 clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.total = total
+        self.clock = clock
+        self.max_keys = max_keys
+        self._events: dict[object, list[float]] = {}
+        self._all: list[float] = []
+
+    def _fresh(self, stamps: list[float], now: float) -> list[float]:
+        return [t for t in stamps if now - t < self.window]
+
+    def take(self, key: object) -> float:
+        """0.0 and counted when allowed; otherwise the seconds until the next one is."""
+        now = self.clock()
+        self._all = self._fresh(self._all, now)
+        mine = self._fresh(self._events.pop(key, []), now)
+        waits = []
+        if len(mine) >= self.limit:
+            waits.append(mine[0] + self.window - now)
+        if self.total is not None and len(self._all) >= self.total:
+            waits.append(self._all[0] + self.window - now)
+        if waits:
+            if mine:
+                self._events[key] = mine
+            return max(0.01, max(waits))
+        mine.append(now)
+        self._all.append(now)
+        while len(self._events) >= self.max_keys:
+            del self._events[next(iter(self._events))]
+        self._events[key] = mine
+        return 0.0

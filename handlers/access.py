@@ -122,14 +122,23 @@ async def gate(update: Update, context: Context) -> None:
 
     # An anonymous admin cannot be matched against an allow-list of people.
     if (anonymous and svc.settings.ALLOWED_USER_IDS) or not svc.is_allowed(user.id):
+        # Once an hour: a stranger who keeps typing must not make the bot type back each time.
+        tell = svc.refusals.due(user.id)
         if update.callback_query is not None:
-            await update.callback_query.answer("This bot is private.", show_alert=True)
-        elif private:
+            if tell:
+                await update.callback_query.answer("This bot is private.", show_alert=True)
+            else:
+                await update.callback_query.answer()
+        elif private and tell:
             await reply(update, "Sorry, this bot is private. Ask its operator for access.")
         raise ApplicationHandlerStop
 
     command = command_of(update, context.bot.username)
-    counted = command is not None or update.callback_query is not None
+    # Every message and press counts, plain text too: each one costs the bot work (secret
+    # checks, parsing, the /connect flow). Membership and other service updates do not: they
+    # are Telegram's, not the user's, and dropping them would lose a kick or a demotion.
+    counted = (update.callback_query is not None or update.message is not None
+               or update.edited_message is not None)
     if counted:
         # Every anonymous admin everywhere shares one user id: count them per group.
         who = update.effective_chat.id if anonymous and update.effective_chat else user.id
@@ -138,7 +147,7 @@ async def gate(update: Update, context: Context) -> None:
             wait = max(1, round(svc.ratelimit.retry_in(who)))
             if update.callback_query is not None:
                 await update.callback_query.answer(f"Slow down — try again in {wait} s.")
-            elif tell:
+            elif tell and (private or command is not None):  # group chatter: silently
                 await reply(update, f"Easy there — too many commands. Try again in {wait} s.")
             raise ApplicationHandlerStop
 
