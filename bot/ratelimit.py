@@ -96,43 +96,36 @@ class OncePer:
 
 
 class SlidingLimit:
-    """At most `limit` events per `window` seconds per key (and optionally in total).
+    """At most `limit` events per `window` seconds per key, counted exactly.
 
     For costly, rare actions (verifying an API key against the exchange): a user who types
-    garbage keys in a loop spends our exchange budget and memory, so the count is exact over
-    the window rather than a refilling bucket. Stale keys are dropped as they are met.
+    garbage keys in a loop spends the bot's exchange budget, so the count is exact over the
+    window rather than a refilling bucket. Bounded like OncePer.
     """
 
-    def __init__(self, limit: int, window: float, *, total: int | None = None,
+    def __init__(self, limit: int, window: float, *,
                  clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
         self.limit = limit
         self.window = window
-        self.total = total
         self.clock = clock
         self.max_keys = max_keys
         self._events: dict[object, list[float]] = {}
-        self._all: list[float] = []
-
-    def _fresh(self, stamps: list[float], now: float) -> list[float]:
-        return [t for t in stamps if now - t < self.window]
 
     def take(self, key: object) -> float:
         """0.0 and counted when allowed; otherwise the seconds until the next one is."""
         now = self.clock()
-        self._all = self._fresh(self._all, now)
-        mine = self._fresh(self._events.pop(key, []), now)
-        waits = []
+        mine = [t for t in self._events.pop(key, []) if now - t < self.window]
         if len(mine) >= self.limit:
-            waits.append(mine[0] + self.window - now)
-        if self.total is not None and len(self._all) >= self.total:
-            waits.append(self._all[0] + self.window - now)
-        if waits:
-            if mine:
-                self._events[key] = mine
-            return max(0.01, max(waits))
+            self._events[key] = mine
+            return max(0.01, mine[0] + self.window - now)
         mine.append(now)
-        self._all.append(now)
         while len(self._events) >= self.max_keys:
             del self._events[next(iter(self._events))]
         self._events[key] = mine
         return 0.0
+
+    def give_back(self, key: object) -> None:
+        """Undo the latest take: the action it allowed did not happen after all."""
+        mine = self._events.get(key)
+        if mine:
+            mine.pop()

@@ -65,3 +65,57 @@ async def test_refused_stranger_is_answered_once_an_hour(
         assert sum("this bot is private" in t.lower() for t in eve.bot_texts) == 2
     finally:
         await h.stop()
+
+
+def _fake_key(i: int) -> tuple[str, str]:
+    """Well-shaped keys the exchange never issued."""
+    return f"ZZfakeKeyId{i:013d}", f"FakeSecret{i:038d}"
+
+
+async def test_connect_checks_are_limited_per_user_and_refused_keys_leave_no_state(
+        h: Harness) -> None:
+    from bot.exchange.client import BitmexClient
+
+    clock = Clock()
+    h.svc.accounts.verify_per_user.clock = clock
+    made: list[str | None] = []
+    factory = h.svc.accounts.make_client
+
+    def counting(network: str, key: str | None, secret: str | None) -> Any:
+        if key is not None:  # not the keyless market client
+            made.append(key)
+        return factory(network, key, secret)
+
+    h.svc.accounts.make_client = counting
+    mallory = h.person("Mallory")
+    for i in range(3):
+        key, secret = _fake_key(i)
+        await mallory.send(f"/connect testnet {key} {secret}")
+        assert "refused this key" in mallory.last_text, mallory.transcript
+    key, secret = _fake_key(3)
+    await mallory.send(f"/connect testnet {key} {secret}")
+    assert "please wait 10 minutes" in mallory.last_text
+    assert len(made) == 3  # the fourth never reached the exchange
+    assert not [k for (_, k) in BitmexClient._rate_states if k and k.startswith("ZZfake")]
+    await mallory.send("/accounts")
+    assert "No accounts yet" in mallory.last_text
+
+    # Others are not held back by Mallory, and her window passes.
+    await h.connected("Alice")
+    clock.now += 601
+    real_key, real_secret = h.exchange_account()
+    await mallory.send(f"/connect testnet {real_key} {real_secret}")
+    assert "Connected" in mallory.last_text
+    assert any(k == real_key for (_, k) in BitmexClient._rate_states)
+
+
+async def test_connect_checks_have_a_ceiling_for_everyone(h: Harness) -> None:
+    h.svc.accounts.verify_total.limit = 4
+    people = [h.person(f"Sybil{i}") for i in range(5)]
+    for i, p in enumerate(people):
+        key, secret = _fake_key(100 + i)
+        await p.send(f"/connect testnet {key} {secret}")
+    assert all("refused this key" in p.last_text for p in people[:4])
+    assert "Many people are connecting keys right now" in people[4].last_text
+    # The refused attempt did not spend the fifth sybil's own allowance.
+    assert h.svc.accounts.verify_per_user.take(people[4].id) == 0.0
