@@ -119,3 +119,61 @@ async def test_connect_checks_have_a_ceiling_for_everyone(h: Harness) -> None:
     assert "Many people are connecting keys right now" in people[4].last_text
     # The refused attempt did not spend the fifth sybil's own allowance.
     assert h.svc.accounts.verify_per_user.take(people[4].id) == 0.0
+
+
+async def _states(h: Harness) -> dict[int, str]:
+    from sqlmodel import select
+
+    from bot.db.models import OrderIntent
+
+    async with h.svc.db.session() as s:
+        return {i: st for i, st in (await s.exec(select(OrderIntent.id, OrderIntent.state)))}
+
+
+async def test_final_cards_older_than_30_days_are_purged_daily(h: Harness) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from bot.db.models import OrderIntent
+
+    [job] = h.app.job_queue.get_jobs_by_name("purge-cards")
+    assert job.job.trigger.interval == timedelta(days=1)
+
+    alice, _ = await h.connected("Alice")
+    await alice.send("/buy 100 btc")
+    await alice.press("✅ Confirm")  # placed and filled
+    old_placed = max(await _states(h))
+    await alice.send("/buy 100 btc")
+    old_cancelled_card = alice.last
+    await alice.press("✖️ Cancel")
+    await alice.send("/buy 100 btc @ 50k tp 70k sl 45k")
+    await alice.press("✅ Confirm")  # a resting limit whose exits wait for its fill
+    waiting_exits = max(await _states(h))
+    await alice.send("/buy 100 btc")  # left pending
+    pending = max(await _states(h))
+    states = await _states(h)
+    assert states[old_placed] == "placed" and states[waiting_exits] == "placed"
+    assert states[pending] == "pending" and "cancelled" in states.values()
+
+    month_ago = datetime.now(UTC) - timedelta(days=31)
+    async with h.svc.db.session() as s:
+        await s.exec(update(OrderIntent).values(updated_at=month_ago,
+                                                created_at=month_ago))
+        await s.commit()
+    await alice.send("/buy 100 btc")
+    await alice.press("✖️ Cancel")  # a fresh final card: too young to go
+    fresh = max(await _states(h))
+
+    await job.run(h.app)  # the daily run, invoked directly
+    left = await _states(h)
+    assert set(left) == {waiting_exits, pending, fresh}
+    assert old_cancelled_card.buttons == []  # its message was edited when it went final
+
+    # Once the old cards are all gone, the newest one is still kept: ids are never reused.
+    async with h.svc.db.session() as s:
+        await s.exec(update(OrderIntent).values(updated_at=month_ago,
+                                                state="expired"))
+        await s.commit()
+    await job.run(h.app)
+    assert list(await _states(h)) == [fresh]
