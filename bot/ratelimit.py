@@ -51,6 +51,12 @@ class UserRateLimiter:
         b.warned = True
         return False, tell
 
+    def refund(self, user_id: int) -> None:
+        """Give back the token of an action that did not happen after all."""
+        b = self._buckets.get(user_id)
+        if b is not None:
+            b.tokens = min(self.burst, b.tokens + 1.0)
+
     def retry_in(self, user_id: int) -> float:
         b = self._buckets.get(user_id)
         if b is None or b.tokens >= 1.0:
@@ -129,3 +135,29 @@ class SlidingLimit:
         mine = self._events.get(key)
         if mine:
             mine.pop()
+
+
+class PublicQuota:
+    """Each user's share of the exchange's public (unauthenticated) budget, and a ceiling
+    for all users together that leaves room for the bot's own public calls.
+
+    BitMEX allows 30 unauthenticated requests a minute per address. A user gets a few
+    uncached public calls a minute (charts, /price fallbacks); everyone together gets 20,
+    so instrument refreshes and the market socket's catch-up always find budget left.
+    """
+
+    def __init__(self, per_user_per_minute: float = 4.0, burst: int = 4,
+                 total_per_minute: float = 20.0, total_burst: int = 20,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.users = UserRateLimiter(per_user_per_minute, burst, clock=clock)
+        self.total = UserRateLimiter(total_per_minute, total_burst, clock=clock)
+
+    def take(self, user_id: int) -> tuple[float, bool]:
+        """(0.0, _) and spent when allowed; otherwise (seconds to wait, whether the ceiling
+        for everyone, not the user's own share, is what refused)."""
+        if not self.users.check(user_id)[0]:
+            return max(0.5, self.users.retry_in(user_id)), False
+        if not self.total.check(0)[0]:
+            self.users.refund(user_id)
+            return max(0.5, self.total.retry_in(0)), True
+        return 0.0, False

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from bot.sandbox.bitmex import BitmexSimulator
+import aiohttp
+import pytest_asyncio
+
+from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.telegram import TelegramEmulator
 from tests.e2e.harness import Harness
 
@@ -177,3 +183,129 @@ async def test_final_cards_older_than_30_days_are_purged_daily(h: Harness) -> No
         await s.commit()
     await job.run(h.app)
     assert list(await _states(h)) == [fresh]
+
+
+@pytest_asyncio.fixture
+async def strict(world_emu: TelegramEmulator, tmp_path: Path) -> AsyncIterator[Harness]:
+    """A bot on a simulator with BitMEX's real limits: 30 unauthenticated requests a minute
+    for the bot's address (the shared session simulator is generous on purpose)."""
+    sim = BitmexSimulator(rate_limit=RateLimitConfig())
+    await sim.start()
+    harness = Harness(sim, world_emu, tmp_path)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+        await sim.stop()
+
+
+async def _public_budget_left(sim: BitmexSimulator) -> int:
+    """What BitMEX would tell the bot's address about its unauthenticated budget."""
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{sim.url}/api/v1/instrument", params={"symbol": "XBTUSD", "count": "1"}) as r:
+        return int(r.headers["x-ratelimit-remaining"])
+
+
+def _trade_everywhere(sim: BitmexSimulator) -> None:
+    """A little trading in every market, so there is something to draw."""
+    engine = sim.engine
+    for _ in range(30):
+        for sym in engine.instruments:
+            engine.set_mark(sym, engine.instrument(sym).mark, trade_size=10)
+        engine.clock.advance(60)
+
+
+def _count_bucketed(h: Harness) -> list[str]:
+    calls: list[str] = []
+    market = h.svc.market("mainnet")
+    original = market.bucketed
+
+    async def counting(symbol: str, bin_size: str = "1h", **kw: Any) -> Any:
+        calls.append(f"{symbol} {bin_size}")
+        return await original(symbol, bin_size, **kw)
+
+    market.bucketed = counting  # type: ignore[method-assign]
+    return calls
+
+
+async def test_two_chart_spammers_cannot_spend_everyones_public_budget(
+        strict: Harness) -> None:
+    h = strict
+    _trade_everywhere(h.sim)
+    calls = _count_bucketed(h)
+    spammers = [h.person("Spam1"), h.person("Spam2")]
+    asks = [f"/chart {sym} {tf}" for sym in ("xbtusd", "ethusd", "xbtusdt")
+            for tf in ("1m", "5m", "1h", "1d")]
+    for i in range(20):
+        for n, s in enumerate(spammers):
+            h.emu.send_text(s.user, s.chat, asks[(i + 6 * n) % len(asks)], bot=h.bot_username)
+    await h.settle(timeout=120)
+    for s in spammers:
+        assert any("rationed" in t for t in s.bot_texts), s.transcript
+        assert sum(m.file is not None for m in s.messages if m.from_bot) >= 4, s.transcript
+    assert len(calls) <= 8  # 4 misses each; everything else came from the shared cache
+
+    carol = h.person("Carol")
+    started = time.monotonic()
+    await carol.send("/chart ethusdt 1h 50")
+    elapsed = time.monotonic() - started
+    assert carol.last.file is not None and "ETHUSDT" in carol.last_text, carol.transcript
+    assert elapsed < 2.0, f"a third user's chart took {elapsed:.2f}s"
+    assert await _public_budget_left(h.sim) >= 10
+    print(f"40 charts from 2 users: {len(calls)} bucketed calls; "
+          f"a third user's chart in {elapsed:.2f}s")
+
+
+async def test_a_chart_asked_again_comes_from_the_cache_until_its_bin_closes(
+        h: Harness) -> None:
+    clock = Clock()
+    clock.now = 1_800_000_000.0  # a whole hour: a 1h bin has just opened
+    h.svc.candles.clock = clock
+    _trade_everywhere(h.sim)
+    calls = _count_bucketed(h)
+    bob = h.person("Bob")
+    await bob.send("/chart xbtusd 1h 30")
+    await bob.send("/chart xbtusd 1h 60")  # fewer than fetched: same entry
+    assert calls == ["XBTUSD 1h"]
+    clock.now += 299
+    await bob.send("/chart xbtusd 1h")
+    assert calls == ["XBTUSD 1h"]
+    clock.now += 2  # past the cache's age limit
+    await bob.send("/chart xbtusd 1h")
+    assert calls == ["XBTUSD 1h", "XBTUSD 1h"]
+    await bob.send("/chart xbtusd 1m")
+    clock.now += 61  # a minute bin closed
+    await bob.send("/chart xbtusd 1m")
+    assert calls.count("XBTUSD 1m") == 2
+    assert sum(m.file is not None for m in bob.messages if m.from_bot) == 6
+
+
+async def test_a_confirm_is_not_delayed_by_sixty_charts(h: Harness) -> None:
+    _trade_everywhere(h.sim)
+    alice, _ = await h.connected("Alice")
+    await alice.send("/buy 100 btc")
+    card = alice.find_button("✅ Confirm")
+    viewers = [h.person(f"Viewer{i}") for i in range(6)]
+    await viewers[0].send("/chart xbtusd 1h 20")  # the candles are cached from here on
+    before = len(h.emu.calls)
+    for i in range(60):
+        v = viewers[i % 6]
+        h.emu.send_text(v.user, v.chat, "/chart xbtusd 1h 10", bot=h.bot_username)
+    pressed = time.monotonic()
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    await h.settle(timeout=180)
+
+    calls = h.emu.calls[before:]
+    done = next(i for i, c in enumerate(calls) if c.method == "editMessageText"
+                and str(c.params.get("message_id")) == str(card.message_id))
+    assert "Filled" in str(calls[done].params.get("text")), alice.transcript
+    photos = [c for c in calls if c.method == "sendPhoto"]
+    drawn_before = sum(1 for c in calls[:done] if c.method == "sendPhoto")
+    assert len(photos) == 60
+    # The card is edited while the charts are still being drawn, not after them: at most
+    # the two being drawn when the press came in finish first (drawn on the event loop, 7).
+    assert drawn_before <= 2, f"{drawn_before} of 60 charts were sent before the card"
+    print(f"Confirm edited {calls[done].at - pressed:.2f}s after the press, "
+          f"{drawn_before}/60 charts before it; all charts in "
+          f"{photos[-1].at - pressed:.2f}s")
