@@ -194,7 +194,13 @@ WEBHOOK_PATH = "telegram"
 def deliver_to(app: Application[Any, Any, Any, Any, Any, Any]) -> Deliver:
     """Hand a checked webhook post to the application, as PTB's own webhook would."""
     async def deliver(data: dict[str, Any]) -> None:
-        await app.update_queue.put(Update.de_json(data, app.bot))
+        try:
+            update = Update.de_json(data, app.bot)
+        except Exception:  # Telegram would re-send it forever; its text is not logged
+            log.warning("dropped webhook update %s: not readable as an Update",
+                        data.get("update_id"))
+            return
+        await app.update_queue.put(update)
     return deliver
 
 
@@ -216,7 +222,12 @@ async def serve_webhook(app: Application[Any, Any, Any, Any, Any, Any],
     try:
         if app.post_init is not None:
             await app.post_init(app)
-        await listener.start(host, settings.WEBHOOK_PORT)
+        try:
+            await listener.start(host, settings.WEBHOOK_PORT)
+        except OSError as e:
+            raise ConfigError(f"cannot listen for Telegram on WEBHOOK_PORT "
+                              f"{settings.WEBHOOK_PORT} ({e.strerror or e}). Is another "
+                              "program using it?") from None
         await app.bot.set_webhook(
             url=f"{(settings.WEBHOOK_URL or '').rstrip('/')}/{WEBHOOK_PATH}",
             secret_token=secret, allowed_updates=Update.ALL_TYPES)

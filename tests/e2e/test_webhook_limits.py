@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from bot.sandbox.bitmex import BitmexSimulator
@@ -170,3 +171,44 @@ async def test_the_webhook_process_refuses_four_huge_posts_with_memory_flat(
     assert rc == 0, err[-3000:]
     print(f"4 x 95 MB unauthenticated posts: bot RSS {before} kB -> +{grown} kB, "
           f"bytes let through {[s for _, s in results]}")
+
+
+async def test_a_busy_webhook_port_is_explained_in_one_line(
+        world_emu: TelegramEmulator, tmp_path: Path) -> None:
+    import socket
+
+    from bot.config import Settings
+    from bot.errors import ConfigError
+    from bot.vault import generate_key
+    from handlers.app import build_application, serve_webhook
+
+    token = "474747:webhook-port-token-abcdefghijklmnopqrstuvwxyz"
+    world_emu.add_bot(token, "PortBusyBot", "Proc")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        settings = Settings(_env_file=None, TELEGRAM_BOT_TOKEN=token,
+                            TELEGRAM_API_URL=world_emu.url, MASTER_KEY=generate_key(),
+                            DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+                            WEBHOOK_URL=f"http://127.0.0.1:{port}", WEBHOOK_PORT=port)
+        app = build_application(settings, None)
+        with pytest.raises(ConfigError, match=f"WEBHOOK_PORT {port}"):
+            await serve_webhook(app, settings, host="127.0.0.1")
+    assert not app.running
+
+
+async def test_an_unreadable_update_is_dropped_not_retried_forever(
+        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    lst = WebhookListener("telegram", SECRET, deliver_to(h.app))
+    await lst.start("127.0.0.1", 0)
+    try:
+        odd = json.dumps({"update_id": 7, "message": {"date": "soon", "chat": 5,
+                                                      "text": "my secret words"}}).encode()
+        status, _ = await post_raw(lst.port, secret=SECRET, declared=len(odd),
+                                   body_size=len(odd), body=odd)
+    finally:
+        await lst.stop()
+    assert status == 200  # accepted, or Telegram would post it again and again
+    assert "dropped webhook update 7" in caplog.text
+    assert "secret words" not in caplog.text
