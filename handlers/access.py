@@ -123,13 +123,12 @@ async def gate(update: Update, context: Context) -> None:
     # An anonymous admin cannot be matched against an allow-list of people.
     if (anonymous and svc.settings.ALLOWED_USER_IDS) or not svc.is_allowed(user.id):
         # Once an hour: a stranger who keeps typing must not make the bot type back each time.
-        tell = svc.refusals.due(user.id)
         if update.callback_query is not None:
-            if tell:
+            if svc.refusals.due(user.id):
                 await update.callback_query.answer("This bot is private.", show_alert=True)
             else:
-                await update.callback_query.answer()
-        elif private and tell:
+                await update.callback_query.answer()  # stops the spinner, says nothing
+        elif private and svc.refusals.due(user.id):
             await reply(update, "Sorry, this bot is private. Ask its operator for access.")
         raise ApplicationHandlerStop
 
