@@ -33,8 +33,9 @@ class UserRateLimiter:
         self.max_users = max_users
         self._buckets: dict[int, _Bucket] = {}
 
-    def check(self, user_id: int) -> tuple[bool, bool]:
-        """(allowed, tell_user): tell only on the first refusal of a streak, to avoid spamming."""
+    def check(self, user_id: int, *, quiet: bool = False) -> tuple[bool, bool]:
+        """(allowed, tell_user): tell only on the first refusal of a streak, to avoid spamming.
+        `quiet`: this refusal cannot be told (group chatter), so the next one still is."""
         now = self.clock()
         b = self._buckets.get(user_id)
         if b is None:
@@ -47,6 +48,8 @@ class UserRateLimiter:
             b.tokens -= 1.0
             b.warned = False
             return True, False
+        if quiet:
+            return False, False
         tell = not b.warned
         b.warned = True
         return False, tell

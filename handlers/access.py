@@ -134,19 +134,25 @@ async def gate(update: Update, context: Context) -> None:
 
     command = command_of(update, context.bot.username)
     # Every message and press counts, plain text too: each one costs the bot work (secret
-    # checks, parsing, the /connect flow). Membership and other service updates do not: they
-    # are Telegram's, not the user's, and dropping them would lose a kick or a demotion.
-    counted = (update.callback_query is not None or update.message is not None
-               or update.edited_message is not None)
+    # checks, parsing, the /connect flow). Service messages and membership updates do not:
+    # they are Telegram's, not the user's, and dropping one would lose a kick, a demotion or
+    # a group's move to a supergroup.
+    msg = update.message or update.edited_message
+    counted = update.callback_query is not None or (msg is not None and (
+        msg.text is not None or msg.caption is not None
+        or msg.effective_attachment is not None))
     if counted:
         # Every anonymous admin everywhere shares one user id: count them per group.
         who = update.effective_chat.id if anonymous and update.effective_chat else user.id
-        allowed, tell = svc.ratelimit.check(who)
+        # Group chatter is refused silently (no reply in the group), so it must not use up
+        # the one "slow down" the user gets for the streak.
+        quiet = not private and command is None and update.callback_query is None
+        allowed, tell = svc.ratelimit.check(who, quiet=quiet)
         if not allowed:
             wait = max(1, round(svc.ratelimit.retry_in(who)))
             if update.callback_query is not None:
                 await update.callback_query.answer(f"Slow down — try again in {wait} s.")
-            elif tell and (private or command is not None):  # group chatter: silently
+            elif tell:
                 await reply(update, f"Easy there — too many commands. Try again in {wait} s.")
             raise ApplicationHandlerStop
 

@@ -309,3 +309,17 @@ async def test_a_confirm_is_not_delayed_by_sixty_charts(h: Harness) -> None:
     print(f"Confirm edited {calls[done].at - pressed:.2f}s after the press, "
           f"{drawn_before}/60 charts before it; all charts in "
           f"{photos[-1].at - pressed:.2f}s")
+
+
+async def test_group_chatter_counts_but_is_refused_silently(h: Harness) -> None:
+    alice, bob = h.person("Alice"), h.person("Bob")
+    group = h.group("Lounge", [bob], [alice])
+    for i in range(25):
+        h.emu.send_text(bob.user, group, f"gm everyone {i}", bot=h.bot_username)
+    await h.settle()
+    assert not any("too many" in (m.content or "")
+                   for m in h.emu.bot_messages(group, bot=h.bot_username))
+    await bob.send("/help")  # his own budget went on the chatter
+    assert "too many commands" in bob.last_text
+    await alice.send("/help")
+    assert "Commands" in alice.last_text
