@@ -19,13 +19,14 @@ class Clock:
     """Simulated time for the limiters: tests move it, nothing sleeps."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = time.monotonic()  # continuing from the real clock the buckets started on
 
     def __call__(self) -> float:
         return self.now
 
 
 async def test_plain_text_counts_in_the_rate_limit(h: Harness) -> None:
+    h.svc.ratelimit.clock = Clock()  # no refill while a slow machine works through them
     spammer = h.person("Chatty")
     for _ in range(30):
         h.emu.send_text(spammer.user, spammer.chat, "hello there", bot=h.bot_username)
@@ -40,6 +41,7 @@ async def test_plain_text_counts_in_the_rate_limit(h: Harness) -> None:
 
 
 async def test_presses_count_in_the_rate_limit(h: Harness) -> None:
+    h.svc.ratelimit.clock = Clock()
     alice = h.person("Alice")
     await alice.send("/connect paper")
     await alice.send("/start")
@@ -233,6 +235,11 @@ async def test_two_chart_spammers_cannot_spend_everyones_public_budget(
         strict: Harness) -> None:
     h = strict
     _trade_everywhere(h.sim)
+    # Simulated time: on a slow machine the quota would refill and 1m bins close mid-test.
+    clock = Clock()
+    clock.now = 1_800_000_000.0
+    h.svc.candles.clock = clock
+    h.svc.public_quota.users.clock = h.svc.public_quota.total.clock = clock
     calls = _count_bucketed(h)
     spammers = [h.person("Spam1"), h.person("Spam2")]
     asks = [f"/chart {sym} {tf}" for sym in ("xbtusd", "ethusd", "xbtusdt")
@@ -312,6 +319,7 @@ async def test_a_confirm_is_not_delayed_by_sixty_charts(h: Harness) -> None:
 
 
 async def test_group_chatter_counts_but_is_refused_silently(h: Harness) -> None:
+    h.svc.ratelimit.clock = Clock()
     alice, bob = h.person("Alice"), h.person("Bob")
     group = h.group("Lounge", [bob], [alice])
     for i in range(25):
