@@ -215,11 +215,12 @@ async def serve_webhook(app: Application[Any, Any, Any, Any, Any, Any],
     listener = WebhookListener(WEBHOOK_PATH, secret, deliver_to(app))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread
             loop.add_signal_handler(sig, stop.set)
-    await app.initialize()
     try:
+        await app.initialize()
         if app.post_init is not None:
             await app.post_init(app)
         try:
@@ -243,3 +244,6 @@ async def serve_webhook(app: Application[Any, Any, Any, Any, Any, Any],
         await app.shutdown()
         if app.post_shutdown is not None:
             await app.post_shutdown(app)
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
