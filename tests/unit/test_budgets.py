@@ -84,3 +84,31 @@ def test_a_short_history_serves_any_count() -> None:
     cache.put("mainnet", "NEWUSD", "1h", 100, _candles(7))  # a new listing: 7 hours of it
     rows = cache.get("mainnet", "NEWUSD", "1h", 500)
     assert rows is not None and len(rows) == 7
+
+
+async def test_charts_drawn_at_once_in_threads_come_out_as_drawn_alone() -> None:
+    import asyncio
+    from datetime import timedelta
+
+    from bot.reports import charts
+
+    t0 = datetime(2027, 1, 15, tzinfo=UTC)
+    rows = [(t0 + timedelta(hours=i), 100.0 + i % 5, 106.0 + i % 5, 98.0, 101.0 + i % 3)
+            for i in range(40)]
+    alone = charts.candles(rows, "XBTUSD · 1h", 3600)
+    together = await asyncio.gather(*(charts.render(charts.candles, rows, "XBTUSD · 1h", 3600)
+                                      for _ in range(6)))
+    assert all(png == alone for png in together)  # no state shared between figures
+
+
+def test_charts_never_load_pyplot() -> None:
+    import subprocess
+    import sys
+
+    # No pyplot: its global figure registry is what threads must not share.
+    probe = ("import sys; from datetime import datetime, UTC; from bot.reports import charts; "
+             "charts.equity([(datetime(2027, 1, 1, tzinfo=UTC), 1.0)], 't', 'XBT'); "
+             "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
