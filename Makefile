@@ -3,20 +3,34 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install dev run sandbox test lint bench clean
+.PHONY: install dev lock run sandbox test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2> /dev/null
 
-# setuptools' build warnings are noise for a newcomer: kept in a log, shown on failure.
+# The locked, hash-checked dependencies first, then the project itself without resolving
+# anything again. setuptools' build warnings are noise for a newcomer: kept in a log,
+# shown on failure.
 install: $(BIN)/python
 	@echo "Installing into $(VENV) ..."
-	@$(BIN)/python -m pip install -q -e . 2> $(VENV)/pip.log || { cat $(VENV)/pip.log; exit 1; }
+	@{ $(BIN)/python -m pip install -q --require-hashes -r requirements.lock \
+	  && $(BIN)/python -m pip install -q --no-deps -e . ; } 2> $(VENV)/pip.log \
+	  || { cat $(VENV)/pip.log; exit 1; }
 
 dev: $(BIN)/python
 	@echo "Installing (with dev tools) into $(VENV) ..."
-	@$(BIN)/python -m pip install -q -e '.[dev]' 2> $(VENV)/pip.log || { cat $(VENV)/pip.log; exit 1; }
+	@{ $(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock \
+	  && $(BIN)/python -m pip install -q --no-deps -e . ; } 2> $(VENV)/pip.log \
+	  || { cat $(VENV)/pip.log; exit 1; }
+
+# Re-resolve the lock files from pyproject.toml (UPGRADE=--upgrade for newest releases).
+# The runtime lock is constrained by the dev lock, so both pin the same versions.
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
+lock: $(BIN)/python
+	$(BIN)/python -m pip install -q pip-tools
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(UPGRADE) --extra dev -o requirements-dev.lock pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) -c requirements-dev.lock -o requirements.lock pyproject.toml
 
 # Starts the real bot when TELEGRAM_BOT_TOKEN is set, the offline sandbox otherwise.
 run: install

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from bot.errors import AuthError, ExchangeError, PermissionDenied, UserError
 from bot.exchange.types import Exchange, Margin
 from bot.keyshape import looks_like_key_id, looks_like_secret
 from bot.logs import register_secret
+from bot.ratelimit import SlidingLimit
 from bot.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,16 @@ PaperFactory = Callable[[int], Exchange]
 # (event, user_id, network): "connect" | "disconnect"; live updates follow the accounts.
 AccountListener = Callable[[str, int, Network], Awaitable[None]]
 Watched = list[tuple[int, Network]]
+
+VERIFY_PER_USER = 3
+VERIFY_TOTAL = 100
+VERIFY_WINDOW = 600.0
+
+
+def _minutes(seconds: float) -> str:
+    m = max(1, math.ceil(seconds / 60))
+    return f"{m} minute" + ("s" if m != 1 else "")
+
 
 NETWORK_NAMES = {"testnet": "testnet", "mainnet": "mainnet", "paper": "paper"}
 PAPER_KEY_ID = "paper"
@@ -81,6 +93,9 @@ class Accounts:
         self._sessions: dict[tuple[int, Network], Exchange] = {}
         self._lock = asyncio.Lock()
         self.listeners: list[AccountListener] = []
+        # About 3 key checks per user per 10 minutes, and a ceiling for everyone together.
+        self.verify_per_user = SlidingLimit(VERIFY_PER_USER, VERIFY_WINDOW)
+        self.verify_total = SlidingLimit(VERIFY_TOTAL, VERIFY_WINDOW)
 
     async def _changed(self, event: str, user_id: int, network: Network) -> None:
         for listener in self.listeners:
@@ -92,7 +107,40 @@ class Accounts:
     # --- connecting -----------------------------------------------------------
 
     async def connect(self, user_id: int, network: Network, key_id: str, secret: str) -> Connected:
-        """Verify a key against the exchange and store it encrypted; refuse withdraw keys."""
+        """Verify a key against the exchange and store it encrypted; refuse withdraw keys.
+
+        Verifications are rationed (each costs an exchange call from the bot's address), and a
+        key that was not stored leaves no per-key state behind.
+        """
+        tried: list[Exchange] = []
+        try:
+            return await self._connect(user_id, network, key_id, secret, tried)
+        except Exception:
+            for client in tried:
+                self._forget(client)
+            raise
+
+    def _ration(self, user_id: int) -> None:
+        mine = self.verify_per_user.take(user_id)
+        if mine:
+            raise UserError(f"That is a lot of key checks: please wait {_minutes(mine)} before "
+                            "trying another key. Nothing was stored.")
+        total = self.verify_total.take("all")
+        if total:
+            self.verify_per_user.give_back(user_id)
+            raise UserError("Many people are connecting keys right now: please try again in "
+                            f"{_minutes(total)}. Nothing was stored.")
+
+    def _forget(self, client: Exchange) -> None:
+        key = getattr(client, "key", None)
+        if any(getattr(s, "key", None) == key for s in self._sessions.values()):
+            return  # another session uses the same key: its budget is real
+        forget = getattr(client, "forget_rate_state", None)
+        if forget is not None:
+            forget()
+
+    async def _connect(self, user_id: int, network: Network, key_id: str, secret: str,
+                       tried: list[Exchange]) -> Connected:
         register_secret(secret)
         if network == "paper":
             return await self.connect_paper(user_id)
@@ -102,7 +150,9 @@ class Accounts:
                 "That does not look like a BitMEX API key: the key id is about 24 characters "
                 "and the secret about 48. Copy both from the API Keys page and try again."
             )
+        self._ration(user_id)
         client = self.make_client(network, key_id, secret)
+        tried.append(client)
         try:
             info = await client.api_key_permissions()
             margins = await client.margins()

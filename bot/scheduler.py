@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
@@ -248,3 +248,43 @@ async def expire_cards(services: Services) -> int:
         card = await services.trading.current(row.id)
         await notifier.edit(row.chat_id, row.message_id, card.text or EXPIRED_TEXT, buttons=None)
     return len(rows)
+
+
+PURGE_EVERY = 86400.0  # seconds: the card purge runs daily
+PURGE_FIRST = 600.0  # after start-up, not in the middle of it
+CARD_RETENTION = timedelta(days=30)
+FINAL_STATES = ("placed", "failed", "expired", "cancelled")
+
+
+async def purge_cards(services: Services, now: datetime | None = None,
+                      keep: timedelta = CARD_RETENTION) -> int:
+    """Delete order cards that reached a final state more than `keep` ago; how many.
+
+    Kept whatever their age: cards waiting or in flight (their outcome is still to be
+    settled), a placed entry whose exits are still to be placed (a limit may fill months
+    later), and the newest card of all, because SQLite hands out max(id) + 1 and a reused
+    id would make an old message's button point at someone's new card.
+    """
+    from sqlalchemy import delete, func
+
+    from bot.db.models import OrderIntent
+
+    cutoff = (now or datetime.now(UTC)) - keep
+    async with services.db.session() as s:
+        newest = (await s.exec(select(func.max(OrderIntent.id)))).one()
+        rows = (await s.exec(select(OrderIntent.id, OrderIntent.state, OrderIntent.intent).where(
+            col(OrderIntent.state).in_(FINAL_STATES),
+            col(OrderIntent.updated_at) < cutoff,
+            col(OrderIntent.id) != newest))).all()
+        doomed = [i for i, state, intent in rows if not _exits_pending(state, intent or {})]
+        for start in range(0, len(doomed), 500):  # SQLite caps bound parameters
+            await s.exec(delete(OrderIntent).where(
+                col(OrderIntent.id).in_(doomed[start:start + 500])))
+        await s.commit()
+    return len(doomed)
+
+
+def _exits_pending(state: str, intent: Mapping[str, object]) -> bool:
+    wants_exits = bool(intent.get("tps")) or intent.get("sl") is not None
+    return (state == "placed" and wants_exits and not intent.get("exits_placed")
+            and intent.get("status") != "Filled")

@@ -23,7 +23,8 @@ from bot.db.engine import Database
 from bot.db.models import User
 from bot.notify import Notifier
 from bot.parsing.values import SymbolBook
-from bot.ratelimit import UserRateLimiter
+from bot.ratelimit import OncePer, PublicQuota, UserRateLimiter
+from bot.reports.candles import CandleCache
 from bot.vault import Vault
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ class Services:
     # Set by the composition root once the Telegram bot exists (handlers/app.py).
     notifier: Notifier | None = None
     ratelimit: UserRateLimiter = field(default_factory=UserRateLimiter)
+    # Strangers refused by ALLOWED_USER_IDS are told so at most once an hour each.
+    refusals: OncePer = field(default_factory=lambda: OncePer(3600.0))
+    # Public market data is one budget for all users: shared candles, rationed misses.
+    candles: CandleCache = field(default_factory=CandleCache)
+    public_quota: PublicQuota = field(default_factory=PublicQuota)
     extras: dict[str, Any] = field(default_factory=dict)
     # Shared public sockets and their listeners (bot/market.py, bot/alerts, bot/liqfeed.py).
     market_hub: MarketHub | None = None

@@ -141,18 +141,32 @@ async def gate(update: Update, context: Context) -> None:
 
     # An anonymous admin cannot be matched against an allow-list of people.
     if (anonymous and svc.settings.ALLOWED_USER_IDS) or not svc.is_allowed(user.id):
+        # Once an hour: a stranger who keeps typing must not make the bot type back each time.
         if update.callback_query is not None:
-            await update.callback_query.answer("This bot is private.", show_alert=True)
-        elif private:
+            if svc.refusals.due(user.id):
+                await update.callback_query.answer("This bot is private.", show_alert=True)
+            else:
+                await update.callback_query.answer()  # stops the spinner, says nothing
+        elif private and svc.refusals.due(user.id):
             await reply(update, "Sorry, this bot is private. Ask its operator for access.")
         raise ApplicationHandlerStop
 
     command = command_of(update, context.bot.username)
-    counted = command is not None or update.callback_query is not None
+    # Every message and press counts, plain text too: each one costs the bot work (secret
+    # checks, parsing, the /connect flow). Service messages and membership updates do not:
+    # they are Telegram's, not the user's, and dropping one would lose a kick, a demotion or
+    # a group's move to a supergroup.
+    msg = update.message or update.edited_message
+    counted = update.callback_query is not None or (msg is not None and (
+        msg.text is not None or msg.caption is not None
+        or msg.effective_attachment is not None))
     if counted:
         # Every anonymous admin everywhere shares one user id: count them per group.
         who = update.effective_chat.id if anonymous and update.effective_chat else user.id
-        allowed, tell = svc.ratelimit.check(who)
+        # Group chatter is refused silently (no reply in the group), so it must not use up
+        # the one "slow down" the user gets for the streak.
+        quiet = not private and command is None and update.callback_query is None
+        allowed, tell = svc.ratelimit.check(who, quiet=quiet)
         if not allowed:
             wait = max(1, round(svc.ratelimit.retry_in(who)))
             if update.callback_query is not None:

@@ -6,8 +6,11 @@ limiter, the update processor, the handlers, the command menus, polling or webho
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
+import signal
 from typing import Any
 
 from telegram import (
@@ -26,6 +29,7 @@ from bot.errors import ConfigError
 from bot.notify import Audience, DeliveryQueue
 from bot.prefs import Preferences
 from bot.services import Services, create_services
+from bot.webhook import Deliver, WebhookListener
 from handlers import jobs, register
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
@@ -191,14 +195,67 @@ def _serve(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -
     if not any(isinstance(f, _BriefStartupErrors) for f in ptb_log.filters):
         ptb_log.addFilter(_BriefStartupErrors())
     if settings.WEBHOOK_URL:
-        path = "telegram"
-        app.run_webhook(
-            listen="0.0.0.0",
-            port=settings.WEBHOOK_PORT,
-            url_path=path,
-            webhook_url=f"{settings.WEBHOOK_URL.rstrip('/')}/{path}",
-            secret_token=webhook_secret(settings.token or ""),
-            allowed_updates=Update.ALL_TYPES,
-        )
+        asyncio.run(serve_webhook(app, settings))
     else:
         app.run_polling(allowed_updates=Update.ALL_TYPES)
+
+
+WEBHOOK_PATH = "telegram"
+
+
+def deliver_to(app: Application[Any, Any, Any, Any, Any, Any]) -> Deliver:
+    """Hand a checked webhook post to the application, as PTB's own webhook would."""
+    async def deliver(data: dict[str, Any]) -> None:
+        try:
+            update = Update.de_json(data, app.bot)
+        except Exception:  # Telegram would re-send it forever; its text is not logged
+            log.warning("dropped webhook update %s: not readable as an Update",
+                        data.get("update_id"))
+            return
+        await app.update_queue.put(update)
+    return deliver
+
+
+async def serve_webhook(app: Application[Any, Any, Any, Any, Any, Any],
+                        settings: Settings, *, host: str = "0.0.0.0",
+                        stop: asyncio.Event | None = None) -> None:
+    """Webhook mode with our own listener (bot/webhook.py) instead of PTB's tornado one,
+    which reads a whole body before checking who sent it. The life cycle is
+    run_webhook's: initialize, post_init, listen, setWebhook, serve until SIGTERM/SIGINT
+    (or `stop`), then stop, post_stop and shutdown, post_shutdown."""
+    secret = webhook_secret(settings.token or "")
+    listener = WebhookListener(WEBHOOK_PATH, secret, deliver_to(app))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.initialize()
+        if app.post_init is not None:
+            await app.post_init(app)
+        try:
+            await listener.start(host, settings.WEBHOOK_PORT)
+        except OSError as e:
+            raise ConfigError(f"cannot listen for Telegram on WEBHOOK_PORT "
+                              f"{settings.WEBHOOK_PORT} ({e.strerror or e}). Is another "
+                              "program using it?") from None
+        await app.bot.set_webhook(
+            url=f"{(settings.WEBHOOK_URL or '').rstrip('/')}/{WEBHOOK_PATH}",
+            secret_token=secret, allowed_updates=Update.ALL_TYPES)
+        await app.start()
+        log.info("webhook listening on port %s", listener.port)
+        await stop.wait()
+    finally:
+        await listener.stop()  # no new updates; those queued are still processed below
+        if app.running:
+            await app.stop()
+            if app.post_stop is not None:
+                await app.post_stop(app)
+        await app.shutdown()
+        if app.post_shutdown is not None:
+            await app.post_shutdown(app)
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)

@@ -1,8 +1,8 @@
 """Recurring jobs on PTB's JobQueue; what they do and when lives in bot/scheduler.py.
 
-`install` (sync, from attach) adds the card-expiry sweep; `start` (async, from post_init
-and the test harness) registers every stored summary schedule, since JobQueue jobs live
-only in memory.
+`install` (sync, from attach) adds the card-expiry sweep and the daily card purge;
+`start` (async, from post_init and the test harness) registers every stored summary
+schedule, since JobQueue jobs live only in memory.
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from typing import Any
 
 from telegram.ext import Application, ContextTypes, JobQueue
 
-from bot.scheduler import EXPIRE_EVERY, Due, Schedules, expire_cards
+from bot.scheduler import (
+    EXPIRE_EVERY,
+    PURGE_EVERY,
+    PURGE_FIRST,
+    Due,
+    Schedules,
+    expire_cards,
+    purge_cards,
+)
 from bot.services import Services, save_paper_engine
 from bot.trading import settle_cards
 
@@ -37,6 +45,13 @@ async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     settled = await settle_cards(svc.trading, svc.notifier)
     if settled:
         log.info("settled %d order card(s) left in flight", settled)
+
+
+async def purge_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Delete final order cards older than 30 days: the table must not grow forever."""
+    count = await purge_cards(_services(context))
+    if count:
+        log.info("purged %d old order card(s)", count)
 
 
 PAPER_SAVE_EVERY = 30.0  # seconds: what a crash can lose of paper trading
@@ -80,6 +95,10 @@ def install(app: App) -> None:
         job.schedule_removal()
     app.job_queue.run_repeating(expire_job, interval=EXPIRE_EVERY, first=EXPIRE_EVERY,
                                 name="expire-cards")
+    for job in app.job_queue.get_jobs_by_name("purge-cards"):
+        job.schedule_removal()
+    app.job_queue.run_repeating(purge_job, interval=PURGE_EVERY, first=PURGE_FIRST,
+                                name="purge-cards")
     for job in app.job_queue.get_jobs_by_name("save-paper"):
         job.schedule_removal()
     app.job_queue.run_repeating(save_paper_job, interval=PAPER_SAVE_EVERY,

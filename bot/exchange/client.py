@@ -160,6 +160,10 @@ class BitmexClient:
     def rate(self) -> RateState:
         return self._rate_states.setdefault((self.origin, self.key), RateState())
 
+    def forget_rate_state(self) -> None:
+        """Drop this key's rate state: a refused key must not leave memory behind."""
+        self._rate_states.pop((self.origin, self.key), None)
+
     # --- transport -----------------------------------------------------------------
 
     async def _respect_rate_limit(self, order_route: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from bot import fmt
 from bot import parse as P
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import (
+    Candle,
     Exchange,
     Execution,
     Instrument,
@@ -26,6 +28,7 @@ from bot.exchange.types import (
     to_unit,
 )
 from bot.reports import charts
+from bot.reports.candles import FETCH
 from bot.reports.pnl import CurrencyPnl, compute, period_start
 
 log = logging.getLogger(__name__)
@@ -116,8 +119,9 @@ class Reports:
         # No upper bound: the exchange's clock, not ours, stamps the rows.
         figures = compute(history, start, datetime.max.replace(tzinfo=UTC))
         series, unit = curve_of(figures)
-        png = charts.equity(series, f"Realised PnL · {period}", unit or "PnL",
-                            start=start if period != "all" else None, end=now)
+        png = await charts.render(charts.equity, series, f"Realised PnL · {period}",
+                                  unit or "PnL", start=start if period != "all" else None,
+                                  end=now)
         return Report(pnl_text(period, acc.network, figures, positions), png)
 
     async def send_summary(self, user_id: int, chat_id: int, period: str) -> None:
@@ -137,11 +141,43 @@ class Reports:
         user = await self.services.get_user(user_id)
         return (user.active_network if user else None) or "mainnet"
 
+    def _spend_public(self, user_id: int) -> None:
+        """One request of the public budget all users share, or a clear refusal."""
+        wait, everyone = self.services.public_quota.take(user_id)
+        if not wait:
+            return
+        secs = math.ceil(wait)
+        if everyone:
+            raise UserError("Many people are asking BitMEX for market data right now and "
+                            f"its public allowance is shared: try again in {secs} s.")
+        raise UserError("Market data from BitMEX is shared by everyone here, so it is "
+                        f"rationed: you have asked for a lot of it. Try again in {secs} s.")
+
+    async def candles(self, user_id: int, network: str, symbol: str, bin_size: str,
+                      count: int) -> list[Candle]:
+        """Candles from the shared cache; a miss spends the user's public quota."""
+        net = "mainnet" if network == "paper" else network
+        cache = self.services.candles
+        rows = cache.get(net, symbol, bin_size, count)
+        if rows is not None:
+            return rows
+        async with cache.lock(net, symbol, bin_size):
+            rows = cache.get(net, symbol, bin_size, count)  # fetched while we waited
+            if rows is not None:
+                return rows
+            self._spend_public(user_id)
+            fetch = max(count, FETCH)
+            got = await self.services.market(net).bucketed(symbol, bin_size, count=fetch,
+                                                           partial=True)
+            cache.put(net, symbol, bin_size, fetch, got)
+        return got[-count:]
+
     async def chart(self, user_id: int, intent: P.Chart, symbol: str) -> Report:
-        ex = self.services.market(await self._network(user_id))
+        network = await self._network(user_id)
+        ex = self.services.market(network)
         try:
-            rows = await ex.bucketed(symbol, intent.timeframe, count=intent.candles,
-                                     partial=True)
+            rows = await self.candles(user_id, network, symbol, intent.timeframe,
+                                      intent.candles)
         except ExchangeError as e:
             raise UserError(f"No chart for {html.escape(symbol)} right now "
                             f"({html.escape(e.message)}).") from e
@@ -152,8 +188,8 @@ class Reports:
         if not ohlc:
             raise UserError(f"No trades in {html.escape(symbol)} to draw yet.")
         ohlc = ohlc[-intent.candles:]
-        png = charts.candles(ohlc, f"{symbol} · {intent.timeframe}",
-                             TIMEFRAME_SECONDS[intent.timeframe])
+        png = await charts.render(charts.candles, ohlc, f"{symbol} · {intent.timeframe}",
+                                  TIMEFRAME_SECONDS[intent.timeframe])
         try:
             inst: Instrument | None = await ex.instrument(symbol)  # the tick, for the caption
         except ExchangeError:
@@ -185,17 +221,21 @@ class Reports:
                     inst = live
                 else:
                     spec = await ex.instrument(sym)  # cached specs (tick size)
+                    self._spend_public(user_id)
                     t = await ex.ticker(sym)  # fresh prices
                     inst = dataclasses.replace(
                         spec, last_price=t.last, mark_price=t.mark, bid_price=t.bid,
                         ask_price=t.ask, funding_rate=t.funding_rate)
                 ref = inst.prev_price_24h
                 if not ref:
-                    day = await ex.bucketed(sym, "1h", count=24, partial=True)
+                    day = await self.candles(user_id, network, sym, "1h", 24)
                     opens = [c.open for c in day if c.open is not None]
                     ref = opens[0] if opens else None
             except ExchangeError as e:
                 blocks.append(f"<b>{html.escape(sym)}</b>: unavailable ({html.escape(e.message)})")
+                continue
+            except UserError as e:  # rationed: the other symbols may still be on the socket
+                blocks.append(f"<b>{html.escape(sym)}</b>: {e}")
                 continue
             px = fmt.price
             last = inst.last_price

@@ -1,14 +1,23 @@
 """Charts as PNG bytes: an equity curve and candlesticks, sized for a phone screen.
 
-matplotlib is imported inside the functions (Agg backend, no display), so importing this
-module costs nothing at start-up. Floats are fine here: this is only drawing (rule 7).
+Drawn with matplotlib's object API (`matplotlib.figure.Figure`, never pyplot): pyplot keeps
+a global registry of figures and a current figure, which threads drawing at once would
+share. So `render` can draw in worker threads, away from the event loop, where a chart's
+quarter of a second of CPU cannot delay another user's Confirm. matplotlib is imported
+inside the functions, so importing this module costs nothing at start-up. Floats are fine
+here: this is only drawing (rule 7).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import math
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -19,28 +28,53 @@ DPI = 100
 BG, FG, GRID = "#ffffff", "#1f2328", "#d8dee4"
 UP, DOWN, LINE = "#1a7f37", "#cf222e", "#0969da"
 
+# Two drawing threads: charts use the machine's cores without queueing behind each other
+# forever, and a dedicated pool keeps them off asyncio's default executor (which aiohttp
+# needs for DNS lookups).
+RENDER_THREADS = 2
+_pool = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="chart")
+# Per event loop (tests and the sandbox run several in turn): waiting happens in asyncio,
+# so a chart request that is cancelled while queued never reaches a thread.
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+_style_lock = threading.Lock()
+_styled = False
 
-def _plt() -> Any:
+
+async def render(draw: Callable[..., bytes], *args: Any, **kwargs: Any) -> bytes:
+    """Run a drawing function (`candles`, `equity`) in a worker thread, a few at a time."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(RENDER_THREADS)
+    async with slots:
+        return await loop.run_in_executor(_pool, functools.partial(draw, *args, **kwargs))
+
+
+def _figure() -> tuple[Any, Any]:
+    global _styled
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({
-        "font.size": 15, "axes.titlesize": 18, "axes.labelsize": 15,
-        "xtick.labelsize": 13, "ytick.labelsize": 13,
-        "axes.edgecolor": GRID, "axes.labelcolor": FG, "text.color": FG,
-        "xtick.color": FG, "ytick.color": FG,
-    })
-    return plt
+    with _style_lock:
+        if not _styled:
+            # Once, before the first figure: later figures only read these defaults, so
+            # threads never race on matplotlib's global settings.
+            matplotlib.rcParams.update({
+                "font.size": 15, "axes.titlesize": 18, "axes.labelsize": 15,
+                "xtick.labelsize": 13, "ytick.labelsize": 13,
+                "axes.edgecolor": GRID, "axes.labelcolor": FG, "text.color": FG,
+                "xtick.color": FG, "ytick.color": FG,
+            })
+            _styled = True
+    fig = Figure(figsize=SIZE, layout="constrained")
+    fig.patch.set_facecolor(BG)
+    return fig, fig.add_subplot()
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, facecolor=BG)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -76,9 +110,7 @@ def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str, *,
     With `start`/`end` the axis spans the whole period asked for (a "7d" chart shows
     seven days, flat where nothing happened), not just the moments with fills.
     """
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
-    fig.patch.set_facecolor(BG)
+    fig, ax = _figure()
     _style(ax)
     if series:
         # The period starts from zero realised: the first event is a step up or down.
@@ -123,19 +155,18 @@ def candles(rows: Sequence[tuple[datetime, float, float, float, float]], title: 
             width_seconds: float) -> bytes:
     """Candlesticks from (end time, open, high, low, close) rows."""
     import matplotlib.dates as mdates
+    from matplotlib.patches import Rectangle
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
-    fig.patch.set_facecolor(BG)
+    fig, ax = _figure()
     _style(ax)
     width = width_seconds / 86400 * 0.7  # matplotlib dates are in days
     for end, o, hi, lo, c in rows:
         x = mdates.date2num(end) - width_seconds / 86400 / 2  # centre of the bucket
         colour = UP if c >= o else DOWN
         ax.vlines(x, lo, hi, color=colour, linewidth=1.5)
-        ax.add_patch(plt.Rectangle((x - width / 2, min(o, c)), width,
-                                   max(abs(c - o), (hi - lo) * 0.01 or 1e-9),
-                                   facecolor=colour, edgecolor=colour))
+        ax.add_patch(Rectangle((x - width / 2, min(o, c)), width,
+                               max(abs(c - o), (hi - lo) * 0.01 or 1e-9),
+                               facecolor=colour, edgecolor=colour))
     if rows:
         first, last = rows[0][0], rows[-1][0]
         ax.set_xlim(mdates.date2num(first) - width_seconds / 86400,
