@@ -26,7 +26,25 @@ def account_line(acc: AccountInfo) -> str:
     perms = ", ".join(acc.permissions) or "none"
     mode = " · <b>read-only</b>" if acc.read_only else ""
     star = "▶️ " if acc.active else "   "
-    return f"{star}<b>{acc.network}</b> · key {html.escape(acc.masked)} · {perms}{mode}"
+    line = f"{star}<b>{acc.network}</b> · key {html.escape(acc.masked)} · {perms}{mode}"
+    if acc.network == "paper":
+        return line
+    if acc.ip_binding:
+        line += f" · IP {html.escape(', '.join(acc.ip_binding))}"
+    elif acc.ip_binding is None:
+        line += " · IP binding not checked (/connect again to check)"
+    else:
+        line += " · any IP"
+    if acc.unbound_mainnet:
+        line += "\n" + UNBOUND_WARNING
+    return line
+
+
+UNBOUND_WARNING = (
+    "⚠️ This mainnet key is not bound to an IP address. BitMEX warns that stolen "
+    "trade-only keys are abused to drain accounts through manipulative trades; bind the "
+    "key to the bot's IP on the API Keys page."
+)
 
 
 def balances(margins: list[Margin]) -> str:

@@ -553,16 +553,21 @@ class BitmexClient:
         return out
 
     async def api_key_permissions(self) -> ApiKeyInfo:
+        """This key's own row of GET /apiKey, which lists every key of the account.
+
+        Another key's row says nothing about this one (an older key may be the one with
+        withdraw), so no own row is an error, never a fallback to the first row.
+        """
         rows = await self._call("GET", "/apiKey")
         if isinstance(rows, dict):
             rows = [rows]
-        rows = rows or []
+        rows = [r for r in rows or [] if isinstance(r, dict)]
         for r in rows:
             if r.get("id") == self.key:
                 return ApiKeyInfo.from_row(r)
         if not rows:
-            raise NotFound("no API key information returned", status=404)
-        return ApiKeyInfo.from_row(rows[0])
+            raise NotFound("BitMEX listed no API keys for this account", status=404)
+        raise NotFound("this key is missing from the account's key list", status=404)
 
 
 def _num(value: Decimal | int | None) -> Decimal | int | None:

@@ -382,12 +382,17 @@ class Margin:
         )
 
 
+# A binding to these is no binding at all.
+_ANY_IP = ("", "0.0.0.0/0", "::/0")
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKeyInfo:
     key_id: str
     permissions: tuple[str, ...]
     enabled: bool
     name: str = ""
+    ip_binding: tuple[str, ...] = ()  # the CIDRs the key may be used from; () = anywhere
 
     @property
     def can_trade(self) -> bool:
@@ -403,11 +408,16 @@ class ApiKeyInfo:
         for p in row.get("permissions") or []:
             # Real BitMEX has sent both plain strings and {"name": ...} objects.
             perms.append(str(p.get("name", "")) if isinstance(p, Mapping) else str(p))
+        cidrs = [str(row.get("cidr") or "")]
+        cidrs += [str(c) for c in row.get("cidrs") or [] if isinstance(c, str)]
+        binding = tuple(dict.fromkeys(c.strip() for c in cidrs if c.strip() not in _ANY_IP))
         return cls(
             key_id=_str(row, "id"),
             permissions=tuple(perms),
-            enabled=bool(row.get("enabled", True)),
+            # Fail closed: a row that does not say the key is enabled is not trusted.
+            enabled=row.get("enabled") is True,
             name=_str(row, "name"),
+            ip_binding=binding,
         )
 
 

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from bot.sandbox.bitmex.engine import (
+    ASSETS,
     OPEN_STATUSES,
     Account,
     Engine,
@@ -362,10 +363,12 @@ class BitmexSimulator:
         xbt: Decimal | float | int = 1.0,
         usdt: Decimal | float | int = 10000,
         enabled: bool = True,
+        bmex: Decimal | float | int = 0,
     ) -> tuple[str, str]:
         key = key or secrets.token_urlsafe(18)[:24]
         secret = secret or secrets.token_urlsafe(36)[:48]
-        self.engine.add_account(key, secret, permissions, xbt=xbt, usdt=usdt, enabled=enabled)
+        self.engine.add_account(key, secret, permissions, xbt=xbt, usdt=usdt, enabled=enabled,
+                                bmex=bmex)
         return key, secret
 
     def account(self, key: str) -> Account:
@@ -397,6 +400,7 @@ class BitmexSimulator:
         r.add_get(f"{api}/trade", self._trades)
         r.add_get(f"{api}/trade/bucketed", self._bucketed)
         r.add_get(f"{api}/apiKey", self._api_keys)
+        r.add_get(f"{api}/wallet/assets", self._wallet_assets)
         r.add_get("/realtime", self._realtime)
         return app
 
@@ -574,7 +578,11 @@ class BitmexSimulator:
 
     async def _instrument_active(self, request: web.Request) -> web.Response:
         await self._optional_auth(request)
-        return self._json([self.engine.instrument_row(i) for i in self.engine.instruments.values()])
+        return self._json([self.engine.instrument_row(i) for i in self.engine.active_instruments()])
+
+    async def _wallet_assets(self, request: web.Request) -> web.Response:
+        await self._optional_auth(request)
+        return self._json(ASSETS)
 
     async def _trades(self, request: web.Request) -> web.Response:
         params = await self._optional_auth(request)
@@ -667,7 +675,7 @@ class BitmexSimulator:
         currency = str(params.get("currency") or "XBt")
         if currency == "all":
             return self._json(self.engine.margins(account.id))
-        if currency not in ("XBt", "USDt"):
+        if currency not in account.wallet:
             raise ApiError(404, "Account has no [" + currency + "]")
         return self._json(self.engine.margin_row(account.id, currency))
 
@@ -675,8 +683,8 @@ class BitmexSimulator:
         account, params = await self._private(request)
         currency = str(params.get("currency") or "XBt")
         if currency == "all":
-            return self._json([self.engine.wallet_row(account.id, c) for c in ("XBt", "USDt")])
-        if currency not in ("XBt", "USDt"):
+            return self._json([self.engine.wallet_row(account.id, c) for c in account.wallet])
+        if currency not in account.wallet:
             raise ApiError(404, "Account has no [" + currency + "]")
         return self._json(self.engine.wallet_row(account.id, currency))
 
@@ -708,22 +716,7 @@ class BitmexSimulator:
 
     async def _api_keys(self, request: web.Request) -> web.Response:
         account, _ = await self._private(request)
-        return self._json(
-            [
-                {
-                    "id": account.key,
-                    "secret": None,
-                    "name": "simulator",
-                    "nonce": 0,
-                    "cidr": "",
-                    "cidrs": [],
-                    "permissions": list(account.permissions),
-                    "enabled": account.enabled,
-                    "userId": account.id,
-                    "created": iso(account.created or datetime.now(UTC)),
-                }
-            ]
-        )
+        return self._json(self.engine.api_key_rows(account.id))
 
     # ----------------------------------------------------------------- WebSocket
     async def _realtime(self, request: web.Request) -> web.WebSocketResponse:

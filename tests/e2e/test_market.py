@@ -1,0 +1,106 @@
+"""BitMEX as it really lists keys, wallets and instruments (issue #10 S7-S10, C5, C8, C9)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.harness import Harness
+
+
+def _db_bytes(h: Harness) -> bytes:
+    """The database and its WAL, as a thief with the files would read them."""
+    folder = Path(h.folder)
+    return b"".join(p.read_bytes() for p in folder.glob("bot.db*"))
+
+
+# --- C5: a key is judged by its own row -----------------------------------------------
+
+
+async def test_own_row_second_with_withdraw_is_refused(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account(permissions=("order", "orderCancel", "withdraw"))
+    acct = h.sim.account(key)
+    # The older key listed first is a harmless read-only one: only the own row counts.
+    acct.other_keys = [dict(acct.other_keys[0], permissions=[])]
+    await alice.send(f"/connect testnet {key} {secret}")
+    assert "withdraw" in alice.last_text.lower() and "won't store" in alice.last_text
+    assert await h.svc.accounts.list(alice.id) == []
+    assert secret.encode() not in _db_bytes(h) and key.encode() not in _db_bytes(h)
+
+
+async def test_first_row_with_withdraw_does_not_taint_a_trade_only_key(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    # The simulator lists an older withdraw key first, as a live account may.
+    assert "withdraw" in h.sim.account(key).other_keys[0]["permissions"]
+    await alice.send(f"/connect testnet {key} {secret}")
+    assert "Connected" in alice.last_text, alice.transcript
+    [acc] = await h.svc.accounts.list(alice.id)
+    assert acc.permissions == ("order", "orderCancel")
+    assert secret.encode() not in _db_bytes(h)
+
+
+async def test_own_row_missing_is_refused(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    h.sim.account(key).hide_own_key = True
+    await alice.send(f"/connect testnet {key} {secret}")
+    text = alice.last_text
+    assert "did not show this key's own details" in text and "Nothing was stored" in text
+    assert "could not reach" not in text.lower()
+    assert await h.svc.accounts.list(alice.id) == []
+    assert secret.encode() not in _db_bytes(h)
+
+
+async def test_empty_key_list_is_a_clear_refusal(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    acct = h.sim.account(key)
+    acct.hide_own_key, acct.other_keys = True, []
+    await alice.send(f"/connect testnet {key} {secret}")
+    assert "listed no API keys" in alice.last_text
+    assert "could not reach" not in alice.last_text.lower()
+    assert await h.svc.accounts.list(alice.id) == []
+
+
+async def test_own_row_without_enabled_is_refused(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    acct = h.sim.account(key)
+    acct.hide_own_key = True
+    own = {"id": key, "name": "api", "nonce": 0, "cidr": "", "cidrs": [],
+           "permissions": ["order"], "userId": acct.id}  # no "enabled"
+    acct.other_keys.append(own)
+    await alice.send(f"/connect testnet {key} {secret}")
+    assert "does not report this key as enabled" in alice.last_text
+    assert await h.svc.accounts.list(alice.id) == []
+
+
+async def test_accounts_show_ip_binding_and_warn_unbound_mainnet(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    await alice.send(f"/connect mainnet {key} {secret}")
+    assert "not bound to an IP address" in alice.last_text
+    assert "manipulative trades" in alice.last_text
+    await alice.send("/accounts")
+    assert "any IP" in alice.last_text and "manipulative trades" in alice.last_text
+
+    bound, bound_secret = h.exchange_account()
+    h.sim.account(bound).cidrs = ["203.0.113.7/32"]
+    await alice.send(f"/connect testnet {bound} {bound_secret}")
+    await alice.send("/accounts")
+    lines = alice.last_text.splitlines()
+    testnet = next(line for line in lines if "testnet" in line)
+    assert "IP 203.0.113.7/32" in testnet
+    # The warning is about the mainnet key only, and said once.
+    assert alice.last_text.count("manipulative trades") == 1
+
+
+async def test_bound_mainnet_key_gets_no_warning(h: Harness) -> None:
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    h.sim.account(key).cidrs = ["198.51.100.0/24"]
+    await alice.send(f"/connect mainnet {key} {secret}")
+    assert "Connected" in alice.last_text and "manipulative" not in alice.last_text
+    await alice.send("/accounts")
+    assert "IP 198.51.100.0/24" in alice.last_text and "manipulative" not in alice.last_text
