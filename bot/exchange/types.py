@@ -13,6 +13,8 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Kind = Literal["inverse", "quanto", "linear"]
+# Perpetual swaps, futures and stock perpetuals: margined contracts the bot can size.
+TRADEABLE_TYPES = ("FFWCSX", "FFCCSX", "FFSCSX")
 Side = Literal["Buy", "Sell"]
 
 # Smallest unit per currency as BitMEX names them, and the display name.
@@ -139,6 +141,26 @@ class Instrument:
     @property
     def is_perpetual(self) -> bool:
         return self.typ == "FFWCSX"
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the bot will not trade this instrument, or None when it will.
+
+        /instrument/active also lists spot pairs, prediction markets and futures that
+        expired within the last day; their maths (or their absence of a margin wallet)
+        is not what the bot's sizing and cards assume.
+        """
+        if self.typ == "FFCCSX" and self.state != "Open":
+            return f"{self.symbol} is a future that has expired ({self.state.lower()})"
+        if self.state != "Open":
+            return f"{self.symbol} is not open for trading ({self.state.lower()})"
+        if self.typ == "FFICSX":
+            return f"{self.symbol} is a prediction market (priced 0–100), which I don't trade"
+        if self.typ.startswith("IF") or not self.settl_currency:
+            return f"{self.symbol} is a spot pair; I only trade futures and perpetual swaps"
+        if self.typ not in TRADEABLE_TYPES:
+            return f"{self.symbol} is a kind of contract I don't trade ({self.typ})"
+        return None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Instrument:

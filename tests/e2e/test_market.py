@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
+from bot.sandbox.bitmex.engine import Instrument
 from tests.e2e.harness import Harness
 
 
@@ -104,3 +107,61 @@ async def test_bound_mainnet_key_gets_no_warning(h: Harness) -> None:
     assert "Connected" in alice.last_text and "manipulative" not in alice.last_text
     await alice.send("/accounts")
     assert "IP 198.51.100.0/24" in alice.last_text and "manipulative" not in alice.last_text
+
+
+# --- S7 / C9: real specs, and only what the bot can trade -------------------------------
+
+
+async def test_solusdt_sized_by_its_live_spec(h: Harness) -> None:
+    h.sim.engine.set_spread("SOLUSDT", Decimal(0))
+    h.sim.engine.set_mark("SOLUSDT", Decimal(150))
+    alice, key = await h.connected("Alice")
+    # 1 contract = 0.0001 SOL (underlyingToPositionMultiplier 10000), lot 100.
+    await alice.send("/buy 1sol solusdt")
+    assert alice.last_text.startswith("BUY 10,000 SOLUSDT · Market"), alice.last_text
+    # $150 at 150 USDT = 1 SOL; $100.50 is 6,700 contracts, not rounded up past the lot.
+    await alice.send("/buy $100.5 solusdt")
+    assert alice.last_text.startswith("BUY 6,700 SOLUSDT"), alice.last_text
+    await alice.send("/buy 150 solusdt")  # contracts, rounded down to the lot of 100
+    assert alice.last_text.startswith("BUY 100 SOLUSDT"), alice.last_text
+    await alice.send("/buy 1sol solusdt")
+    card = alice.find_button("✅ Confirm")
+    await alice.press("✅ Confirm", card)
+    rows = {r["symbol"]: r for r in h.sim.engine.position_rows(h.sim.account(key).id)}
+    assert rows["SOLUSDT"]["currentQty"] == 10000
+    assert rows["SOLUSDT"]["homeNotional"] == 1  # exactly one SOL
+
+
+async def test_prediction_market_and_spot_pair_refused_with_a_reason(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 10 PXBT150KZ26")
+    assert alice.last_text.startswith("PXBT150KZ26 is a prediction market"), alice.last_text
+    assert alice.last.buttons == []
+    await alice.send("/buy 100 xbt_usdt")
+    assert alice.last_text.startswith("XBT_USDT is a spot pair"), alice.last_text
+    await alice.send("/price XBT_USDT")
+    assert "spot pair" in alice.last_text
+    # The perpetual of the same pair is still XBTUSDT, spelt any way people write it.
+    await alice.send("/buy 100 xbt/usdt")
+    assert alice.last_text.startswith("BUY 100 XBTUSDT"), alice.last_text
+    assert h.sim.engine.order_rows(h.sim.account(key).id) == []
+
+
+async def test_expired_future_refused_with_a_reason(h: Harness) -> None:
+    engine = h.sim.engine
+    symbol = f"XBTH{len(engine.instruments) + 10}"
+    future = Instrument(
+        symbol, "XBT", "USD", "XBt", True, False, Decimal(-100000000), 100, Decimal("0.5"),
+        10000000, Decimal("0.01"), Decimal("0.005"), Decimal(60000), typ="FFCCSX",
+        funding_rate=Decimal(0), expires_in=timedelta(seconds=30),
+    )
+    engine.add_instrument(future)
+    alice, key = await h.connected("Alice")
+    await alice.send(f"/buy 100 {symbol.lower()}")
+    assert alice.last_text.startswith(f"BUY 100 {symbol}"), alice.last_text
+    engine.clock.advance(31)  # the future expires during the test
+    assert future.state == "Settled"
+    h.svc.market("testnet").instrument_ttl = 0  # the next command reads the list afresh
+    await alice.send(f"/buy 100 {symbol.lower()}")
+    assert alice.last_text.startswith(f"{symbol} is a future that has expired"), alice.last_text
+    assert engine.order_rows(h.sim.account(key).id) == []

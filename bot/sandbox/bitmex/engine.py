@@ -505,6 +505,21 @@ class Engine:
         self.executions[account.id] = []
         return account
 
+    def add_instrument(self, inst: Instrument) -> Instrument:
+        """List a new instrument (a future series opening, or a test's own contract)."""
+        if inst.symbol in self.instruments:
+            raise ValueError(f"{inst.symbol} is already listed")
+        now = self.clock.now()
+        self.instruments[inst.symbol] = inst
+        self._open[inst.symbol] = {}
+        self.history[inst.symbol] = deque(maxlen=200000)
+        inst.funding_ts = next_funding(now)
+        if inst.expires_in is not None and inst.expiry is None:
+            inst.expiry = now + inst.expires_in
+        self._set_prices(inst, inst.price)
+        inst.prev_price_24h = inst.last
+        return inst
+
     def api_key_rows(self, account_id: int) -> list[Row]:
         """GET /apiKey: every key of the account, the caller's own among them."""
         acct = self.accounts[account_id]
