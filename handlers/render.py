@@ -9,7 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import fmt
 from bot.accounts import AccountInfo
-from bot.exchange.types import Instrument, Margin, Order, Position
+from bot.exchange.types import Instrument, Margin, Order, Position, display_currency
 from bot.notify import Keyboard
 from bot.trading import Trading
 
@@ -53,8 +53,11 @@ def balances(margins: list[Margin]) -> str:
     lines = []
     for m in margins:
         c = m.currency
+        if c not in ("XBt", "USDt") and not (m.wallet_balance or m.margin_balance
+                                             or m.available_margin or m.unrealised_pnl):
+            continue  # every account has an (empty) BMEx wallet; only XBT/USDT always show
         lines.append(
-            f"<b>{html.escape(fmt.money(m.wallet_balance, c).split()[-1])}</b>\n"
+            f"<b>{html.escape(display_currency(c))}</b>\n"
             f"  wallet {fmt.money(m.wallet_balance, c)}\n"
             f"  margin balance {fmt.money(m.margin_balance, c)}\n"
             f"  available {fmt.money(m.available_margin, c)}\n"

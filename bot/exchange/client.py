@@ -49,6 +49,8 @@ from bot.exchange.types import (
     Position,
     Ticker,
     format_time,
+    known_currency,
+    register_assets,
 )
 
 log = logging.getLogger(__name__)
@@ -499,7 +501,30 @@ class BitmexClient:
         rows = await self._call("GET", "/user/margin", query={"currency": "all"})
         if isinstance(rows, dict):
             rows = [rows]
-        return [Margin.from_row(r) for r in rows or []]
+        margins = [Margin.from_row(r) for r in rows or []]
+        if any(not known_currency(m.currency) for m in margins):
+            await self.load_assets()
+        return margins
+
+    # Per origin: the asset list is public and the same for every key.
+    _assets_loaded: dict[str, float] = {}  # noqa: RUF012
+
+    async def load_assets(self) -> None:
+        """Currency scales from GET /wallet/assets, at most once every 10 minutes.
+
+        A failure is not the balance's failure: the unknown currency is shown in raw
+        units, labelled, instead of a guessed scale.
+        """
+        now = time.monotonic()
+        if now - self._assets_loaded.get(self.origin, float("-inf")) < 600:
+            return
+        self._assets_loaded[self.origin] = now
+        try:
+            rows = await self._call("GET", "/wallet/assets")
+        except ExchangeError as e:
+            log.warning("currency scales unavailable: %s", e.message)
+            return
+        register_assets([r for r in rows or [] if isinstance(r, dict)])
 
     async def executions(
         self,

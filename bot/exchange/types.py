@@ -17,12 +17,33 @@ Kind = Literal["inverse", "quanto", "linear"]
 TRADEABLE_TYPES = ("FFWCSX", "FFCCSX", "FFSCSX")
 Side = Literal["Buy", "Sell"]
 
-# Smallest unit per currency as BitMEX names them, and the display name.
+# Smallest unit per currency as BitMEX names them, and the display name. XBt and USDt
+# are known up front (every contract settles in one); the rest (BMEx, USDc, ...) come
+# from GET /wallet/assets through `register_assets`.
 CURRENCY_SCALE: dict[str, tuple[int, str]] = {
     "XBt": (100_000_000, "XBT"),
     "USDt": (1_000_000, "USDT"),
-    "Gwei": (1_000_000_000, "ETH"),
 }
+
+
+def register_assets(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Learn each currency's scale from /wallet/assets rows (`scale` = decimals)."""
+    for row in rows:
+        currency, scale = row.get("currency"), row.get("scale")
+        if not isinstance(currency, str) or not currency or scale is None:
+            continue
+        try:
+            decimals = int(Decimal(str(scale)))
+        except ArithmeticError:
+            continue
+        if not 0 <= decimals <= 18:
+            continue
+        name = str(row.get("majorCurrency") or row.get("asset") or currency).upper()
+        CURRENCY_SCALE[currency] = (10**decimals, name)
+
+
+def known_currency(currency: str) -> bool:
+    return currency in CURRENCY_SCALE
 
 
 def to_unit(amount: int | Decimal, currency: str) -> Decimal:

@@ -6,6 +6,10 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from bot.exchange.client import BitmexClient
+from bot.exchange.types import CURRENCY_SCALE
 from bot.sandbox.bitmex.engine import Instrument
 from tests.e2e.harness import Harness
 
@@ -165,3 +169,34 @@ async def test_expired_future_refused_with_a_reason(h: Harness) -> None:
     await alice.send(f"/buy 100 {symbol.lower()}")
     assert alice.last_text.startswith(f"{symbol} is a future that has expired"), alice.last_text
     assert engine.order_rows(h.sim.account(key).id) == []
+
+
+# --- S8 / C8: any currency at its real scale --------------------------------------------
+
+
+async def test_bmex_wallet_shows_at_its_real_scale(h: Harness,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The scale must come from GET /wallet/assets, not from an earlier test's visit.
+    monkeypatch.delitem(CURRENCY_SCALE, "BMEx", raising=False)
+    monkeypatch.setattr(BitmexClient, "_assets_loaded", {})
+    alice = h.person("Alice")
+    key, secret = h.sim.add_account(bmex=Decimal("12.5"))
+    await alice.send(f"/connect testnet {key} {secret}")
+    await alice.send("/balance")
+    text = alice.last_text
+    assert "wallet 12.5000 BMEX" in text, text
+    assert "12500000" not in text.replace(",", "")
+
+
+async def test_empty_bmex_wallet_is_not_listed(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    await alice.send("/balance")
+    assert "XBT" in alice.last_text and "USDT" in alice.last_text
+    assert "BMEX" not in alice.last_text
+
+
+async def test_unknown_currency_is_shown_in_raw_units(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    h.sim.account(key).wallet["FOOx"] = 1234567  # a currency /wallet/assets does not list
+    await alice.send("/balance")
+    assert "wallet 1,234,567 FOOx (raw units)" in alice.last_text, alice.last_text
