@@ -438,3 +438,35 @@ async def test_ws_bad_query_auth_is_refused(simulator: BitmexSimulator,
     assert err["error"] == "Signature not valid."
     msg = await sock.ws.receive(timeout=3)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_second_layer_covers_exactly_its_routes(api: Api) -> None:
+    """POST/PUT/DELETE /order, /order/bulk, DELETE /order/all and the position writes."""
+    layered = []
+    for verb, path, body in (
+        ("GET", "/order", None),
+        ("POST", "/order/cancelAllAfter", {"timeout": 0}),
+        ("GET", "/position", None),
+        ("DELETE", "/order/all", None),
+        ("POST", "/position/leverage", {"symbol": "XBTUSD", "leverage": 5}),
+    ):
+        _, _, headers = await api.call(verb, path, body=body)
+        layered.append("x-ratelimit-remaining-1s" in headers)
+    assert layered == [False, False, False, True, True]
+
+
+async def test_minute_limit_is_a_token_bucket(simulator: BitmexSimulator, api: Api) -> None:
+    old = simulator.rate_limit
+    simulator.rate_limit = RateLimitConfig(per_minute=120, per_second_orders=10)
+    try:
+        status, _, headers = await api.call("GET", "/position")
+        assert status == 200 and headers["x-ratelimit-limit"] == "120"
+        simulator._buckets[api.key].tokens = 0.0  # as after 120 quick calls
+        status, _, headers = await api.call("GET", "/position")
+        assert status == 429
+        assert headers["Retry-After"] == "1"  # a token every 0.5 s, not a minute's wait
+        await asyncio.sleep(0.55)
+        status, _, headers = await api.call("GET", "/position")
+        assert status == 200 and headers["x-ratelimit-remaining"] == "0"
+    finally:
+        simulator.rate_limit = old

@@ -54,6 +54,15 @@ KEYS: dict[str, list[str]] = {
 }
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
+# The 10/s second layer covers exactly these (BitMEX, "Second Layer Rate Limits"): not
+# GET /order, not cancelAllAfter, but the position writes.
+SECOND_LAYER_ROUTES = frozenset({
+    ("POST", "/api/v1/order"), ("PUT", "/api/v1/order"), ("DELETE", "/api/v1/order"),
+    ("POST", "/api/v1/order/bulk"), ("PUT", "/api/v1/order/bulk"),
+    ("DELETE", "/api/v1/order/all"),
+    ("POST", "/api/v1/position/leverage"), ("POST", "/api/v1/position/isolate"),
+    ("POST", "/api/v1/position/transferMargin"),
+})
 
 
 def _default(obj: Any) -> Any:
@@ -170,6 +179,29 @@ class Faults:
             self._drops -= 1
             return self._drop_mode
         return None
+
+
+class _Bucket:
+    """BitMEX's per-minute limit: a token bucket of `limit` tokens refilled evenly over a
+    minute (120/min = one token every 0.5 s), so a spent budget comes back gradually."""
+
+    def __init__(self, limit: int, now: float) -> None:
+        self.limit = limit
+        self.tokens = float(limit)
+        self.at = now
+
+    def refill(self, limit: int, now: float) -> None:
+        if limit != self.limit:  # a test changed the limit: start from a full bucket
+            self.limit, self.tokens = limit, float(limit)
+        self.tokens = min(float(limit), self.tokens + (now - self.at) * limit / 60.0)
+        self.at = now
+
+    def wait(self) -> float:
+        """Seconds until one whole token is there."""
+        return max(0.0, (1.0 - self.tokens) * 60.0 / self.limit)
+
+    def full_in(self) -> float:
+        return (self.limit - self.tokens) * 60.0 / self.limit
 
 
 class _Window:
@@ -307,6 +339,7 @@ class BitmexSimulator:
         self.faults = Faults()
         self.faults._closer = self._close_sockets
         self._windows: dict[tuple[str, str], _Window] = {}
+        self._buckets: dict[str, _Bucket] = {}
         self._conns: set[_Conn] = set()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -446,20 +479,21 @@ class BitmexSimulator:
         limit = config.per_minute if key else config.unauthenticated_per_minute
         now = time.monotonic()
         wall = time.time()
-        minute = self._windows.setdefault((who, "m"), _Window(60.0))
-        minute.prune(now)
-        # BitMEX's 10/s bucket covers placing, amending and cancelling, not reading.
-        is_order = request.path.startswith("/api/v1/order") and request.method != "GET"
+        minute = self._buckets.get(who)
+        if minute is None:
+            minute = self._buckets[who] = _Bucket(limit, now)
+        minute.refill(limit, now)
         second: _Window | None = None
-        if is_order:
+        if (request.method, request.path) in SECOND_LAYER_ROUTES:
             second = self._windows.setdefault((who, "s"), _Window(1.0))
             second.prune(now)
-        if len(minute.times) >= limit:
-            wait = minute.retry_after(now)
+        if minute.tokens < 1:
+            wait = minute.wait()
             raise ApiError(
                 429,
                 f"Rate limit exceeded, retry in {math.ceil(wait)} seconds.",
-                headers=self._rl_headers(limit, 0, wall + wait, retry=wait, second=None),
+                headers=self._rl_headers(limit, 0, wall + minute.full_in(), retry=wait,
+                                         second=None),
             )
         if second is not None and len(second.times) >= config.per_second_orders:
             wait = second.retry_after(now)
@@ -467,18 +501,16 @@ class BitmexSimulator:
                 429,
                 f"Rate limit exceeded, retry in {math.ceil(wait)} seconds.",
                 headers=self._rl_headers(
-                    limit, limit - len(minute.times), wall + minute.retry_after(now),
-                    retry=wait, second=0,
+                    limit, int(minute.tokens), wall + minute.full_in(), retry=wait, second=0,
                 ),
             )
-        minute.times.append(now)
+        minute.tokens -= 1
         left_1s = None
         if second is not None:
             second.times.append(now)
             left_1s = config.per_second_orders - len(second.times)
         return self._rl_headers(
-            limit, limit - len(minute.times), wall + minute.retry_after(now), retry=None,
-            second=left_1s,
+            limit, int(minute.tokens), wall + minute.full_in(), retry=None, second=left_1s,
         )
 
     @staticmethod
