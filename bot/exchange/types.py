@@ -211,11 +211,9 @@ class Instrument:
             mark_price=_dec(row, "markPrice"),
             bid_price=_dec(row, "bidPrice"),
             ask_price=_dec(row, "askPrice"),
-            index_price=(
-                _dec(row, "indexPrice")
-                or _dec(row, "indicativeSettlePrice")
-                or _dec(row, "fairPrice")
-            ),
+            # BitMEX dropped `indexPrice` from instruments in 2023; the indicative settle
+            # price is the index the mark is built on.
+            index_price=_dec(row, "indicativeSettlePrice") or _dec(row, "fairPrice"),
             funding_rate=_dec(row, "fundingRate"),
             timestamp=parse_time(row.get("timestamp")),
             prev_price_24h=_dec(row, "prevPrice24h"),

@@ -1454,8 +1454,6 @@ class Engine:
             "makerFeeDiscount": None,
             "takerFeeDiscount": None,
             "timestamp": now,
-            "foreignMarginBalance": None,
-            "foreignRequirement": None,
         }
 
     def margins(self, account_id: int) -> list[Row]:

@@ -54,6 +54,10 @@ KEYS: dict[str, list[str]] = {
 }
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
+# Test hook (the contract test): called with ("rest", exchange) for every REST request
+# and its answer, and ("ws", message) for every WebSocket data message, of every
+# simulator in the process. Empty outside tests, so it costs one truth test.
+OBSERVERS: list[Callable[[str, dict[str, Any]], None]] = []
 # The 10/s second layer covers exactly these (BitMEX, "Second Layer Rate Limits"): not
 # GET /order, not cancelAllAfter, but the position writes.
 SECOND_LAYER_ROUTES = frozenset({
@@ -468,7 +472,24 @@ class BitmexSimulator:
             response = error_response(405, "Method Not Allowed")
         if not response.prepared:
             response.headers.update(headers)
+        if OBSERVERS:
+            await self._observe(request, response)
         return response
+
+    @staticmethod
+    async def _observe(request: web.Request, response: web.StreamResponse) -> None:
+        body = response.body if isinstance(response, web.Response) else None
+        exchange = {
+            "method": request.method,
+            "path": request.path,
+            "query": [(k, v) for k, v in request.query.items()],
+            "body": await request.read(),
+            "content_type": request.content_type,
+            "status": response.status,
+            "response": body if isinstance(body, bytes) else None,
+        }
+        for observer in list(OBSERVERS):
+            observer("rest", exchange)
 
     def _rate_check(self, request: web.Request) -> dict[str, str]:
         config = self.rate_limit
@@ -807,6 +828,9 @@ class BitmexSimulator:
                 return
 
     def _send(self, conn: _Conn, message: Any) -> None:
+        if OBSERVERS and isinstance(message, dict) and "table" in message:
+            for observer in list(OBSERVERS):
+                observer("ws", message)
         conn.queue.put_nowait(message if isinstance(message, str) else dumps(message))
 
     async def _close_sockets(self) -> None:
