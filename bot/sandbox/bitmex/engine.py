@@ -1861,11 +1861,14 @@ class PriceDriver:
     def step(self) -> None:
         for symbol in self.symbols:
             inst = self.engine.instruments[symbol]
+            if not inst.tradeable:
+                continue  # a settled future's price is final
             move = Decimal(str(round(self.rng.gauss(0.0, self.volatility), 8)))
-            price = inst.mark * (1 + move)
+            price = min(inst.mark * (1 + move), inst.max_price)
             size = self.rng.randint(1, 50) * inst.lot_size
             self.engine.set_mark(symbol, price, trade_size=size)
-            if self.rng.random() < self.liquidation_chance:
+            # Only margined contracts are liquidated; a spot pair has no positions to lose.
+            if inst.settl and self.rng.random() < self.liquidation_chance:
                 side = self.rng.choice(("Buy", "Sell"))
                 qty = self.rng.randint(1, 200) * inst.lot_size
                 self.engine.liquidate_market(symbol, side, qty, inst.mark)
