@@ -200,3 +200,19 @@ async def test_unknown_currency_is_shown_in_raw_units(h: Harness) -> None:
     h.sim.account(key).wallet["FOOx"] = 1234567  # a currency /wallet/assets does not list
     await alice.send("/balance")
     assert "wallet 1,234,567 FOOx (raw units)" in alice.last_text, alice.last_text
+
+
+async def test_xbt_settled_linear_perpetual_is_sized_in_xbt(h: Harness) -> None:
+    engine = h.sim.engine
+    engine.set_spread("ETHXBT", Decimal(0))
+    engine.set_mark("ETHXBT", Decimal("0.05"))
+    engine.set_spread("XBTUSD", Decimal(0))
+    engine.set_mark("XBTUSD", Decimal(60000))
+    alice, _ = await h.connected("Alice")
+    # 1 contract = 0.01 ETH (underlyingToPositionMultiplier 100).
+    await alice.send("/buy 1eth ethxbt")
+    assert alice.last_text.startswith("BUY 100 ETHXBT · Market"), alice.last_text
+    # $300 at XBT 60,000 is 0.005 XBT; a contract is 0.01 ETH * 0.05 = 0.0005 XBT.
+    await alice.send("/buy $300 ethxbt")
+    assert alice.last_text.startswith("BUY 10 ETHXBT"), alice.last_text
+    assert "XBT" in alice.last_text.splitlines()[1]
