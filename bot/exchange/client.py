@@ -199,11 +199,12 @@ class BitmexClient:
             if wait > 0:
                 wait = min(wait, self.retry.max_rate_limit_wait)
                 log.info("rate budget low (%.1f left), waiting %.1fs", tokens, wait)
-                st.waiting += 0 if priority else 1
+                queued = 0 if priority else 1  # a priority call is not in the queue
+                st.waiting += queued
                 try:
                     await self.sleep(wait)
                 finally:
-                    st.waiting -= 0 if priority else 1
+                    st.waiting -= queued
         if second_layer and st.remaining_1s is not None:
             if st.remaining_1s <= 0:
                 wait = 1.0 - (time.monotonic() - st.at_1s)

@@ -7,7 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
+from bot.db.models import ApiCredential
 from bot.exchange.client import BitmexClient
 from bot.exchange.types import CURRENCY_SCALE
 from bot.sandbox.bitmex.engine import Instrument
@@ -216,3 +218,15 @@ async def test_xbt_settled_linear_perpetual_is_sized_in_xbt(h: Harness) -> None:
     await alice.send("/buy $300 ethxbt")
     assert alice.last_text.startswith("BUY 10 ETHXBT"), alice.last_text
     assert "XBT" in alice.last_text.splitlines()[1]
+
+
+async def test_key_stored_before_the_binding_was_read_says_so(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    async with h.svc.db.session() as s:
+        row = (await s.exec(select(ApiCredential).where(
+            ApiCredential.user_id == alice.id))).one()
+        row.ip_binding = None  # as migration 0009 leaves keys verified before it
+        s.add(row)
+        await s.commit()
+    await alice.send("/accounts")
+    assert "IP binding not checked" in alice.last_text
