@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -135,3 +136,25 @@ def test_expiry_settles_only_the_future(engine: Engine) -> None:
     engine.clock.advance(timedelta(hours=7).total_seconds())
     after = {s: i.state for s, i in engine.instruments.items()}
     assert {s for s in before if before[s] != after[s]} == {"XBTZ26"}
+
+
+def test_snapshot_from_before_the_new_instruments_still_loads(engine: Engine) -> None:
+    """Paper accounts are pickled between runs; one saved by the previous version must
+    come back with today's instruments added and its own positions untouched."""
+    acct = engine.add_account("k", "s")
+    engine.set_spread("XBTUSDT", D(0))
+    engine.place_order(acct.id, {"symbol": "XBTUSDT", "side": "Buy", "orderQty": 1000,
+                                 "ordType": "Market"})
+    state = engine.__getstate__()
+    for symbol in ("SOLUSDT", "PXBT150KZ26"):  # not listed by the old version
+        for table in ("instruments", "_open", "history"):
+            state[table] = {k: v for k, v in state[table].items() if k != symbol}
+    del acct.__dict__["other_keys"], acct.__dict__["cidrs"]
+    restored = Engine.__new__(Engine)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert {"SOLUSDT", "PXBT150KZ26"} <= set(restored.instruments)
+    restored.place_order(acct.id, {"symbol": "SOLUSDT", "side": "Buy", "orderQty": 100,
+                                   "ordType": "Market"})
+    [pos] = [p for p in restored.position_rows(acct.id) if p["symbol"] == "XBTUSDT"]
+    assert pos["currentQty"] == 1000
+    assert restored.api_key_rows(acct.id)[-1]["cidrs"] == []

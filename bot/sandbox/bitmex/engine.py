@@ -445,6 +445,15 @@ class Engine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        # A snapshot from an earlier version lacks newer instruments and account fields.
+        # Listed instruments keep their saved specs: positions' costs were built on them.
+        for inst in default_instruments():
+            if inst.symbol not in self.instruments:
+                self.add_instrument(inst)
+        for acct in self.accounts.values():
+            for name in ("other_keys", "cidrs"):
+                if name not in acct.__dict__:
+                    setattr(acct, name, [])
         self.clock.on_advance(self.tick)
 
     # ------------------------------------------------------------------ events
