@@ -18,7 +18,14 @@ from sqlmodel import select
 
 from bot.db.engine import Database
 from bot.db.models import ApiCredential, AuditLog, User
-from bot.errors import AuthError, ExchangeError, PermissionDenied, UserError
+from bot.errors import (
+    AuthError,
+    ExchangeError,
+    NotFound,
+    PermissionDenied,
+    Rejected,
+    UserError,
+)
 from bot.exchange.types import Exchange, Margin
 from bot.keyshape import looks_like_key_id, looks_like_secret
 from bot.logs import register_secret
@@ -62,6 +69,13 @@ class AccountInfo:
     permissions: tuple[str, ...]
     active: bool
     verified_at: datetime | None
+    ip_binding: tuple[str, ...] | None = None  # None: not read when the key was stored
+
+    @property
+    def unbound_mainnet(self) -> bool:
+        """A mainnet key usable from any IP: if it leaks, it can be used to drain the
+        account through manipulative trades even without withdraw permission."""
+        return self.network == "mainnet" and self.ip_binding == ()
 
     @property
     def masked(self) -> str:
@@ -162,6 +176,13 @@ class Accounts:
         except PermissionDenied as e:
             raise UserError(f"BitMEX {network} refused to show this key's details "
                             f"({e.message}).") from e
+        except (NotFound, Rejected) as e:
+            # BitMEX answered, but not about this key: its permissions are unknown, and an
+            # unknown key is refused, never assumed harmless.
+            raise UserError(f"BitMEX {network} did not show this key's own details "
+                            f"({e.message}), so I can't check its permissions. Nothing was "
+                            "stored. Check the key id, or create a new key and try again."
+                            ) from e
         except ExchangeError as e:
             raise UserError(f"Could not reach BitMEX {network} to check the key ({e.message}). "
                             "Nothing was stored; please try again in a minute.") from e
@@ -173,7 +194,8 @@ class Accounts:
                 "Order (and optionally Order Cancel) permission and connect that one."
             )
         if not info.enabled:
-            raise UserError("This key is disabled on BitMEX. Enable it or create a new one.")
+            raise UserError("BitMEX does not report this key as enabled. Enable it or create "
+                            "a new one.")
         perms = tuple(p for p in info.permissions if p)
         now = datetime.now(UTC)
         async with self.db.session() as s:
@@ -186,6 +208,7 @@ class Accounts:
             row.key_id = key_id
             row.secret_enc = self.vault.encrypt(secret, user_id=user_id, network=network)
             row.permissions = list(perms)
+            row.ip_binding = list(info.ip_binding)
             row.verified_at = now
             user.active_network = network
             s.add(user)
@@ -196,7 +219,8 @@ class Accounts:
             await s.commit()
         self._sessions[(user_id, network)] = client
         await self._changed("connect", user_id, network)
-        return Connected(AccountInfo(network, key_id, perms, True, now), margins)
+        return Connected(AccountInfo(network, key_id, perms, True, now, info.ip_binding),
+                         margins)
 
     async def connect_paper(self, user_id: int) -> Connected:
         now = datetime.now(UTC)
@@ -230,7 +254,9 @@ class Accounts:
         order = {"mainnet": 0, "testnet": 1, "paper": 2}
         return sorted(
             (AccountInfo(r.network, r.key_id, tuple(r.permissions), r.network == active,
-                         r.verified_at) for r in rows),
+                         r.verified_at,
+                         None if r.ip_binding is None else tuple(r.ip_binding))
+             for r in rows),
             key=lambda a: order.get(a.network, 9),
         )
 
@@ -266,7 +292,8 @@ class Accounts:
             s.add(user)
             await s.commit()
         acc = accounts[network]
-        return AccountInfo(acc.network, acc.key_id, acc.permissions, True, acc.verified_at)
+        return AccountInfo(acc.network, acc.key_id, acc.permissions, True, acc.verified_at,
+                           acc.ip_binding)
 
     async def disconnect(self, user_id: int, network: Network) -> None:
         """Delete the ciphertext row; the next account (if any) becomes active."""

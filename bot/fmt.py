@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from bot.exchange.types import Instrument, Order, display_currency, to_unit
+from bot.exchange.types import Instrument, Order, display_currency, known_currency, to_unit
 
 
 def num(value: Decimal | int, places: int | None = None) -> str:
@@ -32,6 +32,11 @@ def price(inst: Instrument | None, value: Decimal | None) -> str:
 
 def money(units: int | Decimal, currency: str, sig: int = 6) -> str:
     """Exchange units as coins with enough digits to be meaningful on a phone."""
+    if not known_currency(currency):
+        # No scale for it: the exchange's own integer, labelled as such, is honest; a guess
+        # could be a million times off.
+        return f"{num(Decimal(units).to_integral_value())} {currency} (raw units)".replace(
+            "-", "−")
     # Whole exchange units are the finest the exchange can hold; anything finer is noise.
     amount = to_unit(Decimal(units).to_integral_value(), currency)
     code = display_currency(currency)

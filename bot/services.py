@@ -121,7 +121,8 @@ class Services:
         except ExchangeError as e:
             raise UserError(f"BitMEX is not answering right now ({e.message}). "
                             "Please try again in a moment.") from e
-        symbols = [i.symbol for i in instruments] or ["XBTUSD"]
+        refused = {i.symbol: r for i in instruments if (r := i.refusal) is not None}
+        symbols = [i.symbol for i in instruments if i.symbol not in refused] or ["XBTUSD"]
         chosen = str((user.notify_prefs or {}).get("btc") or "") if user else ""
         default = user.default_symbol if user and user.default_symbol in symbols else None
         if chosen.upper() in symbols:  # /settings btc XBTUSDT
@@ -129,7 +130,7 @@ class Services:
         btc = default if default and default.startswith("XBT") else "XBTUSD"
         if btc not in symbols:
             btc = next((s for s in symbols if s.startswith("XBT")), symbols[0])
-        return SymbolBook(symbols, btc)
+        return SymbolBook(symbols, btc, refused=refused)
 
     async def close(self) -> None:
         try:

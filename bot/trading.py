@@ -335,7 +335,7 @@ class Trading:
             warnings.append(f"reduce-only, but you have no {wanted} {symbol} position for it "
                             "to reduce — BitMEX would cancel it")
         usd = self._usd(inst, qty, entry, ref)
-        if usd is None and qty > 0 and inst.kind == "quanto":
+        if usd is None and qty > 0 and contracts.needs_xbt_price(inst):
             usd = await self._quanto_usd(ex, inst, value_units)
         if not o.reduce_only and qty > 0 and m is not None and margin_units > m.available_margin:
             warnings.append(f"needs ≈ {fmt.money(margin_units, inst.settl_currency)} margin but "
@@ -583,7 +583,7 @@ class Trading:
             return Decimal(size.value)
         if size.kind == "usd":
             xbt = None
-            if inst.kind == "quanto":
+            if contracts.needs_xbt_price(inst):
                 xbt = (await ex.instrument("XBTUSD")).last_price
             return contracts.contracts_for_usd(inst, size.value, ref, xbt_usd=xbt)
         if size.kind == "coin":

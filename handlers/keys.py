@@ -15,7 +15,7 @@ from bot.logs import expect_secret, stop_expecting
 from bot.notify import Button
 from handlers.access import delete_quietly
 from handlers.common import Context, reply, services
-from handlers.render import account_line, balances, markup
+from handlers.render import UNBOUND_WARNING, account_line, balances, markup
 from handlers.router import html_safe, route
 
 FLOW_TIMEOUT = 300.0  # seconds a user has to paste the key id and the secret
@@ -113,6 +113,8 @@ def _connected_text(result: Connected) -> str:
     if acc.read_only:
         lines.append("This key is read-only (no Order permission): I can show your account "
                      "but not trade.")
+    if acc.unbound_mainnet:
+        lines.append(UNBOUND_WARNING)
     lines.append(balances(result.margins))
     lines.append("Try /balance, /positions or /buy.")
     return "\n".join(lines)

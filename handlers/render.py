@@ -9,7 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import fmt
 from bot.accounts import AccountInfo
-from bot.exchange.types import Instrument, Margin, Order, Position
+from bot.exchange.types import Instrument, Margin, Order, Position, display_currency
 from bot.notify import Keyboard
 from bot.trading import Trading
 
@@ -26,7 +26,25 @@ def account_line(acc: AccountInfo) -> str:
     perms = ", ".join(acc.permissions) or "none"
     mode = " · <b>read-only</b>" if acc.read_only else ""
     star = "▶️ " if acc.active else "   "
-    return f"{star}<b>{acc.network}</b> · key {html.escape(acc.masked)} · {perms}{mode}"
+    line = f"{star}<b>{acc.network}</b> · key {html.escape(acc.masked)} · {perms}{mode}"
+    if acc.network == "paper":
+        return line
+    if acc.ip_binding:
+        line += f" · IP {html.escape(', '.join(acc.ip_binding))}"
+    elif acc.ip_binding is None:
+        line += " · IP binding not checked (/connect again to check)"
+    else:
+        line += " · any IP"
+    if acc.unbound_mainnet:
+        line += "\n" + UNBOUND_WARNING
+    return line
+
+
+UNBOUND_WARNING = (
+    "⚠️ This mainnet key is not bound to an IP address. BitMEX warns that stolen "
+    "trade-only keys are abused to drain accounts through manipulative trades; bind the "
+    "key to the bot's IP on the API Keys page."
+)
 
 
 def balances(margins: list[Margin]) -> str:
@@ -35,8 +53,11 @@ def balances(margins: list[Margin]) -> str:
     lines = []
     for m in margins:
         c = m.currency
+        if c not in ("XBt", "USDt") and not (m.wallet_balance or m.margin_balance
+                                             or m.available_margin or m.unrealised_pnl):
+            continue  # every account has an (empty) BMEx wallet; only XBT/USDT always show
         lines.append(
-            f"<b>{html.escape(fmt.money(m.wallet_balance, c).split()[-1])}</b>\n"
+            f"<b>{html.escape(display_currency(c))}</b>\n"
             f"  wallet {fmt.money(m.wallet_balance, c)}\n"
             f"  margin balance {fmt.money(m.margin_balance, c)}\n"
             f"  available {fmt.money(m.available_margin, c)}\n"

@@ -70,6 +70,9 @@ class ApiCredential(SQLModel, table=True):
     secret_enc: bytes = Field(sa_type=LargeBinary)
     key_version: int = Field(default=1)
     permissions: list[str] = Field(default_factory=list, sa_type=JSON)
+    # CIDRs the key is bound to as GET /apiKey reported them ([] = usable from anywhere);
+    # None for keys verified before the binding was read.
+    ip_binding: list[str] | None = Field(default=None, sa_type=JSON)
     verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _created()
 

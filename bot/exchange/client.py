@@ -50,6 +50,8 @@ from bot.exchange.types import (
     Position,
     Ticker,
     format_time,
+    known_currency,
+    register_assets,
 )
 
 log = logging.getLogger(__name__)
@@ -87,16 +89,40 @@ class RetryPolicy:
         return base * (1 + random.uniform(0, self.jitter))
 
 
+# BitMEX's 10/s second layer covers exactly these routes (everything else only counts
+# against the per-minute bucket).
+SECOND_LAYER = frozenset({
+    ("POST", "/order"), ("PUT", "/order"), ("DELETE", "/order"),
+    ("POST", "/order/bulk"), ("PUT", "/order/bulk"), ("DELETE", "/order/all"),
+    ("POST", "/position/leverage"), ("POST", "/position/isolate"),
+    ("POST", "/position/transferMargin"),
+})
+
+
 @dataclass
 class RateState:
-    """Last rate-limit headers seen for one key (shared by every client of that key)."""
+    """A mirror of one key's budget on BitMEX (shared by every client of that key).
+
+    The per-minute limit is a token bucket refilled at limit/60 tokens a second, so the
+    mirror is too: `tokens` is the last `x-ratelimit-remaining` seen, minus the requests
+    sent or scheduled since, plus what has refilled since `at`.
+    """
 
     limit: int | None = None
-    remaining: int | None = None
+    remaining: int | None = None  # as last reported
     reset: float | None = None  # epoch seconds
+    tokens: float | None = None
+    at: float = 0.0  # monotonic time `tokens` was last brought up to date
+    waiting: int = 0  # ordinary requests asleep for their token
     remaining_1s: int | None = None
     at_1s: float = 0.0  # monotonic time the 1 s figure was read
-    paused_until: float = 0.0  # epoch seconds: every request of this key waits till then
+
+    def refill(self, now: float) -> float | None:
+        if self.tokens is None or not self.limit:
+            return None
+        self.tokens = min(float(self.limit), self.tokens + (now - self.at) * self.limit / 60.0)
+        self.at = now
+        return self.tokens
 
 
 class _MaybeSent(NetworkError):
@@ -166,33 +192,44 @@ class BitmexClient:
 
     # --- transport -----------------------------------------------------------------
 
-    async def _respect_rate_limit(self, order_route: bool) -> None:
-        """Sleep until the window resets when the budget is nearly spent, instead of
-        running into a 429 (repeated 429s get the key banned for an hour)."""
+    async def _respect_rate_limit(self, second_layer: bool, *, priority: bool = False) -> None:
+        """Take a token from the key's bucket, sleeping only as long as it takes to refill
+        (about 0.5 s a token at 120/min), instead of running into a 429 (repeated 429s
+        get the key banned for an hour).
+
+        Ordinary requests leave `rate_reserve` tokens untouched and queue behind each
+        other; a `priority` request (the dead-man's switch refresh, which cancels every
+        order if it is late) may spend the reserve and does not queue behind them.
+        """
         st = self.rate
-        now = time.time()
-        if st.paused_until > now:
-            # Another request of this key already found the budget spent: wait with it,
-            # instead of slipping through into a 429.
-            await self.sleep(st.paused_until - now)
-        elif (st.remaining is not None and st.reset is not None
-              and st.remaining <= self.rate_reserve):
-            wait = st.reset - now
-            if wait > 61:
-                # The window is a minute: a reset further out is clock skew, not a
-                # reason to stall for minutes; a short pause still eases the pressure.
-                wait = 1.0
+        now = time.monotonic()
+        tokens = st.refill(now)
+        if tokens is not None and st.limit:
+            per_token = 60.0 / st.limit
+            if priority:
+                # Tokens promised to sleeping requests are still in the bucket right now.
+                free = tokens + st.waiting
+                wait = max(0.0, (1.0 - free) * per_token)
+            else:
+                wait = max(0.0, (self.rate_reserve + 1.0 - tokens) * per_token)
+            st.tokens = tokens - 1.0  # this request's token, taken now or when it wakes
             if wait > 0:
                 wait = min(wait, self.retry.max_rate_limit_wait)
-                log.info("rate budget low (%s left), waiting %.1fs", st.remaining, wait)
-                st.remaining = None  # the next answer tells the new budget
-                st.paused_until = now + wait
-                await self.sleep(wait)
-        if order_route and st.remaining_1s is not None and st.remaining_1s <= 0:
-            wait = 1.0 - (time.monotonic() - st.at_1s)
-            st.remaining_1s = None
-            if wait > 0:
-                await self.sleep(wait)
+                log.info("rate budget low (%.1f left), waiting %.1fs", tokens, wait)
+                queued = 0 if priority else 1  # a priority call is not in the queue
+                st.waiting += queued
+                try:
+                    await self.sleep(wait)
+                finally:
+                    st.waiting -= queued
+        if second_layer and st.remaining_1s is not None:
+            if st.remaining_1s <= 0:
+                wait = 1.0 - (time.monotonic() - st.at_1s)
+                st.remaining_1s = None
+                if wait > 0:
+                    await self.sleep(wait)
+            else:
+                st.remaining_1s -= 1  # concurrent order writes share the last figure
 
     def _note_rate(self, headers: Mapping[str, str]) -> None:
         st = self.rate
@@ -201,6 +238,10 @@ class BitmexClient:
                 st.limit = int(headers["x-ratelimit-limit"])
             if "x-ratelimit-remaining" in headers:
                 st.remaining = int(headers["x-ratelimit-remaining"])
+                # The exchange's count is the truth; requests still in flight or asleep
+                # were already taken from the mirror and stay taken.
+                st.tokens = float(st.remaining) - st.waiting
+                st.at = time.monotonic()
             if "x-ratelimit-reset" in headers:
                 st.reset = float(headers["x-ratelimit-reset"])
             if "x-ratelimit-remaining-1s" in headers:
@@ -236,13 +277,14 @@ class BitmexClient:
         expires_in: int | None = None,
         send_by: float | None = None,
         signed: list[int] | None = None,
+        priority: bool = False,
     ) -> Any:
         """One attempt; returns the decoded JSON or raises a bot.errors type.
 
         `expires_in` overrides the request's lifetime, capped at `send_by` (UNIX s); the
         api-expires used is appended to `signed`. It is computed after any rate-limit
         wait, so a request is never sent already (nearly) expired."""
-        await self._respect_rate_limit(endpoint.startswith("/order"))
+        await self._respect_rate_limit((verb, endpoint) in SECOND_LAYER, priority=priority)
         expires = None
         if expires_in is not None:
             now = self.clock()
@@ -296,6 +338,7 @@ class BitmexClient:
         body: Mapping[str, Any] | None = None,
         idempotent: bool = True,
         expires_in: int | None = None,
+        priority: bool = False,
     ) -> Any:
         """Send with retries by error type. Idempotent calls retry any Temporary;
         the others only what certainly never reached the engine (503, 429, no connect)."""
@@ -303,7 +346,7 @@ class BitmexClient:
         for attempt in range(self.retry.max_attempts):
             try:
                 return await self._send_once(verb, endpoint, query=query, body=body,
-                                             expires_in=expires_in)
+                                             expires_in=expires_in, priority=priority)
             except RateLimited as e:
                 if e.retry_after > self.retry.max_rate_limit_wait:
                     raise
@@ -527,7 +570,9 @@ class BitmexClient:
     async def cancel_all_after(self, timeout_ms: int) -> None:
         """Dead-man's switch: cancel everything unless refreshed within timeout_ms (0 = off)."""
         # Re-arming with the same timeout is idempotent, so it may be retried freely.
-        await self._call("POST", "/order/cancelAllAfter", body={"timeout": int(timeout_ms)})
+        # Priority: a refresh stuck behind a burst of reads would let the switch fire.
+        await self._call("POST", "/order/cancelAllAfter", body={"timeout": int(timeout_ms)},
+                         priority=True)
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         query: dict[str, Any] = {"filter": {"open": True}, "count": 500}
@@ -562,7 +607,30 @@ class BitmexClient:
         rows = await self._call("GET", "/user/margin", query={"currency": "all"})
         if isinstance(rows, dict):
             rows = [rows]
-        return [Margin.from_row(r) for r in rows or []]
+        margins = [Margin.from_row(r) for r in rows or []]
+        if any(not known_currency(m.currency) for m in margins):
+            await self.load_assets()
+        return margins
+
+    # Per origin: the asset list is public and the same for every key.
+    _assets_loaded: dict[str, float] = {}  # noqa: RUF012
+
+    async def load_assets(self) -> None:
+        """Currency scales from GET /wallet/assets, at most once every 10 minutes.
+
+        A failure is not the balance's failure: the unknown currency is shown in raw
+        units, labelled, instead of a guessed scale.
+        """
+        now = time.monotonic()
+        if now - self._assets_loaded.get(self.origin, float("-inf")) < 600:
+            return
+        self._assets_loaded[self.origin] = now
+        try:
+            rows = await self._call("GET", "/wallet/assets")
+        except ExchangeError as e:
+            log.warning("currency scales unavailable: %s", e.message)
+            return
+        register_assets([r for r in rows or [] if isinstance(r, dict)])
 
     async def executions(
         self,
@@ -616,16 +684,21 @@ class BitmexClient:
         return out
 
     async def api_key_permissions(self) -> ApiKeyInfo:
+        """This key's own row of GET /apiKey, which lists every key of the account.
+
+        Another key's row says nothing about this one (an older key may be the one with
+        withdraw), so no own row is an error, never a fallback to the first row.
+        """
         rows = await self._call("GET", "/apiKey")
         if isinstance(rows, dict):
             rows = [rows]
-        rows = rows or []
+        rows = [r for r in rows or [] if isinstance(r, dict)]
         for r in rows:
             if r.get("id") == self.key:
                 return ApiKeyInfo.from_row(r)
         if not rows:
-            raise NotFound("no API key information returned", status=404)
-        return ApiKeyInfo.from_row(rows[0])
+            raise NotFound("BitMEX listed no API keys for this account", status=404)
+        raise NotFound("this key is missing from the account's key list", status=404)
 
 
 def _num(value: Decimal | int | None) -> Decimal | int | None:

@@ -157,6 +157,12 @@ def contracts_for_settle(inst: Instrument, amount_units: Decimal, price: Decimal
     return amount_units / contract_value_settle(inst, price)
 
 
+def needs_xbt_price(inst: Instrument) -> bool:
+    """XBt-settled but not inverse (a quanto like ETHUSD, or a linear contract priced in
+    XBT like ETHXBT): a USD amount becomes contracts only through XBT's own price."""
+    return inst.kind != "inverse" and inst.settl_currency == "XBt"
+
+
 def contracts_for_usd(
     inst: Instrument, usd: Decimal, price: Decimal, *, xbt_usd: Decimal | None = None
 ) -> Decimal:

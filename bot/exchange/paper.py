@@ -33,8 +33,9 @@ from bot.exchange.types import (
     Position,
     Ticker,
     parse_time,
+    register_assets,
 )
-from bot.sandbox.bitmex.engine import Clock, Engine, EngineError, Event
+from bot.sandbox.bitmex.engine import ASSETS, Clock, Engine, EngineError, Event
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +296,7 @@ class PaperExchange:
         return Position.from_row(row)
 
     async def margins(self) -> list[Margin]:
+        register_assets(ASSETS)  # the simulated exchange's /wallet/assets
         return [Margin.from_row(r) for r in self.engine.margins(self.account_id)]
 
     async def executions(

@@ -13,14 +13,37 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Kind = Literal["inverse", "quanto", "linear"]
+# Perpetual swaps, futures and stock perpetuals: margined contracts the bot can size.
+TRADEABLE_TYPES = ("FFWCSX", "FFCCSX", "FFSCSX")
 Side = Literal["Buy", "Sell"]
 
-# Smallest unit per currency as BitMEX names them, and the display name.
+# Smallest unit per currency as BitMEX names them, and the display name. XBt and USDt
+# are known up front (every contract settles in one); the rest (BMEx, USDc, ...) come
+# from GET /wallet/assets through `register_assets`.
 CURRENCY_SCALE: dict[str, tuple[int, str]] = {
     "XBt": (100_000_000, "XBT"),
     "USDt": (1_000_000, "USDT"),
-    "Gwei": (1_000_000_000, "ETH"),
 }
+
+
+def register_assets(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Learn each currency's scale from /wallet/assets rows (`scale` = decimals)."""
+    for row in rows:
+        currency, scale = row.get("currency"), row.get("scale")
+        if not isinstance(currency, str) or not currency or scale is None:
+            continue
+        try:
+            decimals = int(Decimal(str(scale)))
+        except ArithmeticError:
+            continue
+        if not 0 <= decimals <= 18:
+            continue
+        name = str(row.get("majorCurrency") or row.get("asset") or currency).upper()
+        CURRENCY_SCALE[currency] = (10**decimals, name)
+
+
+def known_currency(currency: str) -> bool:
+    return currency in CURRENCY_SCALE
 
 
 def to_unit(amount: int | Decimal, currency: str) -> Decimal:
@@ -140,6 +163,26 @@ class Instrument:
     def is_perpetual(self) -> bool:
         return self.typ == "FFWCSX"
 
+    @property
+    def refusal(self) -> str | None:
+        """Why the bot will not trade this instrument, or None when it will.
+
+        /instrument/active also lists spot pairs, prediction markets and futures that
+        expired within the last day; their maths (or their absence of a margin wallet)
+        is not what the bot's sizing and cards assume.
+        """
+        if self.typ == "FFCCSX" and self.state != "Open":
+            return f"{self.symbol} is a future that has expired ({self.state.lower()})"
+        if self.state != "Open":
+            return f"{self.symbol} is not open for trading ({self.state.lower()})"
+        if self.typ == "FFICSX":
+            return f"{self.symbol} is a prediction market (priced 0–100), which I don't trade"
+        if self.typ.startswith("IF") or not self.settl_currency:
+            return f"{self.symbol} is a spot pair; I only trade futures and perpetual swaps"
+        if self.typ not in TRADEABLE_TYPES:
+            return f"{self.symbol} is a kind of contract I don't trade ({self.typ})"
+        return None
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Instrument:
         if row.get("isInverse"):
@@ -168,11 +211,9 @@ class Instrument:
             mark_price=_dec(row, "markPrice"),
             bid_price=_dec(row, "bidPrice"),
             ask_price=_dec(row, "askPrice"),
-            index_price=(
-                _dec(row, "indexPrice")
-                or _dec(row, "indicativeSettlePrice")
-                or _dec(row, "fairPrice")
-            ),
+            # BitMEX dropped `indexPrice` from instruments in 2023; the indicative settle
+            # price is the index the mark is built on.
+            index_price=_dec(row, "indicativeSettlePrice") or _dec(row, "fairPrice"),
             funding_rate=_dec(row, "fundingRate"),
             timestamp=parse_time(row.get("timestamp")),
             prev_price_24h=_dec(row, "prevPrice24h"),
@@ -382,12 +423,17 @@ class Margin:
         )
 
 
+# A binding to these is no binding at all.
+_ANY_IP = ("", "0.0.0.0/0", "::/0")
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKeyInfo:
     key_id: str
     permissions: tuple[str, ...]
     enabled: bool
     name: str = ""
+    ip_binding: tuple[str, ...] = ()  # the CIDRs the key may be used from; () = anywhere
 
     @property
     def can_trade(self) -> bool:
@@ -403,11 +449,16 @@ class ApiKeyInfo:
         for p in row.get("permissions") or []:
             # Real BitMEX has sent both plain strings and {"name": ...} objects.
             perms.append(str(p.get("name", "")) if isinstance(p, Mapping) else str(p))
+        cidrs = [str(row.get("cidr") or "")]
+        cidrs += [str(c) for c in row.get("cidrs") or [] if isinstance(c, str)]
+        binding = tuple(dict.fromkeys(c.strip() for c in cidrs if c.strip() not in _ANY_IP))
         return cls(
             key_id=_str(row, "id"),
             permissions=tuple(perms),
-            enabled=bool(row.get("enabled", True)),
+            # Fail closed: a row that does not say the key is enabled is not trusted.
+            enabled=row.get("enabled") is True,
             name=_str(row, "name"),
+            ip_binding=binding,
         )
 
 

@@ -10,7 +10,7 @@ import difflib
 import html
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -235,10 +235,16 @@ class SymbolBook:
     `with_default_btc`.
     """
 
-    __slots__ = ("_coins", "default_btc", "symbols")
+    __slots__ = ("_coins", "default_btc", "refused", "symbols")
 
-    def __init__(self, symbols: Iterable[str], default_btc: str = "XBTUSD") -> None:
+    def __init__(self, symbols: Iterable[str], default_btc: str = "XBTUSD", *,
+                 refused: Mapping[str, str] | None = None) -> None:
         self.symbols: frozenset[str] = frozenset(s.upper() for s in symbols)
+        # Listed by the exchange but not traded here (spot, prediction, expired): symbol ->
+        # the one line that says why, so naming one is an explanation, not "unknown".
+        self.refused: dict[str, str] = {
+            k.upper(): v for k, v in (refused or {}).items() if k.upper() not in self.symbols
+        }
         default_btc = default_btc.upper()
         if default_btc not in self.symbols:
             raise ValueError(f"default BTC contract {default_btc} is not an active symbol")
@@ -252,7 +258,7 @@ class SymbolBook:
 
     def with_default_btc(self, default_btc: str) -> SymbolBook:
         """The same book for a user whose `btc` means another contract (e.g. XBTUSDT)."""
-        return SymbolBook(self.symbols, default_btc)
+        return SymbolBook(self.symbols, default_btc, refused=self.refused)
 
     @property
     def coins(self) -> frozenset[str]:
@@ -269,6 +275,9 @@ class SymbolBook:
         """The symbol a word means, or None (no error: callers decide)."""
         w = word.strip().upper()
         w = w[1:] if w[:1] in ("#", "$") else w
+        if w in self.refused:
+            # The exact name of a listed spot pair (XBT_USDT) is not the perpetual XBTUSDT.
+            return None
         w = re.sub(r"[/\-_:.]", "", w)
         if not w:
             return None
@@ -293,6 +302,9 @@ class SymbolBook:
         found = self.lookup(word)
         if found is not None:
             return found
+        reason = self.refusal(word)
+        if reason is not None:
+            raise UserError(reason + ".")
         name = shown(word.strip().lstrip("#$").upper(), 16)
         if not _SYMBOL_SHAPE_RE.match(word.strip()):
             raise UserError(f"I don't understand {shown(word)!r} here.")
@@ -300,6 +312,17 @@ class SymbolBook:
         if suggestion:
             raise UserError(f"Unknown symbol {name} — did you mean {suggestion}?")
         raise UserError(f"Unknown symbol {name}.")
+
+    def refusal(self, word: str) -> str | None:
+        """Why a listed but untradeable symbol (`xbt_usdt`, `XBTUSDT-SPOT`?) is refused."""
+        w = word.strip().upper().lstrip("#$")
+        if w in self.refused:
+            return self.refused[w]
+        bare = re.sub(r"[/\-_:.]", "", w)
+        for symbol, reason in self.refused.items():
+            if re.sub(r"[/\-_:.]", "", symbol) == bare:
+                return reason
+        return None
 
     def suggest(self, word: str) -> str | None:
         """The closest symbol name (difflib), aliases included."""

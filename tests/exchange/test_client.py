@@ -464,7 +464,7 @@ async def test_slows_down_before_the_budget_runs_out(
     sim: BitmexSimulator, session: aiohttp.ClientSession
 ) -> None:
     assert sim.rate_limit is not None
-    sim.rate_limit.per_minute = 5
+    sim.rate_limit.per_minute = 5  # one token every 12 s
     client = make_client(sim, session, rate_reserve=1)
     slept: list[float] = []
 
@@ -475,10 +475,11 @@ async def test_slows_down_before_the_budget_runs_out(
     for _ in range(5):
         await client.positions()  # never a 429: the client paused instead
     assert client.rate.remaining == 0
-    assert slept and 50 < slept[0] <= 61
+    # One token short of the reserve: about one token's refill time, not a minute.
+    assert len(slept) == 1 and 11 < slept[0] <= 12
 
 
-async def test_concurrent_requests_all_wait_when_the_budget_is_spent(
+async def test_waits_only_as_long_as_the_bucket_needs(
     sim: BitmexSimulator, session: aiohttp.ClientSession
 ) -> None:
     client = make_client(sim, session, rate_reserve=1)
@@ -489,7 +490,58 @@ async def test_concurrent_requests_all_wait_when_the_budget_is_spent(
         await asyncio.sleep(0)
 
     client.sleep = sleep
-    client.rate.remaining, client.rate.reset = 1, time.time() + 30
-    # Three requests of the same key at once: none may slip through into a 429.
+    st = client.rate
+    st.limit, st.tokens, st.at = 120, 1.0, time.monotonic()
+    # Three requests of the same key at once: each waits for its own token (0.5 s apiece
+    # at 120/min), none slips through into a 429, none waits for a whole minute.
     await asyncio.gather(*(client._respect_rate_limit(False) for _ in range(3)))
-    assert len(slept) == 3 and all(25 < s <= 30 for s in slept)
+    assert [round(s, 1) for s in slept] == [0.5, 1.0, 1.5]
+
+
+async def test_dead_man_refresh_does_not_queue_behind_other_calls(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(sim, session, rate_reserve=2)
+    release = asyncio.Event()
+    sleeping: list[float] = []
+
+    async def sleep(s: float) -> None:
+        sleeping.append(s)
+        await release.wait()
+
+    client.sleep = sleep
+    await client.positions()  # learn the budget
+    st = client.rate
+    st.tokens, st.at = 2.0, time.monotonic()  # nothing above the reserve left
+    reads = [asyncio.create_task(client.positions()) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    assert len(sleeping) == 5  # every read waits for its token
+    await asyncio.wait_for(client.cancel_all_after(60000), 2)  # not 2.5 s behind them
+    assert sim.account(client.key or "").cancel_at is not None
+    assert len(sleeping) == 5
+    release.set()
+    await asyncio.gather(*reads)
+
+
+async def test_second_layer_applies_to_its_routes_only(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    assert sim.rate_limit is not None
+    sim.rate_limit.per_second_orders = 2
+    client = make_client(sim, session)
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+        await asyncio.sleep(s)
+
+    client.sleep = sleep
+    for _ in range(4):  # reads and the dead-man refresh are not order writes
+        await client.open_orders()
+        await client.cancel_all_after(60000)
+    assert slept == []
+    await client.set_leverage("XBTUSD", 10)
+    await client.set_leverage("XBTUSD", 5)
+    assert client.rate.remaining_1s == 0
+    await client.set_leverage("XBTUSD", 10)  # paced past the 1 s layer, not a 429
+    assert len(slept) == 1 and 0 < slept[0] <= 1

@@ -150,7 +150,8 @@ async def test_missing_permission_is_403(simulator: BitmexSimulator,
         "symbol": "XBTUSD", "orderQty": 100, "side": "Buy", "ordType": "Market"})
     assert status == 403 and body["error"]["message"] == "Access Denied"
     status, body, _ = await api.call("GET", "/apiKey")
-    assert status == 200 and body[0]["permissions"] == []
+    own = [row for row in body if row["id"] == key]
+    assert status == 200 and own[0]["permissions"] == []
 
 
 async def test_order_lifecycle_routes(api: Api) -> None:
@@ -290,7 +291,7 @@ async def test_account_routes(api: Api) -> None:
     assert rows[0]["currentQty"] == 1000 and rows[0]["currency"] == "USDt"
     assert rows[0]["liquidationPrice"] > 0
     status, margins, _ = await api.call("GET", "/user/margin", {"currency": "all"})
-    assert [m["currency"] for m in margins] == ["XBt", "USDt"]
+    assert [m["currency"] for m in margins] == ["XBt", "USDt", "BMEx"]
     assert margins[1]["walletBalance"] < 10000 * 10**6  # paid the taker fee
     status, margin, _ = await api.call("GET", "/user/margin")
     assert margin["currency"] == "XBt" and margin["walletBalance"] == 10**8
@@ -305,7 +306,10 @@ async def test_account_routes(api: Api) -> None:
     status, user, _ = await api.call("GET", "/user")
     assert user["id"] == api.sim.account(api.key).id
     status, keys, _ = await api.call("GET", "/apiKey")
-    assert keys[0]["id"] == api.key and keys[0]["permissions"] == ["order", "orderCancel"]
+    # Every key of the account, the caller's own last (an older withdraw key first).
+    assert [k["id"] == api.key for k in keys] == [False, True]
+    assert "withdraw" in keys[0]["permissions"]
+    assert keys[1]["permissions"] == ["order", "orderCancel"]
     assert keys[0]["enabled"] is True
     status, result, _ = await api.call("POST", "/order/cancelAllAfter", body={"timeout": 60000})
     assert status == 200 and result["cancelTime"] is not None
@@ -461,7 +465,7 @@ async def test_ws_private_after_login(simulator: BitmexSimulator,
     assert partials["order"]["keys"] == ["orderID"] and partials["order"]["data"] == []
     assert partials["position"]["keys"] == ["account", "symbol"]
     assert partials["margin"]["keys"] == ["account", "currency"]
-    assert len(partials["margin"]["data"]) == 2
+    assert len(partials["margin"]["data"]) == 3  # XBt, USDt, BMEx
     _, order, _ = await api.call("POST", "/order", body={
         "symbol": "XBTUSD", "side": "Buy", "orderQty": 100, "price": 20000})
     insert = await sock.until("order", "insert")
@@ -510,3 +514,35 @@ async def test_ws_bad_query_auth_is_refused(simulator: BitmexSimulator,
     assert err["error"] == "Signature not valid."
     msg = await sock.ws.receive(timeout=3)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_second_layer_covers_exactly_its_routes(api: Api) -> None:
+    """POST/PUT/DELETE /order, /order/bulk, DELETE /order/all and the position writes."""
+    layered = []
+    for verb, path, body in (
+        ("GET", "/order", None),
+        ("POST", "/order/cancelAllAfter", {"timeout": 0}),
+        ("GET", "/position", None),
+        ("DELETE", "/order/all", None),
+        ("POST", "/position/leverage", {"symbol": "XBTUSD", "leverage": 5}),
+    ):
+        _, _, headers = await api.call(verb, path, body=body)
+        layered.append("x-ratelimit-remaining-1s" in headers)
+    assert layered == [False, False, False, True, True]
+
+
+async def test_minute_limit_is_a_token_bucket(simulator: BitmexSimulator, api: Api) -> None:
+    old = simulator.rate_limit
+    simulator.rate_limit = RateLimitConfig(per_minute=120, per_second_orders=10)
+    try:
+        status, _, headers = await api.call("GET", "/position")
+        assert status == 200 and headers["x-ratelimit-limit"] == "120"
+        simulator._buckets[api.key].tokens = 0.0  # as after 120 quick calls
+        status, _, headers = await api.call("GET", "/position")
+        assert status == 429
+        assert headers["Retry-After"] == "1"  # a token every 0.5 s, not a minute's wait
+        await asyncio.sleep(0.55)
+        status, _, headers = await api.call("GET", "/position")
+        assert status == 200 and headers["x-ratelimit-remaining"] == "0"
+    finally:
+        simulator.rate_limit = old

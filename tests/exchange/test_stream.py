@@ -184,7 +184,7 @@ async def test_private_stream_orders_and_partial(sim: BitmexSimulator) -> None:
         await stream.wait_ready(5)
         # the partial holds the order placed before we connected
         assert [o.order_id for o in stream.orders()] == [resting.order_id]
-        assert {m["currency"] for m in stream.table("margin").values()} == {"XBt", "USDt"}
+        assert {m["currency"] for m in stream.table("margin").values()} == {"XBt", "USDt", "BMEx"}
         await client.amend_order(resting.order_id, price=D(41000))
         await until(lambda: any(o.price == D(41000) for o in orders))
         (row,) = stream.orders()

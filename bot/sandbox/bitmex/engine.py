@@ -54,6 +54,24 @@ EXEC_INSTS = (
     "AllOrNone",
 )
 CURRENCY_UNITS = {"XBt": (Decimal(100000000), "XBT"), "USDt": (Decimal(1000000), "USDT")}
+# GET /wallet/assets as the live API answers it (abridged to the fields the spec lists).
+ASSETS: list[Row] = [
+    {"asset": "XBT", "currency": "XBt", "majorCurrency": "XBT", "name": "Bitcoin",
+     "currencyType": "Crypto", "scale": 8, "enabled": True, "isMarginCurrency": True,
+     "memoRequired": False},
+    {"asset": "USDT", "currency": "USDt", "majorCurrency": "USDT", "name": "Tether",
+     "currencyType": "Crypto", "scale": 6, "enabled": True, "isMarginCurrency": True,
+     "memoRequired": False},
+    {"asset": "BMEX", "currency": "BMEx", "majorCurrency": "BMEX", "name": "BMEX Token",
+     "currencyType": "Crypto", "scale": 6, "enabled": True, "isMarginCurrency": False,
+     "memoRequired": False},
+    {"asset": "USDC", "currency": "USDc", "majorCurrency": "USDC", "name": "USD Coin",
+     "currencyType": "Crypto", "scale": 6, "enabled": True, "isMarginCurrency": False,
+     "memoRequired": False},
+    {"asset": "ETH", "currency": "Gwei", "majorCurrency": "ETH", "name": "Ethereum",
+     "currencyType": "Crypto", "scale": 9, "enabled": True, "isMarginCurrency": False,
+     "memoRequired": False},
+]
 
 Q_AVG = Decimal("0.0001")
 
@@ -152,6 +170,23 @@ class Instrument:
     volume_24h: int = 0
     funding_ts: datetime = field(default_factory=lambda: datetime.now(UTC))
     tick_direction: str = "ZeroPlusTick"
+    # FFWCSX perpetual, FFCCSX future, FFSCSX stock perpetual, FFICSX prediction market,
+    # IFXXXP spot pair: /instrument/active lists them all, so the bot must tell them apart.
+    typ: str = "FFWCSX"
+    state: str = "Open"
+    # A future's expiry as an offset from the engine's start (the clock is the tests'),
+    # turned into `expiry` when the engine is built.
+    expires_in: timedelta | None = None
+    expiry: datetime | None = None
+    max_price: Decimal = Decimal(1000000)
+
+    @property
+    def is_perpetual(self) -> bool:
+        return self.typ in ("FFWCSX", "FFSCSX")
+
+    @property
+    def tradeable(self) -> bool:
+        return self.state == "Open"
 
     def value(self, qty: int | Decimal, price: Decimal) -> Decimal:
         """Signed contract value in settlement units (exact, unrounded)."""
@@ -165,24 +200,66 @@ class Instrument:
 
 
 def default_instruments() -> list[Instrument]:
-    """Real BitMEX perpetual specs (ETHUSDT: 1 contract = 1e-6 ETH, like XBTUSDT)."""
+    """BitMEX's live specs (2026) of the contracts the bot trades, plus one of each kind
+    it must refuse (prediction market, spot pair) and a future that expires in 6 hours."""
     return [
         Instrument(
             "XBTUSD", "XBT", "USD", "XBt", True, False, Decimal(-100000000), 100,
             Decimal("0.1"), 10000000, Decimal("0.01"), Decimal("0.005"), Decimal(50000),
         ),
+        # Quanto: 1 contract = price * 100 XBt whatever the XBT price.
         Instrument(
             "ETHUSD", "ETH", "USD", "XBt", False, True, Decimal(100), 1,
-            Decimal("0.05"), 10000000, Decimal("0.02"), Decimal("0.01"), Decimal(3000),
+            Decimal("0.01"), 10000000, Decimal("0.02"), Decimal("0.01"), Decimal(3000),
+            quote_to_settle=1279,
         ),
+        # Linear: 1 contract = 1e-6 XBT.
         Instrument(
-            "XBTUSDT", "XBT", "USDT", "USDt", False, False, Decimal(1), 1000,
-            Decimal("0.5"), 1000000000, Decimal("0.01"), Decimal("0.005"), Decimal(50000),
+            "XBTUSDT", "XBT", "USDT", "USDt", False, False, Decimal(1), 100,
+            Decimal("0.1"), 1000000000, Decimal("0.01"), Decimal("0.005"), Decimal(50000),
             underlying_to_position=1000000, quote_to_settle=1000000,
         ),
+        # 1 contract = 1e-5 ETH (multiplier 10 USDt per USDT of price).
         Instrument(
-            "ETHUSDT", "ETH", "USDT", "USDt", False, False, Decimal(1), 1000,
-            Decimal("0.05"), 10000000000, Decimal("0.02"), Decimal("0.01"), Decimal(3000),
+            "ETHUSDT", "ETH", "USDT", "USDt", False, False, Decimal(10), 1000,
+            Decimal("0.01"), 1000000000, Decimal("0.02"), Decimal("0.01"), Decimal(3000),
+            underlying_to_position=100000, quote_to_settle=1000000,
+        ),
+        # 1 contract = 1e-4 SOL.
+        Instrument(
+            "SOLUSDT", "SOL", "USDT", "USDt", False, False, Decimal(100), 100,
+            Decimal("0.01"), 1000000000, Decimal("0.02"), Decimal("0.01"), Decimal(150),
+            underlying_to_position=10000, quote_to_settle=1000000,
+        ),
+        # Linear but XBt-settled: priced in XBT, 1 contract = 0.01 ETH.
+        Instrument(
+            "ETHXBT", "ETH", "XBT", "XBt", False, False, Decimal(1000000), 1,
+            Decimal("0.00001"), 10000000, Decimal("0.02"), Decimal("0.01"), Decimal("0.06"),
+            underlying_to_position=100, quote_to_settle=100000000,
+        ),
+        # An inverse future: 1 contract = 1 USD, settles at expiry.
+        Instrument(
+            "XBTZ26", "XBT", "USD", "XBt", True, False, Decimal(-100000000), 100,
+            Decimal("0.5"), 10000000, Decimal("0.01"), Decimal("0.005"), Decimal(50500),
+            funding_rate=Decimal(0), typ="FFCCSX", expires_in=timedelta(hours=6),
+        ),
+        # A stock perpetual: 1 contract = 0.01 share.
+        Instrument(
+            "TSLAUSDT", "TSLA", "USDT", "USDt", False, False, Decimal(10000), 1,
+            Decimal("0.01"), 1000000, Decimal("0.1"), Decimal("0.05"), Decimal(250),
+            underlying_to_position=100, quote_to_settle=1000000, typ="FFSCSX",
+        ),
+        # A prediction market: priced 0-100, 1 contract pays 1 USDT at 100.
+        Instrument(
+            "PXBT150KZ26", "PXBT150K", "USDT", "USDt", False, False, Decimal(10000), 1,
+            Decimal("0.1"), 1000000, Decimal(1), Decimal("0.5"), Decimal(42),
+            funding_rate=Decimal(0), typ="FFICSX", max_price=Decimal(100),
+        ),
+        # A spot pair: no settlement currency, no margin.
+        Instrument(
+            "XBT_USDT", "XBT", "USDT", "", False, False, Decimal(1), 100,
+            Decimal("0.1"), 1000000000, Decimal(1), Decimal(1), Decimal(50000),
+            funding_rate=Decimal(0), typ="IFXXXP",
             underlying_to_position=1000000, quote_to_settle=1000000,
         ),
     ]
@@ -200,6 +277,11 @@ class Account:
     cancel_at: datetime | None = None
     key_id: str = ""
     created: datetime | None = None
+    # GET /apiKey lists every key of the account: `other_keys` come first (as on a live
+    # account with older keys), the caller's own row last, or not at all when hidden.
+    other_keys: list[Row] = field(default_factory=list)
+    hide_own_key: bool = False
+    cidrs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -272,7 +354,6 @@ class Order:
             "leavesQty": self.leaves_qty,
             "cumQty": self.cum_qty,
             "avgPx": self.avg_px,
-            "multiLegReportingType": "SingleSecurity",
             "text": self.text,
             "transactTime": iso(self.transact_time or self.created),
             "timestamp": iso(self.timestamp or self.created),
@@ -344,6 +425,8 @@ class Engine:
         now = self.clock.now()
         for inst in self.instruments.values():
             inst.funding_ts = next_funding(now)
+            if inst.expires_in is not None and inst.expiry is None:
+                inst.expiry = now + inst.expires_in
             self._set_prices(inst, inst.price)
             inst.prev_price_24h = inst.last
         self.clock.on_advance(self.tick)
@@ -362,6 +445,15 @@ class Engine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        # A snapshot from an earlier version lacks newer instruments and account fields.
+        # Listed instruments keep their saved specs: positions' costs were built on them.
+        for inst in default_instruments():
+            if inst.symbol not in self.instruments:
+                self.add_instrument(inst)
+        for acct in self.accounts.values():
+            for name in ("other_keys", "cidrs"):
+                if name not in acct.__dict__:
+                    setattr(acct, name, [])
         self.clock.on_advance(self.tick)
 
     # ------------------------------------------------------------------ events
@@ -391,6 +483,7 @@ class Engine:
         xbt: Decimal | float | int = 1,
         usdt: Decimal | float | int = 10000,
         enabled: bool = True,
+        bmex: Decimal | float | int = 0,
     ) -> Account:
         account = Account(
             id=self._next_account,
@@ -404,13 +497,50 @@ class Engine:
         self._next_account += 1
         account.wallet["XBt"] = to_int(Decimal(str(xbt)) * 100000000)
         account.wallet["USDt"] = to_int(Decimal(str(usdt)) * 1000000)
+        # Every live account has a BMEx wallet (the exchange token), usually empty.
+        account.wallet["BMEx"] = to_int(Decimal(str(bmex)) * 1000000)
         account.deposited = dict(account.wallet)
+        # Strict by default: an older key of the same account, with withdraw permission,
+        # is listed before the caller's own, so judging by the first row is caught.
+        account.other_keys.append({
+            "id": uuid.uuid4().hex[:24], "name": "withdrawals", "nonce": 0, "cidr": "",
+            "cidrs": [], "permissions": ["order", "orderCancel", "withdraw"], "enabled": True,
+            "userId": account.id, "created": iso(self.clock.now() - timedelta(days=400)),
+        })
         self.accounts[account.id] = account
         self._by_key[key] = account
         self._by_account[account.id] = []
         self._cl_ids[account.id] = {}
         self.executions[account.id] = []
         return account
+
+    def add_instrument(self, inst: Instrument) -> Instrument:
+        """List a new instrument (a future series opening, or a test's own contract)."""
+        if inst.symbol in self.instruments:
+            raise ValueError(f"{inst.symbol} is already listed")
+        now = self.clock.now()
+        self.instruments[inst.symbol] = inst
+        self._open[inst.symbol] = {}
+        self.history[inst.symbol] = deque(maxlen=200000)
+        inst.funding_ts = next_funding(now)
+        if inst.expires_in is not None and inst.expiry is None:
+            inst.expiry = now + inst.expires_in
+        self._set_prices(inst, inst.price)
+        inst.prev_price_24h = inst.last
+        return inst
+
+    def api_key_rows(self, account_id: int) -> list[Row]:
+        """GET /apiKey: every key of the account, the caller's own among them."""
+        acct = self.accounts[account_id]
+        rows = [dict(r) for r in acct.other_keys]
+        if not acct.hide_own_key:
+            rows.append({
+                "id": acct.key, "name": "simulator", "nonce": 0,
+                "cidr": acct.cidrs[0] if acct.cidrs else "", "cidrs": list(acct.cidrs),
+                "permissions": list(acct.permissions), "enabled": acct.enabled,
+                "userId": acct.id, "created": iso(acct.created or self.clock.now()),
+            })
+        return rows
 
     def account_by_key(self, key: str) -> Account | None:
         return self._by_key.get(key)
@@ -480,7 +610,7 @@ class Engine:
                     inst,
                     (
                         "lastPrice", "markPrice", "bidPrice", "askPrice", "midPrice",
-                        "fairPrice", "indexPrice", "lastTickDirection", "lastChangePcnt",
+                        "fairPrice", "lastTickDirection", "lastChangePcnt",
                     ),
                 )
             ],
@@ -509,14 +639,13 @@ class Engine:
             else Decimal(0)
         )
         now = self.clock.now()
-        return {
+        row: Row = {
             "symbol": inst.symbol,
             "rootSymbol": inst.root,
-            "state": "Open",
-            "typ": "FFWCSX",
+            "state": inst.state,
+            "typ": inst.typ,
             "listing": "2016-05-13T12:00:00.000Z",
             "front": "2016-05-13T12:00:00.000Z",
-            "expiry": None,
             "positionCurrency": "USD" if inst.is_inverse or inst.is_quanto else inst.root,
             "underlying": inst.root,
             "quoteCurrency": inst.quote,
@@ -524,15 +653,12 @@ class Engine:
             "reference": "BMEX",
             "referenceSymbol": f".B{inst.root}",
             "maxOrderQty": inst.max_order_qty,
-            "maxPrice": 1000000,
+            "maxPrice": inst.max_price,
             "lotSize": inst.lot_size,
             "tickSize": inst.tick_size,
             "multiplier": inst.multiplier,
             "settlCurrency": inst.settl,
             "underlyingToPositionMultiplier": inst.underlying_to_position,
-            "underlyingToSettleMultiplier": (
-                -inst.multiplier if inst.is_inverse else None
-            ),
             "quoteToSettleMultiplier": inst.quote_to_settle,
             "isQuanto": inst.is_quanto,
             "isInverse": inst.is_inverse,
@@ -543,17 +669,7 @@ class Engine:
             "makerFee": MAKER_FEE,
             "takerFee": TAKER_FEE,
             "settlementFee": 0,
-            "fundingBaseSymbol": f".{inst.root}BON8H",
-            "fundingQuoteSymbol": f".{inst.quote}BON8H",
-            "fundingPremiumSymbol": f".{inst.symbol}PI8H",
-            "fundingTimestamp": iso(inst.funding_ts),
-            "fundingInterval": "2000-01-01T08:00:00.000Z",
-            "fundingRate": inst.funding_rate,
-            "indicativeFundingRate": inst.funding_rate,
             "prevClosePrice": inst.prev_price_24h,
-            "limitDownPrice": None,
-            "limitUpPrice": None,
-            "prevTotalVolume": 0,
             "totalVolume": inst.volume_24h,
             "volume": inst.volume_24h,
             "volume24h": inst.volume_24h,
@@ -575,9 +691,29 @@ class Engine:
             "markMethod": "FairPrice",
             "markPrice": inst.mark,
             "indicativeSettlePrice": inst.mark,
-            "indexPrice": inst.mark,
             "timestamp": iso(now),
         }
+        # Fields a kind does not have are absent, not null (as on the live API).
+        if inst.is_perpetual:
+            row.update({
+                "fundingBaseSymbol": f".{inst.root}BON8H",
+                "fundingQuoteSymbol": f".{inst.quote}BON8H",
+                "fundingPremiumSymbol": f".{inst.symbol}PI8H",
+                "fundingTimestamp": iso(inst.funding_ts),
+                "fundingInterval": "2000-01-01T08:00:00.000Z",
+                "fundingRate": inst.funding_rate,
+                "indicativeFundingRate": inst.funding_rate,
+            })
+        if inst.expiry is not None:
+            row["expiry"] = iso(inst.expiry)
+            row["settle"] = iso(inst.expiry)
+        if inst.quote_to_settle is None:
+            del row["quoteToSettleMultiplier"]
+        if inst.underlying_to_position is None:
+            del row["underlyingToPositionMultiplier"]
+        if inst.is_inverse:
+            row["underlyingToSettleMultiplier"] = -inst.multiplier
+        return row
 
     def _instrument_delta(self, inst: Instrument, fields: Iterable[str]) -> Row:
         full = self.instrument_row(inst)
@@ -735,6 +871,11 @@ class Engine:
     # ------------------------------------------------------------------ orders
     def place_order(self, account_id: int, params: Row) -> Row:
         inst = self.instrument(params.get("symbol"))
+        if not inst.tradeable:
+            raise EngineError(f"Instrument {inst.symbol} is not open for trading: {inst.state}")
+        if not inst.settl:
+            # Spot needs a spot wallet; the simulated accounts only have margin wallets.
+            raise EngineError(f"Spot trading of {inst.symbol} is not enabled for this account")
         now = self.clock.now()
         ord_type = str(params.get("ordType") or "")
         price = _dec(params["price"], "price") if params.get("price") is not None else None
@@ -796,7 +937,7 @@ class Engine:
         for name, value in (("price", price), ("stopPx", stop_px)):
             if value is None:
                 continue
-            if value <= 0:
+            if value <= 0 or value > inst.max_price:
                 raise EngineError(f"Invalid {name}")
             if value % inst.tick_size:
                 raise EngineError(f"Invalid {name} tickSize")
@@ -1216,8 +1357,6 @@ class Engine:
                 "execID": str(uuid.uuid4()),
                 "lastQty": last_qty,
                 "lastPx": last_px,
-                "underlyingLastPx": None,
-                "lastMkt": "XBME" if last_qty else "",
                 "lastLiquidityInd": liquidity,
                 "execType": exec_type,
                 "execCost": exec_cost,
@@ -1332,12 +1471,10 @@ class Engine:
             "makerFeeDiscount": None,
             "takerFeeDiscount": None,
             "timestamp": now,
-            "foreignMarginBalance": None,
-            "foreignRequirement": None,
         }
 
     def margins(self, account_id: int) -> list[Row]:
-        return [self.margin_row(account_id, c) for c in ("XBt", "USDt")]
+        return [self.margin_row(account_id, c) for c in self.accounts[account_id].wallet]
 
     def wallet_row(self, account_id: int, currency: str) -> Row:
         acct = self.accounts[account_id]
@@ -1448,8 +1585,6 @@ class Engine:
             "prevRealisedPnl": 0,
             "openOrderBuyQty": buy_q,
             "openOrderSellQty": sell_q,
-            "execBuyQty": pos.exec_buy,
-            "execSellQty": pos.exec_sell,
             "currentQty": pos.qty,
             "currentCost": cost,
             "realisedCost": 0,
@@ -1461,15 +1596,12 @@ class Engine:
             "homeNotional": home,
             "foreignNotional": foreign,
             "posCost": cost,
-            "posInit": pos_margin,
             "posComm": 0,
             "posMargin": pos_margin,
             "posMaint": maint,
             "initMargin": 0,
             "maintMargin": maint if pos.leverage == 0 else pos_margin,
-            "realisedGrossPnl": pos.realised_gross,
             "realisedPnl": pos.realised,
-            "unrealisedGrossPnl": upnl,
             "unrealisedPnl": upnl,
             "unrealisedPnlPcnt": pcnt,
             "unrealisedRoePcnt": roe,
@@ -1479,8 +1611,6 @@ class Engine:
             "marginCallPrice": liq,
             "liquidationPrice": liq,
             "bankruptPrice": bk,
-            "lastPrice": inst.last if is_open else None,
-            "lastValue": mark_value,
             "timestamp": iso(pos.timestamp or self.clock.now()),
         }
 
@@ -1610,7 +1740,9 @@ class Engine:
                 acct.cancel_at = None
                 self.cancel_all(acct.id, text="Canceled: Cancel all after triggered")
         for inst in self.instruments.values():
-            while now >= inst.funding_ts:
+            if inst.expiry is not None and inst.state == "Open" and now >= inst.expiry:
+                self._settle_future(inst)
+            while inst.is_perpetual and now >= inst.funding_ts:
                 self._funding(inst, inst.funding_ts)
                 inst.funding_ts += FUNDING_INTERVAL
                 self._emit("instrument", "update",
@@ -1621,6 +1753,45 @@ class Engine:
                 inst.volume_24h = 0
             self._last_time = now
         self._run_liquidation_feed(now)
+
+    def _settle_future(self, inst: Instrument) -> None:
+        """Expiry: open orders cancelled, positions closed at the mark, state Settled."""
+        assert inst.expiry is not None
+        for order in list(self._open[inst.symbol].values()):
+            self._cancel(order, "Canceled: Instrument settled")
+        inst.state = "Settled"
+        for (acc, sym), pos in list(self.positions.items()):
+            if sym != inst.symbol or pos.qty == 0:
+                continue
+            qty = pos.qty
+            gross = self._apply_to_position(pos, inst, -qty, inst.mark)
+            self.accounts[acc].wallet[inst.settl] += gross
+            pos.realised += gross
+            pos.timestamp = inst.expiry
+            row = {
+                "execID": str(uuid.uuid4()), "orderID": "00000000-0000-0000-0000-000000000000",
+                "clOrdID": "", "account": acc, "symbol": sym, "side": "Sell" if qty > 0 else "Buy",
+                "lastQty": abs(qty), "lastPx": inst.mark, "price": inst.mark,
+                "orderQty": abs(qty), "ordType": "Settlement", "execType": "Settlement",
+                "ordStatus": "Filled", "execInst": "", "timeInForce": "", "leavesQty": 0,
+                "cumQty": abs(qty), "avgPx": inst.mark,
+                "execCost": to_int(inst.value(-qty, inst.mark)), "execComm": 0,
+                "commission": Decimal(0), "realisedPnl": gross, "currency": inst.quote,
+                "settlCurrency": inst.settl, "text": "Settlement", "lastLiquidityInd": "",
+                "trdMatchID": str(uuid.uuid4()), "transactTime": iso(inst.expiry),
+                "timestamp": iso(inst.expiry),
+            }
+            self.executions[acc].append(row)
+            self._emit("execution", "insert", [row], acc)
+            self._after_change(acc, inst)
+        self._emit("instrument", "update", [self._instrument_delta(inst, ("state",))])
+
+    def active_instruments(self) -> list[Instrument]:
+        """What /instrument/active lists: open ones and those expired within 24 hours."""
+        now = self.clock.now()
+        return [i for i in self.instruments.values()
+                if i.state == "Open" or (i.expiry is not None
+                                         and now - i.expiry < timedelta(hours=24))]
 
     def _funding(self, inst: Instrument, when: datetime) -> None:
         rate = inst.funding_rate
@@ -1707,11 +1878,14 @@ class PriceDriver:
     def step(self) -> None:
         for symbol in self.symbols:
             inst = self.engine.instruments[symbol]
+            if not inst.tradeable:
+                continue  # a settled future's price is final
             move = Decimal(str(round(self.rng.gauss(0.0, self.volatility), 8)))
-            price = inst.mark * (1 + move)
+            price = min(inst.mark * (1 + move), inst.max_price)
             size = self.rng.randint(1, 50) * inst.lot_size
             self.engine.set_mark(symbol, price, trade_size=size)
-            if self.rng.random() < self.liquidation_chance:
+            # Only margined contracts are liquidated; a spot pair has no positions to lose.
+            if inst.settl and self.rng.random() < self.liquidation_chance:
                 side = self.rng.choice(("Buy", "Sell"))
                 qty = self.rng.randint(1, 200) * inst.lot_size
                 self.engine.liquidate_market(symbol, side, qty, inst.mark)

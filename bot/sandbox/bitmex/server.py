@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from bot.sandbox.bitmex.engine import (
+    ASSETS,
     OPEN_STATUSES,
     Account,
     Engine,
@@ -53,6 +54,19 @@ KEYS: dict[str, list[str]] = {
 }
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
+# Test hook (the contract test): called with ("rest", exchange) for every REST request
+# and its answer, and ("ws", message) for every WebSocket data message, of every
+# simulator in the process. Empty outside tests, so it costs one truth test.
+OBSERVERS: list[Callable[[str, dict[str, Any]], None]] = []
+# The 10/s second layer covers exactly these (BitMEX, "Second Layer Rate Limits"): not
+# GET /order, not cancelAllAfter, but the position writes.
+SECOND_LAYER_ROUTES = frozenset({
+    ("POST", "/api/v1/order"), ("PUT", "/api/v1/order"), ("DELETE", "/api/v1/order"),
+    ("POST", "/api/v1/order/bulk"), ("PUT", "/api/v1/order/bulk"),
+    ("DELETE", "/api/v1/order/all"),
+    ("POST", "/api/v1/position/leverage"), ("POST", "/api/v1/position/isolate"),
+    ("POST", "/api/v1/position/transferMargin"),
+})
 
 
 def _default(obj: Any) -> Any:
@@ -192,6 +206,29 @@ class Faults:
         return None
 
 
+class _Bucket:
+    """BitMEX's per-minute limit: a token bucket of `limit` tokens refilled evenly over a
+    minute (120/min = one token every 0.5 s), so a spent budget comes back gradually."""
+
+    def __init__(self, limit: int, now: float) -> None:
+        self.limit = limit
+        self.tokens = float(limit)
+        self.at = now
+
+    def refill(self, limit: int, now: float) -> None:
+        if limit != self.limit:  # a test changed the limit: start from a full bucket
+            self.limit, self.tokens = limit, float(limit)
+        self.tokens = min(float(limit), self.tokens + (now - self.at) * limit / 60.0)
+        self.at = now
+
+    def wait(self) -> float:
+        """Seconds until one whole token is there."""
+        return max(0.0, (1.0 - self.tokens) * 60.0 / self.limit)
+
+    def full_in(self) -> float:
+        return (self.limit - self.tokens) * 60.0 / self.limit
+
+
 class _Window:
     """Sliding window of request times (wall monotonic seconds)."""
 
@@ -327,6 +364,7 @@ class BitmexSimulator:
         self.faults = Faults()
         self.faults._closer = self._close_sockets
         self._windows: dict[tuple[str, str], _Window] = {}
+        self._buckets: dict[str, _Bucket] = {}
         self._conns: set[_Conn] = set()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -385,10 +423,12 @@ class BitmexSimulator:
         xbt: Decimal | float | int = 1.0,
         usdt: Decimal | float | int = 10000,
         enabled: bool = True,
+        bmex: Decimal | float | int = 0,
     ) -> tuple[str, str]:
         key = key or secrets.token_urlsafe(18)[:24]
         secret = secret or secrets.token_urlsafe(36)[:48]
-        self.engine.add_account(key, secret, permissions, xbt=xbt, usdt=usdt, enabled=enabled)
+        self.engine.add_account(key, secret, permissions, xbt=xbt, usdt=usdt, enabled=enabled,
+                                bmex=bmex)
         return key, secret
 
     def account(self, key: str) -> Account:
@@ -420,6 +460,7 @@ class BitmexSimulator:
         r.add_get(f"{api}/trade", self._trades)
         r.add_get(f"{api}/trade/bucketed", self._bucketed)
         r.add_get(f"{api}/apiKey", self._api_keys)
+        r.add_get(f"{api}/wallet/assets", self._wallet_assets)
         r.add_get("/realtime", self._realtime)
         return app
 
@@ -454,7 +495,24 @@ class BitmexSimulator:
             response = error_response(405, "Method Not Allowed")
         if not response.prepared:
             response.headers.update(headers)
+        if OBSERVERS:
+            await self._observe(request, response)
         return response
+
+    @staticmethod
+    async def _observe(request: web.Request, response: web.StreamResponse) -> None:
+        body = response.body if isinstance(response, web.Response) else None
+        exchange = {
+            "method": request.method,
+            "path": request.path,
+            "query": [(k, v) for k, v in request.query.items()],
+            "body": await request.read(),
+            "content_type": request.content_type,
+            "status": response.status,
+            "response": body if isinstance(body, bytes) else None,
+        }
+        for observer in list(OBSERVERS):
+            observer("rest", exchange)
 
     def _rate_check(self, request: web.Request) -> dict[str, str]:
         config = self.rate_limit
@@ -465,20 +523,21 @@ class BitmexSimulator:
         limit = config.per_minute if key else config.unauthenticated_per_minute
         now = time.monotonic()
         wall = time.time()
-        minute = self._windows.setdefault((who, "m"), _Window(60.0))
-        minute.prune(now)
-        # BitMEX's 10/s bucket covers placing, amending and cancelling, not reading.
-        is_order = request.path.startswith("/api/v1/order") and request.method != "GET"
+        minute = self._buckets.get(who)
+        if minute is None:
+            minute = self._buckets[who] = _Bucket(limit, now)
+        minute.refill(limit, now)
         second: _Window | None = None
-        if is_order:
+        if (request.method, request.path) in SECOND_LAYER_ROUTES:
             second = self._windows.setdefault((who, "s"), _Window(1.0))
             second.prune(now)
-        if len(minute.times) >= limit:
-            wait = minute.retry_after(now)
+        if minute.tokens < 1:
+            wait = minute.wait()
             raise ApiError(
                 429,
                 f"Rate limit exceeded, retry in {math.ceil(wait)} seconds.",
-                headers=self._rl_headers(limit, 0, wall + wait, retry=wait, second=None),
+                headers=self._rl_headers(limit, 0, wall + minute.full_in(), retry=wait,
+                                         second=None),
             )
         if second is not None and len(second.times) >= config.per_second_orders:
             wait = second.retry_after(now)
@@ -486,18 +545,16 @@ class BitmexSimulator:
                 429,
                 f"Rate limit exceeded, retry in {math.ceil(wait)} seconds.",
                 headers=self._rl_headers(
-                    limit, limit - len(minute.times), wall + minute.retry_after(now),
-                    retry=wait, second=0,
+                    limit, int(minute.tokens), wall + minute.full_in(), retry=wait, second=0,
                 ),
             )
-        minute.times.append(now)
+        minute.tokens -= 1
         left_1s = None
         if second is not None:
             second.times.append(now)
             left_1s = config.per_second_orders - len(second.times)
         return self._rl_headers(
-            limit, limit - len(minute.times), wall + minute.retry_after(now), retry=None,
-            second=left_1s,
+            limit, int(minute.tokens), wall + minute.full_in(), retry=None, second=left_1s,
         )
 
     @staticmethod
@@ -597,7 +654,11 @@ class BitmexSimulator:
 
     async def _instrument_active(self, request: web.Request) -> web.Response:
         await self._optional_auth(request)
-        return self._json([self.engine.instrument_row(i) for i in self.engine.instruments.values()])
+        return self._json([self.engine.instrument_row(i) for i in self.engine.active_instruments()])
+
+    async def _wallet_assets(self, request: web.Request) -> web.Response:
+        await self._optional_auth(request)
+        return self._json(ASSETS)
 
     async def _trades(self, request: web.Request) -> web.Response:
         params = await self._optional_auth(request)
@@ -725,7 +786,7 @@ class BitmexSimulator:
         currency = str(params.get("currency") or "XBt")
         if currency == "all":
             return self._json(self.engine.margins(account.id))
-        if currency not in ("XBt", "USDt"):
+        if currency not in account.wallet:
             raise ApiError(404, "Account has no [" + currency + "]")
         return self._json(self.engine.margin_row(account.id, currency))
 
@@ -733,8 +794,8 @@ class BitmexSimulator:
         account, params = await self._private(request)
         currency = str(params.get("currency") or "XBt")
         if currency == "all":
-            return self._json([self.engine.wallet_row(account.id, c) for c in ("XBt", "USDt")])
-        if currency not in ("XBt", "USDt"):
+            return self._json([self.engine.wallet_row(account.id, c) for c in account.wallet])
+        if currency not in account.wallet:
             raise ApiError(404, "Account has no [" + currency + "]")
         return self._json(self.engine.wallet_row(account.id, currency))
 
@@ -766,22 +827,7 @@ class BitmexSimulator:
 
     async def _api_keys(self, request: web.Request) -> web.Response:
         account, _ = await self._private(request)
-        return self._json(
-            [
-                {
-                    "id": account.key,
-                    "secret": None,
-                    "name": "simulator",
-                    "nonce": 0,
-                    "cidr": "",
-                    "cidrs": [],
-                    "permissions": list(account.permissions),
-                    "enabled": account.enabled,
-                    "userId": account.id,
-                    "created": iso(account.created or datetime.now(UTC)),
-                }
-            ]
-        )
+        return self._json(self.engine.api_key_rows(account.id))
 
     # ----------------------------------------------------------------- WebSocket
     async def _realtime(self, request: web.Request) -> web.WebSocketResponse:
@@ -840,6 +886,9 @@ class BitmexSimulator:
                 return
 
     def _send(self, conn: _Conn, message: Any) -> None:
+        if OBSERVERS and isinstance(message, dict) and "table" in message:
+            for observer in list(OBSERVERS):
+                observer("ws", message)
         conn.queue.put_nowait(message if isinstance(message, str) else dumps(message))
 
     async def _close_sockets(self) -> None:
