@@ -18,7 +18,7 @@ from telegram import (
     Update,
 )
 from telegram.error import InvalidToken, NetworkError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder
 
 from bot.chats import migrate_chat
 from bot.config import Settings
@@ -27,6 +27,7 @@ from bot.notify import DeliveryQueue
 from bot.prefs import Preferences
 from bot.services import Services, create_services
 from handlers import jobs, register
+from handlers.metrics import CountingRateLimiter, wire
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
 
@@ -77,6 +78,7 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
         TelegramNotifier(app.bot, on_migrated=moved), audience=Preferences(services.db).audience,
         on_blocked=services.mark_blocked)
     app.bot_data["services"] = services
+    wire(app, services.metrics)
     jobs.install(app)
 
 
@@ -105,7 +107,7 @@ def build_application(
         .get_updates_read_timeout(40)
     )
     if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=rate_limiter_retries))
+        builder = builder.rate_limiter(CountingRateLimiter(max_retries=rate_limiter_retries))
     app = builder.build()
     if services is not None:
         attach(app, services)
@@ -136,6 +138,8 @@ def run_forever(settings: Settings) -> int:
             await services.live.start()  # after attach: its messages need the notifier
         await jobs.start(application, services)
         await set_menus(application)
+        # Polling (or the webhook) starts right after post_init returns.
+        services.readiness.started = True
         log.info("bot @%s started", application.bot.username)
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
