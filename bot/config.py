@@ -200,8 +200,8 @@ class Settings(BaseSettings):
     @field_validator("METRICS_HOST", mode="before")
     @classmethod
     def _metrics_host(cls, v: Any) -> str:
-        host = str(v).strip()
-        if not host or not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
+        host = str(v).strip() or "127.0.0.1"  # the .env.example line emptied: the default
+        if not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
             raise ValueError("not a host address")
         return host
 

@@ -26,6 +26,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from bot.errors import ConfigError
+
 if TYPE_CHECKING:
     from bot.services import Services
 
@@ -239,9 +241,11 @@ class MetricsServer:
         site = web.TCPSite(runner, self.host, self.port)
         try:
             await site.start()
-        except OSError:
+        except OSError as e:
             await runner.cleanup()
-            raise
+            raise ConfigError(f"cannot listen on {self.host}:{self.port} for METRICS_PORT "
+                              f"({e.strerror or e}). Choose a free port, or leave "
+                              "METRICS_PORT empty.") from None
         self._runner = runner
         log.info("health and metrics on http://%s:%s", self.host, self.port)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -234,3 +235,20 @@ async def test_a_bot_process_with_metrics_port_answers_health_checks(
     assert total(found, "bot_ready") == 1
     assert rc == 0, err[-3000:]
     assert "Traceback" not in err
+
+
+async def test_a_metrics_port_in_use_stops_start_up_with_one_line(
+    world_emu: TelegramEmulator, world_sim: BitmexSimulator, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        token = "484848:metrics-busy-token-abcdefghijklmnopqrstuvwxyz"
+        proc = await run_bot(world_emu, world_sim, tmp_path, "ProcBusyMetricsBot", token,
+                             METRICS_PORT=str(port))
+        _, err_b = await asyncio.wait_for(proc.communicate(), 60)
+    err = err_b.decode()
+    assert proc.returncode == 2, err[-3000:]
+    assert f"cannot listen on 127.0.0.1:{port} for METRICS_PORT" in err
+    assert "Traceback" not in err and token not in err

@@ -35,7 +35,7 @@ def test_a_bad_metrics_port_is_one_clear_line(port: str, monkeypatch: pytest.Mon
     assert str(e.value).startswith("METRICS_PORT is invalid: expected a TCP port number")
 
 
-@pytest.mark.parametrize("host", ["", "  ", "127.0.0.1; rm", "a b"])
+@pytest.mark.parametrize("host", ["127.0.0.1; rm", "a b", "http://x/"])
 def test_a_bad_metrics_host_is_refused(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRICS_HOST", host)
     with pytest.raises(ConfigError, match="METRICS_HOST is invalid"):
@@ -49,6 +49,8 @@ def test_metrics_are_off_by_default_and_local_when_on(monkeypatch: pytest.Monkey
     assert s.METRICS_PORT is None and s.METRICS_HOST == "127.0.0.1"
     monkeypatch.setenv("METRICS_PORT", "")  # the .env.example line left empty
     assert load_settings(_env_file=None).METRICS_PORT is None
+    monkeypatch.setenv("METRICS_HOST", "")
+    assert load_settings(_env_file=None).METRICS_HOST == "127.0.0.1"
     monkeypatch.setenv("METRICS_PORT", " 9464 ")
     monkeypatch.setenv("METRICS_HOST", "0.0.0.0")
     s = load_settings(_env_file=None)
