@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
 from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
-from bot.sandbox.telegram import TelegramEmulator
+from bot.sandbox.telegram import FloodLimits, TelegramEmulator
 from bot.services import create_services
 from bot.vault import generate_key
 from tests.e2e.harness import Harness
@@ -109,6 +110,7 @@ async def test_metrics_count_a_scripted_session(mh: tuple[Harness, int]) -> None
     assert total(found, "bot_connected_accounts") == 1
     assert total(found, "bot_leader") == 1
     assert total(found, "bot_delivery_queue_depth") == 0
+    assert total(found, "bot_update_errors_total") == 0
 
     # the alert fires once: counted, and no longer registered
     assert h.svc.market_hub is not None
@@ -252,3 +254,28 @@ async def test_a_metrics_port_in_use_stops_start_up_with_one_line(
     assert proc.returncode == 2, err[-3000:]
     assert f"cannot listen on 127.0.0.1:{port} for METRICS_PORT" in err
     assert "Traceback" not in err and token not in err
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_telegram_429s_are_counted_as_telegram_sends_them(
+    world_sim: BitmexSimulator, tmp_path: Path
+) -> None:
+    # Telegram's real per-chat limit (1 a second, a burst of 3), five times faster.
+    emu = TelegramEmulator(FloodLimits(time_scale=5.0))
+    await emu.start()
+    port = free_port()
+    h = Harness(world_sim, emu, tmp_path, METRICS_PORT=port)
+    await h.start()
+    try:
+        alice = h.person("Alice")
+        for _ in range(6):  # typed faster than one chat may be answered
+            emu.send_text(alice.user, alice.chat, "/help", bot=h.bot_username)
+        await h.settle(timeout=30)
+        assert len([t for t in alice.bot_texts if t]) == 6  # all answered, after waiting
+        refused = emu.count(status=429)
+        found = samples((await get(port, "/metrics"))[2])
+    finally:
+        await h.stop()
+        await emu.stop()
+    assert refused >= 1
+    assert total(found, "bot_telegram_rate_limited_total") == refused

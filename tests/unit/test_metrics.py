@@ -99,6 +99,7 @@ def test_exchange_errors_are_labelled_by_kind_and_429s_counted_apart() -> None:
     assert value(m, "bot_exchange_rate_limited_total") == 1
 
 
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 async def test_telegram_429s_are_counted_even_when_retried() -> None:
     m = Metrics()
     limiter = CountingRateLimiter(max_retries=2)
