@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +20,8 @@ from bot.exchange.client import BitmexClient, RetryPolicy
 from bot.metrics import Metrics, Readiness, StreamState, error_kind
 from bot.sandbox.bitmex.server import BitmexSimulator
 from handlers.metrics import CountingRateLimiter
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def value(m: Metrics, name: str, **labels: str) -> float:
@@ -151,3 +156,12 @@ async def test_the_client_reports_every_failed_attempt(sim: BitmexSimulator) -> 
     assert value(m, "bot_exchange_rate_limited_total") == 1
     assert value(m, "bot_exchange_errors_total", kind="rate_limited") == 1
     assert value(m, "bot_exchange_errors_total", kind="overloaded") == 1
+
+
+def test_the_metrics_and_services_do_not_pull_in_telegram() -> None:
+    code = ("import sys, bot.metrics, bot.services; "
+            "sys.exit(1 if any(m == 'telegram' or m.startswith('telegram.') "
+            "for m in sys.modules) else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
