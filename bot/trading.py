@@ -683,7 +683,10 @@ class Trading:
         if not await self._claim(intent_id, user_id, source, CONFIRMED):
             return await self._after_lost_claim(row)
         card = await self._execute(intent_id)
-        await self._count_outcome(intent_id)
+        try:
+            await self._count_outcome(intent_id)
+        except Exception:  # a metric must never turn a placed order into an error reply
+            log.exception("could not count the outcome of intent %s", intent_id)
         return card
 
     async def _count_outcome(self, intent_id: int) -> None:

@@ -57,8 +57,6 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             async with lock, self._slots:
                 await coroutine
         finally:
-            if self.observer is not None:
-                self.observer(update, time.monotonic() - arrived)
             self.completed += 1
             self._progress.set()
             self._progress = asyncio.Event()
@@ -67,6 +65,8 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             if self._waiting[key] == 0:
                 del self._waiting[key]
                 self._locks.pop(key, None)
+            if self.observer is not None:
+                self.observer(update, time.monotonic() - arrived)
 
     async def wait_completed(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Return once `count` updates in total have been fully processed."""
