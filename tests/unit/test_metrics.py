@@ -165,3 +165,16 @@ def test_the_metrics_and_services_do_not_pull_in_telegram() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_metrics_port_cannot_be_the_webhook_port() -> None:
+    from bot.__main__ import cmd_run
+    from bot.config import Settings
+    from bot.vault import generate_key
+
+    settings = Settings(_env_file=None, TELEGRAM_BOT_TOKEN="1:abcdefghijklmnop",
+                        TELEGRAM_API_URL="http://127.0.0.1:9",  # never the internet
+                        MASTER_KEY=generate_key(), WEBHOOK_URL="https://bot.example.com",
+                        WEBHOOK_PORT=8443, METRICS_PORT=8443)
+    with pytest.raises(ConfigError, match="METRICS_PORT and WEBHOOK_PORT are both 8443"):
+        cmd_run(settings, sandbox_if_no_token=False)
