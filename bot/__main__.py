@@ -156,6 +156,9 @@ def cmd_run(settings: Settings, sandbox_if_no_token: bool) -> int:
         raise ConfigError(NO_TOKEN)
     if settings.master_key is None:
         raise ConfigError(NO_MASTER_KEY)
+    if settings.WEBHOOK_URL and settings.METRICS_PORT == settings.WEBHOOK_PORT:
+        raise ConfigError(f"METRICS_PORT and WEBHOOK_PORT are both {settings.WEBHOOK_PORT}: "
+                          "the metrics server and the webhook listener need a port each.")
     try:
         from handlers.app import run_forever
     except ImportError as e:  # pragma: no cover - only while the runtime is missing

@@ -42,6 +42,8 @@ EXPECTS: dict[str, str] = {
     "WEBHOOK_URL": "the public https URL Telegram should post updates to",
     "WEBHOOK_PORT": "a TCP port number between 1 and 65535",
     "MAINNET_CONFIRM_USD": "a positive USD amount (larger mainnet orders need a second confirm)",
+    "METRICS_PORT": "a TCP port number between 1 and 65535 (or empty: no metrics server)",
+    "METRICS_HOST": "an address to listen on, such as 127.0.0.1 or 0.0.0.0",
 }
 
 
@@ -111,6 +113,8 @@ class Settings(BaseSettings):
     WEBHOOK_URL: str | None = None
     WEBHOOK_PORT: int = 8443
     MAINNET_CONFIRM_USD: Decimal = Decimal("10000")
+    METRICS_PORT: int | None = None
+    METRICS_HOST: str = "127.0.0.1"
 
     @field_validator("TELEGRAM_BOT_TOKEN", mode="before")
     @classmethod
@@ -182,6 +186,24 @@ class Settings(BaseSettings):
         if not 1 <= v <= 65535:
             raise ValueError("out of range")
         return v
+
+    @field_validator("METRICS_PORT", mode="before")
+    @classmethod
+    def _metrics_port(cls, v: Any) -> Any:
+        if v is None or str(v).strip() == "":
+            return None
+        port = int(str(v).strip())
+        if not 1 <= port <= 65535:
+            raise ValueError("out of range")
+        return port
+
+    @field_validator("METRICS_HOST", mode="before")
+    @classmethod
+    def _metrics_host(cls, v: Any) -> str:
+        host = str(v).strip() or "127.0.0.1"  # the .env.example line emptied: the default
+        if not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
+            raise ValueError("not a host address")
+        return host
 
     @field_validator("MAINNET_CONFIRM_USD")
     @classmethod

@@ -32,6 +32,7 @@ from bot.db.models import LiveCursor, User
 from bot.errors import ExchangeError, Rejected, UserError
 from bot.exchange.stream import PrivateStream
 from bot.exchange.types import Exchange, Execution, Instrument, Order, Position
+from bot.metrics import StreamState
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -215,6 +216,11 @@ class LiveUpdates:
     def watching(self, user_id: int, network: str) -> PrivateStream | Any | None:
         w = self._watches.get((user_id, network))
         return None if w is None else w.source
+
+    def stream_states(self) -> list[StreamState]:
+        """Every followed exchange account's private stream, up or not (for the metrics)."""
+        return [StreamState(f"private-{uid}-{net}", w.stream.connected.is_set())
+                for (uid, net), w in list(self._watches.items()) if w.stream is not None]
 
     async def watch(self, user_id: int, network: str) -> None:
         """Follow one account (idempotent)."""

@@ -21,6 +21,7 @@ import aiohttp
 from bot.config import Settings
 from bot.db.engine import Database
 from bot.db.models import User
+from bot.metrics import Metrics, MetricsServer, Readiness, market_streams
 from bot.notify import Notifier
 from bot.parsing.values import SymbolBook
 from bot.ratelimit import OncePer, PublicQuota, UserRateLimiter
@@ -62,6 +63,10 @@ class Services:
     liqfeed: LiqFeed | None = None
     # Private streams -> messages; started by the composition root once a notifier exists.
     live: LiveUpdates | None = None
+    # Health and metrics (bot/metrics.py); the server only when METRICS_PORT is set.
+    metrics: Metrics = field(default_factory=Metrics)
+    readiness: Readiness = field(default_factory=Readiness)
+    metrics_server: MetricsServer | None = None
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.settings.ADMIN_IDS
@@ -133,6 +138,7 @@ class Services:
         return SymbolBook(symbols, btc, refused=refused)
 
     async def close(self) -> None:
+        self.readiness.stopping = True
         try:
             await save_paper_engine(self)
         except Exception:  # never block shutdown on it; the periodic save is recent enough
@@ -147,6 +153,8 @@ class Services:
             await self.market_hub.close()
         if self.http is not None and not self.http.closed:
             await self.http.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
         await self.db.dispose()
 
 
@@ -158,6 +166,26 @@ async def create_services(
     client_options: dict[str, Any] | None = None,
 ) -> Services:
     """Migrate the database and wire every service (no Telegram here)."""
+    metrics, readiness = Metrics(), Readiness()
+    server: MetricsServer | None = None
+    if settings.METRICS_PORT is not None:
+        # Up before the migrations, so an orchestrator sees "alive, not ready" while we boot.
+        server = MetricsServer(metrics, readiness, settings.METRICS_HOST, settings.METRICS_PORT)
+        await server.start()
+    try:
+        return await _create_services(settings, vault, http, client_options, metrics,
+                                      readiness, server)
+    except BaseException:
+        if server is not None:
+            await server.close()
+        raise
+
+
+async def _create_services(
+    settings: Settings, vault: Vault | None, http: aiohttp.ClientSession | None,
+    client_options: dict[str, Any] | None, metrics: Metrics, readiness: Readiness,
+    server: MetricsServer | None,
+) -> Services:
     from bot.accounts import Accounts
     from bot.exchange.client import BitmexClient
     from bot.trading import Trading
@@ -173,6 +201,7 @@ async def create_services(
         # One session per process (design rule 6); TLS verification stays on.
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     options = dict(client_options or {})
+    options.setdefault("on_error", metrics.exchange_error)
     session = http
 
     def make_client(network: str, key: str | None, secret: str | None) -> Exchange:
@@ -196,7 +225,10 @@ async def create_services(
     accounts = Accounts(db, vault, make_client, make_paper)
     trading = Trading(db, accounts, mainnet_confirm_usd=settings.MAINNET_CONFIRM_USD)
     services = Services(settings=settings, db=db, vault=vault, accounts=accounts,
-                        trading=trading, http=http)
+                        trading=trading, http=http, metrics=metrics, readiness=readiness,
+                        metrics_server=server)
+    readiness.streams = lambda: market_streams(services)
+    metrics.watch(services, readiness)
     from bot.live import LiveUpdates
 
     services.live = LiveUpdates(services)

@@ -13,6 +13,7 @@ only called "not placed" once `send_by` (plus a margin) is behind us.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import html
@@ -199,6 +200,8 @@ class Trading:
         self.accounts = accounts
         self.mainnet_confirm_usd = mainnet_confirm_usd
         self.now = now
+        # (kind, outcome) -> confirmed cards, read by the metrics at scrape time.
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
 
     # --- previews ---------------------------------------------------------------
 
@@ -702,7 +705,24 @@ class Trading:
         source = (ARMED,) if action == "2" else (PENDING,)
         if not await self._claim(intent_id, user_id, source, CONFIRMED):
             return await self._after_lost_claim(row)
-        return await self._execute(intent_id)
+        card = await self._execute(intent_id)
+        try:
+            await self._count_outcome(intent_id)
+        except Exception:  # a metric must never turn a placed order into an error reply
+            log.exception("could not count the outcome of intent %s", intent_id)
+        return card
+
+    async def _count_outcome(self, intent_id: int) -> None:
+        """The confirmed card's outcome as the metrics name it (from its stored state)."""
+        async with self.db.session() as s:
+            row = await s.get(OrderIntent, intent_id)
+        if row is None:
+            return
+        flags = row.intent
+        outcome = {PLACED: "placed", CONFIRMED: "in_flight"}.get(row.state) or (
+            "not_sent" if flags.get("not_sent") else "not_placed" if flags.get("not_placed")
+            else "unknown" if flags.get("unknown") else "rejected")
+        self.outcomes[(str(flags.get("kind", "order")), outcome)] += 1
 
     def _needs_second(self, plan: Plan) -> bool:
         # A notional the bot could not price in USD counts as large: ask twice.

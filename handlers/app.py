@@ -21,7 +21,7 @@ from telegram import (
     Update,
 )
 from telegram.error import InvalidToken, NetworkError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder
 
 from bot.chats import migrate_chat
 from bot.config import Settings
@@ -31,6 +31,7 @@ from bot.prefs import Preferences
 from bot.services import Services, create_services
 from bot.webhook import Deliver, WebhookListener
 from handlers import jobs, register
+from handlers.metrics import CountingRateLimiter, wire
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
 
@@ -93,6 +94,7 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
     from handlers.feeds import member_lookup
 
     feeds_of(services).membership.lookup = member_lookup(app.bot)
+    wire(app, services.metrics)
     jobs.install(app)
 
 
@@ -121,7 +123,7 @@ def build_application(
         .get_updates_read_timeout(40)
     )
     if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=rate_limiter_retries))
+        builder = builder.rate_limiter(CountingRateLimiter(max_retries=rate_limiter_retries))
     app = builder.build()
     if services is not None:
         attach(app, services)
@@ -152,6 +154,8 @@ def run_forever(settings: Settings) -> int:
             await services.live.start()  # after attach: its messages need the notifier
         await jobs.start(application, services)
         await set_menus(application)
+        # Polling (or the webhook) starts right after post_init returns.
+        services.readiness.started = True
         log.info("bot @%s started", application.bot.username)
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -49,6 +49,19 @@ def exchange_words(err: ExchangeError) -> str | None:
     return None
 
 
+def failure_cause(err: object) -> str:
+    """The error handler's branch, as the metrics label it."""
+    if isinstance(err, Forbidden):
+        return "blocked"
+    if isinstance(err, RetryAfter | TimedOut | NetworkError):
+        return "telegram"
+    if isinstance(err, UserError):
+        return "user"
+    if isinstance(err, ExchangeError) and exchange_words(err) is not None:
+        return "exchange"
+    return "bug"
+
+
 def new_ref() -> str:
     return secrets.token_hex(3).upper()
 
@@ -56,6 +69,9 @@ def new_ref() -> str:
 async def on_error(update: object, context: Context) -> None:
     """Log the failure (redacted by the log filter) and tell the user with a reference id."""
     err = context.error
+    services = context.bot_data.get("services")
+    if services is not None:
+        services.metrics.update_failed(failure_cause(err))
     if isinstance(err, Forbidden):
         log.info("chat unreachable: %s", err)  # the user blocked us; nothing to say to them
         return

@@ -8,7 +8,8 @@ user's "/buy" overtake their own "/use mainnet". A lock per chat gives both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Update
@@ -26,6 +27,8 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         # Finished updates, so tests and the sandbox can wait for "answered" exactly.
         self.completed = 0
         self._progress = asyncio.Event()
+        # (update, seconds from arrival to done): the metrics' reply latency.
+        self.observer: Callable[[object, float], None] | None = None
 
     @staticmethod
     def _key(update: object) -> int:
@@ -44,6 +47,7 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         group) fill every slot with updates that only wait for their own chat, and
         everyone else would wait behind them.
         """
+        arrived = time.monotonic()
         key = self._key(update)
         lock = self._locks.get(key)
         if lock is None:
@@ -61,6 +65,8 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             if self._waiting[key] == 0:
                 del self._waiting[key]
                 self._locks.pop(key, None)
+            if self.observer is not None:
+                self.observer(update, time.monotonic() - arrived)
 
     async def wait_completed(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Return once `count` updates in total have been fully processed."""

@@ -121,6 +121,7 @@ class AlertService:
         self._specs: dict[str, Instrument] = {}  # quoted at creation: the tick, for describe()
         self._deliveries: set[asyncio.Task[None]] = set()
         self.sent = 0  # messages handed to the notifier, for tests and benchmarks
+        self.fired = 0  # alerts that fired (exactly once each), for the metrics
 
     # --- start ----------------------------------------------------------------------------
 
@@ -343,6 +344,7 @@ class AlertService:
                     continue
             if info is not None:
                 batch.append((info, self.message(info, f)))
+        self.fired += len(batch)
         if batch:
             self._spawn(batch)
 

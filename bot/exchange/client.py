@@ -154,6 +154,7 @@ class BitmexClient:
         cl_ord_prefix: str = "tg",
         order_expires_in: int = ORDER_EXPIRES_IN,
         settle_margin: float = SETTLE_MARGIN,
+        on_error: Callable[[ExchangeError], None] | None = None,
     ) -> None:
         origin = base_url.rstrip("/")
         if origin.endswith(auth.API_PREFIX):
@@ -170,6 +171,7 @@ class BitmexClient:
         self.cl_ord_prefix = cl_ord_prefix
         self.order_expires_in = order_expires_in
         self.settle_margin = settle_margin
+        self.on_error = on_error  # every failed attempt, for the metrics (bot/metrics.py)
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = float("-inf")
         self._instruments_lock = asyncio.Lock()
@@ -267,7 +269,16 @@ class BitmexClient:
             req = self.after_sign(req)
         return req
 
-    async def _send_once(
+    async def _send_once(self, verb: str, endpoint: str, **kw: Any) -> Any:
+        """One attempt (`_attempt`), its failure reported to `on_error` first."""
+        try:
+            return await self._attempt(verb, endpoint, **kw)
+        except ExchangeError as e:
+            if self.on_error is not None:
+                self.on_error(e)
+            raise
+
+    async def _attempt(
         self,
         verb: str,
         endpoint: str,

@@ -91,6 +91,7 @@ class BotRunner:
         await self.app.updater.start_polling(poll_interval=0, timeout=1,
                                              allowed_updates=Update.ALL_TYPES)
         self._baseline = self.emu.bot(self.bot_username).next_update_id - 1
+        self.services.readiness.started = True
 
     async def stop(self) -> None:
         if self.app is not None:

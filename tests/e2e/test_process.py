@@ -32,7 +32,8 @@ async def run_bot(emu: TelegramEmulator, sim: BitmexSimulator, tmp: Path, userna
     if register:
         emu.add_bot(token, username, "Proc")
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TELEGRAM_", "MASTER_", "WEBHOOK_", "BITMEX_", "DATABASE_"))}
+           if not k.startswith(("TELEGRAM_", "MASTER_", "WEBHOOK_", "BITMEX_", "DATABASE_",
+                                "METRICS_"))}
     env.update(
         PYTHONPATH=str(ROOT), TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_URL=emu.url,
         BITMEX_TESTNET_URL=sim.url, BITMEX_MAINNET_URL=sim.url, MASTER_KEY=generate_key(),
