@@ -956,6 +956,7 @@ class PrivateStream(_Stream):
         self._login_tries = 0
         self._dark_timer: asyncio.TimerHandle | None = None
         self.dark = False  # told "dark" and not yet told "back"
+        self._started_at = 0.0
 
     def __repr__(self) -> str:
         return f"PrivateStream({self.ws_url!r}, key=set)"
@@ -992,6 +993,7 @@ class PrivateStream(_Stream):
                 self._rest_baseline = True
             except Exception:
                 log.warning("%s: could not read fill history for the baseline", self.name)
+        self._started_at = time.monotonic()
         await super().start()
         self._health_changed()
 
@@ -1129,7 +1131,11 @@ class PrivateStream(_Stream):
                     for ex in execs:
                         self._remember(ex.exec_id)
                     execs = []
-                if self._baseline_done and self.history is not None:
+                # After a reconnect, or a first partial that came late (refused subscribes,
+                # a lost login), fills may have happened that the partial no longer holds.
+                late = self._rest_baseline and (
+                    time.monotonic() - self._started_at > self.auth_timeout)
+                if (self._baseline_done or late) and self.history is not None:
                     try:
                         execs += await self.history.executions(count=1000)
                     except Exception:
