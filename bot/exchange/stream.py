@@ -254,6 +254,7 @@ class _Stream:
         self._started = False
         self._generation = 0  # bumps on every (re)open, so stale timers do nothing
         self._retries: dict[str, int] = {}  # topic -> refused subscribes in a row
+        self._acked: set[str] = set()  # topics subscribed on the current connection
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -353,6 +354,7 @@ class _Stream:
         if not gone:
             return
         self._topics = [t for t in self._topics if t not in gone]
+        self._acked.difference_update(gone)
         if self.connected.is_set():
             await self._send({"op": "unsubscribe", "args": gone})
 
@@ -373,8 +375,9 @@ class _Stream:
         """Hook for streams that tell someone when they go dark (PrivateStream)."""
 
     async def _subscribe_all(self) -> None:
-        if self._topics:
-            await self._send({"op": "subscribe", "args": list(self._topics)})
+        topics = [t for t in self._topics if t not in self._acked]
+        if topics:
+            await self._send({"op": "subscribe", "args": topics})
 
     async def _after_connect(self) -> None:
         """Login (private) and subscribe; overridden by subclasses that log in."""
@@ -385,6 +388,7 @@ class _Stream:
         self._generation += 1
         self._cancel_timers()
         self._retries.clear()
+        self._acked.clear()
         self.connects += 1
         for t in self.tables.values():
             t.clear()  # the next partial is the truth
@@ -405,7 +409,8 @@ class _Stream:
         log.info("%s: retrying the subscribe to %s in %.2fs", self.name, topic, delay)
 
         async def again() -> None:
-            if topic in self._topics and self._may_subscribe():
+            # The error echoes the whole request: its other topics may have been taken.
+            if topic in self._topics and topic not in self._acked and self._may_subscribe():
                 await self._send({"op": "subscribe", "args": [topic]})
 
         self._later(delay, again)
@@ -548,12 +553,14 @@ class _Stream:
                 await self._logged_in()
             elif request.get("op") == "subscribe" and payload.get("subscribe"):
                 self._retries.pop(str(payload["subscribe"]), None)
+                self._acked.add(str(payload["subscribe"]))
 
     async def _subscribe_refused(self, topic: str, error: str, status: Any) -> None:
         if topic not in self._topics:
             return
-        table = topic.split(":", 1)[0]
-        if table not in PRIVATE and ("unknown" in error.lower() or status == 404):
+        table, _, symbol = topic.partition(":")
+        named = (symbol or table) in error
+        if table not in PRIVATE and named and ("unknown" in error.lower() or status == 404):
             # A symbol or table that does not exist will not start to exist: stop asking
             # (and stop waiting for its partial).
             self._topics.remove(topic)

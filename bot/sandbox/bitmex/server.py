@@ -221,6 +221,7 @@ class WsConnectLimit:
     def __init__(self, per_hour: int = 60) -> None:
         self.per_hour = per_hour
         self.handshakes: dict[str, deque[datetime]] = {}
+        self.refused = 0  # upgrades answered 429
 
     def _window(self, ip: str, now: datetime) -> deque[datetime]:
         times = self.handshakes.setdefault(ip, deque())
@@ -232,6 +233,7 @@ class WsConnectLimit:
         """(remaining after this connect, 0) when admitted; (-1, retry_after) when not."""
         times = self._window(ip, now)
         if len(times) >= self.per_hour:
+            self.refused += 1
             return -1, 3600 - (now - times[0]).total_seconds()
         times.append(now)
         return self.per_hour - len(times), 0.0
@@ -243,8 +245,13 @@ class WsConnectLimit:
             return len(times)
         return sum(1 for t in times if (now - t).total_seconds() < 3600)
 
+    def fill(self, n: int, at: datetime, ip: str = "127.0.0.1") -> None:
+        """`n` handshakes made at `at` by someone else on `ip` (another process)."""
+        self.handshakes.setdefault(ip, deque()).extend([at] * n)
+
     def reset(self) -> None:
         self.handshakes.clear()
+        self.refused = 0
 
 
 class _Window:
