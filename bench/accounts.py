@@ -1,6 +1,6 @@
 """N connected accounts over the multiplexed streams, and a restart.
 
-    python bench/accounts.py [--n 100 1000 5000] [--per-socket 250]
+    python bench/accounts.py [--n 100 1000 5000] [--per-socket 400]
 
 The simulator runs in a child process (so the client's memory is measured alone);
 the client runs one StreamPool per network with a PrivateStream per account (each
@@ -166,7 +166,7 @@ async def run(n: int, per_socket: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000, 5000])
-    parser.add_argument("--per-socket", type=int, default=250)
+    parser.add_argument("--per-socket", type=int, default=400)
     args = parser.parse_args()
     rows = [asyncio.run(run(n, args.per_socket)) for n in args.n]
     print(f"{'accounts':>8} {'sockets':>7} {'hs start':>8} {'hs +restart':>11} "

@@ -39,7 +39,7 @@ class MarketHub:
         *,
         stream_factory: StreamFactory | None = None,
         networks: tuple[str, ...] = ("mainnet", "testnet"),
-        streams_per_socket: int = 250,
+        streams_per_socket: int = 400,
         pool_options: StreamOptions | None = None,
     ) -> None:
         self._ws_url = ws_url

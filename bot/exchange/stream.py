@@ -794,7 +794,7 @@ class StreamPool:
     handshake spends from one budget (`limit.remaining` and 429s included).
     """
 
-    def __init__(self, ws_url: str, *, session: aiohttp.ClientSession, capacity: int = 250,
+    def __init__(self, ws_url: str, *, session: aiohttp.ClientSession, capacity: int = 400,
                  budget: ConnectionBudget | None = None,
                  options: StreamOptions | None = None) -> None:
         self.url = mux_url_for(ws_url)

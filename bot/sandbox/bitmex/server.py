@@ -395,6 +395,7 @@ class BitmexSimulator:
         self._windows: dict[tuple[str, str], _Window] = {}
         self._conns: set[_Conn] = set()
         self._account_conns: dict[int, set[_Conn]] = {}
+        self._table_conns: dict[str, set[_Conn]] = {}  # public table -> its subscribers
         self.ws_limit = WsConnectLimit()
         # Login is not instant on BitMEX: a subscribe sent right behind authKeyExpires,
         # without waiting for its success, finds the stream not yet authenticated.
@@ -952,6 +953,8 @@ class BitmexSimulator:
     def _drop(self, conn: _Conn) -> None:
         conn.closed = True
         self._conns.discard(conn)
+        for table, _ in conn.subs:
+            self._table_conns.get(table, set()).discard(conn)
         self._set_account(conn, None)
 
     async def _sender(self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None]) -> None:
@@ -1020,6 +1023,8 @@ class BitmexSimulator:
                 else:
                     table, _, symbol = str(topic).partition(":")
                     conn.subs.discard((table, symbol or None))
+                    if not any(t == table for t, _ in conn.subs):
+                        self._table_conns.get(table, set()).discard(conn)
                     self._send(conn, {"success": True, "unsubscribe": topic, "request": request})
         elif op == "cancelAllAfter":
             if conn.account is None:
@@ -1073,6 +1078,7 @@ class BitmexSimulator:
                            request)
             return
         conn.subs.add(sub)
+        self._table_conns.setdefault(table, set()).add(conn)
         self._send(conn, {"success": True, "subscribe": topic, "request": request})
         # BitMEX leaves empty fields out of a partial rather than sending nulls.
         rows = [{k: v for k, v in r.items() if v is not None}
@@ -1127,7 +1133,7 @@ class BitmexSimulator:
     def _on_event(self, event: Event) -> None:
         # Private events go only to that account's streams (thousands of streams share
         # this loop in the benchmarks).
-        conns = (self._conns if event.account is None
+        conns = (self._table_conns.get(event.table, set()) if event.account is None
                  else self._account_conns.get(event.account, set()))
         for conn in list(conns):
             wanted = [sym for (table, sym) in conn.subs if table == event.table]
