@@ -623,6 +623,7 @@ class _MuxSocket:
         self._closing = False
         self._failures = 0
         self._ids = 0
+        self._welcomed = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
@@ -683,14 +684,20 @@ class _MuxSocket:
     async def _run(self) -> None:
         pool = self.pool
         while not self._closing:
+            # One handshake at a time per host, each waiting for its welcome: the next one
+            # is decided on what the server says is left, not on what we assumed.
+            await pool.handshake_lock.acquire()
+            locked = True
             wait = pool.budget.wait_time(time.monotonic())
             if wait > 0:
+                pool.handshake_lock.release()
                 log.warning("mux %s: connection budget used up, waiting %.0fs", self.index,
                             wait)
                 await asyncio.sleep(wait)
                 continue  # the budget may have changed while we waited
             pool.budget.record(time.monotonic())
             got_data = False
+            reader: asyncio.Task[bool] | None = None
             try:
                 self._ws = await asyncio.wait_for(
                     pool.session.ws_connect(
@@ -700,9 +707,17 @@ class _MuxSocket:
                     pool.options.connect_timeout)
                 self.connects += 1
                 self.connected.set()
+                self._welcomed.clear()
+                reader = asyncio.create_task(self._read(self._ws))
                 for stream in list(self.streams.values()):
                     await self._open(stream)
-                got_data = await self._read(self._ws)
+                if self.streams:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(self._welcomed.wait()),
+                                               pool.options.connect_timeout)
+                pool.handshake_lock.release()
+                locked = False
+                got_data = await reader
             except asyncio.CancelledError:
                 raise
             except aiohttp.WSServerHandshakeError as e:
@@ -717,6 +732,12 @@ class _MuxSocket:
             except Exception:
                 log.exception("mux %s: unexpected error in the socket loop", self.index)
             finally:
+                if locked:
+                    pool.handshake_lock.release()
+                if reader is not None and not reader.done():
+                    reader.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reader
                 self.connected.clear()
                 for stream in list(self.streams.values()):
                     stream._lost()
@@ -777,6 +798,7 @@ class _MuxSocket:
             if not noted and isinstance(payload, dict) and "limit" in payload:
                 noted = True  # every stream's welcome repeats the socket's figure
                 stream._note_welcome(payload)
+                self._welcomed.set()
             try:
                 got_data = await stream._on_payload(payload) or got_data
             except AuthError as e:
@@ -804,6 +826,7 @@ class StreamPool:
         self.options = options or StreamOptions()
         self.sockets: list[_MuxSocket] = []
         self._lock = asyncio.Lock()
+        self.handshake_lock = asyncio.Lock()
 
     @property
     def handshakes(self) -> int:

@@ -207,3 +207,19 @@ async def test_market_and_private_share_one_socket(
     await stream.close()
     await market.close()
     await pool.close()
+
+
+async def test_sockets_open_one_by_one_on_what_the_welcome_says_is_left(
+        sim: BitmexSimulator, http: aiohttp.ClientSession) -> None:
+    sim.ws_limit.fill(57, sim.engine.clock.now())  # a crash loop left 3 connects this hour
+    pool = StreamPool(sim.ws_url, session=http, capacity=1, options=FAST_POOL)
+    streams = [private(sim, pool, http)[0] for _ in range(5)]  # would need five sockets
+    await asyncio.gather(*(s.start() for s in streams))
+    await until(lambda: sum(s.is_live() for s in streams) == 3)
+    await asyncio.sleep(0.2)
+    # the other two wait for the hour instead of knocking: nothing refused, nothing over
+    assert (sim.ws_limit.used(), sim.ws_limit.refused) == (60, 0)
+    assert sum(s.is_live() for s in streams) == 3
+    for s in streams:
+        await s.close()
+    await pool.close()
