@@ -279,6 +279,13 @@ class LiveUpdates:
         if w.closed:
             return
         net = html.escape(w.network)
+        fatal = getattr(w.stream, "fatal", None)
+        if not live and isinstance(fatal, ExchangeError):
+            text = (f"⚠️ BitMEX {net} refused your key for live updates "
+                    f"({html.escape(fatal.message)}), so fills are not reported as they "
+                    f"happen. Connect a working key with /connect {net}.")
+            await self._send(w.user_id, text, "stream")
+            return
         if live:
             text = (f"✅ Live updates from your BitMEX {net} account are back. Fills made "
                     "meanwhile are reported now, if there were any.")

@@ -374,6 +374,9 @@ class _Stream:
     def _health_changed(self) -> None:
         """Hook for streams that tell someone when they go dark (PrivateStream)."""
 
+    def _refused(self) -> None:
+        """The key was refused for good (`fatal` is set); hook for PrivateStream."""
+
     async def _subscribe_all(self) -> None:
         topics = [t for t in self._topics if t not in self._acked]
         if topics:
@@ -453,6 +456,7 @@ class _Stream:
                 log.error("%s: login refused: %s", self.name, e.message)
                 self.fatal = e
                 self._ready.set()
+                self._refused()
                 return
             except aiohttp.WSServerHandshakeError as e:
                 if e.status == 429:
@@ -806,6 +810,7 @@ class _MuxSocket:
                 stream.fatal = e
                 stream._ready.set()
                 await self.remove(stream)
+                stream._refused()
 
 
 class StreamPool:
@@ -1113,6 +1118,11 @@ class PrivateStream(_Stream):
         elif self._dark_timer is None and not self.dark:
             self._dark_timer = asyncio.get_running_loop().call_later(
                 self.dark_after, self._went_dark)
+
+    def _refused(self) -> None:
+        if self.dark:
+            # Already told "down, retrying": now the reason, since no retry will help.
+            self._tell_health(False)
 
     def _went_dark(self) -> None:
         self._dark_timer = None

@@ -104,3 +104,14 @@ async def test_200_accounts_and_a_restart_stay_within_60_connects_an_hour(
     assert h.sim.ws_limit.refused == 0
     await h.emu.idle(timeout=5, quiet=0.3)
     assert all(count(p, "Order filled") == 1 for p in people)
+
+
+async def test_a_key_refused_for_the_stream_is_told_with_the_reason(h: Harness) -> None:
+    live(h).stream_options.update({**FAST, "dark_after": 0.3})
+    alice, key = await h.connected("Alice")
+    await live(h).wait_ready(alice.id)
+    h.sim.account(key).enabled = False  # disabled on BitMEX's website
+    await h.sim.faults.close_sockets()
+    await wait_text(h, alice, "refused your key for live updates")
+    assert "This key is disabled." in alice.last_text, alice.transcript
+    assert "/connect testnet" in alice.last_text
