@@ -133,6 +133,14 @@ class ConnectionBudget:
         self._server_left: int | None = None  # what the last welcome said, minus ours since
         self._server_at = 0.0
         self.used = 0  # handshakes attempted by this process, for tests and benchmarks
+        self._lock: asyncio.Lock | None = None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held from the budget check to the welcome: one handshake at a time per host."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     def wait_time(self, now: float) -> float:
         while self.times and now - self.times[0] >= 3600:
@@ -690,11 +698,11 @@ class _MuxSocket:
         while not self._closing:
             # One handshake at a time per host, each waiting for its welcome: the next one
             # is decided on what the server says is left, not on what we assumed.
-            await pool.handshake_lock.acquire()
+            await pool.budget.lock.acquire()
             locked = True
             wait = pool.budget.wait_time(time.monotonic())
             if wait > 0:
-                pool.handshake_lock.release()
+                pool.budget.lock.release()
                 log.warning("mux %s: connection budget used up, waiting %.0fs", self.index,
                             wait)
                 await asyncio.sleep(wait)
@@ -719,7 +727,7 @@ class _MuxSocket:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(self._welcomed.wait()),
                                                pool.options.connect_timeout)
-                pool.handshake_lock.release()
+                pool.budget.lock.release()
                 locked = False
                 got_data = await reader
             except asyncio.CancelledError:
@@ -737,7 +745,7 @@ class _MuxSocket:
                 log.exception("mux %s: unexpected error in the socket loop", self.index)
             finally:
                 if locked:
-                    pool.handshake_lock.release()
+                    pool.budget.lock.release()
                 if reader is not None and not reader.done():
                     reader.cancel()
                     with contextlib.suppress(BaseException):
@@ -831,7 +839,6 @@ class StreamPool:
         self.options = options or StreamOptions()
         self.sockets: list[_MuxSocket] = []
         self._lock = asyncio.Lock()
-        self.handshake_lock = asyncio.Lock()
 
     @property
     def handshakes(self) -> int:
