@@ -14,7 +14,14 @@ from aiohttp import web
 
 from bot.errors import AuthError
 from bot.exchange.client import BitmexClient, RetryPolicy
-from bot.exchange.stream import ConnectionBudget, MarketStream, PrivateStream, Table, ws_url_for
+from bot.exchange.stream import (
+    ConnectionBudget,
+    MarketStream,
+    PrivateStream,
+    Table,
+    mux_url_for,
+    ws_url_for,
+)
 from bot.exchange.types import Execution, Instrument, Liquidation, Order
 from bot.sandbox.bitmex.server import BitmexSimulator
 
@@ -50,6 +57,8 @@ def test_ws_url_for() -> None:
     assert ws_url_for("https://www.bitmex.com") == "wss://ws.bitmex.com/realtime"
     assert ws_url_for("https://testnet.bitmex.com/api/v1") == "wss://ws.testnet.bitmex.com/realtime"
     assert ws_url_for("http://127.0.0.1:8080") == "ws://127.0.0.1:8080/realtime"
+    assert mux_url_for("wss://ws.bitmex.com/realtime") == "wss://ws.bitmex.com/realtimemd"
+    assert mux_url_for("ws://127.0.0.1:8080/realtime") == "ws://127.0.0.1:8080/realtimemd"
 
 
 @pytest.fixture
