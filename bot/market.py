@@ -95,7 +95,7 @@ class MarketHub:
         return sum(b.used for b in self.budgets.values())
 
     def stream(self, network: str) -> MarketStream:
-        """The one socket of `network`, created (not started) on first use."""
+        """The one market stream of `network` (on its shared sockets), created on first use."""
         network = self.network_of(network)
         if network not in self.networks:
             raise ValueError(f"unknown network {network!r}")

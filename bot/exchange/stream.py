@@ -1,9 +1,14 @@
 """BitMEX realtime WebSocket: keyed tables, heartbeat, reconnect, fill dedupe.
 
-`MarketStream` is the ONE public connection per network (house rule 6);
+`MarketStream` is the ONE public stream per network (house rule 6);
 `PrivateStream` is one per connected user. Both keep each table as rows keyed
 by the partial's `keys`, treat the first partial after a (re)connect as the
 truth, and call the consumers' async callbacks.
+
+A stream runs on its own `/realtime` socket, or (as the bot runs them) as one of
+a few hundred streams of a `/realtimemd` socket in a `StreamPool`: BitMEX allows
+60 socket openings per hour per IP, so a socket per user does not scale, and one
+`ConnectionBudget` per host decides when the next handshake may happen.
 """
 
 from __future__ import annotations
@@ -603,9 +608,6 @@ class _Stream:
     async def _dispatch(self, name: str, action: str, rows: list[Row]) -> None:
         """Typed callbacks; overridden by subclasses."""
 
-
-# The name the rest of the code (and older tests) know the base by.
-_Socket = _Stream
 
 PRIVATE = frozenset({"order", "execution", "position", "margin", "wallet", "transact",
                      "privateNotifications", "affiliate"})
