@@ -1080,12 +1080,14 @@ class PrivateStream(_Stream):
 
         async def check() -> None:
             if not self._authed and self._login_tries == tries and self.connected.is_set():
-                log.warning("%s: no answer to the login, sending it again", self.name)
+                log.info("%s: no answer to the login, sending it again", self.name)
                 await self._login()
 
         self._later(wait, check)
 
     async def _logged_in(self) -> None:
+        if self._authed:
+            return  # the answer to a login sent again: the first one already subscribed
         self._authed = True
         self._login_tries = 0
         await self._subscribe_all()
