@@ -42,7 +42,10 @@ AccountListener = Callable[[str, int, Network], Awaitable[None]]
 Watched = list[tuple[int, Network]]
 
 VERIFY_PER_USER = 3
-VERIFY_TOTAL = 100
+# One key check a second on average for everyone together: it bounds what a swarm of new
+# accounts can make the bot send from its address, while a launch day (or a restart test
+# reconnecting 200 accounts) still gets through.
+VERIFY_TOTAL = 600
 VERIFY_WINDOW = 600.0
 
 

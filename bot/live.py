@@ -245,14 +245,19 @@ class LiveUpdates:
         loaded = await self._load_cursor(user_id, network)
         history = _RecordingHistory(client)
         assert self.svc.http is not None
+        hub = self.svc.market_hub
+        # Every account's stream rides the network's few multiplexed sockets: a socket per
+        # user would spend BitMEX's 60 connects an hour (per IP) after a few dozen users.
+        pool = hub.pool(network) if hub is not None else None
         stream = PrivateStream(self.svc.settings.ws_url(network), key_id, secret,
-                               session=self.svc.http, history=history,
+                               session=self.svc.http, history=history, pool=pool,
                                name=f"private-{user_id}-{network}", **self.stream_options)
         w = _Watch(user_id, network, stream, stream=stream,
                    cursor=loaded.copy() if loaded else Cursor())
         self._watches[key] = w
         self._subscribe(w, stream)
         stream.on_table(lambda t, a, rows: self._on_table(w, t, a, rows))
+        stream.on_health(lambda live: self._on_health(w, live))
         await stream.start()
         baseline = history.first
         if baseline is None:
@@ -281,6 +286,29 @@ class LiveUpdates:
             if not w.closed:
                 await self._report_fill(w, ex)
 
+    async def _on_health(self, w: _Watch, live: bool) -> None:
+        """Told once when the account's live updates stayed down, once when they are back."""
+        if w.closed:
+            return
+        net = html.escape(w.network)
+        fatal = getattr(w.stream, "fatal", None)
+        if not live and isinstance(fatal, ExchangeError):
+            text = (f"⚠️ BitMEX {net} refused your key for live updates "
+                    f"({html.escape(fatal.message)}), so fills are not reported as they "
+                    f"happen. Connect a working key with /connect {net}.")
+            await self._send(w.user_id, text, "stream")
+            return
+        if live:
+            text = (f"✅ Live updates from your BitMEX {net} account are back. Fills made "
+                    "meanwhile are reported now, if there were any.")
+        else:
+            minutes = max(1, round(getattr(w.stream, "dark_after", 180) / 60))
+            text = (f"⚠️ I have lost the live updates from your BitMEX {net} account for "
+                    f"{minutes} min. I keep trying to restore them; fills made meanwhile "
+                    "will be reported when they are back. Your orders on BitMEX are not "
+                    "affected.")
+        await self._send(w.user_id, text, "stream")
+
     def _subscribe(self, w: _Watch, source: Any) -> None:
         async def fill(ex: Execution) -> None:
             if not w.closed:
@@ -304,6 +332,11 @@ class LiveUpdates:
             return
         # Paper callbacks cannot be removed from the engine: the flag silences them.
         w.closed = True
+        # A fill being told right now finishes (and saves its cursor) before we stop, or a
+        # restart would tell it again.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(w.lock.acquire(), 5.0)
+            w.lock.release()
         if w.stream is not None:
             await w.stream.close()
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.exchange.stream import MarketStream
+from bot.exchange.stream import ConnectionBudget, MarketStream, StreamOptions, StreamPool
 from bot.exchange.types import Instrument, Liquidation
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,19 @@ class MarketHub:
         *,
         stream_factory: StreamFactory | None = None,
         networks: tuple[str, ...] = ("mainnet", "testnet"),
+        streams_per_socket: int = 400,
+        pool_options: StreamOptions | None = None,
     ) -> None:
         self._ws_url = ws_url
         self._session = session
         self._factory = stream_factory
         self.networks = networks
         self.streams: dict[str, MarketStream] = {}
+        self.streams_per_socket = streams_per_socket
+        self.pool_options = pool_options
+        # BitMEX counts connects per IP and host: one budget per host for the whole process.
+        self.budgets: dict[str, ConnectionBudget] = {}
+        self.pools: dict[str, StreamPool] = {}
         self._tick_listeners: list[TickListener] = []
         self._liq_listeners: list[LiquidationListener] = []
         self._lock = asyncio.Lock()
@@ -64,8 +72,30 @@ class MarketHub:
         """Paper accounts price against mainnet's market."""
         return "mainnet" if network == "paper" else network
 
+    def pool(self, network: str) -> StreamPool:
+        """The multiplexed sockets of `network`: its market stream and every account's
+        private stream share them (a few sockets, however many users)."""
+        network = self.network_of(network)
+        if network not in self.networks:
+            raise ValueError(f"unknown network {network!r}")
+        pool = self.pools.get(network)
+        if pool is None:
+            session = self._session()
+            if session is None:
+                raise RuntimeError("the market hub needs an HTTP session")
+            url = self._ws_url(network)
+            budget = self.budgets.setdefault(urlsplit(url).netloc, ConnectionBudget())
+            pool = self.pools[network] = StreamPool(
+                url, session=session, capacity=self.streams_per_socket, budget=budget,
+                options=self.pool_options)
+        return pool
+
+    def handshakes(self) -> int:
+        """WebSocket handshakes this process made (every host)."""
+        return sum(b.used for b in self.budgets.values())
+
     def stream(self, network: str) -> MarketStream:
-        """The one socket of `network`, created (not started) on first use."""
+        """The one market stream of `network` (on its shared sockets), created on first use."""
         network = self.network_of(network)
         if network not in self.networks:
             raise ValueError(f"unknown network {network!r}")
@@ -78,7 +108,8 @@ class MarketHub:
             session = self._session()
             if session is None:
                 raise RuntimeError("the market hub needs an HTTP session")
-            s = MarketStream(self._ws_url(network), session=session, name=f"market-{network}")
+            s = MarketStream(self._ws_url(network), session=session, pool=self.pool(network),
+                             name=f"market-{network}")
 
         async def tick(inst: Instrument) -> None:
             self.ticks += 1
@@ -127,6 +158,9 @@ class MarketHub:
         streams, self.streams = list(self.streams.values()), {}
         for s in streams:
             await s.close()
+        pools, self.pools = list(self.pools.values()), {}
+        for pool in pools:
+            await pool.close()
 
 
 async def _safe(cb: Callable[..., Awaitable[None]], *args: object) -> None:

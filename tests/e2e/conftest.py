@@ -37,6 +37,9 @@ async def h(world_sim: BitmexSimulator, world_emu: TelegramEmulator,
             tmp_path: Path) -> AsyncIterator[Harness]:
     """A fresh bot (own token, own database) on the shared emulator and simulator."""
     world_sim.faults.clear()
+    # Each test is a bot process of its own: it starts on an IP that has not opened the
+    # simulator's WebSockets in the last hour (the session's earlier bots are not its past).
+    world_sim.ws_limit.reset()
     # Market microstructure is shared: give every test the simulator's default spread.
     for inst in world_sim.engine.instruments.values():
         if inst.spread is not None:

@@ -433,7 +433,9 @@ async def test_ws_public_subscribe_partial_and_updates(
     assert partial["keys"] == ["symbol"] and [r["symbol"] for r in partial["data"]] == ["XBTUSD"]
     assert partial["types"]["symbol"] == "symbol" and partial["filter"] == {"symbol": "XBTUSD"}
     err = await sock.recv()
-    assert err["success"] is False and err["error"] == "Unknown table: foo"
+    # BitMEX's error frame: status, error, meta, the request; no "success"
+    assert err == {"status": 400, "error": "Unknown table: foo", "meta": {},
+                   "request": {"op": "subscribe", "args": ["instrument:XBTUSD", "foo"]}}
     simulator.engine.set_mark("XBTUSD", D("51234.5"))
     simulator.engine.set_mark("ETHUSD", 3100)  # not subscribed: must not arrive
     update = await sock.until("instrument", "update")
@@ -442,7 +444,7 @@ async def test_ws_public_subscribe_partial_and_updates(
     assert await sock.recv() == "pong"
     await sock.send("subscribe", ["order"])
     err = await sock.recv()
-    assert err["success"] is False and "must be authenticated" in err["error"]
+    assert err["status"] == 401 and "must be authenticated" in err["error"]
     await sock.ws.close()
 
 
@@ -452,7 +454,7 @@ async def test_ws_private_after_login(simulator: BitmexSimulator,
     expires = int(time.time()) + 30
     await sock.send("authKeyExpires", [api.key, expires, "0" * 64])
     bad = await sock.recv()
-    assert bad["success"] is False and bad["error"] == "Signature not valid."
+    assert bad["status"] == 401 and bad["error"] == "Signature not valid."
     sig = signature(api.secret, "GET", "/realtime", expires)
     await sock.send("authKeyExpires", [api.key, expires, sig])
     assert (await sock.recv())["success"] is True
@@ -463,7 +465,7 @@ async def test_ws_private_after_login(simulator: BitmexSimulator,
         if msg.get("action") == "partial":
             partials[msg["table"]] = msg
     assert partials["order"]["keys"] == ["orderID"] and partials["order"]["data"] == []
-    assert partials["position"]["keys"] == ["account", "symbol"]
+    assert partials["position"]["keys"] == ["account", "symbol", "currency"]
     assert partials["margin"]["keys"] == ["account", "currency"]
     assert len(partials["margin"]["data"]) == 3  # XBt, USDt, BMEx
     _, order, _ = await api.call("POST", "/order", body={

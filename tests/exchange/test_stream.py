@@ -14,7 +14,14 @@ from aiohttp import web
 
 from bot.errors import AuthError
 from bot.exchange.client import BitmexClient, RetryPolicy
-from bot.exchange.stream import ConnectionBudget, MarketStream, PrivateStream, Table, ws_url_for
+from bot.exchange.stream import (
+    ConnectionBudget,
+    MarketStream,
+    PrivateStream,
+    Table,
+    mux_url_for,
+    ws_url_for,
+)
 from bot.exchange.types import Execution, Instrument, Liquidation, Order
 from bot.sandbox.bitmex.server import BitmexSimulator
 
@@ -50,6 +57,8 @@ def test_ws_url_for() -> None:
     assert ws_url_for("https://www.bitmex.com") == "wss://ws.bitmex.com/realtime"
     assert ws_url_for("https://testnet.bitmex.com/api/v1") == "wss://ws.testnet.bitmex.com/realtime"
     assert ws_url_for("http://127.0.0.1:8080") == "ws://127.0.0.1:8080/realtime"
+    assert mux_url_for("wss://ws.bitmex.com/realtime") == "wss://ws.bitmex.com/realtimemd"
+    assert mux_url_for("ws://127.0.0.1:8080/realtime") == "ws://127.0.0.1:8080/realtimemd"
 
 
 @pytest.fixture
@@ -260,3 +269,18 @@ async def test_fills_exactly_once_across_dropped_sockets(
     assert before.order_id not in {f.order_id for f in fills}
     # some fills happened while disconnected and were recovered, not streamed live
     assert {f.exec_id for f in fills} - live
+
+
+def test_connection_budget_follows_the_server_and_429s() -> None:
+    b = ConnectionBudget(per_hour=60)
+    b.record(0.0)
+    b.note_remaining(2, 0.0)  # the server counts connects we did not make (a restart)
+    b.record(1.0)
+    assert b.wait_time(2.0) == 0
+    b.record(2.0)
+    assert b.wait_time(3.0) == pytest.approx(3597.0)  # none left: wait, don't knock
+    assert b.wait_time(3600.0) == 0
+    b.refused(120.0, 4000.0)  # a 429 says when
+    assert b.wait_time(4001.0) == pytest.approx(119.0)
+    assert b.wait_time(4120.0) == 0
+    assert b.used == 3

@@ -48,7 +48,7 @@ KEYS: dict[str, list[str]] = {
     "funding": ["timestamp", "symbol"],
     "order": ["orderID"],
     "execution": ["execID"],
-    "position": ["account", "symbol"],
+    "position": ["account", "symbol", "currency"],
     "margin": ["account", "currency"],
     "wallet": ["account", "currency"],
 }
@@ -145,6 +145,7 @@ class Faults:
     _lags: list[tuple[float, str | None]] = field(default_factory=list)
     held: int = 0  # order POSTs an engine-lag fault is holding right now
     _closer: Callable[[], Awaitable[None]] | None = None
+    ws: WsFaults = field(default_factory=lambda: WsFaults())
 
     def fail_next(
         self, n: int = 1, status: int = 503, route: str = "order", method: str = "POST"
@@ -182,6 +183,7 @@ class Faults:
         self._drops = 0
         self.load_shedding = False
         self._lags.clear()
+        self.ws.clear()
 
     def _take(self, method: str, route: str) -> _FailRule | None:
         for rule in self._rules:
@@ -229,6 +231,87 @@ class _Bucket:
         return (self.limit - self.tokens) * 60.0 / self.limit
 
 
+@dataclass
+class WsFaults:
+    """WebSocket failure injection: refused subscribes and lost authentication."""
+
+    _refuse: list[tuple[int, str | None]] = field(default_factory=list)
+    _drop_auth: int = 0
+
+    def refuse_subscribe(self, n: int = 1, table: str | None = None) -> None:
+        """Refuse the next `n` subscribes to a private table (`table`, or any)."""
+        self._refuse.append((n, table))
+
+    def drop_auth(self, n: int = 1) -> None:
+        """The next `n` authKeyExpires requests are lost: never answered, never applied.
+
+        A client that subscribes without waiting for the login's success stays dark.
+        """
+        self._drop_auth += n
+
+    def clear(self) -> None:
+        self._refuse.clear()
+        self._drop_auth = 0
+
+    def _take_refusal(self, table: str) -> bool:
+        for i, (n, which) in enumerate(self._refuse):
+            if which is None or which == table:
+                if n <= 1:
+                    del self._refuse[i]
+                else:
+                    self._refuse[i] = (n - 1, which)
+                return True
+        return False
+
+    def _take_drop_auth(self) -> bool:
+        if self._drop_auth > 0:
+            self._drop_auth -= 1
+            return True
+        return False
+
+
+class WsConnectLimit:
+    """BitMEX's 60 WebSocket connects per rolling hour per client IP, on simulated time.
+
+    Every accepted upgrade counts, whatever the endpoint (/realtime or /realtimemd).
+    """
+
+    def __init__(self, per_hour: int = 60) -> None:
+        self.per_hour = per_hour
+        self.handshakes: dict[str, deque[datetime]] = {}
+        self.refused = 0  # upgrades answered 429
+
+    def _window(self, ip: str, now: datetime) -> deque[datetime]:
+        times = self.handshakes.setdefault(ip, deque())
+        while times and (now - times[0]).total_seconds() >= 3600:
+            times.popleft()
+        return times
+
+    def admit(self, ip: str, now: datetime) -> tuple[int, float]:
+        """(remaining after this connect, 0) when admitted; (-1, retry_after) when not."""
+        times = self._window(ip, now)
+        if len(times) >= self.per_hour:
+            self.refused += 1
+            return -1, 3600 - (now - times[0]).total_seconds()
+        times.append(now)
+        return self.per_hour - len(times), 0.0
+
+    def used(self, ip: str = "127.0.0.1", now: datetime | None = None) -> int:
+        """Handshakes counted in the hour up to `now` (tests read this)."""
+        times = self.handshakes.get(ip, deque())
+        if now is None:
+            return len(times)
+        return sum(1 for t in times if (now - t).total_seconds() < 3600)
+
+    def fill(self, n: int, at: datetime, ip: str = "127.0.0.1") -> None:
+        """`n` handshakes made at `at` by someone else on `ip` (another process)."""
+        self.handshakes.setdefault(ip, deque()).extend([at] * n)
+
+    def reset(self) -> None:
+        self.handshakes.clear()
+        self.refused = 0
+
+
 class _Window:
     """Sliding window of request times (wall monotonic seconds)."""
 
@@ -246,10 +329,14 @@ class _Window:
 
 @dataclass(eq=False)
 class _Conn:
+    """One realtime stream: a /realtime socket, or one stream of a /realtimemd socket."""
+
     ws: web.WebSocketResponse
     queue: asyncio.Queue[str | None]
     account: Account | None = None
     subs: set[tuple[str, str | None]] = field(default_factory=set)
+    mux: tuple[str, str] | None = None  # (stream id, topic) on /realtimemd
+    closed: bool = False
 
 
 def _bool(value: Any) -> bool:
@@ -366,6 +453,13 @@ class BitmexSimulator:
         self._windows: dict[tuple[str, str], _Window] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._conns: set[_Conn] = set()
+        self._account_conns: dict[int, set[_Conn]] = {}
+        self._table_conns: dict[str, set[_Conn]] = {}  # public table -> its subscribers
+        self.ws_limit = WsConnectLimit()
+        # Login is not instant on BitMEX: a subscribe sent right behind authKeyExpires,
+        # without waiting for its success, finds the stream not yet authenticated.
+        self.ws_auth_delay = 0.02
+        self._login_tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._host = "127.0.0.1"
@@ -384,6 +478,10 @@ class BitmexSimulator:
     @property
     def ws_url(self) -> str:
         return f"ws://{self._host}:{self._port}/realtime"
+
+    @property
+    def ws_mux_url(self) -> str:
+        return f"ws://{self._host}:{self._port}/realtimemd"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._runner = web.AppRunner(
@@ -462,6 +560,7 @@ class BitmexSimulator:
         r.add_get(f"{api}/apiKey", self._api_keys)
         r.add_get(f"{api}/wallet/assets", self._wallet_assets)
         r.add_get("/realtime", self._realtime)
+        r.add_get("/realtimemd", self._realtimemd)
         return app
 
     @web.middleware
@@ -830,20 +929,38 @@ class BitmexSimulator:
         return self._json(self.engine.api_key_rows(account.id))
 
     # ----------------------------------------------------------------- WebSocket
-    async def _realtime(self, request: web.Request) -> web.WebSocketResponse:
+    def _admit(self, request: web.Request) -> tuple[int, web.Response | None]:
+        """Count one handshake against the IP's hourly budget, or refuse it with 429."""
+        ip = request.remote or "unknown"
+        remaining, retry = self.ws_limit.admit(ip, self.engine.clock.now())
+        if remaining >= 0:
+            return remaining, None
+        wait = max(1, math.ceil(retry))
+        body = dumps({"error": {"message": "Rate limit exceeded, retry in "
+                                f"{wait} seconds.", "name": "HTTPError"}})
+        return -1, web.Response(status=429, text=body, content_type="application/json",
+                                headers={"Retry-After": str(wait)})
+
+    def _welcome(self, remaining: int) -> dict[str, Any]:
+        return {
+            "info": "Welcome to the BitMEX Realtime API.",
+            "version": "2.0.0-sim",
+            "timestamp": iso(self.engine.clock.now()),
+            "docs": "https://www.bitmex.com/app/wsAPI",
+            "heartbeatEnabled": False,
+            "limit": {"remaining": remaining},
+        }
+
+    async def _realtime(self, request: web.Request) -> web.StreamResponse:
+        remaining, refused = self._admit(request)
+        if refused is not None:
+            return refused
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws, asyncio.Queue())
         self._conns.add(conn)
-        sender = asyncio.create_task(self._sender(conn))
-        self._send(conn, {
-            "info": "Welcome to the BitMEX Realtime API.",
-            "version": "2.0.0-sim",
-            "timestamp": iso(datetime.now(UTC)),
-            "docs": "https://www.bitmex.com/app/wsAPI",
-            "heartbeatEnabled": False,
-            "limit": {"remaining": 39},
-        })
+        sender = asyncio.create_task(self._sender(ws, conn.queue))
+        self._send(conn, self._welcome(remaining))
         creds = {
             name: request.query.get(name) or request.headers.get(name)
             for name in ("api-key", "api-expires", "api-signature")
@@ -851,10 +968,10 @@ class BitmexSimulator:
         try:
             if creds["api-key"]:
                 try:
-                    conn.account = self._verify(
+                    self._set_account(conn, self._verify(
                         str(creds["api-key"]), str(creds["api-expires"] or ""),
                         str(creds["api-signature"] or ""), "GET", "/realtime", b"",
-                    )
+                    ))
                 except ApiError as e:
                     self._send(conn, {"status": e.status, "error": e.message, "meta": {}})
                     conn.queue.put_nowait(None)
@@ -869,38 +986,115 @@ class BitmexSimulator:
                     continue
                 self._on_ws_message(conn, msg.data)
         finally:
-            self._conns.discard(conn)
+            self._drop(conn)
             conn.queue.put_nowait(None)
             with contextlib.suppress(Exception):
                 await sender
         return ws
 
-    async def _sender(self, conn: _Conn) -> None:
+    async def _realtimemd(self, request: web.Request) -> web.StreamResponse:
+        """Many streams on one socket: frames `[type, id, topic, payload]` (BitMEX's format).
+
+        1 opens a stream, 2 closes it, 0 carries a message; each stream logs in and
+        subscribes on its own and receives exactly what a /realtime socket would.
+        """
+        remaining, refused = self._admit(request)
+        if refused is not None:
+            return refused
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        sender = asyncio.create_task(self._sender(ws, queue))
+        streams: dict[str, _Conn] = {}
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                if msg.data == "ping":
+                    queue.put_nowait("pong")
+                    continue
+                try:
+                    frame = json.loads(msg.data)
+                    kind, sid, topic = frame[0], frame[1], frame[2]
+                    if kind not in (0, 1, 2) or not isinstance(sid, str) or not isinstance(
+                            topic, str):
+                        raise ValueError(frame)
+                except (ValueError, TypeError, IndexError, KeyError):
+                    queue.put_nowait(dumps({"status": 400, "error": "Unrecognized request.",
+                                            "meta": {}, "request": msg.data[:100]}))
+                    continue
+                conn = streams.get(sid)
+                if kind == 1:
+                    if conn is None:
+                        conn = streams[sid] = _Conn(ws, queue, mux=(sid, topic))
+                        self._conns.add(conn)
+                        self._send(conn, self._welcome(remaining))
+                elif kind == 2:
+                    if conn is not None:
+                        del streams[sid]
+                        self._drop(conn)
+                elif conn is not None and len(frame) > 3:
+                    payload = frame[3]
+                    if isinstance(payload, str):
+                        self._on_ws_message(conn, payload)
+                    else:
+                        self._on_ws_request(conn, payload)
+        finally:
+            for conn in streams.values():
+                self._drop(conn)
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await sender
+        return ws
+
+    def _set_account(self, conn: _Conn, account: Account | None) -> None:
+        if conn.account is not None:
+            self._account_conns.get(conn.account.id, set()).discard(conn)
+        conn.account = account
+        if account is not None:
+            self._account_conns.setdefault(account.id, set()).add(conn)
+
+    def _drop(self, conn: _Conn) -> None:
+        conn.closed = True
+        self._conns.discard(conn)
+        for table, _ in conn.subs:
+            self._table_conns.get(table, set()).discard(conn)
+        self._set_account(conn, None)
+
+    async def _sender(self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None]) -> None:
         while True:
-            text = await conn.queue.get()
-            if text is None or conn.ws.closed:
+            text = await queue.get()
+            if text is None or ws.closed:
                 return
             try:
-                await conn.ws.send_str(text)
+                await ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
 
     def _send(self, conn: _Conn, message: Any) -> None:
+        if conn.closed and conn.mux is not None:
+            return
         if OBSERVERS and isinstance(message, dict) and "table" in message:
             for observer in list(OBSERVERS):
                 observer("ws", message)
-        conn.queue.put_nowait(message if isinstance(message, str) else dumps(message))
+        if conn.mux is not None:
+            sid, topic = conn.mux
+            conn.queue.put_nowait(dumps([0, sid, topic, message]))
+        else:
+            conn.queue.put_nowait(message if isinstance(message, str) else dumps(message))
 
     async def _close_sockets(self) -> None:
+        sockets = {id(c.ws): c for c in self._conns}
         for conn in list(self._conns):
+            self._drop(conn)
+        for conn in sockets.values():
             conn.queue.put_nowait(None)
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"closed by simulator")
-        self._conns.clear()
 
     def _ws_error(self, conn: _Conn, status: int, message: str, request: Any) -> None:
-        self._send(conn, {"success": False, "status": status, "error": message, "meta": {},
-                          "request": request})
+        # BitMEX's error frame: no "success" field, the request echoed back.
+        self._send(conn, {"status": status, "error": message, "meta": {}, "request": request})
 
     def _on_ws_message(self, conn: _Conn, text: str) -> None:
         try:
@@ -908,6 +1102,9 @@ class BitmexSimulator:
         except ValueError:
             self._ws_error(conn, 400, f"Unrecognized request. {text[:100]}", text)
             return
+        self._on_ws_request(conn, request)
+
+    def _on_ws_request(self, conn: _Conn, request: Any) -> None:
         if not isinstance(request, dict):
             self._ws_error(conn, 400, "Unrecognized request.", request)
             return
@@ -916,14 +1113,15 @@ class BitmexSimulator:
         if op == "authKeyExpires":
             try:
                 key, expires, signature = (str(a) for a in args)
-                conn.account = self._verify(key, expires, signature, "GET", "/realtime", b"")
-            except ApiError as e:
-                self._ws_error(conn, e.status, e.message, request)
-                return
             except (TypeError, ValueError):
                 self._ws_error(conn, 400, "Invalid args for authKeyExpires", request)
                 return
-            self._send(conn, {"success": True, "request": request})
+            if self.faults.ws._take_drop_auth():
+                return  # lost on the way: no answer, no login
+            task = asyncio.get_running_loop().create_task(
+                self._login(conn, key, expires, signature, request))
+            self._login_tasks.add(task)
+            task.add_done_callback(self._login_tasks.discard)
         elif op in ("subscribe", "unsubscribe"):
             topics = args if isinstance(args, list) else [args]
             for topic in topics:
@@ -932,6 +1130,8 @@ class BitmexSimulator:
                 else:
                     table, _, symbol = str(topic).partition(":")
                     conn.subs.discard((table, symbol or None))
+                    if not any(t == table for t, _ in conn.subs):
+                        self._table_conns.get(table, set()).discard(conn)
                     self._send(conn, {"success": True, "unsubscribe": topic, "request": request})
         elif op == "cancelAllAfter":
             if conn.account is None:
@@ -948,6 +1148,20 @@ class BitmexSimulator:
         else:
             self._ws_error(conn, 400, f"Unknown or unsupported op: {op}", request)
 
+    async def _login(self, conn: _Conn, key: str, expires: str, signature: str,
+                     request: Any) -> None:
+        if self.ws_auth_delay:
+            await asyncio.sleep(self.ws_auth_delay)
+        if conn.closed:
+            return
+        try:
+            account = self._verify(key, expires, signature, "GET", "/realtime", b"")
+        except ApiError as e:
+            self._ws_error(conn, e.status, e.message, request)
+            return
+        self._set_account(conn, account)
+        self._send(conn, {"success": True, "request": request})
+
     def _subscribe(self, conn: _Conn, topic: str, request: Any) -> None:
         table, _, symbol = topic.partition(":")
         if table not in KEYS:
@@ -961,14 +1175,21 @@ class BitmexSimulator:
                 conn, 401, f"You must be authenticated to subscribe to {table}.", request
             )
             return
+        if table in PRIVATE_TABLES and self.faults.ws._take_refusal(table):
+            self._ws_error(conn, 503, f"Unable to subscribe to {topic} right now. "
+                           "Please try again.", request)
+            return
         sub = (table, symbol or None)
         if sub in conn.subs:
             self._ws_error(conn, 400, f"You are already subscribed to this topic: {topic}",
                            request)
             return
         conn.subs.add(sub)
+        self._table_conns.setdefault(table, set()).add(conn)
         self._send(conn, {"success": True, "subscribe": topic, "request": request})
-        rows = self._snapshot(conn, table, symbol or None)
+        # BitMEX leaves empty fields out of a partial rather than sending nulls.
+        rows = [{k: v for k, v in r.items() if v is not None}
+                for r in self._snapshot(conn, table, symbol or None)]
         flt: dict[str, Any] = {}
         if conn.account is not None and table in PRIVATE_TABLES:
             flt["account"] = conn.account.id
@@ -1017,11 +1238,11 @@ class BitmexSimulator:
         return rows
 
     def _on_event(self, event: Event) -> None:
-        for conn in list(self._conns):
-            if event.account is not None and (
-                conn.account is None or conn.account.id != event.account
-            ):
-                continue
+        # Private events go only to that account's streams (thousands of streams share
+        # this loop in the benchmarks).
+        conns = (self._table_conns.get(event.table, set()) if event.account is None
+                 else self._account_conns.get(event.account, set()))
+        for conn in list(conns):
             wanted = [sym for (table, sym) in conn.subs if table == event.table]
             if not wanted:
                 continue
