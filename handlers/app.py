@@ -47,6 +47,14 @@ PRIVATE_MENU = [
     ("settings", "preferences"),
     ("help", "all commands"),
 ]
+# The update types the handlers use, asked for by name: `chat_member` is sent only to bots
+# that ask (promotions and demotions keep the admin caches honest); polls, reactions,
+# inline queries, channel posts and the rest are never sent to a bot that does not use them.
+ALLOWED_UPDATES = [
+    Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY,
+    Update.MY_CHAT_MEMBER, Update.CHAT_MEMBER,
+]
+
 GROUP_MENU = [("feedstats", "the feed's record"), ("help", "what I do here")]
 ADMIN_MENU = [
     ("signal", "post a signal"),
@@ -186,7 +194,7 @@ def _serve(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -
             url_path=path,
             webhook_url=f"{settings.WEBHOOK_URL.rstrip('/')}/{path}",
             secret_token=webhook_secret(settings.token or ""),
-            allowed_updates=Update.ALL_TYPES,
+            allowed_updates=ALLOWED_UPDATES,
         )
     else:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+        app.run_polling(allowed_updates=ALLOWED_UPDATES)
