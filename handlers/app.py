@@ -47,6 +47,10 @@ PRIVATE_MENU = [
     ("settings", "preferences"),
     ("help", "all commands"),
 ]
+# Webhook deliveries arrive concurrently (Telegram's max_connections): an update waits at
+# most this long for lower update ids still on their way, so each chat keeps its order.
+WEBHOOK_REORDER_WINDOW = 2.0  # seconds
+
 # The update types the handlers use, asked for by name: `chat_member` is sent only to bots
 # that ask (promotions and demotions keep the admin caches honest); polls, reactions,
 # inline queries, channel posts and the rest are never sent to a bot that does not use them.
@@ -104,7 +108,9 @@ def build_application(
         .token(token or settings.token or "")
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
-        .concurrent_updates(PerChatUpdateProcessor(concurrent_updates))
+        .concurrent_updates(PerChatUpdateProcessor(
+            concurrent_updates,
+            reorder_window=WEBHOOK_REORDER_WINDOW if settings.WEBHOOK_URL else 0.0))
         .connect_timeout(10)
         .read_timeout(15)
         .write_timeout(30)

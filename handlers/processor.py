@@ -3,6 +3,11 @@
 PTB processes updates one at a time by default, so one slow exchange call would
 hold up every user. `SimpleUpdateProcessor` would run them all at once and let a
 user's "/buy" overtake their own "/use mainnet". A lock per chat gives both.
+
+Webhooks: Telegram posts up to `max_connections` updates at once, so they can arrive out
+of order. With `reorder_window` > 0 each update waits (at most that long) for the lower
+update ids still missing, and updates are admitted in update_id order: a chat's updates
+then keep the order its people sent them in.
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ _UNBOUNDED = 2**31 - 1
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
-    def __init__(self, max_concurrent_updates: int = 256) -> None:
+    def __init__(self, max_concurrent_updates: int = 256, *,
+                 reorder_window: float = 0.0) -> None:
         super().__init__(_UNBOUNDED)  # the real bound is self._slots, see do_process_update
+        self.reorder_window = reorder_window
+        self._next_id: int | None = None  # the lowest update_id not yet admitted
+        self._held: dict[int, asyncio.Future[None]] = {}  # arrived early, waiting
+        self._warmup: asyncio.TimerHandle | None = None
         self._slots = asyncio.Semaphore(max_concurrent_updates)
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
@@ -44,6 +54,8 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         group) fill every slot with updates that only wait for their own chat, and
         everyone else would wait behind them.
         """
+        if self.reorder_window > 0 and isinstance(update, Update):
+            await self._admit(update.update_id)
         key = self._key(update)
         lock = self._locks.get(key)
         if lock is None:
@@ -61,6 +73,53 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             if self._waiting[key] == 0:
                 del self._waiting[key]
                 self._locks.pop(key, None)
+
+    async def _admit(self, update_id: int) -> None:
+        """Return when every lower update_id has been admitted, or the window ran out."""
+        if self._next_id is None:
+            # The first deliveries after start come all at once in any order: gather them
+            # for a moment and start from the lowest.
+            if self._warmup is None:
+                self._warmup = asyncio.get_running_loop().call_later(
+                    min(self.reorder_window, 0.5), self._start_order)
+        elif update_id < self._next_id:
+            return  # late (its gap was given up on): run it now rather than never
+        elif update_id == self._next_id:
+            self._next_id += 1
+            self._release()
+            return
+        gate = asyncio.get_running_loop().create_future()
+        self._held[update_id] = gate
+        try:
+            while not gate.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(gate), self.reorder_window)
+                except TimeoutError:
+                    if self._next_id is None:
+                        continue
+                    # The oldest missing update may never come (lost, or filtered out):
+                    # give up on that gap and let the held updates after it go.
+                    self._next_id = min(self._held)
+                    self._release()
+        finally:
+            if self._held.get(update_id) is gate:
+                del self._held[update_id]
+
+    def _start_order(self) -> None:
+        self._warmup = None
+        if self._held:
+            self._next_id = min(self._held)
+            self._release()
+
+    def _release(self) -> None:
+        """Open the gates of held updates that are next in line, lowest first, so their
+        tasks resume (and queue on their chats' locks) in update_id order."""
+        assert self._next_id is not None
+        while self._next_id in self._held:
+            gate = self._held.pop(self._next_id)
+            self._next_id += 1
+            if not gate.done():
+                gate.set_result(None)
 
     async def wait_completed(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Return once `count` updates in total have been fully processed."""

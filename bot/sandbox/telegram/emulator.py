@@ -158,6 +158,7 @@ class TelegramEmulator:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._webhook_tasks: dict[str, asyncio.Task[None]] = {}
+        self.webhook_posts: list[int] = []  # update_ids in the order they were posted
         self._channel_ids = itertools.count(2_000_001)
         self._session: aiohttp.ClientSession | None = None
         self._methods: dict[str, tuple[str, Handler]] = {}
@@ -1152,6 +1153,11 @@ class TelegramEmulator:
                 chat = self._chats.get(int(raw))
             except (TypeError, ValueError):
                 chat = None
+            user = self._users.get(int(raw)) if chat is None and str(raw).isdigit() else None
+            if user is not None and not user.is_bot:
+                # A user the bot knows (from a group) but who never opened a chat with it:
+                # the chat exists, the send is refused ("can't initiate conversation").
+                chat = self.private_chat(user, bot=account, started=False)
         if chat is None:
             raise bad_request("chat not found")
         if chat.is_group and account.id not in chat.members:
@@ -1594,6 +1600,7 @@ class TelegramEmulator:
         if account.webhook_secret:
             headers["X-Telegram-Bot-Api-Secret-Token"] = account.webhook_secret
         error: str | None = None
+        self.webhook_posts.append(update["update_id"])
         try:
             if url is None:
                 return
