@@ -196,7 +196,7 @@ def _serve(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -
         path = "telegram"
         app.run_webhook(
             listen="0.0.0.0",
-            port=settings.WEBHOOK_PORT,
+            port=settings.listen_port,
             url_path=path,
             webhook_url=f"{settings.WEBHOOK_URL.rstrip('/')}/{path}",
             secret_token=webhook_secret(settings.token or ""),
