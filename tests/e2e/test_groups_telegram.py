@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from bot.db.models import Alert
 from bot.feeds import feeds_of
+from bot.notify import DeliveryQueue
+from bot.sandbox.bitmex import BitmexSimulator
+from bot.sandbox.telegram import TelegramEmulator
 from bot.sandbox.telegram.state import Chat, User
 from tests.e2e.harness import Harness, Person
 
@@ -175,3 +180,82 @@ async def test_automatic_forwards_from_the_linked_channel_are_ignored(h: Harness
     forwarded = [m for m in h.emu.chat_messages(group) if m.automatic_forward]
     assert len(forwarded) == 2 and not any(m.deleted for m in forwarded)
     assert len(bot_texts(h, group)) == n  # no card, no answer
+
+
+async def test_restricted_bot_waits_and_delivers_once_the_right_is_back(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import handlers.notifier
+
+    monkeypatch.setattr(handlers.notifier, "NO_RIGHTS_RETRY", 0.2)
+    alice = h.person("Alice")
+    group = h.group("Traders", [], [alice])
+    assert h.svc.alerts is not None and h.svc.market_hub is not None
+    p0 = h.sim.engine.instrument("XBTUSD").mark
+    await alice.send(f"/alert xbtusd above {p0 + 700} patient", chat=group)
+    await h.svc.market_hub.wait_ready("mainnet")
+    h.emu.restrict(group, bot_user(h), by=alice.user)
+    await h.settle()
+    try:
+        h.sim.engine.set_mark("XBTUSD", p0 + 701)
+        await h.emu.wait_for(lambda: h.emu.calls_to("sendMessage", status=400), timeout=5)
+        refused = h.emu.calls_to("sendMessage", status=400)[-1]
+        assert "not enough rights" in (refused.description or "")
+        # "Not enough rights" is temporary: the admins give the right back, it arrives.
+        h.emu.promote(group, bot_user(h), by=alice.user)
+        await h.emu.wait_for(lambda: any("patient" in t for t in bot_texts(h, group)),
+                             timeout=5)
+        await until_state(h, "patient", "sent")
+    finally:
+        h.sim.engine.set_mark("XBTUSD", p0)
+
+
+async def test_asks_only_for_the_updates_it_handles(h: Harness) -> None:
+    await h.emu.wait_for(lambda: h.emu.bot(h.bot_username).allowed_updates)
+    assert h.emu.bot(h.bot_username).allowed_updates == [
+        "message", "edited_message", "callback_query", "my_chat_member", "chat_member"]
+    alice = h.person("Alice")
+    group = h.group("Room", [], [alice])
+    channel = h.emu.channel("Chan", [alice.user], bots=[h.bot_username])
+    before = h.emu.bot(h.bot_username).next_update_id
+    h.emu.post_to_channel(alice.user, channel, "not for the bot")
+    assert h.emu.bot(h.bot_username).next_update_id == before  # channel_post not sent
+    _ = group
+
+
+async def test_admin_cache_is_dropped_only_when_an_admin_status_changes(h: Harness) -> None:
+    alice, bob, carol = h.person("Alice"), h.person("Bob"), h.person("Carol")
+    group = h.group("Feed", [bob], [alice])
+    await alice.send("/feed on cached", chat=group)
+    await alice.send("/feed on cached", chat=group)
+    fetched = h.emu.count("getChatAdministrators")
+    h.emu.join(group, carol.user)  # a member joins: the admins are the same
+    await h.settle()
+    await alice.send("/feed on cached", chat=group)
+    assert h.emu.count("getChatAdministrators") == fetched
+    h.emu.promote(group, bob.user, by=alice.user)
+    await h.settle()
+    await bob.send("/feed on cached", chat=group)
+    assert h.emu.count("getChatAdministrators") == fetched + 1
+    assert "Only the group's admins" not in bot_texts(h, group)[-1]
+
+
+async def test_membership_updates_are_followed_whoever_causes_them(
+        world_sim: BitmexSimulator, world_emu: TelegramEmulator, tmp_path: Path) -> None:
+    # With an allow-list, the admin who kicks and re-adds the bot is a stranger to it:
+    # the bot must still follow its own membership (it runs before the access gate).
+    h = Harness(world_sim, world_emu, tmp_path, ALLOWED_USER_IDS=[555002])
+    await h.start()
+    try:
+        stranger = h.person("Admin")
+        group = h.group("Theirs", [], [stranger])
+        h.emu.remove_bot_from_group(group, h.bot_username, by=stranger.user)
+        await h.settle()
+        notifier = h.svc.notifier
+        assert isinstance(notifier, DeliveryQueue)
+        assert notifier.undelivered(group.id)
+        h.emu.add_bot_to_group(group, h.bot_username, by=stranger.user, admin=True)
+        await h.settle()
+        assert not notifier.undelivered(group.id)
+        assert await notifier.send(group.id, "hello again") is not None
+    finally:
+        await h.stop()

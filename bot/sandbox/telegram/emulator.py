@@ -976,6 +976,8 @@ class TelegramEmulator:
                 can_invite_users=False,
                 can_pin_messages=False,
                 can_manage_topics=False,
+                can_edit_tag=False,
+                can_react_to_messages=True,
             )
         elif status == ADMIN:
             data.update(
