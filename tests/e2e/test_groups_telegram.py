@@ -96,7 +96,7 @@ async def until_state(h: Harness, note: str, state: str) -> None:
 
 async def test_kicked_group_alert_fails_then_readded_group_gets_the_next(h: Harness) -> None:
     alice = h.person("Alice")
-    group = h.group("Traders", [], [alice])
+    group = h.group("Traders", [], [alice], bot_admin=True)
     assert h.svc.alerts is not None and h.svc.market_hub is not None
     p0 = h.sim.engine.instrument("XBTUSD").mark
     await alice.send(f"/alert xbtusd above {p0 + 700} first", chat=group)
@@ -105,14 +105,18 @@ async def test_kicked_group_alert_fails_then_readded_group_gets_the_next(h: Harn
     try:
         h.emu.remove_bot_from_group(group, h.bot_username, by=alice.user)
         await h.settle()
-        sends = h.emu.count("sendMessage")
+        def sends_to_group() -> int:
+            return sum(1 for c in h.emu.calls_to("sendMessage") if c.bot == h.bot_username
+                       and str(c.params.get("chat_id")) == str(group.id))
+
+        sends = sends_to_group()
         h.sim.engine.set_mark("XBTUSD", p0 + 701)
         await until_state(h, "first", "fired")
         await h.svc.alerts.drain()
         await h.settle()
         # Known to be kicked: nothing sent, and the alert is not recorded as sent.
         assert (await alert_states(h))["first"] == "fired"
-        assert h.emu.count("sendMessage") == sends
+        assert sends_to_group() == sends
 
         h.emu.add_bot_to_group(group, h.bot_username, by=alice.user, admin=True)
         await h.settle()
@@ -170,7 +174,7 @@ async def test_command_in_a_forum_topic_is_answered_in_that_topic(h: Harness) ->
 
 async def test_automatic_forwards_from_the_linked_channel_are_ignored(h: Harness) -> None:
     alice: Person = h.person("Alice")
-    group = h.group("Discussion", [], [alice])
+    group = h.group("Discussion", [], [alice], bot_admin=True)
     await alice.send("/feed on chan", chat=group)
     channel = h.emu.channel("Alpha channel", [alice.user], linked_group=group)
     n = len(bot_texts(h, group))
@@ -188,7 +192,7 @@ async def test_restricted_bot_waits_and_delivers_once_the_right_is_back(
 
     monkeypatch.setattr(handlers.notifier, "NO_RIGHTS_RETRY", 0.2)
     alice = h.person("Alice")
-    group = h.group("Traders", [], [alice])
+    group = h.group("Traders", [], [alice], bot_admin=True)
     assert h.svc.alerts is not None and h.svc.market_hub is not None
     p0 = h.sim.engine.instrument("XBTUSD").mark
     await alice.send(f"/alert xbtusd above {p0 + 700} patient", chat=group)
@@ -197,13 +201,17 @@ async def test_restricted_bot_waits_and_delivers_once_the_right_is_back(
     await h.settle()
     try:
         h.sim.engine.set_mark("XBTUSD", p0 + 701)
-        await h.emu.wait_for(lambda: h.emu.calls_to("sendMessage", status=400), timeout=5)
-        refused = h.emu.calls_to("sendMessage", status=400)[-1]
-        assert "not enough rights" in (refused.description or "")
+
+        def refused() -> list[str]:
+            return [c.description or "" for c in h.emu.calls_to("sendMessage", status=400)
+                    if c.bot == h.bot_username and str(c.params.get("chat_id")) == str(group.id)]
+
+        await h.emu.wait_for(refused, timeout=10)
+        assert "not enough rights" in refused()[-1]
         # "Not enough rights" is temporary: the admins give the right back, it arrives.
         h.emu.promote(group, bot_user(h), by=alice.user)
         await h.emu.wait_for(lambda: any("patient" in t for t in bot_texts(h, group)),
-                             timeout=5)
+                             timeout=10)
         await until_state(h, "patient", "sent")
     finally:
         h.sim.engine.set_mark("XBTUSD", p0)
@@ -224,7 +232,7 @@ async def test_asks_only_for_the_updates_it_handles(h: Harness) -> None:
 
 async def test_admin_cache_is_dropped_only_when_an_admin_status_changes(h: Harness) -> None:
     alice, bob, carol = h.person("Alice"), h.person("Bob"), h.person("Carol")
-    group = h.group("Feed", [bob], [alice])
+    group = h.group("Feed", [bob], [alice], bot_admin=True)
     await alice.send("/feed on cached", chat=group)
     await alice.send("/feed on cached", chat=group)
     fetched = h.emu.count("getChatAdministrators")

@@ -333,7 +333,7 @@ async def test_withdraw_key_refused_and_read_only_key_explained(h: Harness) -> N
 async def test_secret_in_group_is_deleted_with_a_pointer(h: Harness) -> None:
     alice = h.person("Alice")
     bob = h.person("Bob")
-    group = h.group("Traders", [bob], [alice])
+    group = h.group("Traders", [bob], [alice], bot_admin=True)
     key, secret = h.exchange_account()
     await bob.send(f"/connect testnet {key} {secret}", chat=group)
     msgs = h.emu.chat_messages(group, bot=h.bot_username)

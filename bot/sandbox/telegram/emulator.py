@@ -1026,6 +1026,9 @@ class TelegramEmulator:
                 self._touch()
         except ApiError as exc:
             body, status, description = exc.payload(), exc.code, exc.description
+        except ConnectionResetError:
+            # The client hung up mid-request (a bot stopping): nobody is left to answer.
+            body, status, description = {"ok": False}, 499, "client went away"
         except Exception as exc:  # a bug here must not look like a server outage to the bot
             log.exception("emulator failed on %s", canonical)
             self.internal_errors.append(exc)
