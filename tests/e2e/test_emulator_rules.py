@@ -3,6 +3,7 @@ topics, linked channels, membership changes, webhook rules, and the smaller trut
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -276,3 +277,46 @@ async def test_without_reordering_out_of_order_deliveries_break_a_chats_order(
 
 
 
+
+
+async def test_webhook_deliveries_are_concurrent_up_to_max_connections_and_retried(
+        emulator: TelegramEmulator, bot: Bot) -> None:
+    from aiohttp import web
+
+    active, peak, answers = 0, 0, [500, 500]
+    got: list[int] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.05)
+        active -= 1
+        if answers:  # the first two posts fail: Telegram keeps those updates and retries
+            return web.Response(status=answers.pop())
+        got.append((await request.json())["update_id"])
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    emulator.allow_loopback_http_webhooks = True
+    try:
+        await bot.set_webhook(f"http://127.0.0.1:{port}/hook", max_connections=3)
+        user = emulator.user(first_name="Una")
+        for i in range(9):
+            emulator.send_text(user, None, f"m{i}")
+        await emulator.wait_for(lambda: len(got) == 9, timeout=10)
+        info = await bot.get_webhook_info()
+        assert info.pending_update_count == 0
+        assert sorted(got) == list(range(min(got), min(got) + 9))  # each update exactly once
+        assert peak == 3  # concurrent, but never more than max_connections
+        assert len(emulator.webhook_posts) == 11  # two retried after a failure
+        await bot.delete_webhook()
+    finally:
+        emulator.allow_loopback_http_webhooks = False
+        await runner.cleanup()
