@@ -1165,7 +1165,7 @@ class TelegramEmulator:
                 chat = self.private_chat(user, bot=account, started=False)
         if chat is None:
             raise bad_request("chat not found")
-        if chat.is_group and account.id not in chat.members:
+        if (chat.is_group or chat.type == "channel") and account.id not in chat.members:
             raise bad_request("chat not found")
         return chat
 
@@ -1175,9 +1175,10 @@ class TelegramEmulator:
                 "group chat was upgraded to a supergroup chat",
                 {"migrate_to_chat_id": chat.migrated_to},
             )
-        if not chat.is_group:
+        if not chat.is_group and chat.type != "channel":
             return
-        kind = "supergroup chat" if chat.type == "supergroup" else "group chat"
+        kind = {"supergroup": "supergroup chat", "channel": "channel chat"}.get(
+            chat.type, "group chat")
         status = chat.status(account.id)
         if status == KICKED:
             raise forbidden(f"bot was kicked from the {kind}")
