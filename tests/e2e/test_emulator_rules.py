@@ -227,10 +227,13 @@ async def _webhook_run(emulator: TelegramEmulator, window: float) -> list[tuple[
     """Two people send 12 numbered messages each to a webhook bot; what it handled, in
     the order its handler ran."""
     handled: list[tuple[int, str]] = []
+    all_in = asyncio.Event()
 
     async def record(update: Update, context: Ctx) -> None:
         assert update.message is not None
         handled.append((update.message.chat_id, update.message.text or ""))
+        if len(handled) == 24:
+            all_in.set()
 
     app = (ApplicationBuilder().token(TOKEN).base_url(emulator.url + "/bot")
            .concurrent_updates(PerChatUpdateProcessor(64, reorder_window=window)).build())
@@ -247,7 +250,7 @@ async def _webhook_run(emulator: TelegramEmulator, window: float) -> list[tuple[
         for i in range(12):
             for person in people:
                 emulator.send_text(person, None, str(i))
-        await emulator.wait_for(lambda: len(handled) == 24, timeout=10)
+        await asyncio.wait_for(all_in.wait(), 10)
         await app.updater.stop()
         await app.stop()
         await app.shutdown()
