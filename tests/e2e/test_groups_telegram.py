@@ -267,3 +267,19 @@ async def test_membership_updates_are_followed_whoever_causes_them(
         assert await notifier.send(group.id, "hello again") is not None
     finally:
         await h.stop()
+
+
+async def test_writing_again_after_a_block_brings_notices_back_at_once(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    assert h.svc.live is not None
+    await h.svc.live.wait_ready(alice.id)
+    mark = Decimal(h.sim.engine.instrument("XBTUSD").mark)
+    await alice.send(f"/buy 200 xbtusd limit {mark - 1000}")
+    await alice.press("✅ Confirm")
+    [order] = h.sim.engine.open_order_rows(h.sim.account(key).id)
+    h.emu.block_bot(alice.user, h.bot_username)
+    await h.settle()
+    await alice.send("/price btc")  # writing to the bot unblocks it, as in the app
+    h.sim.engine.fill_order(str(order["orderID"]), 100)
+    await h.emu.wait_for(lambda: any("Filled 100/200" in t for t in alice.bot_texts),
+                         timeout=5)

@@ -880,8 +880,10 @@ class TelegramEmulator:
     ) -> Chat:
         if chat is None or not chat.is_group:
             account = self.bot(bot)
-            # Writing to a bot starts the dialog and, as in the app, lifts a block.
-            account.blocked_by.discard(user.id)
+            # Writing to a bot starts the dialog and, as in the app, lifts a block (the bot
+            # hears of that first, as `my_chat_member` kicked -> member).
+            if user.id in account.blocked_by:
+                self.unblock_bot(user, account)
             return self.private_chat(user, bot=account)
         if not chat.present(user.id):
             raise ValueError(f"{user.name} is not a member of {chat.title!r}")
