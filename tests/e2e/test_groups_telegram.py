@@ -50,7 +50,7 @@ async def test_member_bot_in_privacy_mode_tells_admins_and_works_once_promoted(
     await feeds_of(h.services).drain()
     assert len(bot_texts(h, group)) == before
 
-    h.emu.promote(group, bot_user(h), by=alice.user)
+    h.promote_bot(group, by=alice)
     await h.settle()
     assert len(bot_texts(h, group)) == before  # an admin with every right: nothing to say
     await alice.send(FREE_TEXT_SIGNAL, chat=group)
