@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="start the bot (polling, or webhook when WEBHOOK_URL is set)",
         description="Migrate the database, then serve Telegram updates. Polling by default; "
-        "webhook mode when WEBHOOK_URL is set (listening on WEBHOOK_PORT).",
+        "webhook mode when WEBHOOK_URL is set (an https URL on port 443, 80, 88 or 8443, "
+        "served through a TLS proxy; the listener binds to PORT when the host sets it, "
+        "else WEBHOOK_PORT).",
     )
     run.add_argument(
         "--sandbox-if-no-token",

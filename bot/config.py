@@ -39,8 +39,10 @@ EXPECTS: dict[str, str] = {
     "ADMIN_IDS": "a comma-separated list of Telegram user ids (numbers)",
     "ALLOWED_USER_IDS": "a comma-separated list of Telegram user ids (numbers), empty = everyone",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
-    "WEBHOOK_URL": "the public https URL Telegram should post updates to",
+    "WEBHOOK_URL": "the public https URL Telegram should post updates to, on port 443, 80, "
+                   "88 or 8443 (the only ports Telegram calls)",
     "WEBHOOK_PORT": "a TCP port number between 1 and 65535",
+    "PORT": "a TCP port number between 1 and 65535 (set by the host)",
     "MAINNET_CONFIRM_USD": "a positive USD amount (larger mainnet orders need a second confirm)",
     "METRICS_PORT": "a TCP port number between 1 and 65535 (or empty: no metrics server)",
     "METRICS_HOST": "an address to listen on, such as 127.0.0.1 or 0.0.0.0",
@@ -88,6 +90,31 @@ def decode_master_key(value: str, *, strong: bool = False) -> bytes:
     return raw
 
 
+# Telegram delivers webhooks only to these ports (Bot API, setWebhook).
+WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _check_webhook_url(value: str) -> str:
+    """https on a port Telegram calls; a loopback URL (tests, the sandbox) may be http on
+    any port, since only a local Bot API server can reach it anyway."""
+    parts = urlsplit(value)
+    host = (parts.hostname or "").lower()
+    port = parts.port  # ValueError for a non-numeric or out-of-range port
+    if not host or parts.scheme not in ("http", "https"):
+        raise ValueError("not a valid URL")
+    if _loopback(host):
+        return value.rstrip("/")
+    if parts.scheme != "https":
+        raise ValueError("Telegram posts webhooks to https URLs only")
+    if (port or 443) not in WEBHOOK_PORTS:
+        raise ValueError("Telegram posts webhooks only to ports 443, 80, 88 and 8443")
+    return value.rstrip("/")
+
+
 def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
@@ -112,6 +139,8 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     WEBHOOK_URL: str | None = None
     WEBHOOK_PORT: int = 8443
+    # Set by PaaS hosts (Heroku, Render, Railway...): the port the web process must listen on.
+    PORT: int | None = None
     MAINNET_CONFIRM_USD: Decimal = Decimal("10000")
     METRICS_PORT: int | None = None
     METRICS_HOST: str = "127.0.0.1"
@@ -137,7 +166,7 @@ class Settings(BaseSettings):
     def _webhook(cls, v: Any) -> Any:
         if v is None or str(v).strip() == "":
             return None
-        return _check_url(str(v).strip(), ("https", "http"))
+        return _check_webhook_url(str(v).strip())
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -180,10 +209,15 @@ class Settings(BaseSettings):
             raise ValueError("unknown level")
         return level
 
-    @field_validator("WEBHOOK_PORT")
+    @field_validator("PORT", mode="before")
     @classmethod
-    def _port(cls, v: int) -> int:
-        if not 1 <= v <= 65535:
+    def _host_port(cls, v: Any) -> Any:
+        return None if v is None or str(v).strip() == "" else v
+
+    @field_validator("WEBHOOK_PORT", "PORT")
+    @classmethod
+    def _port(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= 65535:
             raise ValueError("out of range")
         return v
 
@@ -217,6 +251,12 @@ class Settings(BaseSettings):
     @property
     def token(self) -> str | None:
         return self.TELEGRAM_BOT_TOKEN.get_secret_value() if self.TELEGRAM_BOT_TOKEN else None
+
+    @property
+    def listen_port(self) -> int:
+        """Where the webhook listener binds: the host's PORT when it sets one (the TLS
+        proxy in front forwards there), else WEBHOOK_PORT."""
+        return self.PORT if self.PORT is not None else self.WEBHOOK_PORT
 
     @property
     def master_key(self) -> bytes | None:

@@ -289,6 +289,9 @@ class DeliveryQueue:
         self._chats: dict[int, _Chat] = {}
         self._global = _Bucket(self.limits.global_burst, self.limits.global_per_sec, clock())
         self._gone: set[int] = set()  # chats that said "unreachable" (groups: not in the DB)
+        # Chats whose latest message did not go out (refused, given up on, or skipped as
+        # blocked): callers that record "sent" (alerts) ask `undelivered` first.
+        self._undelivered: set[int] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -372,12 +375,24 @@ class DeliveryQueue:
     def forget_gone(self, chat_id: int) -> None:
         """The chat is reachable again (the bot was added back to a group)."""
         self._gone.discard(chat_id)
+        self._undelivered.discard(chat_id)
+
+    def mark_gone(self, chat_id: int) -> None:
+        """The bot was kicked from a group (Telegram said so): stop writing there at once."""
+        if chat_id < 0:
+            self._gone.add(chat_id)
+        self._undelivered.add(chat_id)
+
+    def undelivered(self, chat_id: int) -> bool:
+        """True when the last message to `chat_id` did not reach it (or the chat is gone)."""
+        return chat_id in self._gone or chat_id in self._undelivered
 
     # ------------------------------------------------------------------ internals
     async def _submit(self, chat_id: int, kind: str, op: Callable[[bool], Awaitable[Any]], *,
                       edit: bool, fallback: Any) -> Any:
         if chat_id in self._gone:
             self.stats["skipped_blocked"] += 1
+            self._undelivered.add(chat_id)
             return fallback
         if self.closed:
             self.stats["failed"] += 1
@@ -489,6 +504,7 @@ class DeliveryQueue:
             if aud is not None:
                 if aud.blocked:
                     self.stats["skipped_blocked"] += 1
+                    self._undelivered.add(job.chat_id)
                     return "done", job.fallback
                 mode = aud.mode(job.kind, self.wall())
                 if mode == "off":
@@ -515,6 +531,7 @@ class DeliveryQueue:
             log.info("chat %s is unreachable; its queued messages are dropped", job.chat_id)
             if job.chat_id < 0:
                 self._gone.add(job.chat_id)
+            self._undelivered.add(job.chat_id)
             if self.on_blocked is not None:
                 await self.on_blocked(job.chat_id)
             return "gone", job.fallback
@@ -525,10 +542,13 @@ class DeliveryQueue:
             delay = min(self.limits.backoff * 2 ** (job.attempts - 1), self.limits.max_backoff)
             return "retry", delay
         self.stats["sent"] += 1
+        if not job.edit:
+            self._undelivered.discard(job.chat_id)
         return "done", result
 
     def _give_up(self, job: _Job, why: str) -> tuple[str, Any]:
         self.stats["failed"] += 1
+        self._undelivered.add(job.chat_id)
         log.error("gave up delivering a %s to %s: %s", job.kind, job.chat_id, why)
         return "done", job.fallback
 

@@ -25,8 +25,13 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
     _ = (reports, settings)  # imported for their @route decorators
 
-    # Before the gate: a group's move to a new id must be followed whoever triggered it.
+    # Before the gate: a group's move to a new id, the bot kicked or added back, an admin
+    # promoted: followed whoever caused them (the gate does not pass these updates on).
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, chats.on_migrate), group=-2)
+    app.add_handler(ChatMemberHandler(chats.on_my_member, ChatMemberHandler.MY_CHAT_MEMBER),
+                    group=-2)
+    app.add_handler(ChatMemberHandler(chats.on_member, ChatMemberHandler.CHAT_MEMBER),
+                    group=-2)
     app.add_handler(TypeHandler(Update, access.gate), group=-1)
     app.add_handler(CommandHandler("start", start.start))
     app.add_handler(CommandHandler("help", start.help_command))
@@ -41,9 +46,6 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT
                                    & filters.ChatType.GROUPS, feeds.on_edited))
-    # Before the gate: a member removed by an admin outside ALLOWED_USER_IDS still leaves.
-    app.add_handler(ChatMemberHandler(feeds.on_member_change, ChatMemberHandler.CHAT_MEMBER),
-                    group=-2)
     app.add_handler(CallbackQueryHandler(feeds.on_press, pattern=r"^fd:"))
     app.add_handler(CallbackQueryHandler(start.on_stale_press))
     app.add_error_handler(errors.on_error)

@@ -132,6 +132,13 @@ async def delete_quietly(update: Update) -> bool:
 async def gate(update: Update, context: Context) -> None:
     """Refuse or let through; a refusal ends the update here."""
     svc = services(context)
+    if update.my_chat_member is not None or update.chat_member is not None:
+        raise ApplicationHandlerStop  # handled before the gate (handlers/chats.py)
+    msg = update.effective_message
+    if msg is not None and msg.is_automatic_forward:
+        # A post of the group's linked channel copied in by Telegram (from 777000): the
+        # channel is not a member, so its posts are neither commands nor signals here.
+        raise ApplicationHandlerStop
     user = update.effective_user
     anonymous = anonymous_admin(update)
     if user is None or (user.is_bot and not anonymous):

@@ -52,6 +52,18 @@ PRIVATE_MENU = [
     ("settings", "preferences"),
     ("help", "all commands"),
 ]
+# Webhook deliveries arrive concurrently (Telegram's max_connections): an update waits at
+# most this long for lower update ids still on their way, so each chat keeps its order.
+WEBHOOK_REORDER_WINDOW = 2.0  # seconds
+
+# The update types the handlers use, asked for by name: `chat_member` is sent only to bots
+# that ask (promotions and demotions keep the admin caches honest); polls, reactions,
+# inline queries, channel posts and the rest are never sent to a bot that does not use them.
+ALLOWED_UPDATES = [
+    Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY,
+    Update.MY_CHAT_MEMBER, Update.CHAT_MEMBER,
+]
+
 GROUP_MENU = [("feedstats", "the feed's record"), ("help", "what I do here")]
 ADMIN_MENU = [
     ("signal", "post a signal"),
@@ -114,7 +126,9 @@ def build_application(
         .token(token or settings.token or "")
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
-        .concurrent_updates(PerChatUpdateProcessor(concurrent_updates))
+        .concurrent_updates(PerChatUpdateProcessor(
+            concurrent_updates,
+            reorder_window=WEBHOOK_REORDER_WINDOW if settings.WEBHOOK_URL else 0.0))
         .connect_timeout(10)
         .read_timeout(15)
         .write_timeout(30)
@@ -201,7 +215,7 @@ def _serve(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -
     if settings.WEBHOOK_URL:
         asyncio.run(serve_webhook(app, settings))
     else:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+        app.run_polling(allowed_updates=ALLOWED_UPDATES)
 
 
 WEBHOOK_PATH = "telegram"
@@ -240,14 +254,15 @@ async def serve_webhook(app: Application[Any, Any, Any, Any, Any, Any],
         if app.post_init is not None:
             await app.post_init(app)
         try:
-            await listener.start(host, settings.WEBHOOK_PORT)
+            await listener.start(host, settings.listen_port)
         except OSError as e:
-            raise ConfigError(f"cannot listen for Telegram on WEBHOOK_PORT "
-                              f"{settings.WEBHOOK_PORT} ({e.strerror or e}). Is another "
+            which = "PORT" if settings.PORT is not None else "WEBHOOK_PORT"
+            raise ConfigError(f"cannot listen for Telegram on {which} "
+                              f"{settings.listen_port} ({e.strerror or e}). Is another "
                               "program using it?") from None
         await app.bot.set_webhook(
             url=f"{(settings.WEBHOOK_URL or '').rstrip('/')}/{WEBHOOK_PATH}",
-            secret_token=secret, allowed_updates=Update.ALL_TYPES)
+            secret_token=secret, allowed_updates=ALLOWED_UPDATES)
         await app.start()
         log.info("webhook listening on port %s", listener.port)
         await stop.wait()

@@ -30,6 +30,10 @@ async def reply(update: Update, text: str, **kwargs: Any) -> Message | None:
         return None
     kwargs.setdefault("parse_mode", ParseMode.HTML)
     kwargs.setdefault("disable_web_page_preview", True)
+    msg = update.effective_message
+    if msg is not None and msg.is_topic_message and msg.message_thread_id is not None:
+        # In a forum, a send without a thread id lands in General: answer in the topic.
+        kwargs.setdefault("message_thread_id", msg.message_thread_id)
     return await chat.send_message(text, **kwargs)
 
 

@@ -47,6 +47,10 @@ async def feed(update: Update, context: Context, intent: P.Feed) -> None:
     assert chat is not None and user is not None
     await reply(update, await _feeds(context).set_feed(chat.id, chat.title, user.id, intent.on,
                                                        intent.name))
+    if intent.on:
+        from handlers.chats import advise_rights
+
+        await advise_rights(update, context)  # privacy mode: say what the feed needs
 
 
 async def _post(update: Update, context: Context, sig: P.Signal, source: str) -> None:

@@ -24,8 +24,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # BadRequest texts that mean the chat itself is gone, not that this message was wrong.
-_GONE = ("chat not found", "user is deactivated", "bot was kicked", "have no rights to send",
-         "not enough rights to send")
+_GONE = ("chat not found", "user is deactivated", "bot was kicked")
+# A restricted bot ("not enough rights to send text messages to the chat"): admins can give
+# the right back at any time, so the message waits and is tried again; the chat is not gone.
+_NO_RIGHTS = ("not enough rights to send", "have no rights to send")
+NO_RIGHTS_RETRY = 30.0  # seconds
 
 
 def retry_seconds(e: RetryAfter) -> float:
@@ -48,6 +51,8 @@ async def _call(chat_id: int, fn: Callable[[], Awaitable[T]]) -> T:
     except BadRequest as e:
         if any(s in str(e).lower() for s in _GONE):
             raise Unreachable(str(e)) from e
+        if any(s in str(e).lower() for s in _NO_RIGHTS):
+            raise RetryLater(NO_RIGHTS_RETRY) from e
         raise
     except NetworkError as e:  # includes TimedOut; BadRequest is handled above
         raise Transient(str(e)) from e

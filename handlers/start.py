@@ -28,6 +28,9 @@ async def start(update: Update, context: Context) -> None:
     if not is_private(update):
         await reply(update, f"Hi {name}! In groups I run signal feeds and shared alerts. "
                             "Talk to me in private to connect your account. /help")
+        from handlers.chats import advise_rights
+
+        await advise_rights(update, context)
         return
     acc = await svc.accounts.active(user.id)
     lines = [f"Hi {name}! I run your BitMEX account from this chat: every order is shown "

@@ -386,6 +386,12 @@ class AlertService:
                     # 'fired', so the next start delivers it instead of losing it.
                     log.info("alert #%d waits for the next start", info.id)
                     continue
+                undelivered = getattr(notifier, "undelivered", None)
+                if sent is None and undelivered is not None and undelivered(info.chat_id):
+                    # Refused (bot kicked or blocked, or given up on): not recorded as
+                    # sent; it stays 'fired' for the next start.
+                    log.info("alert #%d was not delivered to %s", info.id, info.chat_id)
+                    continue
                 self.sent += 1
                 if info.kind != "move":
                     done.append(info.id)

@@ -84,12 +84,12 @@ class BotRunner:
         await jobs.start(self.app, self.services)  # stored schedules, as run_forever does
         if self.services.live is not None:
             await self.services.live.start()  # after attach: its messages need the notifier
-        from telegram import Update
+        from handlers.app import ALLOWED_UPDATES
 
         # As `run` does: without it Telegram (and the emulator) withhold chat_member updates,
         # so promotions and demotions would go unheard in the sandbox only.
         await self.app.updater.start_polling(poll_interval=0, timeout=1,
-                                             allowed_updates=Update.ALL_TYPES)
+                                             allowed_updates=ALLOWED_UPDATES)
         self._baseline = self.emu.bot(self.bot_username).next_update_id - 1
         self.services.readiness.started = True
 

@@ -101,10 +101,18 @@ class Harness(BotRunner):
         return Person(self, user, chat)
 
     def group(self, title: str, members: list[Person], admins: list[Person],
-              bot_admin: bool = True) -> Chat:
-        """A group with the bot in it (as an admin that may delete messages, by default)."""
+              bot_admin: bool = False) -> Chat:
+        """A group with the bot in it. By default a plain member, as Telegram adds bots: in
+        privacy mode it then sees only `/cmd@bot`, general commands when it posted last,
+        and replies to it. `bot_admin=True` is a group whose admins made it an admin (with
+        "Delete messages"): it reads everything, as free-text signals need."""
         return self.emu.group(title, [p.user for p in members], [p.user for p in admins],
                               bots=[self.bot_username], bot_admin=bot_admin)
+
+    def promote_bot(self, chat: Chat, by: Person | None = None) -> None:
+        """The group's admins make the bot an admin (a `my_chat_member` update follows)."""
+        self.emu.promote(chat, self.emu.bot(self.bot_username).user,
+                         by=by.user if by is not None else None)
 
     def exchange_account(self, permissions: tuple[str, ...] = ("order", "orderCancel"),
                          xbt: float = 1.0, usdt: float = 10000) -> tuple[str, str]:

@@ -172,7 +172,7 @@ async def test_funding_alert(market: Harness) -> None:
 async def test_group_alerts_admins_only_posted_in_group(market: Harness) -> None:
     h = market
     alice, bob = h.person("Alice"), h.person("Bob")
-    group = h.group("Traders", [alice, bob], admins=[alice])
+    group = h.group("Traders", [alice, bob], admins=[alice], bot_admin=True)
     p0 = price(h)
     await bob.send(f"/alert xbtusd above {p0 + 700}", chat=group)
     refusal = h.emu.last_bot_message(group, bot=h.bot_username)
@@ -271,7 +271,7 @@ async def test_liqfeed_thresholds_private_and_group(market: Harness) -> None:
     h = market
     engine = h.sim.engine
     alice, bob = h.person("Alice"), h.person("Bob")
-    group = h.group("Whales", [alice, bob], admins=[alice])
+    group = h.group("Whales", [alice, bob], admins=[alice], bot_admin=True)
     await bob.send("/liqfeed min $100k", chat=group)
     refusal = h.emu.last_bot_message(group, bot=h.bot_username)
     assert refusal is not None and "Only group admins" in (refusal.content or "")

@@ -321,7 +321,7 @@ async def test_a_confirm_is_not_delayed_by_sixty_charts(h: Harness) -> None:
 async def test_group_chatter_counts_but_is_refused_silently(h: Harness) -> None:
     h.svc.ratelimit.clock = Clock()
     alice, bob = h.person("Alice"), h.person("Bob")
-    group = h.group("Lounge", [bob], [alice])
+    group = h.group("Lounge", [bob], [alice], bot_admin=True)
     for i in range(25):
         h.emu.send_text(bob.user, group, f"gm everyone {i}", bot=h.bot_username)
     await h.settle()

@@ -35,7 +35,7 @@ async def test_upgrade_moves_everything_and_alerts_post_in_the_new_chat(market: 
     await h.svc.market_hub.wait_ready("mainnet")
     alice = h.person("Alice")
     bob = h.person("Bob")
-    group = h.group("Desk", [bob], [alice])
+    group = h.group("Desk", [bob], [alice], bot_admin=True)
     p0 = h.sim.engine.instrument(SYM).mark
     await alice.send(f"/alert xbtusd above {p0 + 500}", chat=group)
     await alice.send("/liqfeed btc min $100k", chat=group)
@@ -57,7 +57,7 @@ async def test_a_missed_upgrade_is_followed_when_sending(market: Harness) -> Non
     assert h.svc.market_hub is not None
     await h.svc.market_hub.wait_ready("mainnet")
     alice = h.person("Alice")
-    group = h.group("Quiet", [], [alice])
+    group = h.group("Quiet", [], [alice], bot_admin=True)
     p0 = h.sim.engine.instrument(SYM).mark
     await alice.send(f"/alert xbtusd above {p0 + 500}", chat=group)
     # The upgrade happened while the bot was away: only the old id's 400 tells it.

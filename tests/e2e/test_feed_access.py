@@ -57,7 +57,7 @@ async def test_an_outsider_cannot_follow_press_follow_or_get_previews(h: Harness
     admin = h.person("Alice")
     bob, _ = await h.connected("Bob")
     eve, _ = await h.connected("Eve")  # knows the feed's name, is not in the group
-    group = h.group("Alpha Calls", [bob], [admin])
+    group = h.group("Alpha Calls", [bob], [admin], bot_admin=True)
     await admin.send("/feed on alpha", chat=group)
     await bob.send("/follow alpha size 100")
     assert "Following alpha" in bob.last_text
@@ -88,7 +88,7 @@ async def test_a_kicked_or_departed_member_stops_receiving_and_is_told_once(h: H
     admin = h.person("Alice")
     members = [await h.connected(n) for n in ("Bob", "Carol", "Dave", "Rita")]
     (bob, _), (carol, _), (dave, _), (rita, _) = members
-    group = h.group("Alpha Calls", [p for p, _ in members], [admin])
+    group = h.group("Alpha Calls", [p for p, _ in members], [admin], bot_admin=True)
     await admin.send("/feed on alpha", chat=group)
     for p, _ in members:
         await p.send("/follow alpha size 100")
@@ -123,7 +123,7 @@ async def test_a_silent_departure_is_found_at_the_next_signal(h: Harness) -> Non
     feeds_of(h.svc).membership.clock = clock
     admin = h.person("Alice")
     (bob, _), (carol, _) = [await h.connected(n) for n in ("Bob", "Carol")]
-    group = h.group("Alpha Calls", [bob, carol], [admin])
+    group = h.group("Alpha Calls", [bob, carol], [admin], bot_admin=True)
     await admin.send("/feed on alpha", chat=group)
     await bob.send("/follow alpha size 100")
     await carol.send("/follow alpha size 100")
@@ -145,7 +145,7 @@ async def test_a_silent_departure_is_found_at_the_next_signal(h: Harness) -> Non
 
 async def test_get_chat_member_is_truthful(h: Harness) -> None:
     admin, bob, eve, kim = (h.person(n) for n in ("Alice", "Bob", "Eve", "Kim"))
-    group = h.group("Truth", [bob, kim], [admin])
+    group = h.group("Truth", [bob, kim], [admin], bot_admin=True)
     h.emu.kick(group, kim.user, by=admin.user)
     statuses = {}
     for p in (admin, bob, eve, kim):
@@ -161,7 +161,7 @@ async def test_a_demoted_admin_loses_powers_without_any_member_update(h: Harness
     state-changing group command asks Telegram again."""
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     alice, bob = h.person("Alice"), h.person("Bob")
-    group = h.group("Desk", [bob], [alice, bob])
+    group = h.group("Desk", [bob], [alice, bob], bot_admin=True)
     await bob.send("/feed on desk", chat=group)
     await bob.send("/alert btc above 1000000", chat=group)
     await bob.send("/signal long btc entry 60000 sl 59000", chat=group)
@@ -186,7 +186,7 @@ async def test_a_demoted_admin_loses_powers_without_any_member_update(h: Harness
 async def _round(h: Harness, admin: Person, name: str, sizes: list[tuple[Person, int]]) -> Chat:
     """One feed, one long signal, everyone confirms, the target fills."""
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
-    group = h.group(f"{name} calls", [p for p, _ in sizes], [admin])
+    group = h.group(f"{name} calls", [p for p, _ in sizes], [admin], bot_admin=True)
     await admin.send(f"/feed on {name}", chat=group)
     for p, size in sizes:
         await p.send(f"/follow {name} size {size}")
@@ -272,7 +272,7 @@ async def test_a_feed_preview_is_refused_after_a_key_swap(h: Harness) -> None:
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     admin = h.person("Alice")
     bob, key1 = await h.connected("Bob")
-    group = h.group("Alpha Calls", [bob], [admin])
+    group = h.group("Alpha Calls", [bob], [admin], bot_admin=True)
     await admin.send("/feed on alpha", chat=group)
     await bob.send("/follow alpha risk 1%")  # sized from key 1's available margin
     await post(h, admin, group, SIG)
@@ -301,7 +301,7 @@ async def test_a_revoked_user_gets_nothing_more_and_their_stream_stops(h: Harnes
     try:
         admin = h.person("Alice")
         (bob, bkey), (carol, ckey) = [await h.connected(n) for n in ("Bob", "Carol")]
-        group = h.group("Alpha Calls", [bob, carol], [admin])
+        group = h.group("Alpha Calls", [bob, carol], [admin], bot_admin=True)
         await admin.send("/feed on alpha", chat=group)
         for p in (bob, carol):
             await p.send("/follow alpha size 100")

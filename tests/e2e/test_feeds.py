@@ -34,7 +34,7 @@ async def feed_group(h: Harness, n_members: int = 3) -> tuple[Person, list[tuple
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     admin = h.person("Alice")
     members = [await h.connected(name) for name in ("Bob", "Carol", "Dave")[:n_members]]
-    group = h.group("Alpha Calls", [p for p, _ in members], [admin])
+    group = h.group("Alpha Calls", [p for p, _ in members], [admin], bot_admin=True)
     await admin.send("/feed on alpha", chat=group)
     assert "now the signal feed alpha" in group_text(h, group)
     return admin, members, group
@@ -247,7 +247,7 @@ async def test_follow_without_key_or_read_only(h: Harness) -> None:
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     admin, eve = h.person("Alice"), h.person("Eve")
     ro, _ = await h.connected("Ro", permissions=())
-    group = h.group("Beta", [eve, ro], [admin])
+    group = h.group("Beta", [eve, ro], [admin], bot_admin=True)
     await admin.send("/feed on beta", chat=group)
     await eve.send("/follow beta risk 1%")
     assert "no account connected" in eve.last_text
@@ -290,7 +290,7 @@ async def test_anonymous_admins_run_the_feed_and_alerts(h: Harness) -> None:
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     admin = h.person("Alice")
     bob, _ = await h.connected("Bob")
-    group = h.group("Anon Calls", [bob], [admin])
+    group = h.group("Anon Calls", [bob], [admin], bot_admin=True)
     await admin.send("/feed on anon", chat=group, anonymous=True)
     assert "now the signal feed anon" in group_text(h, group)
     await bob.send("/follow anon size 100")

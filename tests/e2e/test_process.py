@@ -68,6 +68,7 @@ async def test_polling_process_answers_and_stops_on_sigterm(
         text = await converse(world_emu, "ProcPollBot")
     finally:
         rc, err = await stop(proc)
+        world_emu.allow_loopback_http_webhooks = False
     assert "Hi Pat" in text
     assert rc == 0, err[-3000:]
     assert "Traceback" not in err
@@ -80,6 +81,9 @@ async def test_webhook_mode_receives_pushed_updates(
 ) -> None:
     port = free_port()
     token = "434343:webhook-test-token-abcdefghijklmnopqrstuvwxyz"
+    # Telegram takes https on 443/80/88/8443 only; a loopback http URL is the emulator's
+    # named test allowance, switched on here on purpose.
+    world_emu.allow_loopback_http_webhooks = True
     proc = await run_bot(world_emu, world_sim, tmp_path, "ProcHookBot", token,
                          WEBHOOK_URL=f"http://127.0.0.1:{port}", WEBHOOK_PORT=str(port))
     try:
@@ -99,6 +103,7 @@ async def test_webhook_mode_receives_pushed_updates(
                 guessed_status = resp.status
     finally:
         rc, err = await stop(proc)
+        world_emu.allow_loopback_http_webhooks = False
     assert "Hi Pat" in text
     assert world_emu.bot("ProcHookBot").webhook_secret == webhook_secret(token)
     assert forged_status == 403 and guessed_status == 403

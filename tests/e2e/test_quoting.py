@@ -42,12 +42,12 @@ async def test_tz_refuses_files_of_the_zone_database_that_are_not_places(h: Harn
 async def test_a_default_feed_name_keeps_only_ascii_letters_and_digits(h: Harness) -> None:
     admin = h.person("Alice")
     # Cyrillic "Т" and "а", a superscript two, a fullwidth digit, an emoji
-    group = h.group("Тrаders² ３ 🚀 Club", [admin], [admin])
+    group = h.group("Тrаders² ３ 🚀 Club", [admin], [admin], bot_admin=True)
     await admin.send("/feed on", chat=group)
     async with h.svc.db.session() as s:
         feed = (await s.exec(select(Feed).where(Feed.chat_id == group.id))).one()
     assert feed.name == "rdersclub", feed.name
-    other = h.group("Сигналы", [admin], [admin])  # nothing ASCII: a numbered name
+    other = h.group("Сигналы", [admin], [admin], bot_admin=True)  # nothing ASCII: a numbered name
     await admin.send("/feed on", chat=other)
     async with h.svc.db.session() as s:
         feed = (await s.exec(select(Feed).where(Feed.chat_id == other.id))).one()

@@ -34,7 +34,7 @@ def live(h: Harness, chat: Chat, needle: str) -> list[str]:
 
 async def test_a_key_in_a_group_photo_caption_is_deleted(h: Harness) -> None:
     alice, bob = h.person("Alice"), h.person("Bob")
-    group = h.group("Traders", [alice, bob], admins=[bob])
+    group = h.group("Traders", [alice, bob], admins=[bob], bot_admin=True)
     secret = pasted_secret()
     h.emu.send_photo(alice.user, group, png(40, 20), caption=f"my settings, secret {secret}")
     await h.settle()
@@ -57,7 +57,7 @@ async def test_a_key_in_a_private_document_caption_is_deleted_and_explained(
 
 async def test_a_secret_next_to_punctuation_is_deleted(h: Harness) -> None:
     alice, bob = h.person("Alice"), h.person("Bob")
-    group = h.group("Traders", [alice, bob], admins=[bob])
+    group = h.group("Traders", [alice, bob], admins=[bob], bot_admin=True)
     secret = pasted_secret()
     await alice.send(f"is this my secret?{secret}?! {CHATTER}", chat=group)
     assert live(h, group, secret) == []
@@ -67,7 +67,7 @@ async def test_a_secret_next_to_punctuation_is_deleted(h: Harness) -> None:
 
 async def test_a_secret_split_across_two_words_or_lines_is_deleted(h: Harness) -> None:
     alice, bob = h.person("Alice"), h.person("Bob")
-    group = h.group("Traders", [alice, bob], admins=[bob])
+    group = h.group("Traders", [alice, bob], admins=[bob], bot_admin=True)
     secret = pasted_secret()
     for glue in (" ", "\n"):
         first, second = secret[:20], secret[20:]

@@ -38,7 +38,7 @@ async def test_operator_tools_need_an_operator_however_they_are_typed(
 async def test_account_commands_stay_out_of_groups_however_they_are_typed(h: Harness) -> None:
     alice, _ = await h.connected("Alice")
     bob = h.person("Bob")
-    group = h.group("Open chat", [alice, bob], admins=[bob])
+    group = h.group("Open chat", [alice, bob], admins=[bob], bot_admin=True)
     for text in ("/balance", " /balance", "\u2003/pos", "\n/orders", "/Balance"):
         await alice.send(text, chat=group)
         shown = h.emu.last_bot_message(group, bot=h.bot_username)
@@ -116,7 +116,7 @@ async def test_malformed_button_data_is_refused_politely(h: Harness) -> None:
 async def test_account_buttons_do_nothing_in_a_group(h: Harness) -> None:
     alice, _ = await h.connected("Alice")
     bob = h.person("Bob")
-    group = h.group("Open chat", [alice, bob], admins=[bob])
+    group = h.group("Open chat", [alice, bob], admins=[bob], bot_admin=True)
     await bob.send("/alerts", chat=group)
     listing = h.emu.last_bot_message(group, bot=h.bot_username)
     assert listing is not None
@@ -185,7 +185,7 @@ async def test_a_full_alert_list_still_fits_in_one_message(h: Harness) -> None:
 async def test_a_demoted_admin_loses_group_powers_at_once(h: Harness) -> None:
     alice, _ = await h.connected("Alice")
     bob = h.person("Bob")
-    group = h.group("Desk", [alice, bob], admins=[bob])
+    group = h.group("Desk", [alice, bob], admins=[bob], bot_admin=True)
     await bob.send("/alert btc above 1000000", chat=group)
     await bob.send("/feed on desk", chat=group)
     assert "signal feed desk" in (h.emu.last_bot_message(group, bot=h.bot_username).content
@@ -203,7 +203,7 @@ async def test_a_demoted_admin_loses_group_powers_at_once(h: Harness) -> None:
 async def test_a_secret_inside_a_chatty_group_message_is_deleted(h: Harness) -> None:
     alice, _ = await h.connected("Alice")
     bob = h.person("Bob")
-    group = h.group("Help desk", [alice, bob], admins=[bob])
+    group = h.group("Help desk", [alice, bob], admins=[bob], bot_admin=True)
     key, secret = h.exchange_account()
     msg = await alice.send(f"hi all, is this right? my key is {key} and the secret is "
                            f"{secret}, thanks!", chat=group)

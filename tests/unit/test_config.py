@@ -27,6 +27,9 @@ BAD = [
     ("ALLOWED_USER_IDS", "1;2", "Telegram user ids"),
     ("LOG_LEVEL", "LOUD", "DEBUG, INFO"),
     ("WEBHOOK_URL", "nope", "https URL"),
+    ("WEBHOOK_URL", "http://bot.example.com/hook", "https URL"),
+    ("WEBHOOK_URL", "https://bot.example.com:8080", "port 443, 80, 88 or 8443"),
+    ("PORT", "99999", "set by the host"),
     ("WEBHOOK_PORT", "70000", "port number"),
     ("WEBHOOK_PORT", "eighty", "port number"),
     ("MAINNET_CONFIRM_USD", "-5", "positive USD amount"),
@@ -96,6 +99,22 @@ def test_lists_and_keys_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(s.old_master_keys) == 1
     assert s.token == "123456:" + "A" * 35
     assert "AAAA" not in repr(s)  # secrets stay hidden in reprs
+
+
+@pytest.mark.parametrize("url", ["https://bot.example.com", "https://bot.example.com:8443/x",
+                                 "https://bot.example.com:88", "http://127.0.0.1:5000"])
+def test_webhook_urls_telegram_accepts(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PORT", raising=False)
+    s = load_settings(_env_file=None, WEBHOOK_URL=url, WEBHOOK_PORT=8443)
+    assert s.WEBHOOK_URL == url.rstrip("/") and s.listen_port == 8443
+
+
+def test_listener_uses_the_hosts_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "5123")
+    s = load_settings(_env_file=None, WEBHOOK_URL="https://bot.example.com")
+    assert s.listen_port == 5123
+    monkeypatch.setenv("PORT", "")
+    assert load_settings(_env_file=None).listen_port == 8443
 
 
 def test_in_process_error_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

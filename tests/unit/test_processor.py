@@ -55,3 +55,28 @@ async def test_slots_still_bound_concurrency_across_chats() -> None:
 
     await asyncio.gather(*(proc.process_update(update(n, n), work()) for n in range(8)))
     assert peak == 2
+
+
+async def test_reordering_admits_updates_by_id_and_gives_up_on_a_lost_one() -> None:
+    proc = PerChatUpdateProcessor(8, reorder_window=0.2)
+    order: list[int] = []
+
+    async def record(n: int) -> None:
+        order.append(n)
+
+    def go(n: int) -> asyncio.Task[None]:
+        return asyncio.create_task(proc.process_update(update(n, 1), record(n)))
+
+    # Webhook deliveries arrive as 12, 10, 11: the chat still sees 10, 11, 12.
+    first = [go(12), go(10), go(11)]
+    await asyncio.wait_for(asyncio.gather(*first), 2)
+    assert order == [10, 11, 12]
+    # 13 is lost on the way: 15 and 14 wait for it no longer than the window, in order.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(asyncio.gather(go(15), go(14)), 2)
+    assert order == [10, 11, 12, 14, 15]
+    assert 0.15 < loop.time() - started < 1.0
+    # Once the gap is given up, 13 arriving late still runs (rather than never).
+    await asyncio.wait_for(go(13), 1)
+    assert order[-1] == 13 and proc.completed == 6

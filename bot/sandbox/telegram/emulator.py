@@ -15,11 +15,14 @@ import contextlib
 import itertools
 import json
 import logging
+import random
+import re
 import secrets
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -43,6 +46,7 @@ from .state import (
     MEMBER,
     OWNER,
     RESTRICTED,
+    SERVICE_USER_ID,
     ApiCall,
     BotAccount,
     CallbackAnswer,
@@ -50,6 +54,7 @@ from .state import (
     Chat,
     Message,
     StoredFile,
+    Topic,
     User,
 )
 
@@ -92,6 +97,11 @@ _COUNTED = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
 _EDITS = frozenset({"editMessageText", "editMessageCaption", "editMessageReplyMarkup"})
 _PHOTO_SIDES = (90, 320, 800, 1280)
 _MISSING_MESSAGE_ID = "message identifier is not specified"
+# deleteMessage works only on messages younger than this (Bot API docs).
+DELETE_WINDOW = 48 * 3600
+WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+_SECRET_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_WHAT = {"sendMessage": "text messages", "sendPhoto": "photos", "sendDocument": "documents"}
 
 Files = dict[str, tuple[str, bytes, str]]  # field -> (filename, bytes, content type)
 Handler = Callable[[BotAccount, JSON, Files], Awaitable[Any]]
@@ -100,6 +110,8 @@ Handler = Callable[[BotAccount, JSON, Files], Awaitable[Any]]
 # Telegram's stand-in sender for anonymous group admins (the same id on the real server).
 GROUP_ANONYMOUS_BOT = User(1087968824, "Group", "GroupAnonymousBot", is_bot=True,
                            language_code=None)
+# Telegram's sender of posts auto-forwarded from a channel into its discussion group.
+TELEGRAM_SERVICE = User(SERVICE_USER_ID, "Telegram", language_code=None)
 
 
 class TelegramEmulator:
@@ -112,7 +124,15 @@ class TelegramEmulator:
         clock: Clock | None = None,
         quiet_period: float = 0.05,
         max_long_poll: float = 50.0,
+        allow_loopback_http_webhooks: bool = False,
+        webhook_seed: int = 0,
     ) -> None:
+        """`allow_loopback_http_webhooks`: a test-only allowance for `http://127.0.0.1:PORT`
+        webhooks (Telegram itself takes only https on ports 443, 80, 88 and 8443)."""
+        self.allow_loopback_http_webhooks = allow_loopback_http_webhooks
+        # Concurrent webhook deliveries start in a shuffled order, as they can arrive from
+        # Telegram; seeded so that a failure can be replayed.
+        self._webhook_random = random.Random(webhook_seed)
         self._clock = clock
         self._limits = limits or FloodLimits()
         self._limiter = FloodLimiter(self._limits, clock)
@@ -138,6 +158,8 @@ class TelegramEmulator:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._webhook_tasks: dict[str, asyncio.Task[None]] = {}
+        self.webhook_posts: list[int] = []  # update_ids in the order they were posted
+        self._channel_ids = itertools.count(2_000_001)
         self._session: aiohttp.ClientSession | None = None
         self._methods: dict[str, tuple[str, Handler]] = {}
         for name in (
@@ -236,10 +258,12 @@ class TelegramEmulator:
         username: str,
         first_name: str = "Bot",
         *,
-        privacy_mode: bool = False,
+        privacy_mode: bool = True,
     ) -> User:
-        """Register a bot; `privacy_mode=False` (the default here) lets it read all group
-        messages, as the feature set needs; True delivers only commands, replies and mentions."""
+        """Register a bot. Privacy mode is on, as BotFather sets it: in groups where the bot
+        is not an admin it gets only `/cmd@bot`, general commands when it was the last bot to
+        post, replies to its messages and service messages. `privacy_mode=False` is a bot
+        whose owner turned it off in BotFather (/setprivacy): it reads everything."""
         prefix = token.split(":", 1)[0]
         bot_id = int(prefix) if prefix.isdigit() else 7_000_000 + len(self._bots) + 1
         user = User(bot_id, first_name, username=username, is_bot=True, language_code=None)
@@ -304,12 +328,16 @@ class TelegramEmulator:
         bots: Iterable[BotAccount | User | str] | None = None,
         bot_admin: bool = False,
         username: str | None = None,
+        forum: bool = False,
     ) -> Chat:
         """A group with these people in it; the first admin owns it. The default bot is a
-        member (an admin with `bot_admin`) unless `bots` names others. No updates are sent."""
+        member (an admin with `bot_admin`) unless `bots` names others. No updates are sent.
+        `forum`: a supergroup with topics (create them with `create_topic`)."""
         n = next(self._group_ids)
+        supergroup = supergroup or forum
         chat_id = -(1_000_000_000_000 + n) if supergroup else -n
-        chat = Chat(chat_id, "supergroup" if supergroup else "group", title, username)
+        chat = Chat(chat_id, "supergroup" if supergroup else "group", title, username,
+                    is_forum=forum)
         admin_list = list(admins)
         for user in members:
             chat.members[user.id] = MEMBER
@@ -349,10 +377,6 @@ class TelegramEmulator:
         self._member_update(chat, actor, who, old, KICKED)
         return message
 
-    def restrict(self, chat: Chat, who: User, *, by: User | None = None) -> None:
-        """An admin restricts a member, who stays in the group ("restricted", is_member)."""
-        self._set_status(chat, who, RESTRICTED, by)
-
     def add_bot_to_group(
         self,
         chat: Chat,
@@ -372,13 +396,28 @@ class TelegramEmulator:
     def remove_bot_from_group(
         self, chat: Chat, bot: BotAccount | User | str | None = None, *, by: User
     ) -> None:
-        """Someone kicks the bot out: it gets `my_chat_member` and then 403 on every send."""
+        """Someone kicks the bot out: it gets `my_chat_member` and then 403 on every send.
+        `add_bot_to_group` brings it back (kicked -> member, with `my_chat_member`)."""
         account = self.bot(bot)
         old = chat.status(account.id)
         self._member_update(chat, by, account.user, old, KICKED)
         chat.members[account.id] = KICKED
 
-    def promote(self, chat: Chat, who: User, *, by: User | None = None) -> None:
+    def restrict(self, chat: Chat, who: User, *, by: User | None = None) -> None:
+        """An admin takes "Send messages" away: the member stays in the group
+        ("restricted", is_member); a restricted bot gets 400 "not enough rights" on sends."""
+        self._set_status(chat, who, RESTRICTED, by)
+
+    def deactivate(self, user: User) -> None:
+        """The user deletes their account: sends to them answer 403 "user is deactivated"."""
+        user.deactivated = True
+
+    def promote(self, chat: Chat, who: User, *, by: User | None = None,
+                can_delete_messages: bool = True) -> None:
+        if can_delete_messages:
+            chat.rights.pop(who.id, None)
+        else:
+            chat.rights[who.id] = {"can_delete_messages": False}
         self._set_status(chat, who, ADMIN, by)
 
     def demote(self, chat: Chat, who: User, *, by: User | None = None) -> None:
@@ -386,9 +425,78 @@ class TelegramEmulator:
 
     def _set_status(self, chat: Chat, who: User, status: str, by: User | None) -> None:
         old = chat.status(who.id)
+        old_json = self._member_json(who, old, chat)
         chat.members[who.id] = status
         actor = by or self._owner(chat) or who
-        self._member_update(chat, actor, who, old, status)
+        self._member_update(chat, actor, who, old, status, old_json=old_json)
+
+    # ------------------------------------------------ setup: forums, channels
+
+    def create_topic(self, chat: Chat, name: str, *, by: User | None = None) -> Topic:
+        """A forum topic; its id is the id of the service message that created it."""
+        if not chat.is_forum:
+            raise ValueError(f"{chat.title!r} is not a forum")
+        creator = by or self._owner(chat)
+        assert creator is not None
+        message = self._store(None, chat, creator,
+                              service={"forum_topic_created": {"name": name, "icon_color": 0}})
+        topic = Topic(message.message_id, name)
+        message.thread_id = topic.id
+        chat.topics[topic.id] = topic
+        self._deliver_message(chat, message, "message", service=True)
+        return topic
+
+    def close_topic(self, chat: Chat, topic: Topic | None) -> None:
+        """Close a topic (None: General); bots' sends there get 400 TOPIC_CLOSED."""
+        if topic is None:
+            chat.general_closed = True
+        else:
+            topic.closed = True
+
+    def channel(
+        self,
+        title: str,
+        admins: Iterable[User] = (),
+        *,
+        bots: Iterable[BotAccount | User | str] | None = None,
+        linked_group: Chat | None = None,
+        username: str | None = None,
+    ) -> Chat:
+        """A channel; the first admin owns it, bots named (default: the default bot) are
+        admins (only admins can be in a channel as bots). `linked_group` becomes its
+        discussion group: every post is auto-forwarded there."""
+        chat = Chat(-(1_000_000_000_000 + next(self._channel_ids)), "channel", title, username)
+        for index, user in enumerate(admins):
+            chat.members[user.id] = OWNER if index == 0 else ADMIN
+        for ref in [None] if bots is None else bots:
+            chat.members[self.bot(ref).id] = ADMIN
+        if linked_group is not None:
+            chat.linked_chat_id = linked_group.id
+            linked_group.linked_chat_id = chat.id
+        self._chats[chat.id] = chat
+        return chat
+
+    def post_to_channel(self, user: User, channel: Chat, text: str) -> Message:
+        """An admin posts in the channel: admin bots get `channel_post`; the linked group
+        gets an automatic forward from 777000 with the channel as `sender_chat`."""
+        if channel.type != "channel" or not channel.is_admin(user.id):
+            raise ValueError("only a channel's admins can post in it")
+        post = self._store(None, channel, user, text=text, entities=auto_entities(text),
+                           sender_chat=channel)
+        for account in self._bots.values():
+            if channel.is_admin(account.id):
+                self._enqueue(account, "channel_post", post.to_api())
+        group = self._chats.get(channel.linked_chat_id or 0)
+        if group is not None:
+            copy = self._store(None, group, TELEGRAM_SERVICE, text=text,
+                               entities=auto_entities(text), sender_chat=channel,
+                               automatic_forward=True)
+            self._deliver_message(group, copy, "message")
+        return post
+
+    def age(self, message: Message, seconds: float) -> None:
+        """Make `message` older (deleteMessage refuses messages over 48 hours old)."""
+        message.date -= int(seconds)
 
     def block_bot(self, user: User, bot: BotAccount | User | str | None = None) -> None:
         account = self.bot(bot)
@@ -439,13 +547,16 @@ class TelegramEmulator:
         reply_to: Message | None = None,
         bot: BotAccount | User | str | None = None,
         anonymous: bool = False,
+        topic: Topic | None = None,
     ) -> Message:
         """The user types `text` in `chat` (None: their private chat with the bot); the
         update carries a `bot_command` entity for `/cmd` or `/cmd@BotName` like Telegram's.
 
         `anonymous`: an admin with "Remain anonymous" on posts in a group; like Telegram,
-        the message comes from @GroupAnonymousBot with the group as `sender_chat`."""
+        the message comes from @GroupAnonymousBot with the group as `sender_chat`.
+        `topic`: in a forum, the topic typed in (None: General, or the replied message's)."""
         chat = self._user_chat(user, chat, bot)
+        thread = self._user_thread(chat, topic, reply_to)
         sender, sender_chat = user, None
         if anonymous:
             if not chat.is_group or not chat.is_admin(user.id):
@@ -459,9 +570,18 @@ class TelegramEmulator:
             entities=auto_entities(text),
             reply_to=reply_to,
             sender_chat=sender_chat,
+            thread_id=thread,
         )
         self._deliver_message(chat, message, "message", bot=bot)
         return message
+
+    @staticmethod
+    def _user_thread(chat: Chat, topic: Topic | None, reply_to: Message | None) -> int | None:
+        if topic is not None:
+            if chat.topics.get(topic.id) is not topic:
+                raise ValueError(f"topic {topic.name!r} is not in {chat.title!r}")
+            return topic.id
+        return reply_to.thread_id if reply_to is not None else None
 
     def send_photo(
         self,
@@ -750,7 +870,7 @@ class TelegramEmulator:
 
     def _dialog_key(self, chat: Chat, bot: BotAccount | None) -> tuple[int, int]:
         # Private chats share the user's id across bots but each bot has its own dialog.
-        if chat.is_group:
+        if chat.is_group or chat.type == "channel":
             return (0, chat.id)
         if bot is None:
             raise ValueError("a private chat needs its bot")
@@ -762,6 +882,8 @@ class TelegramEmulator:
         message_id = dialog[-1].message_id + 1 if dialog else 1
         message = Message(message_id, chat, sender, int(time.time()), **fields)
         dialog.append(message)
+        if chat.is_group and bot is not None and sender is bot.user:
+            chat.last_bot_id = bot.id
         self._notify()
         return message
 
@@ -770,8 +892,10 @@ class TelegramEmulator:
     ) -> Chat:
         if chat is None or not chat.is_group:
             account = self.bot(bot)
-            # Writing to a bot starts the dialog and, as in the app, lifts a block.
-            account.blocked_by.discard(user.id)
+            # Writing to a bot starts the dialog and, as in the app, lifts a block (the bot
+            # hears of that first, as `my_chat_member` kicked -> member).
+            if user.id in account.blocked_by:
+                self.unblock_bot(user, account)
             return self.private_chat(user, bot=account)
         if not chat.present(user.id):
             raise ValueError(f"{user.name} is not a member of {chat.title!r}")
@@ -783,18 +907,22 @@ class TelegramEmulator:
         return [a for a in self._bots.values() if chat.present(a.id)]
 
     def _sees(self, account: BotAccount, chat: Chat, message: Message) -> bool:
-        """Privacy mode: in groups such a bot only sees commands, replies and mentions."""
+        """Privacy mode (core.telegram.org/bots/features#privacy-mode): a bot that is not an
+        admin of the group gets only commands addressed to it (`/cmd@bot`), general
+        commands if it was the last bot to post there, and replies to its own messages.
+        Mentions and plain text do not reach it. (Service messages bypass this check.)"""
         if not chat.is_group or not account.privacy_mode or chat.is_admin(account.id):
             return True
-        text = message.content or ""
         if message.reply_to is not None and message.reply_to.sender is account.user:
             return True
-        if f"@{account.username}".lower() in text.lower():
-            return True
-        if text.startswith("/"):
-            command = text.split()[0]
-            return "@" not in command or command.lower().endswith(f"@{account.username.lower()}")
-        return False
+        command = next((e for e in message.entities if e.get("type") == "bot_command"
+                        and e.get("offset") == 0), None)
+        if command is None or message.text is None:
+            return False
+        word = message.text[: command["length"]]
+        if "@" in word:
+            return word.split("@", 1)[1].lower() == account.username.lower()
+        return chat.last_bot_id == account.id
 
     def _deliver_message(
         self,
@@ -814,12 +942,15 @@ class TelegramEmulator:
             "chat": chat.to_api(),
             "from": actor.to_api(),
             "date": int(time.time()),
-            "old_chat_member": self._member_json(who, old),
-            "new_chat_member": self._member_json(who, new),
+            "old_chat_member": self._member_json(who, old, chat),
+            "new_chat_member": self._member_json(who, new, chat),
         }
 
-    def _member_update(self, chat: Chat, actor: User, who: User, old: str, new: str) -> None:
+    def _member_update(self, chat: Chat, actor: User, who: User, old: str, new: str,
+                       *, old_json: JSON | None = None) -> None:
         change = self._member_change(chat, actor, who, old, new)
+        if old_json is not None:
+            change["old_chat_member"] = old_json
         for account in self._bots.values():
             if account.user is who:
                 self._enqueue(account, "my_chat_member", change)
@@ -837,16 +968,37 @@ class TelegramEmulator:
         self._notify()
 
     @staticmethod
-    def _member_json(user: User, status: str) -> JSON:
+    def _member_json(user: User, status: str, chat: Chat | None = None) -> JSON:
         data: JSON = {"status": status, "user": user.to_api()}
         if status == OWNER:
             data["is_anonymous"] = False
+        elif status == RESTRICTED:
+            data.update(
+                is_member=True,
+                until_date=0,
+                can_send_messages=False,
+                can_send_audios=False,
+                can_send_documents=False,
+                can_send_photos=False,
+                can_send_videos=False,
+                can_send_video_notes=False,
+                can_send_voice_notes=False,
+                can_send_polls=False,
+                can_send_other_messages=False,
+                can_add_web_page_previews=False,
+                can_change_info=False,
+                can_invite_users=False,
+                can_pin_messages=False,
+                can_manage_topics=False,
+                can_edit_tag=False,
+                can_react_to_messages=True,
+            )
         elif status == ADMIN:
             data.update(
                 can_be_edited=False,
                 is_anonymous=False,
                 can_manage_chat=True,
-                can_delete_messages=True,
+                can_delete_messages=chat is None or chat.can(user.id, "can_delete_messages"),
                 can_manage_video_chats=True,
                 can_restrict_members=True,
                 can_promote_members=False,
@@ -896,6 +1048,9 @@ class TelegramEmulator:
                 self._touch()
         except ApiError as exc:
             body, status, description = exc.payload(), exc.code, exc.description
+        except ConnectionResetError:
+            # The client hung up mid-request (a bot stopping): nobody is left to answer.
+            body, status, description = {"ok": False}, 499, "client went away"
         except Exception as exc:  # a bug here must not look like a server outage to the bot
             log.exception("emulator failed on %s", canonical)
             self.internal_errors.append(exc)
@@ -1025,9 +1180,14 @@ class TelegramEmulator:
                 chat = self._chats.get(int(raw))
             except (TypeError, ValueError):
                 chat = None
+            user = self._users.get(int(raw)) if chat is None and str(raw).isdigit() else None
+            if user is not None and not user.is_bot:
+                # A user the bot knows (from a group) but who never opened a chat with it:
+                # the chat exists, the send is refused ("can't initiate conversation").
+                chat = self.private_chat(user, bot=account, started=False)
         if chat is None:
             raise bad_request("chat not found")
-        if chat.is_group and account.id not in chat.members:
+        if (chat.is_group or chat.type == "channel") and account.id not in chat.members:
             raise bad_request("chat not found")
         return chat
 
@@ -1037,19 +1197,29 @@ class TelegramEmulator:
                 "group chat was upgraded to a supergroup chat",
                 {"migrate_to_chat_id": chat.migrated_to},
             )
-        if not chat.is_group:
+        if not chat.is_group and chat.type != "channel":
             return
-        kind = "supergroup chat" if chat.type == "supergroup" else "group chat"
+        kind = {"supergroup": "supergroup chat", "channel": "channel chat"}.get(
+            chat.type, "group chat")
         status = chat.status(account.id)
         if status == KICKED:
             raise forbidden(f"bot was kicked from the {kind}")
         if status == LEFT:
             raise forbidden(f"bot is not a member of the {kind}")
 
-    def _check_can_send(self, account: BotAccount, chat: Chat) -> None:
+    def _check_can_send(self, account: BotAccount, chat: Chat,
+                        what: str = "text messages") -> None:
         self._check_member(account, chat)
         if chat.is_group:
+            if chat.status(account.id) == RESTRICTED:
+                raise bad_request(f"not enough rights to send {what} to the chat")
             return
+        if chat.type == "channel":
+            if not chat.is_admin(account.id):
+                raise bad_request("need administrator rights in the channel chat")
+            return
+        if chat.user is not None and chat.user.deactivated:
+            raise forbidden("user is deactivated")
         if chat.id in account.blocked_by:
             raise forbidden("bot was blocked by the user")
         if chat.user is not None and chat.user.is_bot:
@@ -1093,7 +1263,8 @@ class TelegramEmulator:
         text, entities = self._format(raw, self._opt_str(p, "parse_mode"), p.get("entities"))
         if not text:
             raise bad_request("message text is empty")
-        if len(text) > MAX_TEXT:
+        # Telegram counts UTF-16 code units: an emoji outside the BMP counts twice.
+        if utf16_len(text) > MAX_TEXT:
             raise bad_request("message is too long")
         return text, entities
 
@@ -1104,7 +1275,7 @@ class TelegramEmulator:
         text, entities = self._format(
             raw, self._opt_str(p, "parse_mode"), p.get("caption_entities"), caption=True
         )
-        if len(text) > MAX_CAPTION:
+        if utf16_len(text) > MAX_CAPTION:
             raise bad_request("message caption is too long")
         return (text or None), entities
 
@@ -1154,6 +1325,25 @@ class TelegramEmulator:
                 ("http://", "https://", "tg://")
             ):
                 raise bad_request(f"inline keyboard button URL '{url}' is invalid: Wrong HTTP URL")
+
+    def _thread(self, chat: Chat, p: JSON, reply_to: Message | None) -> int | None:
+        """Where a bot's message lands in a forum: the topic asked for, else the replied
+        message's topic, else General; a closed topic refuses it."""
+        thread = self._opt_int(p, "message_thread_id")
+        if not chat.is_forum:
+            return None
+        if thread is None and reply_to is not None:
+            thread = reply_to.thread_id
+        if thread is None:
+            if chat.general_closed:
+                raise bad_request("TOPIC_CLOSED")
+            return None
+        topic = chat.topics.get(thread)
+        if topic is None:
+            raise bad_request("message thread not found")
+        if topic.closed:
+            raise bad_request("TOPIC_CLOSED")
+        return thread
 
     def _reply_target(self, account: BotAccount, chat: Chat, p: JSON) -> Message | None:
         params = self._opt_json(p, "reply_parameters", "can't parse reply parameters JSON object")
@@ -1332,6 +1522,15 @@ class TelegramEmulator:
 
     async def _api_setWebhook(self, account: BotAccount, p: JSON, files: Files) -> bool:
         url = self._opt_str(p, "url") or ""
+        if url:
+            self._check_webhook_url(url)
+        secret = self._opt_str(p, "secret_token")
+        if secret is not None and not _SECRET_TOKEN_RE.fullmatch(secret):
+            raise bad_request("secret token contains unallowed characters"
+                              if 1 <= len(secret) <= 256 else "secret token is invalid")
+        max_connections = self._opt_int(p, "max_connections")
+        if max_connections is not None and not 1 <= max_connections <= 100:
+            raise bad_request("bad webhook: max_connections must be between 1 and 100")
         if self._bool(p, "drop_pending_updates"):
             account.updates.clear()
         allowed = self._opt_json(p, "allowed_updates", "can't parse allowed updates")
@@ -1341,16 +1540,33 @@ class TelegramEmulator:
             account.webhook_url = None
             self._stop_webhook(account)
             return True
-        local = url.startswith(("http://127.", "http://localhost", "http://[::1]"))
-        if not url.startswith("https://") and not local:
-            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
         account.webhook_url = url
-        account.webhook_secret = self._opt_str(p, "secret_token")
+        account.webhook_secret = secret
+        account.webhook_max_connections = max_connections or 40
+        account.webhook_last_error = None
         self._stop_webhook(account)
         # Only loopback URLs are ever called: nothing here may reach the internet.
-        if local:
+        if _loopback(url):
             self._webhook_tasks[account.token] = asyncio.create_task(self._push(account))
         return True
+
+    def _check_webhook_url(self, url: str) -> None:
+        """Telegram's rules: https only, on port 443, 80, 88 or 8443. The emulator's explicit
+        test allowance lets an http URL on a loopback address through, on any port."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise bad_request("bad webhook: Failed to parse port number") from None
+        if not parts.hostname:
+            raise bad_request("can't parse URL")
+        if self.allow_loopback_http_webhooks and parts.scheme == "http" and _loopback(url):
+            return
+        if parts.scheme != "https":
+            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        if (port or 443) not in WEBHOOK_PORTS:
+            raise bad_request(
+                "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
 
     async def _api_deleteWebhook(self, account: BotAccount, p: JSON, files: Files) -> bool:
         account.webhook_url = None
@@ -1365,6 +1581,10 @@ class TelegramEmulator:
             "has_custom_certificate": False,
             "pending_update_count": len(account.updates),
         }
+        if account.webhook_url:
+            info["max_connections"] = account.webhook_max_connections
+        if account.webhook_last_error is not None:
+            info["last_error_date"], info["last_error_message"] = account.webhook_last_error
         if account.allowed_updates:
             info["allowed_updates"] = account.allowed_updates
         return info
@@ -1375,32 +1595,59 @@ class TelegramEmulator:
             task.cancel()
 
     async def _push(self, account: BotAccount) -> None:
-        """Deliver updates to the webhook one at a time, in order, retrying on failure."""
+        """Deliver updates to the webhook as Telegram does: up to `max_connections` posts at
+        once (so they can arrive out of order: `update_id` tells the order), each retried
+        until the bot answers 2xx; an update leaves the queue only once delivered."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        while not self._closing and account.webhook_url:
-            if not account.updates:
-                event = self._changed
-                await event.wait()
-                continue
-            update = account.updates[0]
-            headers = {}
-            if account.webhook_secret:
-                headers["X-Telegram-Bot-Api-Secret-Token"] = account.webhook_secret
-            try:
-                async with self._session.post(
-                    account.webhook_url, json=update, headers=headers
-                ) as response:
-                    delivered = 200 <= response.status < 300
-            except (aiohttp.ClientError, TimeoutError):
-                delivered = False
-            if delivered:
-                if account.updates and account.updates[0] is update:
-                    account.updates.pop(0)
-                self._touch()
-                self._notify()
-            else:
-                await asyncio.sleep(0.1)
+        in_flight: set[int] = set()
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while not self._closing and account.webhook_url:
+                free = account.webhook_max_connections - len(in_flight)
+                batch = [u for u in account.updates if u["update_id"] not in in_flight][:free]
+                if not batch:
+                    event = self._changed
+                    await event.wait()
+                    continue
+                self._webhook_random.shuffle(batch)
+                for update in batch:
+                    in_flight.add(update["update_id"])
+                    task = asyncio.create_task(self._post_update(account, update, in_flight))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.sleep(0)  # let the posts start before looking again
+        finally:
+            for task in list(tasks):
+                task.cancel()
+
+    async def _post_update(self, account: BotAccount, update: JSON, in_flight: set[int]) -> None:
+        assert self._session is not None
+        url = account.webhook_url
+        headers = {}
+        if account.webhook_secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = account.webhook_secret
+        error: str | None = None
+        self.webhook_posts.append(update["update_id"])
+        try:
+            if url is None:
+                return
+            async with self._session.post(url, json=update, headers=headers) as response:
+                if not 200 <= response.status < 300:
+                    error = f"Wrong response from the webhook: {response.status} {response.reason}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"Connection failed: {exc.__class__.__name__}"
+        if error is None:
+            if update in account.updates:
+                account.updates.remove(update)
+            account.webhook_last_error = None
+        else:
+            account.webhook_last_error = (int(time.time()), error)
+            # Telegram retries a failed update later, not at once; it stays pending meanwhile.
+            await asyncio.sleep(0.1)
+        in_flight.discard(update["update_id"])
+        self._touch()
+        self._notify()
 
     async def _api_sendMessage(self, account: BotAccount, p: JSON, files: Files) -> JSON:
         chat = self._chat(account, p)
@@ -1408,6 +1655,7 @@ class TelegramEmulator:
         text, entities = self._text(p)
         inline, other = self._markup(p)
         reply_to = self._reply_target(account, chat, p)
+        thread = self._thread(chat, p, reply_to)
         self._flood(account, chat)
         message = self._store(
             account,
@@ -1419,16 +1667,18 @@ class TelegramEmulator:
             reply_keyboard=other,
             reply_to=reply_to,
             disable_notification=self._bool(p, "disable_notification"),
+            thread_id=thread,
         )
         return message.to_api()
 
     async def _api_sendPhoto(self, account: BotAccount, p: JSON, files: Files) -> JSON:
         chat = self._chat(account, p)
-        self._check_can_send(account, chat)
+        self._check_can_send(account, chat, "photos")
         upload = self._upload(p, files, "photo")
         caption, caption_entities = self._caption(p)
         inline, other = self._markup(p)
         reply_to = self._reply_target(account, chat, p)
+        thread = self._thread(chat, p, reply_to)
         if isinstance(upload, StoredFile):
             stored, sizes = self._store_photo(upload.data)
         else:
@@ -1446,16 +1696,18 @@ class TelegramEmulator:
             reply_keyboard=other,
             reply_to=reply_to,
             disable_notification=self._bool(p, "disable_notification"),
+            thread_id=thread,
         )
         return message.to_api()
 
     async def _api_sendDocument(self, account: BotAccount, p: JSON, files: Files) -> JSON:
         chat = self._chat(account, p)
-        self._check_can_send(account, chat)
+        self._check_can_send(account, chat, "documents")
         upload = self._upload(p, files, "document")
         caption, caption_entities = self._caption(p)
         inline, other = self._markup(p)
         reply_to = self._reply_target(account, chat, p)
+        thread = self._thread(chat, p, reply_to)
         if isinstance(upload, StoredFile):
             name, data, mime = upload.file_name or "file", upload.data, upload.mime_type or ""
         else:
@@ -1476,6 +1728,7 @@ class TelegramEmulator:
             reply_keyboard=other,
             reply_to=reply_to,
             disable_notification=self._bool(p, "disable_notification"),
+            thread_id=thread,
         )
         return message.to_api()
 
@@ -1526,8 +1779,15 @@ class TelegramEmulator:
         message = self._target(account, p, "message to delete not found")
         chat = message.chat
         own = message.sender is account.user
-        if chat.is_group and not own and not chat.is_admin(account.id):
+        # Bot API deleteMessage: only messages under 48 h old; others' messages in a group
+        # need the bot to be an admin, and in a supergroup to hold can_delete_messages.
+        if time.time() - message.date >= DELETE_WINDOW:
             raise bad_request("message can't be deleted")
+        if chat.is_group and not own:
+            allowed = (chat.can(account.id, "can_delete_messages") if chat.type == "supergroup"
+                       else chat.is_admin(account.id))
+            if not allowed:
+                raise bad_request("message can't be deleted")
         message.deleted = True
         message.version += 1
         self._notify()
@@ -1669,7 +1929,7 @@ class TelegramEmulator:
             if user.id not in (chat.id, account.id):
                 raise bad_request("user not found")
             return self._member_json(user, MEMBER)
-        return self._member_json(user, chat.status(user.id))
+        return self._member_json(user, chat.status(user.id), chat)
 
     async def _api_getChatAdministrators(
         self, account: BotAccount, p: JSON, files: Files
@@ -1678,10 +1938,11 @@ class TelegramEmulator:
         self._check_member(account, chat)
         if not chat.is_group:
             raise bad_request("there are no administrators in the private chat")
+        # The Bot API leaves bots out of this list (itself included).
         admins = [
-            self._member_json(self._users[uid], status)
+            self._member_json(self._users[uid], status, chat)
             for uid, status in chat.members.items()
-            if status in (OWNER, ADMIN) and uid in self._users
+            if status in (OWNER, ADMIN) and uid in self._users and not self._users[uid].is_bot
         ]
         admins.sort(key=lambda m: m["status"] != OWNER)
         return admins
@@ -1706,6 +1967,11 @@ class TelegramEmulator:
             self._member_change(chat, account.user, account.user, old, LEFT),
         )
         return True
+
+
+def _loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 _NOT_MODIFIED = (

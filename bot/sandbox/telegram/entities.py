@@ -30,7 +30,8 @@ _SIMPLE_TAGS = {
 }
 SUPPORTED_TAGS = frozenset({*_SIMPLE_TAGS, "a", "span", "blockquote", "tg-emoji"})
 
-_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'", "nbsp": "\xa0"}
+# Only these four names; anything else (&apos; &nbsp; ...) stays literal text, as in tdlib.
+_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _SPACES = " \t\r\n"
 
 

@@ -14,8 +14,10 @@ JSON = dict[str, Any]
 
 # Statuses a member can have in a group, as getChatMember reports them.
 OWNER, ADMIN, MEMBER, LEFT, KICKED = "creator", "administrator", "member", "left", "kicked"
-# A member an admin restricted (may not send, say): still in the group (is_member true).
+# A member who may read but not post (the admins took "Send messages" away).
 RESTRICTED = "restricted"
+# Telegram's fake sender of posts auto-forwarded from a linked channel into its group.
+SERVICE_USER_ID = 777000
 
 
 @dataclass(eq=False)
@@ -26,6 +28,7 @@ class User:
     last_name: str | None = None
     is_bot: bool = False
     language_code: str | None = "en"
+    deactivated: bool = False  # the account was deleted: sends answer 403
 
     def to_api(self) -> JSON:
         data: JSON = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
@@ -45,13 +48,22 @@ class User:
 @dataclass(eq=False)
 class Chat:
     id: int
-    type: str  # private | group | supergroup
+    type: str  # private | group | supergroup | channel
     title: str | None = None
     username: str | None = None
     user: User | None = None  # the other side of a private chat
     # user id -> status; bots are members like anyone else.
     members: dict[int, str] = field(default_factory=dict)
     migrated_to: int | None = None
+    # Admins' rights that differ from "everything": user id -> {"can_delete_messages": False}.
+    rights: dict[int, dict[str, bool]] = field(default_factory=dict)
+    # Forum supergroups: topic id (the id of the message that created it) -> Topic.
+    is_forum: bool = False
+    topics: dict[int, Topic] = field(default_factory=dict)
+    general_closed: bool = False
+    linked_chat_id: int | None = None  # a channel's discussion group, or a group's channel
+    # Privacy mode delivers "/cmd" without @bot only to the bot that posted last here.
+    last_bot_id: int | None = None
 
     @property
     def is_group(self) -> bool:
@@ -59,6 +71,8 @@ class Chat:
 
     def to_api(self) -> JSON:
         data: JSON = {"id": self.id, "type": self.type}
+        if self.is_forum:
+            data["is_forum"] = True
         if self.user is not None:
             data["first_name"] = self.user.first_name
             if self.user.last_name:
@@ -79,6 +93,20 @@ class Chat:
 
     def present(self, user_id: int) -> bool:
         return self.status(user_id) in (OWNER, ADMIN, MEMBER, RESTRICTED)
+
+    def can(self, user_id: int, right: str) -> bool:
+        """An admin's right (all on unless taken away); the owner has every right."""
+        status = self.status(user_id)
+        if status == OWNER:
+            return True
+        return status == ADMIN and self.rights.get(user_id, {}).get(right, True)
+
+
+@dataclass(eq=False)
+class Topic:
+    id: int
+    name: str
+    closed: bool = False
 
 
 @dataclass(eq=False)
@@ -118,6 +146,10 @@ class Message:
     # Set when an anonymous admin posts: Telegram sends `from` = @GroupAnonymousBot and
     # the group itself as `sender_chat`.
     sender_chat: Chat | None = None
+    # Forum topics: the topic's id; General has none.
+    thread_id: int | None = None
+    # A channel post copied into the channel's linked discussion group.
+    automatic_forward: bool = False
 
     @property
     def from_bot(self) -> bool:
@@ -142,10 +174,16 @@ class Message:
     def to_api(self, *, with_reply: bool = True) -> JSON:
         data: JSON = {
             "message_id": self.message_id,
-            "from": self.sender.to_api(),
             "chat": self.chat.to_api(),
             "date": self.date,
         }
+        if self.chat.type != "channel":  # channel posts have no `from`
+            data["from"] = self.sender.to_api()
+        if self.thread_id is not None:
+            data["message_thread_id"] = self.thread_id
+            data["is_topic_message"] = True
+        if self.automatic_forward:
+            data["is_automatic_forward"] = True
         if self.text is not None:
             data["text"] = self.text
             if self.entities:
@@ -199,13 +237,17 @@ class CallbackAnswer:
 class BotAccount:
     token: str
     user: User
-    privacy_mode: bool = False
+    # On by default, as BotFather sets it: in groups where the bot is not an admin it gets
+    # only commands for it, replies to it and service messages.
+    privacy_mode: bool = True
     can_join_groups: bool = True
     updates: list[JSON] = field(default_factory=list)  # not yet confirmed
     next_update_id: int = 1
     allowed_updates: list[str] | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    webhook_max_connections: int = 40
+    webhook_last_error: tuple[int, str] | None = None  # (unix time, message)
     polled: bool = False
     poll_generation: int = 0
     # Private chats the user has opened (pressed Start) and who blocked the bot.
