@@ -45,6 +45,7 @@ test: dev
 lint: dev
 	$(BIN)/ruff check bot handlers tests bench
 	$(BIN)/mypy bot handlers
+	$(BIN)/lint-imports
 
 bench: dev
 	$(BIN)/python bench/orders.py

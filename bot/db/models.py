@@ -90,9 +90,13 @@ class OrderIntent(SQLModel, table=True):
     network: str = Field(max_length=16)
     kind: str = Field(default="order", max_length=16)
     intent: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    # pending -> confirmed -> placed | failed; pending -> expired | cancelled
+    # pending -> confirmed -> placed | failed, or for a large mainnet order pending -> armed
+    # (first Confirm) -> confirmed (Place it); pending | armed -> expired | cancelled | failed
+    # (key changed). A preview the checks blocked is stored cancelled. A card left
+    # `confirmed` (BitMEX never answered) waits for the lookup by clOrdID (settle_in_flight).
     state: str = Field(default="pending", max_length=16)
-    # Derived from the intent id, so a retried or repeated confirm cannot place twice.
+    # Random (trading.new_cl_ord_id) and stored here before anything is sent, so an answer
+    # that never came is settled by looking the order up by it, never by sending it again.
     cl_ord_id: str = Field(max_length=36, unique=True)
     order_id: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None, max_length=500)

@@ -16,7 +16,7 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Stored naive in UTC, always returned timezone-aware (design rule 8)."""
+    """Stored naive in UTC, always returned timezone-aware (Rule aware-utc)."""
 
     impl = DateTime
     cache_ok = True
