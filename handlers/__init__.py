@@ -18,7 +18,8 @@ from telegram.ext import (
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
-    from handlers import access, chats, errors, keys, reports, router, settings, start, trade
+    # feeds: its @route decorators and free-text hook register on import.
+    from handlers import access, chats, errors, feeds, keys, reports, router, settings, start, trade
     from handlers import admin as _admin  # noqa: F401  (its @route decorators register it)
     from handlers import alerts as alert_handlers
     from handlers import live as _live  # noqa: F401  (its @route decorators register it)
@@ -30,7 +31,9 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, chats.on_migrate), group=-2)
     app.add_handler(ChatMemberHandler(chats.on_my_member, ChatMemberHandler.MY_CHAT_MEMBER),
                     group=-2)
-    app.add_handler(ChatMemberHandler(chats.on_member, ChatMemberHandler.CHAT_MEMBER),
+    # Someone else joined or left: a leaver's follow of the group's feed ends. No admin
+    # list is cached (admin powers are asked of Telegram per command), so that is all.
+    app.add_handler(ChatMemberHandler(feeds.on_member_change, ChatMemberHandler.CHAT_MEMBER),
                     group=-2)
     app.add_handler(TypeHandler(Update, access.gate), group=-1)
     app.add_handler(CommandHandler("start", start.start))
@@ -42,8 +45,6 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CallbackQueryHandler(keys.on_disconnect_press, pattern=r"^k:"))
     app.add_handler(CallbackQueryHandler(start.on_menu_press, pattern=r"^m:"))
     app.add_handler(CallbackQueryHandler(alert_handlers.on_alert_press, pattern=r"^al:"))
-    from handlers import feeds  # its @route decorators and free-text hook register on import
-
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT
                                    & filters.ChatType.GROUPS, feeds.on_edited))
     app.add_handler(CallbackQueryHandler(feeds.on_press, pattern=r"^fd:"))

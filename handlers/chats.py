@@ -43,19 +43,6 @@ async def on_my_member(update: Update, context: Context) -> None:
         await advise_rights(update, context)
 
 
-async def on_member(update: Update, context: Context) -> None:
-    """Someone else joined, left, was removed or had their status changed.
-
-    Feeds follow membership (a leaver's follow ends). No admin list is cached: every
-    command that needs an admin asks Telegram at that moment (a demotion takes effect at
-    once even when the bot hears no chat_member update), so there is nothing to drop."""
-    if update.chat_member is None:
-        return
-    from handlers import feeds
-
-    await feeds.on_member_change(update, context)
-
-
 async def advise_rights(update: Update, context: Context) -> bool:
     """Check what the bot can do in this group (privacy mode via getMe, its own member
     status via getChatMember) and tell the admins in one message what it still needs.

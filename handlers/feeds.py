@@ -14,6 +14,7 @@ from bot.feeds import CB_PREFIX, Feeds, MemberLookup, feeds_of
 from bot.signals import looks_like_signal, recognise
 from handlers import router
 from handlers.access import group_admin_now
+from handlers.chats import advise_rights
 from handlers.common import Context, is_private, reply, services
 from handlers.render import markup
 from handlers.router import route
@@ -48,8 +49,6 @@ async def feed(update: Update, context: Context, intent: P.Feed) -> None:
     await reply(update, await _feeds(context).set_feed(chat.id, chat.title, user.id, intent.on,
                                                        intent.name))
     if intent.on:
-        from handlers.chats import advise_rights
-
         await advise_rights(update, context)  # privacy mode: say what the feed needs
 
 
