@@ -1,4 +1,4 @@
-"""The async engine (SQLite in WAL mode) and schema migration on start."""
+"""The async engine (SQLite in WAL mode, or PostgreSQL) and schema migration on start."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -20,13 +21,28 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 BUSY_TIMEOUT_MS = 5000
 
 
+SQLITE_PREFIX = "sqlite+aiosqlite://"
+POSTGRES_PREFIX = "postgresql+asyncpg://"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith(SQLITE_PREFIX)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_PREFIX)
+
+
 def sync_url(url: str) -> str:
-    """Alembic runs synchronously: the same database through the stdlib driver."""
-    return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+    """The URL Alembic is given: SQLite through the stdlib driver; PostgreSQL stays on asyncpg
+    (migrations/env.py drives it through an async engine, so no second driver is needed)."""
+    return url.replace(SQLITE_PREFIX, "sqlite://", 1)
 
 
 def database_file(url: str) -> Path | None:
-    """The file behind a SQLite URL (None for in-memory)."""
+    """The file behind a SQLite URL (None for in-memory and for a server database)."""
+    if not is_sqlite(url):
+        return None
     rest = url.split("://", 1)[1]
     if rest in ("", "/", "/:memory:") or ":memory:" in rest:
         return None
@@ -82,10 +98,29 @@ def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> No
     cur.close()
 
 
+def _no_driver_begin(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # pysqlite would open a deferred transaction itself; _begin_immediate does it instead.
+    dbapi_conn.isolation_level = None
+
+
+def _begin_immediate(conn: Connection) -> None:
+    # A deferred transaction that has read cannot upgrade to a writer once another connection
+    # has written ("database is locked" at once, the busy timeout does not apply). Taking the
+    # write lock at BEGIN makes a transaction wait its turn instead; WAL readers outside a
+    # transaction are unaffected.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if is_postgres(url):
+        # A server restart or a dropped idle connection costs one ping, not a failed update.
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(url, **kwargs)
     ensure_parent(url)
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "connect", _on_connect)
+    event.listen(engine.sync_engine, "connect", _no_driver_begin)
+    event.listen(engine.sync_engine, "begin", _begin_immediate)
     return engine
 
 
@@ -94,7 +129,8 @@ def alembic_config(url: str) -> Any:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", sync_url(url))
+    # ConfigParser interpolates "%": a percent-encoded password must survive it.
+    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
     return cfg
 
