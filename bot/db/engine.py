@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -99,16 +100,50 @@ def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> No
 
 
 def _no_driver_begin(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # pysqlite would open a deferred transaction itself; _begin_immediate does it instead.
+    # pysqlite would open a deferred transaction itself; _WriterTurns does it instead.
     dbapi_conn.isolation_level = None
 
 
-def _begin_immediate(conn: Connection) -> None:
-    # A deferred transaction that has read cannot upgrade to a writer once another connection
-    # has written ("database is locked" at once, the busy timeout does not apply). Taking the
-    # write lock at BEGIN makes a transaction wait its turn instead; WAL readers outside a
-    # transaction are unaffected.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+# Runs a coroutine from inside SQLAlchemy's sync event hooks (they run in its greenlet).
+_await: Any = getattr(sa_util, "await_", None) or sa_util.await_only
+
+
+class _WriterTurns:
+    """Every SQLite transaction starts as the writer, in turn.
+
+    A deferred transaction that has read cannot become a writer once another connection has
+    written since: SQLite answers "database is locked" at once, and the busy timeout does not
+    apply. So each transaction opens with BEGIN IMMEDIATE. Within the process, connections
+    queue for that lock on a FIFO asyncio lock rather than in SQLite's busy handler, which
+    polls with growing sleeps and lets a burst starve one waiter past any timeout. Readers
+    outside a transaction are unaffected (WAL). Other processes (`migrate`, `rotate-key`)
+    still meet the busy timeout.
+    """
+
+    KEY = "bot_writer_turn"
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    def begin(self, conn: Connection) -> None:
+        task = asyncio.current_task()
+        # The same task opening a second session inside its first cannot wait for itself;
+        # it meets SQLite's own lock and busy timeout, as before.
+        if task is None or task is not self._holder:
+            _await(self._lock.acquire())
+            self._holder = task
+            conn.info[self.KEY] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.end(conn)
+            raise
+
+    def end(self, conn: Connection) -> None:
+        if conn.info.pop(self.KEY, False):
+            self._holder = None
+            self._lock.release()
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -118,9 +153,12 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return create_async_engine(url, **kwargs)
     ensure_parent(url)
     engine = create_async_engine(url, **kwargs)
+    turns = _WriterTurns()
     event.listen(engine.sync_engine, "connect", _on_connect)
     event.listen(engine.sync_engine, "connect", _no_driver_begin)
-    event.listen(engine.sync_engine, "begin", _begin_immediate)
+    event.listen(engine.sync_engine, "begin", turns.begin)
+    event.listen(engine.sync_engine, "commit", turns.end)
+    event.listen(engine.sync_engine, "rollback", turns.end)
     return engine
 
 
