@@ -36,6 +36,7 @@ EXPECTS: dict[str, str] = {
     "BITMEX_TESTNET_URL": "an http(s) URL such as https://testnet.bitmex.com",
     "DATABASE_URL": "an SQLAlchemy async URL: sqlite+aiosqlite:///./data/bot.db, or "
     "postgresql+asyncpg://user:password@host:5432/dbname (needs `pip install '.[postgres]'`)",
+    "PAPER_STATE_FILE": "a file path for the paper accounts' snapshot (empty = the default)",
     "MASTER_KEY": "urlsafe base64 of 32 random bytes; create one with `python -m bot gen-key`",
     "MASTER_KEY_OLD": "a comma-separated list of earlier MASTER_KEY values",
     "ADMIN_IDS": "a comma-separated list of Telegram user ids (numbers)",
@@ -105,6 +106,7 @@ class Settings(BaseSettings):
     BITMEX_MAINNET_URL: str = "https://www.bitmex.com"
     BITMEX_TESTNET_URL: str = "https://testnet.bitmex.com"
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/bot.db"
+    PAPER_STATE_FILE: str | None = None
     MASTER_KEY: SecretStr | None = None
     MASTER_KEY_OLD: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     ADMIN_IDS: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -149,6 +151,11 @@ class Settings(BaseSettings):
                 raise ValueError("postgresql+asyncpg needs the asyncpg package")
             return v
         raise ValueError("only sqlite+aiosqlite and postgresql+asyncpg URLs are supported")
+
+    @field_validator("PAPER_STATE_FILE", mode="before")
+    @classmethod
+    def _paper_file(cls, v: Any) -> Any:
+        return None if v is None or str(v).strip() == "" else str(v).strip()
 
     @field_validator("MASTER_KEY", mode="before")
     @classmethod

@@ -198,9 +198,16 @@ async def create_services(
 
 
 def paper_path(settings: Settings) -> Path | None:
-    """Where paper accounts are kept between runs: beside the database file."""
+    """Where paper accounts are kept between runs: PAPER_STATE_FILE, else beside the SQLite
+    file, else (a server database has no folder of ours) ./data/bot-paper.pickle."""
+    if settings.PAPER_STATE_FILE:
+        return Path(settings.PAPER_STATE_FILE)
     db = settings.database_path
-    return None if db is None else db.with_name(db.stem + "-paper.pickle")
+    if db is not None:
+        return db.with_name(db.stem + "-paper.pickle")
+    if settings.DATABASE_URL.startswith("postgresql"):
+        return Path("data") / "bot-paper.pickle"
+    return None
 
 
 def load_paper_engine(settings: Settings) -> Any:
@@ -233,6 +240,7 @@ async def save_paper_engine(services: Services) -> bool:
     data = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
 
     def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # ./data on a PostgreSQL install
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:

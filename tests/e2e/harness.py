@@ -91,6 +91,7 @@ class Harness(BotRunner):
                  **settings: Any) -> None:
         # SQLite in tmp, or the PostgreSQL test server when TEST_DATABASE_URL is set.
         settings.setdefault("DATABASE_URL", test_database_url(tmp))
+        settings.setdefault("PAPER_STATE_FILE", str(tmp / "bot-paper.pickle"))
         super().__init__(sim, emu, tmp, **settings)
 
     @property
