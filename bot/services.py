@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from sqlalchemy.exc import IntegrityError
 
 from bot.config import Settings
 from bot.db.engine import Database
@@ -68,17 +69,26 @@ class Services:
         self, user_id: int, username: str | None, first_name: str | None
     ) -> User:
         """The user's row, created on first contact; marks them reachable again."""
-        async with self.db.session() as s:
-            user = await s.get(User, user_id)
-            if user is None:
-                user = User(id=user_id, username=username, first_name=first_name)
-            else:
-                user.username, user.first_name = username, first_name
-                user.blocked = False
-            user.last_seen_at = datetime.now(UTC)
-            s.add(user)
-            await s.commit()
-            return user
+        for attempt in (1, 2):
+            async with self.db.session() as s:
+                user = await s.get(User, user_id)
+                if user is None:
+                    user = User(id=user_id, username=username, first_name=first_name)
+                else:
+                    user.username, user.first_name = username, first_name
+                    user.blocked = False
+                user.last_seen_at = datetime.now(UTC)
+                s.add(user)
+                try:
+                    await s.commit()
+                except IntegrityError:
+                    # On PostgreSQL two first updates of one user (private chat and a group at
+                    # once) can both find no row; the loser updates the winner's row.
+                    if attempt == 2:
+                        raise
+                    continue
+                return user
+        raise AssertionError("unreachable")
 
     async def mark_blocked(self, chat_id: int) -> None:
         """A private chat answered 403: stop writing to that user until they come back."""

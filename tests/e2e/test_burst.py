@@ -71,3 +71,17 @@ async def test_500_first_time_users_at_once_service_level(h: Harness) -> None:
         papers = (await s.exec(select(func.count()).select_from(ApiCredential)
                                .where(ApiCredential.network == "paper"))).one()
     assert (users, papers) == (CROWD, CROWD)
+
+
+async def test_one_newcomer_arriving_twice_at_once_is_one_user(h: Harness) -> None:
+    """Their first private message and a group message in the same instant: on PostgreSQL
+    both transactions see no row and both insert; the second must not fail the update."""
+    uid = 8_000_100_000
+    for i in range(5):
+        outcomes = await asyncio.gather(
+            *(h.svc.touch_user(uid + i, "twin", "Twin") for _ in range(2)),
+            return_exceptions=True)
+        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    async with h.svc.db.session() as s:
+        users = (await s.exec(select(func.count()).select_from(User))).one()
+    assert users == 5
