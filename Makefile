@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install dev lock run sandbox test lint bench clean
+.PHONY: install dev lock run sandbox test test-pg lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ sandbox: install
 
 test: dev
 	$(BIN)/python -m pytest
+
+# The suite on PostgreSQL (a server on 127.0.0.1:5432 that trusts user postgres, or PG_URL).
+PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+test-pg: dev
+	TEST_DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest
 
 lint: dev
 	$(BIN)/ruff check bot handlers tests bench

@@ -1,4 +1,4 @@
-"""Command line: `python -m bot {run,sandbox,migrate,gen-key,rotate-key}`.
+"""Command line: `python -m bot {run,sandbox,migrate,migrate-db,gen-key,rotate-key}`.
 
 This module is a composition root (with bot/sandbox/): it is the only place in
 `bot` allowed to reach into `handlers` and `telegram`, and it does so lazily so
@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
         help="upgrade the database schema to the newest version",
         description="Apply every Alembic migration to DATABASE_URL (creating the file if needed).",
     )
+    mdb = sub.add_parser(
+        "migrate-db",
+        help="copy every table from the SQLite DATABASE_URL to an empty PostgreSQL database",
+        description="Stop the bot first. Copies every table from the SQLite database in "
+        "DATABASE_URL to the empty PostgreSQL database given with --to (its schema is created "
+        "first), keeping ids, and prints each table's row count on both sides. API secrets "
+        "stay encrypted under the same MASTER_KEY. Then set DATABASE_URL to the --to URL.",
+    )
+    mdb.add_argument("--to", required=True, metavar="URL",
+                     help="the target, postgresql+asyncpg://user:password@host:5432/dbname")
     sub.add_parser(
         "gen-key",
         help="print a new MASTER_KEY",
@@ -119,6 +129,73 @@ def cmd_migrate(settings: Settings) -> int:
     upgrade(settings.DATABASE_URL)
     print("Database is up to date.")
     return 0
+
+
+def cmd_migrate_db(settings: Settings, target: str) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.db.move import copy_database
+
+    try:
+        Settings(_env_file=None, DATABASE_URL=target)
+    except ValueError:
+        raise ConfigError(
+            "--to must be a postgresql+asyncpg://user:password@host:5432/dbname URL "
+            "(and needs `pip install '.[postgres]'`)") from None
+    try:
+        counts = asyncio.run(copy_database(settings.DATABASE_URL, target))
+    except OSError as e:  # the server refused or is not there
+        raise ConfigError(f"cannot reach the PostgreSQL server: {e.strerror or e}") from None
+    except SQLAlchemyError as e:  # e.g. no such database, or the login was refused
+        why = str(getattr(e, "orig", None) or e).splitlines()[0]
+        raise ConfigError(f"the PostgreSQL database refused: {why}") from None
+    width = max(len(c.table) for c in counts)
+    print(f"{'table':<{width}}  {'sqlite':>8}  {'postgres':>8}")
+    for c in counts:
+        print(f"{c.table:<{width}}  {c.source:>8}  {c.target:>8}" + ("" if c.same else "  DIFFERS"))
+    if not all(c.same for c in counts):
+        print("The counts differ: nothing was kept on the target. The SQLite file is unchanged.")
+        return 1
+    secrets = _check_secrets(settings, target)
+    print(f"Copied {sum(c.source for c in counts)} rows in {len(counts)} tables; counts match. "
+          f"{secrets}Now set DATABASE_URL={_masked(target)} and start the bot.")
+    return 0
+
+
+def _masked(url: str) -> str:
+    """The URL without its password (it is printed)."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or ":" not in head.split("://", 1)[1]:
+        return url
+    scheme, _, creds = head.partition("://")
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{tail}"
+
+
+def _check_secrets(settings: Settings, target: str) -> str:
+    """Whether every copied API secret still opens under MASTER_KEY (a sentence, or "")."""
+    if settings.master_key is None:
+        return ""
+    from sqlmodel import select
+
+    from bot.db.engine import Database
+    from bot.db.models import ApiCredential
+    from bot.vault import Vault
+
+    vault = Vault(settings.master_key, settings.old_master_keys)
+
+    async def go() -> int:
+        db = Database(target)
+        try:
+            async with db.session() as s:
+                rows = (await s.exec(select(ApiCredential))).all()
+        finally:
+            await db.dispose()
+        sealed = [r for r in rows if r.secret_enc]
+        for r in sealed:  # raises VaultError (printed, exit 2) when one does not open
+            vault.decrypt(r.secret_enc, user_id=r.user_id, network=r.network)
+        return len(sealed)
+
+    return f"{asyncio.run(go())} API secret(s) open under MASTER_KEY. "
 
 
 def cmd_gen_key() -> int:
@@ -189,12 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(0o077)
         settings = _settings()
         setup_logging(settings.LOG_LEVEL)
-        if args.command in ("migrate", "rotate-key", "run"):
+        if args.command in ("migrate", "migrate-db", "rotate-key", "run"):
             secure_files(settings)
         if args.command == "migrate":
             return cmd_migrate(settings)
         if args.command == "rotate-key":
             return cmd_rotate_key(settings)
+        if args.command == "migrate-db":
+            return cmd_migrate_db(settings, args.to)
         if args.command == "run":
             return cmd_run(settings, args.sandbox_if_no_token)
         if args.command == "sandbox":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import itertools
 import re
 from decimal import Decimal
@@ -33,7 +34,9 @@ EXPECTS: dict[str, str] = {
     "TELEGRAM_API_URL": "an http(s) URL such as https://api.telegram.org",
     "BITMEX_MAINNET_URL": "an http(s) URL such as https://www.bitmex.com",
     "BITMEX_TESTNET_URL": "an http(s) URL such as https://testnet.bitmex.com",
-    "DATABASE_URL": "an SQLAlchemy async SQLite URL such as sqlite+aiosqlite:///./data/bot.db",
+    "DATABASE_URL": "an SQLAlchemy async URL: sqlite+aiosqlite:///./data/bot.db, or "
+    "postgresql+asyncpg://user:password@host:5432/dbname (needs `pip install '.[postgres]'`)",
+    "PAPER_STATE_FILE": "a file path for the paper accounts' snapshot (empty = the default)",
     "MASTER_KEY": "urlsafe base64 of 32 random bytes; create one with `python -m bot gen-key`",
     "MASTER_KEY_OLD": "a comma-separated list of earlier MASTER_KEY values",
     "ADMIN_IDS": "a comma-separated list of Telegram user ids (numbers)",
@@ -132,6 +135,7 @@ class Settings(BaseSettings):
     BITMEX_MAINNET_URL: str = "https://www.bitmex.com"
     BITMEX_TESTNET_URL: str = "https://testnet.bitmex.com"
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/bot.db"
+    PAPER_STATE_FILE: str | None = None
     MASTER_KEY: SecretStr | None = None
     MASTER_KEY_OLD: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     ADMIN_IDS: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -171,9 +175,20 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _db(cls, v: str) -> str:
-        if not v.startswith("sqlite+aiosqlite://"):
-            raise ValueError("only sqlite+aiosqlite URLs are supported")
-        return v
+        if v.startswith("sqlite+aiosqlite://"):
+            return v
+        if v.startswith("postgresql+asyncpg://"):
+            if len(v) <= len("postgresql+asyncpg://"):
+                raise ValueError("no server in the PostgreSQL URL")
+            if importlib.util.find_spec("asyncpg") is None:
+                raise ValueError("postgresql+asyncpg needs the asyncpg package")
+            return v
+        raise ValueError("only sqlite+aiosqlite and postgresql+asyncpg URLs are supported")
+
+    @field_validator("PAPER_STATE_FILE", mode="before")
+    @classmethod
+    def _paper_file(cls, v: Any) -> Any:
+        return None if v is None or str(v).strip() == "" else str(v).strip()
 
     @field_validator("MASTER_KEY", mode="before")
     @classmethod
@@ -288,7 +303,9 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path | None:
-        """The SQLite file behind DATABASE_URL (None for in-memory)."""
+        """The SQLite file behind DATABASE_URL (None for in-memory and for PostgreSQL)."""
+        if not self.DATABASE_URL.startswith("sqlite+aiosqlite://"):
+            return None
         rest = self.DATABASE_URL.split("://", 1)[1]
         if rest in ("", "/", "/:memory:"):
             return None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from sqlalchemy.exc import IntegrityError
 
 from bot.config import Settings
 from bot.db.engine import Database
@@ -79,17 +80,26 @@ class Services:
         self, user_id: int, username: str | None, first_name: str | None
     ) -> User:
         """The user's row, created on first contact; marks them reachable again."""
-        async with self.db.session() as s:
-            user = await s.get(User, user_id)
-            if user is None:
-                user = User(id=user_id, username=username, first_name=first_name)
-            else:
-                user.username, user.first_name = username, first_name
-                user.blocked = False
-            user.last_seen_at = datetime.now(UTC)
-            s.add(user)
-            await s.commit()
-            return user
+        for attempt in (1, 2):
+            async with self.db.session() as s:
+                user = await s.get(User, user_id)
+                if user is None:
+                    user = User(id=user_id, username=username, first_name=first_name)
+                else:
+                    user.username, user.first_name = username, first_name
+                    user.blocked = False
+                user.last_seen_at = datetime.now(UTC)
+                s.add(user)
+                try:
+                    await s.commit()
+                except IntegrityError:
+                    # On PostgreSQL two first updates of one user (private chat and a group at
+                    # once) can both find no row; the loser updates the winner's row.
+                    if attempt == 2:
+                        raise
+                    continue
+                return user
+        raise AssertionError("unreachable")
 
     async def mark_blocked(self, chat_id: int) -> None:
         """A private chat answered 403: stop writing to that user until they come back."""
@@ -237,9 +247,16 @@ async def _create_services(
 
 
 def paper_path(settings: Settings) -> Path | None:
-    """Where paper accounts are kept between runs: beside the database file."""
+    """Where paper accounts are kept between runs: PAPER_STATE_FILE, else beside the SQLite
+    file, else (a server database has no folder of ours) ./data/bot-paper.pickle."""
+    if settings.PAPER_STATE_FILE:
+        return Path(settings.PAPER_STATE_FILE)
     db = settings.database_path
-    return None if db is None else db.with_name(db.stem + "-paper.pickle")
+    if db is not None:
+        return db.with_name(db.stem + "-paper.pickle")
+    if settings.DATABASE_URL.startswith("postgresql"):
+        return Path("data") / "bot-paper.pickle"
+    return None
 
 
 def load_paper_engine(settings: Settings) -> Any:
@@ -272,6 +289,7 @@ async def save_paper_engine(services: Services) -> bool:
     data = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
 
     def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # ./data on a PostgreSQL install
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:

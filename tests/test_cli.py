@@ -14,6 +14,7 @@ from sqlmodel import select
 from bot.db.engine import Database
 from bot.db.models import ApiCredential, User
 from bot.vault import Vault, generate_key
+from tests.dbs import test_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ async def read_all(url: str, key: str) -> list[str]:
 
 
 def test_rotate_key_moves_every_secret_to_the_new_key(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    url = test_database_url(tmp_path)
     old, new = generate_key(), generate_key()
     asyncio.run(populate(url, old))
 

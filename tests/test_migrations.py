@@ -75,3 +75,46 @@ def test_database_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
     mode, fks, busy = asyncio.run(go())
     assert (mode, fks) == ("wal", 1)
     assert busy >= 1000
+
+
+def test_upgrade_down_up_and_models_agree_on_postgresql() -> None:
+    """The same history on PostgreSQL (in the suite's PostgreSQL run)."""
+    import asyncio
+    import os
+
+    import pytest
+    from sqlalchemy import text
+
+    from bot.db.engine import make_engine
+    from tests import dbs
+
+    if dbs.server_url() is None:
+        pytest.skip("PostgreSQL: set TEST_DATABASE_URL=postgresql+asyncpg://...")
+    name = f"mig_{os.getpid()}"
+    url = dbs.create_database(name)
+
+    async def inspect() -> tuple[set[str], list[object], str | None]:
+        engine = make_engine(url)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).all()
+            diff = await conn.run_sync(lambda c: compare_metadata(
+                MigrationContext.configure(c), SQLModel.metadata))
+            kind = (await conn.execute(text(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'feeds' AND column_name = 'chat_id'"))).scalar()
+        await engine.dispose()
+        return {r[0] for r in rows} - {"alembic_version"}, diff, kind
+
+    try:
+        upgrade(url)
+        tables, diff, kind = asyncio.run(inspect())
+        assert TABLES <= tables
+        assert diff == [], f"models and migrations disagree on PostgreSQL: {diff}"
+        assert kind == "bigint"  # supergroup ids do not fit PostgreSQL's 32-bit integer
+        downgrade(url, "base")
+        assert asyncio.run(inspect())[0] == set()
+        upgrade(url)
+        assert TABLES <= asyncio.run(inspect())[0]
+    finally:
+        dbs.drop_database(name)

@@ -1,4 +1,4 @@
-"""The async engine (SQLite in WAL mode) and schema migration on start."""
+"""The async engine (SQLite in WAL mode, or PostgreSQL) and schema migration on start."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import util as sa_util
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -20,13 +22,28 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 BUSY_TIMEOUT_MS = 5000
 
 
+SQLITE_PREFIX = "sqlite+aiosqlite://"
+POSTGRES_PREFIX = "postgresql+asyncpg://"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith(SQLITE_PREFIX)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_PREFIX)
+
+
 def sync_url(url: str) -> str:
-    """Alembic runs synchronously: the same database through the stdlib driver."""
-    return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+    """The URL Alembic is given: SQLite through the stdlib driver; PostgreSQL stays on asyncpg
+    (migrations/env.py drives it through an async engine, so no second driver is needed)."""
+    return url.replace(SQLITE_PREFIX, "sqlite://", 1)
 
 
 def database_file(url: str) -> Path | None:
-    """The file behind a SQLite URL (None for in-memory)."""
+    """The file behind a SQLite URL (None for in-memory and for a server database)."""
+    if not is_sqlite(url):
+        return None
     rest = url.split("://", 1)[1]
     if rest in ("", "/", "/:memory:") or ":memory:" in rest:
         return None
@@ -82,10 +99,66 @@ def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> No
     cur.close()
 
 
+def _no_driver_begin(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # pysqlite would open a deferred transaction itself; _WriterTurns does it instead.
+    dbapi_conn.isolation_level = None
+
+
+# Runs a coroutine from inside SQLAlchemy's sync event hooks (they run in its greenlet).
+_await: Any = getattr(sa_util, "await_", None) or sa_util.await_only
+
+
+class _WriterTurns:
+    """Every SQLite transaction starts as the writer, in turn.
+
+    A deferred transaction that has read cannot become a writer once another connection has
+    written since: SQLite answers "database is locked" at once, and the busy timeout does not
+    apply. So each transaction opens with BEGIN IMMEDIATE. Within the process, connections
+    queue for that lock on a FIFO asyncio lock rather than in SQLite's busy handler, which
+    polls with growing sleeps and lets a burst starve one waiter past any timeout. Readers
+    outside a transaction are unaffected (WAL). Other processes (`migrate`, `rotate-key`)
+    still meet the busy timeout.
+    """
+
+    KEY = "bot_writer_turn"
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    def begin(self, conn: Connection) -> None:
+        task = asyncio.current_task()
+        # The same task opening a second session inside its first cannot wait for itself;
+        # it meets SQLite's own lock and busy timeout, as before.
+        if task is None or task is not self._holder:
+            _await(self._lock.acquire())
+            self._holder = task
+            conn.info[self.KEY] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.end(conn)
+            raise
+
+    def end(self, conn: Connection) -> None:
+        if conn.info.pop(self.KEY, False):
+            self._holder = None
+            self._lock.release()
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if is_postgres(url):
+        # A server restart or a dropped idle connection costs one ping, not a failed update.
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(url, **kwargs)
     ensure_parent(url)
     engine = create_async_engine(url, **kwargs)
+    turns = _WriterTurns()
     event.listen(engine.sync_engine, "connect", _on_connect)
+    event.listen(engine.sync_engine, "connect", _no_driver_begin)
+    event.listen(engine.sync_engine, "begin", turns.begin)
+    event.listen(engine.sync_engine, "commit", turns.end)
+    event.listen(engine.sync_engine, "rollback", turns.end)
     return engine
 
 
@@ -94,7 +167,8 @@ def alembic_config(url: str) -> Any:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", sync_url(url))
+    # ConfigParser interpolates "%": a percent-encoded password must survive it.
+    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
     return cfg
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from bot.db.types import DecimalText, UTCDateTime, utcnow
+from bot.db.types import DecimalText, TelegramId, UTCDateTime, utcnow
 
 # A fixed naming convention keeps constraint names stable, which SQLite's batch
 # migrations need to find and alter them later.
@@ -28,9 +28,15 @@ def _created() -> Any:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
+def _tg_id(nullable: bool = False, **kw: Any) -> Any:
+    """A Telegram user or chat id (64-bit)."""
+    return Field(default=None if nullable else ..., sa_type=TelegramId, nullable=nullable, **kw)
+
+
 def _user_fk(nullable: bool = False) -> Any:
     return Field(
         default=None if nullable else ...,
+        sa_type=TelegramId,
         sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
         nullable=nullable,
         index=True,
@@ -41,7 +47,8 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
 
     # The Telegram user id: stable, unique, and what every button press is checked against.
-    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    id: int = Field(primary_key=True, sa_type=TelegramId,
+                    sa_column_kwargs={"autoincrement": False})
     username: str | None = Field(default=None, max_length=64)
     first_name: str | None = Field(default=None, max_length=128)
     tz: str = Field(default="UTC", max_length=64)
@@ -85,7 +92,7 @@ class OrderIntent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _user_fk()
-    chat_id: int
+    chat_id: int = _tg_id()
     message_id: int | None = None
     network: str = Field(max_length=16)
     kind: str = Field(default="order", max_length=16)
@@ -130,7 +137,7 @@ class Alert(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _user_fk()
-    chat_id: int
+    chat_id: int = _tg_id()
     # price | move | funding
     kind: str = Field(max_length=16)
     symbol: str = Field(max_length=32)
@@ -150,7 +157,7 @@ class Schedule(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _user_fk()
-    chat_id: int
+    chat_id: int = _tg_id()
     # daily | weekly
     kind: str = Field(max_length=16)
     weekday: int | None = None
@@ -165,11 +172,11 @@ class LiqFeedSubscription(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("chat_id", "symbol"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    chat_id: int = Field(index=True)
+    chat_id: int = _tg_id(index=True)
     # None = every symbol
     symbol: str | None = Field(default=None, max_length=32)
     min_usd: Decimal = Field(sa_type=DecimalText)
-    created_by: int | None = None
+    created_by: int | None = _tg_id(nullable=True)
     created_at: datetime = _created()
 
 
@@ -180,8 +187,8 @@ class AuditLog(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _created()
-    user_id: int | None = Field(default=None, index=True)
-    chat_id: int | None = None
+    user_id: int | None = _tg_id(nullable=True, index=True)
+    chat_id: int | None = _tg_id(nullable=True)
     action: str = Field(max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
@@ -204,12 +211,12 @@ class Feed(SQLModel, table=True):
     __tablename__ = "feeds"
 
     id: int | None = Field(default=None, primary_key=True)
-    chat_id: int = Field(unique=True)
+    chat_id: int = _tg_id(unique=True)
     # Stored lower-case: names are matched case-insensitively.
     name: str = Field(max_length=32, unique=True)
     title: str | None = Field(default=None, max_length=128)
     active: bool = Field(default=True)
-    created_by: int | None = None
+    created_by: int | None = _tg_id(nullable=True)
     created_at: datetime = _created()
 
 
@@ -220,10 +227,10 @@ class Signal(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     feed_id: int = _fk("feeds.id")
-    chat_id: int
+    chat_id: int = _tg_id()
     message_id: int | None = None  # the admin's message in the group
     card_message_id: int | None = None  # the bot's signal card
-    posted_by: int
+    posted_by: int = _tg_id()
     symbol: str = Field(max_length=32)
     side: str = Field(max_length=8)  # long | short
     entry_low: Decimal = Field(sa_type=DecimalText)
@@ -250,7 +257,7 @@ class SignalUpdate(SQLModel, table=True):
     kind: str = Field(max_length=16)
     price: Decimal | None = Field(default=None, sa_type=DecimalText)
     text: str | None = Field(default=None, max_length=4096)
-    by_user: int | None = None
+    by_user: int | None = _tg_id(nullable=True)
     created_at: datetime = _created()
 
 

@@ -1,4 +1,5 @@
-"""Column types SQLite lacks: aware UTC datetimes and exact decimals."""
+"""Column types that behave the same on SQLite and PostgreSQL: aware UTC datetimes, exact
+decimals and Telegram ids."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -47,3 +48,9 @@ class DecimalText(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
+
+
+# Telegram user and chat ids can exceed 32 bits (supergroups are -100xxxxxxxxxx, new users
+# are past 2**32). SQLite's INTEGER is already 64-bit, and staying INTEGER there keeps the
+# existing SQLite schema untouched; PostgreSQL's INTEGER is 32-bit, so BIGINT there.
+TelegramId = BigInteger().with_variant(Integer(), "sqlite")

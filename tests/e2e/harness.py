@@ -24,6 +24,7 @@ from bot.sandbox.runner import BotRunner
 from bot.sandbox.telegram import TelegramEmulator
 from bot.sandbox.telegram.state import Chat, Message, User
 from bot.services import Services
+from tests.dbs import test_database_url
 
 
 @dataclass
@@ -88,6 +89,9 @@ class Harness(BotRunner):
 
     def __init__(self, sim: BitmexSimulator, emu: TelegramEmulator, tmp: Path,
                  **settings: Any) -> None:
+        # SQLite in tmp, or the PostgreSQL test server when TEST_DATABASE_URL is set.
+        settings.setdefault("DATABASE_URL", test_database_url(tmp))
+        settings.setdefault("PAPER_STATE_FILE", str(tmp / "bot-paper.pickle"))
         super().__init__(sim, emu, tmp, **settings)
 
     @property

@@ -20,6 +20,7 @@ from bot.errors import UserError
 from bot.exchange.types import Instrument
 from bot.notify import Sent
 from bot.parsing import intents as it
+from tests.dbs import test_database_url
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -63,7 +64,7 @@ def inst(symbol: str = "XBTUSD", last: str = "60000", funding: str = "0.0001",
 
 @pytest_asyncio.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    d = Database(test_database_url(tmp_path, 'a.db'))
     await d.migrate()
     yield d
     await d.dispose()

@@ -149,7 +149,8 @@ def test_run_without_master_key_points_to_gen_key(tmp_path: Path) -> None:
     assert "B" * 35 not in proc.stderr
 
 
-@pytest.mark.parametrize("sub", ["run", "sandbox", "migrate", "gen-key", "rotate-key"])
+@pytest.mark.parametrize("sub", ["run", "sandbox", "migrate", "migrate-db", "gen-key",
+                                 "rotate-key"])
 def test_every_subcommand_has_help(sub: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bot", sub, "--help"], cwd=ROOT,
@@ -237,3 +238,14 @@ def test_many_gen_keys_all_pass_the_strict_check() -> None:
 
     for _ in range(500):
         assert len(decode_master_key(generate_key(), strong=True)) == 32
+
+
+def test_postgresql_urls_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql+asyncpg://bot:s3cret@db.example:5432/bitmexbot"
+    monkeypatch.setenv("DATABASE_URL", url)
+    s = load_settings(_env_file=None)
+    assert s.DATABASE_URL == url and s.database_path is None
+    for bad in ("postgresql://db/x", "postgresql+psycopg2://db/x", "postgresql+asyncpg://"):
+        monkeypatch.setenv("DATABASE_URL", bad)
+        with pytest.raises(ConfigError, match="postgresql\\+asyncpg://user:password@host"):
+            load_settings(_env_file=None)

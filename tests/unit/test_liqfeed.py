@@ -13,6 +13,7 @@ from bot.db.engine import Database
 from bot.errors import UserError
 from bot.exchange.types import Instrument, Liquidation
 from bot.liqfeed import LiqFeed, compact
+from tests.dbs import test_database_url
 from tests.unit.test_alert_service import Recorder
 
 XBTUSD = Instrument.from_row({
@@ -35,7 +36,7 @@ class Clock:
 
 @pytest_asyncio.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = Database(f"sqlite+aiosqlite:///{tmp_path / 'l.db'}")
+    d = Database(test_database_url(tmp_path, 'l.db'))
     await d.migrate()
     yield d
     await d.dispose()

@@ -39,3 +39,12 @@ def test_corrupt_snapshot_starts_fresh(tmp_path: Path) -> None:
     assert path is not None
     path.write_bytes(b"not a pickle")
     assert load_paper_engine(settings(tmp_path)) is None
+
+
+def test_paper_accounts_have_a_home_on_postgresql_too(tmp_path: Path) -> None:
+    pg = "postgresql+asyncpg://bot@127.0.0.1:5432/bot"
+    assert paper_path(Settings(_env_file=None, DATABASE_URL=pg)) == Path("data/bot-paper.pickle")
+    chosen = tmp_path / "keep" / "paper.pickle"
+    assert paper_path(Settings(_env_file=None, DATABASE_URL=pg,
+                               PAPER_STATE_FILE=str(chosen))) == chosen
+    assert paper_path(Settings(_env_file=None, DATABASE_URL="sqlite+aiosqlite:///:memory:")) is None

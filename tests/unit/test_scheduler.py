@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.scheduler import next_run
+from tests.dbs import test_database_url
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -95,7 +96,7 @@ async def test_a_summary_missed_while_down_is_caught_up_but_not_an_old_one(
     from bot.db.models import Schedule, User
     from bot.scheduler import CATCH_UP_DELAY, Schedules
 
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    db = Database(test_database_url(tmp_path, 's.db'))
     await db.migrate()
     created = utc(2024, 3, 1, 0, 0)
     async with db.session() as s:

@@ -13,6 +13,7 @@ from bot.db.engine import Database
 from bot.db.models import ApiCredential, User
 from bot.errors import VaultError
 from bot.vault import Vault, generate_key, rotate_secrets
+from tests.dbs import test_database_url
 
 
 def _key() -> bytes:
@@ -91,7 +92,7 @@ async def _populate(db: Database, vault: Vault, n: int) -> dict[tuple[int, str],
 
 
 async def test_rotation_of_a_populated_database_loses_nothing(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'v.db'}")
+    db = Database(test_database_url(tmp_path, 'v.db'))
     await db.migrate()
     old, new = _key(), _key()
     secrets = await _populate(db, Vault(old), 25)
