@@ -1,0 +1,60 @@
+"""The red team's second pass on issue #16: attacks on the merged fixes that broke, each
+kept as the conversation that showed it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
+from bot.db.models import OrderIntent
+from bot.scheduler import purge_cards
+from tests.e2e.harness import Harness
+from tests.e2e.test_feeds import SIG, feed_group, post
+from tests.e2e.test_secrets import CHATTER, debug_log, live, pasted_secret
+
+
+async def test_the_purge_keeps_the_entry_of_a_signal_that_is_still_open(h: Harness) -> None:
+    """A swing signal stays open for months: the member's entry card is what the feed's
+    close and stop moves are built from, so the daily purge must not take it while the
+    signal is open (it did: the member then got no close card at all)."""
+    admin, [(bob, bkey)], group = await feed_group(h, 1)
+    await bob.send("/follow alpha size 100")
+    await post(h, admin, group, SIG)
+    await bob.press("✅ Confirm")
+    pos = [p for p in h.sim.engine.position_rows(h.sim.account(bkey).id) if p["currentQty"]]
+    assert [(p["symbol"], p["currentQty"]) for p in pos] == [("XBTUSD", 100)]
+
+    month_ago = datetime.now(UTC) - timedelta(days=31)
+    async with h.svc.db.session() as s:
+        await s.exec(update(OrderIntent).values(updated_at=month_ago, created_at=month_ago))
+        await s.commit()
+    await bob.send("/buy 100 btc")
+    await bob.press("✖️ Cancel")  # a newer card, so the entry is not kept as the newest id
+    await purge_cards(h.svc)
+
+    await post(h, admin, group, "/signal close 1")
+    card = bob.find_button("✅ Confirm")
+    assert "Signal #1 update" in (card.content or "") and "CLOSE" in (card.content or ""), \
+        bob.transcript
+
+
+async def test_a_split_secret_the_chat_guard_deletes_is_masked_in_the_debug_log(
+        h: Harness) -> None:
+    """The guard deletes a secret split across two words or lines; PTB's DEBUG dump of the
+    update printed both halves (each too short for the long-run mask)."""
+    alice, bob = h.person("Alice"), h.person("Bob")
+    group = h.group("Traders", [alice, bob], admins=[bob])
+    secret = pasted_secret()
+    for glue in (" ", "\n"):
+        first, second = secret[:24], secret[24:]
+        with debug_log() as stream:
+            await alice.send(f"here: {first}{glue}{second} {CHATTER}", chat=group)
+        text = stream.getvalue()
+        assert "Processing update" in text  # PTB did log the update
+        assert live(h, group, second) == []  # the chat guard deleted it
+        assert first not in text and second not in text, (glue, text)
+    # ordinary chat still shows in the log
+    with debug_log() as stream:
+        await alice.send(f"Internationalization Counterrevolutionaries {CHATTER}", chat=group)
+    assert "Counterrevolutionaries" in stream.getvalue()
