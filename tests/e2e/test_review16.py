@@ -58,3 +58,19 @@ async def test_a_split_secret_the_chat_guard_deletes_is_masked_in_the_debug_log(
     with debug_log() as stream:
         await alice.send(f"Internationalization Counterrevolutionaries {CHATTER}", chat=group)
     assert "Counterrevolutionaries" in stream.getvalue()
+
+
+async def test_a_message_edited_into_a_connect_line_is_deleted_and_explained(
+        h: Harness) -> None:
+    """Edits are not commands (only new messages run), so an edit that adds a key was
+    deleted without a word: the user saw their message vanish and nothing connected."""
+    alice = h.person("Alice")
+    key, secret = h.exchange_account()
+    m = h.emu.send_text(alice.user, None, "hi", bot=h.bot_username)
+    await h.settle()
+    h.emu.edit_text(alice.user, m, f"/connect testnet {key} {secret}")
+    await h.settle()
+    assert live(h, alice.chat, secret) == []
+    assert "I deleted that message: it looks like an API key" in alice.last_text
+    assert "/connect testnet" in alice.last_text
+    assert await h.svc.accounts.list(alice.id) == []
