@@ -4,12 +4,14 @@ kept as the conversation that showed it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import update
 
 from bot.db.models import OrderIntent
 from bot.scheduler import purge_cards
 from tests.e2e.harness import Harness
+from tests.e2e.test_feed_access import previews
 from tests.e2e.test_feeds import SIG, feed_group, post
 from tests.e2e.test_secrets import CHATTER, debug_log, live, pasted_secret
 
@@ -74,3 +76,26 @@ async def test_a_message_edited_into_a_connect_line_is_deleted_and_explained(
     assert "I deleted that message: it looks like an API key" in alice.last_text
     assert "/connect testnet" in alice.last_text
     assert await h.svc.accounts.list(alice.id) == []
+
+
+async def test_a_feed_whose_group_was_upgraded_while_the_bot_was_away_still_checks_members(
+        h: Harness) -> None:
+    """getChatMember on the old id answers 400 with migrate_to_chat_id (PTB: ChatMigrated,
+    not a BadRequest): every /follow failed with 'something went wrong'. Now the check
+    follows the group to its new id, members may follow, outsiders are still refused, and
+    the feed's signals come from the supergroup."""
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin = h.person("Alice")
+    bob, _ = await h.connected("Bob")
+    eve, _ = await h.connected("Eve")
+    group = h.group("Alpha Calls", [bob], [admin])
+    await admin.send("/feed on alpha", chat=group)
+    new = h.emu.group("Alpha Calls", [bob.user], [admin.user], supergroup=True,
+                      bots=[h.bot_username], bot_admin=True)
+    group.migrated_to = new.id  # no service message reached the bot
+    await eve.send("/follow alpha size 100")
+    assert "Only members of the group behind alpha" in eve.last_text, eve.transcript
+    await bob.send("/follow alpha size 100")
+    assert "Following alpha" in bob.last_text, bob.transcript
+    await post(h, admin, new, SIG)
+    assert previews(bob, 1) == 1 and previews(eve, 1) == 0
