@@ -44,6 +44,9 @@ _CONNECT_RE = re.compile(
 _TEXT_FIELD_RE = re.compile(
     r"""(\b(?:text|caption)=|['"](?:text|caption)['"]:\s*)(['"])((?:\\.|(?!\2)[^\\])*)\2"""
 )
+# How repr and JSON show the invisible format characters the chat guard ignores.
+_INVISIBLE_ESCAPE_RE = re.compile(
+    r"(?i)\\u(?:00ad|061c|180e|200[b-f]|202[a-e]|206[0-9]|feff)|\\xad")
 _ID_RE = re.compile(r"""\bid=(-?\d+)|['"]id['"]:\s*(-?\d+)""")
 
 MAX_SECRETS = 100_000  # ~10 MB at most; the oldest is forgotten first
@@ -109,6 +112,8 @@ def _mask_run(m: re.Match[str]) -> str:
 def _unescaped(field: str) -> str:
     # A repr or JSON dump shows a line break as the two characters \n: read it as a break,
     # so halves of a secret on two lines are seen as neighbouring words, as the chat sees them.
+    # An invisible character inside a secret is shown escaped (\u200b): it hides nothing.
+    field = _INVISIBLE_ESCAPE_RE.sub("", field)
     return field.replace("\\n", "\n").replace("\\r", "\n").replace("\\t", " ")
 
 

@@ -99,3 +99,23 @@ async def test_a_feed_whose_group_was_upgraded_while_the_bot_was_away_still_chec
     assert "Following alpha" in bob.last_text, bob.transcript
     await post(h, admin, new, SIG)
     assert previews(bob, 1) == 1 and previews(eve, 1) == 0
+
+
+async def test_a_secret_with_invisible_characters_inside_is_deleted_and_masked(
+        h: Harness) -> None:
+    """A zero-width space, joiner, soft hyphen or BOM inside a secret shows nothing, so
+    readers see the whole secret; the guard read the pieces as short words and kept it."""
+    alice, bob = h.person("Alice"), h.person("Bob")
+    group = h.group("Traders", [alice, bob], admins=[bob])
+    for mark in ("\u200b", "\u200d", "\u00ad", "\u2060", "\ufeff"):
+        secret = pasted_secret()
+        hidden = mark.join(secret[i:i + 8] for i in range(0, len(secret), 8))
+        with debug_log() as stream:
+            sent = h.emu.send_text(alice.user, group, f"mine: {hidden} {CHATTER}",
+                                   bot=h.bot_username)
+            await h.settle()
+        assert sent.deleted, repr(mark)
+        assert secret[:8] not in stream.getvalue() and secret[-8:] not in stream.getvalue()
+    # emoji built with joiners are no secret
+    await alice.send(f"👨\u200d👩\u200d👧 back from the trip, {CHATTER}", chat=group)
+    assert live(h, group, "back from the trip")
