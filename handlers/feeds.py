@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from telegram import Bot, ChatMember, ChatMemberRestricted, Update
-from telegram.error import BadRequest, ChatMigrated
+from telegram.error import BadRequest, ChatMigrated, Forbidden
 
 from bot import parse as P
 from bot.errors import UserError
@@ -187,6 +187,8 @@ def member_lookup(bot: Bot,
         try:
             return in_group(await bot.get_chat_member(chat_id, user_id))
         except BadRequest:  # "user not found" and the like: not a member we can see
+            return False
+        except Forbidden:  # the bot was removed from the group: nobody can be checked
             return False
 
     async def lookup(chat_id: int, user_id: int) -> bool:

@@ -119,3 +119,17 @@ async def test_a_secret_with_invisible_characters_inside_is_deleted_and_masked(
     # emoji built with joiners are no secret
     await alice.send(f"👨\u200d👩\u200d👧 back from the trip, {CHATTER}", chat=group)
     assert live(h, group, "back from the trip")
+
+
+async def test_follow_of_a_feed_whose_group_removed_the_bot_is_answered(h: Harness) -> None:
+    """getChatMember in a group the bot was removed from answers 403; the error handler takes
+    a Forbidden for 'the user blocked us' and stayed silent, so /follow got no answer."""
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    admin = h.person("Alice")
+    bob, _ = await h.connected("Bob")
+    group = h.group("Alpha Calls", [bob], [admin])
+    await admin.send("/feed on alpha", chat=group)
+    h.emu.remove_bot_from_group(group, h.bot_username, by=admin.user)
+    await h.settle()
+    await bob.send("/follow alpha size 100")
+    assert bob.last_text.startswith("Only members of the group behind alpha"), bob.transcript
