@@ -90,6 +90,10 @@ def decode_master_key(value: str, *, strong: bool = False) -> bytes:
         steps = {(b - a) % 256 for a, b in itertools.pairwise(raw)}
         if len(set(raw)) < _MIN_DISTINCT_BYTES or len(steps) == 1:
             raise WeakKeyError("too few distinct bytes")
+        # A passphrase or a hex string encoded as the key: 32 random bytes are all typable
+        # characters about once in 10^14 tries, so this refuses no real key.
+        if all(0x20 <= b < 0x7F for b in raw):
+            raise WeakKeyError("its bytes are all typed characters")
     return raw
 
 
@@ -319,8 +323,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as e:
         err = e.errors()[0]
         name = str(err["loc"][0]) if err.get("loc") else "settings"
-        if isinstance(err.get("ctx", {}).get("error"), WeakKeyError):
-            raise ConfigError(f"{name} is too weak: it is not random (too few distinct "
-                              "bytes). Create one with `python -m bot gen-key`.") from None
+        weak = err.get("ctx", {}).get("error")
+        if isinstance(weak, WeakKeyError):
+            raise ConfigError(f"{name} is too weak: it is not random ({weak}). Create one "
+                              "with `python -m bot gen-key`.") from None
         expects = EXPECTS.get(name, "a valid value")
         raise ConfigError(f"{name} is invalid: expected {expects}.") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 
 _URLSAFE = "A-Za-z0-9_-"
 _URLSAFE_RE = re.compile(f"[{_URLSAFE}]+")
@@ -55,10 +56,16 @@ def key_shaped(word: str) -> bool:
     return upper >= 6 or any(c.isdigit() for c in word)
 
 
+def _visible(text: str) -> str:
+    # Invisible format characters (zero-width space and joiner, soft hyphen, word joiner,
+    # BOM) show nothing, so a secret with them inside reads as the whole secret: drop them.
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 def words(text: str) -> list[str]:
     """The message's words with the punctuation around each stripped (`KEY?` -> `KEY`)."""
     out = []
-    for raw in _SPLIT_RE.split(text):
+    for raw in _SPLIT_RE.split(_visible(text)):
         word = _EDGES_RE.sub("", raw)
         if word:
             out.append(word)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 
-from bot.keyshape import looks_like_secret
+from bot.keyshape import looks_like_secret, looks_secret
 
 REDACTED = "[REDACTED]"
 
@@ -44,6 +44,9 @@ _CONNECT_RE = re.compile(
 _TEXT_FIELD_RE = re.compile(
     r"""(\b(?:text|caption)=|['"](?:text|caption)['"]:\s*)(['"])((?:\\.|(?!\2)[^\\])*)\2"""
 )
+# How repr and JSON show the invisible format characters the chat guard ignores.
+_INVISIBLE_ESCAPE_RE = re.compile(
+    r"(?i)\\u(?:00ad|061c|180e|200[b-f]|202[a-e]|206[0-9]|feff)|\\xad")
 _ID_RE = re.compile(r"""\bid=(-?\d+)|['"]id['"]:\s*(-?\d+)""")
 
 MAX_SECRETS = 100_000  # ~10 MB at most; the oldest is forgotten first
@@ -106,24 +109,33 @@ def _mask_run(m: re.Match[str]) -> str:
     return REDACTED if len(run) >= _LONG or _known(run) else run
 
 
-def _mask_flow_texts(text: str) -> str:
-    """Mask the words of messages from chats in a /connect flow."""
+def _unescaped(field: str) -> str:
+    # A repr or JSON dump shows a line break as the two characters \n: read it as a break,
+    # so halves of a secret on two lines are seen as neighbouring words, as the chat sees them.
+    # An invisible character inside a secret is shown escaped (\u200b): it hides nothing.
+    field = _INVISIBLE_ESCAPE_RE.sub("", field)
+    return field.replace("\\n", "\n").replace("\\r", "\n").replace("\\t", " ")
+
+
+def _mask_texts(text: str) -> str:
+    """Mask the words of messages from chats in a /connect flow, and of any message the chat
+    guard would delete (a secret split in two halves, each too short for the run mask)."""
+    if "text" not in text and "caption" not in text:
+        return text
     now = time.monotonic()
     with _lock:
         for chat, deadline in list(_expecting.items()):
             if deadline < now:
                 del _expecting[chat]
         chats = set(_expecting)
-    if not chats:
-        return text
     out: list[str] = []
     last = 0
     for m in _TEXT_FIELD_RE.finditer(text):
         # The ids between the previous message's words and these: its sender and chat.
-        ids = {int(a or b) for a, b in _ID_RE.findall(text, last, m.start())}
+        ids = {int(a or b) for a, b in _ID_RE.findall(text, last, m.start())} if chats else set()
         out.append(text[last:m.start()])
-        out.append(m.group(1) + m.group(2) + REDACTED + m.group(2) if ids & chats
-                   else m.group(0))
+        out.append(m.group(1) + m.group(2) + REDACTED + m.group(2)
+                   if ids & chats or looks_secret(_unescaped(m.group(3))) else m.group(0))
         last = m.end()
     out.append(text[last:])
     return "".join(out)
@@ -131,8 +143,8 @@ def _mask_flow_texts(text: str) -> str:
 
 def redact(text: str) -> str:
     """`text` with every known secret, bot token, signature and /connect argument replaced."""
-    text = _mask_flow_texts(text)
     text = _CONNECT_RE.sub(lambda m: m.group(1) + " " + REDACTED, text)
+    text = _mask_texts(text)
     text = _TOKEN_RE.sub(REDACTED, text)
     text = _SIG_RE.sub(lambda m: m.group(1) + REDACTED, text)
     with _lock:

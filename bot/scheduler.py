@@ -262,21 +262,27 @@ async def purge_cards(services: Services, now: datetime | None = None,
 
     Kept whatever their age: cards waiting or in flight (their outcome is still to be
     settled), a placed entry whose exits are still to be placed (a limit may fill months
-    later), and the newest card of all, because SQLite hands out max(id) + 1 and a reused
-    id would make an old message's button point at someone's new card.
+    later), a member's entry from a feed signal that is still open (the feed's close and
+    stop moves are built from it), and the newest card of all, because SQLite hands out
+    max(id) + 1 and a reused id would make an old message's button point at someone's new
+    card.
     """
     from sqlalchemy import delete, func
 
-    from bot.db.models import OrderIntent
+    from bot.db.models import FollowerOrder, OrderIntent, Signal
 
     cutoff = (now or datetime.now(UTC)) - keep
     async with services.db.session() as s:
         newest = (await s.exec(select(func.max(OrderIntent.id)))).one()
+        open_entries = set((await s.exec(select(FollowerOrder.intent_id).join(
+            Signal, col(Signal.id) == col(FollowerOrder.signal_id)).where(
+            Signal.state == "open"))).all())
         rows = (await s.exec(select(OrderIntent.id, OrderIntent.state, OrderIntent.intent).where(
             col(OrderIntent.state).in_(FINAL_STATES),
             col(OrderIntent.updated_at) < cutoff,
             col(OrderIntent.id) != newest))).all()
-        doomed = [i for i, state, intent in rows if not _exits_pending(state, intent or {})]
+        doomed = [i for i, state, intent in rows
+                  if i not in open_entries and not _exits_pending(state, intent or {})]
         for start in range(0, len(doomed), 500):  # SQLite caps bound parameters
             await s.exec(delete(OrderIntent).where(
                 col(OrderIntent.id).in_(doomed[start:start + 500])))

@@ -84,7 +84,7 @@ async def _guard_secrets(update: Update, context: Context, private: bool) -> Non
         return
     deleted = await delete_quietly(update)
     if private:
-        if command or in_flow:
+        if (command and step) or in_flow:
             return  # /connect goes on with the (already deleted) message
         await reply(update, "I deleted that message: it looks like an API key, and keys "
                             "should not stay in a chat. To connect one, send /connect testnet "

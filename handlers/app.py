@@ -105,7 +105,7 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
     from bot.feeds import feeds_of
     from handlers.feeds import member_lookup
 
-    feeds_of(services).membership.lookup = member_lookup(app.bot)
+    feeds_of(services).membership.lookup = member_lookup(app.bot, moved)
     wire(app, services.metrics)
     jobs.install(app)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Awaitable, Callable
 
 from telegram import Bot, ChatMember, ChatMemberRestricted, Update
-from telegram.error import BadRequest
+from telegram.error import BadRequest, ChatMigrated, Forbidden
 
 from bot import parse as P
 from bot.errors import UserError
@@ -181,13 +182,27 @@ async def on_edited(update: Update, context: Context) -> None:
         await _feeds(context).record_edit(msg.chat_id, msg.message_id, msg.text)
 
 
-def member_lookup(bot: Bot) -> MemberLookup:
+def member_lookup(bot: Bot,
+                  on_migrated: Callable[[int, int], Awaitable[None]] | None = None
+                  ) -> MemberLookup:
     """getChatMember for the feeds' membership checks (see bot.feeds.Membership)."""
-    async def lookup(chat_id: int, user_id: int) -> bool:
+    async def ask(chat_id: int, user_id: int) -> bool:
         try:
             return in_group(await bot.get_chat_member(chat_id, user_id))
         except BadRequest:  # "user not found" and the like: not a member we can see
             return False
+        except Forbidden:  # the bot was removed from the group: nobody can be checked
+            return False
+
+    async def lookup(chat_id: int, user_id: int) -> bool:
+        try:
+            return await ask(chat_id, user_id)
+        except ChatMigrated as e:
+            # The group became a supergroup while the bot was away: follow it (the feed
+            # moves with it) and ask the new chat, instead of failing every /follow.
+            if on_migrated is not None:
+                await on_migrated(chat_id, e.new_chat_id)
+            return await ask(e.new_chat_id, user_id)
 
     return lookup
 

@@ -221,6 +221,23 @@ def test_an_obviously_weak_master_key_is_refused(raw: bytes,
     assert load_settings(_env_file=None).old_master_keys == [raw]
 
 
+@pytest.mark.parametrize("raw", [
+    b"correct horse battery staple 42!",  # a passphrase, base64-encoded as the key
+    b"0123456789abcdef0123456789ABCDEF",  # a hex string
+    b"Tr0ub4dor&3-My$ecretMasterKey#99",
+])
+def test_a_typed_passphrase_as_master_key_is_refused(raw: bytes,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Well formed, 32 bytes, many distinct ones, but every byte a typed character: text
+    someone encoded, not a random key (the distinct-bytes check let these through)."""
+    assert len(raw) == 32 and len(set(raw)) >= 16
+    monkeypatch.setenv("MASTER_KEY", _b64(raw))
+    with pytest.raises(ConfigError, match="MASTER_KEY is too weak: it is not random "
+                                          r"\(its bytes are all typed characters\)") as e:
+        load_settings(_env_file=None)
+    assert _b64(raw) not in str(e.value)
+
+
 def test_a_weak_master_key_stops_start_up_with_one_line(tmp_path: Path) -> None:
     weak = _b64(b"\x07" * 32)
     env = {**_clean_env(tmp_path), "PYTHONPATH": str(ROOT), "MASTER_KEY": weak}

@@ -129,3 +129,16 @@ def test_connect_flow_steps_are_masked_in_logged_updates_of_that_chat_only() -> 
     finally:
         stop_expecting(4242)
     assert "k y" in redact(obj)
+
+
+def test_a_message_holding_a_split_secret_is_masked_in_any_dump() -> None:
+    """What the chat guard deletes (a secret in two halves, each under the run mask's
+    length) is masked too: PTB's repr, a dict repr and JSON all show the line break as \\n."""
+    first, second = "Xq3vB8nR2kLm9PzT4wYc7HdF", "a6JsN1gQe5UuK0oZiV2bMx8R"
+    for line in (f"Update(message=Message(text='keys: {first}\\n{second} ok thanks'))",
+                 f"{{'text': 'keys: {first} {second} ok thanks'}}",
+                 f'{{"caption": "keys: {first}\\n{second} ok thanks"}}'):
+        out = redact(line)
+        assert first not in out and second not in out, out
+    plain = "Update(message=Message(text='Internationalization Counterrevolutionaries ok'))"
+    assert redact(plain) == plain
