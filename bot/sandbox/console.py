@@ -297,8 +297,9 @@ def _size(word: str) -> Decimal:
 
 async def run(script: list[str] | None, seed: int | None, out: str, interactive: bool) -> int:
     engine = Engine(Clock(follow_wall=True))
-    sim = BitmexSimulator(engine, rate_limit=RateLimitConfig(
-        per_minute=1000, per_second_orders=50, unauthenticated_per_minute=1000))
+    # BitMEX's own REST limits (120/min and 10/s per key, 30/min per address without one),
+    # so what works here works on the exchange.
+    sim = BitmexSimulator(engine, rate_limit=RateLimitConfig())
     emu = TelegramEmulator(FloodLimits())
     await sim.start()
     await emu.start()
