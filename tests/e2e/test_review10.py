@@ -68,3 +68,19 @@ def open_rows(h: Harness, key: str) -> list[dict[str, Any]]:
 def position(h: Harness, key: str, symbol: str = "XBTUSD") -> int:
     rows = h.sim.engine.position_rows(h.sim.account(key).id)
     return next((int(r["currentQty"]) for r in rows if r["symbol"] == symbol), 0)
+
+
+async def test_a_position_in_a_contract_the_bot_does_not_trade_gets_no_close_button(
+        h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    account = h.sim.account(key).id
+    # Opened on BitMEX itself: a prediction market next to a perpetual the bot trades.
+    for symbol in ("PXBT150KZ26", "XBTUSD"):
+        h.sim.engine.place_order(account, {"symbol": symbol, "side": "Buy", "orderQty": 100,
+                                           "ordType": "Market"})
+    await wait_text(h, alice, "Order filled", n=2)  # the fills are told first
+    await alice.send("/positions")
+    text = alice.last_text
+    assert "PXBT150KZ26 Long 100" in text and "XBTUSD Long 100" in text, text
+    assert "PXBT150KZ26 is a prediction market" in text and "close it on BitMEX" in text
+    assert alice.last.buttons == [["Close XBTUSD"]]
