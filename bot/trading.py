@@ -938,19 +938,36 @@ class Trading:
         ex = await self.accounts.exchange(row.user_id, plan.network)
         inst = await ex.instrument(plan.symbol)
         exit_side = "Sell" if plan.side == "Buy" else "Buy"
-        placed: list[Order] = []
+        wanted: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         if plan.sl is not None:
-            placed.append(await _place_exit(
-                ex, plan.symbol, exit_side, plan.qty, "Stop", stop_px=plan.sl,
-                exec_inst=("ReduceOnly", "MarkPrice"), cl_ord_id=f"{row.cl_ord_id}:sl",
-                text="telegram sl"))
+            wanted.append((f"{row.cl_ord_id}:sl", (plan.qty, "Stop"), {
+                "stop_px": plan.sl, "exec_inst": ("ReduceOnly", "MarkPrice"),
+                "text": "telegram sl"}))
         for i, (tp, qty) in enumerate(zip(plan.tps, split_qty(plan.qty, len(plan.tps),
                                                              inst.lot_size), strict=True)):
-            if qty <= 0:
+            if qty > 0:
+                wanted.append((f"{row.cl_ord_id}:tp{i + 1}", (qty, "Limit", tp), {
+                    "exec_inst": ("ReduceOnly",), "text": "telegram tp"}))
+        # An exit placed by an earlier call that failed further on may have filled since,
+        # and a filled order's clOrdID is free again: sending it anew would close twice.
+        done = set(row.intent.get("exits_done") or [])
+        tried = set(row.intent.get("exits_tried") or [])
+        placed: list[Order] = []
+        for cl, args, kw in wanted:
+            if cl in done:
                 continue
-            placed.append(await _place_exit(
-                ex, plan.symbol, exit_side, qty, "Limit", tp, exec_inst=("ReduceOnly",),
-                cl_ord_id=f"{row.cl_ord_id}:tp{i + 1}", text="telegram tp"))
+            found = await ex.order_by_cl_ord_id(cl) if cl in tried else None
+            if found is not None:
+                placed.append(found)
+                done.add(cl)
+                await self._finish(intent_id, PLACED, extra={"exits_done": sorted(done)})
+                continue
+            tried.add(cl)
+            await self._finish(intent_id, PLACED, extra={"exits_tried": sorted(tried)})
+            placed.append(await _place_exit(ex, plan.symbol, exit_side, *args,
+                                            cl_ord_id=cl, **kw))
+            done.add(cl)
+            await self._finish(intent_id, PLACED, extra={"exits_done": sorted(done)})
         await self._finish(intent_id, PLACED, extra={"exits_placed": True})
         return placed
 

@@ -106,9 +106,15 @@ async def positions(update: Update, context: Context, intent: P.Positions) -> No
     if not rows:
         await reply(update, f"No open positions ({acc.network}).")
         return
-    blocks = [position_block(p, await ex.instrument(p.symbol)) for p in rows]
-    buttons = [[Button(f"Close {p.symbol}", f"pc:{p.symbol}")] for p in rows]
-    await reply(update, f"<b>Positions · {acc.network}</b>\n" + "\n".join(blocks),
+    insts = [await ex.instrument(p.symbol) for p in rows]
+    blocks = [position_block(p, inst) for p, inst in zip(rows, insts, strict=True)]
+    # A position opened on BitMEX in a contract the bot does not trade gets no Close
+    # button that /close would then refuse: it says where to close it instead.
+    buttons = [[Button(f"Close {p.symbol}", f"pc:{p.symbol}")]
+               for p, inst in zip(rows, insts, strict=True) if inst.refusal is None]
+    notes = [f"{html.escape(inst.refusal)}: close it on BitMEX itself."
+             for inst in insts if inst.refusal is not None]
+    await reply(update, f"<b>Positions · {acc.network}</b>\n" + "\n".join(blocks + notes),
                 reply_markup=markup(buttons))
 
 

@@ -90,3 +90,27 @@ def test_script_mode_newcomer_shortcuts(tmp_path: Path) -> None:
     assert ":connect works in your private chat" in out
     assert "Long liquidated: $3M XBTUSD" in out
     assert "No open positions (testnet)." in out
+
+
+def test_script_mode_full_close_goes_through_while_bitmex_sheds_load(tmp_path: Path) -> None:
+    """:overload: an order with a size is refused (503), the whole-position close is not."""
+    script = tmp_path / "talk.txt"
+    script.write_text("\n".join([
+        ":connect", "/buy 300 btc", "1", ":overload on",
+        "/close 50%", "1", "/close", "1", "/positions", ":overload off", ":quit",
+    ]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "MASTER_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "sandbox", "--script", str(script),
+         "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "BitMEX is shedding load" in out
+    partial, full = out.split("CLOSE 100 of 300 XBTUSD", 1)[1].split("CLOSE all XBTUSD", 1)
+    assert "refuses those while it sheds load" in partial
+    assert "Not sent: BitMEX is overloaded" in partial
+    assert "✅ Filled" in full and "No open positions (testnet)." in full
+    assert "BitMEX takes every order again" in out

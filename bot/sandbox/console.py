@@ -17,6 +17,7 @@ bot's commands:
                             SYMBOL is XBTUSD, ETHUSD, XBTUSDT or ETHUSDT (btc, eth work too)
   :liquidate SYMBOL SIZE [buy|sell]   a market liquidation of SIZE contracts (2m = 2,000,000)
   :advance SECONDS          move simulated time forward (funding, dead-man switch)
+  :overload on|off          BitMEX sheds load: every order with a size gets 503
   :wait SECONDS             wait (script mode) so background messages can arrive
   :quit                     leave
 """
@@ -251,6 +252,10 @@ class Console:
                 await asyncio.sleep(0.3)
                 await self.settle()
                 self.show_changes()
+            elif cmd == "overload" and args and args[0] in ("on", "off"):
+                self.sim.faults.load_shedding = args[0] == "on"
+                self.print("· BitMEX is shedding load: orders with a size are refused (503)"
+                           if args[0] == "on" else "· BitMEX takes every order again")
             elif cmd == "wait" and args:
                 await asyncio.sleep(min(float(args[0]), 30))
                 self.show_changes()
@@ -272,6 +277,7 @@ _USAGE = {
     "liquidate": ":liquidate SYMBOL SIZE [buy|sell]   e.g. :liquidate XBTUSD 2m",
     "advance": ":advance SECONDS",
     "wait": ":wait SECONDS",
+    "overload": ":overload on|off",
 }
 _ALIASES = {"BTC": "XBTUSD", "XBT": "XBTUSD", "ETH": "ETHUSD"}
 
@@ -297,8 +303,9 @@ def _size(word: str) -> Decimal:
 
 async def run(script: list[str] | None, seed: int | None, out: str, interactive: bool) -> int:
     engine = Engine(Clock(follow_wall=True))
-    sim = BitmexSimulator(engine, rate_limit=RateLimitConfig(
-        per_minute=1000, per_second_orders=50, unauthenticated_per_minute=1000))
+    # BitMEX's own REST limits (120/min and 10/s per key, 30/min per address without one),
+    # so what works here works on the exchange.
+    sim = BitmexSimulator(engine, rate_limit=RateLimitConfig())
     emu = TelegramEmulator(FloodLimits())
     await sim.start()
     await emu.start()

@@ -15,9 +15,10 @@ from tests.e2e.harness import Harness
 
 @pytest_asyncio.fixture(scope="session")
 async def world_sim() -> AsyncIterator[BitmexSimulator]:
-    # Every test gets its own exchange accounts, so one simulator serves the session.
-    sim = BitmexSimulator(rate_limit=RateLimitConfig(per_minute=100000, per_second_orders=10000,
-                                                     unauthenticated_per_minute=100000))
+    # Every test gets its own exchange accounts, so one simulator serves the session. Its
+    # REST limits are BitMEX's own (120/min and 10/s per key, 30/min unauthenticated per
+    # address): a test that needs a kinder exchange must say so itself.
+    sim = BitmexSimulator(rate_limit=RateLimitConfig())
     await sim.start()
     yield sim
     await sim.stop()
@@ -37,9 +38,11 @@ async def h(world_sim: BitmexSimulator, world_emu: TelegramEmulator,
             tmp_path: Path) -> AsyncIterator[Harness]:
     """A fresh bot (own token, own database) on the shared emulator and simulator."""
     world_sim.faults.clear()
-    # Each test is a bot process of its own: it starts on an IP that has not opened the
-    # simulator's WebSockets in the last hour (the session's earlier bots are not its past).
+    # Each test is a new bot process, as if on its own address: it starts with full REST
+    # budgets (30/min public) and an IP that has not opened the simulator's WebSockets in
+    # the last hour -- not what the session's earlier bots left behind.
     world_sim.ws_limit.reset()
+    world_sim.reset_rate_limits()
     # Market microstructure is shared: give every test the simulator's default spread.
     for inst in world_sim.engine.instruments.values():
         if inst.spread is not None:

@@ -577,11 +577,12 @@ async def test_exits_already_placed_before_a_crash_are_not_reported_as_failed(
     iid = intent_id(card)
     await alice.press("✅ Confirm", card)
     assert "SL 55,000" in (card.content or "") and "placed" in (card.content or "")
-    # a crash between placing the stop and recording it: the flag was never written
+    # a crash between placing the stop and recording it: neither it nor the flag was written
     async with h.svc.db.session() as s:
         row = await s.get(OrderIntent, iid)
         assert row is not None
-        row.intent = {k: v for k, v in row.intent.items() if k != "exits_placed"}
+        row.intent = {k: v for k, v in row.intent.items()
+                      if k not in ("exits_placed", "exits_done")}
         s.add(row)
         await s.commit()
     placed = await h.svc.trading.place_exits(iid)  # the settle after a restart does this

@@ -598,6 +598,11 @@ class BitmexSimulator:
             await self._observe(request, response)
         return response
 
+    def reset_rate_limits(self) -> None:
+        """Full budgets for every key and address (a new deployment, or a new test)."""
+        self._buckets.clear()
+        self._windows.clear()
+
     @staticmethod
     async def _observe(request: web.Request, response: web.StreamResponse) -> None:
         body = response.body if isinstance(response, web.Response) else None
