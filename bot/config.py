@@ -40,6 +40,7 @@ EXPECTS: dict[str, str] = {
     "WEBHOOK_URL": "the public https URL Telegram should post updates to",
     "WEBHOOK_PORT": "a TCP port number between 1 and 65535",
     "MAINNET_CONFIRM_USD": "a positive USD amount (larger mainnet orders need a second confirm)",
+    "TELEGRAM_TIME_SCALE": "a positive number; 1 against the real Telegram",
 }
 
 
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     WEBHOOK_URL: str | None = None
     WEBHOOK_PORT: int = 8443
     MAINNET_CONFIRM_USD: Decimal = Decimal("10000")
+    # How many times faster than real time the Bot API server's flood windows run: 1 for
+    # Telegram; the sandbox and tests run the emulator's clock faster and pace to match.
+    TELEGRAM_TIME_SCALE: float = 1.0
 
     @field_validator("TELEGRAM_BOT_TOKEN", mode="before")
     @classmethod
@@ -159,6 +163,13 @@ class Settings(BaseSettings):
     @classmethod
     def _port(cls, v: int) -> int:
         if not 1 <= v <= 65535:
+            raise ValueError("out of range")
+        return v
+
+    @field_validator("TELEGRAM_TIME_SCALE")
+    @classmethod
+    def _time_scale(cls, v: float) -> float:
+        if not 0 < v <= 1000:
             raise ValueError("out of range")
         return v
 

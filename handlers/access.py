@@ -79,10 +79,11 @@ async def _guard_secrets(update: Update, private: bool) -> None:
         return  # the /connect handler goes on with the (already deleted) message
     if deleted:
         await reply(update, "I deleted that message: never post API keys in a group. "
-                            "Send /connect to me in a private chat instead.")
+                            "Send /connect to me in a private chat instead.", urgent=True)
     else:
         await reply(update, "⚠️ That message holds an API key and I can't delete it here "
-                            "(I'm not an admin). Delete it now and revoke the key on BitMEX.")
+                            "(I'm not an admin). Delete it now and revoke the key on BitMEX.",
+                    urgent=True)
     raise ApplicationHandlerStop
 
 

@@ -18,17 +18,18 @@ from telegram import (
     Update,
 )
 from telegram.error import InvalidToken, NetworkError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder
 
 from bot.chats import migrate_chat
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.notify import DeliveryQueue
+from bot.notify import DeliveryLimits, DeliveryQueue
 from bot.prefs import Preferences
 from bot.services import Services, create_services
 from handlers import jobs, register
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
+from handlers.ratelimit import ChatLimits, ChatRateLimiter
 
 log = logging.getLogger("bot.app")
 
@@ -75,7 +76,8 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
 
     services.notifier = DeliveryQueue(
         TelegramNotifier(app.bot, on_migrated=moved), audience=Preferences(services.db).audience,
-        on_blocked=services.mark_blocked)
+        on_blocked=services.mark_blocked,
+        limits=DeliveryLimits().scaled(services.settings.TELEGRAM_TIME_SCALE))
     app.bot_data["services"] = services
     jobs.install(app)
 
@@ -105,7 +107,8 @@ def build_application(
         .get_updates_read_timeout(40)
     )
     if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=rate_limiter_retries))
+        builder = builder.rate_limiter(ChatRateLimiter(
+            ChatLimits().scaled(settings.TELEGRAM_TIME_SCALE), max_retries=rate_limiter_retries))
     app = builder.build()
     if services is not None:
         attach(app, services)

@@ -6,9 +6,14 @@ from typing import Any
 
 from telegram import Message, Update
 from telegram.constants import ParseMode
-from telegram.ext import ContextTypes
+from telegram.ext import ContextTypes, ExtBot
 
 from bot.services import Services
+from handlers.ratelimit import Pace
+
+# Within a group, what waits for the group's 20 messages a minute goes out in this order:
+# signal cards, admins' answers and warnings first, members' reads (help, stats) last.
+URGENT, READ = 0, 6
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -23,13 +28,20 @@ def is_private(update: Update) -> bool:
     return update.effective_chat is not None and update.effective_chat.type == "private"
 
 
-async def reply(update: Update, text: str, **kwargs: Any) -> Message | None:
-    """Answer in the chat the update came from, HTML, no link previews."""
+async def reply(update: Update, text: str, *, urgent: bool = False,
+                **kwargs: Any) -> Message | None:
+    """Answer in the chat the update came from, HTML, no link previews. In a group the
+    answer queues behind `urgent` ones (signal cards, admins' commands) when the group's
+    budget is short."""
     chat = update.effective_chat
     if chat is None:
         return None
     kwargs.setdefault("parse_mode", ParseMode.HTML)
     kwargs.setdefault("disable_web_page_preview", True)
+    bot = update.get_bot()
+    if isinstance(bot, ExtBot) and chat.type != "private":
+        pace = Pace(priority=URGENT if urgent else READ)
+        return await bot.send_message(chat.id, text, rate_limit_args=pace, **kwargs)
     return await chat.send_message(text, **kwargs)
 
 

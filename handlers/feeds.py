@@ -52,7 +52,7 @@ async def feed(update: Update, context: Context, intent: P.Feed) -> None:
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
     await reply(update, await _feeds(context).set_feed(chat.id, chat.title, user.id, intent.on,
-                                                       intent.name))
+                                                       intent.name), urgent=True)
 
 
 async def _post(update: Update, context: Context, sig: P.Signal, source: str) -> None:
@@ -61,7 +61,7 @@ async def _post(update: Update, context: Context, sig: P.Signal, source: str) ->
     feeds = _feeds(context)
     posted = await feeds.post_signal(msg.chat_id, msg.message_id, user.id, sig, source=source,
                                      text=msg.text or "")
-    card = await reply(update, posted.text, reply_markup=markup(posted.buttons))
+    card = await reply(update, posted.text, reply_markup=markup(posted.buttons), urgent=True)
     if card is not None:
         await feeds.attach_card(posted.signal_id, card.message_id)
     feeds.start_fanout(posted.signal_id)
@@ -79,7 +79,8 @@ async def signal(update: Update, context: Context,
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
     feeds = _feeds(context)
-    await reply(update, html.escape(await feeds.update_signal(chat.id, user.id, intent)))
+    await reply(update, html.escape(await feeds.update_signal(chat.id, user.id, intent)),
+                urgent=True)
     if isinstance(intent, P.SignalClose):
         feeds.start_update(intent.signal_id, "close", None)
     else:

@@ -3,6 +3,10 @@
 PTB processes updates one at a time by default, so one slow exchange call would
 hold up every user. `SimpleUpdateProcessor` would run them all at once and let a
 user's "/buy" overtake their own "/use mainnet". A lock per chat gives both.
+
+In a group the lock is per person in it: members flooding a group with commands whose
+answers wait for the group's 20 messages a minute must not hold up an admin's signal
+behind them (the rate limiter then sends the signal card first).
 """
 
 from __future__ import annotations
@@ -21,20 +25,23 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
     def __init__(self, max_concurrent_updates: int = 256) -> None:
         super().__init__(_UNBOUNDED)  # the real bound is self._slots, see do_process_update
         self._slots = asyncio.Semaphore(max_concurrent_updates)
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._waiting: dict[int, int] = {}
+        self._locks: dict[tuple[int, int], asyncio.Lock] = {}
+        self._waiting: dict[tuple[int, int], int] = {}
         # Finished updates, so tests and the sandbox can wait for "answered" exactly.
         self.completed = 0
         self._progress = asyncio.Event()
 
     @staticmethod
-    def _key(update: object) -> int:
+    def _key(update: object) -> tuple[int, int]:
         if isinstance(update, Update):
-            if update.effective_chat is not None:
-                return update.effective_chat.id
-            if update.effective_user is not None:
-                return update.effective_user.id
-        return 0
+            chat, user = update.effective_chat, update.effective_user
+            if chat is not None:
+                if chat.type in ("group", "supergroup") and user is not None:
+                    return chat.id, user.id
+                return chat.id, 0
+            if user is not None:
+                return user.id, 0
+        return 0, 0
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Queue on the chat's lock first, then take one of the global slots.

@@ -23,9 +23,14 @@ async def world_sim() -> AsyncIterator[BitmexSimulator]:
     await sim.stop()
 
 
+# Telegram's flood limits and callback deadline, on a clock 20 times faster than real time
+# (a group's minute lasts 3 s, the 15 s deadline of a button press 0.75 s).
+E2E_TIME_SCALE = 20.0
+
+
 @pytest_asyncio.fixture(scope="session")
 async def world_emu() -> AsyncIterator[TelegramEmulator]:
-    emu = TelegramEmulator(FloodLimits.off())
+    emu = TelegramEmulator(FloodLimits(time_scale=E2E_TIME_SCALE))
     await emu.start()
     yield emu
     await emu.stop()
@@ -41,6 +46,9 @@ async def h(world_sim: BitmexSimulator, world_emu: TelegramEmulator,
     for inst in world_sim.engine.instruments.values():
         if inst.spread is not None:
             world_sim.engine.set_spread(inst.symbol, None)
+    if world_emu.limits != FloodLimits(time_scale=E2E_TIME_SCALE) or world_emu.clock is not None:
+        world_emu.clock = None  # a test that changed the world leaves it as it found it
+        world_emu.limits = FloodLimits(time_scale=E2E_TIME_SCALE)
     harness = Harness(world_sim, world_emu, tmp_path)
     await harness.start()
     try:

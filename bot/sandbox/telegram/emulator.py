@@ -58,6 +58,9 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
 MAX_CALLBACK_ANSWER = 200
+# Telegram drops a callback query about 15 s after the press; answering later fails.
+CALLBACK_DEADLINE = 15.0
+TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
 # Sent unless a bot asks for them by name, as on the real server.
 _OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _CHAT_ACTIONS = frozenset(
@@ -115,6 +118,11 @@ class TelegramEmulator:
         self._clock = clock
         self._limits = limits or FloodLimits()
         self._limiter = FloodLimiter(self._limits, clock)
+        # Emulated time when no clock is given: real time x limits.time_scale, continued
+        # across changes of the scale so it never runs backwards.
+        self._epoch_real = time.monotonic()
+        self._epoch_emulated = 0.0
+        self._refusals: list[tuple[int, str, int, ApiError]] = []
         self.quiet_period = quiet_period
         self.max_long_poll = max_long_poll
         self._bots: dict[str, BotAccount] = {}
@@ -214,8 +222,25 @@ class TelegramEmulator:
     @limits.setter
     def limits(self, limits: FloodLimits) -> None:
         # New limits start from full buckets, as if the bot had been quiet for a while.
+        self._epoch_emulated, self._epoch_real = self.now(), time.monotonic()
         self._limits = limits
         self._limiter = FloodLimiter(limits, self._clock)
+
+    def now(self) -> float:
+        """Emulated seconds: the test's clock when one is set, else real time running
+        `limits.time_scale` times faster. Flood windows and the callback deadline use it."""
+        if self._clock is not None:
+            return self._clock()
+        real = time.monotonic() - self._epoch_real
+        return self._epoch_emulated + real * self._limits.time_scale
+
+    def refuse_next(self, method: str, description: str = "Bad Request: message can't be "
+                    "edited", *, code: int = 400, times: int = 1,
+                    bot: BotAccount | User | str | None = None) -> None:
+        """The bot's next `times` calls of `method` fail with this error before they take
+        effect (a fault for tests: Telegram refusing one edit, one send, ...)."""
+        self._refusals.append((self.bot(bot).id, method.lower(), times,
+                               ApiError(code, description)))
 
     @property
     def clock(self) -> Clock | None:
@@ -537,7 +562,8 @@ class TelegramEmulator:
             raise ValueError(f"button {button!r} is not a callback button: {found}")
         account = self._bot_by_id(message.sender.id) if message.from_bot else self.bot(bot)
         query_id = str(4_000_000_000_000_000 + next(self._query_ids))
-        query = CallbackQuery(query_id, user, message, found["callback_data"], account.id)
+        query = CallbackQuery(query_id, user, message, found["callback_data"], account.id,
+                              pressed_at=self.now())
         self._queries[query_id] = query
         self._enqueue(
             account,
@@ -595,7 +621,8 @@ class TelegramEmulator:
         query = self._queries.get(callback_id)
         if query is None or not query.answered:
             return None
-        return CallbackAnswer(query.answer_text, query.show_alert, query.url)
+        return CallbackAnswer(query.answer_text, query.show_alert, query.url,
+                              after=query.answered_at - query.pressed_at)
 
     def chat_actions(self, chat: Chat, *, bot: BotAccount | User | str | None = None) -> list[str]:
         return [action for chat_id, action in self.bot(bot).actions if chat_id == chat.id]
@@ -859,6 +886,11 @@ class TelegramEmulator:
             return self._reply(not_found().payload(), 404)
         canonical, handler = entry
         polling = canonical == "getUpdates"
+        refusal = self._take_refusal(account, canonical)
+        if refusal is not None:
+            self._log(account, canonical, {}, refusal.code, refusal.description)
+            self._notify()
+            return self._reply(refusal.payload(), refusal.code)
         if not polling:
             self._inflight += 1
             self._touch()
@@ -884,6 +916,16 @@ class TelegramEmulator:
         self._log(account, canonical, params, status, description)
         self._notify()
         return self._reply(body, status)
+
+    def _take_refusal(self, account: BotAccount, method: str) -> ApiError | None:
+        for i, (bot_id, name, left, error) in enumerate(self._refusals):
+            if bot_id == account.id and name == method.lower():
+                if left <= 1:
+                    del self._refusals[i]
+                else:
+                    self._refusals[i] = (bot_id, name, left - 1, error)
+                return error
+        return None
 
     def _log(
         self,
@@ -1512,14 +1554,17 @@ class TelegramEmulator:
     async def _api_answerCallbackQuery(self, account: BotAccount, p: JSON, files: Files) -> bool:
         query_id = self._opt_str(p, "callback_query_id")
         query = self._queries.get(query_id or "")
-        if query is None or query.answered or query.bot_id != account.id:
-            raise bad_request(
-                "query is too old and response timeout expired or query ID is invalid"
-            )
+        now = self.now()
+        if (query is None or query.answered or query.bot_id != account.id
+                or now - query.pressed_at > CALLBACK_DEADLINE):
+            if query is not None and not query.answered:
+                query.late += 1
+            raise bad_request(TOO_OLD)
         text = self._opt_str(p, "text")
         if text is not None and len(text) > MAX_CALLBACK_ANSWER:
             raise bad_request("MESSAGE_TOO_LONG")
         query.answered = True
+        query.answered_at = now
         query.answer_text = text
         query.show_alert = self._bool(p, "show_alert")
         query.url = self._opt_str(p, "url")
