@@ -17,7 +17,7 @@ from telegram import (
     BotCommandScopeAllPrivateChats,
     Update,
 )
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.chats import migrate_chat
@@ -157,6 +157,12 @@ def run_forever(settings: Settings) -> int:
         raise ConfigError(
             "Telegram refused TELEGRAM_BOT_TOKEN. Copy it again from @BotFather "
             "(/mybots → your bot → API Token) into .env.") from None
+    except BadRequest as e:
+        # A subclass of NetworkError in PTB, but Telegram answered: it refused a setting.
+        what = ("WEBHOOK_URL (Telegram wants https on port 443, 80, 88 or 8443)"
+                if settings.WEBHOOK_URL else "the bot's settings")
+        raise ConfigError(f"Telegram refused the start-up request ({e.message}). "
+                          f"Check {what}.") from None
     except NetworkError as e:
         # Start-up only: once running, PTB retries network trouble by itself.
         raise ConfigError(

@@ -7,7 +7,7 @@ import re
 import secrets
 
 from telegram import Update
-from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.errors import (
     AuthError,
@@ -49,6 +49,13 @@ def exchange_words(err: ExchangeError) -> str | None:
     return None
 
 
+def benign_refusal(err: BadRequest) -> bool:
+    """Refusals that change nothing for the user: an edit to what the card already shows,
+    or a press answered too late (its outcome is on the card)."""
+    text = err.message.lower()
+    return "message is not modified" in text or "query is too old" in text
+
+
 def new_ref() -> str:
     return secrets.token_hex(3).upper()
 
@@ -59,7 +66,11 @@ async def on_error(update: object, context: Context) -> None:
     if isinstance(err, Forbidden):
         log.info("chat unreachable: %s", err)  # the user blocked us; nothing to say to them
         return
-    if isinstance(err, RetryAfter | TimedOut | NetworkError):
+    if isinstance(err, BadRequest) and benign_refusal(err):
+        log.info("Telegram: %s", err.message)  # the chat already shows the right thing
+        return
+    # PTB's BadRequest subclasses NetworkError: a refusal is our bug, not the network's.
+    if isinstance(err, RetryAfter | TimedOut | NetworkError) and not isinstance(err, BadRequest):
         # Telegram itself is refusing or unreachable: an apology would go the same way.
         # Cards stay correct regardless (a later press shows their stored state).
         log.warning("Telegram transport problem: %s", err)
@@ -87,9 +98,12 @@ async def on_error(update: object, context: Context) -> None:
 
 
 async def _tell(update: Update, text: str, short: str | None = None) -> None:
-    try:
-        if update.callback_query is not None:
+    if update.callback_query is not None:
+        try:
             await update.callback_query.answer((short or text)[:190])
+        except Exception:  # answered already (presses are answered first): the chat tells
+            log.debug("the press was answered already")
+    try:
         if update.effective_chat is not None:
             await update.effective_chat.send_message(text)
     except Exception:  # the notice itself failing must not loop back here
