@@ -157,12 +157,7 @@ async def on_press(update: Update, context: Context) -> None:
     feeds = _feeds(context)
     try:
         if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and _id(parts[2]):
-            sent = await feeds.deliver_preview(uid, int(parts[2]))
-            if sent is None:
-                await q.answer("Open a private chat with me first (press Start there), then "
-                               "press Follow again.", show_alert=True)
-            else:
-                await q.answer("Preview sent to our private chat.")
+            await _follow_press(update, context, int(parts[2]))
             return
         if len(parts) == 4 and parts[1] == "a" and _id(parts[2]):
             text, buttons = await feeds.set_auto(uid, int(parts[2]), parts[3] == "1")
@@ -173,6 +168,37 @@ async def on_press(update: Update, context: Context) -> None:
         await q.answer(html.unescape(_TAG_RE.sub("", str(e)))[:190], show_alert=True)
         return
     await q.answer("This button is no longer valid.")
+
+
+async def _follow_press(update: Update, context: Context, signal_id: int) -> None:
+    """Follow under a signal card: answered at once (sizing asks BitMEX, which may take
+    longer than Telegram waits for an answer), then the preview goes to the private chat.
+    Someone the bot may not write to yet is taken there by the answer's link instead."""
+    q = update.callback_query
+    assert q is not None and update.effective_user is not None
+    uid = update.effective_user.id
+    user = await services(context).get_user(uid)
+    if user is None or user.blocked:
+        # Telegram opens this link for the presser: /start f<id> there sends the preview.
+        await q.answer(url=f"https://t.me/{context.bot.username}?start=f{signal_id}")
+        return
+    await q.answer("Your preview is on its way to our private chat.")
+    try:
+        await _feeds(context).deliver_preview(uid, signal_id)
+    except UserError:
+        return  # deliver_preview told them privately, with the reason
+
+
+async def start_follow(update: Update, context: Context, arg: str) -> bool:
+    """`/start f<signal id>` (the Follow link for people new to the bot): the preview."""
+    user = update.effective_user
+    if user is None or not arg.startswith("f") or not _id(arg[1:]):
+        return False
+    try:
+        await _feeds(context).deliver_preview(user.id, int(arg[1:]))
+    except UserError:
+        pass  # told in the chat, with the reason
+    return True
 
 
 async def on_edited(update: Update, context: Context) -> None:

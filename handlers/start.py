@@ -30,6 +30,12 @@ async def start(update: Update, context: Context) -> None:
                             "Talk to me in private to connect your account. /help")
         return
     acc = await svc.accounts.active(user.id)
+    if context.args and context.args[0].startswith("f"):
+        from handlers.feeds import start_follow
+
+        await svc.touch_user(user.id, user.username, user.first_name)  # reachable now
+        if await start_follow(update, context, context.args[0]):
+            return
     lines = [f"Hi {name}! I run your BitMEX account from this chat: every order is shown "
              "to you first and placed only when you press <b>Confirm</b>."]
     if acc is not None:

@@ -181,14 +181,13 @@ async def on_row_press(update: Update, context: Context) -> None:
     uid, cid = _ids(update)
     trading = services(context).trading
     kind, _, ref = q.data.partition(":")
+    await q.answer()  # at once: the card needs BitMEX, which may be slow
     try:
         if kind == "oc":
             card = await trading.preview_cancel(uid, cid, ref)
         else:
             card = await trading.preview_close(uid, cid, P.Close(symbol=ref))
     except UserError as e:
-        await q.answer(str(e)[:190], show_alert=True)
+        await reply(update, str(e))
         return
-    await q.answer()
     await show_card(update, context, card)
-
