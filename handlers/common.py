@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from telegram import Message, Update
 from telegram.constants import ParseMode
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes, ExtBot
 
 from bot.services import Services
@@ -51,3 +53,41 @@ def anonymous_admin(update: Update) -> bool:
     msg, chat = update.effective_message, update.effective_chat
     return (msg is not None and chat is not None and chat.type in ("group", "supergroup")
             and msg.sender_chat is not None and msg.sender_chat.id == chat.id)
+
+
+# A member asking a group the same thing again within this long gets the earlier answer
+# edited in place: edits do not count against the group's 20 messages a minute.
+READ_AGAIN = 60.0
+
+
+async def read_reply(update: Update, context: Context, what: str, text: str) -> None:
+    """The answer to a read command (/help, /feedstats). In a group, repeats by the same
+    member are collapsed into their earlier answer (edited only if it changed)."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type == "private":
+        await reply(update, text)
+        return
+    reads: dict[tuple[int, int, str], tuple[int, float, str]] = (
+        context.application.bot_data.setdefault("group_reads", {}))
+    key = (chat.id, user.id, what)
+    now = time.monotonic()
+    last = reads.get(key)
+    if last is not None and now - last[1] < READ_AGAIN:
+        message_id, first, shown = last
+        if shown == text:
+            return  # the answer above is still the answer
+        try:
+            await context.bot.edit_message_text(
+                text, chat_id=chat.id, message_id=message_id, parse_mode=ParseMode.HTML,
+                disable_web_page_preview=True)
+        except BadRequest as e:
+            if "not modified" not in e.message.lower():
+                raise
+        reads[key] = (message_id, first, text)
+        return
+    msg = await reply(update, text)
+    if msg is not None:
+        if len(reads) > 10_000:
+            for k in [k for k, v in reads.items() if now - v[1] >= READ_AGAIN]:
+                del reads[k]
+        reads[key] = (msg.message_id, now, text)

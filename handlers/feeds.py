@@ -12,7 +12,7 @@ from bot.errors import UserError
 from bot.feeds import CB_PREFIX, Feeds, feeds_of
 from bot.signals import looks_like_signal, recognise
 from handlers import router
-from handlers.common import Context, anonymous_admin, is_private, reply, services
+from handlers.common import Context, anonymous_admin, is_private, read_reply, reply, services
 from handlers.render import markup
 from handlers.router import route
 
@@ -115,7 +115,7 @@ async def feedstats(update: Update, context: Context, intent: P.FeedStats) -> No
     private = is_private(update)
     text = await _feeds(context).stats_text(None if private else chat.id,
                                             user.id if private else None, intent.feed)
-    await reply(update, text)
+    await read_reply(update, context, "feedstats", text)
 
 
 @route(P.Follow)

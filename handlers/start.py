@@ -9,7 +9,7 @@ from telegram import Update
 from bot import parse as P
 from bot.notify import Button
 from bot.parsing.usage import help_text
-from handlers.common import Context, is_private, reply, services
+from handlers.common import Context, is_private, read_reply, reply, services
 from handlers.render import account_line, markup
 from handlers.router import route
 
@@ -58,7 +58,8 @@ def _help(update: Update, context: Context, topic: str | None) -> str:
 async def help_command(update: Update, context: Context) -> None:
     """The command list, or the full grammar of one command."""
     topic = context.args[0] if context.args else None
-    await reply(update, f"<pre>{html.escape(_help(update, context, topic))}</pre>")
+    await read_reply(update, context, "help",
+                     f"<pre>{html.escape(_help(update, context, topic))}</pre>")
 
 
 @route(P.Start)

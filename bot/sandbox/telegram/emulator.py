@@ -19,6 +19,7 @@ import secrets
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -104,6 +105,15 @@ GROUP_ANONYMOUS_BOT = User(1087968824, "Group", "GroupAnonymousBot", is_bot=True
                            language_code=None)
 
 
+@dataclass
+class _Refusal:
+    bot_id: int
+    method: str  # lower-case
+    chat_id: int | None
+    left: int
+    error: ApiError
+
+
 class TelegramEmulator:
     """The Bot API server plus the world behind it (users, chats) and a control API."""
 
@@ -122,7 +132,7 @@ class TelegramEmulator:
         # across changes of the scale so it never runs backwards.
         self._epoch_real = time.monotonic()
         self._epoch_emulated = 0.0
-        self._refusals: list[tuple[int, str, int, ApiError]] = []
+        self._refusals: list[_Refusal] = []
         self.quiet_period = quiet_period
         self.max_long_poll = max_long_poll
         self._bots: dict[str, BotAccount] = {}
@@ -236,11 +246,17 @@ class TelegramEmulator:
 
     def refuse_next(self, method: str, description: str = "Bad Request: message can't be "
                     "edited", *, code: int = 400, times: int = 1,
-                    bot: BotAccount | User | str | None = None) -> None:
-        """The bot's next `times` calls of `method` fail with this error before they take
-        effect (a fault for tests: Telegram refusing one edit, one send, ...)."""
-        self._refusals.append((self.bot(bot).id, method.lower(), times,
-                               ApiError(code, description)))
+                    bot: BotAccount | User | str | None = None, chat: Chat | None = None,
+                    retry_after: float | None = None) -> None:
+        """The bot's next `times` calls of `method` (to `chat`, if given) fail with this
+        error before they take effect (a fault for tests: Telegram refusing one edit, one
+        send, ...). `retry_after` (real seconds) makes it a 429 of the flood control."""
+        parameters = None
+        if retry_after is not None:
+            code, parameters = 429, {"retry_after": retry_after}
+        self._refusals.append(_Refusal(self.bot(bot).id, method.lower(),
+                                       None if chat is None else chat.id, times,
+                                       ApiError(code, description, parameters)))
 
     @property
     def clock(self) -> Clock | None:
@@ -248,7 +264,10 @@ class TelegramEmulator:
 
     @clock.setter
     def clock(self, clock: Clock | None) -> None:
-        """Drive flood control from a test's own clock (emulated seconds); None = real time."""
+        """Drive flood control and the press deadline from a test's own clock (emulated
+        seconds); None = real time, scaled by `limits.time_scale`."""
+        if clock is None:
+            self._epoch_emulated, self._epoch_real = self.now(), time.monotonic()
         self._clock = clock
         self._limiter = FloodLimiter(self._limits, clock)
 
@@ -886,17 +905,15 @@ class TelegramEmulator:
             return self._reply(not_found().payload(), 404)
         canonical, handler = entry
         polling = canonical == "getUpdates"
-        refusal = self._take_refusal(account, canonical)
-        if refusal is not None:
-            self._log(account, canonical, {}, refusal.code, refusal.description)
-            self._notify()
-            return self._reply(refusal.payload(), refusal.code)
         if not polling:
             self._inflight += 1
             self._touch()
         params: JSON = {}
         try:
             params, files = await self._read_params(request)
+            refusal = self._take_refusal(account, canonical, params)
+            if refusal is not None:
+                raise refusal
             result = await handler(account, params, files)
             body: JSON = {"ok": True, "result": result}
             status, description = 200, None
@@ -917,14 +934,17 @@ class TelegramEmulator:
         self._notify()
         return self._reply(body, status)
 
-    def _take_refusal(self, account: BotAccount, method: str) -> ApiError | None:
-        for i, (bot_id, name, left, error) in enumerate(self._refusals):
-            if bot_id == account.id and name == method.lower():
-                if left <= 1:
-                    del self._refusals[i]
-                else:
-                    self._refusals[i] = (bot_id, name, left - 1, error)
-                return error
+    def _take_refusal(self, account: BotAccount, method: str,
+                      params: JSON) -> ApiError | None:
+        for refusal in self._refusals:
+            if refusal.bot_id != account.id or refusal.method != method.lower():
+                continue
+            if refusal.chat_id is not None and str(params.get("chat_id")) != str(refusal.chat_id):
+                continue
+            refusal.left -= 1
+            if refusal.left <= 0:
+                self._refusals.remove(refusal)
+            return refusal.error
         return None
 
     def _log(
