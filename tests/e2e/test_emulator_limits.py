@@ -202,3 +202,22 @@ async def test_the_server_holds_to_its_retry_after_and_can_ask_for_long_waits(
     clock.now = 30.0
     await bot.send_message(chat.id, "m5")
     assert [m.text for m in emulator.chat_messages(chat)] == ["m0", "m1", "m2", "m5"]
+
+
+async def test_replies_to_people_who_wrote_are_not_held_to_the_bulk_30_a_second(
+    emulator: TelegramEmulator, bot: Any
+) -> None:
+    clock = FakeClock()
+    emulator.clock = clock
+    emulator.limits = FloodLimits()
+    writers = [emulator.private_chat(emulator.user(first_name=f"W{i}")) for i in range(40)]
+    for chat in writers:
+        assert chat.user is not None
+        emulator.send_text(chat.user, chat, "/help")
+    for chat in writers:  # 40 answers in the same instant: fine
+        await bot.send_message(chat.id, "answer")
+    silent = [emulator.private_chat(emulator.user(first_name=f"S{i}")) for i in range(31)]
+    for chat in silent[:30]:  # bulk: 30 a second
+        await bot.send_message(chat.id, "news")
+    with pytest.raises(RetryAfter):
+        await bot.send_message(silent[30].id, "news")

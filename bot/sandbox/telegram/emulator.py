@@ -62,6 +62,9 @@ MAX_CALLBACK_ANSWER = 200
 # Telegram drops a callback query about 15 s after the press; answering later fails.
 CALLBACK_DEADLINE = 15.0
 TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
+# A message to a chat where someone wrote this recently (emulated seconds) is a reply;
+# others are bulk notifications, held to the ~30/s overall.
+REPLY_WINDOW = 60.0
 # Sent unless a bot asks for them by name, as on the real server.
 _OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _CHAT_ACTIONS = frozenset(
@@ -133,6 +136,7 @@ class TelegramEmulator:
         self._epoch_real = time.monotonic()
         self._epoch_emulated = 0.0
         self._refusals: list[_Refusal] = []
+        self._wrote: dict[int, float] = {}  # chat id -> when a person last wrote or pressed
         self.quiet_period = quiet_period
         self.max_long_poll = max_long_poll
         self._bots: dict[str, BotAccount] = {}
@@ -584,6 +588,7 @@ class TelegramEmulator:
         query = CallbackQuery(query_id, user, message, found["callback_data"], account.id,
                               pressed_at=self.now())
         self._queries[query_id] = query
+        self._wrote[message.chat.id] = query.pressed_at
         self._enqueue(
             account,
             "callback_query",
@@ -835,6 +840,8 @@ class TelegramEmulator:
         bot: BotAccount | User | str | None = None,
         service: bool = False,
     ) -> None:
+        if not service:
+            self._wrote[chat.id] = self.now()
         for account in self._recipients(chat, bot):
             if service or self._sees(account, chat, message):
                 self._enqueue(account, kind, message.to_api())
@@ -1216,7 +1223,10 @@ class TelegramEmulator:
         return None
 
     def _flood(self, account: BotAccount, chat: Chat, *, edit: bool = False) -> None:
-        retry_after = self._limiter.acquire(account.id, chat.id, group=chat.is_group, edit=edit)
+        # Answers to people who just wrote are not held to the bulk 30/s (TELEGRAM.md).
+        bulk = self.now() - self._wrote.get(chat.id, float("-inf")) > REPLY_WINDOW
+        retry_after = self._limiter.acquire(account.id, chat.id, group=chat.is_group, edit=edit,
+                                            bulk=bulk)
         if retry_after:
             raise too_many_requests(retry_after)
 

@@ -1,7 +1,9 @@
 """Telegram's flood control, per bot, as token buckets.
 
 Real limits (Bot API FAQ): about one message per second to a private chat with short bursts
-tolerated, about 30 messages per second overall, 20 messages per minute to a group.
+tolerated, about 30 messages per second overall, 20 messages per minute to a group. The
+overall 30/s is for bulk notifications: answers to people who just wrote are not held to it
+(TELEGRAM.md, "Bulk versus replies"); the emulator tells them apart (`bulk`).
 Edits are not free on the real server either but are looser; here they draw from their own
 per-chat bucket (2/s, burst 5 by default) and from the shared 30/s bucket, so an edit storm
 is caught while a progress message edited a few times is not.
@@ -86,14 +88,17 @@ class FloodLimiter:
             self._buckets[key] = bucket
         return bucket
 
-    def acquire(self, bot_id: int, chat_id: int, *, group: bool, edit: bool = False) -> float:
+    def acquire(self, bot_id: int, chat_id: int, *, group: bool, edit: bool = False,
+                bulk: bool = True) -> float:
         """Take a token from every bucket concerned, or none; return the real seconds to
-        wait (the `retry_after` to send) when one of them is empty, else 0."""
+        wait (the `retry_after` to send) when one of them is empty, else 0. The overall
+        30/s holds for `bulk` messages only, not for answers to people who just wrote."""
         lim = self.limits
         if not lim.enabled:
             return 0.0
-        specs: list[tuple[tuple[object, ...], float, float]] = [
-            (("global", bot_id), lim.global_per_sec, lim.global_per_sec)]
+        specs: list[tuple[tuple[object, ...], float, float]] = []
+        if bulk:
+            specs.append((("global", bot_id), lim.global_per_sec, lim.global_per_sec))
         if edit:
             specs.append((("edit", bot_id, chat_id), lim.edit_burst, lim.edit_per_chat_per_sec))
         else:
