@@ -7,6 +7,12 @@ user's "/buy" overtake their own "/use mainnet". A lock per chat gives both.
 In a group the lock is per person in it: members flooding a group with commands whose
 answers wait for the group's 20 messages a minute must not hold up an admin's signal
 behind them (the rate limiter then sends the signal card first).
+
+Button presses wait for nothing: a press must be answered at once, not after the answers
+to that person's earlier messages (or presses) have waited out the chat's 1 message a
+second. A press acts on a message the bot already sent, so it never needs those to finish
+first, and what it acts on is decided atomically (a card is claimed once, see
+bot/trading.py), so two presses may run side by side.
 """
 
 from __future__ import annotations
@@ -25,23 +31,25 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
     def __init__(self, max_concurrent_updates: int = 256) -> None:
         super().__init__(_UNBOUNDED)  # the real bound is self._slots, see do_process_update
         self._slots = asyncio.Semaphore(max_concurrent_updates)
-        self._locks: dict[tuple[int, int], asyncio.Lock] = {}
-        self._waiting: dict[tuple[int, int], int] = {}
+        self._locks: dict[tuple[int, int, int], asyncio.Lock] = {}
+        self._waiting: dict[tuple[int, int, int], int] = {}
         # Finished updates, so tests and the sandbox can wait for "answered" exactly.
         self.completed = 0
         self._progress = asyncio.Event()
 
     @staticmethod
-    def _key(update: object) -> tuple[int, int]:
+    def _key(update: object) -> tuple[int, int, int]:
         if isinstance(update, Update):
             chat, user = update.effective_chat, update.effective_user
+            if update.callback_query is not None:
+                return 0, 0, update.update_id  # a lane of its own
             if chat is not None:
                 if chat.type in ("group", "supergroup") and user is not None:
-                    return chat.id, user.id
-                return chat.id, 0
+                    return chat.id, user.id, 0
+                return chat.id, 0, 0
             if user is not None:
-                return user.id, 0
-        return 0, 0
+                return user.id, 0, 0
+        return 0, 0, 0
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Queue on the chat's lock first, then take one of the global slots.
