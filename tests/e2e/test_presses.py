@@ -96,3 +96,35 @@ async def test_a_refused_card_edit_is_repaired_by_the_sweep(slow: Harness) -> No
     await job.run(h.app)  # repaired once: the next sweep leaves it be
     await h.settle()
     assert len(h.emu.calls_to("editMessageText", status=200)) == edits
+
+
+async def test_follow_in_a_group_is_answered_at_once_with_a_link_for_newcomers(
+    h: Harness,
+) -> None:
+    from bot.feeds import feeds_of
+    from tests.e2e.test_feeds import SIG, feed_group
+
+    admin, [(bob, _)], group = await feed_group(h, 1)
+    newcomer = h.person("Eve")  # in the group, never wrote to the bot in private
+    h.emu.join(group, newcomer.user)
+    await h.settle()
+    await admin.send(SIG, chat=group)
+    await feeds_of(h.services).drain()
+    await h.settle()
+    card = newcomer.find_button("📥 Follow", group)
+    h.sim.faults.latency = 0.3  # sizing the preview asks BitMEX: the answer must not wait
+    try:
+        answer = await newcomer.press("📥 Follow", card)
+        assert answer is not None and answer.after < 1.0
+        assert answer.url == f"https://t.me/{h.bot_username}?start=f1"
+        assert newcomer.messages == []  # the bot may not write first; the link opens the chat
+        # Telegram opens the private chat with /start f1: the signal's answer comes there
+        # (for Eve, who follows nothing yet, how to size it).
+        await newcomer.send("/start f1")
+        assert "Signal #1" in newcomer.last_text and "/follow alpha" in newcomer.last_text
+        answer = await bob.press("📥 Follow", card)  # someone the bot knows: at once, too
+        assert answer is not None and answer.after < 1.0 and answer.url is None
+    finally:
+        h.sim.faults.latency = 0.0
+    await h.settle()
+    assert "Signal #1" in bob.last_text  # told privately, after the answer
