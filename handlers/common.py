@@ -80,11 +80,13 @@ async def read_reply(update: Update, context: Context, what: str, text: str) -> 
             await context.bot.edit_message_text(
                 text, chat_id=chat.id, message_id=message_id, parse_mode=ParseMode.HTML,
                 disable_web_page_preview=True)
+            reads[key] = (message_id, first, text)
+            return
         except BadRequest as e:
-            if "not modified" not in e.message.lower():
-                raise
-        reads[key] = (message_id, first, text)
-        return
+            if "not modified" in e.message.lower():
+                reads[key] = (message_id, first, text)
+                return
+            # Deleted by an admin, or too old to edit: answer anew below.
     msg = await reply(update, text)
     if msg is not None:
         if len(reads) > 10_000:
