@@ -53,10 +53,12 @@ class Pace:
 
 @dataclass(frozen=True)
 class ChatLimits:
-    """A little under Telegram's: requests reach the server with jitter."""
+    """A little under Telegram's: requests reach the server with jitter. The burst is one
+    under the server's 3: a burst that arrives late finds the server's bucket refilled
+    less than ours (it cannot hold more than 3), and the spare token absorbs that."""
 
     per_chat_per_sec: float = 0.95
-    chat_burst: float = 3.0
+    chat_burst: float = 2.0
     group_per_min: float = 19.0
     edit_per_chat_per_sec: float = 1.9
     edit_burst: float = 5.0
@@ -84,6 +86,10 @@ class _Bucket:
         self.wait(now)
         return self.tokens >= self.capacity
 
+    def empty(self, now: float) -> None:
+        self.wait(now)
+        self.tokens = min(self.tokens, 0.0)
+
 
 class _Chat:
     __slots__ = ("edits", "group", "not_before", "sends", "waiting", "wake")
@@ -106,6 +112,16 @@ class _Chat:
             if self.group is not None:
                 waits.append(self.group.wait(now))
         return max(waits)
+
+    def refused(self, now: float, edit: bool) -> None:
+        """The server's bucket is empty: ours must be too, or the retries (and the others
+        waiting) would knock again together."""
+        if edit:
+            self.edits.empty(now)
+        else:
+            self.sends.empty(now)
+            if self.group is not None:
+                self.group.empty(now)
 
     def take(self, edit: bool) -> None:
         if edit:
@@ -171,7 +187,9 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
                 return await callback(*args, **kwargs)
             except RetryAfter as e:
                 seconds = _retry_seconds(e)
-                chat.not_before = max(chat.not_before, self.clock() + seconds)
+                now = self.clock()
+                chat.not_before = max(chat.not_before, now + seconds)
+                chat.refused(now, edit)
                 self.stats["throttled"] += 1
                 if attempt >= retries:
                     self.stats["gave_up"] += 1
