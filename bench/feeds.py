@@ -1,6 +1,10 @@
 """Signal feed fan-out: time from a signal post to every follower's private preview.
 
-Run: ``python bench/feeds.py [FOLLOWERS]`` (default 1,000; about a minute and a half).
+Run: ``python bench/feeds.py [FOLLOWERS] [--flood MEMBERS]`` (default 1,000; about a minute
+and a half). With ``--flood 200``, 200 of the followers are also members of the group and
+each sends /feedstats there three times while the signal fans out (members flooding a busy
+group): the figures are then the time to the signal card in the group and to the last
+follower's preview, under that flood.
 
 The real bot (PTB application, services, delivery queue) runs against the BitMEX
 simulator and the Bot API emulator with Telegram's flood limits ON and unscaled
@@ -14,6 +18,7 @@ The floor is what 30 msg/s alone allows: FOLLOWERS / 30 seconds.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -32,7 +37,7 @@ from tests.e2e.harness import Harness
 SIGNAL = "/signal long XBTUSD entry 59900-60100 tp 62000,64000 sl 59000"
 
 
-async def main(n: int) -> None:
+async def main(n: int, flood: int = 0) -> None:
     sim = BitmexSimulator(rate_limit=RateLimitConfig(
         per_minute=10_000_000, per_second_orders=100_000, unauthenticated_per_minute=10_000_000))
     emu = TelegramEmulator(FloodLimits())  # Telegram's limits, real time
@@ -42,14 +47,14 @@ async def main(n: int) -> None:
         h = Harness(sim, emu, Path(tmp))
         await h.start()
         try:
-            await run(h, n)
+            await run(h, n, flood)
         finally:
             await h.stop()
             await emu.stop()
             await sim.stop()
 
 
-async def run(h: Harness, n: int) -> None:
+async def run(h: Harness, n: int, flood: int = 0) -> None:
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     svc = h.services
     assert svc is not None
@@ -61,11 +66,12 @@ async def run(h: Harness, n: int) -> None:
         await live.close()
         print("live fill watcher: off for this bench (one private socket per follower)")
     admin = h.person("Admin")
-    group = h.group("Bench Calls", [], [admin])
+    people = [h.person(f"F{i}") for i in range(n)]
+    flooders = people[:flood]
+    group = h.group("Bench Calls", flooders, [admin])
     await admin.send("/feed on bench", chat=group)
 
     t = time.monotonic()
-    people = [h.person(f"F{i}") for i in range(n)]
     gate = asyncio.Semaphore(32)
 
     async def setup(p: object) -> None:
@@ -90,8 +96,19 @@ async def run(h: Harness, n: int) -> None:
 
     before_429 = h.emu.count("sendMessage", status=429)
     t0 = time.monotonic()
-    h.emu.send_text(admin.user, group, SIGNAL, bot=h.bot_username)
-    card = await h.emu.wait_bot_message(group, timeout=30, bot=h.bot_username)
+    for p in flooders:  # the flood starts just before the signal...
+        h.emu.send_text(p.user, group, f"/feedstats@{h.bot_username}", bot=h.bot_username)
+    signal = h.emu.send_text(admin.user, group, SIGNAL, bot=h.bot_username)
+    for _ in range(2):  # ...and goes on during the fan-out
+        for p in flooders:
+            h.emu.send_text(p.user, group, f"/feedstats@{h.bot_username}", bot=h.bot_username)
+
+    def signal_card() -> object:
+        return next((m for m in h.emu.bot_messages(group, bot=h.bot_username)
+                     if m.message_id > signal.message_id and "signal #1" in (m.content or "")),
+                    None)
+
+    card = await h.emu.wait_for(signal_card, timeout=120)
     t_card = time.monotonic() - t0
     await h.emu.wait_for(lambda: delivered() >= n, timeout=175)
     elapsed = time.monotonic() - t0
@@ -109,8 +126,18 @@ async def run(h: Harness, n: int) -> None:
     if report is not None:
         print(f"fan-out report: {report.previews} previews, {report.told} told, "
               f"{report.unreachable} unreachable, {report.seconds:.1f} s inside the service")
+    if flood:
+        said = len([m for m in h.emu.bot_messages(group, bot=h.bot_username)
+                    if m.message_id > signal.message_id])
+        print(f"group flood: {flood} members x 3 /feedstats; the bot posted {said} messages "
+              f"in the group ({h.emu.count('editMessageText', status=200)} edits overall)")
     print("flood limits: on, unscaled (time_scale=1), so these are real-time figures")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("followers", type=int, nargs="?", default=1000)
+    ap.add_argument("--flood", type=int, default=0, metavar="MEMBERS",
+                    help="followers who also flood the group with /feedstats")
+    a = ap.parse_args()
+    asyncio.run(main(a.followers, a.flood))

@@ -49,6 +49,7 @@ EXPECTS: dict[str, str] = {
     "MAINNET_CONFIRM_USD": "a positive USD amount (larger mainnet orders need a second confirm)",
     "METRICS_PORT": "a TCP port number between 1 and 65535 (or empty: no metrics server)",
     "METRICS_HOST": "an address to listen on, such as 127.0.0.1 or 0.0.0.0",
+    "TELEGRAM_TIME_SCALE": "a positive number; 1 against the real Telegram",
 }
 
 
@@ -152,6 +153,9 @@ class Settings(BaseSettings):
     MAINNET_CONFIRM_USD: Decimal = Decimal("10000")
     METRICS_PORT: int | None = None
     METRICS_HOST: str = "127.0.0.1"
+    # How many times faster than real time the Bot API server's flood windows run: 1 for
+    # Telegram; the sandbox and tests run the emulator's clock faster and pace to match.
+    TELEGRAM_TIME_SCALE: float = 1.0
 
     @field_validator("TELEGRAM_BOT_TOKEN", mode="before")
     @classmethod
@@ -257,6 +261,12 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
             raise ValueError("not a host address")
         return host
+    @field_validator("TELEGRAM_TIME_SCALE")
+    @classmethod
+    def _time_scale(cls, v: float) -> float:
+        if not 0 < v <= 1000:
+            raise ValueError("out of range")
+        return v
 
     @field_validator("MAINNET_CONFIRM_USD")
     @classmethod

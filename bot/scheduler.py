@@ -246,7 +246,9 @@ async def expire_cards(services: Services) -> int:
         if notifier is None or row.message_id is None or row.id is None:
             continue
         card = await services.trading.current(row.id)
-        await notifier.edit(row.chat_id, row.message_id, card.text or EXPIRED_TEXT, buttons=None)
+        ok = await notifier.edit(row.chat_id, row.message_id, card.text or EXPIRED_TEXT,
+                                 buttons=None)
+        await services.trading.card_shown(row.id, ok)
     return len(rows)
 
 

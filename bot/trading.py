@@ -63,6 +63,7 @@ PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
     "pending", "armed", "confirmed", "placed", "failed", "expired", "cancelled",
 )
 WAITING = (PENDING, ARMED)
+SETTLED = (PLACED, FAILED, EXPIRED, CANCELLED)
 # An order sent without an answer stays `confirmed` with this note until its clOrdID is
 # looked up (settle_in_flight): calling it "rejected" would invite a second order.
 UNKNOWN_NOTE = ("BitMEX did not confirm in time, so the order may or may not be on the "
@@ -95,6 +96,15 @@ class Card:
     text: str
     buttons: Keyboard
     alert: str | None = None  # a short popup for the presser (answerCallbackQuery)
+
+
+@dataclass(frozen=True)
+class Press:
+    """What a press decided before any exchange call (see Trading.take_press)."""
+
+    alert: str | None  # the answer to the press, shown at once
+    card: Card | None  # the card's new look; None: `execute` must send it first
+    interim: Card | None = None  # what the card shows while it is being sent
 
 
 @dataclass(frozen=True)
@@ -668,21 +678,33 @@ class Trading:
     # --- presses ------------------------------------------------------------------
 
     async def press(self, user_id: int, action: str, intent_id: int) -> Card:
-        """A button press on a card: confirm (c), second confirm (2) or cancel (x)."""
+        """A press made by other services (feeds): confirm (c), second confirm (2) or
+        cancel (x). The caller shows the outcome itself, so the sweep leaves the card be."""
+        taken = await self.take_press(user_id, action, intent_id)
+        card = taken.card if taken.card is not None else await self.execute(intent_id)
+        if card.intent_id is not None:
+            await self.card_shown(card.intent_id, True)
+        return card
+
+    async def take_press(self, user_id: int, action: str, intent_id: int) -> Press:
+        """The database half of a press, no exchange call: who may press, and whether the
+        card is now claimed for sending. The chat answers the press with `alert` at once;
+        when `card` is None, `execute` does the slow half."""
         async with self.db.session() as s:
             row = await s.get(OrderIntent, intent_id)
         if row is None:
-            return Card(None, "", [], alert="This card is no longer valid.")
+            return Press("This card is no longer valid.", Card(None, "", []))
         if row.user_id != user_id:
-            return Card(None, "", [], alert="Not your order: only the person who asked can "
-                                            "confirm or cancel it.")
+            alert = "Not your order: only the person who asked can confirm or cancel it."
+            return Press(alert, Card(None, "", [], alert=alert))
         plan = Plan.from_json(row.intent)
         if action == "x":
             if await self._claim(intent_id, user_id, WAITING, CANCELLED, check_expiry=False):
                 await self._audit(row, "card_cancelled")
-                return Card(intent_id, self._final(plan, "✖️ Cancelled — nothing was sent."), [],
-                            alert="Cancelled")
-            return await self.current(intent_id, alert="Already handled.")
+                return Press("Cancelled", Card(
+                    intent_id, self._final(plan, "✖️ Cancelled — nothing was sent."), [],
+                    alert="Cancelled"))
+            return self._as_press(await self.current(intent_id, alert="Already handled."))
         if "key" in row.intent:  # cards stored before keys were recorded carry none
             now_key = await self._key_tag(user_id, plan.network)
             if now_key != row.intent["key"]:
@@ -690,8 +712,9 @@ class Trading:
                 if await self._claim(intent_id, user_id, WAITING, FAILED):
                     await self._finish(intent_id, FAILED, error=why)
                     await self._audit(row, "card_refused", reason="key changed")
-                    return await self.current(intent_id, alert="Not sent: your key changed")
-                return await self._after_lost_claim(row)
+                    return self._as_press(
+                        await self.current(intent_id, alert="Not sent: your key changed"))
+                return self._as_press(await self._after_lost_claim(row))
         if action == "c" and self._needs_second(plan):
             if await self._claim(intent_id, user_id, (PENDING,), ARMED):
                 size = (f"of about ${fmt.num(plan.usd, 0)} — above" if plan.usd is not None
@@ -699,12 +722,22 @@ class Trading:
                 text = (f"<b>{html.escape(plan.summary)}</b>\n⚠️ Mainnet order {size} your "
                         f"${fmt.num(self.mainnet_confirm_usd, 0)} safety threshold.\n"
                         "Press <b>Place it</b> to send it to BitMEX.")
-                return Card(intent_id, text, _buttons(intent_id, "Place it", "2"),
-                            alert="Confirm once more")
-            return await self._after_lost_claim(row)
+                return Press("Confirm once more", Card(
+                    intent_id, text, _buttons(intent_id, "Place it", "2"),
+                    alert="Confirm once more"))
+            return self._as_press(await self._after_lost_claim(row))
         source = (ARMED,) if action == "2" else (PENDING,)
         if not await self._claim(intent_id, user_id, source, CONFIRMED):
-            return await self._after_lost_claim(row)
+            return self._as_press(await self._after_lost_claim(row))
+        return Press("Sending to BitMEX…", None,
+                     Card(intent_id, self._final(plan, "⏳ Sending to BitMEX…"), []))
+
+    @staticmethod
+    def _as_press(card: Card) -> Press:
+        return Press(card.alert, card)
+
+    async def execute(self, intent_id: int) -> Card:
+        """Send a card claimed by `take_press`; the card as it should now look."""
         card = await self._execute(intent_id)
         try:
             await self._count_outcome(intent_id)
@@ -724,6 +757,28 @@ class Trading:
             else "unknown" if flags.get("unknown") else "rejected")
         self.outcomes[(str(flags.get("kind", "order")), outcome)] += 1
 
+    async def card_shown(self, intent_id: int, ok: bool) -> None:
+        """The chat now shows the card's outcome (ok), or the edit failed and the sweep
+        must repair it."""
+        async with self.db.session() as s:
+            await s.exec(update(OrderIntent).where(col(OrderIntent.id) == intent_id)
+                         .values(card_stale=not ok))
+            await s.commit()
+
+    async def stale_cards(self, older_than: timedelta = timedelta(seconds=3)
+                          ) -> list[OrderIntent]:
+        """Cards whose outcome is known but whose message may not show it: their edit
+        failed, or the process stopped before it. Young ones are still being edited by
+        the press that settled them."""
+        from sqlmodel import select
+
+        q = select(OrderIntent).where(
+            col(OrderIntent.card_stale).is_(True), col(OrderIntent.state).in_(SETTLED),
+            col(OrderIntent.message_id).is_not(None),
+            col(OrderIntent.updated_at) <= self.now() - older_than)
+        async with self.db.session() as s:
+            return list((await s.exec(q)).all())
+
     def _needs_second(self, plan: Plan) -> bool:
         # A notional the bot could not price in USD counts as large: ask twice.
         return (plan.network == "mainnet" and plan.kind == "order"
@@ -737,7 +792,7 @@ class Trading:
             update(OrderIntent)
             .where(col(OrderIntent.id) == intent_id, col(OrderIntent.user_id) == user_id,
                    col(OrderIntent.state).in_(source))
-            .values(state=target, updated_at=now,
+            .values(state=target, updated_at=now, card_stale=True,
                     **({"confirmed_at": now} if target == CONFIRMED else {}))
         )
         if check_expiry:
@@ -1119,8 +1174,26 @@ async def settle_cards(trading: Trading, notifier: Any, *,
             continue
         card = await trading.current(intent_id)
         if card.text:
-            await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
+            ok = await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
+            await trading.card_shown(intent_id, ok)
     return len(ids)
+
+
+async def repair_cards(trading: Trading, notifier: Any) -> int:
+    """Edit the cards whose outcome edit failed (see `Trading.stale_cards`) to show it, so
+    no card of a placed order keeps its Confirm button; how many were repaired."""
+    if notifier is None:
+        return 0
+    repaired = 0
+    for row in await trading.stale_cards():
+        assert row.id is not None and row.message_id is not None
+        card = await trading.current(row.id)
+        if not card.text:
+            continue
+        ok = await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
+        await trading.card_shown(row.id, ok)
+        repaired += ok
+    return repaired
 
 
 def _orders_word(n: int) -> str:

@@ -7,6 +7,7 @@ commands typed in groups before they reach a handler.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import time
@@ -19,6 +20,7 @@ from bot import parse as P
 from bot.keyshape import looks_secret
 from bot.parsing.grammar import _HEAD_RE as HEAD_RE
 from bot.parsing.usage import canonical
+from bot.ratelimit import UserRateLimiter
 from handlers.common import Context, anonymous_admin, reply, services
 
 # Commands that touch a personal account: never served in a group.
@@ -28,6 +30,10 @@ PRIVATE_ONLY = frozenset({
     "summary", "tz", "deadman", "settings", "follow", "unfollow", "feeds",
 })
 OPERATOR_ONLY = frozenset({"stats", "broadcast"})
+# What members ask in groups; each answer there costs one of the group's 20 messages a
+# minute, shared by everyone in it, so a member's budget there is much smaller.
+GROUP_READS = frozenset({"help", "feedstats", "start"})
+GROUP_READS_PER_MIN, GROUP_READS_BURST = 4.0, 3
 # Buttons that act on the presser's own account (cards, rows, keys, the /start menu). The
 # bot shows them only in private chats, but a modified client can send any callback data on
 # any message it sees, so a press in a group would post the presser's account there.
@@ -91,10 +97,11 @@ async def _guard_secrets(update: Update, context: Context, private: bool) -> Non
                             "(or mainnet).")
     elif deleted:
         await reply(update, "I deleted that message: never post API keys in a group. "
-                            "Send /connect to me in a private chat instead.")
+                            "Send /connect to me in a private chat instead.", urgent=True)
     else:
         await reply(update, "⚠️ That message holds an API key and I can't delete it here "
-                            "(I'm not an admin). Delete it now and revoke the key on BitMEX.")
+                            "(I'm not an admin). Delete it now and revoke the key on BitMEX.",
+                    urgent=True)
     raise ApplicationHandlerStop
 
 
@@ -180,6 +187,19 @@ async def gate(update: Update, context: Context) -> None:
                 await update.callback_query.answer(f"Slow down — try again in {wait} s.")
             elif tell:
                 await reply(update, f"Easy there — too many commands. Try again in {wait} s.")
+            raise ApplicationHandlerStop
+
+    if command in GROUP_READS and not private and not anonymous:
+        reads = context.application.bot_data.get("group_read_limit")
+        if reads is None:
+            reads = context.application.bot_data["group_read_limit"] = UserRateLimiter(
+                GROUP_READS_PER_MIN, GROUP_READS_BURST)
+        allowed, tell = reads.check(user.id)
+        if not allowed:
+            if tell:
+                wait = max(1, round(reads.retry_in(user.id)))
+                await reply(update, f"{html.escape(user.first_name)}, you asked that here a "
+                                    f"lot: try again in {wait} s, or ask me in private.")
             raise ApplicationHandlerStop
 
     q = update.callback_query

@@ -20,20 +20,21 @@ from telegram import (
     BotCommandScopeAllPrivateChats,
     Update,
 )
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.chats import migrate_chat
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.notify import Audience, DeliveryQueue
+from bot.notify import Audience, DeliveryLimits, DeliveryQueue
 from bot.prefs import Preferences
 from bot.services import Services, create_services
 from bot.webhook import Deliver, WebhookListener
 from handlers import jobs, register
-from handlers.metrics import CountingRateLimiter, wire
+from handlers.metrics import wire
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
+from handlers.ratelimit import ChatLimits, ChatRateLimiter
 
 log = logging.getLogger("bot.app")
 
@@ -100,7 +101,8 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
 
     services.notifier = DeliveryQueue(
         TelegramNotifier(app.bot, on_migrated=moved), audience=audience,
-        on_blocked=services.mark_blocked)
+        on_blocked=services.mark_blocked,
+        limits=DeliveryLimits().scaled(services.settings.TELEGRAM_TIME_SCALE))
     app.bot_data["services"] = services
     from bot.feeds import feeds_of
     from handlers.feeds import member_lookup
@@ -137,7 +139,8 @@ def build_application(
         .get_updates_read_timeout(40)
     )
     if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
-        builder = builder.rate_limiter(CountingRateLimiter(max_retries=rate_limiter_retries))
+        builder = builder.rate_limiter(ChatRateLimiter(
+            ChatLimits().scaled(settings.TELEGRAM_TIME_SCALE), max_retries=rate_limiter_retries))
     app = builder.build()
     if services is not None:
         attach(app, services)
@@ -188,6 +191,12 @@ def run_forever(settings: Settings) -> int:
         raise ConfigError(
             "Telegram refused TELEGRAM_BOT_TOKEN. Copy it again from @BotFather "
             "(/mybots → your bot → API Token) into .env.") from None
+    except BadRequest as e:
+        # A subclass of NetworkError in PTB, but Telegram answered: it refused a setting.
+        what = ("WEBHOOK_URL (Telegram wants https on port 443, 80, 88 or 8443)"
+                if settings.WEBHOOK_URL else "the bot's settings")
+        raise ConfigError(f"Telegram refused the start-up request ({e.message}). "
+                          f"Check {what}.") from None
     except NetworkError as e:
         # Start-up only: once running, PTB retries network trouble by itself.
         raise ConfigError(

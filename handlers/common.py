@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from telegram import Message, Update
 from telegram.constants import ParseMode
-from telegram.ext import ContextTypes
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes, ExtBot
 
 from bot.services import Services
+from handlers.ratelimit import Pace
+
+# Within a group, what waits for the group's 20 messages a minute goes out in this order:
+# signal cards, admins' answers and warnings first, members' reads (help, stats) last.
+URGENT, READ = 0, 6
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -23,8 +30,11 @@ def is_private(update: Update) -> bool:
     return update.effective_chat is not None and update.effective_chat.type == "private"
 
 
-async def reply(update: Update, text: str, **kwargs: Any) -> Message | None:
-    """Answer in the chat the update came from, HTML, no link previews."""
+async def reply(update: Update, text: str, *, urgent: bool = False,
+                **kwargs: Any) -> Message | None:
+    """Answer in the chat the update came from, HTML, no link previews. In a group the
+    answer queues behind `urgent` ones (signal cards, admins' commands) when the group's
+    budget is short."""
     chat = update.effective_chat
     if chat is None:
         return None
@@ -34,6 +44,10 @@ async def reply(update: Update, text: str, **kwargs: Any) -> Message | None:
     if msg is not None and msg.is_topic_message and msg.message_thread_id is not None:
         # In a forum, a send without a thread id lands in General: answer in the topic.
         kwargs.setdefault("message_thread_id", msg.message_thread_id)
+    bot = update.get_bot()
+    if isinstance(bot, ExtBot) and chat.type != "private":
+        pace = Pace(priority=URGENT if urgent else READ)
+        return await bot.send_message(chat.id, text, rate_limit_args=pace, **kwargs)
     return await chat.send_message(text, **kwargs)
 
 
@@ -43,3 +57,43 @@ def anonymous_admin(update: Update) -> bool:
     msg, chat = update.effective_message, update.effective_chat
     return (msg is not None and chat is not None and chat.type in ("group", "supergroup")
             and msg.sender_chat is not None and msg.sender_chat.id == chat.id)
+
+
+# A member asking a group the same thing again within this long gets the earlier answer
+# edited in place: edits do not count against the group's 20 messages a minute.
+READ_AGAIN = 60.0
+
+
+async def read_reply(update: Update, context: Context, what: str, text: str) -> None:
+    """The answer to a read command (/help, /feedstats). In a group, repeats by the same
+    member are collapsed into their earlier answer (edited only if it changed)."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type == "private":
+        await reply(update, text)
+        return
+    reads: dict[tuple[int, int, str], tuple[int, float, str]] = (
+        context.application.bot_data.setdefault("group_reads", {}))
+    key = (chat.id, user.id, what)
+    now = time.monotonic()
+    last = reads.get(key)
+    if last is not None and now - last[1] < READ_AGAIN:
+        message_id, first, shown = last
+        if shown == text:
+            return  # the answer above is still the answer
+        try:
+            await context.bot.edit_message_text(
+                text, chat_id=chat.id, message_id=message_id, parse_mode=ParseMode.HTML,
+                disable_web_page_preview=True)
+            reads[key] = (message_id, first, text)
+            return
+        except BadRequest as e:
+            if "not modified" in e.message.lower():
+                reads[key] = (message_id, first, text)
+                return
+            # Deleted by an admin, or too old to edit: answer anew below.
+    msg = await reply(update, text)
+    if msg is not None:
+        if len(reads) > 10_000:
+            for k in [k for k, v in reads.items() if now - v[1] >= READ_AGAIN]:
+                del reads[k]
+        reads[key] = (msg.message_id, now, text)

@@ -7,7 +7,7 @@ import re
 import secrets
 
 from telegram import Update
-from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.errors import (
     AuthError,
@@ -53,6 +53,8 @@ def failure_cause(err: object) -> str:
     """The error handler's branch, as the metrics label it."""
     if isinstance(err, Forbidden):
         return "blocked"
+    if isinstance(err, BadRequest):  # a subclass of NetworkError: a refusal, not transport
+        return "refused"
     if isinstance(err, RetryAfter | TimedOut | NetworkError):
         return "telegram"
     if isinstance(err, UserError):
@@ -60,6 +62,11 @@ def failure_cause(err: object) -> str:
     if isinstance(err, ExchangeError) and exchange_words(err) is not None:
         return "exchange"
     return "bug"
+def benign_refusal(err: BadRequest) -> bool:
+    """Refusals that change nothing for the user: an edit to what the card already shows,
+    or a press answered too late (its outcome is on the card)."""
+    text = err.message.lower()
+    return "message is not modified" in text or "query is too old" in text
 
 
 def new_ref() -> str:
@@ -75,7 +82,11 @@ async def on_error(update: object, context: Context) -> None:
     if isinstance(err, Forbidden):
         log.info("chat unreachable: %s", err)  # the user blocked us; nothing to say to them
         return
-    if isinstance(err, RetryAfter | TimedOut | NetworkError):
+    if isinstance(err, BadRequest) and benign_refusal(err):
+        log.info("Telegram: %s", err.message)  # the chat already shows the right thing
+        return
+    # PTB's BadRequest subclasses NetworkError: a refusal is our bug, not the network's.
+    if isinstance(err, RetryAfter | TimedOut | NetworkError) and not isinstance(err, BadRequest):
         # Telegram itself is refusing or unreachable: an apology would go the same way.
         # Cards stay correct regardless (a later press shows their stored state).
         log.warning("Telegram transport problem: %s", err)
@@ -103,9 +114,12 @@ async def on_error(update: object, context: Context) -> None:
 
 
 async def _tell(update: Update, text: str, short: str | None = None) -> None:
-    try:
-        if update.callback_query is not None:
+    if update.callback_query is not None:
+        try:
             await update.callback_query.answer((short or text)[:190])
+        except Exception:  # answered already (presses are answered first): the chat tells
+            log.debug("the press was answered already")
+    try:
         if update.effective_chat is not None:
             await update.effective_chat.send_message(text)
     except Exception:  # the notice itself failing must not loop back here

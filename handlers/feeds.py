@@ -16,7 +16,7 @@ from bot.signals import looks_like_signal, recognise
 from handlers import router
 from handlers.access import group_admin_now
 from handlers.chats import advise_rights
-from handlers.common import Context, is_private, reply, services
+from handlers.common import Context, is_private, read_reply, reply, services
 from handlers.render import markup
 from handlers.router import route
 
@@ -48,7 +48,7 @@ async def feed(update: Update, context: Context, intent: P.Feed) -> None:
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
     await reply(update, await _feeds(context).set_feed(chat.id, chat.title, user.id, intent.on,
-                                                       intent.name))
+                                                       intent.name), urgent=True)
     if intent.on:
         await advise_rights(update, context)  # privacy mode: say what the feed needs
 
@@ -59,7 +59,7 @@ async def _post(update: Update, context: Context, sig: P.Signal, source: str) ->
     feeds = _feeds(context)
     posted = await feeds.post_signal(msg.chat_id, msg.message_id, user.id, sig, source=source,
                                      text=msg.text or "")
-    card = await reply(update, posted.text, reply_markup=markup(posted.buttons))
+    card = await reply(update, posted.text, reply_markup=markup(posted.buttons), urgent=True)
     if card is not None:
         await feeds.attach_card(posted.signal_id, card.message_id)
     feeds.start_fanout(posted.signal_id)
@@ -77,7 +77,8 @@ async def signal(update: Update, context: Context,
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
     feeds = _feeds(context)
-    await reply(update, html.escape(await feeds.update_signal(chat.id, user.id, intent)))
+    await reply(update, html.escape(await feeds.update_signal(chat.id, user.id, intent)),
+                urgent=True)
     if isinstance(intent, P.SignalClose):
         feeds.start_update(intent.signal_id, "close", None)
     else:
@@ -112,7 +113,7 @@ async def feedstats(update: Update, context: Context, intent: P.FeedStats) -> No
     private = is_private(update)
     text = await _feeds(context).stats_text(None if private else chat.id,
                                             user.id if private else None, intent.feed)
-    await reply(update, text)
+    await read_reply(update, context, "feedstats", text)
 
 
 @route(P.Follow)
@@ -155,14 +156,10 @@ async def on_press(update: Update, context: Context) -> None:
     feeds = _feeds(context)
     try:
         if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and _id(parts[2]):
-            # An outsider's press is refused on the press itself, before anything is sized.
+            # An outsider's press is refused on the press itself, before anything is sized
+            # (a cached getChatMember: the answer still comes at once).
             await feeds.require_member_of_signal(uid, int(parts[2]))
-            sent = await feeds.deliver_preview(uid, int(parts[2]))
-            if sent is None:
-                await q.answer("Open a private chat with me first (press Start there), then "
-                               "press Follow again.", show_alert=True)
-            else:
-                await q.answer("Preview sent to our private chat.")
+            await _follow_press(update, context, int(parts[2]))
             return
         if len(parts) == 4 and parts[1] == "a" and _id(parts[2]):
             text, buttons = await feeds.set_auto(uid, int(parts[2]), parts[3] == "1")
@@ -173,6 +170,37 @@ async def on_press(update: Update, context: Context) -> None:
         await q.answer(html.unescape(_TAG_RE.sub("", str(e)))[:190], show_alert=True)
         return
     await q.answer("This button is no longer valid.")
+
+
+async def _follow_press(update: Update, context: Context, signal_id: int) -> None:
+    """Follow under a signal card: answered at once (sizing asks BitMEX, which may take
+    longer than Telegram waits for an answer), then the preview goes to the private chat.
+    Someone the bot may not write to yet is taken there by the answer's link instead."""
+    q = update.callback_query
+    assert q is not None and update.effective_user is not None
+    uid = update.effective_user.id
+    user = await services(context).get_user(uid)
+    if user is None or user.blocked:
+        # Telegram opens this link for the presser: /start f<id> there sends the preview.
+        await q.answer(url=f"https://t.me/{context.bot.username}?start=f{signal_id}")
+        return
+    await q.answer("Your preview is on its way to our private chat.")
+    try:
+        await _feeds(context).deliver_preview(uid, signal_id)
+    except UserError:
+        return  # deliver_preview told them privately, with the reason
+
+
+async def start_follow(update: Update, context: Context, arg: str) -> bool:
+    """`/start f<signal id>` (the Follow link for people new to the bot): the preview."""
+    user = update.effective_user
+    if user is None or not arg.startswith("f") or not _id(arg[1:]):
+        return False
+    try:
+        await _feeds(context).deliver_preview(user.id, int(arg[1:]))
+    except UserError:
+        pass  # told in the chat, with the reason
+    return True
 
 
 async def on_edited(update: Update, context: Context) -> None:

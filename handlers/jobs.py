@@ -22,7 +22,7 @@ from bot.scheduler import (
     purge_cards,
 )
 from bot.services import Services, save_paper_engine
-from bot.trading import settle_cards
+from bot.trading import repair_cards, settle_cards
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     settled = await settle_cards(svc.trading, svc.notifier)
     if settled:
         log.info("settled %d order card(s) left in flight", settled)
+    repaired = await repair_cards(svc.trading, svc.notifier)
+    if repaired:
+        log.info("repaired %d order card(s) whose outcome edit had failed", repaired)
 
 
 async def purge_job(context: ContextTypes.DEFAULT_TYPE) -> None:

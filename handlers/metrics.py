@@ -3,33 +3,14 @@ the update processor to the bot's `Metrics` (bot/metrics.py keeps the definition
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import Update
-from telegram.error import RetryAfter
-from telegram.ext import AIORateLimiter, Application
+from telegram.ext import Application
 
 from bot.metrics import Metrics
 from handlers.processor import PerChatUpdateProcessor
-
-
-class CountingRateLimiter(AIORateLimiter):
-    """PTB's limiter, counting every 429 Telegram answers (retried or not)."""
-
-    metrics: Metrics | None = None
-
-    async def _run_request(self, chat: bool, group: str | int | bool,
-                           allow_paid_broadcast: bool,
-                           callback: Callable[..., Coroutine[Any, Any, Any]],
-                           args: Any, kwargs: dict[str, Any]) -> Any:
-        try:
-            return await super()._run_request(chat, group, allow_paid_broadcast, callback,
-                                              args, kwargs)
-        except RetryAfter:
-            if self.metrics is not None:
-                self.metrics.telegram_rate_limited()
-            raise
+from handlers.ratelimit import ChatRateLimiter
 
 
 def update_kind(update: object) -> str:
@@ -52,5 +33,5 @@ def wire(app: Application[Any, Any, Any, Any, Any, Any], metrics: Metrics) -> No
         proc.observer = lambda update, seconds: metrics.update_handled(
             update_kind(update), seconds)
     limiter = app.bot.rate_limiter
-    if isinstance(limiter, CountingRateLimiter):
+    if isinstance(limiter, ChatRateLimiter):
         limiter.metrics = metrics

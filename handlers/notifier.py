@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
+from telegram.ext import ExtBot
 
-from bot.notify import Keyboard, RetryLater, Sent, Transient, Unreachable
+from bot.notify import PRIORITY, Keyboard, RetryLater, Sent, Transient, Unreachable
+from handlers.ratelimit import Pace
 from handlers.render import markup
 
 log = logging.getLogger(__name__)
@@ -78,13 +80,21 @@ class TelegramNotifier:
         except ChatMigrated as e:  # moved twice in a row: give up on this message
             raise Unreachable(str(e)) from e
 
+    def _pace(self, kind: str) -> dict[str, Any]:
+        """The rate limiter's place in a group's line (handlers.ratelimit): by kind; the
+        delivery queue retries 429s itself, so the limiter does not."""
+        if isinstance(self.bot, ExtBot):
+            return {"rate_limit_args": Pace(priority=PRIORITY.get(kind, 2), retries=0)}
+        return {}
+
     async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
                    silent: bool = False, kind: str = "reply") -> Sent | None:
         try:
             chat_id, msg = await self._follow(chat_id, lambda cid: _call(cid, lambda: (
                 self.bot.send_message(
                     cid, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons),
-                    disable_notification=silent, disable_web_page_preview=True))))
+                    disable_notification=silent, disable_web_page_preview=True,
+                    **self._pace(kind)))))
         except BadRequest as e:
             log.error("Telegram refused a %s message to %s: %s", kind, chat_id, e)
             return None
@@ -110,7 +120,8 @@ class TelegramNotifier:
         try:
             chat_id, msg = await self._follow(chat_id, lambda cid: _call(cid, lambda: (
                 self.bot.send_photo(cid, png, caption=caption or None,
-                                    parse_mode=ParseMode.HTML, disable_notification=silent))))
+                                    parse_mode=ParseMode.HTML, disable_notification=silent,
+                                    **self._pace(kind)))))
         except BadRequest as e:
             log.error("Telegram refused a %s photo to %s: %s", kind, chat_id, e)
             return None

@@ -8,6 +8,16 @@ Webhooks: Telegram posts up to `max_connections` updates at once, so they can ar
 of order. With `reorder_window` > 0 each update waits (at most that long) for the lower
 update ids still missing, and updates are admitted in update_id order: a chat's updates
 then keep the order its people sent them in.
+
+In a group the lock is per person in it: members flooding a group with commands whose
+answers wait for the group's 20 messages a minute must not hold up an admin's signal
+behind them (the rate limiter then sends the signal card first).
+
+Button presses wait for nothing: a press must be answered at once, not after the answers
+to that person's earlier messages (or presses) have waited out the chat's 1 message a
+second. A press acts on a message the bot already sent, so it never needs those to finish
+first, and what it acts on is decided atomically (a card is claimed once, see
+bot/trading.py), so two presses may run side by side.
 """
 
 from __future__ import annotations
@@ -34,8 +44,8 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         self._held: dict[int, tuple[asyncio.Future[asyncio.Future[Any]], asyncio.Lock]] = {}
         self._warmup: asyncio.TimerHandle | None = None
         self._slots = asyncio.Semaphore(max_concurrent_updates)
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._waiting: dict[int, int] = {}
+        self._locks: dict[tuple[int, int, int], asyncio.Lock] = {}
+        self._waiting: dict[tuple[int, int, int], int] = {}
         # Finished updates, so tests and the sandbox can wait for "answered" exactly.
         self.completed = 0
         self._progress = asyncio.Event()
@@ -43,13 +53,18 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         self.observer: Callable[[object, float], None] | None = None
 
     @staticmethod
-    def _key(update: object) -> int:
+    def _key(update: object) -> tuple[int, int, int]:
         if isinstance(update, Update):
-            if update.effective_chat is not None:
-                return update.effective_chat.id
-            if update.effective_user is not None:
-                return update.effective_user.id
-        return 0
+            chat, user = update.effective_chat, update.effective_user
+            if update.callback_query is not None:
+                return 0, 0, update.update_id  # a lane of its own
+            if chat is not None:
+                if chat.type in ("group", "supergroup") and user is not None:
+                    return chat.id, user.id, 0
+                return chat.id, 0, 0
+            if user is not None:
+                return user.id, 0, 0
+        return 0, 0, 0
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Queue on the chat's lock first, then take one of the global slots.

@@ -9,7 +9,7 @@ from telegram import Update
 from bot import parse as P
 from bot.notify import Button
 from bot.parsing.usage import help_text
-from handlers.common import Context, is_private, reply, services
+from handlers.common import Context, is_private, read_reply, reply, services
 from handlers.render import account_line, markup
 from handlers.router import route
 
@@ -33,6 +33,12 @@ async def start(update: Update, context: Context) -> None:
         await advise_rights(update, context)
         return
     acc = await svc.accounts.active(user.id)
+    if context.args and context.args[0].startswith("f"):
+        from handlers.feeds import start_follow
+
+        await svc.touch_user(user.id, user.username, user.first_name)  # reachable now
+        if await start_follow(update, context, context.args[0]):
+            return
     lines = [f"Hi {name}! I run your BitMEX account from this chat: every order is shown "
              "to you first and placed only when you press <b>Confirm</b>."]
     if acc is not None:
@@ -55,7 +61,8 @@ def _help(update: Update, context: Context, topic: str | None) -> str:
 async def help_command(update: Update, context: Context) -> None:
     """The command list, or the full grammar of one command."""
     topic = context.args[0] if context.args else None
-    await reply(update, f"<pre>{html.escape(_help(update, context, topic))}</pre>")
+    await read_reply(update, context, "help",
+                     f"<pre>{html.escape(_help(update, context, topic))}</pre>")
 
 
 @route(P.Start)

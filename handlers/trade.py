@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
+import logging
 
-from telegram import Update
+from telegram import CallbackQuery, Update
 from telegram.constants import ChatAction
+from telegram.error import BadRequest, TelegramError
 
 from bot import parse as P
 from bot.errors import ExchangeError, UserError
@@ -15,6 +18,8 @@ from bot.trading import Card, parse_callback
 from handlers.common import Context, reply, services
 from handlers.render import balances, markup, order_block, position_block
 from handlers.router import route
+
+log = logging.getLogger(__name__)
 
 
 async def show_card(update: Update, context: Context, card: Card) -> None:
@@ -129,7 +134,7 @@ async def balance(update: Update, context: Context, intent: P.Balance) -> None:
 
 
 async def on_card_press(update: Update, context: Context) -> None:
-    """Confirm / Cancel on a card: authorized by the presser's id inside the service."""
+    """Confirm / Cancel on a card: answered at once, then sent, then the card edited."""
     q = update.callback_query
     assert q is not None and q.data is not None and update.effective_user is not None
     parsed = parse_callback(q.data)
@@ -137,15 +142,42 @@ async def on_card_press(update: Update, context: Context) -> None:
         await q.answer("This button is no longer valid.")
         return
     action, intent_id = parsed
-    if action in ("c", "2") and update.effective_chat is not None:
-        # "typing…" while BitMEX answers, without making the order wait for Telegram.
-        context.application.create_task(
-            context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING),
-            update=update)
-    card = await services(context).trading.press(update.effective_user.id, action, intent_id)
-    await q.answer(card.alert)
-    if card.text and q.message is not None:
+    trading = services(context).trading
+    taken = await trading.take_press(update.effective_user.id, action, intent_id)
+    # Telegram drops an unanswered press after ~15 s; BitMEX alone may take longer.
+    await q.answer(taken.alert)
+    card = taken.card
+    if card is None:
+        if update.effective_chat is not None:
+            context.application.create_task(  # "typing…" while BitMEX answers
+                context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING),
+                update=update)
+        interim = None
+        if taken.interim is not None:
+            # Off the card at once (no Confirm while BitMEX works), without the order
+            # waiting for Telegram.
+            interim = context.application.create_task(
+                edit_card(q, taken.interim), update=update)
+        card = await trading.execute(intent_id)
+        if interim is not None:
+            await asyncio.gather(interim, return_exceptions=True)
+    if card.text and q.message is not None and card.intent_id is not None:
+        await trading.card_shown(card.intent_id, await edit_card(q, card))
+
+
+async def edit_card(q: CallbackQuery, card: Card) -> bool:
+    """Edit the pressed card; False when Telegram refused (the sweep repairs it)."""
+    try:
         await q.edit_message_text(card.text, parse_mode="HTML", reply_markup=markup(card.buttons))
+    except BadRequest as e:
+        if "not modified" in e.message.lower():
+            return True
+        log.warning("card edit refused: %s", e.message)
+        return False
+    except TelegramError as e:  # throttled past retries, or the network
+        log.warning("card edit failed: %s", e)
+        return False
+    return True
 
 
 async def on_row_press(update: Update, context: Context) -> None:
@@ -155,14 +187,13 @@ async def on_row_press(update: Update, context: Context) -> None:
     uid, cid = _ids(update)
     trading = services(context).trading
     kind, _, ref = q.data.partition(":")
+    await q.answer()  # at once: the card needs BitMEX, which may be slow
     try:
         if kind == "oc":
             card = await trading.preview_cancel(uid, cid, ref)
         else:
             card = await trading.preview_close(uid, cid, P.Close(symbol=ref))
     except UserError as e:
-        await q.answer(str(e)[:190], show_alert=True)
+        await reply(update, str(e))
         return
-    await q.answer()
     await show_card(update, context, card)
-

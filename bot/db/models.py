@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from bot.db.types import DecimalText, TelegramId, UTCDateTime, utcnow
@@ -111,6 +111,10 @@ class OrderIntent(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = _created()
+    # Set when a press is taken, cleared once the message shows the outcome: a card whose
+    # edit failed (or a crash came between) is repaired by the sweep, never left showing
+    # Confirm for an order that was placed.
+    card_stale: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class LiveCursor(SQLModel, table=True):

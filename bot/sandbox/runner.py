@@ -56,6 +56,10 @@ class BotRunner:
             "DATABASE_URL": f"sqlite+aiosqlite:///{self.folder / 'bot.db'}",
             "MASTER_KEY": generate_key(),  # throwaway: this database dies with the run
         }
+        limits = self.emu.limits
+        if limits.enabled and self.emu.clock is None:
+            # The emulator's flood windows run this much faster: pace to match.
+            values["TELEGRAM_TIME_SCALE"] = limits.time_scale
         values.update(self.extra_settings)
         return Settings(_env_file=None, **values)
 

@@ -24,9 +24,15 @@ async def world_sim() -> AsyncIterator[BitmexSimulator]:
     await sim.stop()
 
 
+# Telegram's flood limits and callback deadline, on a clock 10 times faster than real time
+# (a group's minute lasts 6 s, the 15 s deadline of a button press 1.5 s: room for a
+# loaded test machine, which a press answered at once needs far less than).
+E2E_TIME_SCALE = 10.0
+
+
 @pytest_asyncio.fixture(scope="session")
 async def world_emu() -> AsyncIterator[TelegramEmulator]:
-    emu = TelegramEmulator(FloodLimits.off())
+    emu = TelegramEmulator(FloodLimits(time_scale=E2E_TIME_SCALE))
     await emu.start()
     yield emu
     await emu.stop()
@@ -47,6 +53,9 @@ async def h(world_sim: BitmexSimulator, world_emu: TelegramEmulator,
     for inst in world_sim.engine.instruments.values():
         if inst.spread is not None:
             world_sim.engine.set_spread(inst.symbol, None)
+    if world_emu.limits != FloodLimits(time_scale=E2E_TIME_SCALE) or world_emu.clock is not None:
+        world_emu.clock = None  # a test that changed the world leaves it as it found it
+        world_emu.limits = FloodLimits(time_scale=E2E_TIME_SCALE)
     harness = Harness(world_sim, world_emu, tmp_path)
     await harness.start()
     try:

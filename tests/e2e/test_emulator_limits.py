@@ -148,3 +148,76 @@ async def test_private_burst_from_a_handler_survives_with_rate_limiter(
         await emulator.idle()
     assert [m.text for m in emulator.bot_messages(chat)] == [f"line {n}" for n in range(8)]
     assert emulator.count("sendMessage", status=429) >= 1
+
+
+async def test_a_press_answered_after_15_s_is_too_old_and_so_is_a_second_answer(
+    emulator: TelegramEmulator, bot: Any
+) -> None:
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+    from telegram.error import BadRequest
+
+    clock = FakeClock()
+    emulator.clock = clock  # the emulator's own time, driven by the test
+    user = emulator.user(first_name="Presser")
+    chat = emulator.private_chat(user)
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton("Go", callback_data="go")]])
+    sent = await bot.send_message(chat.id, "Card", reply_markup=markup)
+    card = emulator.chat_messages(chat)[-1]
+    assert card.message_id == sent.message_id
+
+    late = emulator.press(user, card, "Go")
+    clock.now = 15.5
+    with pytest.raises(BadRequest, match=r"(?i)query is too old and response timeout expired"):
+        await bot.answer_callback_query(late, "too late")
+    assert emulator.answers(late) is None
+
+    timely = emulator.press(user, card, "Go")
+    clock.now = 29.0  # 13.5 s after the press: in time
+    assert await bot.answer_callback_query(timely, "ok")
+    answer = emulator.answers(timely)
+    assert answer is not None and answer.text == "ok" and answer.after == pytest.approx(13.5)
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await bot.answer_callback_query(timely, "again")
+
+
+async def test_the_server_holds_to_its_retry_after_and_can_ask_for_long_waits(
+    emulator: TelegramEmulator, bot: Any
+) -> None:
+    clock = FakeClock()
+    emulator.clock = clock
+    emulator.limits = FloodLimits(min_retry_after=30)
+    user = emulator.user(first_name="Flood")
+    chat = emulator.private_chat(user)
+    for n in range(3):
+        await bot.send_message(chat.id, f"m{n}")
+    with pytest.raises(RetryAfter) as info:
+        await bot.send_message(chat.id, "m3")
+    assert info.value.retry_after == 30  # the server's choice, not the bucket's 1 s
+    clock.now = 10.0  # the bucket has refilled, but the server said 30 s
+    with pytest.raises(RetryAfter) as again:
+        await bot.send_message(chat.id, "m4")
+    assert again.value.retry_after == 20
+    other = emulator.private_chat(emulator.user(first_name="Other"))
+    await bot.send_message(other.id, "elsewhere")  # only the flooded chat waits
+    clock.now = 30.0
+    await bot.send_message(chat.id, "m5")
+    assert [m.text for m in emulator.chat_messages(chat)] == ["m0", "m1", "m2", "m5"]
+
+
+async def test_replies_to_people_who_wrote_are_not_held_to_the_bulk_30_a_second(
+    emulator: TelegramEmulator, bot: Any
+) -> None:
+    clock = FakeClock()
+    emulator.clock = clock
+    emulator.limits = FloodLimits()
+    writers = [emulator.private_chat(emulator.user(first_name=f"W{i}")) for i in range(40)]
+    for chat in writers:
+        assert chat.user is not None
+        emulator.send_text(chat.user, chat, "/help")
+    for chat in writers:  # 40 answers in the same instant: fine
+        await bot.send_message(chat.id, "answer")
+    silent = [emulator.private_chat(emulator.user(first_name=f"S{i}")) for i in range(31)]
+    for chat in silent[:30]:  # bulk: 30 a second
+        await bot.send_message(chat.id, "news")
+    with pytest.raises(RetryAfter):
+        await bot.send_message(silent[30].id, "news")

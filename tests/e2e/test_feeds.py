@@ -100,9 +100,11 @@ async def test_post_follow_confirm_exact_orders(h: Harness) -> None:
     ])
     assert orders(h, dkey) == []  # Dave ignored his preview: nothing placed
 
-    # Pressing Follow again is refused: Bob already followed this signal.
+    # Pressing Follow again is refused: Bob already followed this signal. The press is
+    # answered at once (sizing may ask BitMEX); the refusal comes in the private chat.
     answer = await bob.press("📥 Follow", h.emu.last_bot_message(group, bot=h.bot_username))
-    assert "already followed" in (answer.text or "")
+    assert answer is not None and "private chat" in (answer.text or "")
+    assert "already followed" in bob.last_text
 
 
 async def test_free_text_signals_admin_only_and_refusals(h: Harness) -> None:

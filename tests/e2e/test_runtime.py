@@ -92,7 +92,10 @@ async def test_per_user_rate_limit_answers_politely_once(h: Harness) -> None:
     await h.settle()
     texts = spammer.bot_texts
     assert sum("too many commands" in t for t in texts) == 1
-    assert sum("Commands" in t for t in texts) == 20  # the burst, then refusals
+    # The burst, then refusals. The answers go out at Telegram's pace for one chat, so
+    # working through the 45 takes a few seconds, in which the budget (40/min) refills by
+    # a command or two.
+    assert 20 <= sum("Commands" in t for t in texts) <= 23
     other = h.person("Calm")
     await other.send("/help")
     assert "Commands" in other.last_text

@@ -61,7 +61,8 @@ def forge(h: Harness, who: Person, message: Message, data: str) -> str:
     emu = h.emu
     account = emu.bot(h.bot_username)
     qid = str(4_100_000_000_000_000 + next(emu._query_ids))
-    emu._queries[qid] = CallbackQuery(qid, who.user, message, data, account.id)
+    emu._queries[qid] = CallbackQuery(qid, who.user, message, data, account.id,
+                                      pressed_at=emu.now())
     emu._enqueue(account, "callback_query", {
         "id": qid, "from": who.user.to_api(), "message": message.to_api(),
         "chat_instance": str(abs(message.chat.id * 31 + account.id)), "data": data})

@@ -19,7 +19,7 @@ from bot.errors import ConfigError, Overloaded, RateLimited
 from bot.exchange.client import BitmexClient, RetryPolicy
 from bot.metrics import Metrics, Readiness, StreamState, error_kind
 from bot.sandbox.bitmex.server import BitmexSimulator
-from handlers.metrics import CountingRateLimiter
+from handlers.ratelimit import ChatRateLimiter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,7 +107,7 @@ def test_exchange_errors_are_labelled_by_kind_and_429s_counted_apart() -> None:
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 async def test_telegram_429s_are_counted_even_when_retried() -> None:
     m = Metrics()
-    limiter = CountingRateLimiter(max_retries=2)
+    limiter = ChatRateLimiter(max_retries=2)
     limiter.metrics = m
     await limiter.initialize()
     calls = 0

@@ -21,6 +21,7 @@ import secrets
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,6 +65,12 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
 MAX_CALLBACK_ANSWER = 200
+# Telegram drops a callback query about 15 s after the press; answering later fails.
+CALLBACK_DEADLINE = 15.0
+TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
+# A message to a chat where someone wrote this recently (emulated seconds) is a reply;
+# others are bulk notifications, held to the ~30/s overall.
+REPLY_WINDOW = 60.0
 # Sent unless a bot asks for them by name, as on the real server.
 _OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _CHAT_ACTIONS = frozenset(
@@ -114,6 +121,15 @@ GROUP_ANONYMOUS_BOT = User(1087968824, "Group", "GroupAnonymousBot", is_bot=True
 TELEGRAM_SERVICE = User(SERVICE_USER_ID, "Telegram", language_code=None)
 
 
+@dataclass
+class _Refusal:
+    bot_id: int
+    method: str  # lower-case
+    chat_id: int | None
+    left: int
+    error: ApiError
+
+
 class TelegramEmulator:
     """The Bot API server plus the world behind it (users, chats) and a control API."""
 
@@ -136,6 +152,12 @@ class TelegramEmulator:
         self._clock = clock
         self._limits = limits or FloodLimits()
         self._limiter = FloodLimiter(self._limits, clock)
+        # Emulated time when no clock is given: real time x limits.time_scale, continued
+        # across changes of the scale so it never runs backwards.
+        self._epoch_real = time.monotonic()
+        self._epoch_emulated = 0.0
+        self._refusals: list[_Refusal] = []
+        self._wrote: dict[int, float] = {}  # chat id -> when a person last wrote or pressed
         self.quiet_period = quiet_period
         self.max_long_poll = max_long_poll
         self._bots: dict[str, BotAccount] = {}
@@ -237,8 +259,31 @@ class TelegramEmulator:
     @limits.setter
     def limits(self, limits: FloodLimits) -> None:
         # New limits start from full buckets, as if the bot had been quiet for a while.
+        self._epoch_emulated, self._epoch_real = self.now(), time.monotonic()
         self._limits = limits
         self._limiter = FloodLimiter(limits, self._clock)
+
+    def now(self) -> float:
+        """Emulated seconds: the test's clock when one is set, else real time running
+        `limits.time_scale` times faster. Flood windows and the callback deadline use it."""
+        if self._clock is not None:
+            return self._clock()
+        real = time.monotonic() - self._epoch_real
+        return self._epoch_emulated + real * self._limits.time_scale
+
+    def refuse_next(self, method: str, description: str = "Bad Request: message can't be "
+                    "edited", *, code: int = 400, times: int = 1,
+                    bot: BotAccount | User | str | None = None, chat: Chat | None = None,
+                    retry_after: float | None = None) -> None:
+        """The bot's next `times` calls of `method` (to `chat`, if given) fail with this
+        error before they take effect (a fault for tests: Telegram refusing one edit, one
+        send, ...). `retry_after` (real seconds) makes it a 429 of the flood control."""
+        parameters = None
+        if retry_after is not None:
+            code, parameters = 429, {"retry_after": retry_after}
+        self._refusals.append(_Refusal(self.bot(bot).id, method.lower(),
+                                       None if chat is None else chat.id, times,
+                                       ApiError(code, description, parameters)))
 
     @property
     def clock(self) -> Clock | None:
@@ -246,7 +291,10 @@ class TelegramEmulator:
 
     @clock.setter
     def clock(self, clock: Clock | None) -> None:
-        """Drive flood control from a test's own clock (emulated seconds); None = real time."""
+        """Drive flood control and the press deadline from a test's own clock (emulated
+        seconds); None = real time, scaled by `limits.time_scale`."""
+        if clock is None:
+            self._epoch_emulated, self._epoch_real = self.now(), time.monotonic()
         self._clock = clock
         self._limiter = FloodLimiter(self._limits, clock)
 
@@ -673,8 +721,10 @@ class TelegramEmulator:
             raise ValueError(f"button {button!r} is not a callback button: {found}")
         account = self._bot_by_id(message.sender.id) if message.from_bot else self.bot(bot)
         query_id = str(4_000_000_000_000_000 + next(self._query_ids))
-        query = CallbackQuery(query_id, user, message, found["callback_data"], account.id)
+        query = CallbackQuery(query_id, user, message, found["callback_data"], account.id,
+                              pressed_at=self.now())
         self._queries[query_id] = query
+        self._wrote[message.chat.id] = query.pressed_at
         self._enqueue(
             account,
             "callback_query",
@@ -731,7 +781,8 @@ class TelegramEmulator:
         query = self._queries.get(callback_id)
         if query is None or not query.answered:
             return None
-        return CallbackAnswer(query.answer_text, query.show_alert, query.url)
+        return CallbackAnswer(query.answer_text, query.show_alert, query.url,
+                              after=query.answered_at - query.pressed_at)
 
     def chat_actions(self, chat: Chat, *, bot: BotAccount | User | str | None = None) -> list[str]:
         return [action for chat_id, action in self.bot(bot).actions if chat_id == chat.id]
@@ -933,6 +984,8 @@ class TelegramEmulator:
         bot: BotAccount | User | str | None = None,
         service: bool = False,
     ) -> None:
+        if not service:
+            self._wrote[chat.id] = self.now()
         for account in self._recipients(chat, bot):
             if service or self._sees(account, chat, message):
                 self._enqueue(account, kind, message.to_api())
@@ -1041,6 +1094,9 @@ class TelegramEmulator:
         params: JSON = {}
         try:
             params, files = await self._read_params(request)
+            refusal = self._take_refusal(account, canonical, params)
+            if refusal is not None:
+                raise refusal
             result = await handler(account, params, files)
             body: JSON = {"ok": True, "result": result}
             status, description = 200, None
@@ -1063,6 +1119,19 @@ class TelegramEmulator:
         self._log(account, canonical, params, status, description)
         self._notify()
         return self._reply(body, status)
+
+    def _take_refusal(self, account: BotAccount, method: str,
+                      params: JSON) -> ApiError | None:
+        for refusal in self._refusals:
+            if refusal.bot_id != account.id or refusal.method != method.lower():
+                continue
+            if refusal.chat_id is not None and str(params.get("chat_id")) != str(refusal.chat_id):
+                continue
+            refusal.left -= 1
+            if refusal.left <= 0:
+                self._refusals.remove(refusal)
+            return refusal.error
+        return None
 
     def _log(
         self,
@@ -1368,7 +1437,10 @@ class TelegramEmulator:
         return None
 
     def _flood(self, account: BotAccount, chat: Chat, *, edit: bool = False) -> None:
-        retry_after = self._limiter.acquire(account.id, chat.id, group=chat.is_group, edit=edit)
+        # Answers to people who just wrote are not held to the bulk 30/s (TELEGRAM.md).
+        bulk = self.now() - self._wrote.get(chat.id, float("-inf")) > REPLY_WINDOW
+        retry_after = self._limiter.acquire(account.id, chat.id, group=chat.is_group, edit=edit,
+                                            bulk=bulk)
         if retry_after:
             raise too_many_requests(retry_after)
 
@@ -1796,14 +1868,17 @@ class TelegramEmulator:
     async def _api_answerCallbackQuery(self, account: BotAccount, p: JSON, files: Files) -> bool:
         query_id = self._opt_str(p, "callback_query_id")
         query = self._queries.get(query_id or "")
-        if query is None or query.answered or query.bot_id != account.id:
-            raise bad_request(
-                "query is too old and response timeout expired or query ID is invalid"
-            )
+        now = self.now()
+        if (query is None or query.answered or query.bot_id != account.id
+                or now - query.pressed_at > CALLBACK_DEADLINE):
+            if query is not None and not query.answered:
+                query.late += 1
+            raise bad_request(TOO_OLD)
         text = self._opt_str(p, "text")
         if text is not None and len(text) > MAX_CALLBACK_ANSWER:
             raise bad_request("MESSAGE_TOO_LONG")
         query.answered = True
+        query.answered_at = now
         query.answer_text = text
         query.show_alert = self._bool(p, "show_alert")
         query.url = self._opt_str(p, "url")

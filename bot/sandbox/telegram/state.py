@@ -220,7 +220,10 @@ class CallbackQuery:
     message: Message
     data: str
     bot_id: int
+    pressed_at: float = 0.0  # emulated seconds (TelegramEmulator.now)
     answered: bool = False
+    answered_at: float = 0.0
+    late: int = 0  # answers refused for coming after the deadline
     answer_text: str | None = None
     show_alert: bool = False
     url: str | None = None
@@ -231,6 +234,7 @@ class CallbackAnswer:
     text: str | None
     show_alert: bool
     url: str | None
+    after: float = 0.0  # emulated seconds from the press to the answer
 
 
 @dataclass(eq=False)
