@@ -304,9 +304,12 @@ async def test_a_confirm_is_not_delayed_by_sixty_charts(h: Harness) -> None:
     await h.settle(timeout=180)
 
     calls = h.emu.calls[before:]
-    done = next(i for i, c in enumerate(calls) if c.method == "editMessageText"
-                and str(c.params.get("message_id")) == str(card.message_id))
-    assert "Filled" in str(calls[done].params.get("text")), alice.transcript
+    # The card first shows "Sending to BitMEX…" (the press is answered at once), then the
+    # outcome: what counts is when the outcome appears.
+    done = next((i for i, c in enumerate(calls) if c.method == "editMessageText"
+                 and str(c.params.get("message_id")) == str(card.message_id)
+                 and "Filled" in str(c.params.get("text"))), None)
+    assert done is not None, alice.transcript
     photos = [c for c in calls if c.method == "sendPhoto"]
     drawn_before = sum(1 for c in calls[:done] if c.method == "sendPhoto")
     assert len(photos) == 60
