@@ -42,7 +42,8 @@ class Fake:
         self.next_id = 1
 
     async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
-                   silent: bool = False, kind: str = "reply") -> Sent | None:
+                   silent: bool = False, kind: str = "reply",
+                   thread_id: int | None = None) -> Sent | None:
         self.calls += 1
         await asyncio.sleep(0)
         errors = self.script.get(text)
@@ -58,7 +59,7 @@ class Fake:
         return True
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
-                    kind: str = "reply") -> Sent | None:
+                    kind: str = "reply", thread_id: int | None = None) -> Sent | None:
         return await self.send(chat_id, f"photo:{caption}", silent=silent, kind=kind)
 
     async def delete(self, chat_id: int, message_id: int) -> bool:
