@@ -112,8 +112,8 @@ class Schedules:
         self.services = services
         self.now = now or (lambda: datetime.now(UTC))
 
-    async def set_summary(self, user_id: int, chat_id: int, intent: P.Summary,
-                          thread_id: int | None = None) -> tuple[str, Due | None]:
+    async def set_summary(self, user_id: int, chat_id: int,
+                          intent: P.Summary) -> tuple[str, Due | None]:
         """Store (or turn off) the user's summary; the text to show and the next run."""
         async with self.services.db.session() as s:
             user = await s.get(User, user_id)
@@ -132,7 +132,6 @@ class Schedules:
                 row = Schedule(user_id=user_id, chat_id=chat_id, kind=intent.schedule,
                                time_of_day=f"{intent.at:%H:%M}")
             row.kind, row.chat_id, row.enabled = intent.schedule, chat_id, True
-            row.thread_id = thread_id
             row.time_of_day = f"{intent.at:%H:%M}"
             row.weekday = intent.weekday if intent.schedule == "weekly" else None
             s.add(row)
@@ -223,7 +222,7 @@ class Schedules:
 
         try:
             await Reports(self.services).send_summary(sched.user_id, sched.chat_id,
-                                                      period_of(sched), sched.thread_id)
+                                                      period_of(sched))
         except UserError as e:
             # No key any more, BitMEX not answering: say so, rather than skip silently.
             log.info("summary %s not made: %s", schedule_id, e)
@@ -232,8 +231,7 @@ class Schedules:
                 if notifier is not None:
                     await notifier.send(
                         sched.chat_id, f"🗓 Your PnL summary ({describe(sched)}) could not be "
-                        f"made: {e}\n/summary off stops them.", kind="summary",
-                        thread_id=sched.thread_id)
+                        f"made: {e}\n/summary off stops them.", kind="summary")
             except Exception:
                 log.exception("summary %s: the notice failed too", schedule_id)
         except Exception:  # one user's broken key must not stop the schedule

@@ -63,7 +63,7 @@ async def summary(update: Update, context: Context, intent: P.Summary) -> None:
     """/summary daily HH:MM | weekly DAY HH:MM | off."""
     uid, cid = _ids(update)
     sched = Schedules(services(context))
-    text, due = await sched.set_summary(uid, cid, intent, topic(update))
+    text, due = await sched.set_summary(uid, cid, intent)
     jq = context.application.job_queue
     if jq is not None:
         if due is not None:

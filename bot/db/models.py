@@ -160,8 +160,6 @@ class Schedule(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _user_fk()
     chat_id: int = _tg_id()
-    # The forum topic it was set in (message_thread_id); None = General.
-    thread_id: int | None = None
     # daily | weekly
     kind: str = Field(max_length=16)
     weekday: int | None = None

@@ -124,8 +124,7 @@ class Reports:
                                   end=now)
         return Report(pnl_text(period, acc.network, figures, positions), png)
 
-    async def send_summary(self, user_id: int, chat_id: int, period: str,
-                           thread_id: int | None = None) -> None:
+    async def send_summary(self, user_id: int, chat_id: int, period: str) -> None:
         """The scheduled summary: a photo with the figures as its caption."""
         notifier = self.services.notifier
         if notifier is None:
@@ -133,11 +132,10 @@ class Reports:
         report = await self.pnl(user_id, period)
         text = report.text.replace("📊 <b>PnL", "🗓 <b>Summary", 1)
         if len(text) <= CAPTION_LIMIT:
-            await notifier.photo(chat_id, report.png, caption=text, kind="summary",
-                                 thread_id=thread_id)
+            await notifier.photo(chat_id, report.png, caption=text, kind="summary")
         else:
-            await notifier.send(chat_id, text, kind="summary", thread_id=thread_id)
-            await notifier.photo(chat_id, report.png, kind="summary", thread_id=thread_id)
+            await notifier.send(chat_id, text, kind="summary")
+            await notifier.photo(chat_id, report.png, kind="summary")
 
     async def _network(self, user_id: int) -> str:
         user = await self.services.get_user(user_id)

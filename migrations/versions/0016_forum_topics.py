@@ -1,4 +1,4 @@
-"""Forum topics: remember the topic an alert, schedule, liquidation feed or signal was set in
+"""Forum topics: remember the topic an alert, liquidation feed or signal was set in
 
 Revision ID: 0016
 Revises: 0012
@@ -15,8 +15,9 @@ down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# NULL = General (or a chat without topics): what every existing row had.
-TABLES = ("alerts", "schedules", "liqfeed_subscriptions", "signals")
+# NULL = General (or a chat without topics): what every existing row had. Summaries
+# (schedules) are private-only, so they need none.
+TABLES = ("alerts", "liqfeed_subscriptions", "signals")
 
 
 def upgrade() -> None:

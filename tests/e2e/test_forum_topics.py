@@ -11,7 +11,7 @@ from typing import Any
 import pytest_asyncio
 from sqlmodel import select
 
-from bot.db.models import Alert, LiqFeedSubscription, Signal
+from bot.db.models import Alert, LiqFeedSubscription, Schedule, Signal
 from bot.feeds import feeds_of
 from bot.sandbox.telegram.state import Chat, Message, Topic
 from tests.e2e.harness import Harness, Person
@@ -184,3 +184,22 @@ async def test_signal_card_and_updates_stay_in_their_topic(h: Harness) -> None:
     assert "59,500" in (moved.content or "") and moved.thread_id == calls.id
     assert all(m.thread_id == calls.id for m in bot_posts(h, group)[1:]), \
         h.emu.transcript(group)
+
+
+
+async def test_charts_and_refusals_are_answered_in_the_topic(h: Harness) -> None:
+    dave, _ = await h.connected("Dave")
+    group = forum(h, dave)
+    reports = h.emu.create_topic(group, "Reports", by=dave.user)
+    await h.settle()
+    engine = h.sim.engine
+    base = engine.instrument("ETHUSD").mark
+    for i in range(30):
+        engine.set_mark("ETHUSD", base + i % 7, trade_size=10)
+        engine.clock.advance(60)
+    chart = await say(h, dave, group, "/chart eth 1m 20", reports)
+    assert chart.file is not None  # the photo itself, not only a text, is in the topic
+    refusal = await say(h, dave, group, "/summary daily 09:30", reports)
+    assert "private chat" in (refusal.content or "")
+    async with h.svc.db.session() as s:
+        assert (await s.exec(select(Schedule))).all() == []
