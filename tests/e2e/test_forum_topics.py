@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from sqlmodel import select
 
@@ -203,3 +204,19 @@ async def test_charts_and_refusals_are_answered_in_the_topic(h: Harness) -> None
     assert "private chat" in (refusal.content or "")
     async with h.svc.db.session() as s:
         assert (await s.exec(select(Schedule))).all() == []
+
+
+async def test_an_apology_for_a_failed_command_lands_in_its_topic(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = h.person("Alice")
+    group = forum(h, alice)
+    alerts = h.emu.create_topic(group, "Alerts", by=alice.user)
+    await h.settle()
+
+    async def boom(*a: Any, **k: Any) -> None:
+        raise RuntimeError("database exploded")
+
+    assert h.svc.alerts is not None
+    monkeypatch.setattr(h.svc.alerts, "create", boom)
+    apology = await say(h, alice, group, "/alert xbtusd above 999999", alerts)
+    assert "Sorry, something went wrong on our side (ref " in (apology.content or "")
