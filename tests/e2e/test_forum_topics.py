@@ -149,6 +149,21 @@ async def test_liquidation_feed_set_in_a_topic_posts_there(market: Harness) -> N
     assert post.content == "🔥 Long liquidated: $1.2M XBTUSD @ 60,120.0"
     assert post.thread_id == whales.id
 
+    # One chat, two feeds set in two topics: one window, each line to its own topic.
+    ether = h.emu.create_topic(group, "Ether", by=alice.user)
+    await h.settle()
+    await say(h, alice, group, "/liqfeed ethusd min 1k", ether)
+    n, seen = len(bot_posts(h, group)), feed.received
+    h.sim.engine.liquidate_market("ETHUSD", "Buy", 500_000, 3000)
+    h.sim.engine.liquidate_market(SYM, "Buy", 700_000, 60200)
+    await until(lambda: feed.received >= seen + 2)
+    assert await feed.flush(force=True) == 2
+    await h.emu.idle(timeout=2, quiet=0.02)
+    posts = {m.thread_id: m.content or "" for m in bot_posts(h, group)[n:]}
+    assert set(posts) == {whales.id, ether.id}, h.emu.transcript(group)
+    assert "XBTUSD" in posts[whales.id] and "ETHUSD" not in posts[whales.id]
+    assert "ETHUSD" in posts[ether.id] and "XBTUSD" not in posts[ether.id]
+
 
 async def test_signal_card_and_updates_stay_in_their_topic(h: Harness) -> None:
     h.sim.engine.set_mark(SYM, Decimal(60000))
