@@ -86,6 +86,7 @@ async def test_group_alert_set_in_a_topic_fires_in_that_topic(market: Harness) -
     assert "Alert set" in (confirm.content or "")
     [row] = await alert_rows(h)
     assert row.thread_id == alerts.id
+    await h.restart()  # the topic is kept with the alert, not only in memory
 
     msg = await fire(h, group, p0 + 701)
     assert "breakout" in (msg.content or "") and msg.thread_id == alerts.id
