@@ -357,7 +357,8 @@ class Feeds:
     # --- signals ----------------------------------------------------------------------
 
     async def post_signal(self, chat_id: int, message_id: int | None, user_id: int,
-                          sig: P.Signal, *, source: str, text: str) -> Posted:
+                          sig: P.Signal, *, source: str, text: str,
+                          thread_id: int | None = None) -> Posted:
         """Store a signal as first posted; the card for the group. Starts no fan-out."""
         feed = await self.feed_of_chat(chat_id)
         if feed is None or not feed.active:
@@ -374,6 +375,7 @@ class Feeds:
             entry_high=sig.entry_high, sl=sig.sl, current_sl=sig.sl,
             tps=[str(t) for t in sig.tps], leverage=sig.leverage,
             risk_percent=sig.risk_percent, source=source, text=text[:4096],
+            thread_id=thread_id,
         )
         async with self.db.session() as s:
             s.add(row)

@@ -57,6 +57,7 @@ class Subscription:
     chat_id: int
     symbol: str | None  # None: every symbol
     min_usd: Decimal
+    thread_id: int | None = None  # the forum topic it was set in; None = General
 
     def describe(self) -> str:
         what = html.escape(self.symbol) if self.symbol else "all symbols"
@@ -79,6 +80,8 @@ class Liq:
 class _Pending:
     due: float
     items: list[Liq] = field(default_factory=list)
+    # The topic each item goes to: subscriptions of one chat may live in different topics.
+    threads: list[int | None] = field(default_factory=list)
 
 
 def compact(value: Decimal) -> str:
@@ -132,7 +135,7 @@ class LiqFeed:
             rows = (await s.exec(select(LiqFeedSubscription))).all()
         for r in rows:
             self.subs.setdefault(r.chat_id, {})[r.symbol] = Subscription(
-                r.chat_id, r.symbol, r.min_usd)
+                r.chat_id, r.symbol, r.min_usd, r.thread_id)
         if rows:
             await self._subscribe()
         return len(rows)
@@ -145,7 +148,8 @@ class LiqFeed:
                 log.exception("could not subscribe the liquidation topic")
 
     async def subscribe(self, chat_id: int, symbol: str | None, min_usd: Decimal,
-                        user_id: int | None = None) -> Subscription:
+                        user_id: int | None = None,
+                        thread_id: int | None = None) -> Subscription:
         """Add or change this chat's subscription to `symbol` (None = all)."""
         if min_usd <= 0:
             raise UserError("The minimum must be above zero, like min $100k.")
@@ -160,12 +164,13 @@ class LiqFeed:
                 else col(LiqFeedSubscription.symbol).is_(None)))).first()
             if row is None:
                 row = LiqFeedSubscription(chat_id=chat_id, symbol=symbol, min_usd=min_usd,
-                                          created_by=user_id)
+                                          created_by=user_id, thread_id=thread_id)
             else:
-                row.min_usd, row.created_by = min_usd, user_id
+                # Set again (perhaps from another topic): it posts where it was set last.
+                row.min_usd, row.created_by, row.thread_id = min_usd, user_id, thread_id
             s.add(row)
             await s.commit()
-        sub = Subscription(chat_id, symbol, min_usd)
+        sub = Subscription(chat_id, symbol, min_usd, thread_id)
         self.subs.setdefault(chat_id, {})[symbol] = sub
         await self._subscribe()
         return sub
@@ -241,6 +246,7 @@ class LiqFeed:
             if pending is None:
                 pending = self._pending[chat_id] = _Pending(now + self.window)
             pending.items.append(item)
+            pending.threads.append(sub.thread_id)
         if self._pending and self.autoflush and (self._timer is None or self._timer.done()):
             self._timer = asyncio.create_task(self._flush_later(), name="liqfeed-flush")
 
@@ -263,22 +269,29 @@ class LiqFeed:
         async with self._lock:
             t = self.clock() if now is None else now
             due = [c for c, p in self._pending.items() if force or p.due <= t]
-            batches = [(c, self._pending.pop(c).items) for c in due]
+            batches: list[tuple[int, int | None, list[Liq]]] = []
+            for c in due:
+                p = self._pending.pop(c)
+                by_thread: dict[int | None, list[Liq]] = {}
+                for item, thread in zip(p.items, p.threads, strict=True):
+                    by_thread.setdefault(thread, []).append(item)
+                batches.extend((c, t, items) for t, items in by_thread.items())
         notifier = self._notifier()
         if notifier is None:
             log.error("no notifier: liquidations for %d chats dropped", len(batches))
             return 0
 
-        async def post(chat_id: int, items: list[Liq]) -> bool:
+        async def post(chat_id: int, thread_id: int | None, items: list[Liq]) -> bool:
             try:
-                await notifier.send(chat_id, self.message(items), kind="liqfeed")
+                await notifier.send(chat_id, self.message(items), kind="liqfeed",
+                                    thread_id=thread_id)
             except Exception:
                 log.exception("liquidation feed message to %s failed", chat_id)
                 return False
             return True
 
         # Chats side by side: the delivery queue paces each chat, not the whole feed.
-        sent = sum(await asyncio.gather(*(post(c, items) for c, items in batches)))
+        sent = sum(await asyncio.gather(*(post(c, t, items) for c, t, items in batches)))
         self.sent += sent
         return sent
 

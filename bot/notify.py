@@ -46,8 +46,12 @@ class Notifier(Protocol):
         buttons: Keyboard | None = None,
         silent: bool = False,
         kind: str = "reply",
+        thread_id: int | None = None,
     ) -> Sent | None:
-        """Send HTML text; None when the chat can no longer be reached (blocked bot)."""
+        """Send HTML text; None when the chat can no longer be reached (blocked bot).
+
+        `thread_id` is a forum topic; if that topic was closed or deleted meanwhile the
+        message goes to General instead, so it is not lost."""
         ...
 
     async def edit(
@@ -56,7 +60,7 @@ class Notifier(Protocol):
 
     async def photo(
         self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
-        kind: str = "reply",
+        kind: str = "reply", thread_id: int | None = None,
     ) -> Sent | None: ...
 
     async def delete(self, chat_id: int, message_id: int) -> bool: ...
@@ -308,19 +312,22 @@ class DeliveryQueue:
 
     # ------------------------------------------------------------------ Notifier
     async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
-                   silent: bool = False, kind: str = "reply") -> Sent | None:
+                   silent: bool = False, kind: str = "reply",
+                   thread_id: int | None = None) -> Sent | None:
         async def op(quiet: bool) -> Any:
             return await self.inner.send(chat_id, text, buttons=buttons,
-                                         silent=silent or quiet, kind=kind)
+                                         silent=silent or quiet, kind=kind,
+                                         thread_id=thread_id)
 
         result: Sent | None = await self._submit(chat_id, kind, op, edit=False, fallback=None)
         return result
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
-                    kind: str = "reply") -> Sent | None:
+                    kind: str = "reply", thread_id: int | None = None) -> Sent | None:
         async def op(quiet: bool) -> Any:
             return await self.inner.photo(chat_id, png, caption=caption,
-                                          silent=silent or quiet, kind=kind)
+                                          silent=silent or quiet, kind=kind,
+                                          thread_id=thread_id)
 
         result: Sent | None = await self._submit(chat_id, kind, op, edit=False, fallback=None)
         return result
@@ -543,7 +550,12 @@ class DeliveryQueue:
             return "retry", delay
         self.stats["sent"] += 1
         if not job.edit:
-            self._undelivered.discard(job.chat_id)
+            if result is None:
+                # The wrapped notifier refused it (a 400, e.g. General closed too):
+                # nothing reached the chat, so callers must not record it as sent.
+                self._undelivered.add(job.chat_id)
+            else:
+                self._undelivered.discard(job.chat_id)
         return "done", result
 
     def _give_up(self, job: _Job, why: str) -> tuple[str, Any]:

@@ -12,7 +12,7 @@ from bot.alerts.service import AlertService, parse_callback
 from bot.errors import UserError
 from bot.liqfeed import LiqFeed, compact
 from handlers.access import group_admin_now
-from handlers.common import Context, reply, services
+from handlers.common import Context, reply, services, topic
 from handlers.render import markup
 from handlers.router import route
 
@@ -52,7 +52,7 @@ async def alert(update: Update, context: Context,
     await _require_admin(update, context, "set alerts")
     uid, cid = _ids(update)
     svc = _alerts(context)
-    info = await svc.create(uid, cid, intent)
+    info = await svc.create(uid, cid, intent, topic(update))
     await reply(update, f"✅ Alert set: {svc.describe(info)}\nI'll post here when it fires. "
                         "/alerts lists them.")
 
@@ -93,7 +93,7 @@ async def liqfeed(update: Update, context: Context, intent: P.LiqFeed) -> None:
         await reply(update, f"Liquidation feed off ({what})." if n else
                     "No liquidation feed was on here.")
         return
-    await feed.subscribe(cid, intent.symbol, intent.min_usd, uid)
+    await feed.subscribe(cid, intent.symbol, intent.min_usd, uid, topic(update))
     await reply(update, f"🔥 Liquidation feed on: {what}, orders of ${compact(intent.min_usd)} "
                         "or more. Bursts come as one message. /liqfeed off stops it.")
 

@@ -30,6 +30,17 @@ def is_private(update: Update) -> bool:
     return update.effective_chat is not None and update.effective_chat.type == "private"
 
 
+def topic(update: Update) -> int | None:
+    """The forum topic the update came from; None for General and chats without topics.
+
+    Services store it with what a group sets up (alerts, feeds), so that what the bot
+    posts later goes to the same topic."""
+    msg = update.effective_message
+    if msg is not None and msg.is_topic_message and msg.message_thread_id is not None:
+        return msg.message_thread_id
+    return None
+
+
 async def reply(update: Update, text: str, *, urgent: bool = False,
                 **kwargs: Any) -> Message | None:
     """Answer in the chat the update came from, HTML, no link previews. In a group the
@@ -40,10 +51,10 @@ async def reply(update: Update, text: str, *, urgent: bool = False,
         return None
     kwargs.setdefault("parse_mode", ParseMode.HTML)
     kwargs.setdefault("disable_web_page_preview", True)
-    msg = update.effective_message
-    if msg is not None and msg.is_topic_message and msg.message_thread_id is not None:
+    thread = topic(update)
+    if thread is not None:
         # In a forum, a send without a thread id lands in General: answer in the topic.
-        kwargs.setdefault("message_thread_id", msg.message_thread_id)
+        kwargs.setdefault("message_thread_id", thread)
     bot = update.get_bot()
     if isinstance(bot, ExtBot) and chat.type != "private":
         pace = Pace(priority=URGENT if urgent else READ)

@@ -21,7 +21,7 @@ from bot.errors import (
     Temporary,
     UserError,
 )
-from handlers.common import Context
+from handlers.common import Context, topic
 
 log = logging.getLogger("bot.errors")
 
@@ -121,6 +121,7 @@ async def _tell(update: Update, text: str, short: str | None = None) -> None:
             log.debug("the press was answered already")
     try:
         if update.effective_chat is not None:
-            await update.effective_chat.send_message(text)
+            # In a forum, the apology goes to the topic of the command that failed.
+            await update.effective_chat.send_message(text, message_thread_id=topic(update))
     except Exception:  # the notice itself failing must not loop back here
         log.warning("could not deliver an error notice")

@@ -16,7 +16,7 @@ from bot.signals import looks_like_signal, recognise
 from handlers import router
 from handlers.access import group_admin_now
 from handlers.chats import advise_rights
-from handlers.common import Context, is_private, read_reply, reply, services
+from handlers.common import Context, is_private, read_reply, reply, services, topic
 from handlers.render import markup
 from handlers.router import route
 
@@ -58,7 +58,7 @@ async def _post(update: Update, context: Context, sig: P.Signal, source: str) ->
     assert msg is not None and user is not None
     feeds = _feeds(context)
     posted = await feeds.post_signal(msg.chat_id, msg.message_id, user.id, sig, source=source,
-                                     text=msg.text or "")
+                                     text=msg.text or "", thread_id=topic(update))
     card = await reply(update, posted.text, reply_markup=markup(posted.buttons), urgent=True)
     if card is not None:
         await feeds.attach_card(posted.signal_id, card.message_id)

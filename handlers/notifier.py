@@ -31,6 +31,8 @@ _GONE = ("chat not found", "user is deactivated", "bot was kicked")
 # the right back at any time, so the message waits and is tried again; the chat is not gone.
 _NO_RIGHTS = ("not enough rights to send", "have no rights to send")
 NO_RIGHTS_RETRY = 30.0  # seconds
+# The forum topic a later post was meant for was closed or deleted meanwhile.
+_TOPIC_GONE = ("topic_closed", "message thread not found", "topic_deleted")
 
 
 def retry_seconds(e: RetryAfter) -> float:
@@ -87,14 +89,27 @@ class TelegramNotifier:
             return {"rate_limit_args": Pace(priority=PRIORITY.get(kind, 2), retries=0)}
         return {}
 
-    async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
-                   silent: bool = False, kind: str = "reply") -> Sent | None:
+    async def _in_topic(self, chat_id: int, thread_id: int | None, kind: str,
+                        fn: Callable[[int, int | None], Awaitable[T]]) -> tuple[int, T]:
+        """Post in `thread_id`; if that topic is closed or gone, once more in General."""
         try:
-            chat_id, msg = await self._follow(chat_id, lambda cid: _call(cid, lambda: (
+            return await self._follow(chat_id, lambda cid: _call(cid, lambda: fn(cid, thread_id)))
+        except BadRequest as e:
+            if thread_id is None or not any(s in str(e).lower() for s in _TOPIC_GONE):
+                raise
+            log.info("topic %s of %s refused a %s (%s): posting in General",
+                     thread_id, chat_id, kind, e)
+        return await self._follow(chat_id, lambda cid: _call(cid, lambda: fn(cid, None)))
+
+    async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
+                   silent: bool = False, kind: str = "reply",
+                   thread_id: int | None = None) -> Sent | None:
+        try:
+            chat_id, msg = await self._in_topic(chat_id, thread_id, kind, lambda cid, th: (
                 self.bot.send_message(
                     cid, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons),
                     disable_notification=silent, disable_web_page_preview=True,
-                    **self._pace(kind)))))
+                    message_thread_id=th, **self._pace(kind))))
         except BadRequest as e:
             log.error("Telegram refused a %s message to %s: %s", kind, chat_id, e)
             return None
@@ -116,12 +131,12 @@ class TelegramNotifier:
         return True
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
-                    kind: str = "reply") -> Sent | None:
+                    kind: str = "reply", thread_id: int | None = None) -> Sent | None:
         try:
-            chat_id, msg = await self._follow(chat_id, lambda cid: _call(cid, lambda: (
+            chat_id, msg = await self._in_topic(chat_id, thread_id, kind, lambda cid, th: (
                 self.bot.send_photo(cid, png, caption=caption or None,
                                     parse_mode=ParseMode.HTML, disable_notification=silent,
-                                    **self._pace(kind)))))
+                                    message_thread_id=th, **self._pace(kind))))
         except BadRequest as e:
             log.error("Telegram refused a %s photo to %s: %s", kind, chat_id, e)
             return None

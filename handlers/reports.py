@@ -9,7 +9,7 @@ from bot import parse as P
 from bot.reports import CAPTION_LIMIT, Report, Reports
 from bot.scheduler import Schedules
 from handlers import jobs
-from handlers.common import Context, reply, services
+from handlers.common import Context, reply, services, topic
 from handlers.router import route
 
 
@@ -21,11 +21,13 @@ def _ids(update: Update) -> tuple[int, int]:
 async def _photo(update: Update, report: Report) -> None:
     chat = update.effective_chat
     assert chat is not None
+    thread = topic(update)  # in a forum, the chart goes to the command's topic too
     if len(report.text) > CAPTION_LIMIT:
         await reply(update, report.text)
-        await chat.send_photo(report.png)
+        await chat.send_photo(report.png, message_thread_id=thread)
     else:
-        await chat.send_photo(report.png, caption=report.text, parse_mode=ParseMode.HTML)
+        await chat.send_photo(report.png, caption=report.text, parse_mode=ParseMode.HTML,
+                              message_thread_id=thread)
 
 
 async def _default_symbol(context: Context, uid: int) -> str:

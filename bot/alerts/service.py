@@ -67,12 +67,13 @@ class AlertInfo:
     threshold: Decimal
     window_seconds: int | None
     note: str | None
+    thread_id: int | None = None  # the forum topic it was set in; None = General
 
     @classmethod
     def of(cls, row: Alert) -> AlertInfo:
         assert row.id is not None
         return cls(row.id, row.chat_id, row.user_id, row.kind, row.symbol, row.direction,
-                   row.threshold, row.window_seconds, row.note)
+                   row.threshold, row.window_seconds, row.note, row.thread_id)
 
 
 def _utcnow() -> datetime:
@@ -154,7 +155,8 @@ class AlertService:
 
     # --- create / list / delete -----------------------------------------------------------
 
-    async def create(self, user_id: int, chat_id: int, intent: AlertIntent) -> AlertInfo:
+    async def create(self, user_id: int, chat_id: int, intent: AlertIntent,
+                     thread_id: int | None = None) -> AlertInfo:
         """Validate and store one alert; it is live in the index when this returns."""
         symbol = intent.symbol or await self._default_symbol(user_id)
         inst = await self._current(symbol)
@@ -176,7 +178,7 @@ class AlertService:
                 await s.flush()
             row = Alert(user_id=user_id, chat_id=chat_id, kind=kind, symbol=symbol,
                         network=self.network, direction=direction, threshold=threshold,
-                        window_seconds=window, note=note)
+                        window_seconds=window, note=note, thread_id=thread_id)
             s.add(row)
             await s.commit()
             await s.refresh(row)
@@ -376,7 +378,8 @@ class AlertService:
             # chat does not hold back everyone else's alerts of the same tick.
             for info, text in items:
                 try:
-                    sent = await notifier.send(info.chat_id, text, kind="alert")
+                    sent = await notifier.send(info.chat_id, text, kind="alert",
+                                               thread_id=info.thread_id)
                 except Exception:
                     # Left in state 'fired': the next start tries again.
                     log.exception("alert #%d could not be delivered", info.id)

@@ -142,6 +142,8 @@ class Alert(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _user_fk()
     chat_id: int = _tg_id()
+    # The forum topic it was set in (message_thread_id); None = General.
+    thread_id: int | None = None
     # price | move | funding
     kind: str = Field(max_length=16)
     symbol: str = Field(max_length=32)
@@ -177,6 +179,8 @@ class LiqFeedSubscription(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     chat_id: int = _tg_id(index=True)
+    # The forum topic it was set in (message_thread_id); None = General.
+    thread_id: int | None = None
     # None = every symbol
     symbol: str | None = Field(default=None, max_length=32)
     min_usd: Decimal = Field(sa_type=DecimalText)
@@ -232,6 +236,8 @@ class Signal(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     feed_id: int = _fk("feeds.id")
     chat_id: int = _tg_id()
+    # The forum topic it was set in (message_thread_id); None = General.
+    thread_id: int | None = None
     message_id: int | None = None  # the admin's message in the group
     card_message_id: int | None = None  # the bot's signal card
     posted_by: int = _tg_id()

@@ -33,7 +33,7 @@ class Recorder:
     fail: int = 0
 
     async def send(self, chat_id: int, text: str, *, buttons: Any = None, silent: bool = False,
-                   kind: str = "reply") -> Sent | None:
+                   kind: str = "reply", thread_id: int | None = None) -> Sent | None:
         if self.fail:
             self.fail -= 1
             raise ConnectionError("telegram unreachable")
@@ -45,7 +45,7 @@ class Recorder:
         return True
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
-                    kind: str = "reply") -> Sent | None:
+                    kind: str = "reply", thread_id: int | None = None) -> Sent | None:
         return None
 
     async def delete(self, chat_id: int, message_id: int) -> bool:

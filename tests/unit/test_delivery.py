@@ -42,7 +42,8 @@ class Fake:
         self.next_id = 1
 
     async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
-                   silent: bool = False, kind: str = "reply") -> Sent | None:
+                   silent: bool = False, kind: str = "reply",
+                   thread_id: int | None = None) -> Sent | None:
         self.calls += 1
         await asyncio.sleep(0)
         errors = self.script.get(text)
@@ -58,7 +59,7 @@ class Fake:
         return True
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
-                    kind: str = "reply") -> Sent | None:
+                    kind: str = "reply", thread_id: int | None = None) -> Sent | None:
         return await self.send(chat_id, f"photo:{caption}", silent=silent, kind=kind)
 
     async def delete(self, chat_id: int, message_id: int) -> bool:
@@ -188,3 +189,31 @@ async def test_edits_follow_the_send_in_the_same_chat() -> None:
     assert [t for _, _, t, _ in fake.out] == ["card", "edit:expired"]
     assert await q.drain(1)
     assert q._worker is None or q._worker.done()  # an idle queue holds no task
+
+
+async def test_the_topic_goes_through_and_a_refused_send_counts_as_undelivered() -> None:
+    class Topical(Fake):
+        """Records the topic; refuses (returns None, as on a 400) texts starting 'bad'."""
+
+        threads: list[int | None]
+
+        async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
+                       silent: bool = False, kind: str = "reply",
+                       thread_id: int | None = None) -> Sent | None:
+            self.threads.append(thread_id)
+            if text.startswith("bad"):
+                return None
+            return await super().send(chat_id, text, buttons=buttons, silent=silent,
+                                      kind=kind, thread_id=thread_id)
+
+    clock = Clock()
+    fake = Topical(clock)
+    fake.threads = []
+    q = DeliveryQueue(fake, clock=clock, sleep=clock.sleep)
+    assert await q.send(-100, "in the topic", kind="alert", thread_id=42) is not None
+    assert await q.send(-100, "in General", kind="alert") is not None
+    assert fake.threads == [42, None] and not q.undelivered(-100)
+    assert await q.send(-100, "bad one", kind="alert", thread_id=42) is None
+    assert q.undelivered(-100)  # so an alert is not recorded as sent
+    assert await q.send(-100, "fine again", kind="alert", thread_id=42) is not None
+    assert not q.undelivered(-100)
