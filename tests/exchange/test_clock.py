@@ -30,17 +30,19 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def skewed_client(sim: BitmexSimulator, session: aiohttp.ClientSession,
-                  skew: float) -> BitmexClient:
-    """A client whose answers get lost after 0.3 s, with BitMEX's clock `skew` s off."""
+                  skew: float) -> tuple[BitmexClient, list[float]]:
+    """A client whose answers get lost after 0.3 s, with BitMEX's clock `skew` s off;
+    and its host clock's driven seconds (drive_time)."""
     client = make_client(sim, session, timeout=0.3)
-    drive_time(client, sim)
     sim.clock_skew = skew
-    return client
+    return client, drive_time(client, sim)
 
 
-async def let_time_pass(sim: BitmexSimulator, seconds: int) -> None:
-    """Second by second, so a held order reaches the engine when it would in real life."""
+async def let_time_pass(sim: BitmexSimulator, host: list[float], seconds: int) -> None:
+    """Second by second, for BitMEX and for the host (drive_time's clock), so a held
+    order reaches the engine when it would in real life."""
     for _ in range(seconds):
+        host[0] += 1
         sim.engine.clock.advance(1)
         sim.clock_skew += 1
         for _ in range(3):
@@ -84,10 +86,10 @@ async def test_api_expires_is_judged_by_the_exchange_clock(
 async def test_an_order_bitmex_takes_late_fills_once(
     simulator: BitmexSimulator, session: aiohttp.ClientSession, skew: float
 ) -> None:
-    client = skewed_client(simulator, session, skew)
+    client, host = skewed_client(simulator, session, skew)
     simulator.faults.engine_lag(1, seconds=12)
     assert await place_as_a_user_would(client, "lag12") == "Filled"
-    await let_time_pass(simulator, 60)  # anything still held arrives now
+    await let_time_pass(simulator, host, 60)  # anything still held arrives now
     assert posts(simulator, client) == ["lag12"] and position_qty(simulator, client) == 100
 
 
@@ -98,13 +100,13 @@ async def test_a_lost_order_is_never_filled_twice(
 ) -> None:
     # Held 30 s: past a 15 s api-expires by BitMEX's clock, but not past one signed by a
     # host clock 20 s ahead - which BitMEX keeps accepting until 35 s.
-    client = skewed_client(simulator, session, skew)
+    client, host = skewed_client(simulator, session, skew)
     if learned:
         await client.positions()
         assert abs(client.exchange_clock.offset - skew) <= 1.5
     simulator.faults.engine_lag(1, seconds=30)
     outcome = await place_as_a_user_would(client, "lag30")
-    await let_time_pass(simulator, 60)
+    await let_time_pass(simulator, host, 60)
     assert position_qty(simulator, client) == 100, outcome  # never 200
     assert len(posts(simulator, client)) == 1
 
@@ -112,7 +114,7 @@ async def test_a_lost_order_is_never_filled_twice(
 async def test_an_expired_answer_relearns_the_clock_and_signs_again_once(
     simulator: BitmexSimulator, session: aiohttp.ClientSession
 ) -> None:
-    client = skewed_client(simulator, session, 120.0)  # our first request is "expired"
+    client, _ = skewed_client(simulator, session, 120.0)  # our first request is "expired"
     order = await client.place_order("XBTUSD", "Buy", 100, "Market", cl_ord_id="resign")
     assert order.ord_status == "Filled" and position_qty(simulator, client) == 100
     assert abs(client.exchange_clock.offset - 120) <= 1.5
