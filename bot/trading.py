@@ -931,7 +931,8 @@ class Trading:
             await ex.set_leverage(plan.symbol, plan.leverage)
         # Stored before sending: the settlement after a crash must know until when the
         # order could still reach BitMEX (no attempt is signed to be valid past it).
-        send_by = self._send_by(row)
+        # In BitMEX's time: it judges api-expires by its clock, not ours.
+        send_by = self._send_by(row) + _exchange_offset(ex)
         await self._finish(row.id, CONFIRMED, extra={"send_by": send_by})
         # A full close names no quantity: BitMEX refuses every order with an orderQty
         # while it sheds load, a Close without one still gets through.
@@ -1102,7 +1103,8 @@ class Trading:
                 continue  # tried again on the next sweep
             if order is None:
                 send_by = float(row.intent.get("send_by") or self._send_by(row))
-                if self.now().timestamp() <= send_by + ARRIVAL_MARGIN.total_seconds():
+                if _exchange_now_at_least(ex, self.now()) <= (
+                        send_by + ARRIVAL_MARGIN.total_seconds()):
                     # A request still on its way (BitMEX can be seconds slow) may yet arrive:
                     # "not found" is only final once its api-expires is behind us.
                     log.info("intent %s not found yet; looked up again later", row.id)
@@ -1194,6 +1196,23 @@ async def repair_cards(trading: Trading, notifier: Any) -> int:
         await trading.card_shown(row.id, ok)
         repaired += ok
     return repaired
+
+
+def _exchange_offset(ex: Exchange) -> float:
+    """Seconds BitMEX's clock is ahead of ours, as the client learned it (paper: 0)."""
+    from bot.exchange.client import BitmexClient
+
+    return ex.exchange_clock.offset if isinstance(ex, BitmexClient) else 0.0
+
+
+def _exchange_now_at_least(ex: Exchange, now: datetime) -> float:
+    """The earliest BitMEX's clock can read now: a send_by is only behind BitMEX once this
+    is past it (the lookup just made taught the client the offset, if it could)."""
+    from bot.exchange.client import BitmexClient
+
+    if isinstance(ex, BitmexClient):
+        return ex.exchange_time_at_least(now.timestamp())
+    return now.timestamp()
 
 
 def _orders_word(n: int) -> str:

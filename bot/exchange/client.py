@@ -39,6 +39,7 @@ from bot.errors import (
     Temporary,
 )
 from bot.exchange import auth, contracts
+from bot.exchange.timesync import ExchangeClock
 from bot.exchange.types import (
     ApiKeyInfo,
     CancelResult,
@@ -178,11 +179,24 @@ class BitmexClient:
         # Test-only: lets a test alter a request after it was signed (tampering).
         self.after_sign: Callable[[auth.SignedRequest], auth.SignedRequest] | None = None
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        # UNIX seconds for api-expires and for waiting out an order's fate; tests drive it.
+        # This host's UNIX seconds; tests drive it. api-expires and every "can it still
+        # arrive" deadline are in exchange time (`exchange_time`), learned from answers.
         self.clock: Callable[[], float] = time.time
+        self.exchange_clock = ExchangeClock()
 
     def __repr__(self) -> str:  # never show the secret
         return f"BitmexClient({self.origin!r}, key={'set' if self.key else None})"
+
+    def exchange_time(self) -> float:
+        """BitMEX's clock now (UNIX s), as best known: what api-expires is signed in."""
+        return self.clock() + self.exchange_clock.offset
+
+    def exchange_time_at_least(self, local: float | None = None) -> float:
+        """A lower bound of BitMEX's clock at local time `local` (default now): a deadline
+        is only past once this is past it. Until an answer taught us the offset, the
+        bound is wide (the host's clock is not trusted)."""
+        at = self.clock() if local is None else local
+        return at + self.exchange_clock.offset - self.exchange_clock.error
 
     @property
     def rate(self) -> RateState:
@@ -263,7 +277,7 @@ class BitmexClient:
         req = auth.build_request(
             verb, endpoint, query=query, body=body, key=self.key, secret=self._secret,
             expires=expires if expires is not None
-            else auth.expires_at(self.clock(), expires_in=self.expires_in),
+            else auth.expires_at(self.exchange_time(), expires_in=self.expires_in),
         )
         if self.after_sign is not None:
             req = self.after_sign(req)
@@ -294,11 +308,37 @@ class BitmexClient:
 
         `expires_in` overrides the request's lifetime, capped at `send_by` (UNIX s); the
         api-expires used is appended to `signed`. It is computed after any rate-limit
-        wait, so a request is never sent already (nearly) expired."""
+        wait, so a request is never sent already (nearly) expired. All of it is exchange
+        time; a request BitMEX calls expired did nothing and proves our idea of its clock
+        wrong: the clock is learned again and the request signed afresh, once."""
+        for resign in (True, False):
+            try:
+                return await self._attempt_signed(
+                    verb, endpoint, query=query, body=body, expires_in=expires_in,
+                    send_by=send_by, signed=signed, priority=priority)
+            except AuthError as e:
+                if not resign or not _expired(e):
+                    raise
+                log.info("%s %s: BitMEX called it expired; re-learning its clock", verb,
+                         endpoint)
+        raise AssertionError("unreachable")
+
+    async def _attempt_signed(
+        self,
+        verb: str,
+        endpoint: str,
+        *,
+        query: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | None,
+        expires_in: int | None,
+        send_by: float | None,
+        signed: list[int] | None,
+        priority: bool,
+    ) -> Any:
         await self._respect_rate_limit((verb, endpoint) in SECOND_LAYER, priority=priority)
         expires = None
         if expires_in is not None:
-            now = self.clock()
+            now = self.exchange_time()
             expires = auth.expires_at(now, expires_in=expires_in)
             if send_by is not None:
                 expires = min(expires, int(send_by))
@@ -311,6 +351,7 @@ class BitmexClient:
         url = URL(self.origin + req.path, encoded=True)
         what = f"{verb} {endpoint}"
         sent = False
+        sent_at = self.clock()
         try:
             async with self._session.request(
                 verb, url, data=req.body.encode() if req.body else None,
@@ -329,6 +370,9 @@ class BitmexClient:
                 raise _MaybeSent(f"{what}: connection lost ({type(e).__name__})") from e
             raise _MaybeSent(f"{what}: answer cut off ({type(e).__name__})") from e
         self._note_rate(headers)
+        if status == 401 and "has expired" in text:
+            self.exchange_clock.forget()
+        self.exchange_clock.note(headers.get("Date"), sent_at, self.clock())
         log.debug("%s -> %s", what, status)
         try:
             payload = json.loads(text, parse_float=Decimal) if text else None
@@ -439,8 +483,9 @@ class BitmexClient:
         orders) plus a margin has passed - after that BitMEX can no longer take it, and
         `NotPlaced` says so. A lookup that keeps failing ends in `OutcomeUnknown`.
 
-        `send_by` (UNIX s): no attempt is signed to be valid later than this, so whoever
-        stored it knows when the order can no longer arrive (the crash-settlement path).
+        `send_by` (UNIX s, exchange time - see `exchange_time`): no attempt is signed to
+        be valid later than this, so whoever stored it knows when the order can no longer
+        arrive (the crash-settlement path).
         """
         cl = cl_ord_id or new_cl_ord_id(self.cl_ord_prefix)
         body: dict[str, Any] = {
@@ -494,7 +539,9 @@ class BitmexClient:
                           cause: ExchangeError | None = None) -> Order:
         """The fate of an order sent with `api-expires` = `expires` whose answer was lost:
         look it up until found (the order), or until a lookup made after expires +
-        margin finds nothing (`NotPlaced`); lookups failing to the end: `OutcomeUnknown`."""
+        margin finds nothing (`NotPlaced`); lookups failing to the end: `OutcomeUnknown`.
+        "After" by BitMEX's clock, at its earliest (`exchange_time_at_least`): a host
+        clock running ahead must not end the wait while the order can still arrive."""
         deadline = expires + self.settle_margin
         delay = self.retry.lookup_delay
         why = f" ({cause.message})" if cause is not None else ""
@@ -503,14 +550,15 @@ class BitmexClient:
             try:
                 found = await self.order_by_cl_ord_id(cl_ord_id)
             except ExchangeError as e:
-                if asked_at > deadline:
+                # Judged after the answer: it may have taught us BitMEX's clock.
+                if self.exchange_time_at_least(asked_at) > deadline:
                     raise OutcomeUnknown(
                         f"order {cl_ord_id}: outcome unknown and lookup failed{why} "
                         f"({e.message})") from e
             else:
                 if found is not None:
                     return found
-                if asked_at > deadline:
+                if self.exchange_time_at_least(asked_at) > deadline:
                     raise NotPlaced(f"order {cl_ord_id}: not on the exchange after its "
                                     f"api-expires passed{why}")
             await self.sleep(delay)
@@ -723,6 +771,11 @@ _INSUFFICIENT = (
     "Not enough available balance for this order. Lower the size or leverage, "
     "or add funds. (Exchange: {msg})"
 )
+
+
+def _expired(e: ExchangeError) -> bool:
+    """BitMEX's 401 for an api-expires behind its clock: the request did nothing."""
+    return e.status == 401 and "has expired" in e.message
 
 
 def map_http_error(

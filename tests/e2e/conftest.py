@@ -44,6 +44,7 @@ async def h(world_sim: BitmexSimulator, world_emu: TelegramEmulator,
             tmp_path: Path) -> AsyncIterator[Harness]:
     """A fresh bot (own token, own database) on the shared emulator and simulator."""
     world_sim.faults.clear()
+    world_sim.clock_skew = 0.0  # a test that wants BitMEX's clock off says so itself
     # Each test is a new bot process, as if on its own address: it starts with full REST
     # budgets (30/min public) and an IP that has not opened the simulator's WebSockets in
     # the last hour -- not what the session's earlier bots left behind.

@@ -25,6 +25,7 @@ def drive_time(h: Harness, ex: BitmexClient) -> list[float]:
     async def sleep(seconds: float) -> None:
         waited[0] += seconds
         h.sim.engine.clock.advance(seconds)
+        h.sim.clock_skew += seconds  # BitMEX's gateway clock moves on with the engine's
         for _ in range(3):  # the simulator's held request runs before the next lookup
             await asyncio.sleep(0)
 

@@ -31,4 +31,6 @@ def _full_budgets(request: pytest.FixtureRequest) -> None:
     """Unauthenticated calls from 127.0.0.1 share one bucket across the module's tests;
     each test is a new client, as if on its own address, so it starts full."""
     if "simulator" in request.fixturenames:
-        request.getfixturevalue("simulator").reset_rate_limits()
+        sim = request.getfixturevalue("simulator")
+        sim.reset_rate_limits()
+        sim.clock_skew = 0.0  # a test that wants BitMEX's clock off says so itself

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import json
@@ -450,6 +451,10 @@ class BitmexSimulator:
         self.rate_limit: RateLimitConfig | None = rate_limit or RateLimitConfig()
         self.faults = Faults()
         self.faults._closer = self._close_sockets
+        # Seconds BitMEX's clock is ahead of this host's (negative: behind). The gateway
+        # stamps every answer's Date and judges api-expires by its own clock, not the
+        # client's; tests that drive time move it together with the engine clock.
+        self.clock_skew = 0.0
         self._windows: dict[tuple[str, str], _Window] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._conns: set[_Conn] = set()
@@ -594,9 +599,15 @@ class BitmexSimulator:
             response = error_response(405, "Method Not Allowed")
         if not response.prepared:
             response.headers.update(headers)
+            # RFC 7231 IMF-fixdate, whole seconds, like BitMEX's servers send.
+            response.headers["Date"] = email.utils.formatdate(self.exchange_time(), usegmt=True)
         if OBSERVERS:
             await self._observe(request, response)
         return response
+
+    def exchange_time(self) -> float:
+        """The gateway's clock (UNIX s): what api-expires is judged by and Date says."""
+        return time.time() + self.clock_skew
 
     def reset_rate_limits(self) -> None:
         """Full budgets for every key and address (a new deployment, or a new test)."""
@@ -713,7 +724,7 @@ class BitmexSimulator:
             expires_at = int(expires)
         except ValueError as e:
             raise ApiError(401, "Signature not valid.") from e
-        now = int(time.time())
+        now = int(self.exchange_time())
         if expires_at < now:
             raise ApiError(
                 401,
@@ -807,7 +818,7 @@ class BitmexSimulator:
         """Hold an accepted order until `seconds` of simulated time have passed; the engine
         then drops it if its api-expires is behind it (what bounds a late arrival)."""
         clock = self.engine.clock
-        start, wall = clock.now(), time.time()
+        start, wall = clock.now(), self.exchange_time()
         due = start + timedelta(seconds=seconds)
         self.faults.held += 1
         try:
@@ -820,9 +831,9 @@ class BitmexSimulator:
                     await asyncio.wait_for(self._clock_moved.wait(), 0.05)
         finally:
             self.faults.held -= 1
-        # The gateway checks api-expires on the wall clock; the held request reaches the
-        # engine at the later of real time and its simulated arrival.
-        arrived = max(time.time(), wall + (clock.now() - start).total_seconds())
+        # The gateway checks api-expires on its own clock; the held request reaches the
+        # engine at the later of that clock and its simulated arrival.
+        arrived = max(self.exchange_time(), wall + (clock.now() - start).total_seconds())
         expires = int(request.headers.get("api-expires") or 0)
         if expires < arrived:
             raise ApiError(
