@@ -190,7 +190,11 @@ class DeliveryLimits:
         )
 
 
-class _Bucket:
+class TokenBucket:
+    """`capacity` tokens refilled at `rate` a second: Telegram's flood limits have this
+    shape (a burst, then a steady pace). Shared by this queue and the handlers' per-chat
+    rate limiter, so both pace alike."""
+
     __slots__ = ("capacity", "rate", "tokens", "updated")
 
     def __init__(self, capacity: float, rate: float, now: float) -> None:
@@ -201,6 +205,10 @@ class _Bucket:
             self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def full(self, now: float) -> bool:
+        self.wait(now)
+        return self.tokens >= self.capacity
 
     def empty(self, now: float) -> None:
         self.wait(now)
@@ -228,9 +236,9 @@ class _Chat:
         self.jobs: deque[_Job] = deque()
         self.sending = False
         self.not_before = 0.0
-        self.bucket = _Bucket(limits.chat_burst, limits.per_chat_per_sec, now)
-        self.edits = _Bucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
-        self.group = (_Bucket(limits.group_per_min, limits.group_per_min / 60, now)
+        self.bucket = TokenBucket(limits.chat_burst, limits.per_chat_per_sec, now)
+        self.edits = TokenBucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
+        self.group = (TokenBucket(limits.group_per_min, limits.group_per_min / 60, now)
                       if chat_id < 0 else None)
 
     def priority(self) -> int:
@@ -291,7 +299,7 @@ class DeliveryQueue:
         self.wall = wall
         self._seq = itertools.count()
         self._chats: dict[int, _Chat] = {}
-        self._global = _Bucket(self.limits.global_burst, self.limits.global_per_sec, clock())
+        self._global = TokenBucket(self.limits.global_burst, self.limits.global_per_sec, clock())
         self._gone: set[int] = set()  # chats that said "unreachable" (groups: not in the DB)
         # Chats whose latest message did not go out (refused, given up on, or skipped as
         # blocked): callers that record "sent" (alerts) ask `undelivered` first.

@@ -33,6 +33,7 @@ from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from bot.metrics import Metrics
+from bot.notify import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -72,34 +73,13 @@ class ChatLimits:
                           self.edit_burst)
 
 
-class _Bucket:
-    __slots__ = ("capacity", "rate", "tokens", "updated")
-
-    def __init__(self, capacity: float, rate: float, now: float) -> None:
-        self.capacity, self.rate, self.tokens, self.updated = capacity, rate, capacity, now
-
-    def wait(self, now: float) -> float:
-        if now > self.updated:
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-
-    def full(self, now: float) -> bool:
-        self.wait(now)
-        return self.tokens >= self.capacity
-
-    def empty(self, now: float) -> None:
-        self.wait(now)
-        self.tokens = min(self.tokens, 0.0)
-
-
 class _Chat:
     __slots__ = ("edits", "group", "not_before", "sends", "waiting", "wake")
 
     def __init__(self, chat_id: int, limits: ChatLimits, now: float) -> None:
-        self.sends = _Bucket(limits.chat_burst, limits.per_chat_per_sec, now)
-        self.edits = _Bucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
-        self.group = (_Bucket(limits.group_per_min, limits.group_per_min / 60, now)
+        self.sends = TokenBucket(limits.chat_burst, limits.per_chat_per_sec, now)
+        self.edits = TokenBucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
+        self.group = (TokenBucket(limits.group_per_min, limits.group_per_min / 60, now)
                       if chat_id < 0 else None)
         self.not_before = 0.0  # paused by a 429 until then
         self.waiting: list[tuple[int, int, bool]] = []  # (priority, seq, edit) in line
