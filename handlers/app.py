@@ -56,6 +56,9 @@ PRIVATE_MENU = [
 # Webhook deliveries arrive concurrently (Telegram's max_connections): an update waits at
 # most this long for lower update ids still on their way, so each chat keeps its order.
 WEBHOOK_REORDER_WINDOW = 2.0  # seconds
+# HTTP connections to the Bot API, and how many of them paced sends may never take: a
+# press's answer must find a free one however many chats have a reply waiting.
+POOL_SIZE, POOL_UNPACED = 64, 16
 
 # The update types the handlers use, asked for by name: `chat_member` is sent only to bots
 # that ask (promotions and demotions keep the admin caches honest); polls, reactions,
@@ -135,12 +138,13 @@ def build_application(
         .read_timeout(15)
         .write_timeout(30)
         .pool_timeout(10)
-        .connection_pool_size(64)
+        .connection_pool_size(POOL_SIZE)
         .get_updates_read_timeout(40)
     )
     if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
         builder = builder.rate_limiter(ChatRateLimiter(
-            ChatLimits().scaled(settings.TELEGRAM_TIME_SCALE), max_retries=rate_limiter_retries))
+            ChatLimits().scaled(settings.TELEGRAM_TIME_SCALE), max_retries=rate_limiter_retries,
+            max_in_flight=POOL_SIZE - POOL_UNPACED))
     app = builder.build()
     if services is not None:
         attach(app, services)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -12,6 +13,8 @@ from telegram.ext import ContextTypes, ExtBot
 
 from bot.services import Services
 from handlers.ratelimit import Pace
+
+log = logging.getLogger(__name__)
 
 # Within a group, what waits for the group's 20 messages a minute goes out in this order:
 # signal cards, admins' answers and warnings first, members' reads (help, stats) last.
@@ -60,6 +63,21 @@ async def reply(update: Update, text: str, *, urgent: bool = False,
         pace = Pace(priority=URGENT if urgent else READ)
         return await bot.send_message(chat.id, text, rate_limit_args=pace, **kwargs)
     return await chat.send_message(text, **kwargs)
+
+
+async def answer_press(update: Update, text: str | None = None, **kwargs: Any) -> None:
+    """Answer the press (stop the spinner). An answer that comes after Telegram's ~15 s
+    (a busy bot) is refused as "query is too old": the press still does what was asked,
+    or the person who pressed gets nothing at all."""
+    q = update.callback_query
+    if q is None:
+        return
+    try:
+        await q.answer(text, **kwargs)
+    except BadRequest as e:
+        if "query is too old" not in e.message.lower():
+            raise
+        log.info("press answered too late for Telegram; acting on it anyway")
 
 
 def anonymous_admin(update: Update) -> bool:

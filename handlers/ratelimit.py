@@ -14,7 +14,11 @@ overall (see TELEGRAM.md). Here:
 - no overall cap: replies to people who just wrote are not held to the bulk 30/s (bulk
   notifications are paced by bot.notify.DeliveryQueue, which has one);
 - within a chat, waiting sends go out by priority (`Pace.priority`, lower first), then in
-  the order they were asked for, so an admin's signal card overtakes members' reads.
+  the order they were asked for, so an admin's signal card overtakes members' reads;
+- at most `max_in_flight` paced requests are on the wire at once, fewer than the HTTP
+  pool's connections: with a hundred chats each allowed a message, the paced sends would
+  otherwise take every connection, and a press's answer (and everything else sent at once)
+  would queue behind them for seconds, past the pool timeout, and be lost.
 """
 
 from __future__ import annotations
@@ -129,9 +133,12 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
     """Paces sends per chat; a 429 pauses only its chat (see the module docstring)."""
 
     def __init__(self, limits: ChatLimits | None = None, *, max_retries: int = 3,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_in_flight: int = 48) -> None:
         self.limits = limits or ChatLimits()
         self.max_retries = max_retries
+        # Waiting here holds no connection, so no pool timeout strikes a paced send.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self.clock = clock
         self._chats: dict[int | str, _Chat] = {}
         self._seq = itertools.count()
@@ -172,7 +179,8 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
         while True:
             chat = await self._turn(key, pace.priority, edit)
             try:
-                return await callback(*args, **kwargs)
+                async with self._in_flight:
+                    return await callback(*args, **kwargs)
             except RetryAfter as e:
                 self._count_429()
                 seconds = _retry_seconds(e)

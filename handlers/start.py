@@ -9,7 +9,7 @@ from telegram import Update
 from bot import parse as P
 from bot.notify import Button
 from bot.parsing.usage import help_text
-from handlers.common import Context, is_private, read_reply, reply, services
+from handlers.common import Context, answer_press, is_private, read_reply, reply, services
 from handlers.render import account_line, markup
 from handlers.router import route
 
@@ -83,7 +83,7 @@ async def on_menu_press(update: Update, context: Context) -> None:
 
     q = update.callback_query
     assert q is not None
-    await q.answer()
+    await answer_press(update)
     what = (q.data or "").partition(":")[2]
     if what == "positions":
         await trade.positions(update, context, P.Positions())

@@ -15,7 +15,7 @@ from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Instrument
 from bot.notify import Button
 from bot.trading import Card, parse_callback
-from handlers.common import Context, reply, services
+from handlers.common import Context, answer_press, reply, services
 from handlers.render import balances, markup, order_block, position_block
 from handlers.router import route
 
@@ -187,7 +187,7 @@ async def on_row_press(update: Update, context: Context) -> None:
     uid, cid = _ids(update)
     trading = services(context).trading
     kind, _, ref = q.data.partition(":")
-    await q.answer()  # at once: the card needs BitMEX, which may be slow
+    await answer_press(update)  # at once: the card needs BitMEX, which may be slow
     try:
         if kind == "oc":
             card = await trading.preview_cancel(uid, cid, ref)

@@ -95,3 +95,37 @@ async def test_in_a_group_urgent_sends_overtake_waiting_reads() -> None:
     order = [label for label, _, _ in server.log]
     # The burst went at once; the card is the first of what had to wait.
     assert order.index("card") == 2, order
+
+
+async def test_a_press_is_answered_while_a_hundred_chats_have_replies_on_the_wire() -> None:
+    """The bench's stall (100 users x 5 rounds under real flood limits): every chat's reply
+    took a connection of the HTTP pool while Telegram was slow to answer, and the presses'
+    answers queued behind them until the pool timeout dropped them. Here the pool is 8
+    connections with a pool timeout; paced sends may hold at most 6 of them."""
+    pool, slow = asyncio.Semaphore(8), asyncio.Event()
+    answered: list[str] = []
+
+    def over_the_pool(label: str) -> Any:
+        async def callback() -> bool:
+            await asyncio.wait_for(pool.acquire(), 0.5)  # httpx's PoolTimeout, shortened
+            try:
+                if label == "sendMessage":
+                    await slow.wait()  # Telegram busy: the connection stays taken
+                answered.append(label)
+                return True
+            finally:
+                pool.release()
+
+        return callback
+
+    limiter = ChatRateLimiter(ChatLimits().scaled(FAST), max_in_flight=6)
+    replies = [asyncio.create_task(limiter.process_request(
+        over_the_pool("sendMessage"), (), {}, "sendMessage", {"chat_id": c}, None))
+        for c in range(1, 101)]
+    await asyncio.sleep(0.01)
+    assert await limiter.process_request(over_the_pool("answerCallbackQuery"), (), {},
+                                         "answerCallbackQuery", {}, None)
+    assert answered == ["answerCallbackQuery"]
+    slow.set()
+    assert all(await asyncio.gather(*replies))  # and no reply was lost to the pool timeout
+    assert answered.count("sendMessage") == 100
