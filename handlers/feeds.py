@@ -16,7 +16,15 @@ from bot.signals import looks_like_signal, recognise
 from handlers import router
 from handlers.access import group_admin_now
 from handlers.chats import advise_rights
-from handlers.common import Context, is_private, read_reply, reply, services, topic
+from handlers.common import (
+    Context,
+    answer_press,
+    is_private,
+    read_reply,
+    reply,
+    services,
+    topic,
+)
 from handlers.render import markup
 from handlers.router import route
 
@@ -163,7 +171,7 @@ async def on_press(update: Update, context: Context) -> None:
             return
         if len(parts) == 4 and parts[1] == "a" and _id(parts[2]):
             text, buttons = await feeds.set_auto(uid, int(parts[2]), parts[3] == "1")
-            await q.answer()
+            await answer_press(update)
             await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
             return
     except UserError as e:
@@ -184,7 +192,7 @@ async def _follow_press(update: Update, context: Context, signal_id: int) -> Non
         # Telegram opens this link for the presser: /start f<id> there sends the preview.
         await q.answer(url=f"https://t.me/{context.bot.username}?start=f{signal_id}")
         return
-    await q.answer("Your preview is on its way to our private chat.")
+    await answer_press(update, "Your preview is on its way to our private chat.")
     try:
         await _feeds(context).deliver_preview(uid, signal_id)
     except UserError:
