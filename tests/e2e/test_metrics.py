@@ -20,6 +20,7 @@ from bot.sandbox.telegram import FloodLimits, TelegramEmulator
 from bot.services import create_services
 from bot.vault import generate_key
 from tests.e2e.harness import Harness
+from tests.e2e.test_live import wait_text
 from tests.e2e.test_process import converse, free_port, run_bot, stop
 
 SYM = "XBTUSD"
@@ -89,7 +90,10 @@ async def test_metrics_count_a_scripted_session(mh: tuple[Harness, int]) -> None
     await alice.send("/buy 100 xbtusd")
     h.sim.faults.fail_next(1, status=503)  # BitMEX sheds the first attempt; the retry lands
     await alice.press("✅ Confirm")
-    assert "Order filled" in alice.last_text, alice.transcript
+    # The card is edited to the outcome; the fill message comes from the private stream,
+    # before or after the press's handling ends.
+    await wait_text(h, alice, "Order filled")
+    assert any("✅ Filled" in t for t in alice.bot_texts), alice.transcript
     await alice.send("/alert xbtusd above 1000000")
     assert "Alert set" in alice.last_text, alice.transcript
 
