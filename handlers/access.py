@@ -21,7 +21,7 @@ from bot.keyshape import looks_secret
 from bot.parsing.grammar import _HEAD_RE as HEAD_RE
 from bot.parsing.usage import canonical
 from bot.ratelimit import UserRateLimiter
-from handlers.common import Context, anonymous_admin, reply, services
+from handlers.common import Context, anonymous_admin, reply
 
 # Commands that touch a personal account: never served in a group.
 PRIVATE_ONLY = frozenset({
@@ -138,7 +138,7 @@ async def delete_quietly(update: Update) -> bool:
 
 async def gate(update: Update, context: Context) -> None:
     """Refuse or let through; a refusal ends the update here."""
-    svc = services(context)
+    svc = context.services
     if update.my_chat_member is not None or update.chat_member is not None:
         raise ApplicationHandlerStop  # handled before the gate (handlers/chats.py)
     msg = update.effective_message
@@ -190,9 +190,9 @@ async def gate(update: Update, context: Context) -> None:
             raise ApplicationHandlerStop
 
     if command in GROUP_READS and not private and not anonymous:
-        reads = context.application.bot_data.get("group_read_limit")
+        reads = context.bot_data.group_read_limit
         if reads is None:
-            reads = context.application.bot_data["group_read_limit"] = UserRateLimiter(
+            reads = context.bot_data.group_read_limit = UserRateLimiter(
                 GROUP_READS_PER_MIN, GROUP_READS_BURST)
         allowed, tell = reads.check(user.id)
         if not allowed:
@@ -212,7 +212,7 @@ async def gate(update: Update, context: Context) -> None:
             await q.answer("That works in a private chat with me.", show_alert=True)
             raise ApplicationHandlerStop
 
-    seen: dict[int, float] = context.application.bot_data.setdefault("seen_users", {})
+    seen = context.bot_data.seen_users
     now = time.monotonic()
     if private and now - seen.get(user.id, -_TOUCH_EVERY) >= _TOUCH_EVERY:
         seen[user.id] = now

@@ -6,14 +6,14 @@ from telegram import Update
 
 from bot import parse as P
 from bot.admin import broadcast, stats_text
-from handlers.common import Context, reply, services
+from handlers.common import Context, reply
 from handlers.router import route
 
 
 def _operator(update: Update, context: Context) -> bool:
     # The gate already refuses others; this holds even if a spelling ever slips past it.
     user = update.effective_user
-    return user is not None and services(context).is_admin(user.id)
+    return user is not None and context.services.is_admin(user.id)
 
 
 @route(P.Stats)
@@ -21,7 +21,7 @@ async def stats(update: Update, context: Context, intent: P.Stats) -> None:
     """/stats: counts and error rates."""
     if not _operator(update, context):
         return
-    await reply(update, await stats_text(services(context)))
+    await reply(update, await stats_text(context.services))
 
 
 @route(P.Broadcast)
@@ -29,5 +29,5 @@ async def broadcast_cmd(update: Update, context: Context, intent: P.Broadcast) -
     """/broadcast TEXT: to every user who has not blocked the bot."""
     if not _operator(update, context):
         return
-    n = await broadcast(services(context), intent.text)
+    n = await broadcast(context.services, intent.text)
     await reply(update, f"📣 Broadcasting to {n} user(s); it goes out behind users' replies.")

@@ -12,26 +12,22 @@ from bot.alerts.service import AlertService, parse_callback
 from bot.errors import UserError
 from bot.liqfeed import LiqFeed, compact
 from handlers.access import group_admin_now
-from handlers.common import Context, reply, services, topic
+from handlers.common import Context, reply, topic
 from handlers.render import markup
 from handlers.router import route
 
 
 def _alerts(context: Context) -> AlertService:
-    svc = services(context).alerts
+    svc = context.services.alerts
     assert svc is not None, "create_services starts the alert service"
     return svc
 
 
 def _liqfeed(context: Context) -> LiqFeed:
-    svc = services(context).liqfeed
+    svc = context.services.liqfeed
     assert svc is not None, "create_services starts the liquidation feed"
     return svc
 
-
-def _ids(update: Update) -> tuple[int, int]:
-    assert update.effective_user is not None and update.effective_chat is not None
-    return update.effective_user.id, update.effective_chat.id
 
 
 async def is_chat_admin(update: Update, context: Context) -> bool:
@@ -50,7 +46,7 @@ async def alert(update: Update, context: Context,
                 intent: P.PriceAlert | P.MoveAlert | P.FundingAlert) -> None:
     """/alert SYM above|below PRICE, move N% [in W], funding above|below X%."""
     await _require_admin(update, context, "set alerts")
-    uid, cid = _ids(update)
+    uid, cid = context.user_id, context.chat_id
     svc = _alerts(context)
     info = await svc.create(uid, cid, intent, topic(update))
     await reply(update, f"✅ Alert set: {svc.describe(info)}\nI'll post here when it fires. "
@@ -60,7 +56,7 @@ async def alert(update: Update, context: Context,
 @route(P.Alerts)
 async def alerts(update: Update, context: Context, intent: P.Alerts) -> None:
     """/alerts: this chat's active alerts, each with a Delete button."""
-    _, cid = _ids(update)
+    cid = context.chat_id
     svc = _alerts(context)
     text, buttons = svc.listing(await svc.for_chat(cid))
     await reply(update, text, reply_markup=markup(buttons))
@@ -70,7 +66,7 @@ async def alerts(update: Update, context: Context, intent: P.Alerts) -> None:
 async def unalert(update: Update, context: Context, intent: P.Unalert) -> None:
     """/unalert ID | all."""
     await _require_admin(update, context, "delete alerts")
-    _, cid = _ids(update)
+    cid = context.chat_id
     svc = _alerts(context)
     if intent.alert_id is None:
         n = await svc.delete_all(cid)
@@ -85,7 +81,7 @@ async def unalert(update: Update, context: Context, intent: P.Unalert) -> None:
 async def liqfeed(update: Update, context: Context, intent: P.LiqFeed) -> None:
     """/liqfeed [SYM] min SIZE | off: market liquidations posted to this chat."""
     await _require_admin(update, context, "change the liquidation feed")
-    uid, cid = _ids(update)
+    uid, cid = context.user_id, context.chat_id
     feed = _liqfeed(context)
     what = html.escape(intent.symbol) if intent.symbol else "all symbols"
     if intent.min_usd is None:
@@ -109,7 +105,7 @@ async def on_alert_press(update: Update, context: Context) -> None:
     if not await is_chat_admin(update, context):
         await q.answer("Only group admins can delete alerts here.", show_alert=True)
         return
-    _, cid = _ids(update)
+    cid = context.chat_id
     svc = _alerts(context)
     try:
         await svc.delete(cid, alert_id)

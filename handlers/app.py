@@ -31,6 +31,7 @@ from bot.prefs import Preferences
 from bot.services import Services, create_services
 from bot.webhook import Deliver, WebhookListener
 from handlers import jobs, register
+from handlers.context import CONTEXT_TYPES
 from handlers.metrics import wire
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
@@ -106,7 +107,7 @@ def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -
         TelegramNotifier(app.bot, on_migrated=moved), audience=audience,
         on_blocked=services.mark_blocked,
         limits=DeliveryLimits().scaled(services.settings.TELEGRAM_TIME_SCALE))
-    app.bot_data["services"] = services
+    app.bot_data.services = services
     from bot.feeds import feeds_of
     from handlers.feeds import member_lookup
 
@@ -128,6 +129,7 @@ def build_application(
     # Any: the builder's generic type changes with the rate limiter chosen below.
     builder: Any = (
         ApplicationBuilder()
+        .context_types(CONTEXT_TYPES)
         .token(token or settings.token or "")
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")

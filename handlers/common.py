@@ -9,9 +9,9 @@ from typing import Any
 from telegram import Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes, ExtBot
+from telegram.ext import ExtBot
 
-from bot.services import Services
+from handlers.context import BotContext
 from handlers.ratelimit import Pace
 
 log = logging.getLogger(__name__)
@@ -20,13 +20,8 @@ log = logging.getLogger(__name__)
 # signal cards, admins' answers and warnings first, members' reads (help, stats) last.
 URGENT, READ = 0, 6
 
-Context = ContextTypes.DEFAULT_TYPE
-
-
-def services(context: Context) -> Services:
-    svc = context.application.bot_data["services"]
-    assert isinstance(svc, Services)
-    return svc
+# Every handler's context: `context.services`, `context.user_id`, `context.chat_id`.
+Context = BotContext
 
 
 def is_private(update: Update) -> bool:
@@ -100,8 +95,7 @@ async def read_reply(update: Update, context: Context, what: str, text: str) -> 
     if chat is None or user is None or chat.type == "private":
         await reply(update, text)
         return
-    reads: dict[tuple[int, int, str], tuple[int, float, str]] = (
-        context.application.bot_data.setdefault("group_reads", {}))
+    reads = context.bot_data.group_reads
     key = (chat.id, user.id, what)
     now = time.monotonic()
     last = reads.get(key)

@@ -76,7 +76,7 @@ def new_ref() -> str:
 async def on_error(update: object, context: Context) -> None:
     """Log the failure (redacted by the log filter) and tell the user with a reference id."""
     err = context.error
-    services = context.bot_data.get("services")
+    services = context.bot_data.services
     if services is not None:
         services.metrics.update_failed(failure_cause(err))
     if isinstance(err, Forbidden):

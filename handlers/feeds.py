@@ -22,7 +22,6 @@ from handlers.common import (
     is_private,
     read_reply,
     reply,
-    services,
     topic,
 )
 from handlers.render import markup
@@ -30,7 +29,7 @@ from handlers.router import route
 
 
 def _feeds(context: Context) -> Feeds:
-    return feeds_of(services(context))
+    return feeds_of(context.services)
 
 
 async def _is_admin(update: Update, context: Context) -> bool:
@@ -102,7 +101,7 @@ async def on_group_text(update: Update, context: Context) -> bool:
     if feed_row is None or not feed_row.active or not await _is_admin(update, context):
         return False  # members' messages are never signals, whatever their shape
     user = update.effective_user
-    book = await services(context).symbol_book(user.id if user else None)
+    book = await context.services.symbol_book(user.id if user else None)
     sig = recognise(msg.text, book)  # UserError (a refusal with its reason) is replied
     if sig is None:
         return False
@@ -127,23 +126,20 @@ async def feedstats(update: Update, context: Context, intent: P.FeedStats) -> No
 @route(P.Follow)
 async def follow(update: Update, context: Context, intent: P.Follow) -> None:
     """/follow FEED risk N% [max $N] | size $N | size N: how big each signal is for you."""
-    assert update.effective_user is not None
-    text, buttons = await _feeds(context).follow(update.effective_user.id, intent)
+    text, buttons = await _feeds(context).follow(context.user_id, intent)
     await reply(update, text, reply_markup=markup(buttons))
 
 
 @route(P.Unfollow)
 async def unfollow(update: Update, context: Context, intent: P.Unfollow) -> None:
     """/unfollow FEED."""
-    assert update.effective_user is not None
-    await reply(update, await _feeds(context).unfollow(update.effective_user.id, intent.feed))
+    await reply(update, await _feeds(context).unfollow(context.user_id, intent.feed))
 
 
 @route(P.Feeds)
 async def feeds_list(update: Update, context: Context, intent: P.Feeds) -> None:
     """/feeds: the feeds you follow and how big."""
-    assert update.effective_user is not None
-    await reply(update, await _feeds(context).list_follows(update.effective_user.id))
+    await reply(update, await _feeds(context).list_follows(context.user_id))
 
 
 MEMBER_STATUSES = frozenset({"creator", "administrator", "member"})
@@ -158,8 +154,8 @@ def _id(text: str) -> bool:
 async def on_press(update: Update, context: Context) -> None:
     """fd:f:<signal> Follow (a private preview) · fd:a:<feed>:<0|1> auto mode."""
     q = update.callback_query
-    assert q is not None and q.data is not None and update.effective_user is not None
-    uid = update.effective_user.id
+    assert q is not None and q.data is not None
+    uid = context.user_id
     parts = q.data.split(":")
     feeds = _feeds(context)
     try:
@@ -185,9 +181,9 @@ async def _follow_press(update: Update, context: Context, signal_id: int) -> Non
     longer than Telegram waits for an answer), then the preview goes to the private chat.
     Someone the bot may not write to yet is taken there by the answer's link instead."""
     q = update.callback_query
-    assert q is not None and update.effective_user is not None
-    uid = update.effective_user.id
-    user = await services(context).get_user(uid)
+    assert q is not None
+    uid = context.user_id
+    user = await context.services.get_user(uid)
     if user is None or user.blocked:
         # Telegram opens this link for the presser: /start f<id> there sends the preview.
         await q.answer(url=f"https://t.me/{context.bot.username}?start=f{signal_id}")

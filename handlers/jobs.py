@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telegram.ext import Application, ContextTypes, JobQueue
+from telegram.ext import JobQueue
 
 from bot.scheduler import (
     EXPIRE_EVERY,
@@ -23,22 +23,16 @@ from bot.scheduler import (
 )
 from bot.services import Services, save_paper_engine
 from bot.trading import repair_cards, settle_cards
+from handlers.context import App, BotContext
 
 log = logging.getLogger(__name__)
 
-App = Application[Any, Any, Any, Any, Any, Any]
 
 
-def _services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    svc = context.application.bot_data["services"]
-    assert isinstance(svc, Services)
-    return svc
-
-
-async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def expire_job(context: BotContext) -> None:
     """Edit order cards whose confirmation window has passed, and settle those BitMEX
     never answered (looked up by clOrdID)."""
-    svc = _services(context)
+    svc = context.services
     count = await expire_cards(svc)
     if count:
         log.info("expired %d order card(s)", count)
@@ -50,9 +44,9 @@ async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
         log.info("repaired %d order card(s) whose outcome edit had failed", repaired)
 
 
-async def purge_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def purge_job(context: BotContext) -> None:
     """Delete final order cards older than 30 days: the table must not grow forever."""
-    count = await purge_cards(_services(context))
+    count = await purge_cards(context.services)
     if count:
         log.info("purged %d old order card(s)", count)
 
@@ -60,17 +54,17 @@ async def purge_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 PAPER_SAVE_EVERY = 30.0  # seconds: what a crash can lose of paper trading
 
 
-async def save_paper_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def save_paper_job(context: BotContext) -> None:
     """Keep paper accounts on disk so a crash or redeploy does not reset them."""
-    await save_paper_engine(_services(context))
+    await save_paper_engine(context.services)
 
 
-async def summary_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def summary_job(context: BotContext) -> None:
     """Send one scheduled summary and register the next run."""
     assert context.job is not None
     schedule_id = context.job.data
     assert isinstance(schedule_id, int)
-    nxt = await Schedules(_services(context)).run(schedule_id)
+    nxt = await Schedules(context.services).run(schedule_id)
     if nxt is not None and context.job_queue is not None:
         schedule(context.job_queue, nxt)
 

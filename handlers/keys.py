@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from telegram import Update
+from telegram.ext import JobQueue
 
 from bot import parse as P
 from bot.accounts import Connected
@@ -14,7 +15,7 @@ from bot.errors import UserError
 from bot.logs import expect_secret, stop_expecting
 from bot.notify import Button
 from handlers.access import delete_quietly
-from handlers.common import Context, reply, services
+from handlers.common import Context, reply
 from handlers.render import UNBOUND_WARNING, account_line, balances, markup
 from handlers.router import html_safe, route
 
@@ -37,7 +38,8 @@ def _set_flow(context: Context, flow: dict[str, Any] | None, user_id: int | None
             stop_expecting(user_id)
         return
     context.user_data["connect"] = flow
-    jq = context.job_queue
+    # Any: PTB types the queue by the context's own type variable, which mypy cannot bind.
+    jq: JobQueue[Any] | None = context.job_queue
     if user_id is not None:
         # Library debug logs print the next messages before any handler runs: mask them.
         expect_secret(user_id, FLOW_TIMEOUT + 5)
@@ -67,7 +69,7 @@ async def in_connect_flow(update: Update, context: Context) -> bool:
     if flow is None or msg is None or not msg.text:
         return False
     text = msg.text.strip()
-    uid = update.effective_user.id if update.effective_user is not None else None
+    uid = context.user_id if update.effective_user is not None else None
     if text.startswith("/"):
         _set_flow(context, None, uid)
         if text.split()[0].lower() in ("/cancel", "/stop"):
@@ -83,8 +85,7 @@ async def in_connect_flow(update: Update, context: Context) -> bool:
         return True
     if flow["step"] == "key":
         flow.update(step="secret", key=text, deadline=time.monotonic() + FLOW_TIMEOUT)
-        assert update.effective_user is not None
-        _set_flow(context, flow, update.effective_user.id)  # the clock starts again
+        _set_flow(context, flow, context.user_id)  # the clock starts again
         await reply(update, "Got the key id (message deleted). Now send the <b>API secret</b>. "
                             "I'll delete it at once. /cancel to stop.")
         return True
@@ -95,10 +96,9 @@ async def in_connect_flow(update: Update, context: Context) -> bool:
 
 async def _finish_connect(update: Update, context: Context, network: str, key: str,
                           secret: str) -> None:
-    assert update.effective_user is not None
-    await context.bot.send_chat_action(update.effective_user.id, "typing")
+    await context.bot.send_chat_action(context.user_id, "typing")
     try:
-        result = await services(context).accounts.connect(update.effective_user.id, network,
+        result = await context.services.accounts.connect(context.user_id, network,
                                                           key, secret)
     except UserError as e:
         await reply(update, html_safe(str(e)))
@@ -123,10 +123,9 @@ def _connected_text(result: Connected) -> str:
 @route(P.Connect)
 async def connect(update: Update, context: Context, intent: P.Connect) -> None:
     """/connect [network] [KEY SECRET]: verify and store a key, or start the two-step flow."""
-    assert update.effective_user is not None
-    svc = services(context)
+    svc = context.services
     if intent.network == "paper":
-        result = await svc.accounts.connect_paper(update.effective_user.id)
+        result = await svc.accounts.connect_paper(context.user_id)
         await reply(update, _connected_text(result))
         return
     if intent.key_id and intent.secret:
@@ -134,7 +133,7 @@ async def connect(update: Update, context: Context, intent: P.Connect) -> None:
         await _finish_connect(update, context, intent.network, intent.key_id, intent.secret)
         return
     _set_flow(context, {"network": intent.network, "step": "key",
-                        "deadline": time.monotonic() + FLOW_TIMEOUT}, update.effective_user.id)
+                        "deadline": time.monotonic() + FLOW_TIMEOUT}, context.user_id)
     await reply(update, f"Connecting a <b>{intent.network}</b> key. Create one at {KEY_PAGE}; "
                         "never give it Withdraw permission.\nSend the <b>API key id</b> now "
                         "(I'll delete every message that holds a secret). /cancel to stop.")
@@ -143,8 +142,7 @@ async def connect(update: Update, context: Context, intent: P.Connect) -> None:
 @route(P.Accounts)
 async def accounts(update: Update, context: Context, intent: P.Accounts) -> None:
     """/accounts: every connected account, the active one marked."""
-    assert update.effective_user is not None
-    rows = await services(context).accounts.list(update.effective_user.id)
+    rows = await context.services.accounts.list(context.user_id)
     if not rows:
         await reply(update, "No accounts yet. /connect testnet or /connect paper.")
         return
@@ -155,19 +153,17 @@ async def accounts(update: Update, context: Context, intent: P.Accounts) -> None
 @route(P.Use)
 async def use(update: Update, context: Context, intent: P.Use) -> None:
     """/use NETWORK: switch the active account."""
-    assert update.effective_user is not None
-    acc = await services(context).accounts.use(update.effective_user.id, intent.network)
+    acc = await context.services.accounts.use(context.user_id, intent.network)
     await reply(update, f"Active account: {account_line(acc)}")
 
 
 @route(P.Disconnect)
 async def disconnect(update: Update, context: Context, intent: P.Disconnect) -> None:
     """/disconnect [network]: ask first, then forget the key."""
-    assert update.effective_user is not None
-    svc = services(context)
+    svc = context.services
     network = intent.network or (await svc.accounts.require_active(
-        update.effective_user.id)).network
-    known = {a.network for a in await svc.accounts.list(update.effective_user.id)}
+        context.user_id)).network
+    known = {a.network for a in await svc.accounts.list(context.user_id)}
     if network not in known:
         raise UserError(f"No {network} account is connected.")
     buttons = [[Button("🗑 Forget it", f"k:d:{network}"), Button("Keep", "k:x")]]
@@ -178,11 +174,11 @@ async def disconnect(update: Update, context: Context, intent: P.Disconnect) -> 
 async def on_disconnect_press(update: Update, context: Context) -> None:
     """The Forget/Keep buttons: act only on the presser's own account."""
     q = update.callback_query
-    assert q is not None and q.data is not None and update.effective_user is not None
+    assert q is not None and q.data is not None
     parts = q.data.split(":")
     if len(parts) == 3 and parts[1] == "d":
         try:
-            await services(context).accounts.disconnect(update.effective_user.id, parts[2])
+            await context.services.accounts.disconnect(context.user_id, parts[2])
         except UserError as e:
             await q.answer(str(e)[:190], show_alert=True)
             return

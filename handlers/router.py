@@ -18,7 +18,7 @@ from telegram import Update
 
 from bot import parse as P
 from bot.errors import UserError
-from handlers.common import Context, is_private, reply, services
+from handlers.common import Context, is_private, reply
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ async def on_text(update: Update, context: Context) -> None:
 
     if private and await keys.in_connect_flow(update, context):
         return
-    svc = services(context)
+    svc = context.services
     user = update.effective_user
     try:
         book = await svc.symbol_book(user.id if user else None)

@@ -9,7 +9,7 @@ from telegram import Update
 from bot import parse as P
 from bot.notify import Button
 from bot.parsing.usage import help_text
-from handlers.common import Context, answer_press, is_private, read_reply, reply, services
+from handlers.common import Context, answer_press, is_private, read_reply, reply
 from handlers.render import account_line, markup
 from handlers.router import route
 
@@ -21,7 +21,7 @@ MENU = [
 
 async def start(update: Update, context: Context) -> None:
     """Greet, show the active account, point to the first steps."""
-    svc = services(context)
+    svc = context.services
     user = update.effective_user
     assert user is not None
     name = html.escape(user.first_name or "trader")
@@ -54,7 +54,7 @@ async def start(update: Update, context: Context) -> None:
 
 def _help(update: Update, context: Context, topic: str | None) -> str:
     user = update.effective_user
-    operator = user is not None and services(context).is_admin(user.id)
+    operator = user is not None and context.services.is_admin(user.id)
     return help_text(topic, group=not is_private(update), operator=operator)
 
 

@@ -15,7 +15,7 @@ from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Instrument
 from bot.notify import Button
 from bot.trading import Card, parse_callback
-from handlers.common import Context, answer_press, reply, services
+from handlers.common import Context, answer_press, reply
 from handlers.render import balances, markup, order_block, position_block
 from handlers.router import route
 
@@ -25,35 +25,31 @@ log = logging.getLogger(__name__)
 async def show_card(update: Update, context: Context, card: Card) -> None:
     msg = await reply(update, card.text, reply_markup=markup(card.buttons))
     if msg is not None and card.intent_id is not None and card.buttons:
-        await services(context).trading.attach_message(card.intent_id, msg.message_id)
+        await context.services.trading.attach_message(card.intent_id, msg.message_id)
 
-
-def _ids(update: Update) -> tuple[int, int]:
-    assert update.effective_user is not None and update.effective_chat is not None
-    return update.effective_user.id, update.effective_chat.id
 
 
 @route(P.Order)
 async def order(update: Update, context: Context, intent: P.Order) -> None:
     """/buy /sell /long /short: a preview card."""
-    uid, cid = _ids(update)
-    await show_card(update, context, await services(context).trading.preview_order(uid, cid,
+    uid, cid = context.user_id, context.chat_id
+    await show_card(update, context, await context.services.trading.preview_order(uid, cid,
                                                                                    intent))
 
 
 @route(P.Close)
 async def close(update: Update, context: Context, intent: P.Close) -> None:
     """/close: a reduce-only preview card."""
-    uid, cid = _ids(update)
-    await show_card(update, context, await services(context).trading.preview_close(uid, cid,
+    uid, cid = context.user_id, context.chat_id
+    await show_card(update, context, await context.services.trading.preview_close(uid, cid,
                                                                                    intent))
 
 
 @route(P.CancelOrder, P.CancelAll)
 async def cancel(update: Update, context: Context, intent: P.CancelOrder | P.CancelAll) -> None:
     """/cancel ID | all [SYM]: a cancel card."""
-    uid, cid = _ids(update)
-    trading = services(context).trading
+    uid, cid = context.user_id, context.chat_id
+    trading = context.services.trading
     if isinstance(intent, P.CancelOrder):
         card = await trading.preview_cancel(uid, cid, intent.ref)
     else:
@@ -64,8 +60,8 @@ async def cancel(update: Update, context: Context, intent: P.CancelOrder | P.Can
 @route(P.Leverage)
 async def leverage(update: Update, context: Context, intent: P.Leverage) -> None:
     """/leverage SYM N|cross: immediate when flat, a card when a position is open."""
-    uid, cid = _ids(update)
-    result = await services(context).trading.preview_leverage(uid, cid, intent)
+    uid, cid = context.user_id, context.chat_id
+    result = await context.services.trading.preview_leverage(uid, cid, intent)
     if isinstance(result, str):
         await reply(update, html.escape(result))
     else:
@@ -75,8 +71,8 @@ async def leverage(update: Update, context: Context, intent: P.Leverage) -> None
 @route(P.Orders)
 async def orders(update: Update, context: Context, intent: P.Orders) -> None:
     """/orders: open orders, each with a Cancel button."""
-    uid, _ = _ids(update)
-    svc = services(context)
+    uid = context.user_id
+    svc = context.services
     acc = await svc.accounts.require_active(uid)
     ex = await svc.accounts.exchange(uid, acc.network)
     rows = await svc.trading.sorted_orders(ex, intent.symbol)
@@ -103,8 +99,8 @@ async def _instrument_or_none(ex: Exchange, symbol: str) -> Instrument | None:
 @route(P.Positions)
 async def positions(update: Update, context: Context, intent: P.Positions) -> None:
     """/positions: each open position with a Close button."""
-    uid, _ = _ids(update)
-    svc = services(context)
+    uid = context.user_id
+    svc = context.services
     acc = await svc.accounts.require_active(uid)
     ex = await svc.accounts.exchange(uid, acc.network)
     rows = [p for p in await ex.positions() if p.current_qty != 0]
@@ -126,8 +122,8 @@ async def positions(update: Update, context: Context, intent: P.Positions) -> No
 @route(P.Balance)
 async def balance(update: Update, context: Context, intent: P.Balance) -> None:
     """/balance: wallet, margin balance, available, uPnL per currency."""
-    uid, _ = _ids(update)
-    svc = services(context)
+    uid = context.user_id
+    svc = context.services
     acc = await svc.accounts.require_active(uid)
     ex = await svc.accounts.exchange(uid, acc.network)
     await reply(update, f"<b>Balance · {acc.network}</b>\n" + balances(await ex.margins()))
@@ -142,7 +138,7 @@ async def on_card_press(update: Update, context: Context) -> None:
         await q.answer("This button is no longer valid.")
         return
     action, intent_id = parsed
-    trading = services(context).trading
+    trading = context.services.trading
     taken = await trading.take_press(update.effective_user.id, action, intent_id)
     # Telegram drops an unanswered press after ~15 s; BitMEX alone may take longer.
     await q.answer(taken.alert)
@@ -184,8 +180,8 @@ async def on_row_press(update: Update, context: Context) -> None:
     """Cancel (oc:) and Close (pc:) buttons under /orders and /positions open a card."""
     q = update.callback_query
     assert q is not None and q.data is not None
-    uid, cid = _ids(update)
-    trading = services(context).trading
+    uid, cid = context.user_id, context.chat_id
+    trading = context.services.trading
     kind, _, ref = q.data.partition(":")
     await answer_press(update)  # at once: the card needs BitMEX, which may be slow
     try:
