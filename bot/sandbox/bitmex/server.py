@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
-from bot.sandbox.bitmex.engine import (
+from bot.matching import (
     ASSETS,
     OPEN_STATUSES,
     Account,
