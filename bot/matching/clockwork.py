@@ -12,11 +12,7 @@ from decimal import Decimal
 from bot.matching.instruments import Instrument
 from bot.matching.liquidation import Liquidations
 from bot.matching.records import PricePoint
-from bot.matching.terms import (
-    FUNDING_INTERVAL,
-    iso,
-    to_int,
-)
+from bot.matching.terms import FUNDING_INTERVAL, iso, to_int
 
 
 class Clockwork(Liquidations):

@@ -11,10 +11,7 @@ from decimal import Decimal
 from bot.matching.instruments import Instrument
 from bot.matching.orders import Orders
 from bot.matching.records import Order, Position
-from bot.matching.terms import (
-    Row,
-    to_int,
-)
+from bot.matching.terms import Row, to_int
 
 
 class Liquidations(Orders):

@@ -10,13 +10,7 @@ from decimal import Decimal
 from bot.matching.instruments import Instrument
 from bot.matching.market import Market
 from bot.matching.records import Order, Position
-from bot.matching.terms import (
-    STOP_TYPES,
-    TAKER_FEE,
-    Row,
-    iso,
-    to_int,
-)
+from bot.matching.terms import STOP_TYPES, TAKER_FEE, Row, iso, to_int
 
 
 class Margin(Market):

@@ -17,15 +17,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from bot.matching.instruments import Instrument, next_funding
 from bot.matching.records import PricePoint
 from bot.matching.state import EngineState
-from bot.matching.terms import (
-    MAKER_FEE,
-    Q_AVG,
-    TAKER_FEE,
-    EngineError,
-    Row,
-    iso,
-    to_int,
-)
+from bot.matching.terms import MAKER_FEE, Q_AVG, TAKER_FEE, EngineError, Row, iso, to_int
 
 
 class Market(EngineState):

@@ -8,12 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from bot.matching.terms import (
-    OPEN_STATUSES,
-    STOP_TYPES,
-    Row,
-    iso,
-)
+from bot.matching.terms import OPEN_STATUSES, STOP_TYPES, Row, iso
 
 
 @dataclass

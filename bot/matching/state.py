@@ -16,12 +16,7 @@ from typing import Any
 from bot.matching.clock import Clock
 from bot.matching.instruments import Instrument, default_instruments
 from bot.matching.records import Account, Event, Order, Position, PricePoint
-from bot.matching.terms import (
-    EngineError,
-    Row,
-    iso,
-    to_int,
-)
+from bot.matching.terms import EngineError, Row, iso, to_int
 
 
 class EngineState:
