@@ -11,7 +11,6 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 Row = dict[str, Any]
-
 FUNDING_INTERVAL = timedelta(hours=8)
 TAKER_FEE = Decimal("0.00075")
 MAKER_FEE = Decimal("-0.0001")
@@ -48,7 +47,6 @@ ASSETS: list[Row] = [
      "currencyType": "Crypto", "scale": 9, "enabled": True, "isMarginCurrency": False,
      "memoRequired": False},
 ]
-
 Q_AVG = Decimal("0.0001")
 
 

@@ -17,8 +17,6 @@ from bot.matching import iso
 OVERLOADED = "The system is currently overloaded. Please try again later."
 MAX_COUNT = 1000
 DEFAULT_COUNT = 100
-
-
 # Test hook (the contract test): called with ("rest", exchange) for every REST request
 # and its answer, and ("ws", message) for every WebSocket data message, of every
 # simulator in the process. Empty outside tests, so it costs one truth test.
