@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.errors import NotPlaced
 from bot.exchange.client import BitmexClient, RetryPolicy
-from bot.sandbox.bitmex.engine import Clock, Engine
+from bot.matching import Clock, Engine
 from bot.sandbox.bitmex.server import BitmexSimulator, RateLimitConfig
 
 

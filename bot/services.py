@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.config import Settings
 from bot.db.engine import Database
 from bot.db.models import User
+from bot.matching.snapshot import load_engine
 from bot.metrics import Metrics, MetricsServer, Readiness, market_streams
 from bot.notify import Notifier
 from bot.parsing.values import SymbolBook
@@ -273,7 +274,7 @@ def load_paper_engine(settings: Settings) -> Any:
                         "(chmod 600 it, or delete it); starting fresh", path)
             return None
         with path.open("rb") as f:
-            return pickle.load(f)
+            return load_engine(f)  # also a snapshot older versions wrote
     except Exception:  # a corrupt or incompatible snapshot must not stop the bot
         log.exception("paper accounts could not be restored from %s; starting fresh", path)
         return None

@@ -1,4 +1,4 @@
-"""Paper trading: an in-process account on the simulator's matching engine.
+"""Paper trading: an in-process account on the matching engine (`bot.matching`).
 
 Prices come from the real public market (feed a `MarketStream` in with
 `follow(market)`, or call `set_price`), orders are matched by the same engine
@@ -35,7 +35,7 @@ from bot.exchange.types import (
     parse_time,
     register_assets,
 )
-from bot.sandbox.bitmex.engine import ASSETS, Clock, Engine, EngineError, Event
+from bot.matching import ASSETS, Clock, Engine, EngineError, Event
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,14 @@ from typing import Any
 import aiohttp
 
 from bot.config import Settings
+from bot.exchange.client import RetryPolicy
 from bot.sandbox.bitmex import BitmexSimulator
 from bot.sandbox.telegram import TelegramEmulator
 from bot.services import Services, create_services
 from bot.vault import generate_key
+from handlers import jobs
+from handlers.app import ALLOWED_UPDATES, build_application, set_menus
+from handlers.processor import PerChatUpdateProcessor
 
 _tokens = itertools.count(1)
 
@@ -69,9 +73,6 @@ class BotRunner:
         await self._boot()
 
     async def _boot(self) -> None:
-        from bot.exchange.client import RetryPolicy
-        from handlers.app import build_application, set_menus
-
         options: dict[str, Any] = {}
         if self.fast_retries:
             options["retry"] = RetryPolicy(base_delay=0.01, max_delay=0.05, overload_delay=0.01)
@@ -83,13 +84,9 @@ class BotRunner:
         await self.app.initialize()
         await set_menus(self.app)
         await self.app.start()
-        from handlers import jobs
-
         await jobs.start(self.app, self.services)  # stored schedules, as run_forever does
         if self.services.live is not None:
             await self.services.live.start()  # after attach: its messages need the notifier
-        from handlers.app import ALLOWED_UPDATES
-
         # As `run` does: without it Telegram (and the emulator) withhold chat_member updates,
         # so promotions and demotions would go unheard in the sandbox only.
         await self.app.updater.start_polling(poll_interval=0, timeout=1,
@@ -119,8 +116,6 @@ class BotRunner:
 
     async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait until every update sent to this bot was processed, then for a quiet moment."""
-        from handlers.processor import PerChatUpdateProcessor
-
         proc = self.app.update_processor
         assert isinstance(proc, PerChatUpdateProcessor)
         sent = self.emu.bot(self.bot_username).next_update_id - 1 - self._baseline

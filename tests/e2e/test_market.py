@@ -12,7 +12,7 @@ from sqlmodel import select
 from bot.db.models import ApiCredential
 from bot.exchange.client import BitmexClient
 from bot.exchange.types import CURRENCY_SCALE
-from bot.sandbox.bitmex.engine import Instrument
+from bot.matching import Instrument
 from tests.e2e.harness import Harness
 
 

@@ -12,7 +12,7 @@ from bot.errors import DuplicateClOrdID, InsufficientBalance, NotFound, Rejected
 from bot.exchange.paper import PaperExchange
 from bot.exchange.stream import MarketStream
 from bot.exchange.types import Exchange, Execution, Order, Position
-from bot.sandbox.bitmex.engine import Clock, Engine
+from bot.matching import Clock, Engine
 from bot.sandbox.bitmex.server import BitmexSimulator
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from bot.sandbox.bitmex.engine import Account, Clock, Engine, EngineError, Event, PriceDriver
+from bot.matching import Account, Clock, Engine, EngineError, Event, PriceDriver
 
 START = datetime(2024, 1, 1, 0, 0, tzinfo=UTC)
 

@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from bot.exchange.client import BitmexClient
+from bot.matching import Clock, Engine, EngineError
 from bot.sandbox.bitmex import BitmexSimulator
-from bot.sandbox.bitmex.engine import Clock, Engine, EngineError
 
 START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 

@@ -1,6 +1,10 @@
-"""A BitMEX simulator: the matching/margin engine and an aiohttp server speaking BitMEX's API."""
+"""A BitMEX simulator: an aiohttp server speaking BitMEX's API around the matching engine.
 
-from bot.sandbox.bitmex.engine import (
+The engine itself (`bot.matching`) is shared with paper trading; its main names are
+re-exported here because a simulator is driven through them (`simulator.engine`).
+"""
+
+from bot.matching import (
     Clock,
     Engine,
     EngineError,

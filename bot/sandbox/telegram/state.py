@@ -1,7 +1,8 @@
 """What the emulated Telegram holds: users, chats, bots, messages, files and the call log.
 
-These are plain records; the rules (who may send what, flood control, updates) live in
-`emulator.py`. `to_api()` methods render the Bot API JSON the real server would send.
+These are plain records; the rules (who may send what, flood control, updates) live in the
+emulator's modules (`core.py`, `params.py`, `limits.py`, ...). `to_api()` methods render the
+Bot API JSON the real server would send.
 """
 
 from __future__ import annotations
