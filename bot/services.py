@@ -24,7 +24,7 @@ from bot.db.engine import Database
 from bot.db.models import User
 from bot.metrics import Metrics, MetricsServer, Readiness, market_streams
 from bot.notify import Notifier
-from bot.parsing.values import SymbolBook
+from bot.parse.values import SymbolBook
 from bot.ratelimit import OncePer, PublicQuota, UserRateLimiter
 from bot.reports.candles import CandleCache
 from bot.vault import Vault
