@@ -14,29 +14,10 @@ symbols, zones), `usage` (/help), `signals` (free-text signals in feed groups).
 
 from __future__ import annotations
 
-from bot.parse.account import (
-    Accounts,
-    Connect,
-    Disconnect,
-    Network,
-    Settings,
-    Tz,
-    Use,
-)
-from bot.parse.admin import (
-    Broadcast,
-    Stats,
-)
-from bot.parse.alerts import (
-    Alerts,
-    Direction,
-    FundingAlert,
-    LiqFeed,
-    MoveAlert,
-    MoveWindow,
-    PriceAlert,
-    Unalert,
-)
+from bot.parse import account, admin, alerts, feeds, live, market, trading
+from bot.parse.account import *  # noqa: F403  (each area's __all__: its intents)
+from bot.parse.admin import *  # noqa: F403  (each area's __all__: its intents)
+from bot.parse.alerts import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.commands import (
     ALIASES,
     BY_NAME,
@@ -51,42 +32,12 @@ from bot.parse.commands import (
     parse,
     usage,
 )
-from bot.parse.feeds import (
-    Feed,
-    Feeds,
-    FeedStats,
-    Follow,
-    Signal,
-    SignalClose,
-    SignalMoveSl,
-    Unfollow,
-)
-from bot.parse.live import (
-    Deadman,
-    LiqAlert,
-)
-from bot.parse.market import (
-    Chart,
-    Pnl,
-    PnlPeriod,
-    Price,
-    Summary,
-    Timeframe,
-)
+from bot.parse.feeds import *  # noqa: F403  (each area's __all__: its intents)
+from bot.parse.live import *  # noqa: F403  (each area's __all__: its intents)
+from bot.parse.market import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.signals import looks_like_signal, recognise, risk_reward
 from bot.parse.table import Command, Intent, Menu, Where
-from bot.parse.trading import (
-    Balance,
-    CancelAll,
-    CancelOrder,
-    Close,
-    Leverage,
-    Order,
-    Orders,
-    OrderType,
-    Positions,
-    Side,
-)
+from bot.parse.trading import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.usage import GROUP_COMMANDS, OPERATOR_COMMANDS, MenuScope, help_text, menu
 from bot.parse.values import (
     MAX_NUMBER,
@@ -109,57 +60,14 @@ __all__ = [
     "MAX_NUMBER",
     "OPERATOR_COMMANDS",
     "USAGE",
-    "Accounts",
-    "Alerts",
-    "Balance",
-    "Broadcast",
-    "CancelAll",
-    "CancelOrder",
-    "Chart",
-    "Close",
     "Command",
-    "Connect",
-    "Deadman",
-    "Direction",
-    "Disconnect",
-    "Feed",
-    "FeedStats",
-    "Feeds",
-    "Follow",
-    "FundingAlert",
     "Help",
     "Intent",
-    "Leverage",
-    "LiqAlert",
-    "LiqFeed",
     "Menu",
     "MenuScope",
-    "MoveAlert",
-    "MoveWindow",
-    "Network",
-    "Order",
-    "OrderType",
-    "Orders",
-    "Pnl",
-    "PnlPeriod",
-    "Positions",
-    "Price",
-    "PriceAlert",
-    "Settings",
-    "Side",
-    "Signal",
-    "SignalClose",
-    "SignalMoveSl",
     "SizeSpec",
     "Start",
-    "Stats",
-    "Summary",
     "SymbolBook",
-    "Timeframe",
-    "Tz",
-    "Unalert",
-    "Unfollow",
-    "Use",
     "Where",
     "canonical",
     "check_exits",
@@ -178,4 +86,11 @@ __all__ = [
     "tokenize",
     "usage",
     "zone_info",
+    *account.__all__,
+    *market.__all__,
+    *trading.__all__,
+    *alerts.__all__,
+    *live.__all__,
+    *feeds.__all__,
+    *admin.__all__,
 ]

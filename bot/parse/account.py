@@ -9,20 +9,11 @@ from typing import ClassVar, Literal, cast
 
 from bot.errors import UserError
 from bot.parse.table import Command, Intent, Menu, plain
-from bot.parse.values import (
-    SymbolBook,
-    parse_hhmm,
-    parse_seconds,
-    parse_zone,
-    shown,
-    zone_info,
-)
-from bot.parse.words import (
-    NETWORKS,
-    Args,
-    Tok,
-    unexpected,
-)
+from bot.parse.values import SymbolBook, parse_hhmm, parse_seconds, parse_zone, shown, zone_info
+from bot.parse.words import NETWORKS, Args, Tok, unexpected
+
+# What `bot.parse` exports from this area (its intents and their value types).
+__all__ = ["Accounts", "Connect", "Disconnect", "Network", "Settings", "Tz", "Use"]
 
 Network = Literal["testnet", "mainnet", "paper"]
 

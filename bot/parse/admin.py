@@ -7,12 +7,11 @@ from typing import ClassVar
 
 from bot.errors import UserError
 from bot.parse.table import Command, Intent, plain
-from bot.parse.values import (
-    SymbolBook,
-)
-from bot.parse.words import (
-    Args,
-)
+from bot.parse.values import SymbolBook
+from bot.parse.words import Args
+
+# What `bot.parse` exports from this area (its intents and their value types).
+__all__ = ["Broadcast", "Stats"]
 
 
 @dataclass(frozen=True, slots=True)

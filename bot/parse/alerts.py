@@ -8,20 +8,14 @@ from typing import ClassVar, Literal, cast
 
 from bot.errors import UserError
 from bot.parse.table import Command, Intent, Menu, plain
-from bot.parse.values import (
-    SymbolBook,
-    looks_like_size,
-    parse_percent,
-    parse_price,
-    shown,
-)
-from bot.parse.words import (
-    Args,
-    record_id,
-    split_options,
-    unexpected,
-    usd_amount,
-)
+from bot.parse.values import SymbolBook, looks_like_size, parse_percent, parse_price, shown
+from bot.parse.words import Args, record_id, split_options, unexpected, usd_amount
+
+# What `bot.parse` exports from this area (its intents and their value types).
+__all__ = [
+    "Alerts", "Direction", "FundingAlert", "LiqFeed", "MoveAlert", "MoveWindow", "PriceAlert",
+    "Unalert",
+]
 
 MoveWindow = Literal["15m", "1h", "4h", "24h"]
 

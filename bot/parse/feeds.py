@@ -33,6 +33,11 @@ from bot.parse.words import (
     usd_amount,
 )
 
+# What `bot.parse` exports from this area (its intents and their value types).
+__all__ = [
+    "Feed", "FeedStats", "Feeds", "Follow", "Signal", "SignalClose", "SignalMoveSl", "Unfollow",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Feed(Intent):

@@ -8,14 +8,11 @@ from typing import ClassVar
 
 from bot.errors import UserError
 from bot.parse.table import Command, Intent
-from bot.parse.values import (
-    SymbolBook,
-    parse_percent,
-    parse_seconds,
-)
-from bot.parse.words import (
-    Args,
-)
+from bot.parse.values import SymbolBook, parse_percent, parse_seconds
+from bot.parse.words import Args
+
+# What `bot.parse` exports from this area (its intents and their value types).
+__all__ = ["Deadman", "LiqAlert"]
 
 
 @dataclass(frozen=True, slots=True)

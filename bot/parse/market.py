@@ -9,17 +9,11 @@ from typing import ClassVar, Literal, cast
 
 from bot.errors import UserError
 from bot.parse.table import SYMBOLS, Command, Intent, Menu
-from bot.parse.values import (
-    SymbolBook,
-    parse_hhmm,
-    parse_int,
-    parse_weekday,
-    shown,
-)
-from bot.parse.words import (
-    Args,
-    unexpected,
-)
+from bot.parse.values import SymbolBook, parse_hhmm, parse_int, parse_weekday, shown
+from bot.parse.words import Args, unexpected
+
+# What `bot.parse` exports from this area (its intents and their value types).
+__all__ = ["Chart", "Pnl", "PnlPeriod", "Price", "Summary", "Timeframe"]
 
 Timeframe = Literal["1m", "5m", "1h", "1d"]
 

@@ -6,6 +6,11 @@ parser's dispatch (`bot/parse/commands.py`), the usage lines and /help
 (`bot/parse/usage.py`), the access gate's lists and the BotFather menus
 (`handlers/access.py`, `handlers/app.py`) are all read from these entries, and every
 intent named here must have a handler (`handlers/__init__.py` refuses to start otherwise).
+
+Intents are frozen dataclasses, one per command form. `symbol=None` always means "the
+user's default symbol" (a setting the parser does not know). Percentages are kept as the
+number the user typed (`10%` -> Decimal("10")), never as a fraction, except where a
+property says.
 """
 
 from __future__ import annotations

@@ -30,6 +30,12 @@ from bot.parse.words import (
     unexpected,
 )
 
+# What `bot.parse` exports from this area (its intents and their value types).
+__all__ = [
+    "Balance", "CancelAll", "CancelOrder", "Close", "Leverage", "Order", "OrderType", "Orders",
+    "Positions", "Side",
+]
+
 Side = Literal["buy", "sell"]
 
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
