@@ -8,7 +8,6 @@ from telegram import Update
 
 from bot import parse as P
 from bot.notify import Button
-from bot.parse import help_text
 from handlers.common import Context, answer_press, is_private, read_reply, reply
 from handlers.render import account_line, markup
 from handlers.router import IntentHandler
@@ -55,7 +54,7 @@ async def start(update: Update, context: Context) -> None:
 def _help(update: Update, context: Context, topic: str | None) -> str:
     user = update.effective_user
     operator = user is not None and context.services.is_admin(user.id)
-    return help_text(topic, group=not is_private(update), operator=operator)
+    return P.help_text(topic, group=not is_private(update), operator=operator)
 
 
 async def help_command(update: Update, context: Context) -> None:
