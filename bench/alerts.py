@@ -222,8 +222,8 @@ async def _latency(n_alerts: int, samples: int) -> list[float]:
 
     from sqlalchemy import insert
 
+    from bot import parse as it
     from bot.db.models import Alert, User
-    from bot.parsing import intents as it
     from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
     from bot.sandbox.runner import BotRunner
     from bot.sandbox.telegram import FloodLimits, TelegramEmulator

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot import parse as P
 from bot.feeds import feeds_of
-from bot.parsing import intents as P
 from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator
 from tests.e2e.harness import Harness

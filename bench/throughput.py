@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from telegram import Update
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
-from bot.parsing.usage import help_text
+from bot.parse import help_text
 from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.runner import BotRunner
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot import fmt
+from bot import parse as P
 from bot.accounts import Accounts
 from bot.db.engine import Database
 from bot.db.models import Feed, Follow, FollowerOrder, OrderIntent, Signal, SignalUpdate
@@ -35,9 +36,8 @@ from bot.errors import ExchangeError, UserError
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Execution, Instrument
 from bot.notify import Button, Keyboard, Notifier, Sent
-from bot.parsing import intents as P
-from bot.parsing.values import SizeSpec
-from bot.signals import risk_reward
+from bot.parse.signals import risk_reward
+from bot.parse.values import SizeSpec
 from bot.trading import PLACED, WAITING, Card, Plan, Trading
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from bot import parse as P
 from bot.db.models import User
 from bot.errors import UserError
 from bot.notify import Audience
-from bot.parsing.values import parse_zone, zone_info
+from bot.parse.values import parse_zone, zone_info
 
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession

@@ -25,7 +25,7 @@ from bot.db.models import User
 from bot.matching.snapshot import load_engine
 from bot.metrics import Metrics, MetricsServer, Readiness, market_streams
 from bot.notify import Notifier
-from bot.parsing.values import SymbolBook
+from bot.parse.values import SymbolBook
 from bot.ratelimit import OncePer, PublicQuota, UserRateLimiter
 from bot.reports.candles import CandleCache
 from bot.vault import Vault

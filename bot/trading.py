@@ -29,6 +29,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from bot import fmt
+from bot import parse as P
 from bot.accounts import Accounts
 from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderIntent, User
@@ -49,8 +50,7 @@ from bot.errors import (
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Instrument, Margin, Order, Position
 from bot.notify import Button, Keyboard
-from bot.parsing import intents as P
-from bot.parsing.values import SizeSpec
+from bot.parse.values import SizeSpec
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 from telegram import Update
@@ -15,16 +17,43 @@ from telegram.ext import (
     filters,
 )
 
+from bot import parse as P
+from handlers import (
+    access,
+    admin,
+    alerts,
+    chats,
+    errors,
+    feeds,
+    keys,
+    live,
+    reports,
+    router,
+    settings,
+    start,
+    trade,
+)
+from handlers.router import IntentHandler
+
+# The areas whose ROUTES the text router serves, listed here and only here.
+AREAS = (start, trade, keys, alerts, feeds, reports, settings, live, admin, chats)
+
+
+def routes_of(areas: Sequence[ModuleType]) -> dict[type[P.Intent], IntentHandler]:
+    """Every area's ROUTES in one dict; an intent claimed by two areas is a mistake."""
+    routes: dict[type[P.Intent], IntentHandler] = {}
+    for area in areas:
+        for kind, handler in area.ROUTES.items():
+            if kind in routes:
+                raise ValueError(f"{kind.__name__} is routed twice ({area.__name__})")
+            routes[kind] = handler
+    return routes
+
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
-    # feeds: its @route decorators and free-text hook register on import.
-    from handlers import access, chats, errors, feeds, keys, reports, router, settings, start, trade
-    from handlers import admin as _admin  # noqa: F401  (its @route decorators register it)
-    from handlers import alerts as alert_handlers
-    from handlers import live as _live  # noqa: F401  (its @route decorators register it)
-
-    _ = (reports, settings)  # imported for their @route decorators
+    text = router.Router(routes_of(AREAS), first=keys.in_connect_flow,
+                         fallbacks=(feeds.on_group_text,))
 
     # Before the gate: a group's move to a new id, the bot kicked or added back, an admin
     # promoted: followed whoever caused them (the gate does not pass these updates on).
@@ -39,12 +68,12 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("start", start.start))
     app.add_handler(CommandHandler("help", start.help_command))
     # Everything else is text: one parser, with or without the slash (see router).
-    app.add_handler(MessageHandler(filters.TEXT & ~filters.UpdateType.EDITED, router.on_text))
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.UpdateType.EDITED, text.on_text))
     app.add_handler(CallbackQueryHandler(trade.on_card_press, pattern=r"^t:"))
     app.add_handler(CallbackQueryHandler(trade.on_row_press, pattern=r"^(oc|pc):"))
     app.add_handler(CallbackQueryHandler(keys.on_disconnect_press, pattern=r"^k:"))
     app.add_handler(CallbackQueryHandler(start.on_menu_press, pattern=r"^m:"))
-    app.add_handler(CallbackQueryHandler(alert_handlers.on_alert_press, pattern=r"^al:"))
+    app.add_handler(CallbackQueryHandler(alerts.on_alert_press, pattern=r"^al:"))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT
                                    & filters.ChatType.GROUPS, feeds.on_edited))
     app.add_handler(CallbackQueryHandler(feeds.on_press, pattern=r"^fd:"))

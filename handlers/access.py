@@ -18,21 +18,16 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot import parse as P
 from bot.keyshape import looks_secret
-from bot.parsing.grammar import _HEAD_RE as HEAD_RE
-from bot.parsing.usage import canonical
 from bot.ratelimit import UserRateLimiter
 from handlers.common import Context, anonymous_admin, reply
 
-# Commands that touch a personal account: never served in a group.
-PRIVATE_ONLY = frozenset({
-    "connect", "accounts", "use", "disconnect", "buy", "sell", "long", "short", "close",
-    "cancel", "orders", "positions", "pos", "balance", "leverage", "pnl", "liqalert",
-    "summary", "tz", "deadman", "settings", "follow", "unfollow", "feeds",
-})
-OPERATOR_ONLY = frozenset({"stats", "broadcast"})
+# Read from the command table (bot/parse/): commands that touch a personal account are
+# never served in a group; operators' tools only to ADMIN_IDS.
+PRIVATE_ONLY = frozenset(c.name for c in P.COMMANDS if c.where == "private")
+OPERATOR_ONLY = frozenset(c.name for c in P.COMMANDS if c.where == "operators")
 # What members ask in groups; each answer there costs one of the group's 20 messages a
 # minute, shared by everyone in it, so a member's budget there is much smaller.
-GROUP_READS = frozenset({"help", "feedstats", "start"})
+GROUP_READS = frozenset(c.name for c in P.COMMANDS if c.group_read)
 GROUP_READS_PER_MIN, GROUP_READS_BURST = 4.0, 3
 # Buttons that act on the presser's own account (cards, rows, keys, the /start menu). The
 # bot shows them only in private chats, but a modified client can send any callback data on
@@ -47,29 +42,13 @@ _TOUCH_EVERY = 300.0  # seconds between user-row refreshes, to keep writes off t
 
 
 def command_of(update: Update, bot_username: str | None = None) -> str | None:
-    """The command the parser will see ("buy" for "/long@MyBot 100"), canonical, lower-case.
-
-    Read exactly as bot/parsing/grammar.py reads it (leading blanks, no slash in a private
-    chat, aliases), so no spelling reaches a handler around the checks below.
-    """
+    """The command the parser will see ("buy" for "/long@MyBot 100"), canonical, lower-case:
+    the parser's own reading, so no spelling reaches a handler around the checks below."""
     msg = update.effective_message
     if msg is None or not msg.text:
         return None
-    m = HEAD_RE.match(msg.text)
-    if m is None:
-        return None
-    slash, word, addressee = m.group(1), m.group(2), m.group(3)
-    if addressee is not None and (not slash or (
-            bot_username is not None
-            and addressee.lower() != bot_username.lstrip("@").lower())):
-        return None  # another bot's command
     private = update.effective_chat is not None and update.effective_chat.type == "private"
-    if not slash and not private:
-        return None
-    name = canonical(word)
-    if name is None and not slash:
-        return None  # small talk in a private chat
-    return name or word.lower()
+    return P.command_of(msg.text, private=private, bot_username=bot_username)
 
 
 async def _guard_secrets(update: Update, context: Context, private: bool) -> None:

@@ -7,7 +7,7 @@ from telegram import Update
 from bot import parse as P
 from bot.admin import broadcast, stats_text
 from handlers.common import Context, reply
-from handlers.router import route
+from handlers.router import IntentHandler
 
 
 def _operator(update: Update, context: Context) -> bool:
@@ -16,7 +16,6 @@ def _operator(update: Update, context: Context) -> bool:
     return user is not None and context.services.is_admin(user.id)
 
 
-@route(P.Stats)
 async def stats(update: Update, context: Context, intent: P.Stats) -> None:
     """/stats: counts and error rates."""
     if not _operator(update, context):
@@ -24,10 +23,16 @@ async def stats(update: Update, context: Context, intent: P.Stats) -> None:
     await reply(update, await stats_text(context.services))
 
 
-@route(P.Broadcast)
 async def broadcast_cmd(update: Update, context: Context, intent: P.Broadcast) -> None:
     """/broadcast TEXT: to every user who has not blocked the bot."""
     if not _operator(update, context):
         return
     n = await broadcast(context.services, intent.text)
     await reply(update, f"📣 Broadcasting to {n} user(s); it goes out behind users' replies.")
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.Stats: stats,
+    P.Broadcast: broadcast_cmd,
+}

@@ -14,7 +14,7 @@ from bot.liqfeed import LiqFeed, compact
 from handlers.access import group_admin_now
 from handlers.common import Context, reply, topic
 from handlers.render import markup
-from handlers.router import route
+from handlers.router import IntentHandler
 
 
 def _alerts(context: Context) -> AlertService:
@@ -41,7 +41,6 @@ async def _require_admin(update: Update, context: Context, what: str) -> None:
                         "You can set your own in a private chat with me.")
 
 
-@route(P.PriceAlert, P.MoveAlert, P.FundingAlert)
 async def alert(update: Update, context: Context,
                 intent: P.PriceAlert | P.MoveAlert | P.FundingAlert) -> None:
     """/alert SYM above|below PRICE, move N% [in W], funding above|below X%."""
@@ -53,7 +52,6 @@ async def alert(update: Update, context: Context,
                         "/alerts lists them.")
 
 
-@route(P.Alerts)
 async def alerts(update: Update, context: Context, intent: P.Alerts) -> None:
     """/alerts: this chat's active alerts, each with a Delete button."""
     cid = context.chat_id
@@ -62,7 +60,6 @@ async def alerts(update: Update, context: Context, intent: P.Alerts) -> None:
     await reply(update, text, reply_markup=markup(buttons))
 
 
-@route(P.Unalert)
 async def unalert(update: Update, context: Context, intent: P.Unalert) -> None:
     """/unalert ID | all."""
     await _require_admin(update, context, "delete alerts")
@@ -77,7 +74,6 @@ async def unalert(update: Update, context: Context, intent: P.Unalert) -> None:
     await reply(update, f"Deleted {svc.describe(info)}.")
 
 
-@route(P.LiqFeed)
 async def liqfeed(update: Update, context: Context, intent: P.LiqFeed) -> None:
     """/liqfeed [SYM] min SIZE | off: market liquidations posted to this chat."""
     await _require_admin(update, context, "change the liquidation feed")
@@ -121,3 +117,14 @@ async def on_alert_press(update: Update, context: Context) -> None:
             # A double tap: the first press already brought the list up to date.
             if "not modified" not in str(e).lower():
                 raise
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.PriceAlert: alert,
+    P.MoveAlert: alert,
+    P.FundingAlert: alert,
+    P.Alerts: alerts,
+    P.Unalert: unalert,
+    P.LiqFeed: liqfeed,
+}

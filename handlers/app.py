@@ -23,6 +23,7 @@ from telegram import (
 from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
 
+from bot import parse as P
 from bot.chats import migrate_chat
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -39,21 +40,8 @@ from handlers.ratelimit import ChatLimits, ChatRateLimiter
 
 log = logging.getLogger("bot.app")
 
-PRIVATE_MENU = [
-    ("start", "account and menu"),
-    ("buy", "buy / long: preview then confirm"),
-    ("sell", "sell / short: preview then confirm"),
-    ("close", "close a position"),
-    ("positions", "open positions"),
-    ("orders", "open orders"),
-    ("balance", "wallet and margin"),
-    ("price", "prices and funding"),
-    ("alert", "set a price, move or funding alert"),
-    ("pnl", "realised PnL with chart"),
-    ("connect", "add a BitMEX API key"),
-    ("settings", "preferences"),
-    ("help", "all commands"),
-]
+# The BotFather menus, read from the command table (bot/parse/, `menu=` in each entry).
+PRIVATE_MENU = P.menu("private")
 # Webhook deliveries arrive concurrently (Telegram's max_connections): an update waits at
 # most this long for lower update ids still on their way, so each chat keeps its order.
 WEBHOOK_REORDER_WINDOW = 2.0  # seconds
@@ -69,15 +57,8 @@ ALLOWED_UPDATES = [
     Update.MY_CHAT_MEMBER, Update.CHAT_MEMBER,
 ]
 
-GROUP_MENU = [("feedstats", "the feed's record"), ("help", "what I do here")]
-ADMIN_MENU = [
-    ("signal", "post a signal"),
-    ("feed", "turn the signal feed on or off"),
-    ("alert", "a shared alert"),
-    ("liqfeed", "post big liquidations here"),
-    ("feedstats", "the feed's record"),
-    ("help", "what I do here"),
-]
+GROUP_MENU = P.menu("group")
+ADMIN_MENU = P.menu("admins")
 
 
 async def set_menus(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -9,8 +9,10 @@ import logging
 from telegram import ChatMemberAdministrator, Update
 from telegram.error import TelegramError
 
+from bot import parse as P
 from bot.chats import GONE, REACHABLE, migrate_chat, rights_advice, set_reachable
 from handlers.common import Context, reply
+from handlers.router import IntentHandler
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +67,7 @@ async def advise_rights(update: Update, context: Context) -> bool:
         return False
     await reply(update, advice)
     return True
+
+
+# No commands: this area answers Telegram's service updates only (see register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {}

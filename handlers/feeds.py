@@ -12,8 +12,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden
 from bot import parse as P
 from bot.errors import UserError
 from bot.feeds import CB_PREFIX, Feeds, MemberLookup, feeds_of
-from bot.signals import looks_like_signal, recognise
-from handlers import router
+from bot.parse.signals import looks_like_signal, recognise
 from handlers.access import group_admin_now
 from handlers.chats import advise_rights
 from handlers.common import (
@@ -25,7 +24,7 @@ from handlers.common import (
     topic,
 )
 from handlers.render import markup
-from handlers.router import route
+from handlers.router import IntentHandler
 
 
 def _feeds(context: Context) -> Feeds:
@@ -47,7 +46,6 @@ async def _group_admin(update: Update, context: Context, what: str) -> bool:
     return True
 
 
-@route(P.Feed)
 async def feed(update: Update, context: Context, intent: P.Feed) -> None:
     """/feed on [NAME] | off: make this group a signal feed (group admins)."""
     if not await _group_admin(update, context, "/feed"):
@@ -72,7 +70,6 @@ async def _post(update: Update, context: Context, sig: P.Signal, source: str) ->
     feeds.start_fanout(posted.signal_id)
 
 
-@route(P.Signal, P.SignalClose, P.SignalMoveSl)
 async def signal(update: Update, context: Context,
                  intent: P.Signal | P.SignalClose | P.SignalMoveSl) -> None:
     """/signal: post a signal, or close / move the stop of one (feed admins)."""
@@ -109,10 +106,7 @@ async def on_group_text(update: Update, context: Context) -> bool:
     return True
 
 
-router.FALLBACKS.append(on_group_text)
 
-
-@route(P.FeedStats)
 async def feedstats(update: Update, context: Context, intent: P.FeedStats) -> None:
     """/feedstats: the record from followers' real fills (aggregates only in groups)."""
     chat, user = update.effective_chat, update.effective_user
@@ -123,20 +117,17 @@ async def feedstats(update: Update, context: Context, intent: P.FeedStats) -> No
     await read_reply(update, context, "feedstats", text)
 
 
-@route(P.Follow)
 async def follow(update: Update, context: Context, intent: P.Follow) -> None:
     """/follow FEED risk N% [max $N] | size $N | size N: how big each signal is for you."""
     text, buttons = await _feeds(context).follow(context.user_id, intent)
     await reply(update, text, reply_markup=markup(buttons))
 
 
-@route(P.Unfollow)
 async def unfollow(update: Update, context: Context, intent: P.Unfollow) -> None:
     """/unfollow FEED."""
     await reply(update, await _feeds(context).unfollow(context.user_id, intent.feed))
 
 
-@route(P.Feeds)
 async def feeds_list(update: Update, context: Context, intent: P.Feeds) -> None:
     """/feeds: the feeds you follow and how big."""
     await reply(update, await _feeds(context).list_follows(context.user_id))
@@ -256,3 +247,16 @@ async def on_member_change(update: Update, context: Context) -> None:
         feeds.membership.note(change.chat.id, who.id, True)
     else:
         await feeds.member_left(change.chat.id, who.id)
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.Feed: feed,
+    P.Signal: signal,
+    P.SignalClose: signal,
+    P.SignalMoveSl: signal,
+    P.FeedStats: feedstats,
+    P.Follow: follow,
+    P.Unfollow: unfollow,
+    P.Feeds: feeds_list,
+}

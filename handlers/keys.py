@@ -17,7 +17,7 @@ from bot.notify import Button
 from handlers.access import delete_quietly
 from handlers.common import Context, reply
 from handlers.render import UNBOUND_WARNING, account_line, balances, markup
-from handlers.router import html_safe, route
+from handlers.router import IntentHandler, html_safe
 
 FLOW_TIMEOUT = 300.0  # seconds a user has to paste the key id and the secret
 KEY_PAGE = "BitMEX → Account → API Keys → Create Key (Order, and optionally Order Cancel)"
@@ -120,7 +120,6 @@ def _connected_text(result: Connected) -> str:
     return "\n".join(lines)
 
 
-@route(P.Connect)
 async def connect(update: Update, context: Context, intent: P.Connect) -> None:
     """/connect [network] [KEY SECRET]: verify and store a key, or start the two-step flow."""
     svc = context.services
@@ -139,7 +138,6 @@ async def connect(update: Update, context: Context, intent: P.Connect) -> None:
                         "(I'll delete every message that holds a secret). /cancel to stop.")
 
 
-@route(P.Accounts)
 async def accounts(update: Update, context: Context, intent: P.Accounts) -> None:
     """/accounts: every connected account, the active one marked."""
     rows = await context.services.accounts.list(context.user_id)
@@ -150,14 +148,12 @@ async def accounts(update: Update, context: Context, intent: P.Accounts) -> None
                 + "\n/use NETWORK switches.")
 
 
-@route(P.Use)
 async def use(update: Update, context: Context, intent: P.Use) -> None:
     """/use NETWORK: switch the active account."""
     acc = await context.services.accounts.use(context.user_id, intent.network)
     await reply(update, f"Active account: {account_line(acc)}")
 
 
-@route(P.Disconnect)
 async def disconnect(update: Update, context: Context, intent: P.Disconnect) -> None:
     """/disconnect [network]: ask first, then forget the key."""
     svc = context.services
@@ -187,3 +183,12 @@ async def on_disconnect_press(update: Update, context: Context) -> None:
         return
     await q.answer("Kept")
     await q.edit_message_text("Kept your key.")
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.Connect: connect,
+    P.Accounts: accounts,
+    P.Use: use,
+    P.Disconnect: disconnect,
+}

@@ -7,7 +7,7 @@ from telegram import Update
 from bot import parse as P
 from bot.live import LiveUpdates
 from handlers.common import Context, reply
-from handlers.router import route
+from handlers.router import IntentHandler
 
 
 def _live(context: Context) -> LiveUpdates:
@@ -17,13 +17,18 @@ def _live(context: Context) -> LiveUpdates:
 
 
 
-@route(P.LiqAlert)
 async def liqalert(update: Update, context: Context, intent: P.LiqAlert) -> None:
     """/liqalert N% | off: warn when mark nears one of your liquidation prices."""
     await reply(update, await _live(context).set_liq_alert(context.user_id, intent.percent))
 
 
-@route(P.Deadman)
 async def deadman(update: Update, context: Context, intent: P.Deadman) -> None:
     """/deadman SECONDS | off: keep BitMEX's cancelAllAfter armed while the bot lives."""
     await reply(update, await _live(context).set_deadman(context.user_id, intent.seconds))
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.LiqAlert: liqalert,
+    P.Deadman: deadman,
+}

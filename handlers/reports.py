@@ -10,7 +10,7 @@ from bot.reports import CAPTION_LIMIT, Report, Reports
 from bot.scheduler import Schedules
 from handlers import jobs
 from handlers.common import Context, reply, topic
-from handlers.router import route
+from handlers.router import IntentHandler
 
 
 async def _photo(update: Update, report: Report) -> None:
@@ -30,14 +30,12 @@ async def _default_symbol(context: Context, uid: int) -> str:
     return user.default_symbol if user else "XBTUSD"
 
 
-@route(P.Pnl)
 async def pnl(update: Update, context: Context, intent: P.Pnl) -> None:
     """/pnl [1d|7d|30d|all]: realised figures and an equity chart."""
     uid = context.user_id
     await _photo(update, await Reports(context.services).pnl(uid, intent.period))
 
 
-@route(P.Chart)
 async def chart(update: Update, context: Context, intent: P.Chart) -> None:
     """/chart SYM [tf] [N]: candlesticks as a photo."""
     uid = context.user_id
@@ -45,7 +43,6 @@ async def chart(update: Update, context: Context, intent: P.Chart) -> None:
     await _photo(update, await Reports(context.services).chart(uid, intent, symbol))
 
 
-@route(P.Price)
 async def price(update: Update, context: Context, intent: P.Price) -> None:
     """/price [SYM ...]: last, mark, bid/ask, 24 h change, funding."""
     uid = context.user_id
@@ -53,7 +50,6 @@ async def price(update: Update, context: Context, intent: P.Price) -> None:
     await reply(update, await Reports(context.services).price(uid, symbols))
 
 
-@route(P.Summary)
 async def summary(update: Update, context: Context, intent: P.Summary) -> None:
     """/summary daily HH:MM | weekly DAY HH:MM | off."""
     uid, cid = context.user_id, context.chat_id
@@ -67,3 +63,12 @@ async def summary(update: Update, context: Context, intent: P.Summary) -> None:
             for s in await sched.of_user(uid):
                 jobs.unschedule(jq, s)
     await reply(update, text)
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.Pnl: pnl,
+    P.Chart: chart,
+    P.Price: price,
+    P.Summary: summary,
+}

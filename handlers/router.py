@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from telegram import Update
@@ -23,52 +23,53 @@ from handlers.common import Context, is_private, reply
 log = logging.getLogger(__name__)
 
 IntentHandler = Callable[[Update, Context, Any], Awaitable[None]]
-ROUTES: dict[type[P.Intent], IntentHandler] = {}
 # Text that is no command (parse gave None) is offered to these in turn; one returns True
-# when it took the message (handlers/feeds.py: free-text signals in feed groups).
+# when it took the message (handlers/feeds.py: free-text signals in feed groups). A hook
+# (the /connect conversation) sees private text first and returns True when it was its own.
 FallbackHandler = Callable[[Update, Context], Awaitable[bool]]
-FALLBACKS: list[FallbackHandler] = []
 
 
-def route(*kinds: type[P.Intent]) -> Callable[[IntentHandler], IntentHandler]:
-    def deco(fn: IntentHandler) -> IntentHandler:
-        for k in kinds:
-            ROUTES[k] = fn
-        return fn
-
-    return deco
+class UnroutedIntent(Exception):
+    """An intent of the command table has no handler (register refuses to start)."""
 
 
-async def on_text(update: Update, context: Context) -> None:
-    """Parse the message and hand the intent to its handler; explain any mistake."""
-    msg = update.effective_message
-    if msg is None or not msg.text:
-        return
-    text = msg.text
-    private = is_private(update)
-    from handlers import keys  # the connect conversation intercepts its own replies
+class Router:
+    """The one text handler: parse, then the intent's handler from the areas' ROUTES."""
 
-    if private and await keys.in_connect_flow(update, context):
-        return
-    svc = context.services
-    user = update.effective_user
-    try:
-        book = await svc.symbol_book(user.id if user else None)
-        intent = P.parse(text, bot_username=context.bot.username, private=private, symbols=book)
-        if intent is None:
-            for fallback in FALLBACKS:
-                if await fallback(update, context):
-                    return
-            if private:  # a newcomer's "hi" deserves an answer, not silence
-                await reply(update, _small_talk_hint(text))
+    def __init__(self, routes: Mapping[type[P.Intent], IntentHandler], *,
+                 first: FallbackHandler, fallbacks: Sequence[FallbackHandler]) -> None:
+        missing = [t.__name__ for c in P.COMMANDS for t in c.intents if t not in routes]
+        if missing:
+            raise UnroutedIntent(f"no handler for {', '.join(sorted(set(missing)))}")
+        self._routes = dict(routes)
+        self._first = first
+        self._fallbacks = tuple(fallbacks)
+
+    async def on_text(self, update: Update, context: Context) -> None:
+        """Parse the message and hand the intent to its handler; explain any mistake."""
+        msg = update.effective_message
+        if msg is None or not msg.text:
             return
-        handler = ROUTES.get(type(intent))
-        if handler is None:
-            await reply(update, f"/{html.escape(intent.command)} is coming soon.")
+        text = msg.text
+        private = is_private(update)
+        if private and await self._first(update, context):
             return
-        await handler(update, context, intent)
-    except UserError as e:
-        await reply(update, html_safe(str(e)))
+        svc = context.services
+        user = update.effective_user
+        try:
+            book = await svc.symbol_book(user.id if user else None)
+            intent = P.parse(text, bot_username=context.bot.username, private=private,
+                             symbols=book)
+            if intent is None:
+                for fallback in self._fallbacks:
+                    if await fallback(update, context):
+                        return
+                if private:  # a newcomer's "hi" deserves an answer, not silence
+                    await reply(update, _small_talk_hint(text))
+                return
+            await self._routes[type(intent)](update, context, intent)
+        except UserError as e:
+            await reply(update, html_safe(str(e)))
 
 
 def _small_talk_hint(text: str) -> str:

@@ -11,10 +11,9 @@ from bot.prefs import Preferences
 from bot.scheduler import Schedules
 from handlers import jobs
 from handlers.common import Context, reply
-from handlers.router import route
+from handlers.router import IntentHandler
 
 
-@route(P.Tz)
 async def tz(update: Update, context: Context, intent: P.Tz) -> None:
     """/tz ZONE: the zone summaries and quiet hours follow."""
     svc = context.services
@@ -27,7 +26,6 @@ async def tz(update: Update, context: Context, intent: P.Tz) -> None:
     await reply(update, text)
 
 
-@route(P.Settings)
 async def settings(update: Update, context: Context, intent: P.Settings) -> None:
     """/settings [key value]: show the settings, or change one and show them."""
     prefs = Preferences(context.services.db)
@@ -37,3 +35,10 @@ async def settings(update: Update, context: Context, intent: P.Settings) -> None
     else:
         head = ""
     await reply(update, head + await prefs.show(context.user_id))
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.Tz: tz,
+    P.Settings: settings,
+}

@@ -8,10 +8,9 @@ from telegram import Update
 
 from bot import parse as P
 from bot.notify import Button
-from bot.parsing.usage import help_text
 from handlers.common import Context, answer_press, is_private, read_reply, reply
 from handlers.render import account_line, markup
-from handlers.router import route
+from handlers.router import IntentHandler
 
 MENU = [
     [Button("📊 Positions", "m:positions"), Button("📋 Orders", "m:orders")],
@@ -55,7 +54,7 @@ async def start(update: Update, context: Context) -> None:
 def _help(update: Update, context: Context, topic: str | None) -> str:
     user = update.effective_user
     operator = user is not None and context.services.is_admin(user.id)
-    return help_text(topic, group=not is_private(update), operator=operator)
+    return P.help_text(topic, group=not is_private(update), operator=operator)
 
 
 async def help_command(update: Update, context: Context) -> None:
@@ -65,13 +64,11 @@ async def help_command(update: Update, context: Context) -> None:
                      f"<pre>{html.escape(_help(update, context, topic))}</pre>")
 
 
-@route(P.Start)
 async def start_word(update: Update, context: Context, intent: P.Start) -> None:
     """`start` typed without the slash."""
     await start(update, context)
 
 
-@route(P.Help)
 async def help_word(update: Update, context: Context, intent: P.Help) -> None:
     """`help buy` typed without the slash."""
     await reply(update, f"<pre>{html.escape(_help(update, context, intent.topic))}</pre>")
@@ -99,3 +96,10 @@ async def on_stale_press(update: Update, context: Context) -> None:
     """Buttons nobody handles (old cards, lost callback data): always answer the query."""
     if update.callback_query is not None:
         await update.callback_query.answer("This button is no longer valid.")
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.Start: start_word,
+    P.Help: help_word,
+}

@@ -17,7 +17,7 @@ from bot.notify import Button
 from bot.trading import Card, parse_callback
 from handlers.common import Context, answer_press, reply
 from handlers.render import balances, markup, order_block, position_block
-from handlers.router import route
+from handlers.router import IntentHandler
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ async def show_card(update: Update, context: Context, card: Card) -> None:
 
 
 
-@route(P.Order)
 async def order(update: Update, context: Context, intent: P.Order) -> None:
     """/buy /sell /long /short: a preview card."""
     uid, cid = context.user_id, context.chat_id
@@ -37,7 +36,6 @@ async def order(update: Update, context: Context, intent: P.Order) -> None:
                                                                                    intent))
 
 
-@route(P.Close)
 async def close(update: Update, context: Context, intent: P.Close) -> None:
     """/close: a reduce-only preview card."""
     uid, cid = context.user_id, context.chat_id
@@ -45,7 +43,6 @@ async def close(update: Update, context: Context, intent: P.Close) -> None:
                                                                                    intent))
 
 
-@route(P.CancelOrder, P.CancelAll)
 async def cancel(update: Update, context: Context, intent: P.CancelOrder | P.CancelAll) -> None:
     """/cancel ID | all [SYM]: a cancel card."""
     uid, cid = context.user_id, context.chat_id
@@ -57,7 +54,6 @@ async def cancel(update: Update, context: Context, intent: P.CancelOrder | P.Can
     await show_card(update, context, card)
 
 
-@route(P.Leverage)
 async def leverage(update: Update, context: Context, intent: P.Leverage) -> None:
     """/leverage SYM N|cross: immediate when flat, a card when a position is open."""
     uid, cid = context.user_id, context.chat_id
@@ -68,7 +64,6 @@ async def leverage(update: Update, context: Context, intent: P.Leverage) -> None
         await show_card(update, context, result)
 
 
-@route(P.Orders)
 async def orders(update: Update, context: Context, intent: P.Orders) -> None:
     """/orders: open orders, each with a Cancel button."""
     uid = context.user_id
@@ -96,7 +91,6 @@ async def _instrument_or_none(ex: Exchange, symbol: str) -> Instrument | None:
         return None
 
 
-@route(P.Positions)
 async def positions(update: Update, context: Context, intent: P.Positions) -> None:
     """/positions: each open position with a Close button."""
     uid = context.user_id
@@ -119,7 +113,6 @@ async def positions(update: Update, context: Context, intent: P.Positions) -> No
                 reply_markup=markup(buttons))
 
 
-@route(P.Balance)
 async def balance(update: Update, context: Context, intent: P.Balance) -> None:
     """/balance: wallet, margin balance, available, uPnL per currency."""
     uid = context.user_id
@@ -193,3 +186,16 @@ async def on_row_press(update: Update, context: Context) -> None:
         await reply(update, str(e))
         return
     await show_card(update, context, card)
+
+
+# What each intent of this area runs (handlers/__init__.py register).
+ROUTES: dict[type[P.Intent], IntentHandler] = {
+    P.Order: order,
+    P.Close: close,
+    P.CancelOrder: cancel,
+    P.CancelAll: cancel,
+    P.Leverage: leverage,
+    P.Orders: orders,
+    P.Positions: positions,
+    P.Balance: balance,
+}

@@ -29,13 +29,13 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from bot import fmt
+from bot import parse as it
 from bot.alerts.index import AlertIndex, Direction, Fired, FundingAlert, MoveAlert, PriceAlert
 from bot.db.engine import Database
 from bot.db.models import Alert, User
 from bot.errors import UserError
 from bot.exchange.types import Instrument
 from bot.notify import Button, Keyboard, Notifier
-from bot.parsing import intents as it
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ import pytest
 import pytest_asyncio
 from sqlmodel import col, select
 
+from bot import parse as it
 from bot.alerts.service import AlertService, parse_callback
 from bot.db.engine import Database
 from bot.db.models import Alert
 from bot.errors import UserError
 from bot.exchange.types import Instrument
 from bot.notify import Sent
-from bot.parsing import intents as it
 from tests.dbs import test_database_url
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from bot import fmt
 from bot.errors import UserError
 from bot.exchange.types import CURRENCY_SCALE, Instrument, register_assets
-from bot.parsing.values import SymbolBook
+from bot.parse.values import SymbolBook
 
 
 def _inst(symbol: str, typ: str, state: str = "Open", settl: str = "USDt") -> Instrument:

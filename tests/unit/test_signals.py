@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.errors import UserError
-from bot.parsing.grammar import check_exits
-from bot.signals import looks_like_signal, recognise, risk_reward
+from bot.parse import check_exits
+from bot.parse.signals import looks_like_signal, recognise, risk_reward
 
 BOOK_SYMBOLS = ["XBTUSD", "ETHUSD", "XBTUSDT", "ETHUSDT", "SOLUSDT"]
 
 
 def book():  # type: ignore[no-untyped-def]
-    from bot.parsing.values import SymbolBook
+    from bot.parse.values import SymbolBook
 
     return SymbolBook(BOOK_SYMBOLS, "XBTUSD")
 

@@ -20,15 +20,15 @@ from decimal import Decimal
 from typing import Literal
 
 from bot.errors import UserError
-from bot.parsing.grammar import check_exits
-from bot.parsing.intents import Signal
-from bot.parsing.values import (
+from bot.parse.feeds import Signal
+from bot.parse.values import (
     SymbolBook,
     parse_number,
     parse_percent,
     parse_price,
     parse_price_list,
 )
+from bot.parse.words import check_exits
 
 MAX_TEXT = 2000  # longer posts are articles, not signals; also bounds the regex work
 

@@ -1,1 +1,0 @@
-"""The chat-language parser, split by concern; import from `bot.parse`."""
