@@ -27,8 +27,8 @@ from bot.errors import (
     AuthError,
     DuplicateClOrdID,
     ExchangeError,
+    ExchangeUnreachable,
     InsufficientBalance,
-    NetworkError,
     NotFound,
     NotPlaced,
     OutcomeUnknown,
@@ -126,7 +126,7 @@ class RateState:
         return self.tokens
 
 
-class _MaybeSent(NetworkError):
+class _MaybeSent(ExchangeUnreachable):
     """The connection failed after the request went out: it may have been executed."""
 
 
@@ -362,7 +362,7 @@ class BitmexClient:
                 status = resp.status
                 headers = resp.headers
         except aiohttp.ClientConnectorError as e:
-            raise NetworkError(f"{what}: cannot connect to the exchange") from e
+            raise ExchangeUnreachable(f"{what}: cannot connect to the exchange") from e
         except TimeoutError as e:
             raise _MaybeSent(f"{what}: no answer from the exchange (timeout)") from e
         except (aiohttp.ClientError, OSError) as e:
@@ -413,7 +413,7 @@ class BitmexClient:
                     raise OutcomeUnknown(e.message) from e
                 last = e
             except Temporary as e:
-                if not idempotent and not isinstance(e, Overloaded | NetworkError):
+                if not idempotent and not isinstance(e, Overloaded | ExchangeUnreachable):
                     raise OutcomeUnknown(e.message, status=e.status) from e
                 last = e
             if attempt + 1 < self.retry.max_attempts:
@@ -525,7 +525,7 @@ class BitmexClient:
                 last, overloaded = e, True
             except _MaybeSent as e:
                 return await self.await_order(cl, signed[-1], cause=e)
-            except NetworkError as e:  # could not connect: nothing went out
+            except ExchangeUnreachable as e:  # could not connect: nothing went out
                 last = e
             except Temporary as e:
                 # A 500/502 may come after the engine took the order.
