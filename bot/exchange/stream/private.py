@@ -167,7 +167,7 @@ class PrivateStream(BaseStream):
     async def _login_failed(self, error: str) -> None:
         self._authed = False
         delay = jitter(min(self.resubscribe_max,
-                            self.resubscribe_base * (2 ** min(self._login_tries, 16))))
+                           self.resubscribe_base * (2 ** min(self._login_tries, 16))))
 
         async def again() -> None:
             if not self._authed and self.connected.is_set():
