@@ -3,6 +3,21 @@
 Everything that crosses the exchange boundary is converted into one of these
 (`raise ... from e`), so callers decide by type: retry a `Temporary`, wait out a
 `RateLimited`, explain a `Rejected` to the user in plain words.
+
+    BotError
+    ├── UserError                    shown in the chat as it is
+    ├── ConfigError, VaultError
+    └── ExchangeError                anything from the exchange boundary
+        ├── Temporary                did not take effect, may be retried
+        │   ├── Overloaded           503: never reached the engine
+        │   └── ExchangeUnreachable  no connection, or no answer in time
+        ├── OutcomeUnknown           sent, no answer: look it up (no-guessing)
+        ├── NotPlaced                an order whose answer was lost is certainly not there
+        ├── RateLimited              429
+        ├── Rejected                 400 (InsufficientBalance, DuplicateClOrdID)
+        ├── NotFound                 404
+        ├── AuthError                401
+        └── PermissionDenied         403
 """
 
 from __future__ import annotations
@@ -41,8 +56,11 @@ class Overloaded(Temporary):
     """503: the system is overloaded; the request never reached the matching engine."""
 
 
-class NetworkError(Temporary):
-    """Connection failure or timeout before a response arrived."""
+class ExchangeUnreachable(Temporary):
+    """Connection failure or timeout before a response arrived.
+
+    Not to be confused with Telegram's `telegram.error.NetworkError` (which the handlers
+    see too): this one is about BitMEX only."""
 
 
 class OutcomeUnknown(ExchangeError):

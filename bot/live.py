@@ -30,6 +30,7 @@ from sqlmodel import select
 from bot import fmt
 from bot.db.models import LiveCursor, User
 from bot.errors import ExchangeError, Rejected, UserError
+from bot.exchange.client import BitmexClient
 from bot.exchange.stream import PrivateStream
 from bot.exchange.types import Exchange, Execution, Instrument, Order, Position
 from bot.metrics import StreamState
@@ -249,8 +250,11 @@ class LiveUpdates:
         # Every account's stream rides the network's few multiplexed sockets: a socket per
         # user would spend BitMEX's 60 connects an hour (per IP) after a few dozen users.
         pool = hub.pool(network) if hub is not None else None
+        # The login is signed in BitMEX's time, as the client learned it (a host clock
+        # behind BitMEX's would have it refused as expired).
+        clock = client.exchange_time if isinstance(client, BitmexClient) else None
         stream = PrivateStream(self.svc.settings.ws_url(network), key_id, secret,
-                               session=self.svc.http, history=history, pool=pool,
+                               session=self.svc.http, history=history, pool=pool, clock=clock,
                                name=f"private-{user_id}-{network}", **self.stream_options)
         w = _Watch(user_id, network, stream, stream=stream,
                    cursor=loaded.copy() if loaded else Cursor())

@@ -36,8 +36,8 @@ from bot.db.models import AuditLog, OrderIntent, User
 from bot.errors import (
     DuplicateClOrdID,
     ExchangeError,
+    ExchangeUnreachable,
     InsufficientBalance,
-    NetworkError,
     NotFound,
     NotPlaced,
     OutcomeUnknown,
@@ -190,9 +190,9 @@ def _never_reached(err: ExchangeError, kind: str) -> str | None:
                 f"{max(1, round(err.retry_after))} s)")
     if isinstance(err, Overloaded):
         return "BitMEX is overloaded and did not take it"
-    if kind in ("order", "close") or type(err) is NetworkError:
+    if kind in ("order", "close") or type(err) is ExchangeUnreachable:
         # place_order turns every maybe-sent failure into OutcomeUnknown, so for an order
-        # what is left never went out (a plain NetworkError is a failed connect).
+        # what is left never went out (a plain ExchangeUnreachable is a failed connect).
         return "BitMEX did not answer"
     return None
 

@@ -2,7 +2,9 @@
 
 Import the pieces from their modules (`bot.exchange.client`, `.stream`,
 `.paper`, `.contracts`, `.types`); `paper` pulls in the simulator engine, so it
-is not imported here.
+is not imported here. `client` is the endpoint calls over `rest` (the transport:
+signing, pacing, retries); `stream` and `types` are packages cut along their seams,
+re-exporting every name from the top.
 """
 
 from bot.exchange.client import MAINNET, TESTNET, BitmexClient, RetryPolicy, new_cl_ord_id

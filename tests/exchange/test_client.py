@@ -14,8 +14,8 @@ import pytest
 from bot.errors import (
     AuthError,
     DuplicateClOrdID,
+    ExchangeUnreachable,
     InsufficientBalance,
-    NetworkError,
     NotFound,
     NotPlaced,
     OutcomeUnknown,
@@ -434,7 +434,7 @@ async def test_refused_connection_is_certainly_not_sent(
 
     client.sleep = sleep
     # tried again (nothing went out), and reported as not sent, not as "may have been placed"
-    with pytest.raises(NetworkError):
+    with pytest.raises(ExchangeUnreachable):
         await client.place_order("XBTUSD", "Buy", 100, "Market")
     assert len(slept) == FAST.max_attempts - 1
 

@@ -33,7 +33,7 @@ from tests.contract import (
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_spec()
 
-# types.py class -> the spec definition its from_row reads.
+# bot.exchange.types class -> the spec definition its from_row reads.
 READERS = {
     "Instrument": "Instrument", "Order": "Order", "Execution": "Execution",
     "Position": "Position", "Margin": "Margin", "ApiKeyInfo": "APIKey",
@@ -126,10 +126,11 @@ def test_the_checker_catches_what_bitmex_would_not_send() -> None:
 
 
 def _reads_by_class() -> dict[str, set[str]]:
-    """Field names each types.py class's from_row reads from a BitMEX row."""
-    tree = ast.parse((ROOT / "bot" / "exchange" / "types.py").read_text())
+    """Field names each bot.exchange.types class's from_row reads from a BitMEX row."""
+    nodes = [node for path in sorted((ROOT / "bot" / "exchange" / "types").glob("*.py"))
+             for node in ast.parse(path.read_text()).body]
     reads: dict[str, set[str]] = {}
-    for node in tree.body:
+    for node in nodes:
         if not isinstance(node, ast.ClassDef) or node.name not in READERS:
             continue
         names: set[str] = set()
@@ -138,7 +139,7 @@ def _reads_by_class() -> dict[str, set[str]]:
                 continue
             func = sub.func
             fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if fname in ("_str", "_dec", "_dec0", "_int") and len(sub.args) == 2:
+            if fname in ("str0", "dec", "dec0", "int0") and len(sub.args) == 2:
                 arg = sub.args[1]
             elif fname == "get" and sub.args and isinstance(func, ast.Attribute) \
                     and getattr(func.value, "id", "") == "row":

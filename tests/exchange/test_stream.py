@@ -18,6 +18,8 @@ from bot.exchange.stream import (
     ConnectionBudget,
     MarketStream,
     PrivateStream,
+    StreamOptions,
+    StreamPool,
     Table,
     mux_url_for,
     ws_url_for,
@@ -214,6 +216,39 @@ async def test_private_stream_rejects_bad_login(sim: BitmexSimulator) -> None:
             await stream.wait_ready(5)
         await stream.close()
     assert stream.connects == 1  # a refused key is not retried in a loop
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+async def test_the_login_is_signed_in_exchange_time(sim: BitmexSimulator, pooled: bool) -> None:
+    """BitMEX two minutes ahead of this host: a login signed by the host's clock (valid for
+    30 s) is already expired there, on the handshake and as authKeyExpires alike. Signed
+    with the clock the REST client learned from BitMEX's answers, it is taken."""
+    key, secret = sim.add_account()
+    sim.clock_skew = 120.0
+    orders: list[Order] = []
+
+    async def on_order(o: Order) -> None:
+        orders.append(o)
+
+    async with aiohttp.ClientSession() as session:
+        client = BitmexClient(sim.url, key, secret, session=session,
+                              retry=RetryPolicy(base_delay=0.01))
+        await client.positions()  # an answer: the client knows BitMEX's clock now
+        pool = StreamPool(sim.ws_url, session=session,
+                          options=StreamOptions(**FAST_WS)) if pooled else None
+        stream = PrivateStream(sim.ws_url, key, secret, session=session, pool=pool,
+                               clock=client.exchange_time,
+                               **{**FAST_WS, "auth_timeout": 0.2, "resubscribe_base": 0.02})
+        stream.on_order(on_order)
+        await stream.start()
+        try:
+            await stream.wait_ready(3)
+            placed = await client.place_order("XBTUSD", "Buy", 100, "Limit", D(40000))
+            await until(lambda: any(o.order_id == placed.order_id for o in orders))
+        finally:
+            await stream.close()
+            if pool is not None:
+                await pool.close()
 
 
 @pytest.mark.parametrize("with_history", [True, False])

@@ -1,7 +1,6 @@
-"""How domain code talks to users without knowing about Telegram (design rule 1).
-
-Services call a `Notifier`; the Telegram implementation lives in handlers/.
-`Button` rows are plain data so that services can offer choices (Confirm/Cancel).
+"""The delivery queue: any `Notifier`, paced within Telegram's limits, retried, and
+sent as the person's settings say. It knows nothing about Telegram: the wrapped
+notifier reports trouble by raising `bot.notify.notifier`'s `DeliveryError`s.
 """
 
 from __future__ import annotations
@@ -11,208 +10,27 @@ import itertools
 import logging
 import time as _time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, tzinfo
-from datetime import time as dtime
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-
-@dataclass(frozen=True)
-class Button:
-    label: str
-    data: str  # callback data, at most 64 bytes (Telegram's limit)
-
-    def __post_init__(self) -> None:
-        if not 1 <= len(self.data.encode()) <= 64:
-            raise ValueError("callback data must be 1-64 bytes")
-
-
-Keyboard = list[list[Button]]
-
-
-@dataclass(frozen=True)
-class Sent:
-    chat_id: int
-    message_id: int
-
-
-class Notifier(Protocol):
-    async def send(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        buttons: Keyboard | None = None,
-        silent: bool = False,
-        kind: str = "reply",
-        thread_id: int | None = None,
-    ) -> Sent | None:
-        """Send HTML text; None when the chat can no longer be reached (blocked bot).
-
-        `thread_id` is a forum topic; if that topic was closed or deleted meanwhile the
-        message goes to General instead, so it is not lost."""
-        ...
-
-    async def edit(
-        self, chat_id: int, message_id: int, text: str, *, buttons: Keyboard | None = None
-    ) -> bool: ...
-
-    async def photo(
-        self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
-        kind: str = "reply", thread_id: int | None = None,
-    ) -> Sent | None: ...
-
-    async def delete(self, chat_id: int, message_id: int) -> bool: ...
-
-
-# --------------------------------------------------------------------------- delivery
-#
-# Everything below is the delivery queue. It wraps any Notifier (the Telegram one in
-# production) and knows nothing about Telegram: the wrapped notifier reports trouble by
-# raising the small exception types defined here.
+from bot.notify.audience import PRIORITY, AudienceLookup
+from bot.notify.notifier import (
+    DeliveryError,
+    Keyboard,
+    Notifier,
+    RetryLater,
+    Sent,
+    Transient,
+    Unreachable,
+)
+from bot.notify.pacing import DeliveryLimits, TokenBucket
 
 log = logging.getLogger(__name__)
 
-
-class DeliveryError(Exception):
-    """Raised by a wrapped notifier to tell the queue what went wrong."""
-
-
-class RetryLater(DeliveryError):
-    """The server said "too many requests": try again after `seconds`."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"retry after {seconds} s")
-        self.seconds = max(float(seconds), 0.0)
-
-
-class Unreachable(DeliveryError):
-    """The chat cannot be written to any more (bot blocked, kicked, chat gone)."""
-
-
-class Transient(DeliveryError):
-    """A network failure or timeout: the message may be retried."""
-
-
-# Lower goes first. Answers to what a person just did beat their own account's events,
-# which beat alerts, which beat bulk posts (feeds, summaries, broadcasts).
-PRIORITY: dict[str, int] = {
-    "reply": 0, "card": 0, "expire": 0,
-    "fill": 1, "order": 1, "liquidation": 1, "liqalert": 1, "deadman": 1,
-    "alert": 2,
-    "summary": 3, "feed": 3, "signal": 3, "liqfeed": 3,
-    "broadcast": 4,
-}
-BULK_PRIORITY = 3
-
-# `kind` -> the key people use in `/settings notify KIND on|off|silent`. Kinds missing
-# here (replies, cards) are always delivered with sound: the person is looking.
-PREF_KEY: dict[str, str] = {
-    "fill": "fills", "fills": "fills",
-    "order": "orders", "orders": "orders",
-    "liquidation": "liquidations", "liquidations": "liquidations", "liqalert": "liquidations",
-    "alert": "alerts", "alerts": "alerts",
-    "summary": "summaries", "summaries": "summaries",
-    "feed": "feeds", "feeds": "feeds", "signal": "feeds", "liqfeed": "feeds",
-}
-
-Mode = Literal["on", "silent", "off"]
-
-
-@dataclass(frozen=True)
-class Audience:
-    """What the queue needs to know about the person behind a chat."""
-
-    blocked: bool = False
-    prefs: Mapping[str, str] = field(default_factory=dict)
-    quiet: tuple[dtime, dtime] | None = None
-    tz: tzinfo = UTC
-
-    def mode(self, kind: str, now: datetime) -> Mode:
-        """How a message of `kind` goes out at `now`: with sound, silently, or not at all."""
-        key = PREF_KEY.get(kind)
-        if key is None:
-            return "on"
-        pref = self.prefs.get(key, "on")
-        if pref == "off":
-            return "off"
-        if pref == "silent" or self.in_quiet_hours(now):
-            return "silent"
-        return "on"
-
-    def in_quiet_hours(self, now: datetime) -> bool:
-        if self.quiet is None:
-            return False
-        start, end = self.quiet
-        local = now.astimezone(self.tz).time().replace(tzinfo=None)
-        if start <= end:
-            return start <= local < end
-        return local >= start or local < end  # wraps midnight: 22:00-07:00
-
-
-AudienceLookup = Callable[[int], Awaitable[Audience | None]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class DeliveryLimits:
-    """Telegram's flood limits, kept a little under the real ones.
-
-    The overall rate leaves headroom under Telegram's 30/s for replies that handlers
-    send directly (not through the queue), so bulk alerts never starve them.
-    """
-
-    global_per_sec: float = 25.0
-    # Burst + rate bounds any one-second window: 5 + 25 stays within Telegram's 30.
-    global_burst: float = 5.0
-    # 10 % under Telegram's pace: requests reach the server with jitter, and one that
-    # arrives a little early would otherwise meet a 429.
-    per_chat_per_sec: float = 0.9
-    chat_burst: float = 3.0
-    group_per_min: float = 18.0
-    edit_per_chat_per_sec: float = 2.0
-    edit_burst: float = 5.0
-    max_in_flight: int = 32
-    max_attempts: int = 6  # network failures; 429s are retried as told, up to 30 times
-    backoff: float = 0.5
-    max_backoff: float = 30.0
-
-    def scaled(self, factor: float) -> DeliveryLimits:
-        """Every rate `factor` times faster (tests run the emulator's clock faster)."""
-        return replace(
-            self, global_per_sec=self.global_per_sec * factor,
-            per_chat_per_sec=self.per_chat_per_sec * factor,
-            group_per_min=self.group_per_min * factor,
-            edit_per_chat_per_sec=self.edit_per_chat_per_sec * factor,
-            backoff=self.backoff / factor,
-        )
-
-
-class TokenBucket:
-    """`capacity` tokens refilled at `rate` a second: Telegram's flood limits have this
-    shape (a burst, then a steady pace). Shared by this queue and the handlers' per-chat
-    rate limiter, so both pace alike."""
-
-    __slots__ = ("capacity", "rate", "tokens", "updated")
-
-    def __init__(self, capacity: float, rate: float, now: float) -> None:
-        self.capacity, self.rate, self.tokens, self.updated = capacity, rate, capacity, now
-
-    def wait(self, now: float) -> float:
-        if now > self.updated:
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-
-    def full(self, now: float) -> bool:
-        self.wait(now)
-        return self.tokens >= self.capacity
-
-    def empty(self, now: float) -> None:
-        self.wait(now)
-        self.tokens = min(self.tokens, 0.0)
 
 
 @dataclass

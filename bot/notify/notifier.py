@@ -1,0 +1,80 @@
+"""How domain code talks to users without knowing about Telegram (design rule 1).
+
+Services call a `Notifier`; the Telegram implementation lives in handlers/.
+`Button` rows are plain data so that services can offer choices (Confirm/Cancel).
+A notifier reports trouble by raising the `DeliveryError`s below, which the
+`DeliveryQueue` (bot.notify.queue) that wraps it acts on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str  # callback data, at most 64 bytes (Telegram's limit)
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.data.encode()) <= 64:
+            raise ValueError("callback data must be 1-64 bytes")
+
+
+Keyboard = list[list[Button]]
+
+
+@dataclass(frozen=True)
+class Sent:
+    chat_id: int
+    message_id: int
+
+
+class Notifier(Protocol):
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        buttons: Keyboard | None = None,
+        silent: bool = False,
+        kind: str = "reply",
+        thread_id: int | None = None,
+    ) -> Sent | None:
+        """Send HTML text; None when the chat can no longer be reached (blocked bot).
+
+        `thread_id` is a forum topic; if that topic was closed or deleted meanwhile the
+        message goes to General instead, so it is not lost."""
+        ...
+
+    async def edit(
+        self, chat_id: int, message_id: int, text: str, *, buttons: Keyboard | None = None
+    ) -> bool: ...
+
+    async def photo(
+        self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
+        kind: str = "reply", thread_id: int | None = None,
+    ) -> Sent | None: ...
+
+    async def delete(self, chat_id: int, message_id: int) -> bool: ...
+
+
+class DeliveryError(Exception):
+    """Raised by a wrapped notifier to tell the queue what went wrong."""
+
+
+class RetryLater(DeliveryError):
+    """The server said "too many requests": try again after `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"retry after {seconds} s")
+        self.seconds = max(float(seconds), 0.0)
+
+
+class Unreachable(DeliveryError):
+    """The chat cannot be written to any more (bot blocked, kicked, chat gone)."""
+
+
+class Transient(DeliveryError):
+    """A network failure or timeout: the message may be retried."""
