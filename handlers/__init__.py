@@ -23,9 +23,13 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     from handlers import admin as _admin  # noqa: F401  (its @route decorators register it)
     from handlers import alerts as alert_handlers
     from handlers import live as _live  # noqa: F401  (its @route decorators register it)
+    from handlers import repeats as repeat_filter
 
     _ = (reports, settings)  # imported for their @route decorators
 
+    # First of all: an update delivered again (a leader killed before confirming it, a
+    # webhook retry) is skipped, so it is handled once (bot/leader.py UpdateLog).
+    app.add_handler(TypeHandler(Update, repeat_filter.skip_repeats), group=-3)
     # Before the gate: a group's move to a new id, the bot kicked or added back, an admin
     # promoted: followed whoever caused them (the gate does not pass these updates on).
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, chats.on_migrate), group=-2)
