@@ -58,6 +58,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col
 
 from bot.config import Settings
 from bot.db.engine import Database, is_postgres, migrate
@@ -380,11 +381,12 @@ class UpdateLog:
         dialect = self.db.engine.dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         stmt = insert(HandledUpdate).values(
-            bot_id=self.bot_id, update_id=update_id, handled_at=now).on_conflict_do_nothing()
+            bot_id=self.bot_id, update_id=update_id, handled_at=now,
+        ).on_conflict_do_nothing().returning(col(HandledUpdate.update_id))
         async with self.db.session() as s:
-            result = await s.execute(stmt)
+            result = await s.exec(stmt)
+            first = result.scalar_one_or_none() is not None
             await s.commit()
-        first = bool(getattr(result, "rowcount", 1))
         if not first:
             self.skipped += 1
             log.info("update %s was already handled (delivered again): skipped", update_id)
@@ -395,9 +397,8 @@ class UpdateLog:
 
     async def prune(self, before: datetime) -> None:
         async with self.db.session() as s:
-            await s.execute(delete(HandledUpdate).where(
-                HandledUpdate.bot_id == self.bot_id,  # type: ignore[arg-type]
-                HandledUpdate.handled_at < before))  # type: ignore[arg-type]
+            await s.exec(delete(HandledUpdate).where(
+                col(HandledUpdate.bot_id) == self.bot_id, col(HandledUpdate.handled_at) < before))
             await s.commit()
 
 
