@@ -175,9 +175,15 @@ class Lease(Leadership):
         import asyncpg
 
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(_dsn(self.url), timeout=self.times.renew,
-                                               command_timeout=self.times.renew)
+            self._conn = await asyncpg.connect(_dsn(self.url), timeout=self._patience,
+                                               command_timeout=self._patience)
         return self._conn
+
+    @property
+    def _patience(self) -> float:
+        # How long one attempt may take: a hung one is abandoned in time for another try
+        # before the step-down; a slow start (a loaded machine) is not mistaken for none.
+        return self.times.step_down - self.times.renew
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -207,7 +213,7 @@ class Lease(Leadership):
             conn = await self._connection()
             epoch = await asyncio.wait_for(
                 conn.fetchval(_TAKE, self.name, self.holder, self.times.lease),
-                self.times.renew)
+                self._patience)
         except Exception as e:  # any trouble is "not renewed"; the watchdog counts the time
             await self._drop_connection()
             if not self._complained:
@@ -272,6 +278,8 @@ class Lease(Leadership):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._renewer
         if leading and not self._lost:
+            # A fresh connection: the cancelled renewal may have left the old one mid-query.
+            await self._drop_connection()
             try:
                 conn = await self._connection()
                 await asyncio.wait_for(conn.execute(_RELEASE, self.name, self.holder), 2.0)
