@@ -247,6 +247,16 @@ async def test_the_standby_takes_over_a_killed_leader_and_nothing_is_lost_or_rep
                         20, "the second card")
             armed_at = account.cancel_at
             assert armed_at is not None
+            # A third card is confirmed, BitMEX takes the order but its answer never comes:
+            # the card is in flight when the leader dies.
+            alice.send(f"/buy 200 xbtusd limit {p0 - 1100}")
+            await until(lambda: alice.buttons("✅ Confirm") == 2, 20, "the third card")
+            sim.faults.drop_after_accept(1, mode="hang")
+            alice.press("✅ Confirm")
+            in_flight = "SELECT cl_ord_id FROM order_intents WHERE state = 'confirmed'"
+            flying = await until(lambda: scalar(url, in_flight), 20, "the third card sending")
+            await until(lambda: len(engine.open_order_rows(account.id)) == 2, 20,
+                        "the third card's order on the exchange")
 
             # -- the leader dies mid-session --------------------------------------------------
             leader.kill()
@@ -271,22 +281,28 @@ async def test_the_standby_takes_over_a_killed_leader_and_nothing_is_lost_or_rep
             await alice.wait("🔔 XBTUSD above")
             await alice.wait("Filled 100/300")
             await alice.wait("Balance · testnet")
+            # The card in flight is settled by its clOrdID: placed once, and it says so.
+            await alice.wait("✅ Placed", n=2)
+            assert [str(o["clOrdID"]) for o in engine.open_order_rows(account.id)].count(
+                flying) == 1
             # The dead-man's switch: refreshed by the new leader on BitMEX's clock ...
             await until(lambda: account.cancel_at is not None and account.cancel_at > armed_at,
                         10, "the new leader's dead-man refresh")
             engine.clock.advance(10)  # 20 s after the old leader's last refresh: past its 15 s
-            assert len(engine.open_order_rows(account.id)) == 1, "cancelAllAfter fired"
+            assert len(engine.open_order_rows(account.id)) == 2, "cancelAllAfter fired"
 
             # The card left open is confirmed through the new leader, once.
             alice.press("✅ Confirm")
-            await until(lambda: len(engine.open_order_rows(account.id)) == 2, 20,
+            await until(lambda: len(engine.open_order_rows(account.id)) == 3, 20,
                         "the second card's order")
             await asyncio.sleep(1.5)  # let anything repeated show itself
             assert alice.count("🔔 XBTUSD above") == 1, alice.transcript()
             assert alice.count("Filled 100/300") == 1, alice.transcript()
             assert alice.count("Alert set") == 2, alice.transcript()
             assert alice.count("Balance · testnet") == 1, alice.transcript()
-            assert alice.count("✅ Placed") == 2, alice.transcript()
+            assert alice.count("✅ Placed") == 3, alice.transcript()
+            placed = "SELECT count(*) FROM order_intents WHERE state = 'placed'"
+            assert await scalar(url, placed) == 3
             cl_ids = [str(o["clOrdID"]) for o in engine.open_order_rows(account.id)]
             assert cl_ids.count(str(order["clOrdID"])) == 1
             assert await scalar(url, "SELECT count(*) FROM alerts WHERE state = 'active'") == 1
