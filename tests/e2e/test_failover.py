@@ -374,13 +374,21 @@ async def test_a_leader_cut_off_from_the_database_stops_and_the_other_leads(
             assert stopped < led
             bob.send("/start")
             await bob.wait("Hi Bob", n=2)
+            # Restarted (its link repaired), it stands by; SIGTERM ends it cleanly there.
+            one.env = two.env
+            await one.start()
+            await until(lambda: "standing by" in one.text(), 30, "one standing by again")
+            assert await standby_says(one)
+            assert await one.stop() == 0
             assert await two.stop() == 0
         finally:
             one.reap()
             two.reap()
             await proxy.close()
         await admin(url, "SELECT 1")  # the server itself was never down
-        assert "Traceback" not in two.text(), two.text()[-5000:]
+        for inst in (one, two):
+            assert "Traceback" not in inst.text(), inst.text()[-5000:]
+            assert "destroyed but it is pending" not in inst.text(), inst.text()[-5000:]
 
 
 async def test_a_second_instance_on_one_sqlite_database_is_refused_in_one_line(
@@ -406,3 +414,50 @@ async def test_a_second_instance_on_one_sqlite_database_is_refused_in_one_line(
     assert lines == [f"error: another bot is already running on {db} (pid {first.proc.pid}): "  # type: ignore[union-attr]
                      "stop it first. SQLite serves one instance; two instances (failover) "
                      "need PostgreSQL, see README \"Running at scale\"."], lines
+
+
+async def test_webhook_mode_a_standby_stops_on_sigterm_and_a_new_leader_takes_the_webhook(
+        world_emu: TelegramEmulator, world_sim: BitmexSimulator, tmp_path: Path,
+        restore_world: None) -> None:
+    emu, sim = world_emu, world_sim
+    token, name = "505050:hookfail-test-token-abcdefghijklmnopqrstuvwxyz", "HookFailBot"
+    emu.add_bot(token, name, "HookFail")
+    # Telegram posts to https on 443/80/88/8443 only; a loopback http URL is the emulator's
+    # named test allowance, switched on here on purpose.
+    emu.allow_loopback_http_webhooks = True
+    async with throwaway_database() as url:
+        env = env_for(emu, sim, token, url, generate_key())
+
+        def hooked(label: str) -> Instance:
+            # Each behind its own address, as behind a load balancer that asks /readyz.
+            port = free_port()
+            return Instance(label, {**env, "WEBHOOK_URL": f"http://127.0.0.1:{port}",
+                                    "WEBHOOK_PORT": str(port)}, tmp_path / label)
+
+        one, two = hooked("one"), hooked("two")
+        user = emu.user(first_name="Cleo")
+        cleo = Chatter(emu, name, user, emu.private_chat(user, bot=name))
+        try:
+            await one.start()
+            await until(lambda: standby_ready(one), 60, f"one leading\n{one.text()[-3000:]}")
+            await two.start()
+            await until(lambda: standby_says(two), 60, f"two standing by\n{two.text()[-3000:]}")
+            await until(lambda: "standing by" in two.text(), 30, "two waiting for the lease")
+            assert await two.stop() == 0  # SIGTERM while it waits: a clean, quick exit
+            assert one.env["WEBHOOK_PORT"] in (emu.bot(name).webhook_url or "")
+            cleo.send("/start")
+            await cleo.wait("Hi Cleo")
+
+            one.kill()
+            await one.proc.wait()  # type: ignore[union-attr]
+            await two.start()
+            await until(lambda: standby_ready(two), 30, f"two leading\n{two.text()[-3000:]}")
+            assert two.env["WEBHOOK_PORT"] in (emu.bot(name).webhook_url or "")
+            cleo.send("/start")
+            await cleo.wait("Hi Cleo", n=2)
+            assert await two.stop() == 0
+        finally:
+            emu.allow_loopback_http_webhooks = False
+            one.reap()
+            two.reap()
+        assert "Traceback" not in two.text(), two.text()[-5000:]
