@@ -4,6 +4,7 @@ and a TCP proxy in front of it whose connection can be cut."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -55,12 +56,38 @@ async def throwaway_database() -> AsyncIterator[str]:
         pytest.skip(f"no PostgreSQL server answers at {urlsplit(base).netloc}: set "
                     "TEST_DATABASE_URL=postgresql+asyncpg://user@host:5432/db to run the "
                     "failover tests")
+    template = await _migrated_template(base)
     name = f"failover_{os.getpid()}_{next(_names)}"
-    await admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    await admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     try:
         yield with_database(base, name)
     finally:
         await admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_template: str | None = None
+
+
+async def _migrated_template(base: str) -> str:
+    """A database migrated to head once per session: copying it is far faster than
+    migrating each new one (a bot still runs its migrations, and finds nothing to do)."""
+    global _template
+    if _template is None:
+        from bot.db.engine import upgrade
+
+        name = f"failover_template_{os.getpid()}"
+        await admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                    f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(upgrade, with_database(base, name))
+        atexit.register(_drop_template, base, name)
+        _template = name
+    return _template
+
+
+def _drop_template(base: str, name: str) -> None:
+    with contextlib.suppress(Exception):
+        asyncio.run(admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 class CutProxy:
