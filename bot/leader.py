@@ -303,12 +303,14 @@ class Standby:
     ("standby"), /metrics with bot_leader 0. Closed once this instance leads, to give its
     port to the leader's own server (bot/services.py)."""
 
-    def __init__(self, settings: Settings, leadership: Leadership) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.readiness = Readiness(leader=leadership.is_leader, started=True)
+        # Never "leader" here, even in the instant between taking the lease and closing:
+        # only the leader's own server, with its streams behind it, may say ready.
+        self.readiness = Readiness(leader=lambda: False, started=True)
         self.metrics = Metrics()
-        self.metrics.sources.leader = leadership.is_leader
-        self.metrics.sources.ready = lambda: self.readiness.check()[0]
+        self.metrics.sources.leader = lambda: False
+        self.metrics.sources.ready = lambda: False
         self.server: MetricsServer | None = None
 
     async def start(self) -> None:

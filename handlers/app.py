@@ -174,7 +174,7 @@ def run_forever(settings: Settings) -> int:
         # A standby waits here, before anything with a side effect exists; only its health
         # server answers meanwhile (/readyz 503). Polling starts after post_init returns.
         if not leadership.is_leader():
-            standby = Standby(settings, leadership)
+            standby = Standby(settings)
             await standby.start()
         await leadership.prepare()
         await leadership.wait_until_leader()
