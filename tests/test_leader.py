@@ -160,3 +160,26 @@ async def test_an_update_delivered_twice_is_claimed_once(tmp_path: Path) -> None
         assert again.skipped == 1
     finally:
         await db.dispose()
+
+
+async def test_a_standby_health_server_says_alive_not_ready_and_not_leader() -> None:
+    import aiohttp
+
+    from bot.leader import Standby
+    from tests.e2e.test_process import free_port
+
+    port = free_port()
+    standby = Standby(load_settings(_env_file=None, METRICS_PORT=port))
+    await standby.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert resp.status == 200
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                body = await resp.json(content_type=None)
+                assert resp.status == 503 and body["reason"].startswith("standby")
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                lines = (await resp.text()).splitlines()
+                assert "bot_leader 0.0" in lines and "bot_ready 0.0" in lines
+    finally:
+        await standby.close()
