@@ -165,9 +165,9 @@ class Settings(BaseSettings):
     # Two or more instances on one PostgreSQL database (bot/leader.py): the leader renews
     # its lease every RENEW s for LEASE s, and stops (exits) after STEP_DOWN s without a
     # renewal, before the lease can run out and a standby take over.
-    LEADER_LEASE_SECONDS: float = 7.0
-    LEADER_RENEW_SECONDS: float = 1.5
-    LEADER_STEP_DOWN_SECONDS: float = 4.5
+    LEADER_LEASE_SECONDS: float = 6.0
+    LEADER_RENEW_SECONDS: float = 1.0
+    LEADER_STEP_DOWN_SECONDS: float = 4.0
 
     @field_validator("TELEGRAM_BOT_TOKEN", mode="before")
     @classmethod

@@ -32,7 +32,7 @@ cards by clOrdID at start-up (bot/trading.py `settle_cards`), fired alerts not y
 Telegram updates it took but never confirmed, skipped by `UpdateLog`.
 
 Takeover time after a crash: at most `lease` (the old lease runs out) + `renew` (the next
-attempt) + the start-up of the services; with the defaults 7 + 1.5 + ~1 s, under 10 s. A
+attempt) + the start-up of the services; with the defaults 6 + 1 + 1-2 s, under 10 s. A
 leader stopped cleanly (SIGTERM) releases the lease, and a standby leads within `renew`.
 
 **SQLite** has no server to hold a lease: one process only, enforced by an exclusive lock
@@ -95,9 +95,9 @@ _RELEASE = f"UPDATE leader_lease SET expires_at = {_NOW} WHERE name = $1 AND hol
 class LeaseTimes:
     """Seconds: how long a lease lasts, how often it is renewed, when a leader gives up."""
 
-    lease: float = 7.0
-    renew: float = 1.5
-    step_down: float = 4.5
+    lease: float = 6.0
+    renew: float = 1.0
+    step_down: float = 4.0
 
     def __post_init__(self) -> None:
         if not 0 < self.renew < self.step_down < self.lease:

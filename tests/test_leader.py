@@ -125,7 +125,7 @@ def test_lease_times_must_leave_the_leader_time_to_stop(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="LEADER_STEP_DOWN_SECONDS is invalid"):
         load_settings(_env_file=None, LEADER_RENEW_SECONDS=3, LEADER_STEP_DOWN_SECONDS=2)
     s = load_settings(_env_file=None)
-    assert LeaseTimes.of(s) == LeaseTimes(7.0, 1.5, 4.5)
+    assert LeaseTimes.of(s) == LeaseTimes(6.0, 1.0, 4.0)
 
 
 def test_a_second_instance_on_one_sqlite_file_is_refused_in_one_line(tmp_path: Path) -> None:
