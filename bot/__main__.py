@@ -238,6 +238,10 @@ def cmd_run(settings: Settings, sandbox_if_no_token: bool) -> int:
     if settings.WEBHOOK_URL and settings.METRICS_PORT == settings.WEBHOOK_PORT:
         raise ConfigError(f"METRICS_PORT and WEBHOOK_PORT are both {settings.WEBHOOK_PORT}: "
                           "the metrics server and the webhook listener need a port each.")
+    from bot.leader import lock_database_file
+
+    # SQLite serves one instance: a second one is refused here, before it polls or trades.
+    lock_database_file(settings)
     try:
         from handlers.app import run_forever
     except ImportError as e:  # pragma: no cover - only while the runtime is missing

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -50,6 +50,12 @@ EXPECTS: dict[str, str] = {
     "METRICS_PORT": "a TCP port number between 1 and 65535 (or empty: no metrics server)",
     "METRICS_HOST": "an address to listen on, such as 127.0.0.1 or 0.0.0.0",
     "TELEGRAM_TIME_SCALE": "a positive number; 1 against the real Telegram",
+    "LEADER_LEASE_SECONDS": "seconds a leader's lease lasts unrenewed (1-300), longer than "
+                            "LEADER_STEP_DOWN_SECONDS",
+    "LEADER_RENEW_SECONDS": "seconds between lease renewals (0.1-60), shorter than "
+                            "LEADER_STEP_DOWN_SECONDS",
+    "LEADER_STEP_DOWN_SECONDS": "seconds without a renewal before a leader stops, between "
+                                "LEADER_RENEW_SECONDS and LEADER_LEASE_SECONDS",
 }
 
 
@@ -156,6 +162,12 @@ class Settings(BaseSettings):
     # How many times faster than real time the Bot API server's flood windows run: 1 for
     # Telegram; the sandbox and tests run the emulator's clock faster and pace to match.
     TELEGRAM_TIME_SCALE: float = 1.0
+    # Two or more instances on one PostgreSQL database (bot/leader.py): the leader renews
+    # its lease every RENEW s for LEASE s, and stops (exits) after STEP_DOWN s without a
+    # renewal, before the lease can run out and a standby take over.
+    LEADER_LEASE_SECONDS: float = 6.0
+    LEADER_RENEW_SECONDS: float = 1.0
+    LEADER_STEP_DOWN_SECONDS: float = 4.0
 
     @field_validator("TELEGRAM_BOT_TOKEN", mode="before")
     @classmethod
@@ -266,6 +278,31 @@ class Settings(BaseSettings):
     def _time_scale(cls, v: float) -> float:
         if not 0 < v <= 1000:
             raise ValueError("out of range")
+        return v
+
+    @field_validator("LEADER_LEASE_SECONDS")
+    @classmethod
+    def _lease(cls, v: float) -> float:
+        if not 1 <= v <= 300:
+            raise ValueError("out of range")
+        return v
+
+    @field_validator("LEADER_RENEW_SECONDS")
+    @classmethod
+    def _renew(cls, v: float) -> float:
+        if not 0.1 <= v <= 60:
+            raise ValueError("out of range")
+        return v
+
+    @field_validator("LEADER_STEP_DOWN_SECONDS")
+    @classmethod
+    def _step_down(cls, v: float, info: ValidationInfo) -> float:
+        # Fencing needs renew < step down < lease: a leader that cannot renew stops while
+        # its lease still holds, so no standby can lead at the same time (bot/leader.py).
+        lease = info.data.get("LEADER_LEASE_SECONDS")
+        renew = info.data.get("LEADER_RENEW_SECONDS")
+        if lease is None or renew is None or not renew < v < lease:
+            raise ValueError("not between LEADER_RENEW_SECONDS and LEADER_LEASE_SECONDS")
         return v
 
     @field_validator("MAINNET_CONFIRM_USD")

@@ -7,9 +7,9 @@ handler, the exchange client, the trading outcome) or keeps a plain counter/size
 is read when Prometheus scrapes (queue depth, accounts, streams, alerts): nothing here
 imports `telegram`, and nothing is computed between scrapes that nobody reads.
 
-`Readiness` answers /readyz. Today this process is always the leader; a later leader
-election plugs in by passing `leader=` (a callable), and /readyz then says 503 on a
-standby without anything else changing.
+`Readiness` answers /readyz. Its `leader` callable is the instance's leadership
+(bot/leader.py): always True on SQLite, the lease's holder on PostgreSQL; a standby's
+health server (`bot.leader.Standby`) answers 503 until it leads.
 """
 
 from __future__ import annotations

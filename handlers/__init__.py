@@ -27,6 +27,7 @@ from handlers import (
     feeds,
     keys,
     live,
+    repeats,
     reports,
     router,
     settings,
@@ -55,6 +56,9 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     text = router.Router(routes_of(AREAS), first=keys.in_connect_flow,
                          fallbacks=(feeds.on_group_text,))
 
+    # First of all: an update delivered again (a leader killed before confirming it, a
+    # webhook retry) is skipped, so it is handled once (bot/leader.py UpdateLog).
+    app.add_handler(TypeHandler(Update, repeats.skip_repeats), group=-3)
     # Before the gate: a group's move to a new id, the bot kicked or added back, an admin
     # promoted: followed whoever caused them (the gate does not pass these updates on).
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, chats.on_migrate), group=-2)

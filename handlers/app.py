@@ -27,6 +27,7 @@ from bot import parse as P
 from bot.chats import migrate_chat
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.leader import Standby, UpdateLog, bot_id_of, leadership_for
 from bot.notify import Audience, DeliveryLimits, DeliveryQueue
 from bot.prefs import Preferences
 from bot.services import Services, create_services
@@ -148,11 +149,25 @@ def webhook_secret(token: str) -> str:
 def run_forever(settings: Settings) -> int:
     """`python -m bot run`: migrate, serve until SIGTERM/SIGINT, close cleanly."""
     services: Services | None = None
+    leadership = leadership_for(settings)  # failover: bot/leader.py
+    standby: Standby | None = None
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        nonlocal services
+        nonlocal services, standby
+        # A standby waits here, before anything with a side effect exists; only its health
+        # server answers meanwhile (/readyz 503). Polling starts after post_init returns.
+        if not leadership.is_leader():
+            standby = Standby(settings)
+            await standby.start()
+        await leadership.prepare()
+        await leadership.wait_until_leader()
+        if standby is not None:
+            await standby.close()
         # Built inside PTB's event loop: aiohttp sessions are bound to the loop they start in.
         services = await create_services(settings)
+        services.readiness.leader = services.metrics.sources.leader = leadership.is_leader
+        application.bot_data.update_log = UpdateLog(
+            services.db, bot_id_of(settings.token or ""))
         attach(application, services)
         if services.live is not None:
             await services.live.start()  # after attach: its messages need the notifier
@@ -168,6 +183,9 @@ def run_forever(settings: Settings) -> int:
                 await services.notifier.drain(timeout=10)
                 await services.notifier.close()
             await services.close()
+        if standby is not None:
+            await standby.close()
+        await leadership.release()  # last: every side effect has stopped
 
     app = build_application(settings, None)
     app.post_init = post_init
@@ -248,7 +266,17 @@ async def serve_webhook(app: Application[Any, Any, Any, Any, Any, Any],
     try:
         await app.initialize()
         if app.post_init is not None:
-            await app.post_init(app)
+            # A standby waits in post_init for the lease: SIGTERM must still end it.
+            init = asyncio.ensure_future(app.post_init(app))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({init, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not init.done():
+                init.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await init
+                return
+            init.result()
         try:
             await listener.start(host, settings.listen_port)
         except OSError as e:

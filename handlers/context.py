@@ -19,6 +19,7 @@ from bot.ratelimit import UserRateLimiter
 if TYPE_CHECKING:
     # The container is handed to handlers here and only here (ARCHITECTURE.md, the
     # composition roots); everything else in handlers/ reaches it as `ctx.services`.
+    from bot.leader import UpdateLog
     from bot.services import Services
 
 
@@ -38,6 +39,9 @@ class BotData:
     group_read_limit: UserRateLimiter | None = None
     # When each user's row was last refreshed (access gate), to keep writes off the hot path.
     seen_users: dict[int, float] = field(default_factory=dict)
+    # Updates already taken (bot/leader.py): set by `python -m bot run`, where Telegram may
+    # deliver an update again after a failover; None in the sandbox and the tests' harness.
+    update_log: UpdateLog | None = None
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]):

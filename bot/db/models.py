@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, UniqueConstraint, false
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from bot.db.types import DecimalText, TelegramId, UTCDateTime, utcnow
@@ -320,3 +320,33 @@ __all__ = [
     "SignalUpdate",
     "User",
 ]
+
+
+class LeaderLease(SQLModel, table=True):
+    """Who leads among instances sharing one PostgreSQL database (bot/leader.py).
+
+    `expires_at` is set from the server's clock, so instances on machines whose clocks
+    differ still agree on when a lease has run out.
+    """
+
+    __tablename__ = "leader_lease"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    epoch: int = Field(sa_type=BigInteger)  # +1 on every change of holder
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    renewed_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class HandledUpdate(SQLModel, table=True):
+    """A Telegram update already taken by an instance (bot/leader.py `UpdateLog`).
+
+    With polling, an update is confirmed only by the next getUpdates; a leader killed
+    before that leaves updates the next one receives again, and this row skips them.
+    """
+
+    __tablename__ = "handled_updates"
+
+    bot_id: int = Field(primary_key=True, sa_type=TelegramId)
+    update_id: int = Field(primary_key=True, sa_type=TelegramId)
+    handled_at: datetime = Field(sa_type=UTCDateTime, index=True)
