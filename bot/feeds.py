@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -291,30 +292,35 @@ class Feeds:
         db: Database,
         accounts: Accounts,
         trading: Trading,
-        notifier: Callable[[], Notifier | None],
+        notifier: Notifier,
         *,
+        allowed: Callable[[int], bool] = lambda _uid: True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         signals_per_minute: int = SIGNALS_PER_MINUTE,
     ) -> None:
         self.db = db
         self.accounts = accounts
         self.trading = trading
-        self._notifier = notifier
+        self.notifier = notifier
         self.now = now
         self.rate = FeedRateLimit(signals_per_minute)
         self.membership = Membership()
         # Whether a user may use the bot at all (ALLOWED_USER_IDS): a revoked user gets
         # nothing from a feed, whatever their follows say.
-        self.allowed: Callable[[int], bool] = lambda _uid: True
+        self.allowed = allowed
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_fanout: FanOut | None = None
 
-    @property
-    def notifier(self) -> Notifier:
-        n = self._notifier()
-        if n is None:
-            raise RuntimeError("no notifier attached")
-        return n
+    async def move_chat(self, old: int, new: int) -> int:
+        """A group became a supergroup: its feed and signals follow it; rows moved."""
+        moved = 0
+        async with self.db.session() as s:
+            for model in (Feed, Signal):
+                result = await s.exec(update(model).where(col(model.chat_id) == old)
+                                      .values(chat_id=new))
+                moved += int(result.rowcount or 0)
+            await s.commit()
+        return moved
 
     # --- feeds ------------------------------------------------------------------------
 
@@ -985,15 +991,3 @@ def _auto_text(on: bool) -> str:
 def _auto_buttons(feed_id: int, on: bool) -> Keyboard:
     label = "Turn auto mode off" if on else "🤖 Apply risk-reducing updates automatically"
     return [[Button(label, f"{CB_PREFIX}:a:{feed_id}:{0 if on else 1}")]]
-
-
-def feeds_of(services: Any) -> Feeds:
-    """The feeds service of a `Services` container, built on first use."""
-    feeds = services.extras.get("feeds")
-    if feeds is None:
-        feeds = Feeds(services.db, services.accounts, services.trading,
-                      lambda: services.notifier)
-        feeds.allowed = services.is_allowed
-        services.extras["feeds"] = feeds
-    assert isinstance(feeds, Feeds)
-    return feeds

@@ -19,23 +19,27 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import aiohttp
 from sqlmodel import select
 
 from bot import fmt
+from bot.accounts import Accounts
+from bot.db.engine import Database
 from bot.db.models import LiveCursor, User
 from bot.errors import ExchangeError, Rejected, UserError
 from bot.exchange.stream import PrivateStream
 from bot.exchange.types import Exchange, Execution, Instrument, Order, Position
+from bot.market import MarketHub, PublicMarket
 from bot.metrics import StreamState
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from bot.notify import Notifier
+from bot.trading import Trading
+from bot.users import Users
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +141,20 @@ class _DeadmanState:
 class LiveUpdates:
     """Private streams of every connected account, turned into messages."""
 
-    def __init__(self, services: Services, *, deadman_interval: float = DEADMAN_INTERVAL,
+    def __init__(self, db: Database, accounts: Accounts, trading: Trading, users: Users,
+                 notifier: Notifier, *, market: PublicMarket, hub: MarketHub,
+                 http: aiohttp.ClientSession, ws_url: Callable[[str], str],
+                 deadman_interval: float = DEADMAN_INTERVAL,
                  stream_options: dict[str, Any] | None = None) -> None:
-        self.svc = services
+        self.db = db
+        self.accounts = accounts
+        self.trading = trading
+        self.users = users
+        self.notifier = notifier
+        self.market = market
+        self.hub = hub
+        self.http = http
+        self.ws_url = ws_url
         self.deadman_interval = deadman_interval
         self.stream_options = dict(stream_options or {})
         self._watches: dict[tuple[int, str], _Watch] = {}
@@ -161,20 +176,20 @@ class LiveUpdates:
         if self._started:
             return
         self._started = True
-        self.svc.accounts.listeners.append(self._on_account)
-        async with self.svc.db.session() as s:
+        self.accounts.listeners.append(self._on_account)
+        async with self.db.session() as s:
             users = (await s.exec(select(User))).all()
         for u in users:
             self._liq_pct[u.id] = u.liq_alert_pct
             if u.deadman_seconds:
                 self._deadman[u.id] = u.deadman_seconds
-        pairs = await self.svc.accounts.watched()
+        pairs = await self.accounts.watched()
         await asyncio.gather(*(self._watch_quietly(uid, net) for uid, net in pairs))
         self._dm_task = asyncio.create_task(self._deadman_loop(), name="deadman-refresh")
 
     async def close(self) -> None:
-        if self._on_account in self.svc.accounts.listeners:
-            self.svc.accounts.listeners.remove(self._on_account)
+        if self._on_account in self.accounts.listeners:
+            self.accounts.listeners.remove(self._on_account)
         if self._dm_task is not None:
             self._dm_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -227,30 +242,28 @@ class LiveUpdates:
         key = (user_id, network)
         if key in self._watches:
             return
-        if not self.svc.is_allowed(user_id):
+        if not self.users.is_allowed(user_id):
             log.info("user %s is not in ALLOWED_USER_IDS: their %s stream stays closed",
                      user_id, network)
             return
         if user_id not in self._liq_pct:
-            user = await self.svc.get_user(user_id)
+            user = await self.users.get_user(user_id)
             self._liq_pct[user_id] = user.liq_alert_pct if user else Decimal(10)
         if network == "paper":
-            paper = await self.svc.accounts.exchange(user_id, "paper")
+            paper = await self.accounts.exchange(user_id, "paper")
             w = _Watch(user_id, network, paper)
             self._watches[key] = w
             self._subscribe(w, paper)
             return
-        key_id, secret = await self.svc.accounts.credentials(user_id, network)
-        client = await self.svc.accounts.exchange(user_id, network)
+        key_id, secret = await self.accounts.credentials(user_id, network)
+        client = await self.accounts.exchange(user_id, network)
         loaded = await self._load_cursor(user_id, network)
         history = _RecordingHistory(client)
-        assert self.svc.http is not None
-        hub = self.svc.market_hub
         # Every account's stream rides the network's few multiplexed sockets: a socket per
         # user would spend BitMEX's 60 connects an hour (per IP) after a few dozen users.
-        pool = hub.pool(network) if hub is not None else None
-        stream = PrivateStream(self.svc.settings.ws_url(network), key_id, secret,
-                               session=self.svc.http, history=history, pool=pool,
+        pool = self.hub.pool(network)
+        stream = PrivateStream(self.ws_url(network), key_id, secret,
+                               session=self.http, history=history, pool=pool,
                                name=f"private-{user_id}-{network}", **self.stream_options)
         w = _Watch(user_id, network, stream, stream=stream,
                    cursor=loaded.copy() if loaded else Cursor())
@@ -372,7 +385,7 @@ class LiveUpdates:
 
     async def _instrument(self, network: str, symbol: str) -> Instrument | None:
         try:
-            return await self.svc.market(network).instrument(symbol)
+            return await self.market.client(network).instrument(symbol)
         except Exception:  # formatting falls back to plain numbers
             return None
 
@@ -465,7 +478,7 @@ class LiveUpdates:
         """A card's entry filled: place its TP/SL unless the press itself already did."""
         from bot.trading import CONFIRMED, PLACED, Plan
 
-        trading = self.svc.trading
+        trading = self.trading
         row = await trading.intent_by_cl_ord_id(ex.cl_ord_id)
         if row is None or row.id is None:
             return
@@ -538,7 +551,7 @@ class LiveUpdates:
 
     async def set_liq_alert(self, user_id: int, percent: Decimal | None) -> str:
         """`/liqalert N% | off`; returns the answer to show."""
-        async with self.svc.db.session() as s:
+        async with self.db.session() as s:
             user = await s.get(User, user_id) or User(id=user_id)
             user.liq_alert_pct = percent
             s.add(user)
@@ -556,7 +569,7 @@ class LiveUpdates:
     # --- dead-man's switch --------------------------------------------------------------
 
     async def _trading_networks(self, user_id: int) -> list[str]:
-        return [a.network for a in await self.svc.accounts.list(user_id) if a.can_trade]
+        return [a.network for a in await self.accounts.list(user_id) if a.can_trade]
 
     async def set_deadman(self, user_id: int, seconds: int | None) -> str:
         """`/deadman SECONDS | off`: arm (or disarm) cancelAllAfter on every trading account."""
@@ -568,7 +581,7 @@ class LiveUpdates:
         done, failed = [], []
         for net in networks:
             try:
-                ex = await self.svc.accounts.exchange(user_id, net)
+                ex = await self.accounts.exchange(user_id, net)
                 await ex.cancel_all_after(timeout)
                 done.append(net)
             except ExchangeError as e:
@@ -576,7 +589,7 @@ class LiveUpdates:
         if not done:
             raise UserError("BitMEX did not accept the dead-man's switch ("
                             + html.escape("; ".join(failed)) + "). Please try again.")
-        async with self.svc.db.session() as s:
+        async with self.db.session() as s:
             user = await s.get(User, user_id) or User(id=user_id)
             user.deadman_seconds = seconds
             s.add(user)
@@ -637,7 +650,7 @@ class LiveUpdates:
             state = self._dm_state.setdefault((user_id, net),
                                               _DeadmanState(last_ok=time.monotonic()))
             try:
-                ex = await self.svc.accounts.exchange(user_id, net)
+                ex = await self.accounts.exchange(user_id, net)
                 await ex.cancel_all_after(seconds * 1000)
             except (ExchangeError, UserError) as e:
                 state.failures += 1
@@ -679,22 +692,18 @@ class LiveUpdates:
     # --- plumbing -----------------------------------------------------------------------
 
     async def _send(self, user_id: int, text: str, kind: str) -> None:
-        if not self.svc.is_allowed(user_id):
+        if not self.users.is_allowed(user_id):
             # Revoked while running: nothing more is told, and the streams are closed.
             for key in [k for k in self._watches if k[0] == user_id]:
                 self._spawn(self.unwatch(*key), f"unwatch-{user_id}-{key[1]}")
             return
-        notifier = self.svc.notifier
-        if notifier is None:
-            log.warning("no notifier yet: a %s message for %s was not sent", kind, user_id)
-            return
         try:
-            await notifier.send(user_id, text, kind=kind)
+            await self.notifier.send(user_id, text, kind=kind)
         except Exception:  # the stream must keep going whatever delivery ran into
             log.exception("could not deliver a %s message to %s", kind, user_id)
 
     async def _load_cursor(self, user_id: int, network: str) -> Cursor | None:
-        async with self.svc.db.session() as s:
+        async with self.db.session() as s:
             row = (await s.exec(select(LiveCursor).where(
                 LiveCursor.user_id == user_id, LiveCursor.network == network))).first()
         if row is None:
@@ -704,7 +713,7 @@ class LiveUpdates:
     async def _save_cursor(self, w: _Watch) -> None:
         if w.cursor is None:
             return
-        async with self.svc.db.session() as s:
+        async with self.db.session() as s:
             row = (await s.exec(select(LiveCursor).where(
                 LiveCursor.user_id == w.user_id, LiveCursor.network == w.network))).first()
             if row is None:
@@ -718,7 +727,7 @@ class LiveUpdates:
             await s.commit()
 
     async def _delete_cursor(self, user_id: int, network: str) -> None:
-        async with self.svc.db.session() as s:
+        async with self.db.session() as s:
             row = (await s.exec(select(LiveCursor).where(
                 LiveCursor.user_id == user_id, LiveCursor.network == network))).first()
             if row is not None:
