@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,6 @@ class Metrics:
         self.update_errors.labels(cause).inc()
 
     def exchange_error(self, err: BaseException) -> None:
-        from bot.errors import RateLimited
-
         self.exchange_errors.labels(error_kind(err)).inc()
         if isinstance(err, RateLimited):
             self.exchange_429.inc()

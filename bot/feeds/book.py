@@ -229,7 +229,7 @@ class FeedBook:
             await s.commit()
             await s.refresh(row)
         acc = await self.accounts.active(user_id)
-        lines = [f"✅ Following <b>{html.escape(feed.name)}</b>: {_sizing_text(row)}.",
+        lines = [f"✅ Following <b>{html.escape(feed.name)}</b>: {sizing_text(row)}.",
                  "Each new signal comes here as a preview; nothing is placed until you "
                  "press Confirm."]
         if acc is None:
@@ -253,7 +253,7 @@ class FeedBook:
             await s.commit()
             feed = await s.get(Feed, feed_id)
         name = html.escape(feed.name if feed else "?")
-        return (f"<b>{name}</b>: {_sizing_text(row)}.\n{_auto_text(on)}",
+        return (f"<b>{name}</b>: {sizing_text(row)}.\n{_auto_text(on)}",
                 _auto_buttons(feed_id, on))
 
     async def unfollow(self, user_id: int, name: str) -> str:
@@ -277,7 +277,7 @@ class FeedBook:
         if not rows:
             return "You follow no feed. In a private chat: /follow NAME risk 1%."
         return "<b>Feeds you follow</b>\n" + "\n".join(
-            f"• {html.escape(feed.name)}: {_sizing_text(f)}" + (" · auto" if f.auto else "")
+            f"• {html.escape(feed.name)}: {sizing_text(f)}" + (" · auto" if f.auto else "")
             for f, feed in rows)
 
     # --- membership -------------------------------------------------------------------
@@ -341,7 +341,7 @@ def _name_from(title: str | None, chat_id: int) -> str:
     return base or f"feed{abs(chat_id) % 100000}"
 
 
-def _sizing_text(f: Follow) -> str:
+def sizing_text(f: Follow) -> str:
     if f.mode == "risk":
         cap = f" (max ${fmt.num(f.max_usd)})" if f.max_usd is not None else ""
         return f"risk {fmt.num(f.value)}% of available margin per signal{cap}"

@@ -21,11 +21,11 @@ from bot.exchange.types import Exchange, Execution
 from bot.feeds.book import (
     FanOut,
     FeedBook,
-    _sizing_text,
+    sizing_text,
 )
 from bot.feeds.members import NotMember
 from bot.feeds.record import Record, Trade, trade_from_fills
-from bot.feeds.sizing import _lots, size_contracts
+from bot.feeds.sizing import size_contracts, whole_lots
 from bot.notify import Sent
 from bot.parsing import intents as P
 from bot.parsing.values import SizeSpec
@@ -94,7 +94,7 @@ class Feeds(FeedBook):
             xbt = (await ex.ticker("XBTUSD")).last
         raw = size_contracts(inst, follow, entry, sig.current_sl,
                              m.available_margin if m else 0, xbt)
-        qty = _lots(inst, raw)
+        qty = whole_lots(inst, raw)
         order = P.Order(
             side="buy" if long else "sell", size=SizeSpec("contracts", qty),
             symbol=sig.symbol, order_type="market" if limit is None else "limit",
@@ -123,7 +123,7 @@ class Feeds(FeedBook):
                 raise UserError(f"Your preview for signal #{signal_id} is already in our "
                                 "chat.") from None
         head = (f"📡 <b>{name}</b> · signal #{signal_id} · {sig.side} {sig.symbol}\n"
-                f"Sized by your follow: {_sizing_text(follow)}")
+                f"Sized by your follow: {sizing_text(follow)}")
         if follow.mode == "risk":
             loss = abs(contracts.pnl(inst.kind, qty, entry, sig.current_sl, inst.multiplier))
             head += f" → loss at the stop ≈ {fmt.money(loss, inst.settl_currency)}"

@@ -37,6 +37,6 @@ def size_contracts(inst: Instrument, follow: Follow, entry: Decimal, sl: Decimal
     return qty
 
 
-def _lots(inst: Instrument, qty: Decimal) -> Decimal:
+def whole_lots(inst: Instrument, qty: Decimal) -> Decimal:
     lots = (qty / inst.lot_size).to_integral_value(rounding=ROUND_DOWN)
     return lots * inst.lot_size

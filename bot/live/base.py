@@ -43,7 +43,7 @@ REPORTED_LIMIT = 5000
 ENTRY_SETTLE_WAIT = 15.0  # seconds to let a card's own press finish before placing exits
 
 
-def _dec(value: Any) -> Decimal | None:
+def to_decimal(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
     try:
@@ -52,7 +52,7 @@ def _dec(value: Any) -> Decimal | None:
         return None
 
 
-def _qty(value: Decimal | None) -> str:
+def qty_text(value: Decimal | None) -> str:
     return "?" if value is None else fmt.num(value)
 
 
@@ -85,7 +85,7 @@ class Cursor:
         return Cursor(self.at, list(self.ids))
 
 
-class _RecordingHistory:
+class RecordingHistory:
     """Hands the stream its REST fill history and keeps the first answer: the baseline."""
 
     def __init__(self, inner: Exchange) -> None:
@@ -104,7 +104,7 @@ class _RecordingHistory:
 
 
 @dataclass
-class _Watch:
+class Watch:
     user_id: int
     network: str
     source: Any  # PrivateStream or PaperExchange: same callbacks
@@ -118,7 +118,7 @@ class _Watch:
 
 
 @dataclass
-class _DeadmanState:
+class DeadmanState:
     failures: int = 0
     last_ok: float = 0.0
     warned: bool = False
@@ -143,11 +143,11 @@ class LiveBase:
         self.ws_url = ws_url
         self.deadman_interval = deadman_interval
         self.stream_options = dict(stream_options or {})
-        self._watches: dict[tuple[int, str], _Watch] = {}
+        self._watches: dict[tuple[int, str], Watch] = {}
         self._liq_pct: dict[int, Decimal | None] = {}
         self._deadman: dict[int, int] = {}
         self._dm_next: dict[int, float] = {}
-        self._dm_state: dict[tuple[int, str], _DeadmanState] = {}
+        self._dm_state: dict[tuple[int, str], DeadmanState] = {}
         self._dm_paused = False
         self._dm_wake = asyncio.Event()
         self._dm_task: asyncio.Task[None] | None = None
@@ -202,7 +202,7 @@ class LiveBase:
             return None
         return Cursor(row.last_exec_at, list(row.last_exec_ids or []))
 
-    async def _save_cursor(self, w: _Watch) -> None:
+    async def _save_cursor(self, w: Watch) -> None:
         if w.cursor is None:
             return
         async with self.db.session() as s:

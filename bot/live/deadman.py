@@ -14,8 +14,8 @@ from bot.db.models import User
 from bot.errors import ExchangeError, UserError
 from bot.live.base import (
     DEADMAN_WARN_AFTER,
+    DeadmanState,
     LiveBase,
-    _DeadmanState,
 )
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Deadman(LiveBase):
         else:
             self._deadman[user_id] = seconds
             for net in done:
-                self._dm_state[(user_id, net)] = _DeadmanState(last_ok=now)
+                self._dm_state[(user_id, net)] = DeadmanState(last_ok=now)
             self._dm_next[user_id] = now + self._period(seconds)
             text = (f"💀 Dead-man's switch is <b>on</b> ({', '.join(done)}): I refresh it every "
                     f"{fmt.num(Decimal(str(round(self._period(seconds), 1))))} s; if I can't "
@@ -104,7 +104,7 @@ class Deadman(LiveBase):
             return
         for net in networks:
             state = self._dm_state.setdefault((user_id, net),
-                                              _DeadmanState(last_ok=time.monotonic()))
+                                              DeadmanState(last_ok=time.monotonic()))
             try:
                 ex = await self.accounts.exchange(user_id, net)
                 await ex.cancel_all_after(seconds * 1000)

@@ -18,10 +18,11 @@ from bot.live.base import (
     STOP_TYPES,
     TRIGGERED,
     LiveBase,
-    _dec,
-    _qty,
-    _Watch,
+    Watch,
+    qty_text,
+    to_decimal,
 )
+from bot.trading import CONFIRMED, PLACED, Plan
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class Fills(LiveBase):
     # --- fills --------------------------------------------------------------------------
 
-    async def _report_fill(self, w: _Watch, ex: Execution) -> None:
+    async def _report_fill(self, w: Watch, ex: Execution) -> None:
         async with w.lock:
             if ex.exec_id in w.reported:
                 return
@@ -43,25 +44,25 @@ class Fills(LiveBase):
         if ex.ord_status == "Filled" and ex.cl_ord_id and ":" not in ex.cl_ord_id:
             self._spawn(self._exits_after_entry(w, ex), f"exits-{ex.cl_ord_id}")
 
-    def _raw_execution(self, w: _Watch, exec_id: str) -> dict[str, Any]:
+    def _raw_execution(self, w: Watch, exec_id: str) -> dict[str, Any]:
         """The socket's full row (orderQty, cumQty, avgPx are not on `Execution`)."""
         tables = getattr(w.source, "tables", None) or getattr(w.source, "_tables", None) or {}
         table = tables.get("execution")
         row = table.get(exec_id) if table is not None else None
         return dict(row) if row else {}
 
-    async def _describe_fill(self, w: _Watch, ex: Execution) -> tuple[str, str]:
+    async def _describe_fill(self, w: Watch, ex: Execution) -> tuple[str, str]:
         raw = self._raw_execution(w, ex.exec_id)
-        order_qty, cum = _dec(raw.get("orderQty")), _dec(raw.get("cumQty"))
-        avg = _dec(raw.get("avgPx"))
+        order_qty, cum = to_decimal(raw.get("orderQty")), to_decimal(raw.get("cumQty"))
+        avg = to_decimal(raw.get("avgPx"))
         complete = ex.ord_status == "Filled"
         inst = await self._instrument(w.network, ex.symbol)
         px = fmt.price(inst, ex.last_px)
         sym = html.escape(ex.symbol)
         side = html.escape(ex.side)
         typ = html.escape(ex.ord_type.lower() or "order")
-        qty = _qty(ex.last_qty)
-        part = "" if complete or order_qty is None else f" ({_qty(cum)}/{_qty(order_qty)})"
+        qty = qty_text(ex.last_qty)
+        part = "" if complete or order_qty is None else f" ({qty_text(cum)}/{qty_text(order_qty)})"
         pnl = ""
         exit_leg = EXIT_RE.match(ex.cl_ord_id or "")
         liquidation = "liquidation" in ex.text.lower() or ex.ord_type == "Liquidation"
@@ -90,15 +91,15 @@ class Fills(LiveBase):
         if complete:
             avg_note = ""
             if avg is not None and cum is not None and cum != ex.last_qty:
-                avg_note = f" · {_qty(cum)} in all, avg {fmt.price(inst, avg)}"
+                avg_note = f" · {qty_text(cum)} in all, avg {fmt.price(inst, avg)}"
             return (f"✅ <b>Order filled</b>: {side} {qty} {sym} @ {px} ({typ}){avg_note}"
                     f"{pnl}{tag}", "fill")
-        of = f"{qty}/{_qty(order_qty)}" if order_qty is not None else qty
+        of = f"{qty}/{qty_text(order_qty)}" if order_qty is not None else qty
         if cum is not None and order_qty is not None:
-            of = f"{_qty(cum)}/{_qty(order_qty)}"
+            of = f"{qty_text(cum)}/{qty_text(order_qty)}"
         return f"🟢 Filled {of} {sym} @ {px} ({side.lower()}, {typ}){pnl}{tag}", "fill"
 
-    async def _on_table(self, w: _Watch, table: str, action: str,
+    async def _on_table(self, w: Watch, table: str, action: str,
                         rows: list[dict[str, Any]]) -> None:
         """Stop triggers: execType TriggeredOrActivatedBySystem rows (the typed callbacks
         only carry fills)."""
@@ -115,8 +116,8 @@ class Fills(LiveBase):
                 continue  # the bot's own SL: told when it fills, as "Stop-loss hit"
             symbol = str(row.get("symbol") or "")
             inst = await self._instrument(w.network, symbol)
-            stop = fmt.price(inst, _dec(row.get("stopPx")))
-            qty = _qty(_dec(row.get("orderQty")))
+            stop = fmt.price(inst, to_decimal(row.get("stopPx")))
+            qty = qty_text(to_decimal(row.get("orderQty")))
             typ = html.escape(str(row.get("ordType") or "stop").lower())
             await self._send(
                 w.user_id,
@@ -124,21 +125,19 @@ class Fills(LiveBase):
                 f"{html.escape(symbol)} · stop {stop} ({typ}) · {html.escape(w.network)}",
                 "order")
 
-    async def _on_order(self, w: _Watch, order: Order) -> None:
+    async def _on_order(self, w: Watch, order: Order) -> None:
         if order.ord_status == "Canceled" and "cancel all after" in order.text.lower():
             inst = await self._instrument(w.network, order.symbol)
             price = f" @ {fmt.price(inst, order.price)}" if order.price is not None else ""
             await self._send(
                 w.user_id,
                 f"💀 <b>Dead-man's switch fired</b>: cancelled {html.escape(order.side)} "
-                f"{_qty(order.order_qty)} {html.escape(order.symbol)}{price} "
+                f"{qty_text(order.order_qty)} {html.escape(order.symbol)}{price} "
                 f"({html.escape(order.ord_type.lower())}) · {html.escape(w.network)}",
                 "deadman")
 
-    async def _exits_after_entry(self, w: _Watch, ex: Execution) -> None:
+    async def _exits_after_entry(self, w: Watch, ex: Execution) -> None:
         """A card's entry filled: place its TP/SL unless the press itself already did."""
-        from bot.trading import CONFIRMED, PLACED, Plan
-
         trading = self.trading
         row = await trading.intent_by_cl_ord_id(ex.cl_ord_id)
         if row is None or row.id is None:

@@ -12,8 +12,8 @@ from bot.exchange.types import Position
 from bot.live.base import (
     REARM_POINTS,
     LiveBase,
-    _qty,
-    _Watch,
+    Watch,
+    qty_text,
 )
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class LiqWarnings(LiveBase):
     # --- liquidation warning ------------------------------------------------------------
 
-    async def _on_position(self, w: _Watch, pos: Position) -> None:
+    async def _on_position(self, w: Watch, pos: Position) -> None:
         pct = self._liq_pct.get(w.user_id)
         symbol = pos.symbol
         if pos.current_qty == 0:
@@ -45,7 +45,7 @@ class LiqWarnings(LiveBase):
             w.user_id,
             f"⚠️ <b>Liquidation near</b>: {html.escape(symbol)} mark {fmt.price(inst, mark)} is "
             f"{fmt.pct(distance, signed=False)} from your liquidation price "
-            f"{fmt.price(inst, liq)} ({side} {_qty(abs(pos.current_qty))}, "
+            f"{fmt.price(inst, liq)} ({side} {qty_text(abs(pos.current_qty))}, "
             f"{html.escape(w.network)}). /liqalert changes this warning.",
             "liqalert")
 

@@ -18,8 +18,8 @@ from bot.exchange.stream import PrivateStream
 from bot.exchange.types import Execution, Order, Position
 from bot.live.base import (
     Cursor,
-    _RecordingHistory,
-    _Watch,
+    RecordingHistory,
+    Watch,
 )
 from bot.live.deadman import Deadman
 from bot.live.fills import Fills
@@ -108,21 +108,21 @@ class LiveUpdates(Fills, LiqWarnings, Deadman):
             self._liq_pct[user_id] = user.liq_alert_pct if user else Decimal(10)
         if network == "paper":
             paper = await self.accounts.exchange(user_id, "paper")
-            w = _Watch(user_id, network, paper)
+            w = Watch(user_id, network, paper)
             self._watches[key] = w
             self._subscribe(w, paper)
             return
         key_id, secret = await self.accounts.credentials(user_id, network)
         client = await self.accounts.exchange(user_id, network)
         loaded = await self._load_cursor(user_id, network)
-        history = _RecordingHistory(client)
+        history = RecordingHistory(client)
         # Every account's stream rides the network's few multiplexed sockets: a socket per
         # user would spend BitMEX's 60 connects an hour (per IP) after a few dozen users.
         pool = self.hub.pool(network)
         stream = PrivateStream(self.ws_url(network), key_id, secret,
                                session=self.http, history=history, pool=pool,
                                name=f"private-{user_id}-{network}", **self.stream_options)
-        w = _Watch(user_id, network, stream, stream=stream,
+        w = Watch(user_id, network, stream, stream=stream,
                    cursor=loaded.copy() if loaded else Cursor())
         self._watches[key] = w
         self._subscribe(w, stream)
@@ -146,7 +146,7 @@ class LiveUpdates(Fills, LiqWarnings, Deadman):
         if changed or loaded is None:
             await self._save_cursor(w)
 
-    async def _report_missed(self, w: _Watch, missed: list[Execution]) -> None:
+    async def _report_missed(self, w: Watch, missed: list[Execution]) -> None:
         """Fills made while the bot was down: told once, after the socket's partial
         arrived (its rows carry the order's size for "100/300")."""
         if w.stream is not None:
@@ -156,7 +156,7 @@ class LiveUpdates(Fills, LiqWarnings, Deadman):
             if not w.closed:
                 await self._report_fill(w, ex)
 
-    async def _on_health(self, w: _Watch, live: bool) -> None:
+    async def _on_health(self, w: Watch, live: bool) -> None:
         """Told once when the account's live updates stayed down, once when they are back."""
         if w.closed:
             return
@@ -179,7 +179,7 @@ class LiveUpdates(Fills, LiqWarnings, Deadman):
                     "affected.")
         await self._send(w.user_id, text, "stream")
 
-    def _subscribe(self, w: _Watch, source: Any) -> None:
+    def _subscribe(self, w: Watch, source: Any) -> None:
         async def fill(ex: Execution) -> None:
             if not w.closed:
                 await self._report_fill(w, ex)
