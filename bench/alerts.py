@@ -267,7 +267,6 @@ async def _latency(n_alerts: int, samples: int) -> list[float]:
             await runner.restart()
             services = runner.services
             assert services is not None and services.alerts is not None
-            assert services.market_hub is not None
             alerts = services.alerts
             assert len(alerts.index) == n_alerts, len(alerts.index)
             await services.market_hub.wait_ready("mainnet")

@@ -29,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot import parse as P
-from bot.feeds import feeds_of
 from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator
 from tests.e2e.harness import Harness
@@ -58,7 +57,7 @@ async def run(h: Harness, n: int, flood: int = 0) -> None:
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     svc = h.services
     assert svc is not None
-    feeds = feeds_of(svc)
+    feeds = svc.feeds
     live = getattr(svc, "live", None)
     if live is not None:
         # The fill watcher opens a private socket per connected account; 1,000 of them at

@@ -108,7 +108,7 @@ def secure_files(settings: Settings) -> None:
     """Owner-only database, WAL, SHM and paper snapshot, even when an earlier run, a copy or a
     restore left them wider; a warning when .env (token, MASTER_KEY) is open to others."""
     from bot.db.engine import make_owner_only
-    from bot.services import paper_path
+    from bot.paper_accounts import paper_path
 
     paper = paper_path(settings)
     for path in make_owner_only(settings.DATABASE_URL, paper,

@@ -6,23 +6,59 @@ import asyncio
 import html
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from bot.db.engine import Database
 from bot.db.models import Alert, ApiCredential, AuditLog, Feed, Follow, OrderIntent, User
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from bot.notify import DeliveryQueue
 
 log = logging.getLogger(__name__)
 
 
-async def stats_text(services: Services) -> str:
-    """Users, accounts, alerts, orders, feeds and error rates, for the operator."""
+class Operators:
+    """What ADMIN_IDS may do that others may not."""
+
+    def __init__(self, db: Database, notifier: DeliveryQueue) -> None:
+        self.db = db
+        self.notifier = notifier
+        self._broadcasts: set[asyncio.Task[None]] = set()
+
+    async def stats_text(self) -> str:
+        return await stats_text(self.db, self.notifier.stats)
+
+    async def broadcast(self, text: str) -> int:
+        """Queue `text` for every user who has not blocked the bot; how many will get it.
+
+        Delivery runs in the background at the delivery queue's lowest priority, so replies
+        to users' commands keep going first and Telegram's limits are respected.
+        """
+        async with self.db.session() as s:
+            ids = list((await s.exec(select(User.id).where(col(User.blocked).is_(False)))).all())
+        if not ids:
+            return 0
+        notifier = self.notifier
+        body = f"📣 {html.escape(text)}"
+
+        async def run() -> None:
+            for uid in ids:
+                try:
+                    await notifier.send(uid, body, kind="broadcast")
+                except Exception:  # one unreachable user must not stop the rest
+                    log.warning("broadcast to %s failed", uid)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._broadcasts.add(task)  # a reference, so the task is not collected
+        task.add_done_callback(self._broadcasts.discard)
+        return len(ids)
+
+
+async def stats_text(db: Database, queue: dict[str, int]) -> str:
+    """Users, accounts, alerts, orders, feeds and error rates, for the operator; `queue`
+    is the delivery queue's counters since start."""
     since = datetime.now(UTC) - timedelta(hours=24)
-    async with services.db.session() as s:
+    async with db.session() as s:
         async def count(stmt: object) -> int:
             return int((await s.exec(stmt)).one())  # type: ignore[call-overload]
 
@@ -56,8 +92,7 @@ async def stats_text(services: Services) -> str:
         f"Exchange: {placed} placed, {failed} refused"
         + (f" ({failed * 100 // max(1, placed + failed)} %)" if placed + failed else ""),
     ]
-    queue = getattr(services.notifier, "stats", None)
-    if isinstance(queue, dict):
+    if queue:
         sent = queue.get("sent", 0)
         trouble = queue.get("throttled", 0) + queue.get("failed", 0)
         lines.append(f"Telegram since start: {sent} sent, {queue.get('throttled', 0)} "
@@ -67,28 +102,3 @@ async def stats_text(services: Services) -> str:
                         if sent + trouble else ""))
     return "\n".join(lines)
 
-
-async def broadcast(services: Services, text: str) -> int:
-    """Queue `text` for every user who has not blocked the bot; how many will get it.
-
-    Delivery runs in the background at the delivery queue's lowest priority, so replies
-    to users' commands keep going first and Telegram's limits are respected.
-    """
-    async with services.db.session() as s:
-        ids = list((await s.exec(select(User.id).where(col(User.blocked).is_(False)))).all())
-    notifier = services.notifier
-    if notifier is None or not ids:
-        return 0
-    body = f"📣 {html.escape(text)}"
-
-    async def run() -> None:
-        for uid in ids:
-            try:
-                await notifier.send(uid, body, kind="broadcast")
-            except Exception:  # one unreachable user must not stop the rest
-                log.warning("broadcast to %s failed", uid)
-
-    task = asyncio.get_running_loop().create_task(run())
-    services.extras.setdefault("broadcasts", set()).add(task)
-    task.add_done_callback(services.extras["broadcasts"].discard)
-    return len(ids)

@@ -10,45 +10,23 @@ feed) must move to the new id, in the database and in the services' memory.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
-from sqlalchemy import update
-from sqlmodel import col
-
-from bot.db.models import Alert, AuditLog, Feed, LiqFeedSubscription, Signal, User
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from bot.db.engine import Database
+from bot.db.models import AuditLog
+from bot.notify import DeliveryQueue
+from bot.users import Users
 
 log = logging.getLogger(__name__)
 
 
-async def migrate_chat(services: Services, old: int, new: int) -> int:
-    """Move every row and in-memory record of chat `old` to `new`; how many rows moved."""
-    if old == new:
-        return 0
-    moved = 0
-    async with services.db.session() as s:
-        for model in (Alert, LiqFeedSubscription, Feed, Signal):
-            result = await s.exec(
-                update(model).where(col(model.chat_id) == old).values(chat_id=new)
-            )
-            moved += int(result.rowcount or 0)
-        s.add(AuditLog(chat_id=new, action="chat_migrated",
-                       detail={"from": str(old), "to": str(new), "rows": str(moved)}))
-        await s.commit()
-    alerts = services.alerts
-    if alerts is not None:
-        for alert_id, info in list(alerts.alerts.items()):
-            if info.chat_id == old:
-                alerts.alerts[alert_id] = replace(info, chat_id=new)
-    liqfeed = services.liqfeed
-    if liqfeed is not None and old in liqfeed.subs:
-        subs = liqfeed.subs.pop(old)
-        liqfeed.subs[new] = {sym: replace(sub, chat_id=new) for sym, sub in subs.items()}
-    log.info("chat %s became %s: %d row(s) moved", old, new, moved)
-    return moved
+class ChatMover(Protocol):
+    """A service that keeps chat ids (in rows or in memory) and follows a chat's new id."""
+
+    async def move_chat(self, old: int, new: int) -> int:
+        """Move what this service keeps for chat `old` to `new`; how many rows moved."""
+        ...
 
 
 # ------------------------------------------------------------------ reach and rights
@@ -62,27 +40,41 @@ REACHABLE = frozenset({"member", "administrator", "creator", "restricted"})
 GONE = frozenset({"kicked", "left"})
 
 
-async def set_reachable(services: Services, chat_id: int, reachable: bool) -> None:
-    """Record that the bot can (again) or can no longer write to `chat_id`."""
-    notifier = services.notifier
-    if reachable:
-        forget = getattr(notifier, "forget_gone", None)
-        if forget is not None:
-            forget(chat_id)
-        if chat_id > 0:
-            async with services.db.session() as s:
-                user = await s.get(User, chat_id)
-                if user is not None and user.blocked:
-                    user.blocked = False
-                    s.add(user)
-                    await s.commit()
-        log.info("chat %s is reachable again", chat_id)
-        return
-    mark = getattr(notifier, "mark_gone", None)
-    if mark is not None:
-        mark(chat_id)
-    await services.mark_blocked(chat_id)
-    log.info("chat %s is gone (bot kicked or blocked)", chat_id)
+class Chats:
+    """Chats that change: a new id for an upgraded group, the bot removed or added back."""
+
+    def __init__(self, db: Database, notifier: DeliveryQueue, users: Users,
+                 movers: Sequence[ChatMover]) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.users = users
+        # Every service that keeps chat ids, told of each move (the listener list).
+        self.movers = list(movers)
+
+    async def move(self, old: int, new: int) -> int:
+        """Move every row and in-memory record of chat `old` to `new`; how many rows moved."""
+        if old == new:
+            return 0
+        moved = 0
+        for mover in self.movers:
+            moved += await mover.move_chat(old, new)
+        async with self.db.session() as s:
+            s.add(AuditLog(chat_id=new, action="chat_migrated",
+                           detail={"from": str(old), "to": str(new), "rows": str(moved)}))
+            await s.commit()
+        log.info("chat %s became %s: %d row(s) moved", old, new, moved)
+        return moved
+
+    async def set_reachable(self, chat_id: int, reachable: bool) -> None:
+        """Record that the bot can (again) or can no longer write to `chat_id`."""
+        if reachable:
+            self.notifier.forget_gone(chat_id)
+            await self.users.mark_reachable(chat_id)
+            log.info("chat %s is reachable again", chat_id)
+            return
+        self.notifier.mark_gone(chat_id)
+        await self.users.mark_blocked(chat_id)
+        log.info("chat %s is gone (bot kicked or blocked)", chat_id)
 
 
 def rights_advice(bot_username: str, *, reads_all: bool, status: str,

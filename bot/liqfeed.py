@@ -27,9 +27,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from sqlalchemy import update
 from sqlmodel import col, delete, select
 
 from bot import fmt
@@ -102,7 +103,7 @@ class LiqFeed:
     def __init__(
         self,
         db: Database,
-        notifier: Callable[[], Notifier | None],
+        notifier: Notifier,
         *,
         instrument: InstrumentLookup | None = None,
         watch: Callable[[], Awaitable[None]] | None = None,
@@ -276,10 +277,7 @@ class LiqFeed:
                 for item, thread in zip(p.items, p.threads, strict=True):
                     by_thread.setdefault(thread, []).append(item)
                 batches.extend((c, t, items) for t, items in by_thread.items())
-        notifier = self._notifier()
-        if notifier is None:
-            log.error("no notifier: liquidations for %d chats dropped", len(batches))
-            return 0
+        notifier = self._notifier
 
         async def post(chat_id: int, thread_id: int | None, items: list[Liq]) -> bool:
             try:
@@ -294,6 +292,17 @@ class LiqFeed:
         sent = sum(await asyncio.gather(*(post(c, t, items) for c, t, items in batches)))
         self.sent += sent
         return sent
+
+    async def move_chat(self, old: int, new: int) -> int:
+        """A group became a supergroup: its feed posts to the new id; rows moved."""
+        async with self.db.session() as s:
+            result = await s.exec(update(LiqFeedSubscription).where(
+                col(LiqFeedSubscription.chat_id) == old).values(chat_id=new))
+            await s.commit()
+        if old in self.subs:
+            subs = self.subs.pop(old)
+            self.subs[new] = {sym: replace(sub, chat_id=new) for sym, sub in subs.items()}
+        return int(result.rowcount or 0)
 
     async def close(self) -> None:
         if self._timer is not None:

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.exchange.stream import ConnectionBudget, MarketStream, StreamOptions, StreamPool
-from bot.exchange.types import Instrument, Liquidation
+from bot.exchange.types import Exchange, Instrument, Liquidation
+from bot.metrics import StreamState
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,31 @@ StreamFactory = Callable[[str], MarketStream]
 ALL_LIQUIDATIONS = "liquidation"
 
 
+ClientMaker = Callable[[str, str | None, str | None], Exchange]
+
+
+class PublicMarket:
+    """Keyless clients for public data, one per network; paper accounts read mainnet's."""
+
+    def __init__(self, make_client: ClientMaker) -> None:
+        self._make_client = make_client
+        self._clients: dict[str, Exchange] = {}
+
+    def client(self, network: str = "mainnet") -> Exchange:
+        net = "mainnet" if network == "paper" else network
+        client = self._clients.get(net)
+        if client is None:
+            client = self._clients[net] = self._make_client(net, None, None)
+        return client
+
+
 class MarketHub:
     """Owns the public sockets; `watch` subscribes, listeners receive the data."""
 
     def __init__(
         self,
         ws_url: Callable[[str], str],
-        session: Callable[[], aiohttp.ClientSession | None],
+        session: aiohttp.ClientSession,
         *,
         stream_factory: StreamFactory | None = None,
         networks: tuple[str, ...] = ("mainnet", "testnet"),
@@ -80,15 +99,17 @@ class MarketHub:
             raise ValueError(f"unknown network {network!r}")
         pool = self.pools.get(network)
         if pool is None:
-            session = self._session()
-            if session is None:
-                raise RuntimeError("the market hub needs an HTTP session")
+            session = self._session
             url = self._ws_url(network)
             budget = self.budgets.setdefault(urlsplit(url).netloc, ConnectionBudget())
             pool = self.pools[network] = StreamPool(
                 url, session=session, capacity=self.streams_per_socket, budget=budget,
                 options=self.pool_options)
         return pool
+
+    def stream_states(self) -> list[StreamState]:
+        """The shared market sockets opened so far (a network nobody watches has none)."""
+        return [StreamState(s.name, s.connected.is_set()) for s in list(self.streams.values())]
 
     def handshakes(self) -> int:
         """WebSocket handshakes this process made (every host)."""
@@ -105,9 +126,7 @@ class MarketHub:
         if self._factory is not None:
             s = self._factory(network)
         else:
-            session = self._session()
-            if session is None:
-                raise RuntimeError("the market hub needs an HTTP session")
+            session = self._session
             s = MarketStream(self._ws_url(network), session=session, pool=self.pool(network),
                              name=f"market-{network}")
 

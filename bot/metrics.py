@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -26,10 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from bot.errors import ConfigError
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from bot.errors import ConfigError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +171,6 @@ class Metrics:
         self.update_errors.labels(cause).inc()
 
     def exchange_error(self, err: BaseException) -> None:
-        from bot.errors import RateLimited
-
         self.exchange_errors.labels(error_kind(err)).inc()
         if isinstance(err, RateLimited):
             self.exchange_429.inc()
@@ -188,40 +183,26 @@ class Metrics:
 
     # --- binding --------------------------------------------------------------------------
 
-    def watch(self, services: Services, readiness: Readiness) -> None:
-        """Read the scrape-time figures from these services (duck-typed, no imports)."""
+    def watch(
+        self, readiness: Readiness, *,
+        queue_depth: Callable[[], int],
+        accounts: Callable[[], list[StreamState]],
+        streams: Callable[[], list[StreamState]],
+        alerts_registered: Callable[[], int],
+        alerts_fired: Callable[[], int],
+        orders: Callable[[], Iterable[tuple[tuple[str, str], int]]],
+    ) -> None:
+        """Read the scrape-time figures from these sources (callables: this module imports
+        no service, so every service may report to it)."""
         s = self.sources
-
-        def depth() -> int:
-            pending = getattr(services.notifier, "pending", None)
-            return int(pending()) if callable(pending) else 0
-
-        def accounts() -> list[StreamState]:
-            live = services.live
-            return live.stream_states() if live is not None else []
-
-        def alerts_registered() -> int:
-            return len(services.alerts.index) if services.alerts is not None else 0
-
-        def alerts_fired() -> int:
-            return services.alerts.fired if services.alerts is not None else 0
-
-        s.queue_depth = depth
+        s.queue_depth = queue_depth
         s.accounts = accounts
-        s.streams = lambda: market_streams(services)
+        s.streams = streams
         s.alerts_registered = alerts_registered
         s.alerts_fired = alerts_fired
-        s.orders = lambda: list(services.trading.outcomes.items())
+        s.orders = orders
         s.leader = readiness.leader
         s.ready = lambda: readiness.check()[0]
-
-
-def market_streams(services: Services) -> list[StreamState]:
-    """The shared market sockets opened so far (a network nobody watches has none)."""
-    hub = services.market_hub
-    if hub is None:
-        return []
-    return [StreamState(s.name, s.connected.is_set()) for s in list(hub.streams.values())]
 
 
 class MetricsServer:

@@ -13,17 +13,19 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING
 
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 
 from bot import parse as P
-from bot.db.models import Schedule, User
+from bot.db.engine import Database
+from bot.db.models import FollowerOrder, OrderIntent, Schedule, Signal, User
 from bot.errors import UserError
+from bot.notify import Notifier
 from bot.prefs import user_zone
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from bot.reports import Reports
+from bot.trading import Trading
+from bot.users import Users
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +110,18 @@ class Due:
 class Schedules:
     """Summary schedules in the database."""
 
-    def __init__(self, services: Services, now: Callable[[], datetime] | None = None) -> None:
-        self.services = services
+    def __init__(self, db: Database, users: Users, reports: Reports, notifier: Notifier,
+                 now: Callable[[], datetime] | None = None) -> None:
+        self.db = db
+        self.users = users
+        self.reports = reports
+        self.notifier = notifier
         self.now = now or (lambda: datetime.now(UTC))
 
     async def set_summary(self, user_id: int, chat_id: int,
                           intent: P.Summary) -> tuple[str, Due | None]:
         """Store (or turn off) the user's summary; the text to show and the next run."""
-        async with self.services.db.session() as s:
+        async with self.db.session() as s:
             user = await s.get(User, user_id)
             if user is None:
                 raise UserError("Send /start first.")
@@ -146,7 +152,7 @@ class Schedules:
 
     async def all_due(self) -> list[Due]:
         """Every enabled schedule with its next run: what start-up registers."""
-        async with self.services.db.session() as s:
+        async with self.db.session() as s:
             query = (select(Schedule, User)
                      .join(User, col(User.id) == col(Schedule.user_id))
                      .where(col(Schedule.enabled).is_(True)))
@@ -172,7 +178,7 @@ class Schedules:
         Registered jobs hold a UTC instant: after `/tz` they must be registered again,
         or the next summary would still come at the old zone's wall time.
         """
-        async with self.services.db.session() as s:
+        async with self.db.session() as s:
             user = await s.get(User, user_id)
             rows = (await s.exec(select(Schedule).where(
                 Schedule.user_id == user_id, col(Schedule.enabled).is_(True)))).all()
@@ -183,12 +189,12 @@ class Schedules:
                 for r in rows if r.id is not None]
 
     async def of_user(self, user_id: int) -> list[int]:
-        async with self.services.db.session() as s:
+        async with self.db.session() as s:
             rows = (await s.exec(select(Schedule.id).where(Schedule.user_id == user_id))).all()
         return [r for r in rows if r is not None]
 
     async def get(self, schedule_id: int) -> Schedule | None:
-        async with self.services.db.session() as s:
+        async with self.db.session() as s:
             return await s.get(Schedule, schedule_id)
 
     async def run(self, schedule_id: int) -> Due | None:
@@ -196,16 +202,16 @@ class Schedules:
         sched = await self.get(schedule_id)
         if sched is None or not sched.enabled:
             return None
-        user = await self.services.get_user(sched.user_id)
+        user = await self.users.get_user(sched.user_id)
         if user is None:
             return None
         now = self.now()
-        if self.services.is_allowed(sched.user_id):
+        if self.users.is_allowed(sched.user_id):
             await self._send(schedule_id, sched)
         else:  # revoked: the schedule stays, and resumes if the user is allowed again
             log.info("summary %s not sent: user %s is not in ALLOWED_USER_IDS", schedule_id,
                      sched.user_id)
-        async with self.services.db.session() as s:
+        async with self.db.session() as s:
             row = await s.get(Schedule, schedule_id)
             if row is None or not row.enabled:
                 return None
@@ -218,37 +224,31 @@ class Schedules:
         return Due(schedule_id, nxt)
 
     async def _send(self, schedule_id: int, sched: Schedule) -> None:
-        from bot.reports import Reports
-
         try:
-            await Reports(self.services).send_summary(sched.user_id, sched.chat_id,
-                                                      period_of(sched))
+            await self.reports.send_summary(sched.user_id, sched.chat_id, period_of(sched))
         except UserError as e:
             # No key any more, BitMEX not answering: say so, rather than skip silently.
             log.info("summary %s not made: %s", schedule_id, e)
-            notifier = self.services.notifier
             try:
-                if notifier is not None:
-                    await notifier.send(
-                        sched.chat_id, f"🗓 Your PnL summary ({describe(sched)}) could not be "
-                        f"made: {e}\n/summary off stops them.", kind="summary")
+                await self.notifier.send(
+                    sched.chat_id, f"🗓 Your PnL summary ({describe(sched)}) could not be "
+                    f"made: {e}\n/summary off stops them.", kind="summary")
             except Exception:
                 log.exception("summary %s: the notice failed too", schedule_id)
         except Exception:  # one user's broken key must not stop the schedule
             log.exception("summary %s failed", schedule_id)
 
 
-async def expire_cards(services: Services) -> int:
+async def expire_cards(trading: Trading, notifier: Notifier) -> int:
     """Mark stale order-confirmation cards expired and edit them; how many were."""
-    rows = await services.trading.expire_due()
-    notifier = services.notifier
+    rows = await trading.expire_due()
     for row in rows:
-        if notifier is None or row.message_id is None or row.id is None:
+        if row.message_id is None or row.id is None:
             continue
-        card = await services.trading.current(row.id)
+        card = await trading.current(row.id)
         ok = await notifier.edit(row.chat_id, row.message_id, card.text or EXPIRED_TEXT,
                                  buttons=None)
-        await services.trading.card_shown(row.id, ok)
+        await trading.card_shown(row.id, ok)
     return len(rows)
 
 
@@ -258,7 +258,7 @@ CARD_RETENTION = timedelta(days=30)
 FINAL_STATES = ("placed", "failed", "expired", "cancelled")
 
 
-async def purge_cards(services: Services, now: datetime | None = None,
+async def purge_cards(db: Database, now: datetime | None = None,
                       keep: timedelta = CARD_RETENTION) -> int:
     """Delete order cards that reached a final state more than `keep` ago; how many.
 
@@ -269,12 +269,8 @@ async def purge_cards(services: Services, now: datetime | None = None,
     max(id) + 1 and a reused id would make an old message's button point at someone's new
     card.
     """
-    from sqlalchemy import delete, func
-
-    from bot.db.models import FollowerOrder, OrderIntent, Signal
-
     cutoff = (now or datetime.now(UTC)) - keep
-    async with services.db.session() as s:
+    async with db.session() as s:
         newest = (await s.exec(select(func.max(OrderIntent.id)))).one()
         open_entries = set((await s.exec(select(FollowerOrder.intent_id).join(
             Signal, col(Signal.id) == col(FollowerOrder.signal_id)).where(

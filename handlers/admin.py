@@ -5,7 +5,6 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import parse as P
-from bot.admin import broadcast, stats_text
 from handlers.common import Context, reply
 from handlers.router import IntentHandler
 
@@ -20,14 +19,14 @@ async def stats(update: Update, context: Context, intent: P.Stats) -> None:
     """/stats: counts and error rates."""
     if not _operator(update, context):
         return
-    await reply(update, await stats_text(context.services))
+    await reply(update, await context.services.operators.stats_text())
 
 
 async def broadcast_cmd(update: Update, context: Context, intent: P.Broadcast) -> None:
     """/broadcast TEXT: to every user who has not blocked the bot."""
     if not _operator(update, context):
         return
-    n = await broadcast(context.services, intent.text)
+    n = await context.services.operators.broadcast(intent.text)
     await reply(update, f"📣 Broadcasting to {n} user(s); it goes out behind users' replies.")
 
 

@@ -8,26 +8,13 @@ from telegram import Update
 from telegram.error import BadRequest
 
 from bot import parse as P
-from bot.alerts.service import AlertService, parse_callback
+from bot.alerts.service import parse_callback
 from bot.errors import UserError
-from bot.liqfeed import LiqFeed, compact
+from bot.liqfeed import compact
 from handlers.access import group_admin_now
 from handlers.common import Context, reply, topic
 from handlers.render import markup
 from handlers.router import IntentHandler
-
-
-def _alerts(context: Context) -> AlertService:
-    svc = context.services.alerts
-    assert svc is not None, "create_services starts the alert service"
-    return svc
-
-
-def _liqfeed(context: Context) -> LiqFeed:
-    svc = context.services.liqfeed
-    assert svc is not None, "create_services starts the liquidation feed"
-    return svc
-
 
 
 async def is_chat_admin(update: Update, context: Context) -> bool:
@@ -46,7 +33,7 @@ async def alert(update: Update, context: Context,
     """/alert SYM above|below PRICE, move N% [in W], funding above|below X%."""
     await _require_admin(update, context, "set alerts")
     uid, cid = context.user_id, context.chat_id
-    svc = _alerts(context)
+    svc = context.services.alerts
     info = await svc.create(uid, cid, intent, topic(update))
     await reply(update, f"✅ Alert set: {svc.describe(info)}\nI'll post here when it fires. "
                         "/alerts lists them.")
@@ -55,7 +42,7 @@ async def alert(update: Update, context: Context,
 async def alerts(update: Update, context: Context, intent: P.Alerts) -> None:
     """/alerts: this chat's active alerts, each with a Delete button."""
     cid = context.chat_id
-    svc = _alerts(context)
+    svc = context.services.alerts
     text, buttons = svc.listing(await svc.for_chat(cid))
     await reply(update, text, reply_markup=markup(buttons))
 
@@ -64,7 +51,7 @@ async def unalert(update: Update, context: Context, intent: P.Unalert) -> None:
     """/unalert ID | all."""
     await _require_admin(update, context, "delete alerts")
     cid = context.chat_id
-    svc = _alerts(context)
+    svc = context.services.alerts
     if intent.alert_id is None:
         n = await svc.delete_all(cid)
         await reply(update, f"Deleted {n} alert{'s' if n != 1 else ''}." if n else
@@ -78,7 +65,7 @@ async def liqfeed(update: Update, context: Context, intent: P.LiqFeed) -> None:
     """/liqfeed [SYM] min SIZE | off: market liquidations posted to this chat."""
     await _require_admin(update, context, "change the liquidation feed")
     uid, cid = context.user_id, context.chat_id
-    feed = _liqfeed(context)
+    feed = context.services.liqfeed
     what = html.escape(intent.symbol) if intent.symbol else "all symbols"
     if intent.min_usd is None:
         n = await feed.unsubscribe(cid, intent.symbol)
@@ -102,7 +89,7 @@ async def on_alert_press(update: Update, context: Context) -> None:
         await q.answer("Only group admins can delete alerts here.", show_alert=True)
         return
     cid = context.chat_id
-    svc = _alerts(context)
+    svc = context.services.alerts
     try:
         await svc.delete(cid, alert_id)
     except UserError as e:

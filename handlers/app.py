@@ -24,16 +24,14 @@ from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot import parse as P
-from bot.chats import migrate_chat
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.leader import Standby, UpdateLog, bot_id_of, leadership_for
-from bot.notify import Audience, DeliveryLimits, DeliveryQueue
-from bot.prefs import Preferences
-from bot.services import Services, create_services
+from bot.services import Services, build_services
 from bot.webhook import Deliver, WebhookListener
 from handlers import jobs, register
-from handlers.context import CONTEXT_TYPES
+from handlers.context import CONTEXT_TYPES, App
+from handlers.feeds import member_lookup
 from handlers.metrics import wire
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
@@ -72,30 +70,26 @@ async def set_menus(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     await app.bot.set_my_commands(cmds(ADMIN_MENU), scope=BotCommandScopeAllChatAdministrators())
 
 
-def attach(app: Application[Any, Any, Any, Any, Any, Any], services: Services) -> None:
-    """Give the services their way back to users, and the handlers their services."""
-    async def moved(old: int, new: int) -> None:
-        await migrate_chat(services, old, new)
-
-    prefs = Preferences(services.db)
-
-    async def audience(chat_id: int) -> Audience | None:
-        # Whatever a service sends, a user removed from ALLOWED_USER_IDS gets none of it.
-        if chat_id > 0 and not services.is_allowed(chat_id):
-            return Audience(blocked=True)
-        return await prefs.audience(chat_id)
-
-    services.notifier = DeliveryQueue(
-        TelegramNotifier(app.bot, on_migrated=moved), audience=audience,
-        on_blocked=services.mark_blocked,
-        limits=DeliveryLimits().scaled(services.settings.TELEGRAM_TIME_SCALE))
+def attach(app: App, services: Services) -> None:
+    """Connect the services to Telegram (their notifier and member lookups), and give the
+    handlers their services. Sync, and no side effect: `start_side_effects` does those."""
+    moved = services.chats.move
+    services.relay.connect(TelegramNotifier(app.bot, on_migrated=moved))
+    services.feeds.membership.lookup = member_lookup(app.bot, moved)
     app.bot_data.services = services
-    from bot.feeds import feeds_of
-    from handlers.feeds import member_lookup
-
-    feeds_of(services).membership.lookup = member_lookup(app.bot, moved)
     wire(app, services.metrics)
     jobs.install(app)
+
+
+async def start_side_effects(app: App, services: Services) -> None:
+    """Everything that acts on the world once attached, in this order: stored alerts and
+    liquidation feeds subscribe the market sockets, the cards a crash left in flight are
+    settled (before any press is handled) and summaries scheduled, then every account's
+    private stream and the dead-man refresh start. A root that must wait for something
+    first (leadership, say) waits before calling this."""
+    await services.start()
+    await jobs.start(app, services.trading, services.notifier, services.schedules)
+    await services.live.start()
 
 
 def build_application(
@@ -152,7 +146,7 @@ def run_forever(settings: Settings) -> int:
     leadership = leadership_for(settings)  # failover: bot/leader.py
     standby: Standby | None = None
 
-    async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    async def post_init(application: App) -> None:
         nonlocal services, standby
         # A standby waits here, before anything with a side effect exists; only its health
         # server answers meanwhile (/readyz 503). Polling starts after post_init returns.
@@ -164,24 +158,21 @@ def run_forever(settings: Settings) -> int:
         if standby is not None:
             await standby.close()
         # Built inside PTB's event loop: aiohttp sessions are bound to the loop they start in.
-        services = await create_services(settings)
+        services = await build_services(settings)
         services.readiness.leader = services.metrics.sources.leader = leadership.is_leader
         application.bot_data.update_log = UpdateLog(
             services.db, bot_id_of(settings.token or ""))
         attach(application, services)
-        if services.live is not None:
-            await services.live.start()  # after attach: its messages need the notifier
-        await jobs.start(application, services)
+        await start_side_effects(application, services)
         await set_menus(application)
         # Polling (or the webhook) starts right after post_init returns.
         services.readiness.started = True
         log.info("bot @%s started", application.bot.username)
 
-    async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    async def post_shutdown(application: App) -> None:
         if services is not None:
-            if isinstance(services.notifier, DeliveryQueue):
-                await services.notifier.drain(timeout=10)
-                await services.notifier.close()
+            await services.notifier.drain(timeout=10)
+            await services.notifier.close()
             await services.close()
         if standby is not None:
             await standby.close()

@@ -10,7 +10,7 @@ from telegram import ChatMemberAdministrator, Update
 from telegram.error import TelegramError
 
 from bot import parse as P
-from bot.chats import GONE, REACHABLE, migrate_chat, rights_advice, set_reachable
+from bot.chats import GONE, REACHABLE, rights_advice
 from handlers.common import Context, reply
 from handlers.router import IntentHandler
 
@@ -24,7 +24,7 @@ async def on_migrate(update: Update, context: Context) -> None:
     msg = update.effective_message
     if msg is None or msg.migrate_to_chat_id is None:
         return
-    await migrate_chat(context.services, msg.chat_id, msg.migrate_to_chat_id)
+    await context.services.chats.move(msg.chat_id, msg.migrate_to_chat_id)
 
 
 async def on_my_member(update: Update, context: Context) -> None:
@@ -37,10 +37,10 @@ async def on_my_member(update: Update, context: Context) -> None:
     old, new = change.old_chat_member.status, change.new_chat_member.status
     chat_id = change.chat.id
     if new in GONE:
-        await set_reachable(context.services, chat_id, False)
+        await context.services.chats.set_reachable(chat_id, False)
         return
     if new in REACHABLE and old in GONE:
-        await set_reachable(context.services, chat_id, True)
+        await context.services.chats.set_reachable(chat_id, True)
     if change.chat.type in ("group", "supergroup") and (old in GONE or new in _ADMIN):
         await advise_rights(update, context)
 

@@ -11,7 +11,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden
 
 from bot import parse as P
 from bot.errors import UserError
-from bot.feeds import CB_PREFIX, Feeds, MemberLookup, feeds_of
+from bot.feeds import CB_PREFIX, Feeds, MemberLookup
 from bot.parse.signals import looks_like_signal, recognise
 from handlers.access import group_admin_now
 from handlers.chats import advise_rights
@@ -28,7 +28,7 @@ from handlers.router import IntentHandler
 
 
 def _feeds(context: Context) -> Feeds:
-    return feeds_of(context.services)
+    return context.services.feeds
 
 
 async def _is_admin(update: Update, context: Context) -> bool:
@@ -206,7 +206,7 @@ async def on_edited(update: Update, context: Context) -> None:
 
 
 def member_lookup(bot: Bot,
-                  on_migrated: Callable[[int, int], Awaitable[None]] | None = None
+                  on_migrated: Callable[[int, int], Awaitable[object]] | None = None
                   ) -> MemberLookup:
     """getChatMember for the feeds' membership checks (see bot.feeds.Membership)."""
     async def ask(chat_id: int, user_id: int) -> bool:

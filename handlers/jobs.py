@@ -12,6 +12,7 @@ from typing import Any
 
 from telegram.ext import JobQueue
 
+from bot.notify import Notifier
 from bot.scheduler import (
     EXPIRE_EVERY,
     PURGE_EVERY,
@@ -21,8 +22,7 @@ from bot.scheduler import (
     expire_cards,
     purge_cards,
 )
-from bot.services import Services, save_paper_engine
-from bot.trading import repair_cards, settle_cards
+from bot.trading import Trading, repair_cards, settle_cards
 from handlers.context import App, BotContext
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ async def expire_job(context: BotContext) -> None:
     """Edit order cards whose confirmation window has passed, and settle those BitMEX
     never answered (looked up by clOrdID)."""
     svc = context.services
-    count = await expire_cards(svc)
+    count = await expire_cards(svc.trading, svc.notifier)
     if count:
         log.info("expired %d order card(s)", count)
     settled = await settle_cards(svc.trading, svc.notifier)
@@ -46,7 +46,7 @@ async def expire_job(context: BotContext) -> None:
 
 async def purge_job(context: BotContext) -> None:
     """Delete final order cards older than 30 days: the table must not grow forever."""
-    count = await purge_cards(context.services)
+    count = await purge_cards(context.services.db)
     if count:
         log.info("purged %d old order card(s)", count)
 
@@ -56,7 +56,7 @@ PAPER_SAVE_EVERY = 30.0  # seconds: what a crash can lose of paper trading
 
 async def save_paper_job(context: BotContext) -> None:
     """Keep paper accounts on disk so a crash or redeploy does not reset them."""
-    await save_paper_engine(context.services)
+    await context.services.paper.save()
 
 
 async def summary_job(context: BotContext) -> None:
@@ -64,7 +64,7 @@ async def summary_job(context: BotContext) -> None:
     assert context.job is not None
     schedule_id = context.job.data
     assert isinstance(schedule_id, int)
-    nxt = await Schedules(context.services).run(schedule_id)
+    nxt = await context.services.schedules.run(schedule_id)
     if nxt is not None and context.job_queue is not None:
         schedule(context.job_queue, nxt)
 
@@ -102,15 +102,15 @@ def install(app: App) -> None:
                                 first=PAPER_SAVE_EVERY, name="save-paper")
 
 
-async def start(app: App, services: Services) -> int:
+async def start(app: App, trading: Trading, notifier: Notifier, schedules: Schedules) -> int:
     """Settle the order cards a crash left in flight (before any press is handled), then
     register every enabled summary schedule; how many schedules."""
-    settled = await settle_cards(services.trading, services.notifier, older_than=None)
+    settled = await settle_cards(trading, notifier, older_than=None)
     if settled:
         log.info("settled %d order card(s) left in flight by the last run", settled)
     if app.job_queue is None:
         return 0
-    dues = await Schedules(services).all_due()
+    dues = await schedules.all_due()
     for due in dues:
         schedule(app.job_queue, due)
     return len(dues)

@@ -5,26 +5,18 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import parse as P
-from bot.live import LiveUpdates
 from handlers.common import Context, reply
 from handlers.router import IntentHandler
 
 
-def _live(context: Context) -> LiveUpdates:
-    svc = context.services.live
-    assert svc is not None, "create_services builds the live updates"
-    return svc
-
-
-
 async def liqalert(update: Update, context: Context, intent: P.LiqAlert) -> None:
     """/liqalert N% | off: warn when mark nears one of your liquidation prices."""
-    await reply(update, await _live(context).set_liq_alert(context.user_id, intent.percent))
+    await reply(update, await context.services.live.set_liq_alert(context.user_id, intent.percent))
 
 
 async def deadman(update: Update, context: Context, intent: P.Deadman) -> None:
     """/deadman SECONDS | off: keep BitMEX's cancelAllAfter armed while the bot lives."""
-    await reply(update, await _live(context).set_deadman(context.user_id, intent.seconds))
+    await reply(update, await context.services.live.set_deadman(context.user_id, intent.seconds))
 
 
 # What each intent of this area runs (handlers/__init__.py register).

@@ -6,8 +6,7 @@ from telegram import Update
 from telegram.constants import ParseMode
 
 from bot import parse as P
-from bot.reports import CAPTION_LIMIT, Report, Reports
-from bot.scheduler import Schedules
+from bot.reports import CAPTION_LIMIT, Report
 from handlers import jobs
 from handlers.common import Context, reply, topic
 from handlers.router import IntentHandler
@@ -33,27 +32,27 @@ async def _default_symbol(context: Context, uid: int) -> str:
 async def pnl(update: Update, context: Context, intent: P.Pnl) -> None:
     """/pnl [1d|7d|30d|all]: realised figures and an equity chart."""
     uid = context.user_id
-    await _photo(update, await Reports(context.services).pnl(uid, intent.period))
+    await _photo(update, await context.services.reports.pnl(uid, intent.period))
 
 
 async def chart(update: Update, context: Context, intent: P.Chart) -> None:
     """/chart SYM [tf] [N]: candlesticks as a photo."""
     uid = context.user_id
     symbol = intent.symbol or await _default_symbol(context, uid)
-    await _photo(update, await Reports(context.services).chart(uid, intent, symbol))
+    await _photo(update, await context.services.reports.chart(uid, intent, symbol))
 
 
 async def price(update: Update, context: Context, intent: P.Price) -> None:
     """/price [SYM ...]: last, mark, bid/ask, 24 h change, funding."""
     uid = context.user_id
     symbols = list(intent.symbols) or [await _default_symbol(context, uid)]
-    await reply(update, await Reports(context.services).price(uid, symbols))
+    await reply(update, await context.services.reports.price(uid, symbols))
 
 
 async def summary(update: Update, context: Context, intent: P.Summary) -> None:
     """/summary daily HH:MM | weekly DAY HH:MM | off."""
     uid, cid = context.user_id, context.chat_id
-    sched = Schedules(context.services)
+    sched = context.services.schedules
     text, due = await sched.set_summary(uid, cid, intent)
     jq = context.application.job_queue
     if jq is not None:

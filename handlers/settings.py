@@ -7,8 +7,6 @@ import html
 from telegram import Update
 
 from bot import parse as P
-from bot.prefs import Preferences
-from bot.scheduler import Schedules
 from handlers import jobs
 from handlers.common import Context, reply
 from handlers.router import IntentHandler
@@ -17,18 +15,18 @@ from handlers.router import IntentHandler
 async def tz(update: Update, context: Context, intent: P.Tz) -> None:
     """/tz ZONE: the zone summaries and quiet hours follow."""
     svc = context.services
-    text = await Preferences(svc.db).set_tz(context.user_id, intent)
+    text = await svc.prefs.set_tz(context.user_id, intent)
     jq = context.application.job_queue
     if jq is not None:
         # A registered summary holds a UTC instant: move it to the new zone's wall time.
-        for due in await Schedules(svc).due_of_user(context.user_id):
+        for due in await svc.schedules.due_of_user(context.user_id):
             jobs.schedule(jq, due)
     await reply(update, text)
 
 
 async def settings(update: Update, context: Context, intent: P.Settings) -> None:
     """/settings [key value]: show the settings, or change one and show them."""
-    prefs = Preferences(context.services.db)
+    prefs = context.services.prefs
     if intent.key is not None and intent.value is not None:
         await prefs.apply(context.user_id, intent.key, intent.value)
         head = f"✅ {html.escape(intent.key)} → <b>{html.escape(intent.value)}</b>\n\n"

@@ -21,7 +21,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -51,7 +51,6 @@ LISTING_BUDGET = 3800  # characters of /alerts, under Telegram's 4096 after enti
 # unless it is older than this: a day-old "above 100k" is news no more.
 REDELIVER_WITHIN = timedelta(hours=24)
 _SQL_CHUNK = 500
-NOTIFIER_WAIT_STEPS = 120  # x 0.25 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,7 @@ class AlertService:
     def __init__(
         self,
         db: Database,
-        notifier: Callable[[], Notifier | None],
+        notifier: Notifier,
         *,
         quote: Quote | None = None,
         watch: Callable[[str], Awaitable[None]] | None = None,
@@ -357,17 +356,9 @@ class AlertService:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, batch: list[tuple[AlertInfo, str]]) -> None:
-        notifier = self._notifier()
-        # At start-up, leftovers are queued before the composition root attaches the
-        # notifier (create_services runs first): give it a moment.
-        for _ in range(NOTIFIER_WAIT_STEPS):
-            if notifier is not None:
-                break
-            await asyncio.sleep(0.25)
-            notifier = self._notifier()
-        if notifier is None:
-            log.error("no notifier: %d fired alerts wait for the next start", len(batch))
-            return
+        # At start-up, leftovers fire before the Telegram side is attached: the notifier
+        # (bot/relay.py behind the delivery queue) holds them until it is.
+        notifier = self._notifier
         done: list[int] = []
         by_chat: dict[int, list[tuple[AlertInfo, str]]] = {}
         for info, text in batch:
@@ -415,6 +406,17 @@ class AlertService:
 
     async def close(self) -> None:
         await self.drain()
+
+    async def move_chat(self, old: int, new: int) -> int:
+        """A group became a supergroup: its alerts post to the new id; rows moved."""
+        async with self.db.session() as s:
+            result = await s.exec(update(Alert).where(col(Alert.chat_id) == old)
+                                  .values(chat_id=new))
+            await s.commit()
+        for alert_id, info in list(self.alerts.items()):
+            if info.chat_id == old:
+                self.alerts[alert_id] = replace(info, chat_id=new)
+        return int(result.rowcount or 0)
 
     # --- words ------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from bot import fmt
 from bot import parse as P
+from bot.accounts import Accounts
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import (
     Candle,
@@ -27,14 +27,15 @@ from bot.exchange.types import (
     display_currency,
     to_unit,
 )
+from bot.market import MarketHub, PublicMarket
+from bot.notify import Notifier
+from bot.ratelimit import PublicQuota
 from bot.reports import charts
-from bot.reports.candles import FETCH
+from bot.reports.candles import FETCH, CandleCache
 from bot.reports.pnl import CurrencyPnl, compute, period_start
+from bot.users import Users
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from bot.services import Services
 
 TIMEFRAME_SECONDS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
 PAGE = 500
@@ -101,13 +102,20 @@ async def fetch_history(ex: Exchange, start: datetime) -> list[Execution]:
 
 
 class Reports:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, accounts: Accounts, users: Users, market: PublicMarket, hub: MarketHub,
+                 candles: CandleCache, public_quota: PublicQuota, notifier: Notifier) -> None:
+        self.accounts = accounts
+        self.users = users
+        self.market = market
+        self.hub = hub
+        self.candle_cache = candles
+        self.public_quota = public_quota
+        self.notifier = notifier
 
     async def pnl(self, user_id: int, period: str,
                   now: datetime | None = None) -> Report:
-        acc = await self.services.accounts.require_active(user_id)
-        ex = await self.services.accounts.exchange(user_id, acc.network)
+        acc = await self.accounts.require_active(user_id)
+        ex = await self.accounts.exchange(user_id, acc.network)
         now = now or datetime.now(UTC)
         start = period_start(period, now)
         try:
@@ -126,9 +134,7 @@ class Reports:
 
     async def send_summary(self, user_id: int, chat_id: int, period: str) -> None:
         """The scheduled summary: a photo with the figures as its caption."""
-        notifier = self.services.notifier
-        if notifier is None:
-            return
+        notifier = self.notifier
         report = await self.pnl(user_id, period)
         text = report.text.replace("📊 <b>PnL", "🗓 <b>Summary", 1)
         if len(text) <= CAPTION_LIMIT:
@@ -138,12 +144,12 @@ class Reports:
             await notifier.photo(chat_id, report.png, kind="summary")
 
     async def _network(self, user_id: int) -> str:
-        user = await self.services.get_user(user_id)
+        user = await self.users.get_user(user_id)
         return (user.active_network if user else None) or "mainnet"
 
     def _spend_public(self, user_id: int) -> None:
         """One request of the public budget all users share, or a clear refusal."""
-        wait, everyone = self.services.public_quota.take(user_id)
+        wait, everyone = self.public_quota.take(user_id)
         if not wait:
             return
         secs = math.ceil(wait)
@@ -157,7 +163,7 @@ class Reports:
                       count: int) -> list[Candle]:
         """Candles from the shared cache; a miss spends the user's public quota."""
         net = "mainnet" if network == "paper" else network
-        cache = self.services.candles
+        cache = self.candle_cache
         rows = cache.get(net, symbol, bin_size, count)
         if rows is not None:
             return rows
@@ -167,14 +173,14 @@ class Reports:
                 return rows
             self._spend_public(user_id)
             fetch = max(count, FETCH)
-            got = await self.services.market(net).bucketed(symbol, bin_size, count=fetch,
+            got = await self.market.client(net).bucketed(symbol, bin_size, count=fetch,
                                                            partial=True)
             cache.put(net, symbol, bin_size, fetch, got)
         return got[-count:]
 
     async def chart(self, user_id: int, intent: P.Chart, symbol: str) -> Report:
         network = await self._network(user_id)
-        ex = self.services.market(network)
+        ex = self.market.client(network)
         try:
             rows = await self.candles(user_id, network, symbol, intent.timeframe,
                                       intent.candles)
@@ -205,17 +211,16 @@ class Reports:
         """Prices from the shared socket when it has them: no REST call per /price, so many
         users asking cannot exhaust the IP's unauthenticated budget (30/min)."""
         network = await self._network(user_id)
-        ex = self.services.market(network)
-        hub = self.services.market_hub
+        ex = self.market.client(network)
+        hub = self.hub
         net = "mainnet" if network == "paper" else network
-        if hub is not None:
-            try:
-                await hub.watch(net, *symbols)  # this and later /price calls read the socket
-            except Exception:  # the socket is an optimisation; REST below still answers
-                log.info("could not subscribe %s for /price", symbols)
+        try:
+            await hub.watch(net, *symbols)  # this and later /price calls read the socket
+        except Exception:  # the socket is an optimisation; REST below still answers
+            log.info("could not subscribe %s for /price", symbols)
         blocks = []
         for sym in symbols:
-            live = hub.instrument(net, sym) if hub is not None else None
+            live = hub.instrument(net, sym)
             try:
                 if live is not None and live.last_price is not None:
                     inst = live

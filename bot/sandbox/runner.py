@@ -1,7 +1,7 @@
 """Run the real bot (PTB Application + services) against the local emulator and simulator.
 
 Shared by the offline sandbox and the end-to-end tests, so both exercise exactly
-the start-up path production uses (create_services + build_application), and both
+the start-up path production uses (build_services + build_application), and both
 can wait for "the bot has answered" by counting processed updates, not by sleeping.
 """
 
@@ -17,10 +17,9 @@ from bot.config import Settings
 from bot.exchange.client import RetryPolicy
 from bot.sandbox.bitmex import BitmexSimulator
 from bot.sandbox.telegram import TelegramEmulator
-from bot.services import Services, create_services
+from bot.services import Services, build_services
 from bot.vault import generate_key
-from handlers import jobs
-from handlers.app import ALLOWED_UPDATES, build_application, set_menus
+from handlers.app import ALLOWED_UPDATES, build_application, set_menus, start_side_effects
 from handlers.processor import PerChatUpdateProcessor
 
 _tokens = itertools.count(1)
@@ -76,17 +75,15 @@ class BotRunner:
         options: dict[str, Any] = {}
         if self.fast_retries:
             options["retry"] = RetryPolicy(base_delay=0.01, max_delay=0.05, overload_delay=0.01)
-        self.services = await create_services(self.settings, http=aiohttp.ClientSession(),
-                                              client_options=options)
+        self.services = await build_services(self.settings, http=aiohttp.ClientSession(),
+                                             client_options=options)
         self.app = build_application(
             self.settings, self.services,
             rate_limiter_retries=3 if self.telegram_rate_limit else None)
         await self.app.initialize()
         await set_menus(self.app)
         await self.app.start()
-        await jobs.start(self.app, self.services)  # stored schedules, as run_forever does
-        if self.services.live is not None:
-            await self.services.live.start()  # after attach: its messages need the notifier
+        await start_side_effects(self.app, self.services)  # as run_forever does
         # As `run` does: without it Telegram (and the emulator) withhold chat_member updates,
         # so promotions and demotions would go unheard in the sandbox only.
         await self.app.updater.start_polling(poll_interval=0, timeout=1,

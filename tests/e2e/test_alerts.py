@@ -42,13 +42,11 @@ async def market(h: Harness) -> AsyncIterator[Harness]:
 
 
 def alerts_of(h: Harness) -> AlertService:
-    assert h.svc.alerts is not None
     return h.svc.alerts
 
 
 async def ready(h: Harness) -> None:
     """The shared socket has its snapshot: from here on every tick reaches the bot."""
-    assert h.svc.market_hub is not None
     await h.svc.market_hub.wait_ready("mainnet")
 
 

@@ -31,7 +31,6 @@ async def chat_ids(h: Harness) -> set[int]:
 
 async def test_upgrade_moves_everything_and_alerts_post_in_the_new_chat(market: Harness) -> None:
     h = market
-    assert h.svc.market_hub is not None
     await h.svc.market_hub.wait_ready("mainnet")
     alice = h.person("Alice")
     bob = h.person("Bob")
@@ -54,7 +53,6 @@ async def test_upgrade_moves_everything_and_alerts_post_in_the_new_chat(market: 
 
 async def test_a_missed_upgrade_is_followed_when_sending(market: Harness) -> None:
     h = market
-    assert h.svc.market_hub is not None
     await h.svc.market_hub.wait_ready("mainnet")
     alice = h.person("Alice")
     group = h.group("Quiet", [], [alice], bot_admin=True)

@@ -384,7 +384,6 @@ async def test_restart_while_the_order_post_hangs_settles_once(h: Harness) -> No
     from tests.e2e.test_live import count, quiet, wait_text
 
     alice, key = await h.connected("Alice")
-    assert h.svc.live is not None
     await h.svc.live.wait_ready(alice.id)
     ex = await client_of(h, alice)
     short_timeout(ex, 1.0)
@@ -495,7 +494,6 @@ async def test_fills_while_sockets_drop_and_telegram_throttles_arrive_once_in_or
     from tests.e2e.test_live import count, quiet, wait_text
 
     alice, key = await h.connected("Alice")
-    assert h.svc.live is not None
     await h.svc.live.wait_ready(alice.id)
     for px in (50000, 50100, 50200, 50300):
         await alice.send(f"/buy 100 xbtusd limit {px}")

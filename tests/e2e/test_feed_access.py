@@ -8,7 +8,6 @@ from decimal import Decimal
 from sqlmodel import select
 
 from bot.db.models import Follow, OrderIntent
-from bot.feeds import feeds_of
 from bot.sandbox.telegram.state import LEFT, MEMBER, Chat
 from tests.e2e.harness import Harness, Person
 
@@ -31,7 +30,7 @@ def group_text(h: Harness, group: Chat) -> str:
 
 async def post(h: Harness, admin: Person, group: Chat, text: str) -> None:
     await admin.send(text, chat=group)
-    await feeds_of(h.svc).drain()
+    await h.svc.feeds.drain()
     await h.settle()
 
 
@@ -120,7 +119,7 @@ async def test_a_silent_departure_is_found_at_the_next_signal(h: Harness) -> Non
     getChatMember (cached briefly) finds the departure."""
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
     clock = FakeClock()
-    feeds_of(h.svc).membership.clock = clock
+    h.svc.feeds.membership.clock = clock
     admin = h.person("Alice")
     (bob, _), (carol, _) = [await h.connected(n) for n in ("Bob", "Carol")]
     group = h.group("Alpha Calls", [bob, carol], [admin], bot_admin=True)
@@ -175,10 +174,10 @@ async def test_a_demoted_admin_loses_powers_without_any_member_update(h: Harness
         await bob.send(text, chat=group)
         said = group_text(h, group)
         assert "admins" in said, (text, said)
-    feed = await feeds_of(h.svc).feed_of_chat(group.id)
+    feed = await h.svc.feeds.feed_of_chat(group.id)
     assert feed is not None and feed.active
-    assert await feeds_of(h.svc).signal(2) is None
-    sig = await feeds_of(h.svc).signal(1)
+    assert await h.svc.feeds.signal(2) is None
+    sig = await h.svc.feeds.signal(1)
     assert sig is not None and sig.state == "open"
     assert len(await h.svc.alerts.for_chat(group.id)) == 1  # type: ignore[union-attr]
 
@@ -293,7 +292,6 @@ async def test_a_revoked_user_gets_nothing_more_and_their_stream_stops(h: Harnes
     from sqlmodel import select as sql_select
 
     from bot.db.models import Schedule
-    from bot.scheduler import Schedules
 
     engine = h.sim.engine
     saved = engine.instrument("XBTUSD").mark
@@ -322,7 +320,6 @@ async def test_a_revoked_user_gets_nothing_more_and_their_stream_stops(h: Harnes
         assert previews(carol, 1) == 1 and previews(bob, 1) == 0
         assert await intents(h, bob.id) == []
         # A price alert: Carol's fires, Bob's does not (it stays stored, dormant).
-        assert h.svc.market_hub is not None
         await h.svc.market_hub.wait_ready("mainnet")
         engine.set_mark("XBTUSD", Decimal(61500))
         await h.emu.wait_for(lambda: any("revoked-or-not" in t for t in carol.bot_texts[-3:]),
@@ -337,7 +334,7 @@ async def test_a_revoked_user_gets_nothing_more_and_their_stream_stops(h: Harnes
         # A summary job run.
         async with h.svc.db.session() as s:
             scheds = {r.user_id: r for r in (await s.exec(sql_select(Schedule))).all()}
-        runs = Schedules(h.svc)
+        runs = h.svc.schedules
         n = len(carol.messages)
         for uid in (bob.id, carol.id):
             sid = scheds[uid].id

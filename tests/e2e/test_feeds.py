@@ -9,7 +9,6 @@ import pytest
 
 from bot import fmt
 from bot.exchange import contracts
-from bot.feeds import feeds_of
 from bot.sandbox.telegram.state import Chat
 from tests.e2e.harness import Harness, Person
 
@@ -52,7 +51,7 @@ def group_text(h: Harness, group: Chat) -> str:
 
 async def post(h: Harness, admin: Person, group: Chat, text: str) -> None:
     await admin.send(text, chat=group)
-    await feeds_of(h.services).drain()
+    await h.services.feeds.drain()
     await h.settle()
 
 
@@ -117,7 +116,7 @@ async def test_free_text_signals_admin_only_and_refusals(h: Harness) -> None:
     before = len(h.emu.bot_messages(group, bot=h.bot_username))
     await bob.send("#BTC long entry 60000 tp 61000 sl 59000", chat=group)
     assert len(h.emu.bot_messages(group, bot=h.bot_username)) == before
-    assert await feeds_of(h.services).signal(2) is None
+    assert await h.services.feeds.signal(2) is None
 
     # inconsistent prices from an admin: refused with the reason, never posted
     await admin.send("#BTC long entry 60000 tp 61000 sl 61500", chat=group)
@@ -126,7 +125,7 @@ async def test_free_text_signals_admin_only_and_refusals(h: Harness) -> None:
     assert "Take-profit must be below entry" in group_text(h, group)
     await admin.send("BTC long entry 60000 target 62000", chat=group)
     assert "no stop-loss" in group_text(h, group)
-    assert await feeds_of(h.services).signal(2) is None
+    assert await h.services.feeds.signal(2) is None
 
     # a non-admin using the command is told, and private commands stay private
     await bob.send(SIG, chat=group)
@@ -139,9 +138,9 @@ async def test_free_text_signals_admin_only_and_refusals(h: Harness) -> None:
                     if (m.content or "").startswith("BTC/USD LONG"))
     h.emu.edit_text(admin.user, original, "BTC/USD LONG Entry 61k SL 60k")
     await h.settle()
-    updates = await feeds_of(h.services).updates_of(1)
+    updates = await h.services.feeds.updates_of(1)
     assert [u.kind for u in updates] == ["edited"]
-    sig = await feeds_of(h.services).signal(1)
+    sig = await h.services.feeds.signal(1)
     assert sig is not None and sig.sl == 59000 and sig.entry_low == 59900
 
 

@@ -13,7 +13,6 @@ import pytest_asyncio
 from sqlmodel import select
 
 from bot.db.models import Alert, LiqFeedSubscription, Schedule, Signal
-from bot.feeds import feeds_of
 from bot.sandbox.telegram.state import Chat, Message, Topic
 from tests.e2e.harness import Harness, Person
 
@@ -116,7 +115,6 @@ async def test_alert_whose_topic_was_closed_lands_in_general_once(market: Harnes
     # as sent (it stays 'fired' for the next start) and the bot keeps going.
     h.emu.close_topic(group, None)
     before = len(bot_posts(h, group))
-    assert h.svc.alerts is not None
     count = h.svc.alerts.fired
     h.sim.engine.set_mark(SYM, p0 + 1401)
     await until(lambda: h.svc.alerts is not None and h.svc.alerts.fired > count)
@@ -180,7 +178,7 @@ async def test_signal_card_and_updates_stay_in_their_topic(h: Harness) -> None:
     h.emu.send_text(alice.user, group, "/signal long XBTUSD entry 60000 tp 62000 sl 59000",
                     topic=calls)
     await h.settle()
-    await feeds_of(h.services).drain()
+    await h.services.feeds.drain()
     await h.settle()
     card = bot_posts(h, group)[-1]
     assert "LONG XBTUSD" in (card.content or "") and card.thread_id == calls.id
@@ -195,7 +193,7 @@ async def test_signal_card_and_updates_stay_in_their_topic(h: Harness) -> None:
 
     h.emu.send_text(alice.user, group, "/signal move-sl 1 59500", topic=calls)
     await h.settle()
-    await feeds_of(h.services).drain()
+    await h.services.feeds.drain()
     await h.settle()
     moved = bot_posts(h, group)[-1]
     assert "59,500" in (moved.content or "") and moved.thread_id == calls.id
@@ -232,7 +230,6 @@ async def test_an_apology_for_a_failed_command_lands_in_its_topic(
     async def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("database exploded")
 
-    assert h.svc.alerts is not None
     monkeypatch.setattr(h.svc.alerts, "create", boom)
     apology = await say(h, alice, group, "/alert xbtusd above 999999", alerts)
     assert "Sorry, something went wrong on our side (ref " in (apology.content or "")

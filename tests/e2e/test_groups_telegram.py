@@ -11,7 +11,6 @@ import pytest
 from sqlmodel import select
 
 from bot.db.models import Alert
-from bot.feeds import feeds_of
 from bot.notify import DeliveryQueue
 from bot.sandbox.bitmex import BitmexSimulator
 from bot.sandbox.telegram import TelegramEmulator
@@ -47,14 +46,14 @@ async def test_member_bot_in_privacy_mode_tells_admins_and_works_once_promoted(
     # Privacy mode: the free-text signal never reaches the bot, so no card.
     before = len(texts)
     await alice.send(FREE_TEXT_SIGNAL, chat=group)
-    await feeds_of(h.services).drain()
+    await h.services.feeds.drain()
     assert len(bot_texts(h, group)) == before
 
     h.promote_bot(group, by=alice)
     await h.settle()
     assert len(bot_texts(h, group)) == before  # an admin with every right: nothing to say
     await alice.send(FREE_TEXT_SIGNAL, chat=group)
-    await feeds_of(h.services).drain()
+    await h.services.feeds.drain()
     await h.settle()
     card = bot_texts(h, group)[-1]
     assert "LONG XBTUSD" in card and "signal #1" in card, bot_texts(h, group)
@@ -130,7 +129,6 @@ async def test_kicked_group_alert_fails_then_readded_group_gets_the_next(h: Harn
 
 async def test_block_and_unblock_within_a_minute_fills_arrive_after(h: Harness) -> None:
     alice, key = await h.connected("Alice")
-    assert h.svc.live is not None
     await h.svc.live.wait_ready(alice.id)
     mark = Decimal(h.sim.engine.instrument("XBTUSD").mark)
     await alice.send(f"/buy 300 xbtusd limit {mark - 1000}")
@@ -165,7 +163,7 @@ async def test_command_in_a_forum_topic_is_answered_in_that_topic(h: Harness) ->
     h.emu.send_text(alice.user, group, "/feed on topical", topic=topic)
     await h.settle()
     h.emu.send_text(alice.user, group, FREE_TEXT_SIGNAL, topic=topic)
-    await feeds_of(h.services).drain()
+    await h.services.feeds.drain()
     await h.settle()
     card = h.emu.last_bot_message(group, bot=h.bot_username)
     assert card is not None and "LONG XBTUSD" in (card.content or "")
@@ -269,7 +267,6 @@ async def test_membership_updates_are_followed_whoever_causes_them(
 
 async def test_writing_again_after_a_block_brings_notices_back_at_once(h: Harness) -> None:
     alice, key = await h.connected("Alice")
-    assert h.svc.live is not None
     await h.svc.live.wait_ready(alice.id)
     mark = Decimal(h.sim.engine.instrument("XBTUSD").mark)
     await alice.send(f"/buy 200 xbtusd limit {mark - 1000}")

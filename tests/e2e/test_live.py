@@ -26,7 +26,6 @@ def restore_marks(h: Harness) -> Iterator[None]:
 
 
 def live(h: Harness) -> LiveUpdates:
-    assert h.svc.live is not None
     return h.svc.live
 
 

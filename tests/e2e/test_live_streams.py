@@ -14,7 +14,6 @@ FAST = {"auth_timeout": 0.2, "resubscribe_base": 0.05, "resubscribe_max": 0.2}
 
 
 def live(h: Harness) -> LiveUpdates:
-    assert h.svc.live is not None
     return h.svc.live
 
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.config import Settings
 from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator
-from bot.services import create_services
+from bot.services import build_services
 from bot.vault import generate_key
 from tests.e2e.harness import Harness
 from tests.e2e.test_live import wait_text
@@ -117,9 +117,7 @@ async def test_metrics_count_a_scripted_session(mh: tuple[Harness, int]) -> None
     assert total(found, "bot_update_errors_total") == 0
 
     # the alert fires once: counted, and no longer registered
-    assert h.svc.market_hub is not None
     await h.svc.market_hub.wait_ready("mainnet")
-    assert h.svc.alerts is not None
     await h.svc.alerts.on_tick(SYM, Decimal(1000001))
     await h.svc.alerts.drain()
     found = samples((await get(port, "/metrics"))[2])
@@ -191,7 +189,7 @@ async def test_readyz_is_503_before_the_bot_has_started_and_all_stops_with_it(
                         BITMEX_TESTNET_URL=world_sim.url, MASTER_KEY=generate_key(),
                         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
                         METRICS_PORT=port)
-    services = await create_services(settings)
+    services = await build_services(settings)
     try:
         assert (await get_json(port, "/healthz"))[0] == 200
         status, body = await get_json(port, "/readyz")

@@ -101,7 +101,6 @@ async def test_a_refused_card_edit_is_repaired_by_the_sweep(slow: Harness) -> No
 async def test_follow_in_a_group_is_answered_at_once_with_a_link_for_newcomers(
     h: Harness,
 ) -> None:
-    from bot.feeds import feeds_of
     from tests.e2e.test_feeds import SIG, feed_group
 
     admin, [(bob, _)], group = await feed_group(h, 1)
@@ -109,7 +108,7 @@ async def test_follow_in_a_group_is_answered_at_once_with_a_link_for_newcomers(
     h.emu.join(group, newcomer.user)
     await h.settle()
     await admin.send(SIG, chat=group)
-    await feeds_of(h.services).drain()
+    await h.services.feeds.drain()
     await h.settle()
     card = newcomer.find_button("📥 Follow", group)
     h.sim.faults.latency = 0.3  # sizing the preview asks BitMEX: the answer must not wait

@@ -150,7 +150,8 @@ async def test_summary_is_scheduled_in_local_time_and_its_job_sends_a_photo(
     # A restart registers stored schedules again (JobQueue jobs live in memory).
     await h.restart()
     # What post_init does in production (the sandbox runner does not call it yet).
-    assert await jobs.start(h.app, svc(h)) == 1
+    live_svc = svc(h)
+    assert await jobs.start(h.app, live_svc.trading, live_svc.notifier, live_svc.schedules) == 1
     assert h.app.job_queue.get_jobs_by_name(f"summary:{sched.id}")
 
     await dave.send("/summary off")

@@ -33,7 +33,7 @@ async def test_the_purge_keeps_the_entry_of_a_signal_that_is_still_open(h: Harne
         await s.commit()
     await bob.send("/buy 100 btc")
     await bob.press("✖️ Cancel")  # a newer card, so the entry is not kept as the newest id
-    await purge_cards(h.svc)
+    await purge_cards(h.svc.db)
 
     await post(h, admin, group, "/signal close 1")
     card = bob.find_button("✅ Confirm")

@@ -75,7 +75,7 @@ def service(db: Database, notifier: Recorder, price: str = "60000",
     async def quote(symbol: str) -> Instrument | None:
         return inst(symbol, price)
 
-    return AlertService(db, lambda: notifier, quote=quote, clock=lambda: T0, **kw)
+    return AlertService(db, notifier, quote=quote, clock=lambda: T0, **kw)
 
 
 async def states(db: Database) -> list[str]:
@@ -133,7 +133,7 @@ async def test_an_alert_still_queued_at_shutdown_is_delivered_at_next_start(
             raise AssertionError("unreachable")
 
     queue = DeliveryQueue(Stuck())
-    svc = AlertService(db, lambda: queue, clock=lambda: T0)
+    svc = AlertService(db, queue, clock=lambda: T0)
     await svc.create(1, 1, it.PriceAlert("XBTUSD", "above", Decimal(61000)))
     await svc.on_instrument("mainnet", inst(last="61000"))
     await asyncio.sleep(0.05)
@@ -233,13 +233,21 @@ async def test_loaded_alerts_fire_after_start_and_listing(db: Database) -> None:
 
 
 async def test_leftovers_wait_for_the_notifier_attached_after_start(db: Database) -> None:
+    import asyncio
+
+    from bot.relay import Relay
+
     svc = service(db, Recorder(fail=1))
     await svc.create(1, 1, it.PriceAlert("XBTUSD", "below", Decimal(59000)))
     await svc.on_instrument("mainnet", inst(last="58000"))
     await svc.drain()
-    holder: list[Recorder] = []
-    late = AlertService(db, lambda: holder[0] if holder else None, clock=lambda: T0)
-    await late.start()  # as create_services does, before handlers/app.py attaches it
-    holder.append(Recorder())
+    relay = Relay()  # what build_services gives every service: Telegram comes later
+    late = AlertService(db, relay, clock=lambda: T0)
+    await late.start()
+    for _ in range(5):  # the leftover's delivery is under way, waiting for Telegram
+        await asyncio.sleep(0)
+    assert await states(db) == ["fired"]
+    telegram = Recorder()
+    relay.connect(telegram)  # what handlers/app.py attach does
     await late.drain()
-    assert len(holder[0].sent) == 1 and await states(db) == ["sent"]
+    assert len(telegram.sent) == 1 and await states(db) == ["sent"]

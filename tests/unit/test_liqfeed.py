@@ -46,7 +46,7 @@ def feed(db: Database, rec: Recorder, clock: Clock) -> LiqFeed:
     async def lookup(symbol: str) -> Instrument | None:
         return {"XBTUSD": XBTUSD, "XBTUSDT": XBTUSDT}.get(symbol)
 
-    return LiqFeed(db, lambda: rec, instrument=lookup, clock=clock, autoflush=False)
+    return LiqFeed(db, rec, instrument=lookup, clock=clock, autoflush=False)
 
 
 def liq(order_id: str, qty: int, price: int, side: str = "Sell", symbol: str = "XBTUSD",
@@ -116,7 +116,7 @@ async def test_subscriptions_persist_change_and_stop(db: Database) -> None:
 
 async def test_autoflush_timer_sends_after_the_window(db: Database) -> None:
     rec = Recorder()
-    f = LiqFeed(db, lambda: rec, window=0.02)
+    f = LiqFeed(db, rec, window=0.02)
     await f.subscribe(1, None, Decimal(1))
     await f.on_liquidation("mainnet", liq("x", 5000, 60000))
     await f.on_liquidation("mainnet", liq("y", 5000, 60000))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import bot.feeds as feeds_mod
+import bot.feeds.members as feeds_mod
 from bot.feeds import Membership
 
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.config import Settings
+from bot.paper_accounts import load_paper_engine, paper_path
 from bot.sandbox.bitmex import Clock, Engine
-from bot.services import load_paper_engine, paper_path
 
 
 def settings(tmp: Path) -> Settings:
@@ -24,7 +24,7 @@ def test_snapshot_round_trip_keeps_accounts_and_drops_history(tmp_path: Path) ->
     path = paper_path(settings(tmp_path))
     assert path is not None and path.name == "bot-paper.pickle"
     path.write_bytes(pickle.dumps(engine))
-    back = load_paper_engine(settings(tmp_path))
+    back = load_paper_engine(paper_path(settings(tmp_path)))
     assert back is not None
     restored = back.account_by_key("paper-7")
     assert restored is not None and restored.id == acc.id
@@ -38,7 +38,7 @@ def test_corrupt_snapshot_starts_fresh(tmp_path: Path) -> None:
     path = paper_path(settings(tmp_path))
     assert path is not None
     path.write_bytes(b"not a pickle")
-    assert load_paper_engine(settings(tmp_path)) is None
+    assert load_paper_engine(paper_path(settings(tmp_path))) is None
 
 
 def test_paper_accounts_have_a_home_on_postgresql_too(tmp_path: Path) -> None:

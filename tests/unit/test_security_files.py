@@ -6,12 +6,11 @@ import os
 import pickle
 import stat
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from bot.config import Settings
+from bot.paper_accounts import load_paper_engine, paper_path, save_paper_engine
 from bot.sandbox.bitmex import Clock, Engine
-from bot.services import load_paper_engine, paper_path, save_paper_engine
 
 
 def settings(tmp: Path) -> Settings:
@@ -34,12 +33,11 @@ async def test_paper_snapshot_is_written_owner_only(tmp_path: Path) -> None:
     try:
         engine = Engine(Clock(follow_wall=True))
         engine.add_account("paper-1", "s", xbt=1)
-        fake: Any = SimpleNamespace(extras={"paper-engine": engine}, settings=s)
-        assert await save_paper_engine(fake)
+        assert await save_paper_engine(engine, path)
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    back = load_paper_engine(s)
+    back = load_paper_engine(paper_path(s))
     assert back is not None and back.account_by_key("paper-1") is not None
 
 
@@ -52,7 +50,7 @@ def test_a_snapshot_others_can_write_is_not_unpickled(tmp_path: Path,
     path.write_bytes(pickle.dumps(Boom()))
     for mode in (0o666, 0o620, 0o602):
         path.chmod(mode)
-        assert load_paper_engine(s) is None
+        assert load_paper_engine(paper_path(s)) is None
     assert not (tmp_path / "pwned").exists()
 
 

@@ -1,0 +1,181 @@
+"""Fills, stop triggers and TP/SL hits told to their owner; a filled entry gets its exits."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import time
+from typing import Any
+
+from bot import fmt
+from bot.errors import ExchangeError, Rejected, UserError
+from bot.exchange.types import Execution, Order
+from bot.live.base import (
+    ENTRY_SETTLE_WAIT,
+    EXIT_RE,
+    REPORTED_LIMIT,
+    STOP_TYPES,
+    TRIGGERED,
+    LiveBase,
+    Watch,
+    qty_text,
+    to_decimal,
+)
+from bot.trading import CONFIRMED, PLACED, Plan
+
+log = logging.getLogger(__name__)
+
+
+class Fills(LiveBase):
+    # --- fills --------------------------------------------------------------------------
+
+    async def _report_fill(self, w: Watch, ex: Execution) -> None:
+        async with w.lock:
+            if ex.exec_id in w.reported:
+                return
+            w.reported[ex.exec_id] = None
+            if len(w.reported) > REPORTED_LIMIT:
+                w.reported.popitem(last=False)
+            text, kind = await self._describe_fill(w, ex)
+            await self._send(w.user_id, text, kind)
+            if w.cursor is not None and w.cursor.advance(ex):
+                await self._save_cursor(w)
+        if ex.ord_status == "Filled" and ex.cl_ord_id and ":" not in ex.cl_ord_id:
+            self._spawn(self._exits_after_entry(w, ex), f"exits-{ex.cl_ord_id}")
+
+    def _raw_execution(self, w: Watch, exec_id: str) -> dict[str, Any]:
+        """The socket's full row (orderQty, cumQty, avgPx are not on `Execution`)."""
+        tables = getattr(w.source, "tables", None) or getattr(w.source, "_tables", None) or {}
+        table = tables.get("execution")
+        row = table.get(exec_id) if table is not None else None
+        return dict(row) if row else {}
+
+    async def _describe_fill(self, w: Watch, ex: Execution) -> tuple[str, str]:
+        raw = self._raw_execution(w, ex.exec_id)
+        order_qty, cum = to_decimal(raw.get("orderQty")), to_decimal(raw.get("cumQty"))
+        avg = to_decimal(raw.get("avgPx"))
+        complete = ex.ord_status == "Filled"
+        inst = await self._instrument(w.network, ex.symbol)
+        px = fmt.price(inst, ex.last_px)
+        sym = html.escape(ex.symbol)
+        side = html.escape(ex.side)
+        typ = html.escape(ex.ord_type.lower() or "order")
+        qty = qty_text(ex.last_qty)
+        part = "" if complete or order_qty is None else f" ({qty_text(cum)}/{qty_text(order_qty)})"
+        pnl = ""
+        exit_leg = EXIT_RE.match(ex.cl_ord_id or "")
+        liquidation = "liquidation" in ex.text.lower() or ex.ord_type == "Liquidation"
+        closing = exit_leg is not None or liquidation or any(
+            x in str(raw.get("execInst") or "") for x in ("ReduceOnly", "Close"))
+        # On an opening fill realised PnL is only the fee: noise, not news.
+        if closing and ex.realised_pnl and ex.settl_currency:
+            sign = "+" if ex.realised_pnl > 0 else "−"
+            pnl = f" · PnL {sign}{fmt.money(abs(ex.realised_pnl), ex.settl_currency)}"
+        tag = f" · {html.escape(w.network)}"
+        if liquidation:
+            held = "long" if ex.side == "Sell" else "short"
+            return (f"💥 <b>Position liquidated</b>: your {held} {qty} {sym} was closed "
+                    f"at {px}{pnl}{tag}", "liquidation")
+        if exit_leg is not None and exit_leg["leg"] == "sl":
+            return f"🛑 <b>Stop-loss hit</b>: {side} {qty} {sym} @ {px}{part}{pnl}{tag}", "fill"
+        if exit_leg is not None:
+            return (f"🎯 <b>Take-profit {exit_leg['n']} hit</b>: {side} {qty} {sym} @ {px}"
+                    f"{part}{pnl}{tag}", "fill")
+        if ex.ord_type in STOP_TYPES and ex.order_id not in w.triggered:
+            # The trigger itself was not seen (paper, or while reconnecting): say it now.
+            w.triggered.add(ex.order_id)
+            state = "filled" if complete else "partly filled"
+            return (f"⚡ <b>Stop triggered</b> and {state}: {side} {qty} {sym} @ {px}"
+                    f"{part} ({typ}){pnl}{tag}", "fill")
+        if complete:
+            avg_note = ""
+            if avg is not None and cum is not None and cum != ex.last_qty:
+                avg_note = f" · {qty_text(cum)} in all, avg {fmt.price(inst, avg)}"
+            return (f"✅ <b>Order filled</b>: {side} {qty} {sym} @ {px} ({typ}){avg_note}"
+                    f"{pnl}{tag}", "fill")
+        of = f"{qty}/{qty_text(order_qty)}" if order_qty is not None else qty
+        if cum is not None and order_qty is not None:
+            of = f"{qty_text(cum)}/{qty_text(order_qty)}"
+        return f"🟢 Filled {of} {sym} @ {px} ({side.lower()}, {typ}){pnl}{tag}", "fill"
+
+    async def _on_table(self, w: Watch, table: str, action: str,
+                        rows: list[dict[str, Any]]) -> None:
+        """Stop triggers: execType TriggeredOrActivatedBySystem rows (the typed callbacks
+        only carry fills)."""
+        if w.closed or table != "execution" or action != "insert":
+            return
+        for row in rows:
+            if row.get("execType") != TRIGGERED:
+                continue
+            order_id = str(row.get("orderID") or "")
+            if not order_id or order_id in w.triggered:
+                continue
+            w.triggered.add(order_id)
+            if EXIT_RE.match(str(row.get("clOrdID") or "")):
+                continue  # the bot's own SL: told when it fills, as "Stop-loss hit"
+            symbol = str(row.get("symbol") or "")
+            inst = await self._instrument(w.network, symbol)
+            stop = fmt.price(inst, to_decimal(row.get("stopPx")))
+            qty = qty_text(to_decimal(row.get("orderQty")))
+            typ = html.escape(str(row.get("ordType") or "stop").lower())
+            await self._send(
+                w.user_id,
+                f"⚡ <b>Stop triggered</b>: {html.escape(str(row.get('side') or ''))} {qty} "
+                f"{html.escape(symbol)} · stop {stop} ({typ}) · {html.escape(w.network)}",
+                "order")
+
+    async def _on_order(self, w: Watch, order: Order) -> None:
+        if order.ord_status == "Canceled" and "cancel all after" in order.text.lower():
+            inst = await self._instrument(w.network, order.symbol)
+            price = f" @ {fmt.price(inst, order.price)}" if order.price is not None else ""
+            await self._send(
+                w.user_id,
+                f"💀 <b>Dead-man's switch fired</b>: cancelled {html.escape(order.side)} "
+                f"{qty_text(order.order_qty)} {html.escape(order.symbol)}{price} "
+                f"({html.escape(order.ord_type.lower())}) · {html.escape(w.network)}",
+                "deadman")
+
+    async def _exits_after_entry(self, w: Watch, ex: Execution) -> None:
+        """A card's entry filled: place its TP/SL unless the press itself already did."""
+        trading = self.trading
+        row = await trading.intent_by_cl_ord_id(ex.cl_ord_id)
+        if row is None or row.id is None:
+            return
+        plan = Plan.from_json(row.intent)
+        if not (plan.tps or plan.sl is not None):
+            return
+        deadline = time.monotonic() + ENTRY_SETTLE_WAIT
+        while row.state == CONFIRMED and time.monotonic() < deadline:
+            # The press is still placing the entry; it decides from the POST's answer.
+            await asyncio.sleep(0.05)
+            row = await trading.intent_by_cl_ord_id(ex.cl_ord_id) or row
+        if row.state != PLACED or row.intent.get("exits_placed"):
+            return
+        if row.intent.get("status") == "Filled":
+            return  # filled at once: Trading placed the exits itself after the POST
+        intent_id = row.id
+        assert intent_id is not None
+        lock = self._exit_locks.setdefault(intent_id, asyncio.Lock())
+        async with lock:
+            try:
+                placed = await trading.place_exits(intent_id)
+            except Rejected as e:
+                # Already there (a restart between placing and recording): nothing to add.
+                log.info("exits for intent %s not placed: %s", row.id, e.message)
+                return
+            except (ExchangeError, UserError) as e:
+                reason = e.message if isinstance(e, ExchangeError) else str(e)
+                await self._send(w.user_id, "⚠️ Your entry filled but I could not place its "
+                                 f"TP/SL: {html.escape(reason)}. Please set them yourself.",
+                                 "order")
+                return
+        if not placed:
+            return
+        inst = await self._instrument(w.network, plan.symbol or "")
+        parts = []
+        if plan.sl is not None:
+            parts.append(f"SL {fmt.price(inst, plan.sl)}")
+        parts += [f"TP{i + 1} {fmt.price(inst, tp)}" for i, tp in enumerate(plan.tps)]
+        await self._send(w.user_id, f"🎯 Exits placed for {html.escape(plan.summary)}: "
+                         + " · ".join(parts), "order")
