@@ -18,7 +18,7 @@ import pytest
 from bot.config import Settings
 from bot.exchange.paper import PaperExchange
 from bot.matching import Engine
-from bot.services import load_paper_engine
+from bot.paper_accounts import load_paper_engine, paper_path
 
 OLD = Path(__file__).parent.parent / "fixtures" / "paper-engine-before-12.pickle"
 
@@ -29,7 +29,7 @@ def restored(tmp_path: Path) -> Engine:
     path.chmod(0o600)
     settings = Settings(_env_file=None, DATABASE_URL="sqlite+aiosqlite:///:memory:",
                         PAPER_STATE_FILE=str(path))
-    engine = load_paper_engine(settings)
+    engine = load_paper_engine(paper_path(settings))
     assert isinstance(engine, Engine)
     return engine
 
