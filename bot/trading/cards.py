@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from bot import fmt
 from bot.accounts import Accounts
@@ -213,8 +213,6 @@ class CardBook:
         """Cards whose outcome is known but whose message may not show it: their edit
         failed, or the process stopped before it. Young ones are still being edited by
         the press that settled them."""
-        from sqlmodel import select
-
         q = select(OrderIntent).where(
             col(OrderIntent.card_stale).is_(True), col(OrderIntent.state).in_(SETTLED),
             col(OrderIntent.message_id).is_not(None),
@@ -311,8 +309,6 @@ class CardBook:
             await s.commit()
 
     async def intent_by_cl_ord_id(self, cl_ord_id: str) -> OrderIntent | None:
-        from sqlmodel import select
-
         async with self.db.session() as s:
             return (await s.exec(select(OrderIntent).where(
                 OrderIntent.cl_ord_id == cl_ord_id))).first()

@@ -27,6 +27,9 @@ KEY_GONE = ("no {network} key is connected any more, so nothing was sent")
 
 
 class Presses(Placement):
+    """Confirm, second confirm and cancel: only the owner, only with the same key, and
+    only the press that wins the atomic claim sends anything."""
+
     async def press(self, user_id: int, action: str, intent_id: int) -> Card:
         """A press made by other services (feeds): confirm (c), second confirm (2) or
         cancel (x). The caller shows the outcome itself, so the sweep leaves the card be."""

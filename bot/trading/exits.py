@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class Exits(CardBook):
+    """A filled entry's exits, placed at most once each (see place_exits)."""
+
     async def _exits_or_note(self, intent_id: int) -> None:
         """Place a filled entry's TP/SL; a failure is told on the card, never turned into a
         "rejected" entry (the entry did fill)."""

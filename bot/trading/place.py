@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import col
+from sqlmodel import col, select
 
 from bot import fmt
 from bot.db.models import OrderIntent
@@ -21,6 +21,7 @@ from bot.errors import (
     Temporary,
     UserError,
 )
+from bot.exchange.client import BitmexClient
 from bot.exchange.types import Exchange
 from bot.trading.cards import CONFIRMED, EXPIRED, FAILED, PLACED, WAITING, Card, Plan, plain_reason
 from bot.trading.exits import Exits
@@ -59,6 +60,9 @@ def _never_reached(err: ExchangeError, kind: str) -> str | None:
 
 
 class Placement(Exits):
+    """Sending a claimed card (execute) and settling the cards a crash or a lost answer
+    left `confirmed` (settle_in_flight)."""
+
     async def execute(self, intent_id: int) -> Card:
         """Send a card claimed by `take_press`; the card as it should now look."""
         card = await self._execute(intent_id)
@@ -182,8 +186,6 @@ class Placement(Exits):
 
     async def expire_due(self) -> list[OrderIntent]:
         """Mark every waiting card past its time as expired; the caller edits the messages."""
-        from sqlmodel import select
-
         now = self.now()
         async with self.db.session() as s:
             rows = (await s.exec(select(OrderIntent).where(
@@ -203,8 +205,6 @@ class Placement(Exits):
 
         At start-up every such card is stale; on a timer pass `older_than` so a press that
         is still sending in this process is never touched."""
-        from sqlmodel import select
-
         q = select(OrderIntent).where(OrderIntent.state == CONFIRMED)
         if older_than is not None:
             q = q.where(col(OrderIntent.confirmed_at) <= self.now() - older_than)
@@ -292,16 +292,12 @@ async def repair_cards(trading: Placement, notifier: Any) -> int:
 
 def _exchange_offset(ex: Exchange) -> float:
     """Seconds BitMEX's clock is ahead of ours, as the client learned it (paper: 0)."""
-    from bot.exchange.client import BitmexClient
-
     return ex.exchange_clock.offset if isinstance(ex, BitmexClient) else 0.0
 
 
 def _exchange_now_at_least(ex: Exchange, now: datetime) -> float:
     """The earliest BitMEX's clock can read now: a send_by is only behind BitMEX once this
     is past it (the lookup just made taught the client the offset, if it could)."""
-    from bot.exchange.client import BitmexClient
-
     if isinstance(ex, BitmexClient):
         return ex.exchange_time_at_least(now.timestamp())
     return now.timestamp()

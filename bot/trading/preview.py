@@ -20,6 +20,8 @@ DEFAULT_LEVERAGE = Decimal(10)
 
 
 class Previews(CardBook):
+    """Turn a parsed order, close, cancel or leverage change into a pending card."""
+
     async def _instrument(self, ex: Exchange, symbol: str) -> Instrument:
         try:
             return await ex.instrument(symbol)
