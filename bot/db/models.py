@@ -84,9 +84,11 @@ class ApiCredential(SQLModel, table=True):
     created_at: datetime = _created()
 
 
-class OrderIntent(SQLModel, table=True):
+class OrderCard(SQLModel, table=True):
     """One confirmation card: what the user asked for and what became of it."""
 
+    # The table keeps its first name (no migration); "intent" in the code means only what
+    # the parser returns. The `intent` column holds the card's Plan (bot/trading/cards.py).
     __tablename__ = "order_intents"
     __table_args__ = (Index("ix_order_intents_state_expires", "state", "expires_at"),)
 
@@ -314,7 +316,7 @@ __all__ = [
     "Follow",
     "FollowerOrder",
     "LiqFeedSubscription",
-    "OrderIntent",
+    "OrderCard",
     "Schedule",
     "Signal",
     "SignalUpdate",

@@ -1,10 +1,10 @@
 """Preview -> confirm -> place, exactly once.
 
-A typed command becomes an `OrderIntent` row (a *card*) holding exactly what will
+A typed command becomes an `OrderCard` row (a *card*) holding exactly what will
 be sent. Only the owner's Confirm press moves it, by one atomic UPDATE, from
 `pending` to `confirmed`; whoever wins that UPDATE places the order, everyone else
 (double press, concurrent press, a press after a restart or after expiry) sees the
-current state. The clOrdID is stored with the intent before anything is sent, and
+current state. The clOrdID is stored with the card before anything is sent, and
 with it `send_by`, the last moment any attempt can still reach BitMEX. BitMEX frees a
 clOrdID once its order filled, so an order whose answer was lost is never sent again:
 it is looked up by its clOrdID - by the client, or after a crash by the sweep - and

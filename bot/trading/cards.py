@@ -1,4 +1,4 @@
-"""The card: one `OrderIntent` row per confirmation card, the `Plan` it holds, how it
+"""The card: one `OrderCard` row per confirmation card, the `Plan` it holds, how it
 looks (`Card`), and the steps every stage takes on it: store, claim, finish, show.
 """
 
@@ -21,14 +21,14 @@ from sqlmodel import col, select
 from bot import fmt
 from bot.accounts import Accounts
 from bot.db.engine import Database
-from bot.db.models import AuditLog, OrderIntent, User
+from bot.db.models import AuditLog, OrderCard, User
 from bot.errors import ExchangeError, InsufficientBalance
 from bot.notify import Button, Keyboard
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-CB_PREFIX = "t"  # callback data: t:<action>:<intent id>
+CB_PREFIX = "t"  # callback data: t:<action>:<card id>
 
 # Card states. pending/armed wait for a press; the rest are final or in flight.
 PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
@@ -47,7 +47,7 @@ def new_cl_ord_id() -> str:
 class Card:
     """A message to show: HTML text and its buttons."""
 
-    intent_id: int | None
+    card_id: int | None
     text: str
     buttons: Keyboard
     alert: str | None = None  # a short popup for the presser (answerCallbackQuery)
@@ -64,7 +64,7 @@ class Press:
 
 @dataclass(frozen=True)
 class Plan:
-    """Exactly what will be sent; stored as the intent's JSON."""
+    """Exactly what will be sent; stored as the card's JSON (its `intent` column)."""
 
     kind: str  # order | close | cancel | cancel_all | leverage
     network: str
@@ -108,9 +108,9 @@ class Plan:
         )
 
 
-def _buttons(intent_id: int, confirm_label: str = "Confirm", action: str = "c") -> Keyboard:
-    return [[Button(f"✅ {confirm_label}", f"{CB_PREFIX}:{action}:{intent_id}"),
-             Button("✖️ Cancel", f"{CB_PREFIX}:x:{intent_id}")]]
+def _buttons(card_id: int, confirm_label: str = "Confirm", action: str = "c") -> Keyboard:
+    return [[Button(f"✅ {confirm_label}", f"{CB_PREFIX}:{action}:{card_id}"),
+             Button("✖️ Cancel", f"{CB_PREFIX}:x:{card_id}")]]
 
 
 def parse_callback(data: str) -> tuple[str, int] | None:
@@ -175,7 +175,7 @@ class CardBook:
         # The card was sized and checked against this key's account: it may only be
         # placed with the same key (see press).
         key = await self._key_tag(user.id, plan.network)
-        row = OrderIntent(
+        row = OrderCard(
             user_id=user.id, chat_id=chat_id, network=plan.network, kind=plan.kind,
             intent={**plan.to_json(), "key": key}, state=CANCELLED if blocked else PENDING,
             cl_ord_id=new_cl_ord_id(), created_at=now, expires_at=now + timedelta(seconds=timeout),
@@ -192,56 +192,56 @@ class CardBook:
         lines.append(f"<i>expires in {timeout} s</i>")
         return Card(row.id, "\n".join(lines), _buttons(row.id))
 
-    async def attach_message(self, intent_id: int, message_id: int) -> None:
+    async def attach_message(self, card_id: int, message_id: int) -> None:
         async with self.db.session() as s:
-            row = await s.get(OrderIntent, intent_id)
+            row = await s.get(OrderCard, card_id)
             if row is not None:
                 row.message_id = message_id
                 s.add(row)
                 await s.commit()
 
-    async def card_shown(self, intent_id: int, ok: bool) -> None:
+    async def card_shown(self, card_id: int, ok: bool) -> None:
         """The chat now shows the card's outcome (ok), or the edit failed and the sweep
         must repair it."""
         async with self.db.session() as s:
-            await s.exec(update(OrderIntent).where(col(OrderIntent.id) == intent_id)
+            await s.exec(update(OrderCard).where(col(OrderCard.id) == card_id)
                          .values(card_stale=not ok))
             await s.commit()
 
     async def stale_cards(self, older_than: timedelta = timedelta(seconds=3)
-                          ) -> list[OrderIntent]:
+                          ) -> list[OrderCard]:
         """Cards whose outcome is known but whose message may not show it: their edit
         failed, or the process stopped before it. Young ones are still being edited by
         the press that settled them."""
-        q = select(OrderIntent).where(
-            col(OrderIntent.card_stale).is_(True), col(OrderIntent.state).in_(SETTLED),
-            col(OrderIntent.message_id).is_not(None),
-            col(OrderIntent.updated_at) <= self.now() - older_than)
+        q = select(OrderCard).where(
+            col(OrderCard.card_stale).is_(True), col(OrderCard.state).in_(SETTLED),
+            col(OrderCard.message_id).is_not(None),
+            col(OrderCard.updated_at) <= self.now() - older_than)
         async with self.db.session() as s:
             return list((await s.exec(q)).all())
 
-    async def _claim(self, intent_id: int, user_id: int, source: tuple[str, ...], target: str,
+    async def _claim(self, card_id: int, user_id: int, source: tuple[str, ...], target: str,
                      *, check_expiry: bool = True) -> bool:
         """The single atomic step that decides who acts on a card."""
         now = self.now()
         stmt = (
-            update(OrderIntent)
-            .where(col(OrderIntent.id) == intent_id, col(OrderIntent.user_id) == user_id,
-                   col(OrderIntent.state).in_(source))
+            update(OrderCard)
+            .where(col(OrderCard.id) == card_id, col(OrderCard.user_id) == user_id,
+                   col(OrderCard.state).in_(source))
             .values(state=target, updated_at=now, card_stale=True,
                     **({"confirmed_at": now} if target == CONFIRMED else {}))
         )
         if check_expiry:
-            stmt = stmt.where(col(OrderIntent.expires_at) > now)
+            stmt = stmt.where(col(OrderCard.expires_at) > now)
         async with self.db.session() as s:
             result = await s.exec(stmt)
             await s.commit()
         return bool(result.rowcount == 1)
 
-    async def current(self, intent_id: int, alert: str | None = None) -> Card:
+    async def current(self, card_id: int, alert: str | None = None) -> Card:
         """The card as its stored state says it should look now."""
         async with self.db.session() as s:
-            row = await s.get(OrderIntent, intent_id)
+            row = await s.get(OrderCard, card_id)
         assert row is not None
         plan = Plan.from_json(row.intent)
         text = {
@@ -257,15 +257,15 @@ class CardBook:
             PLACED: self._placed_text(plan, row),
         }.get(row.state)
         if text is None:
-            return Card(intent_id, "", [], alert=alert)
-        return Card(intent_id, self._final(plan, text), [], alert=alert)
+            return Card(card_id, "", [], alert=alert)
+        return Card(card_id, self._final(plan, text), [], alert=alert)
 
     @staticmethod
     def _final(plan: Plan, outcome: str) -> str:
         return f"<b>{html.escape(plan.summary)}</b>\n{outcome}"
 
     @staticmethod
-    def _placed_text(plan: Plan, row: OrderIntent) -> str:
+    def _placed_text(plan: Plan, row: OrderCard) -> str:
         if plan.kind in ("cancel", "cancel_all", "amend_stop"):
             return f"✅ {html.escape(row.error or 'Done.')}"
         if plan.kind == "leverage":
@@ -292,10 +292,10 @@ class CardBook:
             text += "\n" + " · ".join(exits) + " go in when it fills"
         return text
 
-    async def _finish(self, intent_id: int, state: str, *, order_id: str | None = None,
+    async def _finish(self, card_id: int, state: str, *, order_id: str | None = None,
                       error: str | None = None, extra: dict[str, Any] | None = None) -> None:
         async with self.db.session() as s:
-            row = await s.get(OrderIntent, intent_id)
+            row = await s.get(OrderCard, card_id)
             assert row is not None
             row.state = state
             row.updated_at = self.now()
@@ -308,12 +308,12 @@ class CardBook:
             s.add(row)
             await s.commit()
 
-    async def intent_by_cl_ord_id(self, cl_ord_id: str) -> OrderIntent | None:
+    async def card_by_cl_ord_id(self, cl_ord_id: str) -> OrderCard | None:
         async with self.db.session() as s:
-            return (await s.exec(select(OrderIntent).where(
-                OrderIntent.cl_ord_id == cl_ord_id))).first()
+            return (await s.exec(select(OrderCard).where(
+                OrderCard.cl_ord_id == cl_ord_id))).first()
 
-    async def _audit(self, row: OrderIntent, action: str, **detail: str) -> None:
+    async def _audit(self, row: OrderCard, action: str, **detail: str) -> None:
         async with self.db.session() as s:
             s.add(AuditLog(user_id=row.user_id, chat_id=row.chat_id, action=action,
                            detail={"intent": row.id, "cl_ord_id": row.cl_ord_id, **detail}))

@@ -6,7 +6,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from bot.db.models import OrderIntent
+from bot.db.models import OrderCard
 from bot.errors import DuplicateClOrdID, ExchangeError
 from bot.exchange.types import Exchange, Order
 from bot.trading.cards import PLACED, ZERO, CardBook, Plan, plain_reason
@@ -17,19 +17,19 @@ log = logging.getLogger(__name__)
 class Exits(CardBook):
     """A filled entry's exits, placed at most once each (see place_exits)."""
 
-    async def _exits_or_note(self, intent_id: int) -> None:
+    async def _exits_or_note(self, card_id: int) -> None:
         """Place a filled entry's TP/SL; a failure is told on the card, never turned into a
         "rejected" entry (the entry did fill)."""
         try:
-            await self.place_exits(intent_id)
+            await self.place_exits(card_id)
         except ExchangeError as e:
-            log.warning("exits of intent %s not placed: %s", intent_id, e.message)
-            await self._finish(intent_id, PLACED, extra={"exits_error": plain_reason(e)[:300]})
+            log.warning("exits of card %s not placed: %s", card_id, e.message)
+            await self._finish(card_id, PLACED, extra={"exits_error": plain_reason(e)[:300]})
 
-    async def place_exits(self, intent_id: int) -> list[Order]:
+    async def place_exits(self, card_id: int) -> list[Order]:
         """Reduce-only SL and TPs for a filled entry; derived clOrdIDs make this idempotent."""
         async with self.db.session() as s:
-            row = await s.get(OrderIntent, intent_id)
+            row = await s.get(OrderCard, card_id)
         if row is None or row.intent.get("exits_placed"):
             return []
         plan = Plan.from_json(row.intent)
@@ -60,15 +60,15 @@ class Exits(CardBook):
             if found is not None:
                 placed.append(found)
                 done.add(cl)
-                await self._finish(intent_id, PLACED, extra={"exits_done": sorted(done)})
+                await self._finish(card_id, PLACED, extra={"exits_done": sorted(done)})
                 continue
             tried.add(cl)
-            await self._finish(intent_id, PLACED, extra={"exits_tried": sorted(tried)})
+            await self._finish(card_id, PLACED, extra={"exits_tried": sorted(tried)})
             placed.append(await _place_exit(ex, plan.symbol, exit_side, *args,
                                             cl_ord_id=cl, **kw))
             done.add(cl)
-            await self._finish(intent_id, PLACED, extra={"exits_done": sorted(done)})
-        await self._finish(intent_id, PLACED, extra={"exits_placed": True})
+            await self._finish(card_id, PLACED, extra={"exits_done": sorted(done)})
+        await self._finish(card_id, PLACED, extra={"exits_placed": True})
         return placed
 
 

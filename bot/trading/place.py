@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot import fmt
-from bot.db.models import OrderIntent
+from bot.db.models import OrderCard
 from bot.errors import (
     ExchangeError,
     NetworkError,
@@ -63,19 +63,19 @@ class Placement(Exits):
     """Sending a claimed card (execute) and settling the cards a crash or a lost answer
     left `confirmed` (settle_in_flight)."""
 
-    async def execute(self, intent_id: int) -> Card:
+    async def execute(self, card_id: int) -> Card:
         """Send a card claimed by `take_press`; the card as it should now look."""
-        card = await self._execute(intent_id)
+        card = await self._execute(card_id)
         try:
-            await self._count_outcome(intent_id)
+            await self._count_outcome(card_id)
         except Exception:  # a metric must never turn a placed order into an error reply
-            log.exception("could not count the outcome of intent %s", intent_id)
+            log.exception("could not count the outcome of card %s", card_id)
         return card
 
-    async def _count_outcome(self, intent_id: int) -> None:
+    async def _count_outcome(self, card_id: int) -> None:
         """The confirmed card's outcome as the metrics name it (from its stored state)."""
         async with self.db.session() as s:
-            row = await s.get(OrderIntent, intent_id)
+            row = await s.get(OrderCard, card_id)
         if row is None:
             return
         flags = row.intent
@@ -84,9 +84,9 @@ class Placement(Exits):
             else "unknown" if flags.get("unknown") else "rejected")
         self.outcomes[(str(flags.get("kind", "order")), outcome)] += 1
 
-    async def _execute(self, intent_id: int) -> Card:
+    async def _execute(self, card_id: int) -> Card:
         async with self.db.session() as s:
-            row = await s.get(OrderIntent, intent_id)
+            row = await s.get(OrderCard, card_id)
         assert row is not None and row.id is not None
         plan = Plan.from_json(row.intent)
         try:
@@ -127,7 +127,7 @@ class Placement(Exits):
         await self._audit(row, "order_placed", order=result.get("order_id") or "")
         return await self.current(row.id, alert="Done")
 
-    async def _send(self, ex: Exchange, row: OrderIntent, plan: Plan) -> dict[str, Any]:
+    async def _send(self, ex: Exchange, row: OrderCard, plan: Plan) -> dict[str, Any]:
         assert row.id is not None
         if plan.kind == "leverage":
             assert plan.symbol is not None and plan.leverage is not None
@@ -170,13 +170,13 @@ class Placement(Exits):
             await self._exits_or_note(row.id)
         return {"order_id": order.order_id}
 
-    def _send_by(self, row: OrderIntent) -> float:
+    def _send_by(self, row: OrderCard) -> float:
         start = row.confirmed_at or self.now()
         if start.tzinfo is None:  # SQLite hands datetimes back naive; they are UTC
             start = start.replace(tzinfo=UTC)
         return (start + SEND_WINDOW).timestamp()
 
-    async def _send_amend_stop(self, ex: Exchange, row: OrderIntent,
+    async def _send_amend_stop(self, ex: Exchange, row: OrderCard,
                                plan: Plan) -> dict[str, Any]:
         assert row.id is not None and plan.order_ids and plan.stop_px is not None
         order = await ex.amend_order(orig_cl_ord_id=plan.order_ids[0], stop_px=plan.stop_px)
@@ -184,12 +184,12 @@ class Placement(Exits):
                            error=f"Stop moved to {fmt.num(plan.stop_px)}.")
         return {"order_id": order.order_id}
 
-    async def expire_due(self) -> list[OrderIntent]:
+    async def expire_due(self) -> list[OrderCard]:
         """Mark every waiting card past its time as expired; the caller edits the messages."""
         now = self.now()
         async with self.db.session() as s:
-            rows = (await s.exec(select(OrderIntent).where(
-                col(OrderIntent.state).in_(WAITING), OrderIntent.expires_at <= now))).all()
+            rows = (await s.exec(select(OrderCard).where(
+                col(OrderCard.state).in_(WAITING), OrderCard.expires_at <= now))).all()
         expired = []
         for row in rows:
             assert row.id is not None
@@ -205,9 +205,9 @@ class Placement(Exits):
 
         At start-up every such card is stale; on a timer pass `older_than` so a press that
         is still sending in this process is never touched."""
-        q = select(OrderIntent).where(OrderIntent.state == CONFIRMED)
+        q = select(OrderCard).where(OrderCard.state == CONFIRMED)
         if older_than is not None:
-            q = q.where(col(OrderIntent.confirmed_at) <= self.now() - older_than)
+            q = q.where(col(OrderCard.confirmed_at) <= self.now() - older_than)
         async with self.db.session() as s:
             rows = (await s.exec(q)).all()
         settled = []
@@ -225,7 +225,7 @@ class Placement(Exits):
                 ex = await self.accounts.exchange(row.user_id, plan.network)
                 order = await ex.order_by_cl_ord_id(row.cl_ord_id)
             except (ExchangeError, UserError) as e:
-                log.info("intent %s still unsettled: %s", row.id, e)
+                log.info("card %s still unsettled: %s", row.id, e)
                 continue  # tried again on the next sweep
             if order is None:
                 send_by = float(row.intent.get("send_by") or self._send_by(row))
@@ -233,7 +233,7 @@ class Placement(Exits):
                         send_by + ARRIVAL_MARGIN.total_seconds()):
                     # A request still on its way (BitMEX can be seconds slow) may yet arrive:
                     # "not found" is only final once its api-expires is behind us.
-                    log.info("intent %s not found yet; looked up again later", row.id)
+                    log.info("card %s not found yet; looked up again later", row.id)
                     if row.error != UNKNOWN_NOTE:  # say "still looking" once, not per sweep
                         await self._finish(row.id, CONFIRMED, error=UNKNOWN_NOTE)
                         settled.append(row.id)
@@ -261,15 +261,15 @@ async def settle_cards(trading: Placement, notifier: Any, *,
     """Settle in-flight cards (see `Trading.settle_in_flight`) and edit them to say how
     they ended; how many. Called once at start-up (older_than=None) and on a timer."""
     ids = await trading.settle_in_flight(older_than)
-    for intent_id in ids:
+    for card_id in ids:
         async with trading.db.session() as s:
-            row = await s.get(OrderIntent, intent_id)
+            row = await s.get(OrderCard, card_id)
         if notifier is None or row is None or row.message_id is None:
             continue
-        card = await trading.current(intent_id)
+        card = await trading.current(card_id)
         if card.text:
             ok = await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
-            await trading.card_shown(intent_id, ok)
+            await trading.card_shown(card_id, ok)
     return len(ids)
 
 
