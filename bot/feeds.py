@@ -38,7 +38,7 @@ from bot.notify import Button, Keyboard, Notifier, Sent
 from bot.parsing import intents as P
 from bot.parsing.values import SizeSpec
 from bot.signals import risk_reward
-from bot.trading import PLACED, WAITING, Card, Plan, Trading
+from bot.trading import PLACED, WAITING, Card, Plan, Trading, exit_cl_ord_id
 
 log = logging.getLogger(__name__)
 
@@ -822,7 +822,8 @@ class Feeds:
             note = "The feed closed this signal: close your position from it."
         else:
             assert price is not None
-            stop = await ex.order_by_cl_ord_id(f"{fo.cl_ord_id}:sl")
+            stop_cl_ord_id = exit_cl_ord_id(fo.cl_ord_id, "sl")
+            stop = await ex.order_by_cl_ord_id(stop_cl_ord_id)
             if stop is None or not stop.is_open:
                 return False
             inst = await ex.instrument(sig.symbol)
@@ -832,7 +833,7 @@ class Feeds:
             reduces = new > current if long else new < current
             summary = f"MOVE STOP {sig.symbol} {fmt.num(current)} → {fmt.num(new)} · {fo.network}"
             plan = Plan(kind="amend_stop", network=fo.network, symbol=sig.symbol,
-                        order_ids=(f"{fo.cl_ord_id}:sl",), stop_px=new, summary=summary)
+                        order_ids=(stop_cl_ord_id,), stop_px=new, summary=summary)
             lines = [f"<b>{html.escape(summary)}</b>",
                      f"Your reduce-only stop for {fmt.num(abs(pos.current_qty))} contracts "
                      "is amended; nothing else changes."]

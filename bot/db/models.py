@@ -104,7 +104,7 @@ class OrderCard(SQLModel, table=True):
     # (key changed). A preview the checks blocked is stored cancelled. A card left
     # `confirmed` (BitMEX never answered) waits for the lookup by clOrdID (settle_in_flight).
     state: str = Field(default="pending", max_length=16)
-    # Random (trading.new_cl_ord_id) and stored here before anything is sent, so an answer
+    # Random (bot.exchange.new_cl_ord_id) and stored here before anything is sent, so an answer
     # that never came is settled by looking the order up by it, never by sending it again.
     cl_ord_id: str = Field(max_length=36, unique=True)
     order_id: str | None = Field(default=None, max_length=64)

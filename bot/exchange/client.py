@@ -12,8 +12,8 @@ import asyncio
 import json
 import logging
 import random
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,8 +66,10 @@ TESTNET = "https://testnet.bitmex.com"
 
 
 def new_cl_ord_id(prefix: str = "tg") -> str:
-    """A fresh clOrdID (≤ 36 chars) so a retried POST can be recognised as the same order."""
-    return f"{prefix}-{uuid.uuid4().hex[:28]}"[:36]
+    """The one clOrdID maker: random, so a retried POST or a lookup after a lost answer
+    finds this order and no other. 23 chars for "tg" leaves room within BitMEX's 36 for
+    the suffixes of a card's exits (":sl", ":tp9", see bot/trading/exits.py)."""
+    return f"{prefix}-{secrets.token_hex(10)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,10 @@ from bot.trading.cards import (
     Card,
     Plan,
     Press,
-    new_cl_ord_id,
     parse_callback,
     plain_reason,
 )
-from bot.trading.exits import split_qty
+from bot.trading.exits import exit_cl_ord_id, split_qty
 from bot.trading.place import (
     ARRIVAL_MARGIN,
     NOT_PLACED_NOTE,
@@ -52,6 +51,6 @@ __all__ = [
     "ARMED", "ARRIVAL_MARGIN", "CANCELLED", "CB_PREFIX", "CONFIRMED", "DEFAULT_LEVERAGE",
     "EXPIRED", "FAILED", "NOT_PLACED_NOTE", "PENDING", "PLACED", "SEND_WINDOW", "SETTLED",
     "SETTLE_AFTER", "UNKNOWN_DONE", "UNKNOWN_NOTE", "WAITING", "Card", "Plan", "Press",
-    "Trading", "new_cl_ord_id", "parse_callback", "plain_reason", "repair_cards",
+    "Trading", "exit_cl_ord_id", "parse_callback", "plain_reason", "repair_cards",
     "settle_cards", "split_qty",
 ]

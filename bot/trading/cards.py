@@ -8,7 +8,6 @@ import collections
 import hashlib
 import html
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from bot.accounts import Accounts
 from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderCard, User
 from bot.errors import ExchangeError, InsufficientBalance
+from bot.exchange import new_cl_ord_id
 from bot.notify import Button, Keyboard
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,6 @@ PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
 )
 WAITING = (PENDING, ARMED)
 SETTLED = (PLACED, FAILED, EXPIRED, CANCELLED)
-
-
-def new_cl_ord_id() -> str:
-    # 22 chars leaves room for ":sl"/":tp9" suffixes of the exits within BitMEX's 36.
-    return "tg" + secrets.token_hex(10)
 
 
 @dataclass(frozen=True)
@@ -175,6 +170,8 @@ class CardBook:
         # The card was sized and checked against this key's account: it may only be
         # placed with the same key (see press).
         key = await self._key_tag(user.id, plan.network)
+        # The clOrdID is random and stored with the card before anything is sent: an order
+        # whose answer was lost is looked up by it, never sent again.
         row = OrderCard(
             user_id=user.id, chat_id=chat_id, network=plan.network, kind=plan.kind,
             intent={**plan.to_json(), "key": key}, state=CANCELLED if blocked else PENDING,

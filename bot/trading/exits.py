@@ -40,13 +40,13 @@ class Exits(CardBook):
         exit_side = "Sell" if plan.side == "Buy" else "Buy"
         wanted: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         if plan.sl is not None:
-            wanted.append((f"{row.cl_ord_id}:sl", (plan.qty, "Stop"), {
+            wanted.append((exit_cl_ord_id(row.cl_ord_id, "sl"), (plan.qty, "Stop"), {
                 "stop_px": plan.sl, "exec_inst": ("ReduceOnly", "MarkPrice"),
                 "text": "telegram sl"}))
         for i, (tp, qty) in enumerate(zip(plan.tps, split_qty(plan.qty, len(plan.tps),
                                                              inst.lot_size), strict=True)):
             if qty > 0:
-                wanted.append((f"{row.cl_ord_id}:tp{i + 1}", (qty, "Limit", tp), {
+                wanted.append((exit_cl_ord_id(row.cl_ord_id, f"tp{i + 1}"), (qty, "Limit", tp), {
                     "exec_inst": ("ReduceOnly",), "text": "telegram tp"}))
         # An exit placed by an earlier call that failed further on may have filled since,
         # and a filled order's clOrdID is free again: sending it anew would close twice.
@@ -70,6 +70,13 @@ class Exits(CardBook):
             await self._finish(card_id, PLACED, extra={"exits_done": sorted(done)})
         await self._finish(card_id, PLACED, extra={"exits_placed": True})
         return placed
+
+
+def exit_cl_ord_id(entry_cl_ord_id: str, leg: str) -> str:
+    """An exit's clOrdID, derived from its entry's ("sl", "tp1"...): placing the exits
+    again after a crash finds the ones already there instead of doubling them (the stream
+    reads them back with bot/live.py EXIT_RE)."""
+    return f"{entry_cl_ord_id}:{leg}"
 
 
 async def _place_exit(ex: Exchange, *args: Any, cl_ord_id: str, **kw: Any) -> Order:
