@@ -610,7 +610,7 @@ class Feeds:
                              m.available_margin if m else 0, xbt)
         qty = _lots(inst, raw)
         order = P.Order(
-            side="buy" if long else "sell", size=SizeSpec("contracts", qty),
+            side="Buy" if long else "Sell", size=SizeSpec("contracts", qty),
             symbol=sig.symbol, order_type="market" if limit is None else "limit",
             price=limit, tps=tuple(Decimal(t) for t in sig.tps), sl=sig.current_sl,
             leverage=sig.leverage,

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from bot.side import Side
+
 Kind = Literal["inverse", "quanto", "linear"]
 # Perpetual swaps, futures and stock perpetuals: margined contracts the bot can size.
 TRADEABLE_TYPES = ("FFWCSX", "FFCCSX", "FFSCSX")
-Side = Literal["Buy", "Sell"]
 
 # Smallest unit per currency as BitMEX names them, and the display name. XBt and USDt
 # are known up front (every contract settles in one); the rest (BMEx, USDc, ...) come
@@ -560,7 +561,7 @@ class Exchange(Protocol):
     async def place_order(
         self,
         symbol: str,
-        side: str,
+        side: Side,
         qty: Decimal | int | None,
         ord_type: str = "Limit",
         price: Decimal | None = None,

@@ -213,7 +213,7 @@ _ORDER_SPEC: _Spec = {
 
 
 def _order(name: str, args: Args, book: SymbolBook) -> it.Order:
-    side: it.Side = "buy" if name in ("buy", "long") else "sell"
+    side: it.Side = "Buy" if name in ("buy", "long") else "Sell"
     opts, positional = split_options(args, _ORDER_SPEC)
     size: SizeSpec | None = None
     symbol: str | None = None
@@ -259,7 +259,7 @@ def _order(name: str, args: Args, book: SymbolBook) -> it.Order:
         order_type = "stop_limit" if price is not None else "stop"
     else:
         order_type = "limit" if price is not None else "market"
-    check_exits(side == "buy", price if price is not None else stop_px, tps, sl)
+    check_exits(side == "Buy", price if price is not None else stop_px, tps, sl)
     return it.Order(
         side=side,
         size=size,

@@ -13,9 +13,9 @@ from decimal import Decimal
 from typing import ClassVar, Literal
 
 from bot.parsing.values import SizeSpec, zone_info
+from bot.side import Side
 
 Network = Literal["testnet", "mainnet", "paper"]
-Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 Timeframe = Literal["1m", "5m", "1h", "1d"]
 PnlPeriod = Literal["1d", "7d", "30d", "all"]

@@ -24,6 +24,7 @@ from bot.db.models import AuditLog, OrderCard, User
 from bot.errors import ExchangeError, InsufficientBalance
 from bot.exchange import new_cl_ord_id
 from bot.notify import Button, Keyboard
+from bot.side import Side
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Plan:
     kind: str  # order | close | cancel | cancel_all | leverage
     network: str
     symbol: str | None = None
-    side: str | None = None  # Buy | Sell
+    side: Side | None = None
     qty: Decimal | None = None
     ord_type: str = "Market"
     price: Decimal | None = None

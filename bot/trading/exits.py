@@ -9,6 +9,7 @@ from typing import Any
 from bot.db.models import OrderCard
 from bot.errors import DuplicateClOrdID, ExchangeError
 from bot.exchange.types import Exchange, Order
+from bot.side import opposite
 from bot.trading.cards import PLACED, ZERO, CardBook, Plan, plain_reason
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,12 @@ class Exits(CardBook):
         if row is None or row.intent.get("exits_placed"):
             return []
         plan = Plan.from_json(row.intent)
-        if not (plan.tps or plan.sl is not None) or plan.qty is None or plan.symbol is None:
+        if (not (plan.tps or plan.sl is not None) or plan.qty is None or plan.symbol is None
+                or plan.side is None):
             return []
         ex = await self.accounts.exchange(row.user_id, plan.network)
         inst = await ex.instrument(plan.symbol)
-        exit_side = "Sell" if plan.side == "Buy" else "Buy"
+        exit_side = opposite(plan.side)
         wanted: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         if plan.sl is not None:
             wanted.append((exit_cl_ord_id(row.cl_ord_id, "sl"), (plan.qty, "Stop"), {

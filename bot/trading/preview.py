@@ -14,6 +14,7 @@ from bot.exchange import contracts
 from bot.exchange.types import Exchange, Instrument, Margin, Order, Position
 from bot.parsing import intents as P
 from bot.parsing.values import SizeSpec
+from bot.side import Side
 from bot.trading.cards import ZERO, Card, CardBook, Plan, plain_reason
 
 DEFAULT_LEVERAGE = Decimal(10)
@@ -54,7 +55,7 @@ class Previews(CardBook):
         ex = await self.accounts.exchange(user_id, acc.network)
         symbol = (o.symbol or user.default_symbol).upper()
         inst = await self._priced(ex, symbol)
-        side = "Buy" if o.side == "buy" else "Sell"
+        side = o.side
         notes: list[str] = []
         warnings: list[str] = []
 
@@ -234,7 +235,7 @@ class Previews(CardBook):
             notes.append(f"Rounded: size {fmt.num(shown_raw)} → {fmt.num(qty)} contracts "
                          f"(lot {fmt.num(inst.lot_size)})")
         qty = min(qty, full)
-        side = "Sell" if pos.current_qty > 0 else "Buy"
+        side: Side = "Sell" if pos.current_qty > 0 else "Buy"
         price = contracts.round_price(inst, c.price).value if c.price is not None else None
         ord_type = "Limit" if price is not None else "Market"
         part = "all" if qty == full else f"{fmt.num(qty)} of {fmt.num(full)}"
@@ -379,7 +380,7 @@ class Previews(CardBook):
         return [f"Est. liquidation {fmt.price(inst, liq)} ({fmt.pct(dist)}){note}"]
 
     @staticmethod
-    def _reference_price(inst: Instrument, side: str, price: Decimal | None,
+    def _reference_price(inst: Instrument, side: Side, price: Decimal | None,
                          stop_px: Decimal | None) -> Decimal | None:
         if price is not None:
             return price
@@ -421,7 +422,7 @@ class Previews(CardBook):
         return None  # quanto: shown in XBT only
 
     @staticmethod
-    def _check_exits(side: str, entry: Decimal, tps: tuple[Decimal, ...],
+    def _check_exits(side: Side, entry: Decimal, tps: tuple[Decimal, ...],
                      sl: Decimal | None) -> None:
         long = side == "Buy"
         if sl is not None and (sl >= entry if long else sl <= entry):
