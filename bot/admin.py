@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from bot.db.engine import Database
-from bot.db.models import Alert, ApiCredential, AuditLog, Feed, Follow, OrderIntent, User
+from bot.db.models import Alert, ApiCredential, AuditLog, Feed, Follow, OrderCard, User
 from bot.notify import DeliveryQueue
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ async def stats_text(db: Database, queue: dict[str, int]) -> str:
             col(Feed.active).is_(True)))
         follows = await count(select(func.count()).select_from(Follow).where(
             col(Follow.active).is_(True)))
-        states = dict((await s.exec(select(OrderIntent.state, func.count()).where(
-            col(OrderIntent.created_at) >= since).group_by(col(OrderIntent.state)))).all())
+        states = dict((await s.exec(select(OrderCard.state, func.count()).where(
+            col(OrderCard.created_at) >= since).group_by(col(OrderCard.state)))).all())
         errors = dict((await s.exec(select(AuditLog.action, func.count()).where(
             col(AuditLog.at) >= since, col(AuditLog.action).in_(
                 ("order_placed", "order_failed"))).group_by(col(AuditLog.action)))).all())

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from bot import parse as P
 from bot.db.engine import Database
-from bot.db.models import FollowerOrder, OrderIntent, Schedule, Signal, User
+from bot.db.models import FollowerOrder, OrderCard, Schedule, Signal, User
 from bot.errors import UserError
 from bot.notify import Notifier
 from bot.prefs import user_zone
@@ -271,19 +271,19 @@ async def purge_cards(db: Database, now: datetime | None = None,
     """
     cutoff = (now or datetime.now(UTC)) - keep
     async with db.session() as s:
-        newest = (await s.exec(select(func.max(OrderIntent.id)))).one()
+        newest = (await s.exec(select(func.max(OrderCard.id)))).one()
         open_entries = set((await s.exec(select(FollowerOrder.intent_id).join(
             Signal, col(Signal.id) == col(FollowerOrder.signal_id)).where(
             Signal.state == "open"))).all())
-        rows = (await s.exec(select(OrderIntent.id, OrderIntent.state, OrderIntent.intent).where(
-            col(OrderIntent.state).in_(FINAL_STATES),
-            col(OrderIntent.updated_at) < cutoff,
-            col(OrderIntent.id) != newest))).all()
+        rows = (await s.exec(select(OrderCard.id, OrderCard.state, OrderCard.intent).where(
+            col(OrderCard.state).in_(FINAL_STATES),
+            col(OrderCard.updated_at) < cutoff,
+            col(OrderCard.id) != newest))).all()
         doomed = [i for i, state, intent in rows
                   if i not in open_entries and not _exits_pending(state, intent or {})]
         for start in range(0, len(doomed), 500):  # SQLite caps bound parameters
-            await s.exec(delete(OrderIntent).where(
-                col(OrderIntent.id).in_(doomed[start:start + 500])))
+            await s.exec(delete(OrderCard).where(
+                col(OrderCard.id).in_(doomed[start:start + 500])))
         await s.commit()
     return len(doomed)
 

@@ -17,7 +17,7 @@ Button presses wait for nothing: a press must be answered at once, not after the
 to that person's earlier messages (or presses) have waited out the chat's 1 message a
 second. A press acts on a message the bot already sent, so it never needs those to finish
 first, and what it acts on is decided atomically (a card is claimed once, see
-bot/trading.py), so two presses may run side by side.
+bot/trading/), so two presses may run side by side.
 """
 
 from __future__ import annotations

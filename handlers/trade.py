@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 async def show_card(update: Update, context: Context, card: Card) -> None:
     msg = await reply(update, card.text, reply_markup=markup(card.buttons))
-    if msg is not None and card.intent_id is not None and card.buttons:
-        await context.services.trading.attach_message(card.intent_id, msg.message_id)
+    if msg is not None and card.card_id is not None and card.buttons:
+        await context.services.trading.attach_message(card.card_id, msg.message_id)
 
 
 
@@ -130,9 +130,9 @@ async def on_card_press(update: Update, context: Context) -> None:
     if parsed is None:
         await q.answer("This button is no longer valid.")
         return
-    action, intent_id = parsed
+    action, card_id = parsed
     trading = context.services.trading
-    taken = await trading.take_press(update.effective_user.id, action, intent_id)
+    taken = await trading.take_press(update.effective_user.id, action, card_id)
     # Telegram drops an unanswered press after ~15 s; BitMEX alone may take longer.
     await q.answer(taken.alert)
     card = taken.card
@@ -147,11 +147,11 @@ async def on_card_press(update: Update, context: Context) -> None:
             # waiting for Telegram.
             interim = context.application.create_task(
                 edit_card(q, taken.interim), update=update)
-        card = await trading.execute(intent_id)
+        card = await trading.execute(card_id)
         if interim is not None:
             await asyncio.gather(interim, return_exceptions=True)
-    if card.text and q.message is not None and card.intent_id is not None:
-        await trading.card_shown(card.intent_id, await edit_card(q, card))
+    if card.text and q.message is not None and card.card_id is not None:
+        await trading.card_shown(card.card_id, await edit_card(q, card))
 
 
 async def edit_card(q: CallbackQuery, card: Card) -> bool:

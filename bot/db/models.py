@@ -84,9 +84,11 @@ class ApiCredential(SQLModel, table=True):
     created_at: datetime = _created()
 
 
-class OrderIntent(SQLModel, table=True):
+class OrderCard(SQLModel, table=True):
     """One confirmation card: what the user asked for and what became of it."""
 
+    # The table keeps its first name (no migration); "intent" in the code means only what
+    # the parser returns. The `intent` column holds the card's Plan (bot/trading/cards.py).
     __tablename__ = "order_intents"
     __table_args__ = (Index("ix_order_intents_state_expires", "state", "expires_at"),)
 
@@ -102,7 +104,7 @@ class OrderIntent(SQLModel, table=True):
     # (key changed). A preview the checks blocked is stored cancelled. A card left
     # `confirmed` (BitMEX never answered) waits for the lookup by clOrdID (settle_in_flight).
     state: str = Field(default="pending", max_length=16)
-    # Random (trading.new_cl_ord_id) and stored here before anything is sent, so an answer
+    # Random (bot.exchange.new_cl_ord_id) and stored here before anything is sent, so an answer
     # that never came is settled by looking the order up by it, never by sending it again.
     cl_ord_id: str = Field(max_length=36, unique=True)
     order_id: str | None = Field(default=None, max_length=64)
@@ -314,7 +316,7 @@ __all__ = [
     "Follow",
     "FollowerOrder",
     "LiqFeedSubscription",
-    "OrderIntent",
+    "OrderCard",
     "Schedule",
     "Signal",
     "SignalUpdate",

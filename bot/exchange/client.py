@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -57,8 +57,10 @@ TESTNET = "https://testnet.bitmex.com"
 
 
 def new_cl_ord_id(prefix: str = "tg") -> str:
-    """A fresh clOrdID (≤ 36 chars) so a retried POST can be recognised as the same order."""
-    return f"{prefix}-{uuid.uuid4().hex[:28]}"[:36]
+    """The one clOrdID maker: random, so a retried POST or a lookup after a lost answer
+    finds this order and no other. 23 chars for "tg" leaves room within BitMEX's 36 for
+    the suffixes of a card's exits (":sl", ":tp9", see bot/trading/exits.py)."""
+    return f"{prefix}-{secrets.token_hex(10)}"
 
 
 class BitmexClient(RestTransport):

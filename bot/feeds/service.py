@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from bot import fmt
 from bot import parse as P
-from bot.db.models import Feed, Follow, FollowerOrder, OrderIntent, Signal, SignalUpdate
+from bot.db.models import Feed, Follow, FollowerOrder, OrderCard, Signal, SignalUpdate
 from bot.errors import ExchangeError, UserError
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Execution
@@ -29,7 +29,7 @@ from bot.feeds.record import Record, Trade, trade_from_fills
 from bot.feeds.sizing import size_contracts, whole_lots
 from bot.notify import Sent
 from bot.parse.values import SizeSpec
-from bot.trading import PLACED, WAITING, Card, Plan
+from bot.trading import PLACED, WAITING, Card, Plan, exit_cl_ord_id
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Feeds(FeedBook):
             existing = (await s.exec(select(FollowerOrder).where(
                 FollowerOrder.signal_id == signal_id,
                 FollowerOrder.user_id == user_id))).first()
-            intent = (await s.get(OrderIntent, existing.intent_id)
+            card_row = (await s.get(OrderCard, existing.intent_id)
                       if existing and existing.intent_id else None)
         if sig is None or feed is None:
             raise UserError("This signal no longer exists.")
@@ -62,9 +62,9 @@ class Feeds(FeedBook):
                             "or <code>size 100</code> contracts). Then press Follow again.")
         if sig.state != "open":
             raise UserError(f"Signal #{signal_id} is closed.")
-        if intent is not None and intent.state in WAITING and intent.expires_at > self.now():
+        if card_row is not None and card_row.state in WAITING and card_row.expires_at > self.now():
             raise UserError(f"Your preview for signal #{signal_id} is already in our chat.")
-        if intent is not None and intent.state not in (*WAITING, "cancelled", "expired",
+        if card_row is not None and card_row.state not in (*WAITING, "cancelled", "expired",
                                                                  "failed"):
             raise UserError(f"You already followed signal #{signal_id}.")
         acc = await self.accounts.require_active(user_id, trading=True)
@@ -96,15 +96,15 @@ class Feeds(FeedBook):
                              m.available_margin if m else 0, xbt)
         qty = whole_lots(inst, raw)
         order = P.Order(
-            side="buy" if long else "sell", size=SizeSpec("contracts", qty),
+            side="Buy" if long else "Sell", size=SizeSpec("contracts", qty),
             symbol=sig.symbol, order_type="market" if limit is None else "limit",
             price=limit, tps=tuple(Decimal(t) for t in sig.tps), sl=sig.current_sl,
             leverage=sig.leverage,
         )
         card = await self.trading.preview_order(user_id, user_id, order, sized=True)
-        assert card.intent_id is not None
+        assert card.card_id is not None
         async with self.db.session() as s:
-            stored = await s.get(OrderIntent, card.intent_id)
+            stored = await s.get(OrderCard, card.card_id)
             assert stored is not None
             row = (await s.exec(select(FollowerOrder).where(
                 FollowerOrder.signal_id == signal_id,
@@ -112,14 +112,14 @@ class Feeds(FeedBook):
             if row is None:
                 row = FollowerOrder(signal_id=signal_id, user_id=user_id,
                                     cl_ord_id=stored.cl_ord_id, network=acc.network)
-            row.intent_id, row.cl_ord_id, row.network = card.intent_id, stored.cl_ord_id, \
+            row.intent_id, row.cl_ord_id, row.network = card.card_id, stored.cl_ord_id, \
                 acc.network
             s.add(row)
             try:
                 await s.commit()
             except IntegrityError:
                 # A Follow press raced the fan-out: the other preview stands, this one goes.
-                await self.trading.press(user_id, "x", card.intent_id)
+                await self.trading.press(user_id, "x", card.card_id)
                 raise UserError(f"Your preview for signal #{signal_id} is already in our "
                                 "chat.") from None
         head = (f"📡 <b>{name}</b> · signal #{signal_id} · {sig.side} {sig.symbol}\n"
@@ -127,7 +127,7 @@ class Feeds(FeedBook):
         if follow.mode == "risk":
             loss = abs(contracts.pnl(inst.kind, qty, entry, sig.current_sl, inst.multiplier))
             head += f" → loss at the stop ≈ {fmt.money(loss, inst.settl_currency)}"
-        return Card(card.intent_id, head + "\n" + card.text, card.buttons, card.alert)
+        return Card(card.card_id, head + "\n" + card.text, card.buttons, card.alert)
 
     async def deliver_preview(self, user_id: int, signal_id: int) -> Sent | None:
         """Build and send one member's preview; a refusal is sent instead, with its reason."""
@@ -137,8 +137,8 @@ class Feeds(FeedBook):
             await self._send(user_id, f"Signal #{signal_id}: {e}")
             raise
         sent = await self._send(user_id, card.text, card.buttons)
-        if sent is not None and card.intent_id is not None and card.buttons:
-            await self.trading.attach_message(card.intent_id, sent.message_id)
+        if sent is not None and card.card_id is not None and card.buttons:
+            await self.trading.attach_message(card.card_id, sent.message_id)
         return sent
 
     def start_fanout(self, signal_id: int) -> asyncio.Task[FanOut]:
@@ -176,12 +176,12 @@ class Feeds(FeedBook):
             sent = await self._send(uid, card.text, card.buttons)
             if sent is None:
                 report.unreachable += 1
-                if card.intent_id is not None:
-                    await self.trading.press(uid, "x", card.intent_id)
+                if card.card_id is not None:
+                    await self.trading.press(uid, "x", card.card_id)
                 return
             report.previews += 1
-            if card.intent_id is not None and card.buttons:
-                await self.trading.attach_message(card.intent_id, sent.message_id)
+            if card.card_id is not None and card.buttons:
+                await self.trading.attach_message(card.card_id, sent.message_id)
 
         results = await asyncio.gather(*(one(u) for u in users), return_exceptions=True)
         for r in results:
@@ -270,8 +270,8 @@ class Feeds(FeedBook):
     async def _update_one(self, sig: Signal, fo: FollowerOrder, follow: Follow,
                           kind: str, price: Decimal | None, old_sl: Decimal | None) -> bool:
         async with self.db.session() as s:
-            intent = await s.get(OrderIntent, fo.intent_id) if fo.intent_id else None
-        if intent is None or intent.state != PLACED:
+            card_row = await s.get(OrderCard, fo.intent_id) if fo.intent_id else None
+        if card_row is None or card_row.state != PLACED:
             return False
         ex = await self.accounts.exchange(fo.user_id, fo.network)
         long = sig.side == "long"
@@ -280,14 +280,14 @@ class Feeds(FeedBook):
             return False
         head = f"📡 Signal #{sig.id} update · {html.escape(sig.symbol)}"
         if kind == "close":
-            qty = min(abs(pos.current_qty), Decimal(intent.intent.get("qty") or 0))
+            qty = min(abs(pos.current_qty), Decimal(card_row.intent.get("qty") or 0))
             card = await self.trading.preview_close(
                 fo.user_id, fo.user_id,
                 P.Close(symbol=sig.symbol, size=SizeSpec("contracts", qty)))
             reduces = True
             async with self.db.session() as s:
                 row = await s.get(FollowerOrder, fo.id)
-                closing = await s.get(OrderIntent, card.intent_id)
+                closing = await s.get(OrderCard, card.card_id)
                 if row is not None and closing is not None:
                     row.related = [*row.related, closing.cl_ord_id]
                     s.add(row)
@@ -295,7 +295,8 @@ class Feeds(FeedBook):
             note = "The feed closed this signal: close your position from it."
         else:
             assert price is not None
-            stop = await ex.order_by_cl_ord_id(f"{fo.cl_ord_id}:sl")
+            stop_cl_ord_id = exit_cl_ord_id(fo.cl_ord_id, "sl")
+            stop = await ex.order_by_cl_ord_id(stop_cl_ord_id)
             if stop is None or not stop.is_open:
                 return False
             inst = await ex.instrument(sig.symbol)
@@ -305,7 +306,7 @@ class Feeds(FeedBook):
             reduces = new > current if long else new < current
             summary = f"MOVE STOP {sig.symbol} {fmt.num(current)} → {fmt.num(new)} · {fo.network}"
             plan = Plan(kind="amend_stop", network=fo.network, symbol=sig.symbol,
-                        order_ids=(f"{fo.cl_ord_id}:sl",), stop_px=new, summary=summary)
+                        order_ids=(stop_cl_ord_id,), stop_px=new, summary=summary)
             lines = [f"<b>{html.escape(summary)}</b>",
                      f"Your reduce-only stop for {fmt.num(abs(pos.current_qty))} contracts "
                      "is amended; nothing else changes."]
@@ -313,15 +314,15 @@ class Feeds(FeedBook):
                 lines.append("⚠️ This moves the stop away from the price: more risk.")
             card = await self.trading.preview_plan(fo.user_id, fo.user_id, plan, lines)
             note = "The feed moved the stop."
-        assert card.intent_id is not None
+        assert card.card_id is not None
         if follow.auto and reduces:
-            done = await self.trading.press(fo.user_id, "c", card.intent_id)
+            done = await self.trading.press(fo.user_id, "c", card.card_id)
             await self._send(fo.user_id, f"{head}\n🤖 Auto mode applied it (it only reduces "
                                          f"risk):\n{done.text}")
             return True
         sent = await self._send(fo.user_id, f"{head}\n{note}\n{card.text}", card.buttons)
         if sent is not None and card.buttons:
-            await self.trading.attach_message(card.intent_id, sent.message_id)
+            await self.trading.attach_message(card.card_id, sent.message_id)
         return sent is not None
 
     # --- exits for limit entries ------------------------------------------------------------
@@ -330,18 +331,18 @@ class Feeds(FeedBook):
         """Limit entries that have filled since: place their stop and targets. Trading
         does this at once for a market fill; a limit fills later (call this on a timer)."""
         async with self.db.session() as s:
-            rows = list((await s.exec(select(FollowerOrder, OrderIntent).join(
-                OrderIntent, col(OrderIntent.id) == col(FollowerOrder.intent_id)).where(
-                OrderIntent.state == PLACED))).all())
+            rows = list((await s.exec(select(FollowerOrder, OrderCard).join(
+                OrderCard, col(OrderCard.id) == col(FollowerOrder.intent_id)).where(
+                OrderCard.state == PLACED))).all())
         placed = 0
-        for fo, intent in rows:
-            if intent.intent.get("exits_placed") or intent.intent.get("status") == "Filled":
+        for fo, card_row in rows:
+            if card_row.intent.get("exits_placed") or card_row.intent.get("status") == "Filled":
                 continue
             try:
                 ex = await self.accounts.exchange(fo.user_id, fo.network)
                 order = await ex.order_by_cl_ord_id(fo.cl_ord_id)
-                if order is not None and order.ord_status == "Filled" and intent.id is not None:
-                    await self.trading.place_exits(intent.id)
+                if order is not None and order.ord_status == "Filled" and card_row.id is not None:
+                    await self.trading.place_exits(card_row.id)
                     placed += 1
             except (ExchangeError, UserError) as e:
                 log.info("exits for %s not placed yet: %s", fo.cl_ord_id, e)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 STOP_TYPES = frozenset({"Stop", "StopLimit", "MarketIfTouched", "LimitIfTouched"})
 # The exec type BitMEX reports when a stop fires (it has no "Trigger" type).
 TRIGGERED = "TriggeredOrActivatedBySystem"
-# The bot's exits carry the entry's clOrdID plus ":sl" or ":tpN" (bot/trading.py).
+# The bot's exits carry the entry's clOrdID plus ":sl" or ":tpN" (bot/trading/exits.py).
 EXIT_RE = re.compile(r"^(?P<entry>.+):(?P<leg>sl|tp(?P<n>\d+))$")
 # Hysteresis of /liqalert, in percentage points: warned at N %, armed again at N + 1 %.
 REARM_POINTS = Decimal(1)

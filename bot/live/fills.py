@@ -139,7 +139,7 @@ class Fills(LiveBase):
     async def _exits_after_entry(self, w: Watch, ex: Execution) -> None:
         """A card's entry filled: place its TP/SL unless the press itself already did."""
         trading = self.trading
-        row = await trading.intent_by_cl_ord_id(ex.cl_ord_id)
+        row = await trading.card_by_cl_ord_id(ex.cl_ord_id)
         if row is None or row.id is None:
             return
         plan = Plan.from_json(row.intent)
@@ -149,20 +149,20 @@ class Fills(LiveBase):
         while row.state == CONFIRMED and time.monotonic() < deadline:
             # The press is still placing the entry; it decides from the POST's answer.
             await asyncio.sleep(0.05)
-            row = await trading.intent_by_cl_ord_id(ex.cl_ord_id) or row
+            row = await trading.card_by_cl_ord_id(ex.cl_ord_id) or row
         if row.state != PLACED or row.intent.get("exits_placed"):
             return
         if row.intent.get("status") == "Filled":
             return  # filled at once: Trading placed the exits itself after the POST
-        intent_id = row.id
-        assert intent_id is not None
-        lock = self._exit_locks.setdefault(intent_id, asyncio.Lock())
+        card_id = row.id
+        assert card_id is not None
+        lock = self._exit_locks.setdefault(card_id, asyncio.Lock())
         async with lock:
             try:
-                placed = await trading.place_exits(intent_id)
+                placed = await trading.place_exits(card_id)
             except Rejected as e:
                 # Already there (a restart between placing and recording): nothing to add.
-                log.info("exits for intent %s not placed: %s", row.id, e.message)
+                log.info("exits for card %s not placed: %s", row.id, e.message)
                 return
             except (ExchangeError, UserError) as e:
                 reason = e.message if isinstance(e, ExchangeError) else str(e)

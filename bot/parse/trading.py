@@ -29,6 +29,7 @@ from bot.parse.words import (
     symbol_or_none,
     unexpected,
 )
+from bot.side import Side
 
 # What `bot.parse` exports from this area (its intents and their value types).
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "Positions", "Side",
 ]
 
-Side = Literal["buy", "sell"]
 
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 
@@ -138,7 +138,7 @@ _ORDER_SPEC: Spec = {
 
 
 def _order(name: str, args: Args, book: SymbolBook) -> Order:
-    side: Side = "buy" if name in ("buy", "long") else "sell"
+    side: Side = "Buy" if name in ("buy", "long") else "Sell"
     opts, positional = split_options(args, _ORDER_SPEC)
     size: SizeSpec | None = None
     symbol: str | None = None
@@ -184,7 +184,7 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order:
         order_type = "stop_limit" if price is not None else "stop"
     else:
         order_type = "limit" if price is not None else "market"
-    check_exits(side == "buy", price if price is not None else stop_px, tps, sl)
+    check_exits(side == "Buy", price if price is not None else stop_px, tps, sl)
     return Order(
         side=side,
         size=size,

@@ -132,10 +132,10 @@ async def test_connect_checks_have_a_ceiling_for_everyone(h: Harness) -> None:
 async def _states(h: Harness) -> dict[int, str]:
     from sqlmodel import select
 
-    from bot.db.models import OrderIntent
+    from bot.db.models import OrderCard
 
     async with h.svc.db.session() as s:
-        return {i: st for i, st in (await s.exec(select(OrderIntent.id, OrderIntent.state)))}
+        return {i: st for i, st in (await s.exec(select(OrderCard.id, OrderCard.state)))}
 
 
 async def test_final_cards_older_than_30_days_are_purged_daily(h: Harness) -> None:
@@ -143,7 +143,7 @@ async def test_final_cards_older_than_30_days_are_purged_daily(h: Harness) -> No
 
     from sqlalchemy import update
 
-    from bot.db.models import OrderIntent
+    from bot.db.models import OrderCard
 
     [job] = h.app.job_queue.get_jobs_by_name("purge-cards")
     assert job.job.trigger.interval == timedelta(days=1)
@@ -166,7 +166,7 @@ async def test_final_cards_older_than_30_days_are_purged_daily(h: Harness) -> No
 
     month_ago = datetime.now(UTC) - timedelta(days=31)
     async with h.svc.db.session() as s:
-        await s.exec(update(OrderIntent).values(updated_at=month_ago,
+        await s.exec(update(OrderCard).values(updated_at=month_ago,
                                                 created_at=month_ago))
         await s.commit()
     await alice.send("/buy 100 btc")
@@ -180,7 +180,7 @@ async def test_final_cards_older_than_30_days_are_purged_daily(h: Harness) -> No
 
     # Once the old cards are all gone, the newest one is still kept: ids are never reused.
     async with h.svc.db.session() as s:
-        await s.exec(update(OrderIntent).values(updated_at=month_ago,
+        await s.exec(update(OrderCard).values(updated_at=month_ago,
                                                 state="expired"))
         await s.commit()
     await job.run(h.app)

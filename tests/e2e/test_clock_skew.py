@@ -81,7 +81,7 @@ async def test_a_lost_order_card_tells_the_truth_and_never_fills_twice(
 async def test_restart_with_the_host_clock_ahead_settles_in_bitmex_time(h: Harness) -> None:
     from sqlmodel import select
 
-    from bot.db.models import OrderIntent
+    from bot.db.models import OrderCard
     from bot.trading import SEND_WINDOW, settle_cards
 
     h.sim.clock_skew = AHEAD
@@ -99,7 +99,7 @@ async def test_restart_with_the_host_clock_ahead_settles_in_bitmex_time(h: Harne
     await h.emu.wait_for(lambda: "may or may not be on the exchange" in (card.content or ""))
     assert "never reached" not in (card.content or "") and all_orders(h, key) == []
     async with h.svc.db.session() as s:
-        [row] = (await s.exec(select(OrderIntent).where(OrderIntent.state == "confirmed")))
+        [row] = (await s.exec(select(OrderCard).where(OrderCard.state == "confirmed")))
     assert row.confirmed_at is not None
     # the card keeps the last moment BitMEX can take it by BitMEX's clock, not ours
     confirmed = row.confirmed_at.replace(tzinfo=UTC)  # SQLite hands it back naive

@@ -65,8 +65,8 @@ async def client_of(h: Harness, p: Person) -> BitmexClient:
     return ex
 
 
-def intent_id(card: Any) -> int:
-    """The intent behind a card that still shows its buttons."""
+def card_id(card: Any) -> int:
+    """The id of a card that still shows its buttons."""
     return int(card.reply_markup["inline_keyboard"][0][0]["callback_data"].split(":")[2])
 
 
@@ -130,7 +130,7 @@ async def test_confirm_while_bitmex_stays_overloaded(h: Harness) -> None:
     alice, key = await h.connected("Alice")
     card = await alice.send("/buy 100 xbtusd")
     assert card is not None
-    iid = intent_id(card)
+    iid = card_id(card)
     h.sim.faults.fail_next(100, status=503)
     answer = await alice.press("✅ Confirm", card)
     text = card.content or ""
@@ -390,7 +390,7 @@ async def test_restart_while_the_order_post_hangs_settles_once(h: Harness) -> No
     drive_time(h, ex)  # the lookups' waits pass in simulated time
     card = await alice.send("/buy 100 xbtusd")
     assert card is not None
-    iid = intent_id(card)
+    iid = card_id(card)
     # BitMEX takes the order and never answers; lookups by clOrdID fail too
     h.sim.faults.drop_after_accept(1, mode="hang")
     h.sim.faults.fail_next(1000, status=503, route="order", method="GET")
@@ -557,7 +557,7 @@ async def test_cancel_interrupted_by_a_crash_is_not_called_rejected(h: Harness) 
     card = await alice.send("/cancel 1")
     assert card is not None
     # the press won the card, then the process died before BitMEX answered
-    assert await h.svc.trading._claim(intent_id(card), alice.id, (PENDING,), CONFIRMED)
+    assert await h.svc.trading._claim(card_id(card), alice.id, (PENDING,), CONFIRMED)
     v = card.version
     await h.restart()
     await h.emu.wait_edit(card, since=v)
@@ -568,17 +568,17 @@ async def test_cancel_interrupted_by_a_crash_is_not_called_rejected(h: Harness) 
 
 async def test_exits_already_placed_before_a_crash_are_not_reported_as_failed(
         h: Harness) -> None:
-    from bot.db.models import OrderIntent
+    from bot.db.models import OrderCard
 
     alice, key = await h.connected("Alice")
     card = await alice.send("/buy 100 xbtusd sl 55k")
     assert card is not None
-    iid = intent_id(card)
+    iid = card_id(card)
     await alice.press("✅ Confirm", card)
     assert "SL 55,000" in (card.content or "") and "placed" in (card.content or "")
     # a crash between placing the stop and recording it: neither it nor the flag was written
     async with h.svc.db.session() as s:
-        row = await s.get(OrderIntent, iid)
+        row = await s.get(OrderCard, iid)
         assert row is not None
         row.intent = {k: v for k, v in row.intent.items()
                       if k not in ("exits_placed", "exits_done")}

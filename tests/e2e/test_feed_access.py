@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlmodel import select
 
-from bot.db.models import Follow, OrderIntent
+from bot.db.models import Follow, OrderCard
 from bot.sandbox.telegram.state import LEFT, MEMBER, Chat
 from tests.e2e.harness import Harness, Person
 
@@ -40,10 +40,10 @@ async def follows(h: Harness, user_id: int) -> list[bool]:
             Follow.user_id == user_id))).all()]
 
 
-async def intents(h: Harness, user_id: int) -> list[OrderIntent]:
+async def intents(h: Harness, user_id: int) -> list[OrderCard]:
     async with h.svc.db.session() as s:
-        return list((await s.exec(select(OrderIntent).where(
-            OrderIntent.user_id == user_id))).all())
+        return list((await s.exec(select(OrderCard).where(
+            OrderCard.user_id == user_id))).all())
 
 
 def previews(p: Person, signal: int) -> int:

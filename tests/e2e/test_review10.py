@@ -41,7 +41,7 @@ async def test_exits_placed_again_after_a_failure_never_repeat_one_that_filled(
     drive_time(h, ex)
     await alice.send("/buy 200 xbtusd limit 49000 tp 52000,53000")
     await alice.press("✅ Confirm")
-    intent = await h.svc.trading.intent_by_cl_ord_id(open_rows(h, key)[0]["clOrdID"])
+    intent = await h.svc.trading.card_by_cl_ord_id(open_rows(h, key)[0]["clOrdID"])
     assert intent is not None and intent.id is not None
     # TP2 reaches BitMEX only after its api-expires: it is not placed, TP1 is.
     h.sim.faults.engine_lag(1, seconds=300, cl_ord_id=f"{intent.cl_ord_id}:tp2")

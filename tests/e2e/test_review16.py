@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import update
 
-from bot.db.models import OrderIntent
+from bot.db.models import OrderCard
 from bot.scheduler import purge_cards
 from tests.e2e.harness import Harness
 from tests.e2e.test_feed_access import previews
@@ -29,7 +29,7 @@ async def test_the_purge_keeps_the_entry_of_a_signal_that_is_still_open(h: Harne
 
     month_ago = datetime.now(UTC) - timedelta(days=31)
     async with h.svc.db.session() as s:
-        await s.exec(update(OrderIntent).values(updated_at=month_ago, created_at=month_ago))
+        await s.exec(update(OrderCard).values(updated_at=month_ago, created_at=month_ago))
         await s.commit()
     await bob.send("/buy 100 btc")
     await bob.press("✖️ Cancel")  # a newer card, so the entry is not kept as the newest id

@@ -178,9 +178,9 @@ async def test_double_and_concurrent_presses_place_once(h: Harness) -> None:
 
     # Two services racing on one card (as two bot processes would): one wins.
     await alice.send("/buy 100 btc")
-    intent_id = int(alice.last.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+    card_id = int(alice.last.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
                     .split(":")[2])
-    results = await asyncio.gather(*[h.svc.trading.press(alice.id, "c", intent_id)
+    results = await asyncio.gather(*[h.svc.trading.press(alice.id, "c", card_id)
                                      for _ in range(5)])
     assert sum("Filled" in r.text for r in results) >= 1
     assert len(all_orders(h, key)) == 2
@@ -191,14 +191,14 @@ async def test_press_after_restart_places_once(h: Harness) -> None:
     alice, key = await h.connected("Alice")
     await alice.send("/buy 100 btc")
     card = alice.last
-    intent_id = int(card.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+    card_id = int(card.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
                     .split(":")[2])
     await h.restart()  # the card was shown by the old process
     await alice.press("✅ Confirm", card)
     assert "Filled" in (card.content or "")
     await h.restart()
     # A stale client still showing the buttons presses again after another restart.
-    again = await h.svc.trading.press(alice.id, "c", intent_id)
+    again = await h.svc.trading.press(alice.id, "c", card_id)
     assert again.alert == "Already handled." and "Filled" in again.text
     assert len(all_orders(h, key)) == 1
     assert position_qty(h, key) == 100
@@ -446,15 +446,15 @@ async def test_typing_shows_while_the_exchange_answers(h: Harness) -> None:
     await h.emu.wait_for(lambda: "typing" in h.emu.chat_actions(alice.chat, bot=h.bot_username))
 
 
-def _intent_id(card: Any) -> int:
+def _card_id(card: Any) -> int:
     return int(card.reply_markup["inline_keyboard"][0][0]["callback_data"].split(":")[2])
 
 
-async def _crash_after_claim(h: Harness, user_id: int, intent_id: int) -> None:
+async def _crash_after_claim(h: Harness, user_id: int, card_id: int) -> None:
     """What a crash between the winning press and BitMEX's answer leaves behind."""
     from bot.trading import CONFIRMED, PENDING
 
-    assert await h.svc.trading._claim(intent_id, user_id, (PENDING,), CONFIRMED)
+    assert await h.svc.trading._claim(card_id, user_id, (PENDING,), CONFIRMED)
 
 
 async def test_restart_settles_a_card_the_crash_left_in_flight(h: Harness) -> None:
@@ -462,17 +462,17 @@ async def test_restart_settles_a_card_the_crash_left_in_flight(h: Harness) -> No
     # 1) crashed before the POST: the restart says nothing was placed, and a press stays dead
     lost = await alice.send("/buy 100 btc")
     assert lost is not None
-    lost_id = _intent_id(lost)
+    lost_id = _card_id(lost)
     await _crash_after_claim(h, alice.id, lost_id)
     # 2) crashed after BitMEX took the order, before the answer was stored
     taken = await alice.send("/buy 100 btc sl 55k")
     assert taken is not None
-    intent_id = _intent_id(taken)
-    await _crash_after_claim(h, alice.id, intent_id)
-    from bot.db.models import OrderIntent
+    card_id = _card_id(taken)
+    await _crash_after_claim(h, alice.id, card_id)
+    from bot.db.models import OrderCard
 
     async with h.svc.db.session() as s:
-        row = await s.get(OrderIntent, intent_id)
+        row = await s.get(OrderCard, card_id)
     assert row is not None
     ex = await h.svc.accounts.exchange(alice.id, "testnet")
     await ex.place_order("XBTUSD", "Buy", Decimal(100), "Market", cl_ord_id=row.cl_ord_id)
@@ -523,7 +523,7 @@ async def test_unanswered_order_that_did_go_through_settles_as_filled(h: Harness
     alice, key = await h.connected("Alice")
     card = await alice.send("/buy 100 btc")
     assert card is not None
-    iid = _intent_id(card)
+    iid = _card_id(card)
     drive_time(h, await client_of(h, alice.id))
     h.sim.faults.drop_after_accept(1)  # the engine takes it, the answer is lost
     # and every lookup fails until the client must stop waiting
@@ -549,7 +549,7 @@ async def test_exit_refused_after_fill_keeps_the_fill_on_the_card(h: Harness) ->
     # the entry fills; BitMEX then refuses the stop (any 400 will do)
     original = h.svc.trading.place_exits
 
-    async def refuse(intent_id: int) -> Any:
+    async def refuse(card_id: int) -> Any:
         from bot.errors import Rejected
 
         raise Rejected("Invalid stopPx")

@@ -70,11 +70,11 @@ def contracts(n: int | str) -> SizeSpec:
 
 
 def buy(size: SizeSpec, symbol: str | None = "XBTUSD", **kw: object) -> Order:
-    return Order(side="buy", size=size, symbol=symbol, **kw)  # type: ignore[arg-type]
+    return Order(side="Buy", size=size, symbol=symbol, **kw)  # type: ignore[arg-type]
 
 
 def sell(size: SizeSpec, symbol: str | None = "XBTUSD", **kw: object) -> Order:
-    return Order(side="sell", size=size, symbol=symbol, **kw)  # type: ignore[arg-type]
+    return Order(side="Sell", size=size, symbol=symbol, **kw)  # type: ignore[arg-type]
 
 
 ORDERS: list[tuple[str, Order]] = [

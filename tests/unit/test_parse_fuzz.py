@@ -80,7 +80,7 @@ def check_consistent(intent: Intent) -> None:
         if intent.reduce_only:
             assert not intent.tps and intent.sl is None
         entry = intent.entry
-        long = intent.side == "buy"
+        long = intent.side == "Buy"
         for tp in intent.tps:
             if entry is not None:
                 assert tp > entry if long else tp < entry
@@ -186,8 +186,8 @@ def fmt_size(size: SizeSpec, style: int) -> str:
 
 @st.composite
 def orders(draw: st.DrawFn) -> Order:
-    side = draw(st.sampled_from(["buy", "sell"]))
-    long = side == "buy"
+    side = draw(st.sampled_from(["Buy", "Sell"]))
+    long = side == "Buy"
     ref = draw(st.integers(2000, 100_000))
     has_price, has_stop = draw(st.booleans()), draw(st.booleans())
     price = D(ref) if has_price else None
@@ -252,7 +252,7 @@ def order_text(order: Order, style: int, perm: list[int], verb: str) -> str:
 @FAST
 @given(orders(), st.integers(0, 2), st.permutations(list(range(8))), st.booleans())
 def test_orders_round_trip(order: Order, style: int, perm: list[int], alias: bool) -> None:
-    verb = {("buy", False): "buy", ("buy", True): "long", ("sell", False): "sell"}.get(
+    verb = {("Buy", False): "buy", ("Buy", True): "long", ("Sell", False): "sell"}.get(
         (order.side, alias), "short"
     )
     text = order_text(order, style, perm, verb)

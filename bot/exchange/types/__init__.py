@@ -17,7 +17,6 @@ from bot.exchange.types.account import (
     Order,
     OrderRequest,
     Position,
-    Side,
 )
 from bot.exchange.types.market import TRADEABLE_TYPES, Candle, Instrument, Kind, Liquidation, Ticker
 from bot.exchange.types.protocol import Exchange
@@ -33,6 +32,7 @@ from bot.exchange.types.values import (
     register_assets,
     to_unit,
 )
+from bot.side import Side
 
 __all__ = [
     "CURRENCY_SCALE",

@@ -6,11 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from bot.exchange.types.values import dec, dec0, format_money, int0, parse_time, str0
-
-Side = Literal["Buy", "Sell"]
 
 
 @dataclass(frozen=True, slots=True)

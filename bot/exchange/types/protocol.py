@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from bot.exchange.types.account import ApiKeyInfo, CancelResult, Execution, Margin, Order, Position
 from bot.exchange.types.market import Candle, Instrument, Ticker
+from bot.side import Side
 
 
 @runtime_checkable
@@ -28,7 +29,7 @@ class Exchange(Protocol):
     async def place_order(
         self,
         symbol: str,
-        side: str,
+        side: Side,
         qty: Decimal | int | None,
         ord_type: str = "Limit",
         price: Decimal | None = None,

@@ -1,0 +1,324 @@
+"""The card: one `OrderCard` row per confirmation card, the `Plan` it holds, how it
+looks (`Card`), and the steps every stage takes on it: store, claim, finish, show.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from bot import fmt
+from bot.accounts import Accounts
+from bot.db.engine import Database
+from bot.db.models import AuditLog, OrderCard, User
+from bot.errors import ExchangeError, InsufficientBalance
+from bot.exchange import new_cl_ord_id
+from bot.notify import Button, Keyboard
+from bot.side import Side
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+CB_PREFIX = "t"  # callback data: t:<action>:<card id>
+
+# Card states. pending/armed wait for a press; the rest are final or in flight.
+PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
+    "pending", "armed", "confirmed", "placed", "failed", "expired", "cancelled",
+)
+WAITING = (PENDING, ARMED)
+SETTLED = (PLACED, FAILED, EXPIRED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class Card:
+    """A message to show: HTML text and its buttons."""
+
+    card_id: int | None
+    text: str
+    buttons: Keyboard
+    alert: str | None = None  # a short popup for the presser (answerCallbackQuery)
+
+
+@dataclass(frozen=True)
+class Press:
+    """What a press decided before any exchange call (see Trading.take_press)."""
+
+    alert: str | None  # the answer to the press, shown at once
+    card: Card | None  # the card's new look; None: `execute` must send it first
+    interim: Card | None = None  # what the card shows while it is being sent
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Exactly what will be sent; stored as the card's JSON (its `intent` column)."""
+
+    kind: str  # order | close | cancel | cancel_all | leverage
+    network: str
+    symbol: str | None = None
+    side: Side | None = None
+    qty: Decimal | None = None
+    ord_type: str = "Market"
+    price: Decimal | None = None
+    stop_px: Decimal | None = None
+    exec_inst: tuple[str, ...] = ()
+    tps: tuple[Decimal, ...] = ()
+    sl: Decimal | None = None
+    leverage: Decimal | None = None  # None: leave as is; 0: cross
+    order_ids: tuple[str, ...] = ()
+    usd: Decimal | None = None
+    summary: str = ""  # the card's headline, for the outcome edits
+
+    def to_json(self) -> dict[str, Any]:
+        def enc(v: Any) -> Any:
+            if isinstance(v, Decimal):
+                return str(v)
+            if isinstance(v, tuple):
+                return [enc(x) for x in v]
+            return v
+
+        return {k: enc(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        def dec(v: Any) -> Decimal | None:
+            return None if v is None else Decimal(v)
+
+        return cls(
+            kind=data["kind"], network=data["network"], symbol=data.get("symbol"),
+            side=data.get("side"), qty=dec(data.get("qty")),
+            ord_type=data.get("ord_type", "Market"), price=dec(data.get("price")),
+            stop_px=dec(data.get("stop_px")), exec_inst=tuple(data.get("exec_inst") or ()),
+            tps=tuple(Decimal(x) for x in data.get("tps") or ()), sl=dec(data.get("sl")),
+            leverage=dec(data.get("leverage")), order_ids=tuple(data.get("order_ids") or ()),
+            usd=dec(data.get("usd")), summary=data.get("summary", ""),
+        )
+
+
+def _buttons(card_id: int, confirm_label: str = "Confirm", action: str = "c") -> Keyboard:
+    return [[Button(f"✅ {confirm_label}", f"{CB_PREFIX}:{action}:{card_id}"),
+             Button("✖️ Cancel", f"{CB_PREFIX}:x:{card_id}")]]
+
+
+def parse_callback(data: str) -> tuple[str, int] | None:
+    """`t:c:42` -> ("c", 42); None for anything else (stale or foreign buttons)."""
+    parts = data.split(":")
+    if len(parts) != 3 or parts[0] != CB_PREFIX or not parts[2].isdigit():
+        return None
+    if parts[1] not in ("c", "2", "x"):
+        return None
+    return parts[1], int(parts[2])
+
+
+def plain_reason(err: ExchangeError) -> str:
+    """The exchange's words, made readable for a trader on a phone."""
+    msg = err.message.strip().rstrip(".")
+    low = msg.lower()
+    if isinstance(err, InsufficientBalance) or "insufficient available balance" in low:
+        return f"not enough available margin ({msg})"
+    if "invalid orderqty" in low or "lotsize" in low.replace(" ", ""):
+        return f"the size is not allowed by the contract ({msg})"
+    if "ticksize" in low.replace(" ", ""):
+        return f"the price is not on the contract's tick ({msg})"
+    if "post-only" in low or "participatedonotinitiate" in low.replace(" ", ""):
+        return "post-only order would have filled immediately, so it was cancelled"
+    return msg
+
+
+class CardBook:
+    """The card rows: stored, claimed by one atomic UPDATE, finished, shown."""
+
+    def __init__(
+        self,
+        db: Database,
+        accounts: Accounts,
+        *,
+        mainnet_confirm_usd: Decimal = Decimal(10_000),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.mainnet_confirm_usd = mainnet_confirm_usd
+        self.now = now
+        # (kind, outcome) -> confirmed cards, read by the metrics at scrape time.
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    async def _user(self, user_id: int) -> User:
+        async with self.db.session() as s:
+            user = await s.get(User, user_id)
+        return user or User(id=user_id)
+
+    async def _key_tag(self, user_id: int, network: str) -> str | None:
+        """A fingerprint of the key connected on `network` now (None: none is)."""
+        for acc in await self.accounts.list(user_id):
+            if acc.network == network:
+                return hashlib.sha256(f"card-key:{acc.key_id}".encode()).hexdigest()[:16]
+        return None
+
+    async def _store(self, user: User, chat_id: int, plan: Plan, lines: list[str],
+                     blocked: bool) -> Card:
+        now = self.now()
+        timeout = user.confirm_timeout or 60
+        # The card was sized and checked against this key's account: it may only be
+        # placed with the same key (see press).
+        key = await self._key_tag(user.id, plan.network)
+        # The clOrdID is random and stored with the card before anything is sent: an order
+        # whose answer was lost is looked up by it, never sent again.
+        row = OrderCard(
+            user_id=user.id, chat_id=chat_id, network=plan.network, kind=plan.kind,
+            intent={**plan.to_json(), "key": key}, state=CANCELLED if blocked else PENDING,
+            cl_ord_id=new_cl_ord_id(), created_at=now, expires_at=now + timedelta(seconds=timeout),
+            updated_at=now, error="blocked by preview checks" if blocked else None,
+        )
+        async with self.db.session() as s:
+            s.add(row)
+            await s.commit()
+            await s.refresh(row)
+        assert row.id is not None
+        if blocked:
+            lines.append("Nothing was sent. Adjust the order and try again.")
+            return Card(row.id, "\n".join(lines), [])
+        lines.append(f"<i>expires in {timeout} s</i>")
+        return Card(row.id, "\n".join(lines), _buttons(row.id))
+
+    async def attach_message(self, card_id: int, message_id: int) -> None:
+        async with self.db.session() as s:
+            row = await s.get(OrderCard, card_id)
+            if row is not None:
+                row.message_id = message_id
+                s.add(row)
+                await s.commit()
+
+    async def card_shown(self, card_id: int, ok: bool) -> None:
+        """The chat now shows the card's outcome (ok), or the edit failed and the sweep
+        must repair it."""
+        async with self.db.session() as s:
+            await s.exec(update(OrderCard).where(col(OrderCard.id) == card_id)
+                         .values(card_stale=not ok))
+            await s.commit()
+
+    async def stale_cards(self, older_than: timedelta = timedelta(seconds=3)
+                          ) -> list[OrderCard]:
+        """Cards whose outcome is known but whose message may not show it: their edit
+        failed, or the process stopped before it. Young ones are still being edited by
+        the press that settled them."""
+        q = select(OrderCard).where(
+            col(OrderCard.card_stale).is_(True), col(OrderCard.state).in_(SETTLED),
+            col(OrderCard.message_id).is_not(None),
+            col(OrderCard.updated_at) <= self.now() - older_than)
+        async with self.db.session() as s:
+            return list((await s.exec(q)).all())
+
+    async def _claim(self, card_id: int, user_id: int, source: tuple[str, ...], target: str,
+                     *, check_expiry: bool = True) -> bool:
+        """The single atomic step that decides who acts on a card."""
+        now = self.now()
+        stmt = (
+            update(OrderCard)
+            .where(col(OrderCard.id) == card_id, col(OrderCard.user_id) == user_id,
+                   col(OrderCard.state).in_(source))
+            .values(state=target, updated_at=now, card_stale=True,
+                    **({"confirmed_at": now} if target == CONFIRMED else {}))
+        )
+        if check_expiry:
+            stmt = stmt.where(col(OrderCard.expires_at) > now)
+        async with self.db.session() as s:
+            result = await s.exec(stmt)
+            await s.commit()
+        return bool(result.rowcount == 1)
+
+    async def current(self, card_id: int, alert: str | None = None) -> Card:
+        """The card as its stored state says it should look now."""
+        async with self.db.session() as s:
+            row = await s.get(OrderCard, card_id)
+        assert row is not None
+        plan = Plan.from_json(row.intent)
+        text = {
+            EXPIRED: "⌛ Expired — nothing was sent.",
+            CANCELLED: "✖️ Cancelled — nothing was sent.",
+            CONFIRMED: f"⏳ {html.escape(row.error)}" if row.error else "⏳ Sending to BitMEX…",
+            FAILED: (f"❌ Not sent: {html.escape(row.error or '')}. Nothing reached the "
+                     "exchange; try again in a moment." if row.intent.get("not_sent")
+                     else f"❌ Not placed: {html.escape(row.error or '')}. Nothing is on the "
+                     "exchange; you may send it again." if row.intent.get("not_placed")
+                     else f"❓ {html.escape(row.error or '')}." if row.intent.get("unknown")
+                     else f"❌ Rejected: {html.escape(row.error or 'unknown reason')}"),
+            PLACED: self._placed_text(plan, row),
+        }.get(row.state)
+        if text is None:
+            return Card(card_id, "", [], alert=alert)
+        return Card(card_id, self._final(plan, text), [], alert=alert)
+
+    @staticmethod
+    def _final(plan: Plan, outcome: str) -> str:
+        return f"<b>{html.escape(plan.summary)}</b>\n{outcome}"
+
+    @staticmethod
+    def _placed_text(plan: Plan, row: OrderCard) -> str:
+        if plan.kind in ("cancel", "cancel_all", "amend_stop"):
+            return f"✅ {html.escape(row.error or 'Done.')}"
+        if plan.kind == "leverage":
+            return "✅ Leverage changed."
+        status = row.intent.get("status", "New")
+        oid = (row.order_id or "")[:8]
+        exits = []  # as the preview wrote them: TP first, in the stored tick precision
+        if plan.tps:
+            exits.append("TP " + ", ".join(_px(t) for t in plan.tps))
+        if plan.sl is not None:
+            exits.append(f"SL {_px(plan.sl)}")
+        if status == "Filled":
+            avg = row.intent.get("avg_px")
+            text = f"✅ Filled · order {oid}" + (f" @ {fmt.num(Decimal(avg))}" if avg else "")
+            if exits and row.intent.get("exits_placed"):
+                text += "\n" + " · ".join(exits) + " placed (reduce-only)"
+            elif exits and row.intent.get("exits_error"):
+                text += (f"\n⚠️ {' · '.join(exits)} could not be placed: "
+                         f"{html.escape(str(row.intent['exits_error']))}. Your position is "
+                         "open without them; please set them yourself.")
+            return text
+        text = f"✅ Placed · order {oid} · {status}"
+        if exits:
+            text += "\n" + " · ".join(exits) + " go in when it fills"
+        return text
+
+    async def _finish(self, card_id: int, state: str, *, order_id: str | None = None,
+                      error: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        async with self.db.session() as s:
+            row = await s.get(OrderCard, card_id)
+            assert row is not None
+            row.state = state
+            row.updated_at = self.now()
+            if order_id is not None:
+                row.order_id = order_id
+            if error is not None:
+                row.error = error
+            if extra:
+                row.intent = {**row.intent, **extra}
+            s.add(row)
+            await s.commit()
+
+    async def card_by_cl_ord_id(self, cl_ord_id: str) -> OrderCard | None:
+        async with self.db.session() as s:
+            return (await s.exec(select(OrderCard).where(
+                OrderCard.cl_ord_id == cl_ord_id))).first()
+
+    async def _audit(self, row: OrderCard, action: str, **detail: str) -> None:
+        async with self.db.session() as s:
+            s.add(AuditLog(user_id=row.user_id, chat_id=row.chat_id, action=action,
+                           detail={"intent": row.id, "cl_ord_id": row.cl_ord_id, **detail}))
+            await s.commit()
+
+
+def _px(value: Decimal) -> str:
+    """A price stored already rounded to the tick, shown with its own decimals (45,000.0)."""
+    exp = value.as_tuple().exponent
+    return fmt.num(value, max(0, -exp) if isinstance(exp, int) else None)

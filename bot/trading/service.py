@@ -1,0 +1,13 @@
+"""The trading service: every stage of a card, from preview to settlement, on one object."""
+
+from __future__ import annotations
+
+from bot.trading.confirm import Presses
+from bot.trading.preview import Previews
+
+
+class Trading(Previews, Presses):
+    """Preview -> confirm -> place, exactly once (see the package docstring).
+
+    The stages build on each other (cards <- exits <- place <- confirm; cards <- preview),
+    each in its own module; this class only puts them together."""
