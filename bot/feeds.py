@@ -29,12 +29,13 @@ from sqlmodel import col, select
 
 from bot import fmt
 from bot.accounts import Accounts
+from bot.buttons import AutoMode, FollowSignal, button
 from bot.db.engine import Database
 from bot.db.models import Feed, Follow, FollowerOrder, OrderIntent, Signal, SignalUpdate
 from bot.errors import ExchangeError, UserError
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Execution, Instrument
-from bot.notify import Button, Keyboard, Notifier, Sent
+from bot.notify import Keyboard, Notifier, Sent
 from bot.parsing import intents as P
 from bot.parsing.values import SizeSpec
 from bot.signals import risk_reward
@@ -42,7 +43,6 @@ from bot.trading import PLACED, WAITING, Card, Plan, Trading
 
 log = logging.getLogger(__name__)
 
-CB_PREFIX = "fd"  # fd:f:<signal id> Follow · fd:a:<feed id>:<0|1> auto mode
 ZERO = Decimal(0)
 SIGNALS_PER_MINUTE = 7
 BUILD_CONCURRENCY = 16  # previews being sized at once (exchange calls, database writes)
@@ -383,7 +383,7 @@ class Feeds:
             await s.refresh(row)
         assert row.id is not None
         return Posted(row.id, self.card_text(row, feed, sig),
-                      [[Button("📥 Follow", f"{CB_PREFIX}:f:{row.id}")]])
+                      [[button("📥 Follow", FollowSignal(row.id))]])
 
     @staticmethod
     def card_text(row: Signal, feed: Feed, sig: P.Signal) -> str:
@@ -984,7 +984,7 @@ def _auto_text(on: bool) -> str:
 
 def _auto_buttons(feed_id: int, on: bool) -> Keyboard:
     label = "Turn auto mode off" if on else "🤖 Apply risk-reducing updates automatically"
-    return [[Button(label, f"{CB_PREFIX}:a:{feed_id}:{0 if on else 1}")]]
+    return [[button(label, AutoMode(feed_id, not on))]]
 
 
 def feeds_of(services: Any) -> Feeds:

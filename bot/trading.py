@@ -30,6 +30,7 @@ from sqlmodel import col
 
 from bot import fmt
 from bot.accounts import Accounts
+from bot.buttons import CardAction, CardPress, button
 from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderIntent, User
 from bot.errors import (
@@ -48,7 +49,7 @@ from bot.errors import (
 )
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Instrument, Margin, Order, Position
-from bot.notify import Button, Keyboard
+from bot.notify import Keyboard
 from bot.parsing import intents as P
 from bot.parsing.values import SizeSpec
 
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 DEFAULT_LEVERAGE = Decimal(10)
-CB_PREFIX = "t"  # callback data: t:<action>:<intent id>
 
 # Card states. pending/armed wait for a press; the rest are final or in flight.
 PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
@@ -153,19 +153,10 @@ class Plan:
         )
 
 
-def _buttons(intent_id: int, confirm_label: str = "Confirm", action: str = "c") -> Keyboard:
-    return [[Button(f"✅ {confirm_label}", f"{CB_PREFIX}:{action}:{intent_id}"),
-             Button("✖️ Cancel", f"{CB_PREFIX}:x:{intent_id}")]]
-
-
-def parse_callback(data: str) -> tuple[str, int] | None:
-    """`t:c:42` -> ("c", 42); None for anything else (stale or foreign buttons)."""
-    parts = data.split(":")
-    if len(parts) != 3 or parts[0] != CB_PREFIX or not parts[2].isdigit():
-        return None
-    if parts[1] not in ("c", "2", "x"):
-        return None
-    return parts[1], int(parts[2])
+def _buttons(intent_id: int, confirm_label: str = "Confirm", action: CardAction = "c"
+             ) -> Keyboard:
+    return [[button(f"✅ {confirm_label}", CardPress(action, intent_id)),
+             button("✖️ Cancel", CardPress("x", intent_id))]]
 
 
 def plain_reason(err: ExchangeError) -> str:

@@ -15,17 +15,30 @@ from telegram.ext import (
     filters,
 )
 
+from handlers import (
+    access,
+    admin,
+    alerts,
+    chats,
+    errors,
+    feeds,
+    keys,
+    live,
+    presses,
+    reports,
+    router,
+    settings,
+    start,
+    trade,
+)
+
+# Every handlers area, literally, in one place; each exports BUTTONS (its press handlers
+# by button kind).
+AREAS = (start, trade, keys, alerts, feeds, reports, settings, live, admin, chats)
+
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
-    # feeds: its @route decorators and free-text hook register on import.
-    from handlers import access, chats, errors, feeds, keys, reports, router, settings, start, trade
-    from handlers import admin as _admin  # noqa: F401  (its @route decorators register it)
-    from handlers import alerts as alert_handlers
-    from handlers import live as _live  # noqa: F401  (its @route decorators register it)
-
-    _ = (reports, settings)  # imported for their @route decorators
-
     # Before the gate: a group's move to a new id, the bot kicked or added back, an admin
     # promoted: followed whoever caused them (the gate does not pass these updates on).
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, chats.on_migrate), group=-2)
@@ -40,13 +53,10 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("help", start.help_command))
     # Everything else is text: one parser, with or without the slash (see router).
     app.add_handler(MessageHandler(filters.TEXT & ~filters.UpdateType.EDITED, router.on_text))
-    app.add_handler(CallbackQueryHandler(trade.on_card_press, pattern=r"^t:"))
-    app.add_handler(CallbackQueryHandler(trade.on_row_press, pattern=r"^(oc|pc):"))
-    app.add_handler(CallbackQueryHandler(keys.on_disconnect_press, pattern=r"^k:"))
-    app.add_handler(CallbackQueryHandler(start.on_menu_press, pattern=r"^m:"))
-    app.add_handler(CallbackQueryHandler(alert_handlers.on_alert_press, pattern=r"^al:"))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT
                                    & filters.ChatType.GROUPS, feeds.on_edited))
-    app.add_handler(CallbackQueryHandler(feeds.on_press, pattern=r"^fd:"))
-    app.add_handler(CallbackQueryHandler(start.on_stale_press))
+    # Every press: decoded once (bot/buttons.py), handed to its kind's handler; what does
+    # not decode gets the stale-button answer.
+    app.add_handler(CallbackQueryHandler(
+        presses.dispatcher(presses.press_table(AREAS), stale=start.on_stale_press)))
     app.add_error_handler(errors.on_error)

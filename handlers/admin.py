@@ -6,7 +6,9 @@ from telegram import Update
 
 from bot import parse as P
 from bot.admin import broadcast, stats_text
+from bot.buttons import ButtonData
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.router import route
 
 
@@ -31,3 +33,6 @@ async def broadcast_cmd(update: Update, context: Context, intent: P.Broadcast) -
         return
     n = await broadcast(context.services, intent.text)
     await reply(update, f"📣 Broadcasting to {n} user(s); it goes out behind users' replies.")
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

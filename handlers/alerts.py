@@ -8,11 +8,13 @@ from telegram import Update
 from telegram.error import BadRequest
 
 from bot import parse as P
-from bot.alerts.service import AlertService, parse_callback
+from bot.alerts.service import AlertService
+from bot.buttons import ButtonData, DeleteAlert
 from bot.errors import UserError
 from bot.liqfeed import LiqFeed, compact
 from handlers.access import group_admin_now
 from handlers.common import Context, reply, topic
+from handlers.presses import PressHandler
 from handlers.render import markup
 from handlers.router import route
 
@@ -94,14 +96,11 @@ async def liqfeed(update: Update, context: Context, intent: P.LiqFeed) -> None:
                         "or more. Bursts come as one message. /liqfeed off stops it.")
 
 
-async def on_alert_press(update: Update, context: Context) -> None:
+async def on_alert_press(update: Update, context: Context, press: DeleteAlert) -> None:
     """🗑 Delete under /alerts: deletes the alert and refreshes the list."""
     q = update.callback_query
-    assert q is not None and q.data is not None
-    alert_id = parse_callback(q.data)
-    if alert_id is None:
-        await q.answer("This button is no longer valid.")
-        return
+    assert q is not None
+    alert_id = press.alert_id
     if not await is_chat_admin(update, context):
         await q.answer("Only group admins can delete alerts here.", show_alert=True)
         return
@@ -121,3 +120,6 @@ async def on_alert_press(update: Update, context: Context) -> None:
             # A double tap: the first press already brought the list up to date.
             if "not modified" not in str(e).lower():
                 raise
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {DeleteAlert: on_alert_press}

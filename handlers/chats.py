@@ -9,8 +9,10 @@ import logging
 from telegram import ChatMemberAdministrator, Update
 from telegram.error import TelegramError
 
+from bot.buttons import ButtonData
 from bot.chats import GONE, REACHABLE, migrate_chat, rights_advice, set_reachable
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +67,6 @@ async def advise_rights(update: Update, context: Context) -> bool:
         return False
     await reply(update, advice)
     return True
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

@@ -5,8 +5,10 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from bot.live import LiveUpdates
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.router import route
 
 
@@ -27,3 +29,6 @@ async def liqalert(update: Update, context: Context, intent: P.LiqAlert) -> None
 async def deadman(update: Update, context: Context, intent: P.Deadman) -> None:
     """/deadman SECONDS | off: keep BitMEX's cancelAllAfter armed while the bot lives."""
     await reply(update, await _live(context).set_deadman(context.user_id, intent.seconds))
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

@@ -6,10 +6,12 @@ from telegram import Update
 from telegram.constants import ParseMode
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from bot.reports import CAPTION_LIMIT, Report, Reports
 from bot.scheduler import Schedules
 from handlers import jobs
 from handlers.common import Context, reply, topic
+from handlers.presses import PressHandler
 from handlers.router import route
 
 
@@ -67,3 +69,6 @@ async def summary(update: Update, context: Context, intent: P.Summary) -> None:
             for s in await sched.of_user(uid):
                 jobs.unschedule(jq, s)
     await reply(update, text)
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

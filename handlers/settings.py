@@ -7,10 +7,12 @@ import html
 from telegram import Update
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from bot.prefs import Preferences
 from bot.scheduler import Schedules
 from handlers import jobs
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.router import route
 
 
@@ -37,3 +39,6 @@ async def settings(update: Update, context: Context, intent: P.Settings) -> None
     else:
         head = ""
     await reply(update, head + await prefs.show(context.user_id))
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own
