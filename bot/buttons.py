@@ -90,7 +90,7 @@ def _register(kind: type[ButtonData]) -> None:
 @dataclass(frozen=True)
 class _Field:
     name: str
-    kind: str  # "id" | "bool" | "choice" | "text"
+    kind: Literal["id", "bool", "choice", "text"]
     choices: frozenset[str] = frozenset()
     pattern: re.Pattern[str] | None = None
 
