@@ -27,6 +27,7 @@ from handlers import (
     feeds,
     keys,
     live,
+    presses,
     repeats,
     reports,
     router,
@@ -36,7 +37,8 @@ from handlers import (
 )
 from handlers.router import IntentHandler
 
-# The areas whose ROUTES the text router serves, listed here and only here.
+# Every handlers area, literally, in one place; each exports ROUTES (its command handlers
+# by intent) and BUTTONS (its press handlers by button kind).
 AREAS = (start, trade, keys, alerts, feeds, reports, settings, live, admin, chats)
 
 
@@ -73,13 +75,10 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("help", start.help_command))
     # Everything else is text: one parser, with or without the slash (see router).
     app.add_handler(MessageHandler(filters.TEXT & ~filters.UpdateType.EDITED, text.on_text))
-    app.add_handler(CallbackQueryHandler(trade.on_card_press, pattern=r"^t:"))
-    app.add_handler(CallbackQueryHandler(trade.on_row_press, pattern=r"^(oc|pc):"))
-    app.add_handler(CallbackQueryHandler(keys.on_disconnect_press, pattern=r"^k:"))
-    app.add_handler(CallbackQueryHandler(start.on_menu_press, pattern=r"^m:"))
-    app.add_handler(CallbackQueryHandler(alerts.on_alert_press, pattern=r"^al:"))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT
                                    & filters.ChatType.GROUPS, feeds.on_edited))
-    app.add_handler(CallbackQueryHandler(feeds.on_press, pattern=r"^fd:"))
-    app.add_handler(CallbackQueryHandler(start.on_stale_press))
+    # Every press: decoded once (bot/buttons.py), handed to its kind's handler; what does
+    # not decode gets the stale-button answer.
+    app.add_handler(CallbackQueryHandler(
+        presses.dispatcher(presses.press_table(AREAS), stale=start.on_stale_press)))
     app.add_error_handler(errors.on_error)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import time
 
 from telegram import Update
@@ -29,12 +28,6 @@ OPERATOR_ONLY = frozenset(c.name for c in P.COMMANDS if c.where == "operators")
 # minute, shared by everyone in it, so a member's budget there is much smaller.
 GROUP_READS = frozenset(c.name for c in P.COMMANDS if c.group_read)
 GROUP_READS_PER_MIN, GROUP_READS_BURST = 4.0, 3
-# Buttons that act on the presser's own account (cards, rows, keys, the /start menu). The
-# bot shows them only in private chats, but a modified client can send any callback data on
-# any message it sees, so a press in a group would post the presser's account there.
-PRIVATE_BUTTONS = ("t:", "oc:", "pc:", "k:", "m:")
-# Every button the bot makes is ASCII with short ids; anything else is forged.
-_FORGED_RE = re.compile(r"[^\x20-\x7e]|[0-9]{16}")
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +174,8 @@ async def gate(update: Update, context: Context) -> None:
                                     f"lot: try again in {wait} s, or ask me in private.")
             raise ApplicationHandlerStop
 
-    q = update.callback_query
-    if q is not None:
-        data = q.data or ""
-        if _FORGED_RE.search(data):
-            await q.answer("This button is no longer valid.")
-            raise ApplicationHandlerStop
-        if not private and data.startswith(PRIVATE_BUTTONS):
-            await q.answer("That works in a private chat with me.", show_alert=True)
-            raise ApplicationHandlerStop
+    # Button data (forged, stale, private-only kinds pressed in a group) is checked where
+    # it is decoded, once: handlers/presses.py.
 
     seen = context.bot_data.seen_users
     now = time.monotonic()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.router import IntentHandler
 
 
@@ -35,3 +37,6 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Stats: stats,
     P.Broadcast: broadcast_cmd,
 }
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

@@ -8,11 +8,12 @@ from telegram import Update
 from telegram.error import BadRequest
 
 from bot import parse as P
-from bot.alerts.service import parse_callback
+from bot.buttons import ButtonData, DeleteAlert
 from bot.errors import UserError
 from bot.liqfeed import compact
 from handlers.access import group_admin_now
 from handlers.common import Context, reply, topic
+from handlers.presses import PressHandler
 from handlers.render import markup
 from handlers.router import IntentHandler
 
@@ -77,14 +78,11 @@ async def liqfeed(update: Update, context: Context, intent: P.LiqFeed) -> None:
                         "or more. Bursts come as one message. /liqfeed off stops it.")
 
 
-async def on_alert_press(update: Update, context: Context) -> None:
+async def on_alert_press(update: Update, context: Context, press: DeleteAlert) -> None:
     """🗑 Delete under /alerts: deletes the alert and refreshes the list."""
     q = update.callback_query
-    assert q is not None and q.data is not None
-    alert_id = parse_callback(q.data)
-    if alert_id is None:
-        await q.answer("This button is no longer valid.")
-        return
+    assert q is not None
+    alert_id = press.alert_id
     if not await is_chat_admin(update, context):
         await q.answer("Only group admins can delete alerts here.", show_alert=True)
         return
@@ -115,3 +113,6 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Unalert: unalert,
     P.LiqFeed: liqfeed,
 }
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {DeleteAlert: on_alert_press}

@@ -10,8 +10,10 @@ from telegram import ChatMemberAdministrator, Update
 from telegram.error import TelegramError
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from bot.chats import GONE, REACHABLE, rights_advice
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.router import IntentHandler
 
 log = logging.getLogger(__name__)
@@ -71,3 +73,6 @@ async def advise_rights(update: Update, context: Context) -> bool:
 
 # No commands: this area answers Telegram's service updates only (see register).
 ROUTES: dict[type[P.Intent], IntentHandler] = {}
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

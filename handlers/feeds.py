@@ -10,8 +10,9 @@ from telegram import Bot, ChatMember, ChatMemberRestricted, Update
 from telegram.error import BadRequest, ChatMigrated, Forbidden
 
 from bot import parse as P
+from bot.buttons import AutoMode, ButtonData, FollowSignal, parse_id
 from bot.errors import UserError
-from bot.feeds import CB_PREFIX, Feeds, MemberLookup
+from bot.feeds import Feeds, MemberLookup
 from bot.parse.signals import looks_like_signal, recognise
 from handlers.access import group_admin_now
 from handlers.chats import advise_rights
@@ -23,6 +24,7 @@ from handlers.common import (
     reply,
     topic,
 )
+from handlers.presses import PressHandler
 from handlers.render import markup
 from handlers.router import IntentHandler
 
@@ -137,34 +139,35 @@ MEMBER_STATUSES = frozenset({"creator", "administrator", "member"})
 _TAG_RE = re.compile(r"</?[a-z]+>")
 
 
-def _id(text: str) -> bool:
-    # Button data can be forged: '²' passes isdigit() but not int(), 10**30 overflows SQLite.
-    return text.isascii() and text.isdigit() and len(text) <= 15
-
-
-async def on_press(update: Update, context: Context) -> None:
-    """fd:f:<signal> Follow (a private preview) · fd:a:<feed>:<0|1> auto mode."""
+async def _refuse(update: Update, e: UserError) -> None:
+    """A press's refusal as an alert: plain text (answers show no HTML), Telegram's 200."""
     q = update.callback_query
-    assert q is not None and q.data is not None
-    uid = context.user_id
-    parts = q.data.split(":")
-    feeds = _feeds(context)
+    assert q is not None
+    await q.answer(html.unescape(_TAG_RE.sub("", str(e)))[:190], show_alert=True)
+
+
+async def on_follow_press(update: Update, context: Context, press: FollowSignal) -> None:
+    """📥 Follow under a signal card: a private preview for the presser."""
     try:
-        if len(parts) == 3 and parts[0] == CB_PREFIX and parts[1] == "f" and _id(parts[2]):
-            # An outsider's press is refused on the press itself, before anything is sized
-            # (a cached getChatMember: the answer still comes at once).
-            await feeds.require_member_of_signal(uid, int(parts[2]))
-            await _follow_press(update, context, int(parts[2]))
-            return
-        if len(parts) == 4 and parts[1] == "a" and _id(parts[2]):
-            text, buttons = await feeds.set_auto(uid, int(parts[2]), parts[3] == "1")
-            await answer_press(update)
-            await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
-            return
+        # An outsider's press is refused on the press itself, before anything is sized
+        # (a cached getChatMember: the answer still comes at once).
+        await _feeds(context).require_member_of_signal(context.user_id, press.signal_id)
+        await _follow_press(update, context, press.signal_id)
     except UserError as e:
-        await q.answer(html.unescape(_TAG_RE.sub("", str(e)))[:190], show_alert=True)
+        await _refuse(update, e)
+
+
+async def on_auto_press(update: Update, context: Context, press: AutoMode) -> None:
+    """Auto mode on/off under /follow and /feeds."""
+    q = update.callback_query
+    assert q is not None
+    try:
+        text, buttons = await _feeds(context).set_auto(context.user_id, press.feed_id, press.on)
+    except UserError as e:
+        await _refuse(update, e)
         return
-    await q.answer("This button is no longer valid.")
+    await answer_press(update)
+    await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
 
 
 async def _follow_press(update: Update, context: Context, signal_id: int) -> None:
@@ -189,10 +192,11 @@ async def _follow_press(update: Update, context: Context, signal_id: int) -> Non
 async def start_follow(update: Update, context: Context, arg: str) -> bool:
     """`/start f<signal id>` (the Follow link for people new to the bot): the preview."""
     user = update.effective_user
-    if user is None or not arg.startswith("f") or not _id(arg[1:]):
+    signal_id = parse_id(arg[1:]) if arg.startswith("f") else None
+    if user is None or signal_id is None:
         return False
     try:
-        await _feeds(context).deliver_preview(user.id, int(arg[1:]))
+        await _feeds(context).deliver_preview(user.id, signal_id)
     except UserError:
         pass  # told in the chat, with the reason
     return True
@@ -259,4 +263,9 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Follow: follow,
     P.Unfollow: unfollow,
     P.Feeds: feeds_list,
+}
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {
+    FollowSignal: on_follow_press,
+    AutoMode: on_auto_press,
 }

@@ -11,11 +11,12 @@ from telegram.ext import JobQueue
 
 from bot import parse as P
 from bot.accounts import Connected
+from bot.buttons import ButtonData, ForgetKey, KeepKey, button
 from bot.errors import UserError
 from bot.logs import expect_secret, stop_expecting
-from bot.notify import Button
 from handlers.access import delete_quietly
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.render import UNBOUND_WARNING, account_line, balances, markup
 from handlers.router import IntentHandler, html_safe
 
@@ -162,24 +163,24 @@ async def disconnect(update: Update, context: Context, intent: P.Disconnect) -> 
     known = {a.network for a in await svc.accounts.list(context.user_id)}
     if network not in known:
         raise UserError(f"No {network} account is connected.")
-    buttons = [[Button("🗑 Forget it", f"k:d:{network}"), Button("Keep", "k:x")]]
+    buttons = [[button("🗑 Forget it", ForgetKey(network)), button("Keep", KeepKey())]]
     await reply(update, f"Forget your <b>{network}</b> key? The encrypted secret is deleted; "
                         "open orders on BitMEX stay as they are.", reply_markup=markup(buttons))
 
 
-async def on_disconnect_press(update: Update, context: Context) -> None:
+async def on_disconnect_press(update: Update, context: Context,
+                              press: ForgetKey | KeepKey) -> None:
     """The Forget/Keep buttons: act only on the presser's own account."""
     q = update.callback_query
-    assert q is not None and q.data is not None
-    parts = q.data.split(":")
-    if len(parts) == 3 and parts[1] == "d":
+    assert q is not None
+    if isinstance(press, ForgetKey):
         try:
-            await context.services.accounts.disconnect(context.user_id, parts[2])
+            await context.services.accounts.disconnect(context.user_id, press.network)
         except UserError as e:
             await q.answer(str(e)[:190], show_alert=True)
             return
         await q.answer("Forgotten")
-        await q.edit_message_text(f"🗑 Your {html.escape(parts[2])} key was deleted.")
+        await q.edit_message_text(f"🗑 Your {html.escape(press.network)} key was deleted.")
         return
     await q.answer("Kept")
     await q.edit_message_text("Kept your key.")
@@ -191,4 +192,9 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Accounts: accounts,
     P.Use: use,
     P.Disconnect: disconnect,
+}
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {
+    ForgetKey: on_disconnect_press,
+    KeepKey: on_disconnect_press,
 }

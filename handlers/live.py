@@ -5,7 +5,9 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.router import IntentHandler
 
 
@@ -24,3 +26,6 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.LiqAlert: liqalert,
     P.Deadman: deadman,
 }
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

@@ -6,9 +6,11 @@ from telegram import Update
 from telegram.constants import ParseMode
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from bot.reports import CAPTION_LIMIT, Report
 from handlers import jobs
 from handlers.common import Context, reply, topic
+from handlers.presses import PressHandler
 from handlers.router import IntentHandler
 
 
@@ -71,3 +73,6 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Price: price,
     P.Summary: summary,
 }
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

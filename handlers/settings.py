@@ -7,8 +7,10 @@ import html
 from telegram import Update
 
 from bot import parse as P
+from bot.buttons import ButtonData
 from handlers import jobs
 from handlers.common import Context, reply
+from handlers.presses import PressHandler
 from handlers.router import IntentHandler
 
 
@@ -40,3 +42,6 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Tz: tz,
     P.Settings: settings,
 }
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {}  # no buttons of its own

@@ -7,14 +7,15 @@ import html
 from telegram import Update
 
 from bot import parse as P
-from bot.notify import Button
+from bot.buttons import ButtonData, MenuPress, button
 from handlers.common import Context, answer_press, is_private, read_reply, reply
+from handlers.presses import PressHandler
 from handlers.render import account_line, markup
 from handlers.router import IntentHandler
 
 MENU = [
-    [Button("📊 Positions", "m:positions"), Button("📋 Orders", "m:orders")],
-    [Button("💰 Balance", "m:balance"), Button("❓ Help", "m:help")],
+    [button("📊 Positions", MenuPress("positions")), button("📋 Orders", MenuPress("orders"))],
+    [button("💰 Balance", MenuPress("balance")), button("❓ Help", MenuPress("help"))],
 ]
 
 
@@ -74,14 +75,12 @@ async def help_word(update: Update, context: Context, intent: P.Help) -> None:
     await reply(update, f"<pre>{html.escape(_help(update, context, intent.topic))}</pre>")
 
 
-async def on_menu_press(update: Update, context: Context) -> None:
+async def on_menu_press(update: Update, context: Context, press: MenuPress) -> None:
     """The /start menu buttons run the same handlers as the typed commands."""
     from handlers import trade
 
-    q = update.callback_query
-    assert q is not None
     await answer_press(update)
-    what = (q.data or "").partition(":")[2]
+    what = press.item
     if what == "positions":
         await trade.positions(update, context, P.Positions())
     elif what == "orders":
@@ -93,7 +92,7 @@ async def on_menu_press(update: Update, context: Context) -> None:
 
 
 async def on_stale_press(update: Update, context: Context) -> None:
-    """Buttons nobody handles (old cards, lost callback data): always answer the query."""
+    """Buttons that do not decode (forged, or lost callback data): always answer the query."""
     if update.callback_query is not None:
         await update.callback_query.answer("This button is no longer valid.")
 
@@ -103,3 +102,6 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Start: start_word,
     P.Help: help_word,
 }
+
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {MenuPress: on_menu_press}

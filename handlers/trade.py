@@ -11,11 +11,12 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
 from bot import parse as P
+from bot.buttons import ButtonData, CancelOrderRow, CardPress, ClosePositionRow, button
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Instrument
-from bot.notify import Button
-from bot.trading import Card, parse_callback
+from bot.trading import Card
 from handlers.common import Context, answer_press, reply
+from handlers.presses import PressHandler
 from handlers.render import balances, markup, order_block, position_block
 from handlers.router import IntentHandler
 
@@ -79,7 +80,8 @@ async def orders(update: Update, context: Context, intent: P.Orders) -> None:
         order_block(i, o, insts[o.symbol]) for i, o in enumerate(rows[:20], 1))
     if len(rows) > 20:
         text += f"\n… and {len(rows) - 20} more; /orders SYM narrows the list."
-    buttons = [[Button(f"Cancel {i}", f"oc:{o.order_id[:36]}")] for i, o in enumerate(rows[:20], 1)]
+    buttons = [[button(f"Cancel {i}", CancelOrderRow(o.order_id[:36]))]
+               for i, o in enumerate(rows[:20], 1)]
     await reply(update, text, reply_markup=markup(buttons))
 
 
@@ -105,7 +107,7 @@ async def positions(update: Update, context: Context, intent: P.Positions) -> No
     blocks = [position_block(p, inst) for p, inst in zip(rows, insts, strict=True)]
     # A position opened on BitMEX in a contract the bot does not trade gets no Close
     # button that /close would then refuse: it says where to close it instead.
-    buttons = [[Button(f"Close {p.symbol}", f"pc:{p.symbol}")]
+    buttons = [[button(f"Close {p.symbol}", ClosePositionRow(p.symbol))]
                for p, inst in zip(rows, insts, strict=True) if inst.refusal is None]
     notes = [f"{html.escape(inst.refusal)}: close it on BitMEX itself."
              for inst in insts if inst.refusal is not None]
@@ -122,17 +124,13 @@ async def balance(update: Update, context: Context, intent: P.Balance) -> None:
     await reply(update, f"<b>Balance · {acc.network}</b>\n" + balances(await ex.margins()))
 
 
-async def on_card_press(update: Update, context: Context) -> None:
+async def on_card_press(update: Update, context: Context, press: CardPress) -> None:
     """Confirm / Cancel on a card: answered at once, then sent, then the card edited."""
     q = update.callback_query
-    assert q is not None and q.data is not None and update.effective_user is not None
-    parsed = parse_callback(q.data)
-    if parsed is None:
-        await q.answer("This button is no longer valid.")
-        return
-    action, card_id = parsed
+    assert q is not None
+    action, card_id = press.action, press.card_id
     trading = context.services.trading
-    taken = await trading.take_press(update.effective_user.id, action, card_id)
+    taken = await trading.take_press(context.user_id, action, card_id)
     # Telegram drops an unanswered press after ~15 s; BitMEX alone may take longer.
     await q.answer(taken.alert)
     card = taken.card
@@ -169,19 +167,17 @@ async def edit_card(q: CallbackQuery, card: Card) -> bool:
     return True
 
 
-async def on_row_press(update: Update, context: Context) -> None:
-    """Cancel (oc:) and Close (pc:) buttons under /orders and /positions open a card."""
-    q = update.callback_query
-    assert q is not None and q.data is not None
+async def on_row_press(update: Update, context: Context,
+                       press: CancelOrderRow | ClosePositionRow) -> None:
+    """Cancel and Close buttons under /orders and /positions open a card."""
     uid, cid = context.user_id, context.chat_id
     trading = context.services.trading
-    kind, _, ref = q.data.partition(":")
     await answer_press(update)  # at once: the card needs BitMEX, which may be slow
     try:
-        if kind == "oc":
-            card = await trading.preview_cancel(uid, cid, ref)
+        if isinstance(press, CancelOrderRow):
+            card = await trading.preview_cancel(uid, cid, press.order_id)
         else:
-            card = await trading.preview_close(uid, cid, P.Close(symbol=ref))
+            card = await trading.preview_close(uid, cid, P.Close(symbol=press.symbol))
     except UserError as e:
         await reply(update, str(e))
         return
@@ -198,4 +194,10 @@ ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Orders: orders,
     P.Positions: positions,
     P.Balance: balance,
+}
+
+BUTTONS: dict[type[ButtonData], PressHandler] = {
+    CardPress: on_card_press,
+    CancelOrderRow: on_row_press,
+    ClosePositionRow: on_row_press,
 }

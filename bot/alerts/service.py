@@ -31,11 +31,12 @@ from sqlmodel import col, select
 from bot import fmt
 from bot import parse as it
 from bot.alerts.index import AlertIndex, Direction, Fired, FundingAlert, MoveAlert, PriceAlert
+from bot.buttons import DeleteAlert, button
 from bot.db.engine import Database
 from bot.db.models import Alert, User
 from bot.errors import UserError
 from bot.exchange.types import Instrument
-from bot.notify import Button, Keyboard, Notifier
+from bot.notify import Keyboard, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -477,7 +478,7 @@ class AlertService:
         if len(shown) < len(alerts):
             lines.append(f"… and {len(alerts) - len(shown)} more: /unalert ID deletes one, "
                          "/unalert all every one.")
-        buttons = [[Button(f"🗑 Delete #{a.id}", f"al:d:{a.id}")] for a in shown]
+        buttons = [[button(f"🗑 Delete #{a.id}", DeleteAlert(a.id))] for a in shown]
         return "\n".join(lines), buttons
 
 
@@ -494,12 +495,3 @@ def _spec(a: AlertInfo) -> PriceAlert | MoveAlert | FundingAlert:
     if a.kind == "funding":
         return FundingAlert(a.id, a.symbol, direction, a.threshold)
     return PriceAlert(a.id, a.symbol, direction, a.threshold)
-
-
-def parse_callback(data: str) -> int | None:
-    """`al:d:<id>` -> id (None when the data is not ours or malformed)."""
-    parts = data.split(":")
-    if (len(parts) == 3 and parts[0] == "al" and parts[1] == "d" and parts[2].isascii()
-            and parts[2].isdigit() and len(parts[2]) <= 15):
-        return int(parts[2])
-    return None

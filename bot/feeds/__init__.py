@@ -11,10 +11,10 @@ of each follower's entry, which prefixes its exits' ids) and shows beside them w
 same trades would have made at the posted entry.
 """
 
-from bot.feeds.book import CB_PREFIX, FanOut, Posted
+from bot.feeds.book import FanOut, Posted
 from bot.feeds.members import MemberLookup, Membership, NotMember
 from bot.feeds.record import Record, Trade
 from bot.feeds.service import Feeds
 
-__all__ = ["CB_PREFIX", "FanOut", "Feeds", "MemberLookup", "Membership", "NotMember", "Posted",
+__all__ = ["FanOut", "Feeds", "MemberLookup", "Membership", "NotMember", "Posted",
            "Record", "Trade"]

@@ -18,17 +18,17 @@ from sqlmodel import col, select
 from bot import fmt
 from bot import parse as P
 from bot.accounts import Accounts
+from bot.buttons import AutoMode, FollowSignal, button
 from bot.db.engine import Database
 from bot.db.models import Feed, Follow, Signal, SignalUpdate
 from bot.errors import UserError
 from bot.feeds.members import SIGNALS_PER_MINUTE, FeedRateLimit, Membership, NotMember
-from bot.notify import Button, Keyboard, Notifier, Sent
+from bot.notify import Keyboard, Notifier, Sent
 from bot.parse.signals import risk_reward
 from bot.trading import Trading
 
 log = logging.getLogger(__name__)
 
-CB_PREFIX = "fd"  # fd:f:<signal id> Follow · fd:a:<feed id>:<0|1> auto mode
 
 
 # --- the service ----------------------------------------------------------------------------
@@ -152,7 +152,7 @@ class FeedBook:
             await s.refresh(row)
         assert row.id is not None
         return Posted(row.id, self.card_text(row, feed, sig),
-                      [[Button("📥 Follow", f"{CB_PREFIX}:f:{row.id}")]])
+                      [[button("📥 Follow", FollowSignal(row.id))]])
 
     @staticmethod
     def card_text(row: Signal, feed: Feed, sig: P.Signal) -> str:
@@ -358,4 +358,4 @@ def _auto_text(on: bool) -> str:
 
 def _auto_buttons(feed_id: int, on: bool) -> Keyboard:
     label = "Turn auto mode off" if on else "🤖 Apply risk-reducing updates automatically"
-    return [[Button(label, f"{CB_PREFIX}:a:{feed_id}:{0 if on else 1}")]]
+    return [[button(label, AutoMode(feed_id, not on))]]

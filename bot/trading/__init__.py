@@ -19,7 +19,6 @@ together.
 from bot.trading.cards import (
     ARMED,
     CANCELLED,
-    CB_PREFIX,
     CONFIRMED,
     EXPIRED,
     FAILED,
@@ -30,7 +29,6 @@ from bot.trading.cards import (
     Card,
     Plan,
     Press,
-    parse_callback,
     plain_reason,
 )
 from bot.trading.exits import exit_cl_ord_id, split_qty
@@ -48,9 +46,9 @@ from bot.trading.preview import DEFAULT_LEVERAGE
 from bot.trading.service import Trading
 
 __all__ = [
-    "ARMED", "ARRIVAL_MARGIN", "CANCELLED", "CB_PREFIX", "CONFIRMED", "DEFAULT_LEVERAGE",
+    "ARMED", "ARRIVAL_MARGIN", "CANCELLED", "CONFIRMED", "DEFAULT_LEVERAGE",
     "EXPIRED", "FAILED", "NOT_PLACED_NOTE", "PENDING", "PLACED", "SEND_WINDOW", "SETTLED",
     "SETTLE_AFTER", "UNKNOWN_DONE", "UNKNOWN_NOTE", "WAITING", "Card", "Plan", "Press",
-    "Trading", "exit_cl_ord_id", "parse_callback", "plain_reason", "repair_cards",
+    "Trading", "exit_cl_ord_id", "plain_reason", "repair_cards",
     "settle_cards", "split_qty",
 ]

@@ -19,17 +19,17 @@ from sqlmodel import col, select
 
 from bot import fmt
 from bot.accounts import Accounts
+from bot.buttons import CardAction, CardPress, button
 from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderCard, User
 from bot.errors import ExchangeError, InsufficientBalance
 from bot.exchange import new_cl_ord_id
-from bot.notify import Button, Keyboard
+from bot.notify import Keyboard
 from bot.side import Side
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-CB_PREFIX = "t"  # callback data: t:<action>:<card id>
 
 # Card states. pending/armed wait for a press; the rest are final or in flight.
 PENDING, ARMED, CONFIRMED, PLACED, FAILED, EXPIRED, CANCELLED = (
@@ -104,19 +104,10 @@ class Plan:
         )
 
 
-def _buttons(card_id: int, confirm_label: str = "Confirm", action: str = "c") -> Keyboard:
-    return [[Button(f"✅ {confirm_label}", f"{CB_PREFIX}:{action}:{card_id}"),
-             Button("✖️ Cancel", f"{CB_PREFIX}:x:{card_id}")]]
-
-
-def parse_callback(data: str) -> tuple[str, int] | None:
-    """`t:c:42` -> ("c", 42); None for anything else (stale or foreign buttons)."""
-    parts = data.split(":")
-    if len(parts) != 3 or parts[0] != CB_PREFIX or not parts[2].isdigit():
-        return None
-    if parts[1] not in ("c", "2", "x"):
-        return None
-    return parts[1], int(parts[2])
+def _buttons(card_id: int, confirm_label: str = "Confirm", action: CardAction = "c"
+             ) -> Keyboard:
+    return [[button(f"✅ {confirm_label}", CardPress(action, card_id)),
+             button("✖️ Cancel", CardPress("x", card_id))]]
 
 
 def plain_reason(err: ExchangeError) -> str:

@@ -14,7 +14,8 @@ import pytest_asyncio
 from sqlmodel import col, select
 
 from bot import parse as it
-from bot.alerts.service import AlertService, parse_callback
+from bot.alerts.service import AlertService
+from bot.buttons import DeleteAlert, decode
 from bot.db.engine import Database
 from bot.db.models import Alert
 from bot.errors import UserError
@@ -222,7 +223,7 @@ async def test_loaded_alerts_fire_after_start_and_listing(db: Database) -> None:
     text, buttons = svc.listing(await svc.for_chat(-100))
     assert "&lt;b&gt;x" in text and "funding above 0.0500 %" in text
     assert [b.data for row in buttons for b in row] == [f"al:d:{a.id}", f"al:d:{a.id + 1}"]
-    assert parse_callback(f"al:d:{a.id}") == a.id and parse_callback("al:x:1") is None
+    assert decode(f"al:d:{a.id}") == DeleteAlert(a.id) and decode("al:x:1") is None
     rec = Recorder()
     fresh = service(db, rec)
     assert await fresh.start() == 2
