@@ -24,10 +24,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import SimOptions, SimProcess, rss_kib
 from bot.exchange.client import BitmexClient, RetryPolicy
 from bot.exchange.stream import ConnectionBudget, PrivateStream, StreamOptions, StreamPool
 from bot.exchange.types import Execution
-from bench.common import SimOptions, SimProcess, rss_kib
 
 
 async def one_process(child: SimProcess, session: aiohttp.ClientSession, per_socket: int,

@@ -50,19 +50,27 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import (
+    SimOptions,
+    SimProcess,
+    cpu_seconds,
+    pct,
+    peak_rss_kib,
+    rss_kib,
+    runqueue_wait_seconds,
+)
 from bot.alerts import WINDOWS
-from bench.common import CpuMeter, SimOptions, SimProcess, cpu_seconds, peak_rss_kib, pct, rss_kib
 
+ROOT = Path(__file__).resolve().parents[1]
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 MARKS = {"XBTUSD": Decimal(60000), "ETHUSD": Decimal(3000), "XBTUSDT": Decimal(60000),
          "ETHUSDT": Decimal(3000), "SOLUSDT": Decimal(150)}
@@ -88,17 +96,20 @@ def serve_bot() -> int:
     from bot.__main__ import main
 
     path = Path(os.environ[STATS_ENV])
-    stats: dict[str, Any] = {"db_n": 0, "db_s": 0.0, "lag": []}
+    stats: dict[str, Any] = {"db_n": 0, "db_s": 0.0, "lag": [], "db_top": {}}
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _before(conn: Any, *args: Any) -> None:
         conn.info.setdefault("bench_t0", []).append(time.perf_counter())
 
     @event.listens_for(Engine, "after_cursor_execute")
-    def _after(conn: Any, *args: Any) -> None:
-        started = conn.info["bench_t0"].pop()
+    def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        took = time.perf_counter() - conn.info["bench_t0"].pop()
         stats["db_n"] += 1
-        stats["db_s"] += time.perf_counter() - started
+        stats["db_s"] += took
+        top = stats["db_top"].setdefault(" ".join(statement.split())[:90], [0, 0.0])
+        top[0] += 1
+        top[1] += took
 
     # PTB's run_polling takes the loop set here, so the probe runs in the bot's own loop.
     loop = asyncio.new_event_loop()
@@ -171,7 +182,6 @@ async def seed(url: str, master_key: str, size: Size, user_ids: list[int],
                keys: list[tuple[str, str]], feed_chats: list[int]) -> dict[str, int]:
     """Bulk-insert the community: users, sealed keys, alerts, feeds and follows."""
     from sqlalchemy import insert
-
     from sqlmodel import select
 
     from bot.config import decode_master_key
@@ -196,7 +206,7 @@ async def seed(url: str, master_key: str, size: Size, user_ids: list[int],
     async def put(model: Any, rows: list[dict[str, Any]]) -> None:
         async with db.session() as s:
             for part in chunks(rows):
-                await s.exec(insert(model), params=part)  # type: ignore[call-overload]
+                await s.exec(insert(model), params=part)
             await s.commit()
         counts[model.__tablename__] = len(rows)
 
@@ -277,9 +287,9 @@ class BotProcess:
         t = time.monotonic()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            while self.proc.poll() is None and time.monotonic() - t < within:
-                await asyncio.sleep(0.05)
-            if self.proc.poll() is None:
+            try:
+                await asyncio.to_thread(self.proc.wait, within)
+            except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         return time.monotonic() - t
@@ -290,7 +300,8 @@ def start_bot(folder: Path, env: dict[str, str]) -> BotProcess:
     stats = folder / "stats.json"
     log = folder / "bot.log"
     full = {**{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "BITMEX"))},
-            **env, "METRICS_PORT": str(port), STATS_ENV: str(stats), "LOG_LEVEL": os.environ.get("CAPACITY_LOG_LEVEL", "WARNING"),
+            **env, "METRICS_PORT": str(port), STATS_ENV: str(stats),
+            "LOG_LEVEL": os.environ.get("CAPACITY_LOG_LEVEL", "WARNING"),
             "PAPER_STATE_FILE": str(folder / "paper.pickle"), "PYTHONPATH": str(ROOT)}
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-bot"],
@@ -346,6 +357,7 @@ async def wait_started(session: Any, bot: BotProcess, size: Size) -> tuple[float
 class Request:
     chat: int
     at: float
+    what: str
     press: str | None = None  # the callback query id of a press
 
 
@@ -362,6 +374,8 @@ class Phase:
     unanswered: int = 0
     cpu: float = 0.0
     harness_cpu: float = 0.0
+    starved: float = 0.0  # % of the time the bot's loop was runnable but had no core
+    loadavg: float = 0.0  # the machine's 1-minute load average at the end
     lag_p99_ms: float = 0.0
     lag_max_ms: float = 0.0
     db_per_s: float = 0.0
@@ -376,6 +390,8 @@ class Phase:
     burst: int = 0
     burst_seconds: float = 0.0
     burst_told: int = 0
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
+    db_top: list[tuple[str, int, float]] = field(default_factory=list)
 
 
 class Meter:
@@ -388,14 +404,18 @@ class Meter:
         m = await metrics(self.session, self.bot)
         s = self.bot.stats()
         return {"t": time.monotonic(), "cpu": cpu_seconds(self.bot.pid),
+                "wait": runqueue_wait_seconds(self.bot.pid), "load": os.getloadavg()[0],
                 "harness": cpu_seconds() + cpu_seconds(self.sim.pid), "db_n": s["db_n"],
-                "db_s": s["db_s"], "rest": self.sim.call("rest"), "calls": len(self.emu.calls),
+                "db_s": s["db_s"], "db_top": s.get("db_top", {}), "rest": self.sim.call("rest"),
+                "calls": len(self.emu.calls),
                 "ex429": m.get("bot_exchange_rate_limited_total", 0.0)}
 
     def close(self, phase: Phase, a: dict[str, Any], b: dict[str, Any]) -> Phase:
         wall = b["t"] - a["t"]
         phase.seconds = wall
         phase.cpu = 100 * (b["cpu"] - a["cpu"]) / wall
+        phase.starved = 100 * (b["wait"] - a["wait"]) / wall
+        phase.loadavg = b["load"]
         phase.harness_cpu = 100 * (b["harness"] - a["harness"]) / wall
         lags = [lag for t, lag in self.bot.stats()["lag"] if a["t"] <= t <= b["t"]]
         phase.lag_p99_ms = 1000 * pct(lags, 99) if lags else float("nan")
@@ -404,6 +424,10 @@ class Meter:
         phase.db_per_s = n / wall
         phase.db_busy = 100 * (b["db_s"] - a["db_s"]) / wall
         phase.db_ms = 1000 * (b["db_s"] - a["db_s"]) / n if n else 0.0
+        before, after = a["db_top"], b["db_top"]
+        top = [(k, v[0] - before.get(k, [0, 0.0])[0], v[1] - before.get(k, [0, 0.0])[1])
+               for k, v in after.items()]
+        phase.db_top = sorted(top, key=lambda x: -x[2])[:5]
         calls = self.emu.calls[a["calls"]:b["calls"]]
         out = [c.at for c in calls if c.status == 200 and c.method in SENT]
         per_second = Counter(int(t - a["t"]) for t in out)
@@ -437,9 +461,10 @@ class Load:
         at = time.monotonic()
         if what < len(COMMANDS):
             self.emu.send_text(user, None, COMMANDS[what], bot=BOT)
-            return Request(user.id, at)
-        qid = self.emu.press(user, self.menus[user.id], PRESSES[what - len(COMMANDS)], bot=BOT)
-        return Request(user.id, at, press=qid)
+            return Request(user.id, at, COMMANDS[what].split()[0])
+        button = PRESSES[what - len(COMMANDS)]
+        qid = self.emu.press(user, self.menus[user.id], button, bot=BOT)
+        return Request(user.id, at, f"press {button[2:]}", press=qid)
 
     async def run(self, rate: float, seconds: float) -> list[Request]:
         sent: list[Request] = []
@@ -452,8 +477,10 @@ class Load:
 
 
 async def settle_replies(emu: Any, requests: list[Request], since_call: int,
+                         by_kind: dict[str, list[float]],
                          timeout: float = 60.0) -> tuple[list[float], list[float], int]:  # noqa: ASYNC109
-    """Wait (up to `timeout`) for every request's first reply; their latencies in ms."""
+    """Wait (up to `timeout`) for every request's first reply; their latencies in ms (also
+    by command into `by_kind`)."""
     deadline = time.monotonic() + timeout
     while True:
         replies: dict[str, list[float]] = {}
@@ -461,6 +488,7 @@ async def settle_replies(emu: Any, requests: list[Request], since_call: int,
             if c.status == 200 and c.method in SENT:
                 replies.setdefault(str(c.params.get("chat_id")), []).append(c.at)
         texts, presses, missing = [], [], 0
+        by_kind.clear()
         for r in requests:
             if r.press is not None:
                 answer = emu.answers(r.press)
@@ -468,6 +496,7 @@ async def settle_replies(emu: Any, requests: list[Request], since_call: int,
                     missing += 1
                 else:
                     presses.append(1000 * answer.after)
+                    by_kind.setdefault(r.what, []).append(presses[-1])
                 continue
             times = replies.get(str(r.chat), [])
             k = bisect.bisect_left(times, r.at)
@@ -475,6 +504,7 @@ async def settle_replies(emu: Any, requests: list[Request], since_call: int,
                 missing += 1
             else:
                 texts.append(1000 * (times[k] - r.at))
+                by_kind.setdefault(r.what, []).append(texts[-1])
         if not missing or time.monotonic() > deadline:
             return texts, presses, missing
         await asyncio.sleep(0.25)
@@ -559,7 +589,8 @@ async def run_one(db: str, scale: float, rates: list[float], step_seconds: float
                     if burst_task is not None:
                         await burst_task
                     b = await meter.snap()
-                    texts, presses, missing = await settle_replies(emu, requests, a["calls"])
+                    texts, presses, missing = await settle_replies(emu, requests, a["calls"],
+                                                                   phase.by_kind)
                     meter.close(phase, a, b)
                     phase.offered = len(requests) / step_seconds
                     phase.answered = (len(requests) - missing) / step_seconds
@@ -698,6 +729,8 @@ def rows(r: Result) -> list[tuple[str, str]]:
         ("start-up to all streams up + alerts loaded, s", f"{r.all_up_s:.1f}"),
         ("RSS after start / peak, MB", f"{r.rss_start_mb:.0f} / {r.rss_peak_mb:.0f}"),
         ("CPU idle (market 10 ticks/s), % of a core", f"{r.idle.cpu:.1f}"),
+        ("machine load average (1 min) idle / heaviest step",
+         f"{r.idle.loadavg:.1f} / {max(r.steps, key=lambda p: p.offered).loadavg:.1f}"),
         ("loop lag idle p99 / max, ms", f"{r.idle.lag_p99_ms:.1f} / {r.idle.lag_max_ms:.1f}"),
     ]
     for p in r.steps:
@@ -708,7 +741,9 @@ def rows(r: Result) -> list[tuple[str, str]]:
              f"{pct(p.replies_ms, 50):.0f} / {pct(p.replies_ms, 99):.0f}"),
             (f"load {p.name}: press answered p50 / p99, ms",
              f"{pct(p.presses_ms, 50):.0f} / {pct(p.presses_ms, 99):.0f}"),
-            (f"load {p.name}: CPU %, loop lag p99 ms", f"{p.cpu:.0f} %, {p.lag_p99_ms:.0f} ms"),
+            (f"load {p.name}: slowest kind p99, ms", slowest(p)),
+            (f"load {p.name}: CPU %, waiting for a core %, loop lag p99 ms",
+             f"{p.cpu:.0f} %, {p.starved:.0f} %, {p.lag_p99_ms:.0f} ms"),
             (f"load {p.name}: DB statements/s, mean ms, busy %",
              f"{p.db_per_s:.0f}, {p.db_ms:.1f} ms, {p.db_busy:.0f} %"),
             (f"load {p.name}: Telegram out msg/s mean / peak, 429s",
@@ -730,6 +765,25 @@ def rows(r: Result) -> list[tuple[str, str]]:
         ("closest to its limit (heaviest step)", verdict(r)),
     ]
     return out
+
+
+def slowest(p: Phase) -> str:
+    if not p.by_kind:
+        return "-"
+    kind = max(p.by_kind, key=lambda k: pct(p.by_kind[k], 99))
+    return f"{kind} {pct(p.by_kind[kind], 99):.0f}"
+
+
+def details(r: Result) -> str:
+    """Per command latency and the statements with the most database time, per step."""
+    lines = [f"{r.db}:"]
+    for p in r.steps:
+        kinds = ", ".join(f"{k} {pct(v, 50):.0f}/{pct(v, 99):.0f}"
+                          for k, v in sorted(p.by_kind.items()))
+        lines.append(f"  {p.name} p50/p99 ms: {kinds}")
+        for stmt, n, secs in p.db_top:
+            lines.append(f"    db {secs:6.2f} s {n:6} x {stmt}")
+    return "\n".join(lines)
 
 
 def table(results: list[Result]) -> str:
@@ -759,6 +813,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg-url", default=os.environ.get("PG_URL", PG_URL))
     ap.add_argument("--keep", type=Path, default=None, metavar="DIR",
                     help="keep the bot's folder (log, stats, SQLite file) under DIR/<db>")
+    ap.add_argument("--details", action="store_true",
+                    help="also print latency by command and the costliest statements")
     ap.add_argument("--serve-bot", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.serve_bot:
@@ -782,6 +838,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.monotonic() - wall:.0f} s: python bench/capacity.py "
           + " ".join(argv if argv is not None else sys.argv[1:]))
     print(table(results))
+    if a.details:
+        for r in results:
+            print(details(r))
     ok = all(not p.unanswered for r in results for p in r.steps) and all(
         r.burst is None or r.burst.burst_told == r.burst.burst for r in results)
     print("every update answered and every alert told:", "yes" if ok else "NO")

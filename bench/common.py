@@ -9,6 +9,7 @@ requests (`call`) until told to stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -43,6 +44,14 @@ def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU time the process has used so far."""
     fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def runqueue_wait_seconds(pid: int | None = None) -> float:
+    """Time the process's main thread spent runnable but waiting for a core (other
+    processes had them): what CPU time alone does not show on a shared machine."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path(f"/proc/{pid or os.getpid()}/schedstat").read_text().split()[1]) / 1e9
+    return 0.0
 
 
 class CpuMeter:
@@ -91,7 +100,9 @@ def _serve(options: SimOptions, pipe: Connection) -> None:
     class CountingSimulator(BitmexSimulator):
         """Counts REST requests by who pays for them (an API key, or the address)."""
 
-        rest: Counter[str] = Counter()
+        def __init__(self) -> None:
+            super().__init__()
+            self.rest: Counter[str] = Counter()
 
         def _rate_check(self, request: Any) -> dict[str, str]:
             who = request.headers.get("api-key") or "keyless"
@@ -141,10 +152,10 @@ def _serve(options: SimOptions, pipe: Connection) -> None:
                 next_at += period
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
                 for symbol, base in options.marks.items():
-                    walk[symbol] = max(-options.walk, min(options.walk,
-                                                          walk[symbol] + rng.uniform(-1, 1) * 0.001))
+                    step = walk[symbol] + rng.uniform(-1, 1) * 0.001
+                    walk[symbol] = max(-options.walk, min(options.walk, step))
                     price = base * (1 + offsets[symbol] + Decimal(f"{walk[symbol]:.5f}"))
-                    sim.engine.set_mark(symbol, price.quantize(Decimal("0.5")))
+                    sim.engine.set_mark(symbol, price.quantize(Decimal("0.01")))
 
         ticker = loop.create_task(tick()) if options.ticks_per_second > 0 else None
         loop.add_reader(pipe.fileno(), on_request)
