@@ -387,6 +387,8 @@ class Phase:
     rest_key_max: float = 0.0  # per minute, the busiest key
     rest_keyless: float = 0.0  # per minute
     rest_429: float = 0.0
+    handled_p50: float = 0.0  # the bot's own histogram: update in -> handler done, s
+    handled_p99: float = 0.0
     burst: int = 0
     burst_seconds: float = 0.0
     burst_told: int = 0
@@ -408,7 +410,9 @@ class Meter:
                 "harness": cpu_seconds() + cpu_seconds(self.sim.pid), "db_n": s["db_n"],
                 "db_s": s["db_s"], "db_top": s.get("db_top", {}), "rest": self.sim.call("rest"),
                 "calls": len(self.emu.calls),
-                "ex429": m.get("bot_exchange_rate_limited_total", 0.0)}
+                "ex429": m.get("bot_exchange_rate_limited_total", 0.0),
+                "handled": {k: v for k, v in m.items()
+                            if k.startswith("bot_reply_latency_seconds_bucket")}}
 
     def close(self, phase: Phase, a: dict[str, Any], b: dict[str, Any]) -> Phase:
         wall = b["t"] - a["t"]
@@ -439,7 +443,23 @@ class Meter:
         phase.rest_key_max = 60 * max(used.values(), default=0) / wall
         phase.rest_keyless = 60 * keyless / wall
         phase.rest_429 = b["ex429"] - a["ex429"]
+        phase.handled_p50, phase.handled_p99 = (
+            bucket_pct(a["handled"], b["handled"], q) for q in (50, 99))
         return phase
+
+
+def bucket_pct(a: dict[str, float], b: dict[str, float], q: float) -> float:
+    """The q-th percentile of a Prometheus histogram's growth from `a` to `b`, as the upper
+    bound of the bucket it falls in (seconds; inf past the last bucket)."""
+    edges = []
+    for name, total in b.items():
+        le = name.split('le="', 1)[1].split('"', 1)[0]
+        edges.append((float(le), total - a.get(name, 0.0)))
+    edges.sort()
+    if not edges or edges[-1][1] <= 0:
+        return float("nan")
+    want = edges[-1][1] * q / 100
+    return next(le for le, count in edges if count >= want)
 
 
 SENT = frozenset({"sendMessage", "sendPhoto", "editMessageText", "editMessageCaption"})
@@ -742,6 +762,8 @@ def rows(r: Result) -> list[tuple[str, str]]:
             (f"load {p.name}: press answered p50 / p99, ms",
              f"{pct(p.presses_ms, 50):.0f} / {pct(p.presses_ms, 99):.0f}"),
             (f"load {p.name}: slowest kind p99, ms", slowest(p)),
+            (f"load {p.name}: handling in the bot p50 / p99, ms (<= bucket)",
+             f"{1000 * p.handled_p50:.0f} / {1000 * p.handled_p99:.0f}"),
             (f"load {p.name}: CPU %, waiting for a core %, loop lag p99 ms",
              f"{p.cpu:.0f} %, {p.starved:.0f} %, {p.lag_p99_ms:.0f} ms"),
             (f"load {p.name}: DB statements/s, mean ms, busy %",
