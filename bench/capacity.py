@@ -96,7 +96,7 @@ def serve_bot() -> int:
     from bot.__main__ import main
 
     path = Path(os.environ[STATS_ENV])
-    stats: dict[str, Any] = {"db_n": 0, "db_s": 0.0, "lag": [], "db_top": {}}
+    stats: dict[str, Any] = {"db_n": 0, "db_s": 0.0, "lag": [], "db_top": {}, "pool_wait": []}
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _before(conn: Any, *args: Any) -> None:
@@ -113,6 +113,9 @@ def serve_bot() -> int:
 
     # PTB's run_polling takes the loop set here, so the probe runs in the bot's own loop.
     loop = asyncio.new_event_loop()
+
+    def tasks() -> list[asyncio.Task[Any]]:
+        return list(asyncio.all_tasks(loop))
     asyncio.set_event_loop(loop)
     due = time.monotonic() + LAG_PERIOD
     written = 0.0
@@ -124,14 +127,38 @@ def serve_bot() -> int:
         del stats["lag"][:-6000]
         if now - written >= 0.5:
             written = now
+            # Updates waiting for one of the pool's database connections (its queue).
+            waiting = sum(1 for chain in map(awaiting, tasks())
+                          if any("queues.py" in f for f in chain)
+                          and any("greenlet_spawn" in f for f in chain))
+            stats["pool_wait"].append((round(now, 3), waiting))
+            del stats["pool_wait"][:-3000]
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(stats))
             tmp.replace(path)
         due = now + LAG_PERIOD
         loop.call_later(LAG_PERIOD, probe)
 
+    def dump_tasks() -> None:
+        # SIGUSR1: where every task waits right now (diagnosing a slow step by hand).
+        lines = [" <- ".join(reversed(chain[-4:])) for chain in map(awaiting, tasks())]
+        path.with_name(f"tasks-{time.monotonic():.0f}.txt").write_text("\n".join(lines))
+
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     loop.call_soon(probe)
     return main(["run"])
+
+
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """The chain of coroutines a task is suspended in, outermost first, 'file:line name'."""
+    coro: Any = task.get_coro()
+    chain = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return chain
 
 
 # ------------------------------------------------------------------------------ seeding
@@ -381,6 +408,8 @@ class Phase:
     db_per_s: float = 0.0
     db_busy: float = 0.0  # share of wall time inside a statement (can pass 100 %: concurrent)
     db_ms: float = 0.0
+    pool_wait_mean: float = 0.0  # updates waiting for a pooled database connection
+    pool_wait_max: int = 0
     tg_mean: float = 0.0
     tg_peak: float = 0.0
     tg_429: int = 0
@@ -421,7 +450,11 @@ class Meter:
         phase.starved = 100 * (b["wait"] - a["wait"]) / wall
         phase.loadavg = b["load"]
         phase.harness_cpu = 100 * (b["harness"] - a["harness"]) / wall
-        lags = [lag for t, lag in self.bot.stats()["lag"] if a["t"] <= t <= b["t"]]
+        stats = self.bot.stats()
+        lags = [lag for t, lag in stats["lag"] if a["t"] <= t <= b["t"]]
+        waits = [n for t, n in stats.get("pool_wait", []) if a["t"] <= t <= b["t"]]
+        phase.pool_wait_max = max(waits, default=0)
+        phase.pool_wait_mean = sum(waits) / len(waits) if waits else 0.0
         phase.lag_p99_ms = 1000 * pct(lags, 99) if lags else float("nan")
         phase.lag_max_ms = 1000 * max(lags, default=float("nan"))
         n = b["db_n"] - a["db_n"]
@@ -719,7 +752,8 @@ def pg_answers(url: str) -> bool:
 
 
 def verdict(r: Result) -> str:
-    """The resource closest to its limit in the heaviest step, as 'name (x % of limit)'."""
+    """The three resources closest to their limits in the heaviest step, as 'name x %'
+    (x: % of the limit; lag against 100 ms, database time against the wall clock)."""
     step = max(r.steps, key=lambda p: p.offered)
     # Replies are not held to Telegram's 30/s, bulk messages are: the alert burst is what
     # meets it, once it is long enough to outlast the server's burst allowance.
@@ -731,12 +765,16 @@ def verdict(r: Result) -> str:
         "bot CPU (one core)": step.cpu,
         "event loop (lag p99 vs 100 ms)": step.lag_p99_ms,
         "database (time in statements)": step.db_busy,
+        # SQLAlchemy's default pool: 5 connections + 10 overflow.
+        "database connections (15 in the pool)": 100 * step.pool_wait_max / 15,
         "BitMEX REST per key": 100 * step.rest_key_max / REST_PER_KEY_PER_MIN,
         "BitMEX REST keyless": 100 * step.rest_keyless / REST_KEYLESS_PER_MIN,
         "BitMEX WS connects/h": 100 * r.handshakes / WS_PER_HOUR,
+        # Not ours to spend, but it bounds every figure above on a shared machine.
+        "cores (loop runnable, waiting)": step.starved,
     }
-    name = max(use, key=lambda k: use[k])
-    return f"{name}, {use[name]:.0f} %"
+    ranked = sorted(use, key=lambda k: -use[k])
+    return "; ".join(f"{name} {use[name]:.0f} %" for name in ranked[:3])
 
 
 def rows(r: Result) -> list[tuple[str, str]]:
@@ -768,6 +806,8 @@ def rows(r: Result) -> list[tuple[str, str]]:
              f"{p.cpu:.0f} %, {p.starved:.0f} %, {p.lag_p99_ms:.0f} ms"),
             (f"load {p.name}: DB statements/s, mean ms, busy %",
              f"{p.db_per_s:.0f}, {p.db_ms:.1f} ms, {p.db_busy:.0f} %"),
+            (f"load {p.name}: waiting for a DB connection mean / max",
+             f"{p.pool_wait_mean:.0f} / {p.pool_wait_max}"),
             (f"load {p.name}: Telegram out msg/s mean / peak, 429s",
              f"{p.tg_mean:.1f} / {p.tg_peak:.0f}, {p.tg_429}"),
             (f"load {p.name}: BitMEX REST/min busiest key, keyless, 429s",
@@ -784,7 +824,7 @@ def rows(r: Result) -> list[tuple[str, str]]:
          f"{max(r.steps, key=lambda p: p.offered).harness_cpu:.0f}"),
         ("updates ending in the error handler", str(r.errors)),
         ("shutdown on SIGTERM, s", f"{r.stop_s:.1f}"),
-        ("closest to its limit (heaviest step)", verdict(r)),
+        ("closest to their limits (heaviest step)", verdict(r)),
     ]
     return out
 
