@@ -25,8 +25,13 @@ so the standing alerts stay quiet). Measured on the bot's process only:
   holds to 30/s overall;
 - what could saturate, each against its limit: Telegram's outgoing messages (30/s for
   bulk), our CPU (one core: one event loop), event-loop lag (a callback every 100 ms in the
-  bot's loop), database time (wall time inside statements), BitMEX's REST budget (120 a
-  minute per key, 30 keyless per address) and WebSocket connects (60 an hour).
+  bot's loop), database time (wall time inside statements) and connections (updates
+  waiting for one of the pool's 15, counted by walking the loop's tasks twice a second),
+  BitMEX's REST budget (120 a minute per key, 30 keyless per address) and WebSocket
+  connects (60 an hour); the three nearest their limits are named.
+
+The probes live in the bot's process (`--serve-bot`, which then runs `python -m bot run`);
+`kill -USR1` on it writes where every task waits to tasks-*.txt in its folder (`--keep`).
 
 The machine is shared (the emulator and the simulator run on the same cores), so the
 harness's own CPU is printed too. `--scale 0.1` is the quick run; the smoke test runs
