@@ -100,6 +100,20 @@ def serve_bot() -> int:
 
     from bot.__main__ import main
 
+    pool = os.environ.get("CAPACITY_POOL")
+    if pool:
+        # What if the pool were larger (--pool): the bot's engine with these pool sizes.
+        import bot.db.engine as engine
+
+        make = engine.make_engine
+
+        def bigger(url: str, **kwargs: Any) -> Any:
+            kwargs.setdefault("pool_size", int(pool))
+            kwargs.setdefault("max_overflow", 0)
+            return make(url, **kwargs)
+
+        engine.make_engine = bigger
+
     path = Path(os.environ[STATS_ENV])
     stats: dict[str, Any] = {"db_n": 0, "db_s": 0.0, "lag": [], "db_top": {}, "pool_wait": []}
 
@@ -880,12 +894,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg-url", default=os.environ.get("PG_URL", PG_URL))
     ap.add_argument("--keep", type=Path, default=None, metavar="DIR",
                     help="keep the bot's folder (log, stats, SQLite file) under DIR/<db>")
+    ap.add_argument("--pool", type=int, default=None, metavar="N",
+                    help="what if: the bot's database pool holds N connections (default: "
+                         "SQLAlchemy's 5 + 10 overflow)")
     ap.add_argument("--details", action="store_true",
                     help="also print latency by command and the costliest statements")
     ap.add_argument("--serve-bot", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.serve_bot:
         return serve_bot()
+    if a.pool is not None:
+        os.environ["CAPACITY_POOL"] = str(a.pool)  # read by the bot's process
     dbs = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}
     if a.db is None:
         chosen = ["sqlite", "postgres"] if pg_answers(a.pg_url) else ["sqlite"]
