@@ -31,7 +31,8 @@ so the standing alerts stay quiet). Measured on the bot's process only:
   connects (60 an hour); the three nearest their limits are named.
 
 The probes live in the bot's process (`--serve-bot`, which then runs `python -m bot run`);
-`kill -USR1` on it writes where every task waits to tasks-*.txt in its folder (`--keep`).
+`kill -USR1` on it writes where every task waits to tasks-*.txt in its folder (`--keep`);
+`--pool N` gives the bot's database pool N connections (a what-if).
 
 The machine is shared (the emulator and the simulator run on the same cores), so the
 harness's own CPU is printed too. `--scale 0.1` is the quick run; the smoke test runs
