@@ -58,6 +58,7 @@ bench: dev
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/feeds.py
+	$(BIN)/python bench/capacity.py
 
 clean:
 	rm -rf $(VENV) data sandbox-out *.egg-info

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
-import os
 import sys
 import time
 from decimal import Decimal
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -27,62 +24,13 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import SimOptions, SimProcess, rss_kib
 from bot.exchange.client import BitmexClient, RetryPolicy
 from bot.exchange.stream import ConnectionBudget, PrivateStream, StreamOptions, StreamPool
 from bot.exchange.types import Execution
 
 
-def _serve(n: int, pipe: Connection) -> None:
-    """The child: a simulator with `n` accounts; answers "handshakes" on the pipe."""
-    from bot.sandbox.bitmex.server import BitmexSimulator
-
-    async def main() -> None:
-        sim = BitmexSimulator()
-        sim.rate_limit = None  # the bench measures sockets, not REST budgets
-        await sim.start()
-        sim.engine.set_mark("XBTUSD", Decimal(50000))
-        keys = [sim.add_account(xbt=10) for _ in range(n)]
-        pipe.send((sim.url, sim.ws_url, keys))
-        loop = asyncio.get_running_loop()
-        done = asyncio.Event()
-
-        def on_request() -> None:
-            what = pipe.recv()
-            if what == "stop":
-                done.set()
-            else:
-                pipe.send((sim.ws_limit.used(), sim.ws_limit.refused))
-
-        loop.add_reader(pipe.fileno(), on_request)
-        await done.wait()
-        await sim.stop()
-
-    asyncio.run(main())
-
-
-def rss_kib() -> int:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-class Child:
-    def __init__(self, n: int) -> None:
-        self.pipe, theirs = mp.Pipe()
-        self.proc = mp.get_context("fork").Process(target=_serve, args=(n, theirs), daemon=True)
-        self.proc.start()
-        self.url, self.ws_url, self.keys = self.pipe.recv()
-
-    def handshakes(self) -> tuple[int, int]:
-        self.pipe.send("count")
-        used, refused = self.pipe.recv()
-        return int(used), int(refused)
-
-    def stop(self) -> None:
-        self.pipe.send("stop")
-        self.proc.join(10)
-
-
-async def one_process(child: Child, session: aiohttp.ClientSession, per_socket: int,
+async def one_process(child: SimProcess, session: aiohttp.ClientSession, per_socket: int,
                       fills: dict[str, list[Execution]]) -> tuple[float, StreamPool,
                                                                  list[PrivateStream]]:
     """One bot process's streams: start them all, wait until every one is live."""
@@ -113,7 +61,7 @@ async def one_process(child: Child, session: aiohttp.ClientSession, per_socket: 
     return time.perf_counter() - t0, pool, streams
 
 
-async def fill_each(child: Child, session: aiohttp.ClientSession,
+async def fill_each(child: SimProcess, session: aiohttp.ClientSession,
                     fills: dict[str, list[Execution]], want: int) -> tuple[int, float]:
     """One market order per account over REST; how many accounts had it reported."""
     gate = asyncio.Semaphore(32)
@@ -136,7 +84,9 @@ async def fill_each(child: Child, session: aiohttp.ClientSession,
 
 
 async def run(n: int, per_socket: int) -> dict[str, Any]:
-    child = Child(n)
+    # The simulator measures sockets here, not REST budgets: its limits are off.
+    child = SimProcess(SimOptions(accounts=n, rate_limits=False,
+                                  marks={"XBTUSD": Decimal(50000)}))
     try:
         async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=64)) as session:

@@ -179,10 +179,6 @@ async def build_services(
         raise
 
 
-# The name before issue #12: kept so that callers on other branches still run.
-create_services = build_services
-
-
 async def _build(
     settings: Settings, vault: Vault | None, http: aiohttp.ClientSession | None,
     client_options: dict[str, Any] | None, metrics: Metrics, readiness: Readiness,

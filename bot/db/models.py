@@ -139,7 +139,9 @@ class LiveCursor(SQLModel, table=True):
 
 class Alert(SQLModel, table=True):
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_state_symbol", "state", "symbol"),)
+    # By chat: /alerts and the per-chat cap look a chat's alerts up among all of them.
+    __table_args__ = (Index("ix_alerts_state_symbol", "state", "symbol"),
+                      Index("ix_alerts_chat_state", "chat_id", "state"))
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = _user_fk()
