@@ -21,7 +21,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlmodel import select
 
+from bot.db.models import ApiCredential
 from bot.errors import VaultError
 from bot.logs import register_secret
 
@@ -101,10 +103,6 @@ async def rotate_secrets(db: Database, vault: Vault) -> tuple[int, int]:
     All rows are resealed in one transaction so an unopenable row aborts the whole
     rotation rather than leaving the database half on each key.
     """
-    from sqlmodel import select
-
-    from bot.db.models import ApiCredential
-
     rotated = current = 0
     async with db.session() as s:
         rows = (await s.exec(select(ApiCredential))).all()

@@ -17,6 +17,7 @@ from typing import Any
 from telegram import Update
 
 from bot import parse as P
+from bot.accounts import looks_like_key_id, looks_like_secret
 from bot.errors import UserError
 from handlers.common import Context, is_private, reply
 
@@ -74,8 +75,6 @@ class Router:
 
 def _small_talk_hint(text: str) -> str:
     """What to say to private text that is no command."""
-    from bot.accounts import looks_like_key_id, looks_like_secret
-
     if any((looks_like_key_id(w) or looks_like_secret(w)) and any(c.isdigit() for c in w)
            for w in text.split()):
         return ("That looks like an API key. To connect it, send /connect testnet "

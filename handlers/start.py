@@ -8,7 +8,10 @@ from telegram import Update
 
 from bot import parse as P
 from bot.buttons import ButtonData, MenuPress, button
+from handlers import trade
+from handlers.chats import advise_rights
 from handlers.common import Context, answer_press, is_private, read_reply, reply
+from handlers.feeds import start_follow
 from handlers.presses import PressHandler
 from handlers.render import account_line, markup
 from handlers.router import IntentHandler
@@ -28,14 +31,10 @@ async def start(update: Update, context: Context) -> None:
     if not is_private(update):
         await reply(update, f"Hi {name}! In groups I run signal feeds and shared alerts. "
                             "Talk to me in private to connect your account. /help")
-        from handlers.chats import advise_rights
-
         await advise_rights(update, context)
         return
     acc = await svc.accounts.active(user.id)
     if context.args and context.args[0].startswith("f"):
-        from handlers.feeds import start_follow
-
         await svc.touch_user(user.id, user.username, user.first_name)  # reachable now
         if await start_follow(update, context, context.args[0]):
             return
@@ -77,8 +76,6 @@ async def help_word(update: Update, context: Context, intent: P.Help) -> None:
 
 async def on_menu_press(update: Update, context: Context, press: MenuPress) -> None:
     """The /start menu buttons run the same handlers as the typed commands."""
-    from handlers import trade
-
     await answer_press(update)
     what = press.item
     if what == "positions":

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel import SQLModel
 
-import bot.db.models  # noqa: F401  (registers every table)
+from bot.db import models
 from bot.db.engine import is_postgres, is_sqlite, make_engine, migrate
 from bot.errors import ConfigError
 
@@ -34,8 +33,9 @@ class TableCount:
 
 
 def _tables() -> list[Table]:
-    # Parents before children, so foreign keys hold row by row.
-    return list(SQLModel.metadata.sorted_tables)
+    # Every table the models module declares, parents before children, so foreign keys
+    # hold row by row.
+    return list(models.SQLModel.metadata.sorted_tables)
 
 
 async def _count(conn: AsyncConnection, table: Table) -> int:
