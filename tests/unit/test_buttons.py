@@ -92,8 +92,8 @@ def test_order_ids_round_trip_for_real_uuids() -> None:
 
 
 def test_the_builders_send_the_old_strings() -> None:
-    from bot.feeds import _auto_buttons
-    from bot.trading import _buttons
+    from bot.feeds.book import _auto_buttons
+    from bot.trading.cards import _buttons
     from handlers.start import MENU
 
     def data(rows: list[list[B.Button]]) -> list[str]:
