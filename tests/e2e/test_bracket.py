@@ -209,3 +209,47 @@ async def test_tp_filled_while_the_bot_was_down_shrinks_the_sl_after_restart(
     await live(h).wait_ready(alice.id)
     await quiet(h)
     assert amends(h, key, sl_id) == 1 and count(alice, FOLLOWS) == 1
+
+
+async def test_paper_account_exits_follow_the_position(
+        h: Harness, restore_marks: None) -> None:
+    """Paper trading runs the same engine: TP1 shrinks the SL in place, the SL closing
+    the rest cancels TP2; a reduce-only stop the user placed themselves follows too."""
+    h.sim.engine.set_spread("XBTUSD", Decimal(0))
+    h.sim.engine.set_mark("XBTUSD", Decimal(60000))
+    alice = h.person("Alice")
+    await alice.send("/connect paper")
+    hub = h.svc.market_hub
+    assert hub is not None
+    await hub.wait_ready("mainnet")
+    paper = await h.svc.accounts.exchange(alice.id, "paper")
+    engine = paper.engine  # type: ignore[attr-defined]
+    acct = paper.account_id  # type: ignore[attr-defined]
+
+    async def follow(price: int) -> None:
+        h.sim.engine.set_mark("XBTUSD", Decimal(price))
+        await h.emu.wait_for(lambda: engine.instrument("XBTUSD").mark == Decimal(price),
+                             timeout=5)
+
+    await follow(60000)
+    await alice.send("/buy 300 btc sl 59000 tp 61000,62000")
+    await alice.press("✅ Confirm")
+    await alice.send("/sell 300 btc stop 58000 reduce")  # the user's own, through the bot
+    await alice.press("✅ Confirm")
+    book = {str(o["clOrdID"]).rsplit(":", 1)[-1]: o for o in engine.open_order_rows(acct)}
+    assert {"sl", "tp1", "tp2"} <= set(book) and len(book) == 4, alice.transcript
+    sl_id = book["sl"]["orderID"]
+
+    await follow(61100)  # TP1 takes 200 (the remainder of the split rides on it)
+    await wait_text(h, alice, FOLLOWS)
+    await wait_text(h, alice, "XBTUSD stop follows the position")
+    rows = {str(o["clOrdID"]).rsplit(":", 1)[-1]: o for o in engine.open_order_rows(acct)}
+    assert rows["sl"]["orderID"] == sl_id and rows["sl"]["orderQty"] == 100
+    assert [o["orderQty"] for o in rows.values() if o["stopPx"] == 58000] == [100]
+
+    await follow(58900)  # the SL closes the rest
+    await wait_text(h, alice, "Stop-loss hit")
+    await wait_text(h, alice, CLOSED)
+    await quiet(h)
+    assert engine.open_order_rows(acct) == []
+    assert "TP2 100 @" in next(t for t in alice.bot_texts if CLOSED in t)
