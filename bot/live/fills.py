@@ -181,6 +181,10 @@ class Fills(Bracket):
                 return
         if not placed:
             return
+        if plan.symbol:
+            # The position may have closed while these were being placed (or while the bot
+            # was down, before a restart placed them): they must not outlive it.
+            self._bracket_soon(w, plan.symbol)
         inst = await self._instrument(w.network, plan.symbol or "")
         parts = []
         if plan.sl is not None:

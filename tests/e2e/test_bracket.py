@@ -253,3 +253,26 @@ async def test_paper_account_exits_follow_the_position(
     await quiet(h)
     assert engine.open_order_rows(acct) == []
     assert "TP2 100 @" in next(t for t in alice.bot_texts if CLOSED in t)
+
+
+async def test_entry_filled_and_closed_while_down_leaves_no_exit(
+        h: Harness, restore_marks: None) -> None:
+    """The restart places the filled entry's exits late; the position is already gone (closed
+    on the website meanwhile), so they are cancelled again rather than left to trigger."""
+    alice, key = await trader(h)
+    m = mark(h)
+    entry = m - 1000
+    await alice.send(f"/buy 100 xbtusd limit {entry} sl {m - 2000} tp {m + 1000}")
+    await alice.press("✅ Confirm")
+
+    await h.stop()
+    h.sim.engine.set_mark("XBTUSD", entry - 50)  # the entry fills
+    acct = h.sim.account(key).id
+    h.sim.engine.place_order(acct, {"symbol": "XBTUSD", "side": "Sell", "orderQty": 100,
+                                    "ordType": "Market"})  # closed by hand, elsewhere
+    assert position(h, key) == 0
+    await h._boot()
+    await wait_text(h, alice, "Exits placed")
+    await wait_text(h, alice, CLOSED)
+    await quiet(h)
+    assert open_orders(h, key) == [], open_orders(h, key)
