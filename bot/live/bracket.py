@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bot import fmt
-from bot.errors import ExchangeError
+from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Order, Position
 from bot.live.base import EXIT_RE, LiveBase, Watch, qty_text
 
@@ -115,10 +115,11 @@ class Bracket(LiveBase):
                 return
             try:
                 await self.reconcile_exits(w, None if key[2] == ALL else key[2])
-            except ExchangeError as e:
-                # The next fill or reconnect reconciles again; nothing was guessed.
+            except (ExchangeError, UserError) as e:
+                # The next fill or reconnect reconciles again; nothing was guessed. (A
+                # UserError: the key was disconnected meanwhile.)
                 log.warning("exits of user %s on %s not reconciled: %s", w.user_id,
-                            w.network, e.message)
+                            w.network, e.message if isinstance(e, ExchangeError) else e)
 
     async def reconcile_exits(self, w: Watch, symbol: str | None = None) -> list[BracketPlan]:
         """Cancel orphaned exits and shrink stops to the position; tell the user per symbol."""
