@@ -17,17 +17,17 @@ from bot.live.base import (
     REPORTED_LIMIT,
     STOP_TYPES,
     TRIGGERED,
-    LiveBase,
     Watch,
     qty_text,
     to_decimal,
 )
+from bot.live.bracket import ALL, Bracket
 from bot.trading import CONFIRMED, PLACED, Plan
 
 log = logging.getLogger(__name__)
 
 
-class Fills(LiveBase):
+class Fills(Bracket):
     # --- fills --------------------------------------------------------------------------
 
     async def _report_fill(self, w: Watch, ex: Execution) -> None:
@@ -41,6 +41,9 @@ class Fills(LiveBase):
             await self._send(w.user_id, text, kind)
             if w.cursor is not None and w.cursor.advance(ex):
                 await self._save_cursor(w)
+        if ex.symbol:
+            # Any fill may have closed or shrunk the position: its exits follow (bracket).
+            self._bracket_soon(w, ex.symbol)
         if ex.ord_status == "Filled" and ex.cl_ord_id and ":" not in ex.cl_ord_id:
             self._spawn(self._exits_after_entry(w, ex), f"exits-{ex.cl_ord_id}")
 
@@ -102,8 +105,14 @@ class Fills(LiveBase):
     async def _on_table(self, w: Watch, table: str, action: str,
                         rows: list[dict[str, Any]]) -> None:
         """Stop triggers: execType TriggeredOrActivatedBySystem rows (the typed callbacks
-        only carry fills)."""
-        if w.closed or table != "execution" or action != "insert":
+        only carry fills); a position partial (start-up, every reconnect) reconciles the
+        exits with what happened while the bot or the socket was away."""
+        if w.closed:
+            return
+        if table == "position" and action == "partial":
+            self._bracket_soon(w, ALL)
+            return
+        if table != "execution" or action != "insert":
             return
         for row in rows:
             if row.get("execType") != TRIGGERED:
@@ -172,6 +181,10 @@ class Fills(LiveBase):
                 return
         if not placed:
             return
+        if plan.symbol:
+            # The position may have closed while these were being placed (or while the bot
+            # was down, before a restart placed them): they must not outlive it.
+            self._bracket_soon(w, plan.symbol)
         inst = await self._instrument(w.network, plan.symbol or "")
         parts = []
         if plan.sl is not None:

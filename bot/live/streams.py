@@ -112,6 +112,7 @@ class LiveUpdates(Fills, LiqWarnings, Deadman):
             w = Watch(user_id, network, paper)
             self._watches[key] = w
             self._subscribe(w, paper)
+            self._bracket_soon(w)  # a paper book restored from its state file
             return
         key_id, secret = await self.accounts.credentials(user_id, network)
         client = await self.accounts.exchange(user_id, network)

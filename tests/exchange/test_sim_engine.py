@@ -439,3 +439,29 @@ def test_clock_follows_wall_time() -> None:
     assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=1)
     clock.advance(3600)
     assert clock.now() - datetime.now(UTC) > timedelta(minutes=59)
+
+
+def test_amend_a_stop_in_place_as_bitmex_does(engine: Engine, acct: Account) -> None:
+    """The bracket's SL follows a TP by PUT /order: same orderID, orderQty or leavesQty,
+    stopPx on the tick; a cancelled or filled stop is refused (issue #14 item 2)."""
+    market(engine, acct, "XBTUSD", 300)
+    stop = engine.place_order(acct.id, {"symbol": "XBTUSD", "side": "Sell", "orderQty": 300,
+                                        "ordType": "Stop", "stopPx": 40000,
+                                        "execInst": "ReduceOnly", "clOrdID": "e:sl"})
+    amended = engine.amend_order(acct.id, {"orderID": stop["orderID"], "orderQty": 200})
+    assert (amended["orderID"], amended["orderQty"], amended["leavesQty"]) == (
+        stop["orderID"], 200, 200)
+    amended = engine.amend_order(acct.id, {"origClOrdID": "e:sl", "leavesQty": 100,
+                                           "stopPx": 41000})
+    assert (amended["orderQty"], amended["stopPx"], amended["ordStatus"]) == (
+        100, 41000, "New")
+    with pytest.raises(EngineError, match="Invalid stopPx tickSize"):
+        engine.amend_order(acct.id, {"orderID": stop["orderID"], "stopPx": "41000.25"})
+    with pytest.raises(EngineError, match="Invalid price"):
+        engine.amend_order(acct.id, {"orderID": stop["orderID"], "price": 41000})  # no limit
+    replaced = [r for r in engine.execution_rows(acct.id)
+                if r["orderID"] == stop["orderID"] and r["execType"] == "Replaced"]
+    assert len(replaced) == 2
+    engine.cancel_orders(acct.id, [stop["orderID"]])
+    with pytest.raises(EngineError, match="Invalid ordStatus"):
+        engine.amend_order(acct.id, {"orderID": stop["orderID"], "orderQty": 100})
