@@ -305,8 +305,10 @@ class AutoMode(ButtonData):
 
 # --- issue #14 item 5 (risk): size presets ---------------------------------------------
 
-PresetToken = Annotated[str, Text(r"[0-9a-z.$%]{1,20}")]
-StopText = Annotated[str, Text(r"-|[0-9]{1,13}(\.[0-9]{1,10})?")]
+# Sized so the longest press fits 64 bytes: `sz:Sell:` + 20 + `:` + 12 + `:` + 17 = 59.
+PresetSymbol = Annotated[str, Text(r"[A-Za-z0-9._-]{1,20}")]
+PresetToken = Annotated[str, Text(r"[0-9a-z.$%]{1,12}")]
+StopText = Annotated[str, Text(r"-|[0-9]{1,10}(\.[0-9]{1,6})?")]
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,6 @@ class PresetPress(ButtonData):
     prefix: ClassVar[str] = "sz"
     private: ClassVar[bool] = True
     side: Literal["Buy", "Sell"]
-    symbol: Symbol
+    symbol: PresetSymbol
     size: PresetToken
     sl: StopText

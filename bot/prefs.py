@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime, time, tzinfo
 from typing import TYPE_CHECKING
 
@@ -160,6 +161,14 @@ class Preferences:
         symbol = (intent.symbol or user.default_symbol).upper()
         presets = presets_of(user)
         sl = "-" if intent.sl is None else format(intent.sl, "f")
+        word = "buy" if intent.side == "Buy" else "sell"
+        # A button holds 64 bytes: a stop with many decimals (or an odd long symbol) cannot
+        # ride in one, and the typed command does the same.
+        if not re.fullmatch(r"-|[0-9]{1,10}(\.[0-9]{1,6})?", sl) or len(symbol) > 20:
+            raise UserError(f"Give the size in the command: /{word} SIZE "
+                            f"{html.escape(symbol.lower())}" + (
+                                f" sl {html.escape(sl)}" if intent.sl is not None else "")
+                            + ".")
         rows: list[list[Button]] = []
         for spec in presets:
             label = P.preset_label(spec)
@@ -172,7 +181,6 @@ class Preferences:
         if intent.sl is not None:
             lines.append(f"Stop-loss {html.escape(format(intent.sl, 'f'))} goes with it.")
         elif any(s.kind == "risk" for s in presets):
-            word = "buy" if intent.side == "Buy" else "sell"
             lines.append(f"Risk presets size from a stop: /{word} {html.escape(symbol.lower())} "
                          "sl PRICE shows them ready.")
         lines.append("Change these: /settings presets $50 $200 2% risk 10%")

@@ -318,7 +318,7 @@ def parse_presets(words: list[str], book: SymbolBook) -> tuple[SizeSpec, ...]:
     if len(set(out)) != len(out):
         raise UserError("The same preset is given twice.")
     for spec in out:
-        if len(preset_token(spec)) > 20:
+        if len(preset_token(spec)) > 12:  # it rides in a button (bot/buttons.py PresetPress)
             raise UserError(f"{shown(str(spec))} is too long for a button.")
     return tuple(out)
 
