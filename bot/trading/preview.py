@@ -107,8 +107,9 @@ class Previews(CardBook):
                     else SizeSpec("coin", size.value, inst.underlying))
             notes.append(f"{fmt.num(o.size.value)} read as "
                          f"{'USD' if unit == 'usd' else inst.underlying} (/settings unit)")
+        risk_note: list[str] = []
         if size.kind == "risk":
-            raw_qty = self._risk_contracts(inst, o, m, price or stop_px or ref, notes)
+            raw_qty = self._risk_contracts(inst, o, m, price or stop_px or ref, risk_note)
         else:
             # `10%` on cross means 10 % of the balance as notional (1x), never 100x of it.
             raw_qty = await self._contracts(ex, inst, size, ref, iso_lev or Decimal(1))
@@ -198,7 +199,7 @@ class Previews(CardBook):
         if exits:
             lines.append(" · ".join(exits) + " (reduce-only, after entry fills)")
         if sl is not None and qty > 0 and not o.reduce_only:
-            lines += await self._risk_lines(ex, inst, side, qty, entry, sl, tps, m)
+            lines += risk_note + await self._risk_lines(ex, inst, side, qty, entry, sl, tps, m)
         if notes:
             lines.append("Rounded: " + "; ".join(notes))
         for w in warnings:
@@ -359,8 +360,8 @@ class Previews(CardBook):
         Previews._check_exits(o.side, entry, (), sl)
         budget = Decimal(m.margin_balance) * pct / 100
         per = sizing.loss_per_contract(inst, o.side, entry, sl)
-        notes.append(f"{fmt.num(pct)}% risk of {fmt.money(m.margin_balance, m.currency)} "
-                     f"= {fmt.money(budget, m.currency)} at the stop")
+        notes.append(f"Sized: {fmt.num(pct)}% risk of {fmt.money(m.margin_balance, m.currency)} "
+                     f"margin balance = {fmt.money(budget, m.currency)} at the stop")
         return budget / per
 
     async def _settle_usd(self, ex: Exchange, inst: Instrument,
