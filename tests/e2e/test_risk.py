@@ -159,3 +159,22 @@ async def test_settings_presets_and_a_stale_press(h: Harness) -> None:
     assert "presets: $100 · $500 · 1% risk · 5% of margin" in alice.last_text
     await alice.send("/buy btc")
     assert [b for row in alice.last.buttons for b in row][:2] == ["$100", "$500"]
+
+
+async def test_risk_sizing_on_a_paper_account(h: Harness) -> None:
+    # The paper account (1 XBT) sizes the same way: 16,600 contracts at 60,000 / 58,000.
+    alice = h.person("Alice")
+    await alice.send("/connect paper")
+    hub = h.svc.market_hub
+    assert hub is not None
+    await hub.wait_ready("mainnet")
+    paper = await h.svc.accounts.exchange(alice.id, "paper")
+    await h.emu.wait_for(
+        lambda: paper.engine.instrument("XBTUSD").mark == Decimal(60000), timeout=5)  # type: ignore[attr-defined]
+    card = await alice.send("/buy btc risk 1% sl 58k")
+    assert card is not None
+    assert (card.content or "").startswith("BUY 16,600 XBTUSD · Market · paper"), card.content
+    await alice.press("✅ Confirm", card)
+    assert "Filled" in (card.content or "")
+    await alice.send("/positions")
+    assert "XBTUSD Long 16,600" in alice.last_text
