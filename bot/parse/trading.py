@@ -257,14 +257,14 @@ DEFAULT_PRESETS: tuple[SizeSpec, ...] = (
     SizeSpec("risk", Decimal(1)), SizeSpec("percent", Decimal(5)),
 )
 MAX_PRESETS = 4
-# How a preset is stored and carried in a button: `$100`, `5%`, `1%r`, `100`, `0.01xbt`.
-_TOKEN_RE = re.compile(r"^(?:\$(?P<usd>[0-9.]+)|(?P<pct>[0-9.]+)%(?P<r>r?)|(?P<n>[0-9.]+)"
+# How a preset is stored and carried in a button: `$100`, `5%`, `1%risk`, `100`, `0.01xbt`.
+_TOKEN_RE = re.compile(r"^(?:\$(?P<usd>[0-9.]+)|(?P<pct>[0-9.]+)%(?P<r>(?:risk)?)|(?P<n>[0-9.]+)"
                        r"(?P<coin>[a-z]{2,6})?)$")
 
 
 def preset_token(spec: SizeSpec) -> str:
     v = format(spec.value.normalize(), "f")
-    return {"usd": f"${v}", "percent": f"{v}%", "risk": f"{v}%r", "contracts": v,
+    return {"usd": f"${v}", "percent": f"{v}%", "risk": f"{v}%risk", "contracts": v,
             "coin": f"{v}{(spec.coin or '').lower()}"}[spec.kind]
 
 

@@ -78,6 +78,17 @@ async def test_risk_sizing_for_inverse_quanto_and_linear(h: Harness) -> None:
     assert usdt["orderQty"] == 47800
 
 
+async def test_every_order_with_a_stop_shows_its_loss_and_r(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    # 1,000 contracts * 60.0143678 XBt = 60,014 XBt = 0.00060014 XBT, $36.01 at 60,000;
+    # TP 70,000: (1e8*(1/60000 - 1/70000) - 0.00075*(1666.667 + 1428.571)) / 60.0144 = 3.93R
+    await alice.send("/buy 1000 btc sl 58k tp 65k,70k")
+    card = alice.last_text
+    assert "Loss at stop ≈ 0.00060014 XBT ($36.01) incl. fees · 0.06 % of margin balance" in card
+    assert "R: TP 65,000.0 = 2.1R · TP 70,000.0 = 3.9R" in card
+    assert "Sized:" not in card
+
+
 async def test_risk_refusals_change_nothing(h: Harness) -> None:
     alice, key = await h.connected("Alice")
     await alice.send("/buy btc risk 1%")
@@ -178,3 +189,20 @@ async def test_risk_sizing_on_a_paper_account(h: Harness) -> None:
     assert "Filled" in (card.content or "")
     await alice.send("/positions")
     assert "XBTUSD Long 16,600" in alice.last_text
+
+
+async def test_a_forged_preset_press_is_refused_in_one_line(h: Harness) -> None:
+    # A modified client can send any data: a risk preset over 10 % (no /settings would
+    # store one), a size token of no shape of ours, a symbol the exchange lacks.
+    alice, key = await h.connected("Alice")
+    for data, reply in (("sz:Buy:XBTUSD:50%risk:58000", "Risk 50% is over 10%"),
+                        ("sz:Buy:XBTUSD:5.5.5%:-", "That button is out of date"),
+                        ("sz:Buy:NOPEUSD:$100:-", "Unknown symbol NOPEUSD")):
+        await alice.send("/buy btc")
+        menu = alice.last
+        assert menu.reply_markup is not None
+        menu.reply_markup["inline_keyboard"][0][0]["callback_data"] = data
+        await alice.press(data, menu)
+        assert reply in alice.last_text, (data, alice.last_text)
+        assert not alice.last.buttons
+    assert all_orders(h, key) == []

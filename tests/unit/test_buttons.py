@@ -53,7 +53,7 @@ OLD_FORMATS: list[tuple[str, ButtonData]] = [
     ("pc:PXBT150KZ26", ClosePositionRow("PXBT150KZ26")),
     ("pc:XBTZ26", ClosePositionRow("XBTZ26")),
     ("sz:Buy:XBTUSD:$100:-", PresetPress("Buy", "XBTUSD", "$100", "-")),  # issue #14 presets
-    ("sz:Sell:ETHUSD:1%r:3200.5", PresetPress("Sell", "ETHUSD", "1%r", "3200.5")),
+    ("sz:Sell:ETHUSD:1%risk:3200.5", PresetPress("Sell", "ETHUSD", "1%risk", "3200.5")),
     ("k:d:testnet", ForgetKey("testnet")),   # /disconnect: f"k:d:{network}"
     ("k:d:mainnet", ForgetKey("mainnet")),
     ("k:d:paper", ForgetKey("paper")),

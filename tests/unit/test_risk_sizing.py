@@ -9,7 +9,7 @@ import pytest
 
 from bot.errors import UserError
 from bot.exchange.types import Instrument
-from bot.parse import Order, PickSize, Settings, SizeSpec, SymbolBook, parse
+from bot.parse import Order, PickSize, Settings, SizeSpec, SymbolBook, help_text, parse
 from bot.parse.trading import (
     DEFAULT_PRESETS,
     parse_presets,
@@ -108,7 +108,8 @@ def p(text: str) -> object:
     ("/buy btc", PickSize(side="Buy", symbol="XBTUSD")),
     ("/sell eth", PickSize(side="Sell", symbol="ETHUSD")),
     ("/buy btc sl 58k", PickSize(side="Buy", symbol="XBTUSD", sl=D(58000))),
-    ("/settings presets $50 $200 2% risk 10%", Settings(key="presets", value="$50 $200 2%r 10%")),
+    ("/settings presets $50 $200 2% risk 10%",
+     Settings(key="presets", value="$50 $200 2%risk 10%")),
     ("/settings presets 100 0.01btc", Settings(key="presets", value="100 0.01xbt")),
     ("/settings presets default", Settings(key="presets", value="default")),
 ])
@@ -150,8 +151,15 @@ def test_presets_round_trip_through_their_tokens() -> None:
 
 def test_a_risk_preset_without_a_stop_says_what_to_type() -> None:
     with pytest.raises(UserError) as e:
-        preset_order("Buy", "XBTUSD", "1%r", None)
+        preset_order("Buy", "XBTUSD", "1%risk", None)
     assert "1% risk sizes from the stop: send /buy xbtusd sl PRICE" in str(e.value)
     assert preset_order("Sell", "ETHUSD", "$100", None) == Order(
         side="Sell", size=SizeSpec("usd", D(100)), symbol="ETHUSD")
-    assert preset_order("Buy", "XBTUSD", "1%r", D(58000)).sl == 58000
+    assert preset_order("Buy", "XBTUSD", "1%risk", D(58000)).sl == 58000
+
+
+def test_help_tells_risk_and_presets() -> None:
+    buy = help_text("buy")
+    assert "risk N% sl PX" in buy and "over 10% needs force" in buy
+    assert "/settings presets" in buy
+    assert "presets default resets them" in help_text("settings")
