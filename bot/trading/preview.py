@@ -198,8 +198,9 @@ class Previews(CardBook):
             exits.append(f"SL {fmt.price(inst, sl)}")
         if exits:
             lines.append(" · ".join(exits) + " (reduce-only, after entry fills)")
+        lines += risk_note  # also when it rounds to 0 lots: it says what was sized from
         if sl is not None and qty > 0 and not o.reduce_only:
-            lines += risk_note + await self._risk_lines(ex, inst, side, qty, entry, sl, tps, m)
+            lines += await self._risk_lines(ex, inst, side, qty, entry, sl, tps, m)
         if notes:
             lines.append("Rounded: " + "; ".join(notes))
         for w in warnings:
@@ -372,7 +373,7 @@ class Previews(CardBook):
             return Decimal(to_unit(units, "USDt"))
         if inst.settl_currency != "XBt":
             return None
-        px = inst.last_price or inst.mark_price if inst.symbol == "XBTUSD" else None
+        px = (inst.last_price or inst.mark_price) if inst.symbol == "XBTUSD" else None
         if px is None:
             try:
                 xbt = await ex.instrument("XBTUSD")

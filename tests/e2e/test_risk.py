@@ -100,7 +100,11 @@ async def test_risk_refusals_change_nothing(h: Harness) -> None:
     assert "stop-loss must be below the entry price" in alice.last_text
     await alice.send("/buy 100 btc risk 1% sl 58k")
     assert "Give a size or risk, not both" in alice.last_text
-    assert all(not m.buttons for m in alice.messages)  # no card to confirm
+    # 0.001 % of 1 XBT = 1,000 XBt / 60.0143678 = 16.7 contracts: below one lot of 100.
+    await alice.send("/buy btc risk 0.001% sl 58k")
+    assert "Sized: 0.001% risk of 1.00000 XBT margin balance" in alice.last_text
+    assert "below one lot (100 contracts)" in alice.last_text
+    assert all("✅ Confirm" not in b for m in alice.messages for row in m.buttons for b in row)
     assert all_orders(h, key) == []
 
     # force takes it: 15 % is 15,000,000 XBt / 60.0143678 = 249,940 -> 249,900.
