@@ -20,8 +20,6 @@ from bot.side import Side
 # fee only makes the size smaller, never the loss larger.
 TAKER_FEE = Decimal("0.00075")
 ZERO = Decimal(0)
-# Above this share of the margin balance a risk size needs `force` (issue #14).
-RISK_LIMIT = Decimal(10)
 
 
 def loss_per_contract(inst: Instrument, side: Side, entry: Decimal, stop: Decimal,
