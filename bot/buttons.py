@@ -301,3 +301,25 @@ class AutoMode(ButtonData):
     feed_id: int
     on: bool
 
+
+
+# --- issue #14 item 5 (risk): size presets ---------------------------------------------
+
+# Sized so the longest press fits 64 bytes: `sz:Sell:` + 20 + `:` + 12 + `:` + 17 = 59.
+PresetSymbol = Annotated[str, Text(r"[A-Za-z0-9._-]{1,20}")]
+PresetToken = Annotated[str, Text(r"[0-9a-z.$%]{1,12}")]
+StopText = Annotated[str, Text(r"-|[0-9]{1,10}(\.[0-9]{1,6})?")]
+
+
+@dataclass(frozen=True)
+class PresetPress(ButtonData):
+    """A size preset under `/buy SYM` without a size: opens that order's preview card.
+    It carries the size itself (a token of bot/parse/trading.py) and the stop-loss, or
+    "-", so a press after the presets changed does what its label said."""
+
+    prefix: ClassVar[str] = "sz"
+    private: ClassVar[bool] = True
+    side: Literal["Buy", "Sell"]
+    symbol: PresetSymbol
+    size: PresetToken
+    sl: StopText

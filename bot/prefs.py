@@ -1,20 +1,22 @@
 """Per-user preferences: time zone, /settings, and what the delivery queue needs to know.
 
-`unit` and `btc` have no columns of their own: they live in User.notify_prefs (a JSON
-map of settings) under those keys, beside the notification modes per kind.
+`unit`, `btc` and `presets` have no columns of their own: they live in User.notify_prefs
+(a JSON map of settings) under those keys, beside the notification modes per kind.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime, time, tzinfo
 from typing import TYPE_CHECKING
 
 from bot import parse as P
+from bot.buttons import PresetPress, button
 from bot.db.models import User
 from bot.errors import UserError
-from bot.notify import Audience
-from bot.parse.values import parse_zone, zone_info
+from bot.notify import Audience, Button
+from bot.parse.values import SizeSpec, parse_zone, zone_info
 
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,6 +40,16 @@ def _hhmm(text: str | None) -> time | None:
         return None
     hh, mm = text.split(":")
     return time(int(hh), int(mm))
+
+
+def presets_of(user: User) -> tuple[SizeSpec, ...]:
+    """The user's size presets (`/settings presets`), the defaults when unset or unreadable."""
+    stored = (user.notify_prefs or {}).get("presets")
+    if not isinstance(stored, str) or not stored:
+        return P.DEFAULT_PRESETS
+    specs = [P.size_from_token(t) for t in stored.split()[:4]]
+    out = tuple(s for s in specs if s is not None)
+    return out or P.DEFAULT_PRESETS
 
 
 def audience_of(user: User) -> Audience:
@@ -84,6 +96,11 @@ class Preferences:
                 user.default_symbol = value
             elif key in ("btc", "unit"):
                 prefs[key] = value
+            elif key == "presets":
+                if value == "default":
+                    prefs.pop("presets", None)
+                else:
+                    prefs["presets"] = value  # tokens, space-separated (a str map)
             elif key == "confirm":
                 user.confirm_timeout = int(value)
             elif key == "quiet":
@@ -117,6 +134,8 @@ class Preferences:
             f"btc: <b>{html.escape(str(prefs.get('btc') or 'XBTUSD'))}</b>",
             f"unit: <b>{html.escape(str(prefs.get('unit') or 'contracts'))}</b>",
             f"confirm: <b>{user.confirm_timeout} s</b>",
+            "presets: <b>" + html.escape(" · ".join(P.preset_label(p) for p in presets_of(user)))
+            + "</b>",
             f"quiet: <b>{quiet}</b> ({html.escape(user.tz)}"
             + ("; messages arrive silently then)" if quiet != "off" else ")"),
             "notify:",
@@ -127,3 +146,42 @@ class Preferences:
                      "<code>/settings quiet 23:00-07:00</code>, "
                      "<code>/settings notify alerts silent</code>")
         return "\n".join(lines)
+
+    async def pick_size(self, user_id: int, intent: P.PickSize) -> tuple[str, list[list[Button]]]:
+        """`/buy btc` without a size: the presets as buttons (issue #14 item 5).
+
+        A button carries the size itself, not an index into the presets: a press after
+        /settings presets changed them still does what its label says, and only opens a
+        preview (nothing is placed without Confirm). The risk preset needs a stop: with
+        `sl` in the command it is ready; without, its label says so and a press answers
+        with the command to type (one line, nothing opened).
+        """
+        async with self.db.session() as s:
+            user = await self._user(s, user_id)
+        symbol = (intent.symbol or user.default_symbol).upper()
+        presets = presets_of(user)
+        sl = "-" if intent.sl is None else format(intent.sl, "f")
+        word = "buy" if intent.side == "Buy" else "sell"
+        # A button holds 64 bytes: a stop with many decimals (or an odd long symbol) cannot
+        # ride in one, and the typed command does the same.
+        if not re.fullmatch(r"-|[0-9]{1,10}(\.[0-9]{1,6})?", sl) or len(symbol) > 20:
+            raise UserError(f"Give the size in the command: /{word} SIZE "
+                            f"{html.escape(symbol.lower())}" + (
+                                f" sl {html.escape(sl)}" if intent.sl is not None else "")
+                            + ".")
+        rows: list[list[Button]] = []
+        for spec in presets:
+            label = P.preset_label(spec)
+            if spec.kind == "risk" and intent.sl is None:
+                label += " · needs sl"
+            rows.append([button(label, PresetPress(intent.side, symbol, P.preset_token(spec),
+                                                   sl))])
+        head = f"<b>{intent.side.upper()} {html.escape(symbol)} · how much?</b>"
+        lines = [head, "Pick a size; the preview with Confirm comes next."]
+        if intent.sl is not None:
+            lines.append(f"Stop-loss {html.escape(format(intent.sl, 'f'))} goes with it.")
+        elif any(s.kind == "risk" for s in presets):
+            lines.append(f"Risk presets size from a stop: /{word} {html.escape(symbol.lower())} "
+                         "sl PRICE shows them ready.")
+        lines.append("Change these: /settings presets $50 $200 2% risk 10%")
+        return "\n".join(lines), rows

@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+from decimal import Decimal
 
 from telegram import CallbackQuery, Update
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
 from bot import parse as P
-from bot.buttons import ButtonData, CancelOrderRow, CardPress, ClosePositionRow, button
+from bot.buttons import (
+    ButtonData,
+    CancelOrderRow,
+    CardPress,
+    ClosePositionRow,
+    PresetPress,
+    button,
+)
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Instrument
 from bot.trading import Card
@@ -35,6 +43,26 @@ async def order(update: Update, context: Context, intent: P.Order) -> None:
     uid, cid = context.user_id, context.chat_id
     await show_card(update, context, await context.services.trading.preview_order(uid, cid,
                                                                                    intent))
+
+
+async def pick_size(update: Update, context: Context, intent: P.PickSize) -> None:
+    """/buy SYM without a size: the user's size presets as buttons."""
+    text, rows = await context.services.prefs.pick_size(context.user_id, intent)
+    await reply(update, text, reply_markup=markup(rows))
+
+
+async def on_preset_press(update: Update, context: Context, press: PresetPress) -> None:
+    """A size preset: the usual preview card (nothing is placed without its Confirm)."""
+    await answer_press(update)  # at once: the card needs BitMEX, which may be slow
+    sl = None if press.sl == "-" else Decimal(press.sl)
+    try:
+        intent = P.preset_order(press.side, press.symbol, press.size, sl)
+        card = await context.services.trading.preview_order(context.user_id,
+                                                            context.chat_id, intent)
+    except UserError as e:
+        await reply(update, str(e))
+        return
+    await show_card(update, context, card)
 
 
 async def close(update: Update, context: Context, intent: P.Close) -> None:
@@ -187,6 +215,7 @@ async def on_row_press(update: Update, context: Context,
 # What each intent of this area runs (handlers/__init__.py register).
 ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Order: order,
+    P.PickSize: pick_size,
     P.Close: close,
     P.CancelOrder: cancel,
     P.CancelAll: cancel,
@@ -200,4 +229,5 @@ BUTTONS: dict[type[ButtonData], PressHandler] = {
     CardPress: on_card_press,
     CancelOrderRow: on_row_press,
     ClosePositionRow: on_row_press,
+    PresetPress: on_preset_press,
 }

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal, cast
 
 from bot.errors import UserError
 from bot.parse.table import Command, Intent, Menu, plain
+from bot.parse.trading import parse_presets, preset_token
 from bot.parse.values import SymbolBook, parse_hhmm, parse_seconds, parse_zone, shown, zone_info
 from bot.parse.words import NETWORKS, Args, Tok, unexpected
 
@@ -121,7 +122,7 @@ def _tz(name: str, args: Args, book: SymbolBook) -> Tz:
     return Tz(zone=zone, offset_minutes=offset)
 
 
-_SETTING_KEYS = ("symbol", "btc", "unit", "confirm", "quiet", "notify")
+_SETTING_KEYS = ("symbol", "btc", "unit", "confirm", "quiet", "notify", "presets")
 
 _NOTIFY_KINDS = ("fills", "orders", "liquidations", "alerts", "summaries", "feeds")
 
@@ -141,6 +142,11 @@ def _settings(name: str, args: Args, book: SymbolBook) -> Settings:
         if toks[1].low not in ("on", "off", "silent"):
             raise UserError("Write on, off or silent.")
         return Settings(key=key, value=f"{toks[0].low} {toks[1].low}")
+    if key == "presets":  # `$50 $200 2% risk 10%`, stored as tokens (bot/parse/trading.py)
+        if len(toks) == 1 and toks[0].low == "default":
+            return Settings(key=key, value="default")
+        presets = parse_presets([t.raw for t in toks], book)
+        return Settings(key=key, value=" ".join(preset_token(p) for p in presets))
     if len(toks) > 1:
         raise unexpected(toks[1])
     t = toks[0]
@@ -201,7 +207,10 @@ COMMANDS = (
     Command(
         "settings", (Settings,), _settings, "/settings [key value]", "/settings confirm 30",
         ("Keys: symbol SYM · btc XBTUSD|XBTUSDT · unit contracts|usd|coin · confirm SECONDS "
-         "· quiet HH:MM-HH:MM|off · notify KIND on|off|silent",),
+         "· quiet HH:MM-HH:MM|off · notify KIND on|off|silent",
+         "presets: 1 to 4 size buttons for /buy SYM without a size, e.g. "
+         "/settings presets $50 $200 2% risk 10% (10% = of margin); presets default "
+         "resets them.",),
         where="private", menu=Menu(12, "preferences"),
     ),
 )

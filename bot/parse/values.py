@@ -159,7 +159,7 @@ def parse_range(word: str, what: str = "entry") -> tuple[Decimal, Decimal]:
 
 # ---------------------------------------------------------------------------------- sizes
 
-SizeKind = Literal["contracts", "usd", "coin", "percent"]
+SizeKind = Literal["contracts", "usd", "coin", "percent", "risk"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,8 @@ class SizeSpec:
     """How much to trade, before contract math: the trading service turns it into contracts.
 
     contracts: `value` contracts; usd: `value` USD notional; coin: `value` of `coin`
-    (e.g. XBT, ETH) notional; percent: `value`% of available margin at the leverage in force.
+    (e.g. XBT, ETH) notional; percent: `value`% of available margin at the leverage in force;
+    risk: as many contracts as lose `value`% of the margin balance at the stop (issue #14).
     """
 
     kind: SizeKind
@@ -180,6 +181,8 @@ class SizeSpec:
             return f"${v}"
         if self.kind == "percent":
             return f"{v}%"
+        if self.kind == "risk":
+            return f"{v}% risk"
         if self.kind == "coin":
             return f"{v}{(self.coin or '').lower()}"
         return v

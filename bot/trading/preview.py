@@ -12,9 +12,18 @@ from bot import fmt
 from bot import parse as P
 from bot.errors import ExchangeError, NotFound, UserError
 from bot.exchange import contracts
-from bot.exchange.types import Exchange, Instrument, Margin, Order, Position
+from bot.exchange.types import (
+    Exchange,
+    Instrument,
+    Margin,
+    Order,
+    Position,
+    display_currency,
+    to_unit,
+)
 from bot.parse.values import SizeSpec
 from bot.side import Side
+from bot.trading import sizing
 from bot.trading.cards import ZERO, Card, CardBook, Plan, plain_reason
 
 DEFAULT_LEVERAGE = Decimal(10)
@@ -98,8 +107,12 @@ class Previews(CardBook):
                     else SizeSpec("coin", size.value, inst.underlying))
             notes.append(f"{fmt.num(o.size.value)} read as "
                          f"{'USD' if unit == 'usd' else inst.underlying} (/settings unit)")
-        # `10%` on cross means 10 % of the balance as notional (1x), never 100x of it.
-        raw_qty = await self._contracts(ex, inst, size, ref, iso_lev or Decimal(1))
+        risk_note: list[str] = []
+        if size.kind == "risk":
+            raw_qty = self._risk_contracts(inst, o, m, price or stop_px or ref, risk_note)
+        else:
+            # `10%` on cross means 10 % of the balance as notional (1x), never 100x of it.
+            raw_qty = await self._contracts(ex, inst, size, ref, iso_lev or Decimal(1))
         rq = contracts.round_qty(inst, raw_qty)
         qty = rq.value
         shown_raw = raw_qty.quantize(Decimal("0.01"))
@@ -185,6 +198,9 @@ class Previews(CardBook):
             exits.append(f"SL {fmt.price(inst, sl)}")
         if exits:
             lines.append(" · ".join(exits) + " (reduce-only, after entry fills)")
+        lines += risk_note  # also when it rounds to 0 lots: it says what was sized from
+        if sl is not None and qty > 0 and not o.reduce_only:
+            lines += await self._risk_lines(ex, inst, side, qty, entry, sl, tps, m)
         if notes:
             lines.append("Rounded: " + "; ".join(notes))
         for w in warnings:
@@ -328,6 +344,68 @@ class Previews(CardBook):
         return await self._store(user, chat_id, plan, lines, False)
 
     @staticmethod
+    def _risk_contracts(inst: Instrument, o: P.Order, m: Margin | None, entry: Decimal,
+                        notes: list[str]) -> Decimal:
+        """Contracts (unrounded) that lose `risk`% of the margin balance at the stop, fees
+        included; the caller rounds down to the lot, so the loss never exceeds it."""
+        pct = o.size.value
+        if o.sl is None:
+            raise UserError("Risk sizing needs a stop-loss: add sl PRICE.")
+        if pct > P.RISK_LIMIT and not o.force:
+            raise UserError(f"Risk {fmt.num(pct)}% is over {fmt.num(P.RISK_LIMIT)}% of your "
+                            f"margin balance. If you mean it: risk {fmt.num(pct)}% force.")
+        if m is None or m.margin_balance <= 0:
+            raise UserError(f"No margin balance in {display_currency(inst.settl_currency)} "
+                            f"to size a risk order for {inst.symbol} from.")
+        sl = contracts.round_price(inst, o.sl).value
+        Previews._check_exits(o.side, entry, (), sl)
+        budget = Decimal(m.margin_balance) * pct / 100
+        per = sizing.loss_per_contract(inst, o.side, entry, sl)
+        notes.append(f"Sized: {fmt.num(pct)}% risk of {fmt.money(m.margin_balance, m.currency)} "
+                     f"margin balance = {fmt.money(budget, m.currency)} at the stop")
+        return budget / per
+
+    async def _settle_usd(self, ex: Exchange, inst: Instrument,
+                          units: Decimal) -> Decimal | None:
+        """USD worth of an amount in the settlement currency: USDT counts as USD, XBt
+        through XBTUSD's price."""
+        if inst.settl_currency == "USDt":
+            return Decimal(to_unit(units, "USDt"))
+        if inst.settl_currency != "XBt":
+            return None
+        px = (inst.last_price or inst.mark_price) if inst.symbol == "XBTUSD" else None
+        if px is None:
+            try:
+                xbt = await ex.instrument("XBTUSD")
+            except ExchangeError:
+                return None
+            px = xbt.last_price or xbt.mark_price
+        return Decimal(to_unit(units, "XBt")) * px if px else None
+
+    async def _risk_lines(self, ex: Exchange, inst: Instrument, side: Side, qty: Decimal,
+                          entry: Decimal, sl: Decimal, tps: tuple[Decimal, ...],
+                          m: Margin | None) -> list[str]:
+        """The loss at the stop in coin and USD (fees included), its share of the margin
+        balance, and each take-profit's R-multiple."""
+        if (sl >= entry) if side == "Buy" else (sl <= entry):
+            return []  # refused by _check_exits already; nothing meaningful to show
+        loss = sizing.loss_at_stop(inst, side, qty, entry, sl)
+        line = f"Loss at stop ≈ {fmt.money(loss, inst.settl_currency)}"
+        usd = await self._settle_usd(ex, inst, loss)
+        if usd is not None:
+            line += f" (${fmt.num(usd, 2)})"
+        line += " incl. fees"
+        if m is not None and m.margin_balance > 0:
+            line += f" · {fmt.pct(loss / Decimal(m.margin_balance) * 100, 2, signed=False)} " \
+                    "of margin balance"
+        out = [line]
+        if tps:
+            out.append("R: " + " · ".join(
+                f"TP {fmt.price(inst, tp)} = "
+                f"{fmt.num(sizing.r_multiple(inst, side, entry, sl, tp), 1)}R" for tp in tps))
+        return out
+
+    @staticmethod
     def _entry_after(inst: Instrument, pos: Position | None, signed: Decimal,
                      entry: Decimal) -> Decimal:
         """The position's average entry once this order fills: adding averages (harmonic
@@ -393,6 +471,8 @@ class Previews(CardBook):
                          lev: Decimal) -> Decimal:
         if size.kind == "contracts":
             return Decimal(size.value)
+        if size.kind == "risk":
+            raise UserError("Risk sizing is for new orders: give a size here.")
         if size.kind == "usd":
             xbt = None
             if contracts.needs_xbt_price(inst):

@@ -14,6 +14,7 @@ WORDS = [
     "1e9", "60k", "1.5m", "$500", "500usd", "0.01btc", "10%", "150%", "nan", "inf", "60,000",
     "cross", "above", "below", "move", "funding", "in", "1h", "/connect", "testnet", "paper",
     "/use", "/help", "/start", "/settings", "/tz", "UTC+3", "Europe/Berlin", "<b>", "&", "'",
+    "risk", "1%", "15%", "force", "presets", "default",  # issue #14: risk sizing, presets
 ]
 
 messages = st.one_of(
@@ -44,3 +45,38 @@ async def _setup(h: Harness) -> Person:
     h._fuzz_person = person  # type: ignore[attr-defined]
     h._fuzz_key = key  # type: ignore[attr-defined]
     return person
+
+
+# Issue #14 item 5: the size presets' buttons, pressed in any order after any /buy or /sell
+# without a size (and after /settings presets changed them): a preview at most, never an
+# order, never an error.
+preset_asks = st.tuples(
+    st.sampled_from(["/buy", "/sell", "buy", "/long"]),
+    st.sampled_from(["", "btc", "eth", "XBTUSDT", "ethusdt"]),
+    st.sampled_from(["", "sl 58k", "sl 62k", "sl 3100", "sl 0.5"]),
+    st.sampled_from(["", "/settings presets $50 2% risk 10 0.01btc", "/settings presets default",
+                     "/settings presets 15% risk"]),
+    st.integers(0, 3),
+)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ask=preset_asks)
+async def test_preset_presses_never_break_and_never_place(
+        h: Harness, ask: tuple[str, str, str, str, int]) -> None:
+    person: Person = getattr(h, "_fuzz_person", None) or await _setup(h)
+    key = h._fuzz_key  # type: ignore[attr-defined]
+    h.svc.ratelimit.burst = 1e9
+    verb, symbol, sl, settings_text, pick = ask
+    before = len(person.bot_texts)
+    if settings_text:
+        await person.send(settings_text)
+    menu = await person.send(" ".join(w for w in (verb, symbol, sl) if w))
+    if menu is not None and menu.buttons:
+        labels = [b for row in menu.buttons for b in row]
+        await person.press(labels[pick % len(labels)], menu)
+    for reply in person.bot_texts[before:]:
+        assert "went wrong" not in reply, (ask, reply)
+        assert "Traceback" not in reply
+    assert h.sim.engine.order_rows(h.sim.account(key).id) == [], ask

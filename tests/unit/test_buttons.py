@@ -27,6 +27,7 @@ from bot.buttons import (
     ForgetKey,
     KeepKey,
     MenuPress,
+    PresetPress,
     Text,
     button,
     decode,
@@ -51,6 +52,8 @@ OLD_FORMATS: list[tuple[str, ButtonData]] = [
     ("pc:XBT_USDT", ClosePositionRow("XBT_USDT")),
     ("pc:PXBT150KZ26", ClosePositionRow("PXBT150KZ26")),
     ("pc:XBTZ26", ClosePositionRow("XBTZ26")),
+    ("sz:Buy:XBTUSD:$100:-", PresetPress("Buy", "XBTUSD", "$100", "-")),  # issue #14 presets
+    ("sz:Sell:ETHUSD:1%risk:3200.5", PresetPress("Sell", "ETHUSD", "1%risk", "3200.5")),
     ("k:d:testnet", ForgetKey("testnet")),   # /disconnect: f"k:d:{network}"
     ("k:d:mainnet", ForgetKey("mainnet")),
     ("k:d:paper", ForgetKey("paper")),
@@ -117,6 +120,7 @@ LONGEST: list[ButtonData] = [
     DeleteAlert(MAX_ID),
     FollowSignal(MAX_ID),
     AutoMode(MAX_ID, True),
+    PresetPress("Sell", "X" * 20, "0.0001234xbt", "9999999999.999999"),
 ]
 
 
@@ -236,7 +240,7 @@ def test_decode_never_raises_and_what_decodes_is_canonical(data: str) -> None:
 
 def test_private_kinds_are_the_ones_that_act_on_the_pressers_account() -> None:
     # Before the codec the gate refused these prefixes in groups (PRIVATE_BUTTONS).
-    old_private = ("t:", "oc:", "pc:", "k:", "m:")
+    old_private = ("t:", "oc:", "pc:", "k:", "m:", "sz:")  # sz: size presets (issue #14)
     for prefix, kind in KINDS.items():
         assert kind.private == (prefix + ":").startswith(old_private), prefix
 

@@ -40,6 +40,7 @@ VOCAB = [
     "1h", "4h", "15m", "24h", "1d", "7d", "30d", "Europe/Berlin", "UTC+3", "UTC-5:30",
     "1e9", "nan", "inf", "99999999999999", "0.000000000001", ",", "-", "%", "$", "sl=5",
     "#3", "3", "6f2a91c0", "alpha", "@alpha", "\n", "x" * 300,
+    "force", "1%", "15%", "presets", "default",  # issue #14: risk sizing, size presets
 ]  # fmt: skip
 
 
@@ -64,6 +65,11 @@ def check_consistent(intent: Intent) -> None:
         assert abs(d) <= MAX_NUMBER
     if isinstance(intent, Order):
         assert intent.size.value > 0
+        if intent.size.kind == "risk":  # issue #14: never without a stop, >10 % only forced
+            assert intent.sl is not None
+            assert intent.size.value <= 10 or intent.force
+        else:
+            assert not intent.force
         if intent.size.kind == "contracts":
             assert intent.size.value == intent.size.value.to_integral_value()
         if intent.size.kind == "percent":
@@ -326,3 +332,29 @@ def test_move_alerts_round_trip(symbol: str, percent: D, window: str) -> None:
     text = f"/alert {SYMBOL_WORDS[symbol]} move {percent}% in {window}"
     expected = MoveAlert(symbol=symbol, percent=percent, window=window)  # type: ignore[arg-type]
     assert parse(text, symbols=BOOK) == expected
+
+
+@FAST
+@given(st.sampled_from(["buy", "sell", "long", "short"]), st.integers(1, 1000),
+       st.sampled_from([None, *SYMBOL_WORDS]), st.integers(1, 900), st.booleans(),
+       st.permutations(list(range(3))))
+def test_risk_orders_round_trip(verb: str, tenths: int, symbol: str | None, gap: int,
+                                force: bool, perm: list[int]) -> None:
+    """`risk N% sl X [force]` in any order: the risk size and stop come back as typed; over
+    10 % without force it is refused (issue #14 item 4)."""
+    risk = D(tenths) / 10
+    long = verb in ("buy", "long")
+    sl = D(60000 - gap if long else 60000 + gap)
+    parts = [f"risk {risk}%", f"sl {sl}", "force" if force else ""]
+    words = [f"/{verb}", *([SYMBOL_WORDS[symbol]] if symbol else []),
+             *(parts[i] for i in perm)]
+    text = " ".join(w for w in words if w)
+    try:
+        got = parse(text, symbols=BOOK)
+    except UserError as e:
+        assert risk > 10 and not force, (text, str(e))
+        assert "force" in str(e)
+        return
+    assert isinstance(got, Order), text
+    assert (got.size, got.sl, got.force, got.symbol) == (SizeSpec("risk", risk), sl, force,
+                                                         symbol)
