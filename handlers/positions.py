@@ -1,11 +1,12 @@
-"""/panic and its button under /positions (issue #14 item 6; bot/trading/panic.py does
-the work)."""
+"""/panic and its button under /positions (issue #14 item 6, bot/trading/panic.py) and
+/monitor (item 7, bot/live/monitor.py)."""
 
 from __future__ import annotations
 
 import html
 
 from telegram import Update
+from telegram.error import BadRequest
 
 from bot import parse as P
 from bot.buttons import ButtonData, PanicOpen, PanicPress
@@ -54,9 +55,32 @@ async def on_panic_press(update: Update, context: Context, press: PanicPress) ->
         await trading.card_shown(card.card_id, await edit_card(q, card))
 
 
+async def monitor(update: Update, context: Context, intent: P.Monitor) -> None:
+    """/monitor [off | pin]: self-editing position messages (bot/live/monitor.py)."""
+    live, uid = context.services.live, context.user_id
+    if intent.action == "off":
+        await reply(update, await live.stop_monitor(uid))
+    elif intent.action == "pin":
+        await reply(update, await _pin(context, live.monitor_messages(uid)))
+    else:
+        await reply(update, await live.start_monitor(uid, context.chat_id))
+
+
+async def _pin(context: Context, messages: list[tuple[int, int]]) -> str:
+    if not messages:
+        return "The monitor is not running: /monitor starts it."
+    try:
+        for chat_id, message_id in messages:
+            await context.bot.pin_chat_message(chat_id, message_id, disable_notification=True)
+    except BadRequest as e:  # in a group the bot needs the right to pin
+        return f"I could not pin them: {html.escape(e.message)}"
+    return "📌 Pinned."
+
+
 # What each intent of this area runs (handlers/__init__.py register).
 ROUTES: dict[type[P.Intent], IntentHandler] = {
     P.Panic: panic,
+    P.Monitor: monitor,
 }
 
 BUTTONS: dict[type[ButtonData], PressHandler] = {
