@@ -235,10 +235,11 @@ class PositionMonitor(LiveBase):
                             await self._usd_per_coin(state.network, pos))
         closed = pos.current_qty == 0
         if text != state.text:  # nothing visible changed: no edit at all
+            stamp = self.monitor_clock()  # the interval runs from the edit's start
             ok = await self.notifier.edit(state.chat_id, state.message_id, text,
                                           buttons=None if closed else _buttons(state.symbol))
             if ok:
-                state.text, state.last_edit = text, self.monitor_clock()
+                state.text, state.last_edit = text, stamp
                 await self._store_text(state)
         if closed:
             self._monitors().pop(key, None)
