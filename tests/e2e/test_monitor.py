@@ -122,7 +122,7 @@ async def test_monitor_edits_itself_only_when_shown_values_change(h: Harness) ->
 
 
 async def test_monitor_survives_a_restart_and_says_closed(h: Harness) -> None:
-    alice, key = await long_position(h)
+    alice, _ = await long_position(h)
     await alice.send("/monitor")
     msg = monitor_message(alice)
     await h.restart()
