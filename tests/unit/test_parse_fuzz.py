@@ -40,6 +40,7 @@ VOCAB = [
     "1h", "4h", "15m", "24h", "1d", "7d", "30d", "Europe/Berlin", "UTC+3", "UTC-5:30",
     "1e9", "nan", "inf", "99999999999999", "0.000000000001", ",", "-", "%", "$", "sl=5",
     "#3", "3", "6f2a91c0", "alpha", "@alpha", "\n", "x" * 300,
+    "deadman", "dms", "pin", "stop",  # /panic, /monitor (issue #14)
 ]  # fmt: skip
 
 
@@ -326,3 +327,26 @@ def test_move_alerts_round_trip(symbol: str, percent: D, window: str) -> None:
     text = f"/alert {SYMBOL_WORDS[symbol]} move {percent}% in {window}"
     expected = MoveAlert(symbol=symbol, percent=percent, window=window)  # type: ignore[arg-type]
     assert parse(text, symbols=BOOK) == expected
+
+
+@FAST
+@given(st.sampled_from(["panic", "monitor"]),
+       st.lists(st.sampled_from(["deadman", "dms", "off", "on", "pin", "stop", "now", "btc"]),
+                max_size=3), st.booleans())
+def test_panic_and_monitor_words(command: str, words: list[str], slash: bool) -> None:
+    """Exactly the documented forms parse; everything else is one clear line."""
+    from bot.parse import Monitor, Panic
+
+    text = ("/" if slash else "") + " ".join([command, *words])
+    try:
+        intent = parse(text, bot_username="MyBot", private=True, symbols=BOOK)
+    except UserError as e:
+        assert str(e).startswith("Only '/"), str(e)
+        return
+    if command == "panic":
+        assert intent == Panic(deadman_off=bool(words)), text
+        assert words in ([], ["deadman", "off"], ["dms", "off"])
+    else:
+        expected = {(): "on", ("on",): "on", ("off",): "off", ("stop",): "off",
+                    ("pin",): "pin"}
+        assert intent == Monitor(action=expected[tuple(words)]), text  # type: ignore[arg-type]
