@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 
 from telegram import Update
-from telegram.error import BadRequest
+from telegram.error import TelegramError
 
 from bot import parse as P
 from bot.buttons import ButtonData, PanicOpen, PanicPress
@@ -72,7 +72,7 @@ async def _pin(context: Context, messages: list[tuple[int, int]]) -> str:
     try:
         for chat_id, message_id in messages:
             await context.bot.pin_chat_message(chat_id, message_id, disable_notification=True)
-    except BadRequest as e:  # in a group the bot needs the right to pin
+    except TelegramError as e:  # in a group the bot needs the right to pin
         return f"I could not pin them: {html.escape(e.message)}"
     return "📌 Pinned."
 
