@@ -124,3 +124,24 @@ async def test_panic_button_under_positions_and_the_deadman(h: Harness) -> None:
     assert "1 order cancelled" in (card.content or ""), card.content
     assert "Dead-man's switch is off" in (card.content or ""), card.content
     assert account.cancel_at is None and open_orders(h, key) == []
+
+
+async def test_panic_reports_per_symbol(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 100 xbtusd")
+    await alice.press("✅ Confirm")
+    await alice.send("/sell 10 eth")
+    await alice.press("✅ Confirm")
+    assert position_qty(h, key, "ETHUSD") == -10, alice.transcript
+    await alice.send("/panic")
+    card = alice.last
+    assert "Close XBTUSD long 100" in (card.content or "")
+    assert "Close ETHUSD short 10" in (card.content or "")
+    await alice.press("🚨 Confirm panic", card)
+    lines = (card.content or "").splitlines()
+    assert any(ln.startswith("XBTUSD: ✅ long 100 closed") for ln in lines), lines
+    assert any(ln.startswith("ETHUSD: ✅ short 10 closed") for ln in lines), lines
+    assert position_qty(h, key) == 0 and position_qty(h, key, "ETHUSD") == 0
+    closes = [o for o in all_orders(h, key) if "Close" in (o.get("execInst") or "")]
+    assert sorted((o["symbol"], o["side"]) for o in closes) == [("ETHUSD", "Buy"),
+                                                                ("XBTUSD", "Sell")]
