@@ -136,6 +136,7 @@ class PositionMonitor(LiveBase):
             assert r.id is not None
             self._monitors()[(r.user_id, r.network, r.symbol)] = MonitorState(
                 r.id, r.user_id, r.chat_id, r.network, r.symbol, r.message_id, r.text)
+            await self._watch_market(r.network, r.symbol)
 
     async def start_monitor(self, user_id: int, chat_id: int) -> str:
         """`/monitor`: post one message per open position of the active account."""
@@ -147,6 +148,7 @@ class PositionMonitor(LiveBase):
         await self._drop_monitors(user_id)  # one set at a time: the old ones stop
         orders = await ex.open_orders()
         for pos in positions:
+            await self._watch_market(acc.network, pos.symbol)
             inst = await self._monitor_instrument(acc.network, pos.symbol)
             exits = exit_lines([o for o in orders if o.symbol == pos.symbol], inst)
             text = monitor_text(pos, inst, acc.network, exits, self.monitor_now(),
@@ -202,6 +204,27 @@ class PositionMonitor(LiveBase):
         if pos.current_qty == 0:  # final: shown at once, then forgotten
             await self._monitor_flush(state)
             return
+        await self._monitor_due(state)
+
+    async def _monitor_tick(self, network: str, inst: Instrument) -> None:
+        """A shared market socket's instrument update: the funding rate and its time are
+        shown from it (the position's own numbers come with its updates)."""
+        for state in list(self._monitors().values()):
+            if (state.symbol == inst.symbol and state.latest is not None
+                    and self.hub.network_of(state.network) == network):
+                await self._monitor_due(state)
+
+    async def _watch_market(self, network: str, symbol: str) -> None:
+        """Subscribe the symbol on the shared market socket (one per network, rule 6)."""
+        if not self.__dict__.get("_mon_ticks"):
+            self.__dict__["_mon_ticks"] = True
+            self.hub.on_tick(self._monitor_tick)
+        try:
+            await self.hub.watch(self.hub.network_of(network), symbol)
+        except Exception as e:  # the position updates alone still keep it current
+            log.info("monitor: no market socket for %s on %s: %s", symbol, network, e)
+
+    async def _monitor_due(self, state: MonitorState) -> None:
         wait = state.last_edit + self.monitor_interval - self.monitor_clock()
         if wait <= 0:
             await self._monitor_flush(state)
@@ -234,19 +257,19 @@ class PositionMonitor(LiveBase):
         text = monitor_text(pos, inst, state.network, state.exits or [], self.monitor_now(),
                             await self._usd_per_coin(state.network, pos))
         closed = pos.current_qty == 0
-        if text != state.text:  # nothing visible changed: no edit at all
-            stamp = self.monitor_clock()  # the interval runs from the edit's start
-            ok = await self.notifier.edit(state.chat_id, state.message_id, text,
-                                          buttons=None if closed else _buttons(state.symbol))
-            if ok:
-                state.text, state.last_edit = text, stamp
-                await self._store_text(state)
-        if closed:
+        if closed:  # forgotten first: nothing, not even a restart, edits it after this
             self._monitors().pop(key, None)
             async with self.db.session() as s:
                 await s.exec(delete(MonitorMessage).where(col(MonitorMessage.id)
                                                           == state.row_id))
                 await s.commit()
+        if text != state.text:  # nothing visible changed: no edit at all
+            stamp = self.monitor_clock()  # the interval runs from the edit's start
+            ok = await self.notifier.edit(state.chat_id, state.message_id, text,
+                                          buttons=None if closed else _buttons(state.symbol))
+            if ok and not closed:
+                state.text, state.last_edit = text, stamp
+                await self._store_text(state)
 
     async def _store_text(self, state: MonitorState) -> None:
         async with self.db.session() as s:
