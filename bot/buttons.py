@@ -323,3 +323,27 @@ class PresetPress(ButtonData):
     symbol: PresetSymbol
     size: PresetToken
     sl: StopText
+
+
+# --- issue #14 item 6 (monitor): panic -----------------------------
+#   pn:o                    🚨 Panic under /positions: opens the panic card
+#   pn:k:<c|x>:<card id>    Confirm / Cancel on a panic card
+
+
+@dataclass(frozen=True)
+class PanicOpen(ButtonData):
+    """🚨 Panic under /positions: a panic card for the presser's active account."""
+
+    prefix: ClassVar[str] = "pn:o"
+    private: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class PanicPress(ButtonData):
+    """Confirm / Cancel on a panic card (the card is an order card of kind "panic"; its
+    own kind so the press can also turn the dead-man's switch off when asked)."""
+
+    prefix: ClassVar[str] = "pn:k"
+    private: ClassVar[bool] = True
+    action: Literal["c", "x"]
+    card_id: int

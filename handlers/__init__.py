@@ -27,6 +27,7 @@ from handlers import (
     feeds,
     keys,
     live,
+    positions,
     presses,
     repeats,
     reports,
@@ -39,7 +40,8 @@ from handlers.router import IntentHandler
 
 # Every handlers area, literally, in one place; each exports ROUTES (its command handlers
 # by intent) and BUTTONS (its press handlers by button kind).
-AREAS = (start, trade, keys, alerts, feeds, reports, settings, live, admin, chats)
+AREAS = (start, trade, keys, alerts, feeds, reports, settings, live, admin, chats,
+         positions)
 
 
 def routes_of(areas: Sequence[ModuleType]) -> dict[type[P.Intent], IntentHandler]:

@@ -23,6 +23,7 @@ from bot.buttons import (
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Instrument
 from bot.trading import Card
+from bot.trading.panic import panic_row
 from handlers.common import Context, answer_press, reply
 from handlers.presses import PressHandler
 from handlers.render import balances, markup, order_block, position_block
@@ -140,7 +141,7 @@ async def positions(update: Update, context: Context, intent: P.Positions) -> No
     notes = [f"{html.escape(inst.refusal)}: close it on BitMEX itself."
              for inst in insts if inst.refusal is not None]
     await reply(update, f"<b>Positions · {acc.network}</b>\n" + "\n".join(blocks + notes),
-                reply_markup=markup(buttons))
+                reply_markup=markup([*buttons, panic_row()]))
 
 
 async def balance(update: Update, context: Context, intent: P.Balance) -> None:

@@ -354,3 +354,23 @@ class HandledUpdate(SQLModel, table=True):
     bot_id: int = Field(primary_key=True, sa_type=TelegramId)
     update_id: int = Field(primary_key=True, sa_type=TelegramId)
     handled_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class MonitorMessage(SQLModel, table=True):
+    """One /monitor message the bot keeps editing, per open position (issue #14 item 7).
+
+    Stored so a restarted bot goes on editing the same messages instead of posting new
+    ones (bot/live/monitor.py); `text` is what the message shows now, so an update that
+    would show the same is never sent."""
+
+    __tablename__ = "monitor_messages"
+    __table_args__ = (UniqueConstraint("user_id", "network", "symbol"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    chat_id: int = _tg_id()
+    network: str = Field(max_length=16)
+    symbol: str = Field(max_length=32)
+    message_id: int = Field(sa_type=BigInteger)
+    text: str = Field(default="")
+    updated_at: datetime = _created()

@@ -25,12 +25,13 @@ from bot.live.base import (
 from bot.live.deadman import Deadman
 from bot.live.fills import Fills
 from bot.live.liqwarn import LiqWarnings
+from bot.live.monitor import PositionMonitor
 from bot.metrics import StreamState
 
 log = logging.getLogger(__name__)
 
 
-class LiveUpdates(Fills, LiqWarnings, Deadman):
+class LiveUpdates(Fills, LiqWarnings, Deadman, PositionMonitor):
     """Private streams of every connected account, turned into messages."""
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -47,6 +48,7 @@ class LiveUpdates(Fills, LiqWarnings, Deadman):
             self._liq_pct[u.id] = u.liq_alert_pct
             if u.deadman_seconds:
                 self._deadman[u.id] = u.deadman_seconds
+        await self.load_monitors()  # before the streams: their first updates edit them
         pairs = await self.accounts.watched()
         await asyncio.gather(*(self._watch_quietly(uid, net) for uid, net in pairs))
         self._dm_task = asyncio.create_task(self._deadman_loop(), name="deadman-refresh")
@@ -192,10 +194,12 @@ class LiveUpdates(Fills, LiqWarnings, Deadman):
         async def order(o: Order) -> None:
             if not w.closed:
                 await self._on_order(w, o)
+                await self._monitor_order(w, o)
 
         async def position(p: Position) -> None:
             if not w.closed:
                 await self._on_position(w, p)
+                await self._monitor_position(w, p)
 
         source.on_fill(fill)
         source.on_order(order)

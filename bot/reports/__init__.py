@@ -194,8 +194,9 @@ class Reports:
         if not ohlc:
             raise UserError(f"No trades in {html.escape(symbol)} to draw yet.")
         ohlc = ohlc[-intent.candles:]
+        levels = await self._position_levels(user_id, symbol)
         png = await charts.render(charts.candles, ohlc, f"{symbol} · {intent.timeframe}",
-                                  TIMEFRAME_SECONDS[intent.timeframe])
+                                  TIMEFRAME_SECONDS[intent.timeframe], levels)
         try:
             inst: Instrument | None = await ex.instrument(symbol)  # the tick, for the caption
         except ExchangeError:
@@ -205,7 +206,28 @@ class Reports:
         change = fmt.pct((last_close - first_open) / first_open * 100, 2) if first_open else "—"
         caption = (f"<b>{html.escape(symbol)}</b> · {intent.timeframe} · {len(ohlc)} candles\n"
                    f"close {fmt.price(inst, last_close)} · {change} over the chart")
+        if levels:
+            caption += "\n" + " · ".join(f"{html.escape(label)} "
+                                         f"{fmt.price(inst, Decimal(str(value)))}"
+                                         for label, value in levels)
         return Report(caption, png)
+
+    async def _position_levels(self, user_id: int, symbol: str) -> list[charts.Level]:
+        """The user's entry, SL, TPs and estimated liquidation in `symbol` on the active
+        account (issue #14 item 8); none without a position, or when they can't be read:
+        the chart itself must not depend on the account."""
+        try:
+            acc = await self.accounts.require_active(user_id)
+            ex = await self.accounts.exchange(user_id, acc.network)
+            pos = next((p for p in await ex.positions()
+                        if p.symbol == symbol and p.current_qty != 0), None)
+            if pos is None:
+                return []
+            orders = await ex.open_orders(symbol)
+        except (UserError, ExchangeError) as e:
+            log.info("chart without position lines: %s", e)
+            return []
+        return charts.position_levels(pos, orders)
 
     async def price(self, user_id: int, symbols: list[str]) -> str:
         """Prices from the shared socket when it has them: no REST call per /price, so many

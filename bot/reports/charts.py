@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from bot.exchange.types import Order, Position
+
 # Telegram shows photos about 1280 px wide at most; 1000x640 at 100 dpi stays sharp on a
 # phone and, with a flat palette, far under 200 KB.
 SIZE = (10.0, 6.4)
@@ -151,9 +153,44 @@ def equity(series: Sequence[tuple[datetime, float]], title: str, unit: str, *,
     return _png(fig)
 
 
+# A labelled horizontal line on a candle chart: ("entry", 60000.0), ("SL", 58000.0) …
+Level = tuple[str, float]
+LEVEL_COLOURS = {"entry": LINE, "SL": DOWN, "TP": UP, "liq": "#8250df"}
+
+
+STOP_TYPES = frozenset({"Stop", "StopLimit", "MarketIfTouched", "LimitIfTouched"})
+
+
+def position_levels(pos: Position, orders: Sequence[Order]) -> list[Level]:
+    """What a position's chart marks: entry, its reduce-only exits (SL = stops, TP N =
+    limits, nearest first) and BitMEX's estimated liquidation price."""
+    levels: list[Level] = []
+    if pos.avg_entry_price:
+        levels.append(("entry", float(pos.avg_entry_price)))
+    exits = [o for o in orders if o.symbol == pos.symbol and o.is_open
+             and ("ReduceOnly" in o.exec_inst or "Close" in o.exec_inst)]
+    levels += [("SL", float(o.stop_px)) for o in exits
+               if o.ord_type in STOP_TYPES and o.stop_px is not None]
+    entry = float(pos.avg_entry_price or 0)
+    tps = sorted((float(o.price) for o in exits
+                  if o.ord_type not in STOP_TYPES and o.price is not None),
+                 key=lambda v: abs(v - entry))
+    levels += [(f"TP {n}" if len(tps) > 1 else "TP", v) for n, v in enumerate(tps, 1)]
+    if pos.liquidation_price:
+        levels.append(("liq", float(pos.liquidation_price)))
+    return levels
+
+
 def candles(rows: Sequence[tuple[datetime, float, float, float, float]], title: str,
-            width_seconds: float) -> bytes:
-    """Candlesticks from (end time, open, high, low, close) rows."""
+            width_seconds: float, levels: Sequence[Level] = ()) -> bytes:
+    """Candlesticks from (end time, open, high, low, close) rows; `levels` (the user's
+    entry, SL, TPs, estimated liquidation) as labelled horizontal lines."""
+    return _png(candles_figure(rows, title, width_seconds, levels))
+
+
+def candles_figure(rows: Sequence[tuple[datetime, float, float, float, float]], title: str,
+                   width_seconds: float, levels: Sequence[Level] = ()) -> Any:
+    """The figure `candles` draws (tests read its lines back)."""
     import matplotlib.dates as mdates
     from matplotlib.patches import Rectangle
 
@@ -171,8 +208,9 @@ def candles(rows: Sequence[tuple[datetime, float, float, float, float]], title: 
         first, last = rows[0][0], rows[-1][0]
         ax.set_xlim(mdates.date2num(first) - width_seconds / 86400,
                     mdates.date2num(last) + width_seconds / 86400 * 0.2)
-        lo_all = min(r[3] for r in rows)
-        hi_all = max(r[2] for r in rows)
+        # The levels stay in view: a liquidation off the chart is the one worth seeing.
+        lo_all = min([r[3] for r in rows] + [v for _, v in levels])
+        hi_all = max([r[2] for r in rows] + [v for _, v in levels])
         pad = (hi_all - lo_all) * 0.05 or hi_all * 0.001 or 1
         ax.set_ylim(lo_all - pad, hi_all + pad)
         ax.xaxis_date()
@@ -186,6 +224,12 @@ def candles(rows: Sequence[tuple[datetime, float, float, float, float]], title: 
     else:
         ax.text(0.5, 0.5, "No trades yet", ha="center", va="center", transform=ax.transAxes,
                 fontsize=18)
+    for label, value in levels:
+        colour = LEVEL_COLOURS.get(label.split()[0], FG)
+        ax.axhline(value, color=colour, linewidth=2, linestyle="-", label=label)
+        ax.annotate(f"{label} {value:,.8g}", xy=(0, value), xycoords=("axes fraction", "data"),
+                    xytext=(6, 4), textcoords="offset points", ha="left", va="bottom",
+                    color=colour, fontsize=13, fontweight="bold", annotation_clip=False)
     ax.yaxis.tick_right()
     ax.set_title(title, loc="left", fontweight="bold")
-    return _png(fig)
+    return fig

@@ -259,6 +259,8 @@ class CardBook:
             return f"✅ {html.escape(row.error or 'Done.')}"
         if plan.kind == "leverage":
             return "✅ Leverage changed."
+        if plan.kind == "panic":  # the per-symbol report (bot/trading/panic.py)
+            return "✅ Panic done.\n" + html.escape(str(row.intent.get("report", "")))
         status = row.intent.get("status", "New")
         oid = (row.order_id or "")[:8]
         exits = []  # as the preview wrote them: TP first, in the stored tick precision

@@ -25,6 +25,8 @@ from bot.exchange.client import BitmexClient
 from bot.exchange.types import Exchange
 from bot.trading.cards import CONFIRMED, EXPIRED, FAILED, PLACED, WAITING, Card, Plan, plain_reason
 from bot.trading.exits import Exits
+from bot.trading.panic import KIND as PANIC
+from bot.trading.panic import send_panic
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,10 @@ class Placement(Exits):
             return {}
         if plan.kind == "amend_stop":
             return await self._send_amend_stop(ex, row, plan)
+        if plan.kind == PANIC:  # issue #14 item 6
+            report = await send_panic(ex, row.cl_ord_id)
+            await self._finish(row.id, PLACED, extra={"report": report})
+            return {}
         assert plan.symbol and plan.side and plan.qty is not None
         if plan.leverage is not None:
             await ex.set_leverage(plan.symbol, plan.leverage)

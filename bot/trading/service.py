@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from bot.trading.confirm import Presses
+from bot.trading.panic import PanicCards
 from bot.trading.preview import Previews
 
 
-class Trading(Previews, Presses):
+class Trading(Previews, Presses, PanicCards):
     """Preview -> confirm -> place, exactly once (see the package docstring).
 
     The stages build on each other (cards <- exits <- place <- confirm; cards <- preview),

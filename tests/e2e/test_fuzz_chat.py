@@ -15,6 +15,7 @@ WORDS = [
     "cross", "above", "below", "move", "funding", "in", "1h", "/connect", "testnet", "paper",
     "/use", "/help", "/start", "/settings", "/tz", "UTC+3", "Europe/Berlin", "<b>", "&", "'",
     "risk", "1%", "15%", "force", "presets", "default",  # issue #14: risk sizing, presets
+    "/panic", "panic", "deadman", "off", "/monitor", "monitor", "pin", "/chart",  # issue #14
 ]
 
 messages = st.one_of(

@@ -27,6 +27,8 @@ from bot.buttons import (
     ForgetKey,
     KeepKey,
     MenuPress,
+    PanicOpen,
+    PanicPress,
     PresetPress,
     Text,
     button,
@@ -66,6 +68,10 @@ OLD_FORMATS: list[tuple[str, ButtonData]] = [
     ("fd:f:3", FollowSignal(3)),             # signal card: f"fd:f:{row.id}"
     ("fd:a:7:1", AutoMode(7, True)),         # f"fd:a:{feed_id}:{0 if on else 1}"
     ("fd:a:7:0", AutoMode(7, False)),
+    # issue #14 item 6 (monitor)
+    ("pn:o", PanicOpen()),                   # 🚨 Panic under /positions
+    ("pn:k:c:42", PanicPress("c", 42)),      # panic card: Confirm
+    ("pn:k:x:42", PanicPress("x", 42)),      # ... Cancel
 ]
 
 
@@ -121,6 +127,8 @@ LONGEST: list[ButtonData] = [
     FollowSignal(MAX_ID),
     AutoMode(MAX_ID, True),
     PresetPress("Sell", "X" * 20, "0.0001234xbt", "9999999999.999999"),
+    PanicOpen(),
+    PanicPress("c", MAX_ID),
 ]
 
 
@@ -240,7 +248,8 @@ def test_decode_never_raises_and_what_decodes_is_canonical(data: str) -> None:
 
 def test_private_kinds_are_the_ones_that_act_on_the_pressers_account() -> None:
     # Before the codec the gate refused these prefixes in groups (PRIVATE_BUTTONS).
-    old_private = ("t:", "oc:", "pc:", "k:", "m:", "sz:")  # sz: size presets (issue #14)
+    # sz: size presets, pn: /panic (issue #14)
+    old_private = ("t:", "oc:", "pc:", "k:", "m:", "sz:", "pn:")
     for prefix, kind in KINDS.items():
         assert kind.private == (prefix + ":").startswith(old_private), prefix
 

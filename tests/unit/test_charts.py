@@ -128,3 +128,51 @@ def test_a_close_filled_in_pieces_is_one_trade_in_the_win_rate() -> None:
     xbt = compute(rows, T0, T0 + timedelta(days=1))["XBt"]
     assert xbt.fills == 6
     assert (xbt.wins, xbt.losses) == (1, 1)  # not 2 wins and 2 losses
+
+
+# --- issue #14 item 8: the position's levels on /chart -------------------------------------
+
+def _levels_rows() -> list[tuple[datetime, float, float, float, float]]:
+    return [(T0 + timedelta(minutes=i + 1), 60000.0 + i, 60010.0 + i, 59990.0 + i,
+             60005.0 + i) for i in range(20)]
+
+
+def test_position_levels_name_entry_exits_and_liquidation() -> None:
+    from bot.exchange.types import Order, Position
+
+    pos = Position.from_row({"symbol": "XBTUSD", "currency": "XBt", "currentQty": 100,
+                             "avgEntryPrice": 60000, "liquidationPrice": 45000.5,
+                             "markPrice": 60100})
+    base = {"symbol": "XBTUSD", "side": "Sell", "orderQty": 50, "ordStatus": "New",
+            "execInst": "ReduceOnly"}
+    orders = [
+        Order.from_row({**base, "orderID": "a", "ordType": "Limit", "price": 70000}),
+        Order.from_row({**base, "orderID": "b", "ordType": "Limit", "price": 65000}),
+        Order.from_row({**base, "orderID": "c", "ordType": "Stop", "stopPx": 58000}),
+        # not an exit: an entry order that would add to the position
+        Order.from_row({**base, "orderID": "d", "side": "Buy", "ordType": "Limit",
+                        "price": 59000, "execInst": ""}),
+        Order.from_row({**base, "orderID": "e", "symbol": "ETHUSD", "ordType": "Limit",
+                        "price": 4000}),
+    ]
+    assert charts.position_levels(pos, orders) == [
+        ("entry", 60000.0), ("SL", 58000.0), ("TP 1", 65000.0), ("TP 2", 70000.0),
+        ("liq", 45000.5)]
+
+
+def test_candles_draw_each_level_as_a_labelled_line_in_view() -> None:
+    levels = [("entry", 60000.0), ("SL", 58000.0), ("TP", 65000.0), ("liq", 45000.5)]
+    fig = charts.candles_figure(_levels_rows(), "XBTUSD · 1m", 60, levels)
+    ax = fig.axes[0]
+    drawn = [(line.get_label(), line.get_ydata()[0]) for line in ax.get_lines()
+             if not line.get_label().startswith("_")]
+    assert drawn == levels
+    lo, hi = ax.get_ylim()
+    assert lo < 45000.5 and hi > 65000.0  # the liquidation far below stays on the chart
+    texts = [t.get_text() for t in ax.texts]
+    assert "liq 45,000.5" in texts and "SL 58,000" in texts
+    # without a position: no level lines at all, and still a PNG
+    plain = charts.candles_figure(_levels_rows(), "XBTUSD · 1m", 60)
+    assert [ln.get_label() for ln in plain.axes[0].get_lines()
+            if not ln.get_label().startswith("_")] == []
+    assert charts.candles(_levels_rows(), "XBTUSD · 1m", 60, levels)[:4] == b"\x89PNG"

@@ -41,6 +41,7 @@ VOCAB = [
     "1e9", "nan", "inf", "99999999999999", "0.000000000001", ",", "-", "%", "$", "sl=5",
     "#3", "3", "6f2a91c0", "alpha", "@alpha", "\n", "x" * 300,
     "force", "1%", "15%", "presets", "default",  # issue #14: risk sizing, size presets
+    "deadman", "dms", "pin", "stop",  # /panic, /monitor (issue #14)
 ]  # fmt: skip
 
 
@@ -358,3 +359,26 @@ def test_risk_orders_round_trip(verb: str, tenths: int, symbol: str | None, gap:
     assert isinstance(got, Order), text
     assert (got.size, got.sl, got.force, got.symbol) == (SizeSpec("risk", risk), sl, force,
                                                          symbol)
+
+
+@FAST
+@given(st.sampled_from(["panic", "monitor"]),
+       st.lists(st.sampled_from(["deadman", "dms", "off", "on", "pin", "stop", "now", "btc"]),
+                max_size=3), st.booleans())
+def test_panic_and_monitor_words(command: str, words: list[str], slash: bool) -> None:
+    """Exactly the documented forms parse; everything else is one clear line."""
+    from bot.parse import Monitor, Panic
+
+    text = ("/" if slash else "") + " ".join([command, *words])
+    try:
+        intent = parse(text, bot_username="MyBot", private=True, symbols=BOOK)
+    except UserError as e:
+        assert str(e).startswith("Only '/"), str(e)
+        return
+    if command == "panic":
+        assert intent == Panic(deadman_off=bool(words)), text
+        assert words in ([], ["deadman", "off"], ["dms", "off"])
+    else:
+        expected = {(): "on", ("on",): "on", ("off",): "off", ("stop",): "off",
+                    ("pin",): "pin"}
+        assert intent == Monitor(action=expected[tuple(words)]), text  # type: ignore[arg-type]
