@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bot.errors import UserError
-from bot.parse import account, admin, alerts, feeds, live, market, trading
+from bot.parse import account, admin, alerts, feeds, live, market, stops, trading
 from bot.parse.table import Command, Intent, Menu
 from bot.parse.values import SymbolBook, shown
 from bot.parse.words import NETWORKS, Args, tokenize, unexpected
@@ -81,6 +81,7 @@ COMMANDS: tuple[Command, ...] = (
     *account.COMMANDS,
     *market.COMMANDS,
     *trading.COMMANDS,
+    *stops.COMMANDS,
     *alerts.COMMANDS,
     *live.COMMANDS,
     *feeds.COMMANDS,

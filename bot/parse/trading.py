@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import ClassVar, Literal
 
 from bot.errors import UserError
+from bot.parse.stops import Trail, trail_value
 from bot.parse.table import NUMBERS, SIZES, SYMBOLS, Command, Intent, Menu, plain
 from bot.parse.values import (
     SizeSpec,
@@ -62,6 +63,8 @@ class Order(Intent):
     leverage: Decimal | None = None
     post_only: bool = False
     reduce_only: bool = False
+    # `sl 58k trail 1%` (issue #14 item 3): the stop placed at entry trails by this.
+    trail: Trail | None = None
 
     @property
     def entry(self) -> Decimal | None:
@@ -134,6 +137,7 @@ _ORDER_SPEC: Spec = {
     "post": ("post", "flag"),
     "reduce": ("reduce", "flag"),
     "market": ("market", "flag"),
+    "trail": ("trail", "number"),
 }
 
 
@@ -169,6 +173,9 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order:
     stop_px = parse_price(opts["stop"][1], "stop price") if "stop" in opts else None
     tps = parse_price_list(opts["tp"][1]) if "tp" in opts else ()
     sl = parse_price(opts["sl"][1], "stop-loss") if "sl" in opts else None
+    trail = trail_value(opts["trail"][1]) if "trail" in opts else None
+    if trail is not None and sl is None:
+        raise UserError("trail needs a stop to start from: sl 58k trail 1%.")
     post, reduce = "post" in opts, "reduce" in opts
     if "market" in opts and price is not None:
         raise UserError("A market order has no limit price: drop 'market' or the price.")
@@ -197,6 +204,7 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order:
         leverage=leverage,
         post_only=post,
         reduce_only=reduce,
+        trail=trail,
     )
 
 
@@ -270,7 +278,7 @@ def _orders(name: str, args: Args, book: SymbolBook) -> Orders:
 
 
 _ORDER_USAGE = ("SIZE [SYM] [@ PRICE | limit PRICE] [stop PX] [tp PX[,PX...]] [sl PX] [lev N] "
-                "[post] [reduce]")
+                "[post] [reduce] [trail N% | trail $N]")
 
 COMMANDS = (
     Command(
@@ -278,6 +286,7 @@ COMMANDS = (
         ("/long is the same as /buy. A preview with Confirm/Cancel comes first.",
          "Market order unless a price is given; stop PX makes a stop (or stop-limit with @).",
          "tp/sl add reduce-only exits after entry; post = post-only; reduce = reduce-only.",
+         "sl 58k trail 1% (or trail $500): the stop trails the price from entry (see /help sl).",
          "Keywords may come in any order: /buy btc 100 sl 58k @ 60k",
          SIZES, NUMBERS, SYMBOLS,
          "More: /buy 0.01btc xbtusdt stop 65k · /long 10% btc lev 5 tp 65k,70k sl 58k"),
