@@ -35,8 +35,8 @@ from bot.parse.commands import (
 from bot.parse.feeds import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.live import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.market import *  # noqa: F403  (each area's __all__: its intents)
-from bot.parse.stops import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.signals import looks_like_signal, recognise, risk_reward
+from bot.parse.stops import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.table import Command, Intent, Menu, Where
 from bot.parse.trading import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.usage import GROUP_COMMANDS, OPERATOR_COMMANDS, MenuScope, help_text, menu

@@ -129,8 +129,9 @@ def targets_value(words: list[str]) -> tuple[tuple[PriceRef, ...], tuple[Decimal
         shares.append(parse_percent(share, "share", require_sign=True))
     if len(prices) > 10:
         raise UserError("At most 10 take-profits, please.")
-    if sum(shares) != 100:
-        raise UserError(f"The shares add up to {sum(shares).normalize():f}%, not 100%.")
+    total = sum(shares, Decimal(0))
+    if total != 100:
+        raise UserError(f"The shares add up to {total.normalize():f}%, not 100%.")
     return tuple(prices), tuple(shares)
 
 

@@ -25,6 +25,7 @@ from bot.exchange.client import BitmexClient
 from bot.exchange.types import Exchange
 from bot.trading.cards import CONFIRMED, EXPIRED, FAILED, PLACED, WAITING, Card, Plan, plain_reason
 from bot.trading.exits import Exits
+from bot.trading.stops import STOP_KINDS, send_stop_plan
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,8 @@ class Placement(Exits):
             return {}
         if plan.kind == "amend_stop":
             return await self._send_amend_stop(ex, row, plan)
+        if plan.kind in STOP_KINDS:
+            return await send_stop_plan(self, ex, row, plan)
         assert plan.symbol and plan.side and plan.qty is not None
         if plan.leverage is not None:
             await ex.set_leverage(plan.symbol, plan.leverage)
