@@ -243,28 +243,35 @@ class StopPreviews(CardBook):
 
 
 def position_text(network: str, pos: Position, inst: Instrument, exits: PositionExits) -> str:
-    entry, mark = pos.avg_entry_price, pos.mark_price
-    lines = [f"<b>{html.escape(pos.symbol)} · {pos.side} {fmt.num(abs(pos.current_qty))} · "
-             f"{network}</b>",
-             f"entry {fmt.price(inst, entry)} · mark {fmt.price(inst, mark)} · "
-             f"liq {fmt.price(inst, pos.liquidation_price)}",
-             f"uPnL {fmt.money(pos.unrealised_pnl, pos.currency or inst.settl_currency)}"]
+    """The card's text: the position as /positions has always shown it, then its exits."""
+    px = fmt.price
+    lev = "cross" if pos.cross_margin else fmt.num(pos.leverage) + "x"
+    lines = [f"<b>{html.escape(pos.symbol)}</b> {pos.side} {fmt.num(abs(pos.current_qty))} · "
+             f"{lev} · {network}",
+             f"  entry {px(inst, pos.avg_entry_price)} · mark {px(inst, pos.mark_price)}"]
+    if pos.liquidation_price and pos.mark_price:
+        dist = (pos.liquidation_price - pos.mark_price) / pos.mark_price * 100
+        lines.append(f"  liquidation {px(inst, pos.liquidation_price)} ({fmt.pct(dist)})")
+    roe = ""
+    if pos.pos_margin:
+        roe = f" · ROE {fmt.pct(Decimal(pos.unrealised_pnl) / Decimal(pos.pos_margin) * 100)}"
+    lines.append(f"  uPnL {fmt.money(pos.unrealised_pnl, pos.currency)}{roe}")
     sl = exits.sl
     if sl is None:
-        lines.append("SL: none")
+        lines.append("  SL: none")
     elif sl.peg_offset is not None:
-        lines.append(f"SL {fmt.price(inst, sl.stop_px)} · trailing "
+        lines.append(f"  SL {fmt.price(inst, sl.stop_px)} · trailing "
                      f"{fmt.price(inst, abs(sl.peg_offset))} (BitMEX trailing stop)")
     elif sl.text.startswith("telegram trail"):
-        lines.append(f"SL {fmt.price(inst, sl.stop_px)} · trailed by the bot "
+        lines.append(f"  SL {fmt.price(inst, sl.stop_px)} · trailed by the bot "
                      "(BitMEX refused a pegged order)")
     else:
-        lines.append(f"SL {fmt.price(inst, sl.stop_px)}")
+        lines.append(f"  SL {fmt.price(inst, sl.stop_px)}")
     if exits.tps:
-        lines.append("TP " + ", ".join(f"{fmt.price(inst, o.price)} × {fmt.num(o.leaves_qty)}"
+        lines.append("  TP " + ", ".join(f"{fmt.price(inst, o.price)} × {fmt.num(o.leaves_qty)}"
                                        for o in exits.tps))
     else:
-        lines.append("TP: none")
+        lines.append("  TP: none")
     return "\n".join(lines)
 
 
