@@ -357,14 +357,19 @@ async def _send_targets(book: CardBook, ex: Exchange, row: OrderCard, plan: Plan
     return {"order_id": placed[0].order_id if placed else ""}
 
 
-async def trail_stops(ex: Exchange, symbol: str, mark: Decimal, tick: Decimal) -> int:
+async def trail_stops(ex: Exchange, symbol: str, mark: Decimal, tick: Decimal, *,
+                      keep: set[str] | None = None) -> int:
     """The bot's own trailing, where BitMEX refused the peg: every stop it placed with
     text `telegram trail OFFSET` is amended (PUT /order) when mark + offset is better than
-    its stop, never backwards. Returns how many moved."""
+    its stop, never backwards. Returns how many moved; `keep` loses `symbol` once no such
+    stop is left (it filled or was cancelled)."""
     moved = 0
-    for o in await ex.open_orders(symbol):
-        if not o.text.startswith("telegram trail ") or o.stop_px is None:
-            continue
+    mine = [o for o in await ex.open_orders(symbol)
+            if o.text.startswith("telegram trail ") and o.stop_px is not None]
+    if not mine and keep is not None:
+        keep.discard(symbol)
+    for o in mine:
+        assert o.stop_px is not None
         try:
             offset = Decimal(o.text.removeprefix("telegram trail ").split()[0])
         except ArithmeticError:
