@@ -22,6 +22,7 @@ from bot.buttons import (
     CancelOrderRow,
     CardPress,
     ClosePositionRow,
+    PositionAction,
     DeleteAlert,
     FollowSignal,
     ForgetKey,
@@ -51,6 +52,12 @@ OLD_FORMATS: list[tuple[str, ButtonData]] = [
     ("pc:XBT_USDT", ClosePositionRow("XBT_USDT")),
     ("pc:PXBT150KZ26", ClosePositionRow("PXBT150KZ26")),
     ("pc:XBTZ26", ClosePositionRow("XBTZ26")),
+    # issue #14 position card (bot/trading/stops.py position_buttons)
+    ("ps:c25:XBTUSD", PositionAction("c25", "XBTUSD")),
+    ("ps:c100:XBTUSDT", PositionAction("c100", "XBTUSDT")),
+    ("ps:be:ETHUSD", PositionAction("be", "ETHUSD")),
+    ("ps:tr:XBTUSD", PositionAction("tr", "XBTUSD")),
+    ("ps:rf:PXBT150KZ26", PositionAction("rf", "PXBT150KZ26")),
     ("k:d:testnet", ForgetKey("testnet")),   # /disconnect: f"k:d:{network}"
     ("k:d:mainnet", ForgetKey("mainnet")),
     ("k:d:paper", ForgetKey("paper")),
@@ -117,6 +124,7 @@ LONGEST: list[ButtonData] = [
     DeleteAlert(MAX_ID),
     FollowSignal(MAX_ID),
     AutoMode(MAX_ID, True),
+    PositionAction("c100", "P_" + "X" * 30),
 ]
 
 
@@ -236,7 +244,7 @@ def test_decode_never_raises_and_what_decodes_is_canonical(data: str) -> None:
 
 def test_private_kinds_are_the_ones_that_act_on_the_pressers_account() -> None:
     # Before the codec the gate refused these prefixes in groups (PRIVATE_BUTTONS).
-    old_private = ("t:", "oc:", "pc:", "k:", "m:")
+    old_private = ("t:", "oc:", "pc:", "k:", "m:", "ps:")  # ps: issue #14's position card
     for prefix, kind in KINDS.items():
         assert kind.private == (prefix + ":").startswith(old_private), prefix
 
