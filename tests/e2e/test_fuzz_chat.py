@@ -14,6 +14,7 @@ WORDS = [
     "1e9", "60k", "1.5m", "$500", "500usd", "0.01btc", "10%", "150%", "nan", "inf", "60,000",
     "cross", "above", "below", "move", "funding", "in", "1h", "/connect", "testnet", "paper",
     "/use", "/help", "/start", "/settings", "/tz", "UTC+3", "Europe/Berlin", "<b>", "&", "'",
+    "/sl", "/tp", "be", "trail", "1%", "-2%", "$500", "65k:50%,70k:50%",  # issue #14
 ]
 
 messages = st.one_of(
