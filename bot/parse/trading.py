@@ -320,7 +320,9 @@ COMMANDS = (
     ),
     Command(
         "positions", (Positions,), plain(Positions), "/positions (or /pos)", "/pos",
-        ("Size, entry, mark, liquidation price, uPnL, ROE, with Close buttons.",),
+        ("One card per position: size, entry, mark, liquidation price, uPnL, ROE, its SL "
+         "and TPs, with buttons: Close 25/50/100 %, SL → break-even, Trail SL, Edit SL, "
+         "Edit TP, Refresh. Each opens a preview; nothing changes without Confirm.",),
         where="private", aliases=("pos",), menu=Menu(5, "open positions"),
     ),
     Command(

@@ -21,7 +21,7 @@ from bot import fmt
 from bot import parse as P
 from bot.buttons import PositionAction, button
 from bot.db.models import OrderCard
-from bot.errors import ExchangeError, UserError
+from bot.errors import ExchangeError, Rejected, UserError
 from bot.exchange import contracts
 from bot.exchange.types import Exchange, Instrument, Order, Position
 from bot.notify import Keyboard
@@ -296,6 +296,10 @@ async def send_stop_plan(book: CardBook, ex: Exchange, row: OrderCard, plan: Pla
     """Place what a confirmed set_sl / set_tps card holds (one attempt per leg: the
     clOrdIDs derive from the card's, so a retry finds a leg instead of doubling it)."""
     assert row.id is not None and plan.symbol and plan.side and plan.qty is not None
+    # Confirmed after the position closed: a reduce-only exit now would only wait for a
+    # position to reduce that is not there (or, reversed, a new one): place nothing.
+    if not any(p.symbol == plan.symbol and p.current_qty != 0 for p in await ex.positions()):
+        raise Rejected(f"the {plan.symbol} position has closed since; nothing was placed")
     if plan.kind == "set_tps":
         return await _send_targets(book, ex, row, plan)
     assert plan.stop_px is not None

@@ -231,3 +231,16 @@ async def test_bot_trails_itself_where_pegged_orders_are_refused(h: Harness) -> 
     h.sim.engine.set_mark("XBTUSD", D(60500))
     assert position_qty(h, key) == 0
     no_traceback(alice)
+
+
+async def test_confirm_after_the_position_closed_places_nothing(h: Harness) -> None:
+    alice, key = await long_400(h)
+    await alice.send("/sl btc 58k")
+    card = alice.find_button("✅ Confirm")
+    await alice.send("/close")
+    await confirm(alice)
+    assert position_qty(h, key) == 0
+    await alice.press("✅ Confirm", card)
+    assert "position has closed since" in (card.content or ""), card.content
+    assert open_orders(h, key) == []
+    no_traceback(alice)
