@@ -244,3 +244,17 @@ async def test_confirm_after_the_position_closed_places_nothing(h: Harness) -> N
     assert "position has closed since" in (card.content or ""), card.content
     assert open_orders(h, key) == []
     no_traceback(alice)
+
+
+async def test_bot_trailing_goes_on_after_a_restart(h: Harness) -> None:
+    alice, key = await long_400(h)
+    h.sim.account(key).pegged_allowed = False
+    await alice.send("/sl btc trail $500")
+    assert "the bot trails this stop itself" in await confirm(alice)
+    await h.restart()
+    # the order table's partial on the new stream tells the bot which stop is its own
+    await h.svc.live.wait_ready(alice.id)
+    h.sim.engine.set_mark("XBTUSD", D(62000))
+    await h.emu.wait_for(lambda: open_orders(h, key)[0]["stopPx"] == D(61500), timeout=5)
+    h.sim.engine.set_mark("XBTUSD", D(61500))
+    assert position_qty(h, key) == 0
