@@ -167,7 +167,8 @@ class StopPreviews(CardBook):
         lines.append(f"At the stop ≈ {fmt.money(est, inst.settl_currency)}")
         plan = Plan(kind="set_sl", network=acc.network, symbol=pos.symbol, side=exit_side,
                     qty=qty, ord_type="Stop", stop_px=stop, peg_offset=peg,
-                    exec_inst=("ReduceOnly",),
+                    # Triggered (and trailed) on the mark, like the exits /buy places.
+                    exec_inst=("ReduceOnly", "MarkPrice"),
                     order_ids=(current.order_id,) if current else (), summary=head)
         return await self._store(await self._user(user_id), chat_id, plan, lines, False)
 
