@@ -347,3 +347,19 @@ class PanicPress(ButtonData):
     private: ClassVar[bool] = True
     action: Literal["c", "x"]
     card_id: int
+
+
+# --- issue #14 items 1 and 3 (stops): the position card's buttons ---------------------
+
+PositionActionKind = Literal["c25", "c50", "c100", "be", "tr", "es", "et", "rf"]
+
+
+@dataclass(frozen=True)
+class PositionAction(ButtonData):
+    """A position card's button: Close 25/50/100 %, SL → break-even, Trail SL, Edit SL,
+    Edit TP, Refresh. Each but Refresh and the edits opens a preview card."""
+
+    prefix: ClassVar[str] = "ps"
+    private: ClassVar[bool] = True
+    action: PositionActionKind
+    symbol: Symbol

@@ -34,13 +34,14 @@ from handlers import (
     router,
     settings,
     start,
+    stops,
     trade,
 )
 from handlers.router import IntentHandler
 
 # Every handlers area, literally, in one place; each exports ROUTES (its command handlers
 # by intent) and BUTTONS (its press handlers by button kind).
-AREAS = (start, trade, keys, alerts, feeds, reports, settings, live, admin, chats,
+AREAS = (start, trade, stops, keys, alerts, feeds, reports, settings, live, admin, chats,
          positions)
 
 
@@ -58,7 +59,7 @@ def routes_of(areas: Sequence[ModuleType]) -> dict[type[P.Intent], IntentHandler
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Attach the access gate, the command handlers and the error handler."""
     text = router.Router(routes_of(AREAS), first=keys.in_connect_flow,
-                         fallbacks=(feeds.on_group_text,))
+                         fallbacks=(stops.on_edit_reply, feeds.on_group_text))
 
     # First of all: an update delivered again (a leader killed before confirming it, a
     # webhook retry) is skipped, so it is handled once (bot/leader.py UpdateLog).

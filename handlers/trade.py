@@ -26,7 +26,7 @@ from bot.trading import Card
 from bot.trading.panic import panic_row
 from handlers.common import Context, answer_press, reply
 from handlers.presses import PressHandler
-from handlers.render import balances, markup, order_block, position_block
+from handlers.render import balances, markup, order_block
 from handlers.router import IntentHandler
 
 log = logging.getLogger(__name__)
@@ -123,25 +123,15 @@ async def _instrument_or_none(ex: Exchange, symbol: str) -> Instrument | None:
 
 
 async def positions(update: Update, context: Context, intent: P.Positions) -> None:
-    """/positions: each open position with a Close button."""
-    uid = context.user_id
-    svc = context.services
-    acc = await svc.accounts.require_active(uid)
-    ex = await svc.accounts.exchange(uid, acc.network)
-    rows = [p for p in await ex.positions() if p.current_qty != 0]
-    if not rows:
-        await reply(update, f"No open positions ({acc.network}).")
+    """/positions: one card per open position, with its buttons (bot/trading/stops.py)."""
+    network, cards = await context.services.trading.position_cards(context.user_id)
+    if not cards:
+        await reply(update, f"No open positions ({network}).")
         return
-    insts = [await ex.instrument(p.symbol) for p in rows]
-    blocks = [position_block(p, inst) for p, inst in zip(rows, insts, strict=True)]
-    # A position opened on BitMEX in a contract the bot does not trade gets no Close
-    # button that /close would then refuse: it says where to close it instead.
-    buttons = [[button(f"Close {p.symbol}", ClosePositionRow(p.symbol))]
-               for p, inst in zip(rows, insts, strict=True) if inst.refusal is None]
-    notes = [f"{html.escape(inst.refusal)}: close it on BitMEX itself."
-             for inst in insts if inst.refusal is not None]
-    await reply(update, f"<b>Positions · {acc.network}</b>\n" + "\n".join(blocks + notes),
-                reply_markup=markup([*buttons, panic_row()]))
+    for n, card in enumerate(cards, 1):
+        # The Panic row (issue #14 item 6) once, under the last position's card.
+        rows = [*card.buttons, panic_row()] if n == len(cards) else card.buttons
+        await reply(update, card.text, reply_markup=markup(rows))
 
 
 async def balance(update: Update, context: Context, intent: P.Balance) -> None:

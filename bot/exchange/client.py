@@ -144,6 +144,7 @@ class BitmexClient(RestTransport):
         cl_ord_id: str | None = None,
         text: str | None = None,
         send_by: float | None = None,
+        peg_offset: Decimal | None = None,
     ) -> Order:
         """Place one order, exactly once.
 
@@ -167,6 +168,9 @@ class BitmexClient(RestTransport):
             "ordType": ord_type,
             "price": price,
             "stopPx": stop_px,
+            # BitMEX's trailing stop: the signed offset, negative for a sell stop.
+            "pegOffsetValue": peg_offset,
+            "pegPriceType": "TrailingStopPeg" if peg_offset is not None else None,
             "timeInForce": time_in_force,
             "execInst": ",".join(exec_inst) if exec_inst else None,
             "clOrdID": cl,
@@ -253,6 +257,7 @@ class BitmexClient(RestTransport):
         qty: Decimal | int | None = None,
         price: Decimal | None = None,
         stop_px: Decimal | None = None,
+        peg_offset: Decimal | None = None,
     ) -> Order:
         """Amend by orderID or origClOrdID; retried only when it never reached the engine."""
         if not order_id and not orig_cl_ord_id:
@@ -263,6 +268,7 @@ class BitmexClient(RestTransport):
             "orderQty": _num(qty),
             "price": price,
             "stopPx": stop_px,
+            "pegOffsetValue": peg_offset,
         }
         row = await self._call("PUT", "/order", body=body, idempotent=False,
                                expires_in=self.order_expires_in)

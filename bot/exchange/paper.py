@@ -206,6 +206,7 @@ class PaperExchange:
         cl_ord_id: str | None = None,
         text: str | None = None,
         send_by: float | None = None,
+        peg_offset: Decimal | None = None,
     ) -> Order:
         params: Row = {
             "symbol": symbol,
@@ -214,6 +215,9 @@ class PaperExchange:
             "ordType": ord_type,
             "price": price,
             "stopPx": stop_px,
+            # BitMEX's trailing stop: the signed offset, negative for a sell stop.
+            "pegOffsetValue": peg_offset,
+            "pegPriceType": "TrailingStopPeg" if peg_offset is not None else None,
             "timeInForce": time_in_force,
             "execInst": ",".join(exec_inst) if exec_inst else None,
             "clOrdID": cl_ord_id or new_cl_ord_id("paper"),
@@ -231,6 +235,7 @@ class PaperExchange:
         qty: Decimal | int | None = None,
         price: Decimal | None = None,
         stop_px: Decimal | None = None,
+        peg_offset: Decimal | None = None,
     ) -> Order:
         params: Row = {
             "orderID": order_id,
@@ -238,6 +243,7 @@ class PaperExchange:
             "orderQty": int(qty) if qty is not None else None,
             "price": price,
             "stopPx": stop_px,
+            "pegOffsetValue": peg_offset,
         }
         params = {k: v for k, v in params.items() if v is not None}
         row = self._do("PUT /order", lambda: self.engine.amend_order(self.account_id, params))

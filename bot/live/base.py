@@ -114,6 +114,8 @@ class Watch:
     reported: OrderedDict[str, None] = field(default_factory=OrderedDict)
     triggered: set[str] = field(default_factory=set)  # orderIDs whose trigger was told
     liq_warned: set[str] = field(default_factory=set)  # symbols warned, not yet re-armed
+    # Symbols with a stop the bot trails itself (BitMEX refused the peg; bot/trading/stops.py)
+    bot_trailed: set[str] = field(default_factory=set)
     closed: bool = False
 
 

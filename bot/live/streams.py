@@ -27,6 +27,7 @@ from bot.live.fills import Fills
 from bot.live.liqwarn import LiqWarnings
 from bot.live.monitor import PositionMonitor
 from bot.metrics import StreamState
+from bot.trading.stops import trail_stops
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ class LiveUpdates(Fills, LiqWarnings, Deadman, PositionMonitor):
 
         async def order(o: Order) -> None:
             if not w.closed:
+                if o.is_open and o.text.startswith("telegram trail "):
+                    w.bot_trailed.add(o.symbol)
                 await self._on_order(w, o)
                 await self._monitor_order(w, o)
 
@@ -200,10 +203,25 @@ class LiveUpdates(Fills, LiqWarnings, Deadman, PositionMonitor):
             if not w.closed:
                 await self._on_position(w, p)
                 await self._monitor_position(w, p)
+                if p.symbol in w.bot_trailed:
+                    await self._trail_own_stop(w, p)
 
         source.on_fill(fill)
         source.on_order(order)
         source.on_position(position)
+
+    async def _trail_own_stop(self, w: Watch, p: Position) -> None:
+        """Where BitMEX refused a pegged stop, move the bot's plain one with the mark."""
+        inst = await self._instrument(w.network, p.symbol)
+        if p.mark_price is None or inst is None:
+            return
+        try:
+            ex = await self.accounts.exchange(w.user_id, w.network)
+            if not await trail_stops(ex, p.symbol, p.mark_price, inst.tick_size,
+                                     keep=w.bot_trailed):
+                return
+        except ExchangeError as e:
+            log.warning("bot trailing of %s not moved: %s", p.symbol, e.message)
 
     async def wait_ready(self, user_id: int, network: str = "testnet",
                          within: float = 10.0) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from bot.matching.instruments import Instrument
 from bot.matching.positions import Positions
@@ -121,6 +121,8 @@ class Book(Positions):
             if order.ord_type not in STOP_TYPES or order.triggered or not order.is_open:
                 continue
             assert order.stop_px is not None
+            if order.peg_offset is not None:
+                self._trail(order, inst)
             ref = inst.last if "LastPrice" in order.exec_inst else inst.mark
             if order.ord_type in ("Stop", "StopLimit"):
                 hit = ref >= order.stop_px if order.side == "Buy" else ref <= order.stop_px
@@ -140,6 +142,26 @@ class Book(Positions):
             self._execution(order, "TriggeredOrActivatedBySystem")
             self._activate(order, inst)
             self._after_change(order.account, inst)
+
+    @staticmethod
+    def _trailed_px(inst: Instrument, exec_inst: str, offset: Decimal) -> Decimal:
+        """Where a trailing stop sits now: the reference price plus the signed offset,
+        rounded to the tick away from the price (a sell stop never rounds up into it)."""
+        ref = inst.last if "LastPrice" in exec_inst else inst.mark
+        return max(inst.round_tick(ref + offset, ROUND_FLOOR if offset < 0 else ROUND_CEILING),
+                   inst.tick_size)
+
+    def _trail(self, order: Order, inst: Instrument) -> None:
+        """Move a trailing stop with the price, only in the favourable direction: a sell
+        stop only up, a buy stop only down (BitMEX's TrailingStopPeg)."""
+        assert order.peg_offset is not None and order.stop_px is not None
+        new = self._trailed_px(inst, order.exec_inst, order.peg_offset)
+        better = new > order.stop_px if order.peg_offset < 0 else new < order.stop_px
+        if not better:
+            return
+        order.stop_px = new
+        order.timestamp = self.clock.now()
+        self._emit("order", "update", [self._order_delta(order, ("stopPx",))], order.account)
 
     def _order_delta(self, order: Order, fields: Iterable[str]) -> Row:
         full = order.row()

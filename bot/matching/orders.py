@@ -10,6 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from bot.matching.book import Book
+from bot.matching.instruments import Instrument
 from bot.matching.records import Order
 from bot.matching.terms import (
     CURRENCY_UNITS,
@@ -90,7 +91,7 @@ class Orders(Book):
             raise EngineError(f"Invalid orderQty: maximum is {inst.max_order_qty}")
         if ord_type in ("Limit", "StopLimit", "LimitIfTouched") and price is None:
             raise EngineError("Invalid price")
-        if ord_type in STOP_TYPES and stop_px is None:
+        if ord_type in STOP_TYPES and stop_px is None and not params.get("pegPriceType"):
             raise EngineError("Invalid stopPx")
         if ord_type in ("Market", "Stop", "MarketIfTouched") and price is not None:
             raise EngineError("Invalid price")
@@ -101,6 +102,13 @@ class Orders(Book):
                 raise EngineError(f"Invalid {name}")
             if value % inst.tick_size:
                 raise EngineError(f"Invalid {name} tickSize")
+        peg_offset = self._trailing_offset(account_id, params, ord_type, side, inst)
+        if peg_offset is not None:
+            ref = inst.last if "LastPrice" in exec_inst else inst.mark
+            if ref + peg_offset <= 0:
+                raise EngineError("Invalid pegOffsetValue")
+            if stop_px is None:
+                stop_px = self._trailed_px(inst, exec_inst, peg_offset)
         tif = str(params.get("timeInForce") or "")
         if not tif:
             tif = "ImmediateOrCancel" if ord_type in ("Market", "Stop", "MarketIfTouched") else (
@@ -128,6 +136,7 @@ class Orders(Book):
             text=str(params.get("text") or "Submitted via API."),
             created=now,
             leaves_qty=qty,
+            peg_offset=peg_offset,
             transact_time=now,
             timestamp=now,
         )
@@ -153,6 +162,36 @@ class Orders(Book):
             self._activate(order, inst)
         self._after_change(account_id, inst)
         return order.row()
+
+    def _trailing_offset(self, account_id: int, params: Row, ord_type: str, side: str,
+                         inst: Instrument) -> Decimal | None:
+        """BitMEX's trailing stop: pegPriceType TrailingStopPeg with a signed
+        pegOffsetValue, negative for a sell stop (it trails below the price), positive for
+        a buy stop; a multiple of the tick, on stop kinds only."""
+        peg_type = str(params.get("pegPriceType") or "")
+        raw = params.get("pegOffsetValue")
+        if not peg_type:
+            if raw is not None:
+                raise EngineError("Invalid pegPriceType")
+            return None
+        if peg_type != "TrailingStopPeg":
+            raise EngineError("Invalid pegPriceType")
+        if not self.accounts[account_id].pegged_allowed:
+            raise EngineError("Pegged orders are not enabled for this account")
+        if ord_type not in STOP_TYPES:
+            raise EngineError("Invalid ordType for pegPriceType")
+        if raw is None:
+            raise EngineError("Invalid pegOffsetValue")
+        offset = parse_decimal(raw, "pegOffsetValue")
+        if offset == 0 or offset % inst.tick_size:
+            raise EngineError("Invalid pegOffsetValue tickSize")
+        stop_sell = (side or "Buy") == "Sell"
+        if ord_type in ("MarketIfTouched", "LimitIfTouched"):
+            stop_sell = not stop_sell
+        if stop_sell != (offset < 0):
+            raise EngineError("Invalid pegOffsetValue: must be negative for a sell stop "
+                              "and positive for a buy stop")
+        return offset
 
     def _open_with_cl(self, account_id: int, cl_ord_id: str) -> bool:
         """BitMEX keeps a clOrdID unique only among OPEN orders (untriggered stops
@@ -256,6 +295,15 @@ class Orders(Book):
             stop_px = parse_decimal(params["stopPx"], "stopPx")
             if stop_px <= 0 or stop_px % inst.tick_size:
                 raise EngineError("Invalid stopPx tickSize")
+        if params.get("pegOffsetValue") is not None:
+            if order.peg_offset is None:
+                raise EngineError("Invalid pegOffsetValue")
+            offset = parse_decimal(params["pegOffsetValue"], "pegOffsetValue")
+            if offset == 0 or offset % inst.tick_size or (offset < 0) != (order.peg_offset < 0):
+                raise EngineError("Invalid pegOffsetValue")
+            order.peg_offset = offset
+            if params.get("stopPx") is None:
+                stop_px = self._trailed_px(inst, order.exec_inst, offset)
         order.order_qty = qty
         order.leaves_qty = qty - order.cum_qty
         order.price = price
@@ -271,7 +319,8 @@ class Orders(Book):
         self._emit(
             "order",
             "update",
-            [self._order_delta(order, ("orderQty", "leavesQty", "price", "stopPx", "text"))],
+            [self._order_delta(order, ("orderQty", "leavesQty", "price", "stopPx", "text",
+                                       "pegOffsetValue"))],
             account_id,
         )
         self._execution(order, "Replaced")

@@ -28,6 +28,9 @@ class Account:
     other_keys: list[Row] = field(default_factory=list)
     hide_own_key: bool = False
     cidrs: list[str] = field(default_factory=list)
+    # Some accounts are refused pegged orders (community reports; BITMEX.md): a test or
+    # the sandbox turns this off to exercise the bot's own trailing.
+    pegged_allowed: bool = True
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Order:
     leaves_qty: int = 0
     cum_qty: int = 0
     avg_px: Decimal | None = None
+    # A trailing stop (pegPriceType TrailingStopPeg): stop_px follows the reference price
+    # at this signed offset, only in the position's favour (negative for a sell stop).
+    peg_offset: Decimal | None = None
     notional: Decimal = Decimal(0)  # sum of qty*price for avgPx
     transact_time: datetime | None = None
     timestamp: datetime | None = None
@@ -85,8 +91,8 @@ class Order:
             "price": self.price,
             "displayQty": None,
             "stopPx": self.stop_px,
-            "pegOffsetValue": None,
-            "pegPriceType": "",
+            "pegOffsetValue": self.peg_offset,
+            "pegPriceType": "TrailingStopPeg" if self.peg_offset is not None else "",
             "currency": self.currency,
             "settlCurrency": self.settl,
             "ordType": self.ord_type,

@@ -14,7 +14,7 @@ symbols, zones), `usage` (/help), `signals` (free-text signals in feed groups).
 
 from __future__ import annotations
 
-from bot.parse import account, admin, alerts, feeds, live, market, positions, trading
+from bot.parse import account, admin, alerts, feeds, live, market, positions, stops, trading
 from bot.parse.account import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.admin import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.alerts import *  # noqa: F403  (each area's __all__: its intents)
@@ -37,6 +37,7 @@ from bot.parse.live import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.market import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.positions import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.signals import looks_like_signal, recognise, risk_reward
+from bot.parse.stops import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.table import Command, Intent, Menu, Where
 from bot.parse.trading import *  # noqa: F403  (each area's __all__: its intents)
 from bot.parse.usage import GROUP_COMMANDS, OPERATOR_COMMANDS, MenuScope, help_text, menu
@@ -91,6 +92,7 @@ __all__ = [
     *market.__all__,
     *trading.__all__,
     *positions.__all__,
+    *stops.__all__,
     *alerts.__all__,
     *live.__all__,
     *feeds.__all__,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bot.errors import UserError
-from bot.parse import account, admin, alerts, feeds, live, market, positions, trading
+from bot.parse import account, admin, alerts, feeds, live, market, positions, stops, trading
 from bot.parse.table import Command, Intent, Menu
 from bot.parse.values import SymbolBook, shown
 from bot.parse.words import NETWORKS, Args, tokenize, unexpected
@@ -82,6 +82,7 @@ COMMANDS: tuple[Command, ...] = (
     *market.COMMANDS,
     *trading.COMMANDS,
     *positions.COMMANDS,
+    *stops.COMMANDS,
     *alerts.COMMANDS,
     *live.COMMANDS,
     *feeds.COMMANDS,

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import ClassVar, Literal
 
 from bot.errors import UserError
+from bot.parse.stops import Trail, trail_value
 from bot.parse.table import NUMBERS, SIZES, SYMBOLS, Command, Intent, Menu, plain
 from bot.parse.values import (
     SizeSpec,
@@ -65,6 +66,8 @@ class Order(Intent):
     post_only: bool = False
     reduce_only: bool = False
     force: bool = False  # a risk size above RISK_LIMIT % was asked for on purpose
+    # `sl 58k trail 1%` (issue #14 item 3): the stop placed at entry trails by this.
+    trail: Trail | None = None
 
     @property
     def entry(self) -> Decimal | None:
@@ -150,6 +153,7 @@ _ORDER_SPEC: Spec = {
     "market": ("market", "flag"),
     "risk": ("risk", "percent"),
     "force": ("force", "flag"),
+    "trail": ("trail", "number"),
 }
 
 # Above this share of the margin balance a risk size needs `force`: 15 % is more often a
@@ -200,6 +204,9 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order | PickSize:
     price = parse_price(opts["price"][1], "limit price") if "price" in opts else None
     stop_px = parse_price(opts["stop"][1], "stop price") if "stop" in opts else None
     tps = parse_price_list(opts["tp"][1]) if "tp" in opts else ()
+    trail = trail_value(opts["trail"][1]) if "trail" in opts else None
+    if trail is not None and sl is None:
+        raise UserError("trail needs a stop to start from: sl 58k trail 1%.")
     post, reduce = "post" in opts, "reduce" in opts
     if "market" in opts and price is not None:
         raise UserError("A market order has no limit price: drop 'market' or the price.")
@@ -229,6 +236,7 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order | PickSize:
         post_only=post,
         reduce_only=reduce,
         force=force,
+        trail=trail,
     )
 
 
@@ -406,7 +414,7 @@ def _orders(name: str, args: Args, book: SymbolBook) -> Orders:
 
 
 _ORDER_USAGE = ("SIZE|risk N% [SYM] [@ PRICE | limit PRICE] [stop PX] [tp PX[,PX...]] [sl PX] "
-                "[lev N] [post] [reduce] [force]")
+                "[lev N] [post] [reduce] [force] [trail N% | trail $N]")
 _RISK_HELP = ("risk N% sl PX: the size whose loss at the stop (taker fees included) is N% of "
               "your margin balance; over 10% needs force. Without a size: your preset buttons "
               "(/settings presets).")
@@ -417,6 +425,7 @@ COMMANDS = (
         ("/long is the same as /buy. A preview with Confirm/Cancel comes first.",
          "Market order unless a price is given; stop PX makes a stop (or stop-limit with @).",
          "tp/sl add reduce-only exits after entry; post = post-only; reduce = reduce-only.",
+         "sl 58k trail 1% (or trail $500): the stop trails the price from entry (see /help sl).",
          "Keywords may come in any order: /buy btc 100 sl 58k @ 60k",
          _RISK_HELP, SIZES, NUMBERS, SYMBOLS,
          "More: /buy 0.01btc xbtusdt stop 65k · /long 10% btc lev 5 tp 65k,70k sl 58k"),
@@ -451,7 +460,9 @@ COMMANDS = (
     ),
     Command(
         "positions", (Positions,), plain(Positions), "/positions (or /pos)", "/pos",
-        ("Size, entry, mark, liquidation price, uPnL, ROE, with Close buttons.",),
+        ("One card per position: size, entry, mark, liquidation price, uPnL, ROE, its SL "
+         "and TPs, with buttons: Close 25/50/100 %, SL → break-even, Trail SL, Edit SL, "
+         "Edit TP, Refresh. Each opens a preview; nothing changes without Confirm.",),
         where="private", aliases=("pos",), menu=Menu(5, "open positions"),
     ),
     Command(

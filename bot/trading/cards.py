@@ -77,6 +77,10 @@ class Plan:
     order_ids: tuple[str, ...] = ()
     usd: Decimal | None = None
     summary: str = ""  # the card's headline, for the outcome edits
+    # Issue #14 (bot/trading/stops.py): a trailing stop's signed pegOffsetValue (also the
+    # SL of an order's exits), and each take-profit's size where shares were given.
+    peg_offset: Decimal | None = None
+    tp_qtys: tuple[Decimal, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         def enc(v: Any) -> Any:
@@ -101,6 +105,8 @@ class Plan:
             tps=tuple(Decimal(x) for x in data.get("tps") or ()), sl=dec(data.get("sl")),
             leverage=dec(data.get("leverage")), order_ids=tuple(data.get("order_ids") or ()),
             usd=dec(data.get("usd")), summary=data.get("summary", ""),
+            peg_offset=dec(data.get("peg_offset")),
+            tp_qtys=tuple(Decimal(x) for x in data.get("tp_qtys") or ()),
         )
 
 
@@ -255,7 +261,7 @@ class CardBook:
 
     @staticmethod
     def _placed_text(plan: Plan, row: OrderCard) -> str:
-        if plan.kind in ("cancel", "cancel_all", "amend_stop"):
+        if plan.kind in ("cancel", "cancel_all", "amend_stop", "set_sl", "set_tps"):
             return f"✅ {html.escape(row.error or 'Done.')}"
         if plan.kind == "leverage":
             return "✅ Leverage changed."

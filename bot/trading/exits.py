@@ -44,7 +44,7 @@ class Exits(CardBook):
         if plan.sl is not None:
             wanted.append((exit_cl_ord_id(row.cl_ord_id, "sl"), (plan.qty, "Stop"), {
                 "stop_px": plan.sl, "exec_inst": ("ReduceOnly", "MarkPrice"),
-                "text": "telegram sl"}))
+                "text": "telegram sl", "peg_offset": plan.peg_offset}))
         for i, (tp, qty) in enumerate(zip(plan.tps, split_qty(plan.qty, len(plan.tps),
                                                              inst.lot_size), strict=True)):
             if qty > 0:

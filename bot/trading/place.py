@@ -27,6 +27,7 @@ from bot.trading.cards import CONFIRMED, EXPIRED, FAILED, PLACED, WAITING, Card,
 from bot.trading.exits import Exits
 from bot.trading.panic import KIND as PANIC
 from bot.trading.panic import send_panic
+from bot.trading.stops import STOP_KINDS, send_stop_plan
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class Placement(Exits):
             report = await send_panic(ex, row.cl_ord_id)
             await self._finish(row.id, PLACED, extra={"report": report})
             return {}
+        if plan.kind in STOP_KINDS:
+            return await send_stop_plan(self, ex, row, plan)
         assert plan.symbol and plan.side and plan.qty is not None
         if plan.leverage is not None:
             await ex.set_leverage(plan.symbol, plan.leverage)

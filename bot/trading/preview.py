@@ -25,6 +25,7 @@ from bot.parse.values import SizeSpec
 from bot.side import Side
 from bot.trading import sizing
 from bot.trading.cards import ZERO, Card, CardBook, Plan, plain_reason
+from bot.trading.stops import trail_offset
 
 DEFAULT_LEVERAGE = Decimal(10)
 
@@ -210,7 +211,13 @@ class Previews(CardBook):
             kind="order", network=acc.network, symbol=symbol, side=side, qty=qty,
             ord_type=ord_type, price=price, stop_px=stop_px, exec_inst=tuple(exec_inst),
             tps=tps, sl=sl, leverage=leverage, usd=usd, summary=head,
+            peg_offset=(trail_offset(inst, o.trail, entry, side == "Buy")
+                        if o.trail is not None and sl is not None else None),
         )
+        if plan.peg_offset is not None:  # `sl 58k trail 1%` (bot/trading/stops.py)
+            lines.insert(-1 if notes or warnings else len(lines),
+                         f"The stop trails {fmt.price(inst, abs(plan.peg_offset))} behind the "
+                         "price once it moves your way (BitMEX trailing stop).")
         return await self._store(user, chat_id, plan, lines, blocked)
 
     async def preview_close(self, user_id: int, chat_id: int, c: P.Close) -> Card:

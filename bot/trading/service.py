@@ -5,9 +5,10 @@ from __future__ import annotations
 from bot.trading.confirm import Presses
 from bot.trading.panic import PanicCards
 from bot.trading.preview import Previews
+from bot.trading.stops import StopPreviews
 
 
-class Trading(Previews, Presses, PanicCards):
+class Trading(Previews, StopPreviews, Presses, PanicCards):
     """Preview -> confirm -> place, exactly once (see the package docstring).
 
     The stages build on each other (cards <- exits <- place <- confirm; cards <- preview),

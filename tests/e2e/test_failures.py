@@ -281,7 +281,7 @@ async def test_close_while_bitmex_is_overloaded_then_after(h: Harness) -> None:
     assert "Not sent" in (card.content or "") and position_qty(h, key) == 200
     # the Close button under /positions works once BitMEX is back
     await alice.send("/positions")
-    await alice.press("Close XBTUSD")
+    await alice.press("Close 100 %")
     await alice.press("✅ Confirm")
     assert position_qty(h, key) == 0
     assert len([o for o in all_orders(h, key) if o["ordType"] == "Market"]) == 2
@@ -320,7 +320,7 @@ async def test_close_while_bitmex_sheds_load(h: Harness) -> None:
     await alice.press("✅ Confirm")
     h.sim.faults.load_shedding = True
     await alice.send("/positions")
-    await alice.press("Close XBTUSD")
+    await alice.press("Close 100 %")
     await alice.press("✅ Confirm")
     assert position_qty(h, key) == 0
     no_traceback(alice)

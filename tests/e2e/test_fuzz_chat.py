@@ -16,6 +16,7 @@ WORDS = [
     "/use", "/help", "/start", "/settings", "/tz", "UTC+3", "Europe/Berlin", "<b>", "&", "'",
     "risk", "1%", "15%", "force", "presets", "default",  # issue #14: risk sizing, presets
     "/panic", "panic", "deadman", "off", "/monitor", "monitor", "pin", "/chart",  # issue #14
+    "/sl", "/tp", "be", "trail", "1%", "-2%", "$500", "65k:50%,70k:50%",  # issue #14
 ]
 
 messages = st.one_of(

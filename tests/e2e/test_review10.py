@@ -79,8 +79,10 @@ async def test_a_position_in_a_contract_the_bot_does_not_trade_gets_no_close_but
         h.sim.engine.place_order(account, {"symbol": symbol, "side": "Buy", "orderQty": 100,
                                            "ordType": "Market"})
     await wait_text(h, alice, "Order filled", n=2)  # the fills are told first
-    await alice.send("/positions")
-    text = alice.last_text
-    assert "PXBT150KZ26 Long 100" in text and "XBTUSD Long 100" in text, text
+    await alice.send("/positions")  # one card per position (issue #14)
+    cards = {("PXBT" if "PXBT150KZ26" in (m.content or "") else "XBT"): m
+             for m in alice.messages[-2:]}
+    text = cards["PXBT"].content or ""
+    assert "PXBT150KZ26 Long 100" in text and "XBTUSD Long 100" in (cards["XBT"].content or "")
     assert "PXBT150KZ26 is a prediction market" in text and "close it on BitMEX" in text
-    assert alice.last.buttons == [["Close XBTUSD"]]
+    assert cards["PXBT"].buttons == [] and cards["XBT"].buttons[0][-1] == "Close 100 %"

@@ -89,7 +89,7 @@ async def test_the_whole_journey(h: Harness) -> None:
     assert position_qty(h, key) == 100
     await alice.send("/positions")
     assert "XBTUSD Long 100" in alice.last_text
-    await alice.press("Close XBTUSD")
+    await alice.press("Close 100 %")
     assert alice.last_text.startswith("CLOSE all XBTUSD long")
     await confirm_last_card(alice)
     assert position_qty(h, key) == 0

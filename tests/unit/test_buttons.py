@@ -29,6 +29,7 @@ from bot.buttons import (
     MenuPress,
     PanicOpen,
     PanicPress,
+    PositionAction,
     PresetPress,
     Text,
     button,
@@ -56,6 +57,12 @@ OLD_FORMATS: list[tuple[str, ButtonData]] = [
     ("pc:XBTZ26", ClosePositionRow("XBTZ26")),
     ("sz:Buy:XBTUSD:$100:-", PresetPress("Buy", "XBTUSD", "$100", "-")),  # issue #14 presets
     ("sz:Sell:ETHUSD:1%risk:3200.5", PresetPress("Sell", "ETHUSD", "1%risk", "3200.5")),
+    # issue #14 position card (bot/trading/stops.py position_buttons)
+    ("ps:c25:XBTUSD", PositionAction("c25", "XBTUSD")),
+    ("ps:c100:XBTUSDT", PositionAction("c100", "XBTUSDT")),
+    ("ps:be:ETHUSD", PositionAction("be", "ETHUSD")),
+    ("ps:tr:XBTUSD", PositionAction("tr", "XBTUSD")),
+    ("ps:rf:PXBT150KZ26", PositionAction("rf", "PXBT150KZ26")),
     ("k:d:testnet", ForgetKey("testnet")),   # /disconnect: f"k:d:{network}"
     ("k:d:mainnet", ForgetKey("mainnet")),
     ("k:d:paper", ForgetKey("paper")),
@@ -129,6 +136,7 @@ LONGEST: list[ButtonData] = [
     PresetPress("Sell", "X" * 20, "0.0001234xbt", "9999999999.999999"),
     PanicOpen(),
     PanicPress("c", MAX_ID),
+    PositionAction("c100", "P_" + "X" * 30),
 ]
 
 
@@ -248,8 +256,8 @@ def test_decode_never_raises_and_what_decodes_is_canonical(data: str) -> None:
 
 def test_private_kinds_are_the_ones_that_act_on_the_pressers_account() -> None:
     # Before the codec the gate refused these prefixes in groups (PRIVATE_BUTTONS).
-    # sz: size presets, pn: /panic (issue #14)
-    old_private = ("t:", "oc:", "pc:", "k:", "m:", "sz:", "pn:")
+    # sz: size presets, pn: /panic, ps: the position card (issue #14)
+    old_private = ("t:", "oc:", "pc:", "k:", "m:", "sz:", "pn:", "ps:")
     for prefix, kind in KINDS.items():
         assert kind.private == (prefix + ":").startswith(old_private), prefix
 

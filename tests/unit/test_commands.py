@@ -103,7 +103,7 @@ def test_the_gate_lists_are_the_tables_scopes() -> None:
         "connect", "accounts", "use", "disconnect", "buy", "sell", "close", "cancel",
         "orders", "positions", "balance", "leverage", "pnl", "liqalert", "summary", "tz",
         "deadman", "settings", "follow", "unfollow", "feeds",
-        "panic", "monitor"}  # issue #14 items 6-7
+        "panic", "monitor", "sl", "tp"}  # issue #14
     assert access.OPERATOR_ONLY == {"stats", "broadcast"}
     assert access.GROUP_READS == {"help", "feedstats", "start"}
     assert "/broadcast" not in P.help_text() and "/stats" not in P.help_text(group=True)

@@ -42,6 +42,9 @@ VOCAB = [
     "#3", "3", "6f2a91c0", "alpha", "@alpha", "\n", "x" * 300,
     "force", "1%", "15%", "presets", "default",  # issue #14: risk sizing, size presets
     "deadman", "dms", "pin", "stop",  # /panic, /monitor (issue #14)
+    # issue #14 /sl /tp
+    "be", "breakeven", "trail", "trailing", "1%", "-2%", "+3%", "−2%", "$0.01", "65k:50%",
+    "65k:50%,70k:50%", "65k:50%,70k:40%", ":", "65k:", ":50%", "65k,70k", "trail$500",
 ]  # fmt: skip
 
 

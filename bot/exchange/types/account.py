@@ -30,6 +30,8 @@ class Order:
     text: str
     account: int = 0
     timestamp: datetime | None = None
+    # A trailing stop's signed offset (pegPriceType TrailingStopPeg); None otherwise.
+    peg_offset: Decimal | None = None
 
     @property
     def is_open(self) -> bool:
@@ -56,6 +58,8 @@ class Order:
             text=str0(row, "text"),
             account=int0(row, "account"),
             timestamp=parse_time(row.get("transactTime") or row.get("timestamp")),
+            peg_offset=(dec(row, "pegOffsetValue")
+                        if row.get("pegPriceType") == "TrailingStopPeg" else None),
         )
 
 

@@ -40,6 +40,7 @@ class Exchange(Protocol):
         cl_ord_id: str | None = None,
         text: str | None = None,
         send_by: float | None = None,
+        peg_offset: Decimal | None = None,
     ) -> Order: ...
 
     async def amend_order(
@@ -50,6 +51,7 @@ class Exchange(Protocol):
         qty: Decimal | int | None = None,
         price: Decimal | None = None,
         stop_px: Decimal | None = None,
+        peg_offset: Decimal | None = None,
     ) -> Order: ...
 
     async def cancel_orders(
