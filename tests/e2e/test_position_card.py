@@ -56,7 +56,8 @@ async def test_position_card_shows_buttons_and_closes_by_share(h: Harness) -> No
     assert "SL: none" in (card.content or "") and "TP: none" in (card.content or "")
     assert card.buttons == [["Close 25 %", "Close 50 %", "Close 100 %"],
                             ["SL → break-even", "Trail SL 1 %"],
-                            ["✏️ Edit SL", "✏️ Edit TP", "🔄 Refresh"]]
+                            ["✏️ Edit SL", "✏️ Edit TP", "🔄 Refresh"],
+                            ["🚨 Panic: close all"]]  # under the last card (/panic)
     await alice.press("Close 25 %", card)
     assert alice.last_text.startswith("CLOSE 100 of 400 XBTUSD long")
     assert position_qty(h, key) == 400  # nothing without Confirm
