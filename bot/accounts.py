@@ -246,10 +246,10 @@ class Accounts:
         return Connected(AccountInfo("paper", PAPER_KEY_ID, ("order", "orderCancel"), True, now),
                          margins)
 
-    # --- reading --------------------------------------------------------------
+    # --- reading (read sessions: on SQLite they do not take the writer's turn) -------
 
     async def list(self, user_id: int) -> list[AccountInfo]:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             user = await s.get(User, user_id)
             rows = (await s.exec(select(ApiCredential).where(
                 ApiCredential.user_id == user_id))).all()
@@ -334,7 +334,7 @@ class Accounts:
             if network == "paper":
                 client = self.make_paper(user_id)
             else:
-                async with self.db.session() as s:
+                async with self.db.read() as s:
                     row = (await s.exec(select(ApiCredential).where(
                         ApiCredential.user_id == user_id,
                         ApiCredential.network == network))).first()
@@ -347,7 +347,7 @@ class Accounts:
 
     async def credentials(self, user_id: int, network: Network) -> tuple[str, str]:
         """Key id and decrypted secret, for the private socket's login; never log them."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             row = (await s.exec(select(ApiCredential).where(
                 ApiCredential.user_id == user_id, ApiCredential.network == network))).first()
         if row is None or network == "paper":
@@ -358,7 +358,7 @@ class Accounts:
 
     async def watched(self) -> Watched:
         """Every (user, network) with a verified key or a paper account."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             rows = (await s.exec(select(ApiCredential.user_id, ApiCredential.network,
                                         ApiCredential.verified_at))).all()
         return [(uid, net) for uid, net, verified in rows
