@@ -8,24 +8,17 @@ every committed write to the users table invalidates (`Database.on_commit`), so 
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from bot.db.cache import RowCache
 from bot.db.engine import Database, is_postgres
 from bot.db.models import User
-
-# Bounds what a row written by another process (an operator's SQL, a second instance that
-# was the leader before) can leave stale, and the memory: 20,000 views are a few MB.
-VIEW_TTL_S = 600.0
-VIEW_MAX = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,44 +45,8 @@ class UserView:
                    quiet_end=u.quiet_end)
 
 
-class UserCache:
-    """User views by id (None: no row), least recently used dropped first.
-
-    A fill is kept only if no commit touched the users table between the start of its read
-    and the fill (`generation`): a reader that saw the row before a concurrent /settings
-    committed cannot put the old one back after the invalidation.
-    """
-
-    def __init__(self, ttl: float = VIEW_TTL_S, size: int = VIEW_MAX) -> None:
-        self.ttl, self.size = ttl, size
-        self._rows: OrderedDict[int, tuple[float, UserView | None]] = OrderedDict()
-        self.generation = 0
-        self.hits = self.misses = 0
-
-    def get(self, user_id: int) -> tuple[bool, UserView | None]:
-        got = self._rows.get(user_id)
-        if got is None or time.monotonic() - got[0] > self.ttl:
-            self.misses += 1
-            return False, None
-        self._rows.move_to_end(user_id)
-        self.hits += 1
-        return True, got[1]
-
-    def put(self, user_id: int, view: UserView | None, generation: int) -> None:
-        if generation != self.generation:
-            return  # a write committed while we read: the next reader loads it afresh
-        self._rows[user_id] = (time.monotonic(), view)
-        self._rows.move_to_end(user_id)
-        while len(self._rows) > self.size:
-            self._rows.popitem(last=False)
-
-    def invalidate(self, ids: set[Any] | None) -> None:
-        self.generation += 1
-        if ids is None:
-            self._rows.clear()
-            return
-        for i in ids:
-            self._rows.pop(i, None)
+# User views by id; None: no row (a stranger, or someone not seen in private yet).
+UserCache = RowCache[int, "UserView | None"]
 
 
 class Users:
@@ -98,7 +55,7 @@ class Users:
         self.db = db
         self.admin_ids = frozenset(admin_ids)
         self.allowed_ids = frozenset(allowed_ids)
-        self.cache = UserCache()
+        self.cache: UserCache = RowCache()
         db.on_commit(User, self.cache.invalidate)
 
     def is_admin(self, user_id: int) -> bool:
@@ -120,8 +77,8 @@ class Users:
         found, view = self.cache.get(user_id)
         if (found and view is not None and not view.blocked and view.username == username
                 and view.first_name == first_name):
-            # Nothing to change but last_seen_at (/stats' "active" counts), and the row was
-            # read within VIEW_TTL_S: that precision is enough, the write is not needed.
+                # Nothing to change but last_seen_at (/stats' "active" counts), and the row was
+            # read within the cache's TTL: that precision is enough, the write is not needed.
             return
         # Every column's default filled in by the model, as a first contact's row has them.
         row = User(id=user_id, username=username, first_name=first_name,

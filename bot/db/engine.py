@@ -212,6 +212,7 @@ async def migrate(url: str) -> None:
 
 
 Watcher = Callable[[set[Any] | None], None]
+KeyOf = Callable[[Any], Any]
 
 
 class _CommitWatch:
@@ -220,17 +221,17 @@ class _CommitWatch:
     Per-process caches (`bot.users`) drop exactly those rows: collected at each flush (new,
     changed and deleted instances; an ORM bulk UPDATE or DELETE counts as "all rows"), told
     after the commit, so a reader that started before it can never put the old row back
-    (the cache compares a generation, see `bot.users.UserCache`). Nothing is told on
+    (the cache compares a generation, see `bot.db.cache.RowCache`). Nothing is told on
     rollback: nothing changed.
     """
 
     KEY = "bot_written"
 
     def __init__(self) -> None:
-        self.watchers: dict[type, list[Watcher]] = {}
+        self.watchers: dict[type, list[tuple[KeyOf, Watcher]]] = {}
 
-    def pending(self, session: SyncSession) -> dict[type, set[Any] | None]:
-        written: dict[type, set[Any] | None] = session.info.setdefault(self.KEY, {})
+    def pending(self, session: SyncSession) -> dict[Watcher, set[Any] | None]:
+        written: dict[Watcher, set[Any] | None] = session.info.setdefault(self.KEY, {})
         return written
 
     def after_flush(self, session: SyncSession, _ctx: UOWTransaction) -> None:
@@ -238,23 +239,22 @@ class _CommitWatch:
             return
         written = self.pending(session)
         for obj in (*session.new, *session.dirty, *session.deleted):
-            cls = type(obj)
-            if cls in self.watchers and (ids := written.setdefault(cls, set())) is not None:
-                ids.add(getattr(obj, "id", None))
+            for key, tell in self.watchers.get(type(obj), ()):
+                if (keys := written.setdefault(tell, set())) is not None:
+                    keys.add(key(obj))
 
     def on_execute(self, state: ORMExecuteState) -> None:
         if not (state.is_update or state.is_delete) or not self.watchers:
             return
         written = self.pending(state.session)
         for mapper in state.all_mappers:
-            if mapper.class_ in self.watchers:
-                written[mapper.class_] = None
+            for _key, tell in self.watchers.get(mapper.class_, ()):
+                written[tell] = None
 
     def after_commit(self, session: SyncSession) -> None:
         written = session.info.pop(self.KEY, None)
-        for cls, ids in (written or {}).items():
-            for tell in self.watchers.get(cls, ()):
-                tell(ids)
+        for tell, keys in (written or {}).items():
+            tell(keys)
 
     def after_rollback(self, session: SyncSession) -> None:
         session.info.pop(self.KEY, None)
@@ -304,9 +304,11 @@ class Database:
             self.engine.execution_options(**{READ_ONLY: True}), class_=AsyncSession,
             expire_on_commit=False, autoflush=False, sync_session_class=reads)
 
-    def on_commit(self, model: type, tell: Watcher) -> None:
-        """Call `tell(ids)` after each commit that changed rows of `model` (None: any)."""
-        self.watch.watchers.setdefault(model, []).append(tell)
+    def on_commit(self, model: type, tell: Watcher, key: KeyOf | None = None) -> None:
+        """Call `tell(keys)` after each commit that changed rows of `model`: the `key` of each
+        changed row (default: its `id`), or None when a bulk statement changed any."""
+        self.watch.watchers.setdefault(model, []).append(
+            (key or (lambda obj: getattr(obj, "id", None)), tell))
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
