@@ -111,10 +111,16 @@ async def test_use_switches_the_active_network_the_router_reads(h: Harness) -> N
     await alice.send("/connect paper")
     await alice.send("/use testnet")
     await alice.send("/price XBTUSD")  # warms the cached view on testnet
+    await alice.send("/start")  # and the cached account list
+    active = next(line for line in alice.last_text.splitlines() if "Active account" in line)
+    assert "testnet" in active, alice.transcript
     view = await h.svc.users.view(alice.id)
     assert view is not None and view.active_network == "testnet"
     await alice.send("/use paper")
     assert "paper" in alice.last_text, alice.transcript
+    await alice.send("/start")
+    active = next(line for line in alice.last_text.splitlines() if "Active account" in line)
+    assert "paper" in active and "testnet" not in active, alice.transcript
     view = await h.svc.users.view(alice.id)
     assert view is not None and view.active_network == "paper"
     # And the row agrees: the view is the database's, not a copy of its own.
