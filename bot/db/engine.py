@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import util as sa_util
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, UOWTransaction
@@ -161,6 +162,27 @@ class _WriterTurns:
             self._holder = None
             self._lock.release()
 
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """The turn for a whole write session, taken before it checks a connection out of
+        the pool: a writer queued for the turn must not sit on a connection meanwhile, or a
+        burst of writers empties the pool and the reads behind them wait too."""
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            yield  # a session inside this task's own write session: the turn is ours
+            return
+        await self._lock.acquire()
+        self._holder = task
+        try:
+            yield
+        finally:
+            self._holder = None
+            self._lock.release()
+
+
+# Each SQLite engine's writer turns, for `Database.session` to take before a checkout.
+_TURNS: weakref.WeakKeyDictionary[Engine, _WriterTurns] = weakref.WeakKeyDictionary()
+
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if is_postgres(url) or database_file(url) is not None:
@@ -174,6 +196,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     ensure_parent(url)
     engine = create_async_engine(url, **kwargs)
     turns = _WriterTurns()
+    _TURNS[engine.sync_engine] = turns
     event.listen(engine.sync_engine, "connect", _on_connect)
     event.listen(engine.sync_engine, "connect", _no_driver_begin)
     event.listen(engine.sync_engine, "begin", turns.begin)
@@ -312,7 +335,12 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as s:
+        turns = _TURNS.get(self.engine.sync_engine)
+        if turns is None:  # PostgreSQL: the server orders its writers
+            async with self._sessions() as s:
+                yield s
+            return
+        async with turns.held(), self._sessions() as s:
             yield s
 
     @asynccontextmanager
