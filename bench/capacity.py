@@ -26,7 +26,8 @@ so the standing alerts stay quiet). Measured on the bot's process only:
 - what could saturate, each against its limit: Telegram's outgoing messages (30/s for
   bulk), our CPU (one core: one event loop), event-loop lag (a callback every 100 ms in the
   bot's loop), database time (wall time inside statements) and connections (updates
-  waiting for one of the pool's 15, counted by walking the loop's tasks twice a second),
+  waiting for one of the pool's DB_POOL_SIZE + DB_MAX_OVERFLOW connections, counted by
+  walking the loop's tasks twice a second),
   BitMEX's REST budget (120 a minute per key, 30 keyless per address) and WebSocket
   connects (60 an hour); the three nearest their limits are named.
 
@@ -771,6 +772,16 @@ def pg_answers(url: str) -> bool:
 # ------------------------------------------------------------------------------ the table
 
 
+def pool_capacity() -> int:
+    """The connections the bot's pool may open, as the bot's process configures it."""
+    from bot.db.engine import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE
+
+    if os.environ.get("CAPACITY_POOL"):
+        return int(os.environ["CAPACITY_POOL"])
+    size = int(os.environ.get("DB_POOL_SIZE") or DEFAULT_POOL_SIZE)
+    return size + int(os.environ.get("DB_MAX_OVERFLOW") or DEFAULT_MAX_OVERFLOW)
+
+
 def verdict(r: Result) -> str:
     """The three resources closest to their limits in the heaviest step, as 'name x %'
     (x: % of the limit; lag against 100 ms, database time against the wall clock)."""
@@ -785,8 +796,10 @@ def verdict(r: Result) -> str:
         "bot CPU (one core)": step.cpu,
         "event loop (lag p99 vs 100 ms)": step.lag_p99_ms,
         "database (time in statements)": step.db_busy,
-        # SQLAlchemy's default pool: 5 connections + 10 overflow.
-        "database connections (15 in the pool)": 100 * step.pool_wait_max / 15,
+        # Updates queued for a connection against the pool's size (DB_POOL_SIZE +
+        # DB_MAX_OVERFLOW, or --pool): a queue as long as the pool is 100 %.
+        f"database connections ({pool_capacity()} in the pool)":
+            100 * step.pool_wait_max / pool_capacity(),
         "BitMEX REST per key": 100 * step.rest_key_max / REST_PER_KEY_PER_MIN,
         "BitMEX REST keyless": 100 * step.rest_keyless / REST_KEYLESS_PER_MIN,
         "BitMEX WS connects/h": 100 * r.handshakes / WS_PER_HOUR,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
+from bot.db.cache import RowCache
 from bot.db.engine import Database
 from bot.db.models import ApiCredential, AuditLog, User
 from bot.errors import (
@@ -109,6 +110,11 @@ class Accounts:
         self.make_paper = make_paper
         self._sessions: dict[tuple[int, Network], Exchange] = {}
         self._lock = asyncio.Lock()
+        # Each user's accounts, read on nearly every update (/balance, /start, a trade):
+        # dropped on any commit to their credentials or their row (/use, /connect).
+        self._listed: RowCache[int, tuple[AccountInfo, ...]] = RowCache()
+        db.on_commit(ApiCredential, self._listed.invalidate, key=lambda c: c.user_id)
+        db.on_commit(User, self._listed.invalidate)
         self.listeners: list[AccountListener] = []
         # About 3 key checks per user per 10 minutes, and a ceiling for everyone together.
         self.verify_per_user = SlidingLimit(VERIFY_PER_USER, VERIFY_WINDOW)
@@ -246,22 +252,31 @@ class Accounts:
         return Connected(AccountInfo("paper", PAPER_KEY_ID, ("order", "orderCancel"), True, now),
                          margins)
 
-    # --- reading --------------------------------------------------------------
+    # --- reading (read sessions: on SQLite they do not take the writer's turn) -------
 
     async def list(self, user_id: int) -> list[AccountInfo]:
-        async with self.db.session() as s:
+        found, cached = self._listed.get(user_id)
+        if found and cached is not None:
+            return list(cached)
+        generation = self._listed.generation
+        listed = await self._read_list(user_id)
+        self._listed.put(user_id, listed, generation)
+        return list(listed)
+
+    async def _read_list(self, user_id: int) -> tuple[AccountInfo, ...]:
+        async with self.db.read() as s:
             user = await s.get(User, user_id)
             rows = (await s.exec(select(ApiCredential).where(
                 ApiCredential.user_id == user_id))).all()
         active = user.active_network if user else None
         order = {"mainnet": 0, "testnet": 1, "paper": 2}
-        return sorted(
+        return tuple(sorted(
             (AccountInfo(r.network, r.key_id, tuple(r.permissions), r.network == active,
                          r.verified_at,
                          None if r.ip_binding is None else tuple(r.ip_binding))
              for r in rows),
             key=lambda a: order.get(a.network, 9),
-        )
+        ))
 
     async def active(self, user_id: int) -> AccountInfo | None:
         for acc in await self.list(user_id):
@@ -334,7 +349,7 @@ class Accounts:
             if network == "paper":
                 client = self.make_paper(user_id)
             else:
-                async with self.db.session() as s:
+                async with self.db.read() as s:
                     row = (await s.exec(select(ApiCredential).where(
                         ApiCredential.user_id == user_id,
                         ApiCredential.network == network))).first()
@@ -347,7 +362,7 @@ class Accounts:
 
     async def credentials(self, user_id: int, network: Network) -> tuple[str, str]:
         """Key id and decrypted secret, for the private socket's login; never log them."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             row = (await s.exec(select(ApiCredential).where(
                 ApiCredential.user_id == user_id, ApiCredential.network == network))).first()
         if row is None or network == "paper":
@@ -358,7 +373,7 @@ class Accounts:
 
     async def watched(self) -> Watched:
         """Every (user, network) with a verified key or a paper account."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             rows = (await s.exec(select(ApiCredential.user_id, ApiCredential.network,
                                         ApiCredential.verified_at))).all()
         return [(uid, net) for uid, net, verified in rows

@@ -50,6 +50,8 @@ EXPECTS: dict[str, str] = {
     "METRICS_PORT": "a TCP port number between 1 and 65535 (or empty: no metrics server)",
     "METRICS_HOST": "an address to listen on, such as 127.0.0.1 or 0.0.0.0",
     "TELEGRAM_TIME_SCALE": "a positive number; 1 against the real Telegram",
+    "DB_POOL_SIZE": "a number of database connections kept open (1-1000)",
+    "DB_MAX_OVERFLOW": "a number of extra database connections opened under load (0-1000)",
     "LEADER_LEASE_SECONDS": "seconds a leader's lease lasts unrenewed (1-300), longer than "
                             "LEADER_STEP_DOWN_SECONDS",
     "LEADER_RENEW_SECONDS": "seconds between lease renewals (0.1-60), shorter than "
@@ -168,6 +170,11 @@ class Settings(BaseSettings):
     LEADER_LEASE_SECONDS: float = 6.0
     LEADER_RENEW_SECONDS: float = 1.0
     LEADER_STEP_DOWN_SECONDS: float = 4.0
+    # The database pool (bot/db/engine.py): connections kept open, and extra ones opened
+    # while updates wait for one. Each instance on PostgreSQL may open both: together they
+    # must stay under the server's max_connections (100 by default).
+    DB_POOL_SIZE: int = 10
+    DB_MAX_OVERFLOW: int = 30
 
     @field_validator("TELEGRAM_BOT_TOKEN", mode="before")
     @classmethod
@@ -277,6 +284,13 @@ class Settings(BaseSettings):
     @classmethod
     def _time_scale(cls, v: float) -> float:
         if not 0 < v <= 1000:
+            raise ValueError("out of range")
+        return v
+
+    @field_validator("DB_POOL_SIZE", "DB_MAX_OVERFLOW")
+    @classmethod
+    def _pool(cls, v: int, info: ValidationInfo) -> int:
+        if not (1 if info.field_name == "DB_POOL_SIZE" else 0) <= v <= 1000:
             raise ValueError("out of range")
         return v
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
     from bot.db.engine import Database
+    from bot.users import UserView
 
 NOTIFY_KINDS = ("fills", "orders", "liquidations", "alerts", "summaries", "feeds")
 MODE_ICON = {"on": "🔔 on", "silent": "🔕 silent", "off": "⛔ off"}
@@ -52,7 +53,7 @@ def presets_of(user: User) -> tuple[SizeSpec, ...]:
     return out or P.DEFAULT_PRESETS
 
 
-def audience_of(user: User) -> Audience:
+def audience_of(user: User | UserView) -> Audience:
     start, end = _hhmm(user.quiet_start), _hhmm(user.quiet_end)
     quiet = (start, end) if start is not None and end is not None and start != end else None
     prefs = {k: v for k, v in (user.notify_prefs or {}).items() if k in NOTIFY_KINDS}
@@ -67,7 +68,7 @@ class Preferences:
         """For the delivery queue: a private chat's owner, None for groups and strangers."""
         if chat_id <= 0:
             return None
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             user = await s.get(User, chat_id)
         return None if user is None else audience_of(user)
 
@@ -123,7 +124,7 @@ class Preferences:
             await s.commit()
 
     async def show(self, user_id: int) -> str:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             user = await self._user(s, user_id)
         prefs = user.notify_prefs or {}
         quiet = (f"{user.quiet_start}–{user.quiet_end}" if user.quiet_start and user.quiet_end

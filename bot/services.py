@@ -34,7 +34,7 @@ from bot.metrics import Metrics, MetricsServer, Readiness
 from bot.notify import Audience, DeliveryLimits, DeliveryQueue
 from bot.paper_accounts import PaperAccounts, paper_path
 from bot.parse.values import SymbolBook
-from bot.prefs import Preferences
+from bot.prefs import Preferences, audience_of
 from bot.ratelimit import OncePer, PublicQuota, UserRateLimiter
 from bot.relay import Relay
 from bot.reports import Reports
@@ -97,8 +97,8 @@ class Services:
 
     async def touch_user(
         self, user_id: int, username: str | None, first_name: str | None
-    ) -> User:
-        return await self.users.touch_user(user_id, username, first_name)
+    ) -> None:
+        await self.users.touch_user(user_id, username, first_name)
 
     async def mark_blocked(self, chat_id: int) -> None:
         await self.users.mark_blocked(chat_id)
@@ -112,7 +112,8 @@ class Services:
 
     async def symbol_book(self, user_id: int | None = None) -> SymbolBook:
         """Active symbols (cached by the client) with the user's BTC contract for `btc`."""
-        user = await self.get_user(user_id) if user_id is not None else None
+        # The cached view: this runs for nearly every text and press.
+        user = await self.users.view(user_id) if user_id is not None else None
         network = (user.active_network if user else None) or "mainnet"
         try:
             instruments = await self.market(network).instruments()
@@ -184,7 +185,8 @@ async def _build(
     client_options: dict[str, Any] | None, metrics: Metrics, readiness: Readiness,
     server: MetricsServer | None,
 ) -> Services:
-    db = Database(settings.DATABASE_URL)
+    db = Database(settings.DATABASE_URL, pool_size=settings.DB_POOL_SIZE,
+                  max_overflow=settings.DB_MAX_OVERFLOW)
     await db.migrate()
     if vault is None:
         master = settings.master_key
@@ -208,7 +210,11 @@ async def _build(
         # Whatever a service sends, a user removed from ALLOWED_USER_IDS gets none of it.
         if chat_id > 0 and not users.is_allowed(chat_id):
             return Audience(blocked=True)
-        return await prefs.audience(chat_id)
+        if chat_id <= 0:
+            return None  # groups and channels: no owner's preferences
+        # Asked for every message sent: the cached view, not a session per message.
+        view = await users.view(chat_id)
+        return None if view is None else audience_of(view)
 
     relay = Relay()
     notifier = DeliveryQueue(

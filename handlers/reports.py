@@ -27,7 +27,7 @@ async def _photo(update: Update, report: Report) -> None:
 
 
 async def _default_symbol(context: Context, uid: int) -> str:
-    user = await context.services.get_user(uid)
+    user = await context.services.users.view(uid)  # cached: /price is a hot path
     return user.default_symbol if user else "XBTUSD"
 
 

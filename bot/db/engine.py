@@ -5,21 +5,32 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import util as sa_util
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, UOWTransaction
+from sqlalchemy.orm import Session as SyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.orm.session import Session as SQLModelSession
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 BUSY_TIMEOUT_MS = 5000
+# Marks a connection checked out for `Database.read()`: its transaction opens deferred.
+READ_ONLY = "bot_read_only"
+# The pool, sized for the update processor's 256 concurrent updates: an update holds a
+# connection for one short transaction at a time (never across a network call), so a few
+# dozen serve them; more would only queue on the server (PostgreSQL's default
+# max_connections is 100, shared by every instance) or, on SQLite, behind the one writer.
+DEFAULT_POOL_SIZE, DEFAULT_MAX_OVERFLOW = 10, 30
 
 
 SQLITE_PREFIX = "sqlite+aiosqlite://"
@@ -127,6 +138,12 @@ class _WriterTurns:
         self._holder: asyncio.Task[Any] | None = None
 
     def begin(self, conn: Connection) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            # A read-only transaction never upgrades to a writer, so a deferred BEGIN cannot
+            # meet "database is locked"; in WAL mode it reads a snapshot while the writer
+            # works, and it does not queue for the writer's turn.
+            conn.exec_driver_sql("BEGIN")
+            return
         task = asyncio.current_task()
         # The same task opening a second session inside its first cannot wait for itself;
         # it meets SQLite's own lock and busy timeout, as before.
@@ -145,8 +162,33 @@ class _WriterTurns:
             self._holder = None
             self._lock.release()
 
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """The turn for a whole write session, taken before it checks a connection out of
+        the pool: a writer queued for the turn must not sit on a connection meanwhile, or a
+        burst of writers empties the pool and the reads behind them wait too."""
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            yield  # a session inside this task's own write session: the turn is ours
+            return
+        await self._lock.acquire()
+        self._holder = task
+        try:
+            yield
+        finally:
+            self._holder = None
+            self._lock.release()
+
+
+# Each SQLite engine's writer turns, for `Database.session` to take before a checkout.
+_TURNS: weakref.WeakKeyDictionary[Engine, _WriterTurns] = weakref.WeakKeyDictionary()
+
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if is_postgres(url) or database_file(url) is not None:
+        # A file or a server: a queue pool (an in-memory SQLite keeps its one connection).
+        kwargs.setdefault("pool_size", DEFAULT_POOL_SIZE)
+        kwargs.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
     if is_postgres(url):
         # A server restart or a dropped idle connection costs one ping, not a failed update.
         kwargs.setdefault("pool_pre_ping", True)
@@ -154,6 +196,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     ensure_parent(url)
     engine = create_async_engine(url, **kwargs)
     turns = _WriterTurns()
+    _TURNS[engine.sync_engine] = turns
     event.listen(engine.sync_engine, "connect", _on_connect)
     event.listen(engine.sync_engine, "connect", _no_driver_begin)
     event.listen(engine.sync_engine, "begin", turns.begin)
@@ -191,19 +234,120 @@ async def migrate(url: str) -> None:
     await asyncio.to_thread(upgrade, url)
 
 
-class Database:
-    """The engine plus a session factory; one per process."""
+Watcher = Callable[[set[Any] | None], None]
+KeyOf = Callable[[Any], Any]
 
-    def __init__(self, url: str) -> None:
+
+class _CommitWatch:
+    """Tells subscribers which rows of a model a committed transaction changed.
+
+    Per-process caches (`bot.users`) drop exactly those rows: collected at each flush (new,
+    changed and deleted instances; an ORM bulk UPDATE or DELETE counts as "all rows"), told
+    after the commit, so a reader that started before it can never put the old row back
+    (the cache compares a generation, see `bot.db.cache.RowCache`). Nothing is told on
+    rollback: nothing changed.
+    """
+
+    KEY = "bot_written"
+
+    def __init__(self) -> None:
+        self.watchers: dict[type, list[tuple[KeyOf, Watcher]]] = {}
+
+    def pending(self, session: SyncSession) -> dict[Watcher, set[Any] | None]:
+        written: dict[Watcher, set[Any] | None] = session.info.setdefault(self.KEY, {})
+        return written
+
+    def after_flush(self, session: SyncSession, _ctx: UOWTransaction) -> None:
+        if not self.watchers:
+            return
+        written = self.pending(session)
+        for obj in (*session.new, *session.dirty, *session.deleted):
+            for key, tell in self.watchers.get(type(obj), ()):
+                if (keys := written.setdefault(tell, set())) is not None:
+                    keys.add(key(obj))
+
+    def on_execute(self, state: ORMExecuteState) -> None:
+        if not (state.is_update or state.is_delete) or not self.watchers:
+            return
+        written = self.pending(state.session)
+        for mapper in state.all_mappers:
+            for _key, tell in self.watchers.get(mapper.class_, ()):
+                written[tell] = None
+
+    def after_commit(self, session: SyncSession) -> None:
+        written = session.info.pop(self.KEY, None)
+        for tell, keys in (written or {}).items():
+            tell(keys)
+
+    def after_rollback(self, session: SyncSession) -> None:
+        session.info.pop(self.KEY, None)
+
+
+class _ReadOnlyViolation(RuntimeError):
+    pass
+
+
+def _refuse_flush(session: SyncSession, *_: Any) -> None:
+    # A write in a deferred SQLite transaction could meet "database is locked" (it would
+    # upgrade after reading): writes belong in `Database.session()`.
+    if session.new or session.dirty or session.deleted:
+        raise _ReadOnlyViolation("Database.read() sessions do not write")
+
+
+class Database:
+    """The engine plus a session factory; one per process.
+
+    `session()` is the one for writes (on SQLite it takes the writer's turn); `read()` is
+    for transactions that only read, which on SQLite neither wait for the writer nor make
+    it wait.
+    """
+
+    def __init__(self, url: str, *, pool_size: int | None = None,
+                 max_overflow: int | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        pool: dict[str, Any] = {}
+        if pool_size is not None:
+            pool["pool_size"] = pool_size
+        if max_overflow is not None:
+            pool["max_overflow"] = max_overflow
+        self.engine = make_engine(url, **pool)
+        self.watch = _CommitWatch()
+        # Classes of our own, so the events below are this database's alone.
+        writes: type[SQLModelSession] = type("BotSession", (SQLModelSession,), {})
+        reads: type[SQLModelSession] = type("BotReadSession", (SQLModelSession,), {})
+        event.listen(writes, "after_flush", self.watch.after_flush)
+        event.listen(writes, "do_orm_execute", self.watch.on_execute)
+        event.listen(writes, "after_commit", self.watch.after_commit)
+        event.listen(writes, "after_rollback", self.watch.after_rollback)
+        event.listen(reads, "before_flush", _refuse_flush)
         self._sessions = async_sessionmaker(
-            self.engine, class_=AsyncSession, expire_on_commit=False
-        )
+            self.engine, class_=AsyncSession, expire_on_commit=False,
+            sync_session_class=writes)
+        self._reads = async_sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), class_=AsyncSession,
+            expire_on_commit=False, autoflush=False, sync_session_class=reads)
+
+    def on_commit(self, model: type, tell: Watcher, key: KeyOf | None = None) -> None:
+        """Call `tell(keys)` after each commit that changed rows of `model`: the `key` of each
+        changed row (default: its `id`), or None when a bulk statement changed any."""
+        self.watch.watchers.setdefault(model, []).append(
+            (key or (lambda obj: getattr(obj, "id", None)), tell))
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as s:
+        turns = _TURNS.get(self.engine.sync_engine)
+        if turns is None:  # PostgreSQL: the server orders its writers
+            async with self._sessions() as s:
+                yield s
+            return
+        async with turns.held(), self._sessions() as s:
+            yield s
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session that only reads: on SQLite a deferred transaction outside the writer's
+        turn; its objects are for reading (flushing a change raises)."""
+        async with self._reads() as s:
             yield s
 
     async def migrate(self) -> None:

@@ -144,7 +144,7 @@ class Reports:
             await notifier.photo(chat_id, report.png, kind="summary")
 
     async def _network(self, user_id: int) -> str:
-        user = await self.users.get_user(user_id)
+        user = await self.users.view(user_id)  # the cached view: asked on every /price
         return (user.active_network if user else None) or "mainnet"
 
     def _spend_public(self, user_id: int) -> None:

@@ -27,7 +27,8 @@ def _awaits_in_sessions(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.AsyncWith):
             continue
-        if not any("session()" in ast.unparse(i.context_expr) for i in node.items):
+        if not any(("session()" in (e := ast.unparse(i.context_expr)) or ".read()" in e)
+                   for i in node.items):
             continue
         names = {i.optional_vars.id for i in node.items if isinstance(i.optional_vars, ast.Name)}
         body = ast.Module(body=node.body, type_ignores=[])
