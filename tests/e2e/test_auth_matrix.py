@@ -114,13 +114,22 @@ def person(h: Harness, actor: Actor) -> Person:
     return Person(h, user, h.emu.private_chat(user, bot=h.bot_username))
 
 
-def relax(h: Harness) -> None:
+async def relax(h: Harness) -> None:
     """Fresh budgets for the next cell (cheap): each cell is one message or one press, and
     the limits they would hit after hundreds are tested elsewhere."""
     h.svc.ratelimit.burst = h.svc.ratelimit.rate = 1e9
     h.svc.refusals._last.clear()  # the stranger's "this bot is private", every time
     h.app.bot_data.group_read_limit = None
     h.sim.reset_rate_limits()
+    # The owner's open cards stay open for the whole run: the expiry job editing one in the
+    # middle of a cell would look like someone else's doing.
+    cards = OrderCard.__table__
+    now = datetime.now(UTC)
+    async with h.svc.db.engine.begin() as conn:
+        await conn.execute(update(cards)  # type: ignore[arg-type]
+                           .where(cards.c.state.in_(("pending", "armed")),  # type: ignore[attr-defined]
+                                  cards.c.expires_at > now)  # type: ignore[attr-defined]
+                           .values(expires_at=now + timedelta(hours=1)))
 
 
 def callback_data(msgs: list[Message]) -> list[str]:
@@ -142,7 +151,7 @@ async def world(world_sim: BitmexSimulator, tmp_path_factory: pytest.TempPathFac
                 ADMIN_IDS=[IDS["operator"]], ALLOWED_USER_IDS=allowed)
     await h.start()
     try:
-        relax(h)
+        await relax(h)
         people = {a: person(h, a) for a in ACTORS}
         keys: dict[Actor, str] = {}
         for a in ("owner", "member", "admin"):
@@ -256,7 +265,7 @@ COMMAND_CELLS = [pytest.param(c, a, k, id=f"{c.name}-{k}-{a}")
 async def test_command_cell(world: World, command: P.Command, actor: Actor,
                             chat: ChatKind) -> None:
     w, h = world, world.h
-    relax(h)
+    await relax(h)
     who = w.people[actor]
     where = who.chat if chat == "private" else w.group
     expected = command_rule(command.where, actor, chat)
@@ -353,7 +362,7 @@ def forge(w: World, actor: Actor, message: Message, data: str) -> str:
 async def test_press_cell(world: World, kind: type[ButtonData], actor: Actor, chat: ChatKind,
                           variant: Variant) -> None:
     w, h = world, world.h
-    relax(h)
+    await relax(h)
     source: ChatKind = "private"
     if variant == "forged":
         datas = forged(kind)
@@ -379,6 +388,7 @@ async def test_press_cell(world: World, kind: type[ButtonData], actor: Actor, ch
     guard_owner = actor != "owner"
     guard_group = not (actor == "admin" and source == "group" and variant == "replayed")
     for data in datas:
+        await relax(h)
         before_owner = await snapshot(w, {IDS["owner"]}, owner.chat)
         before_group = await snapshot(w, {w.group.id}, w.group)
         before = len(h.emu.bot_messages(where, bot=h.bot_username))
