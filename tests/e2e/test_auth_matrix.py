@@ -33,6 +33,7 @@ from bot import parse as P
 from bot.buttons import KINDS, ButtonData, CardPress, _fields, decode, encode
 from bot.db.models import OrderCard
 from bot.sandbox.bitmex import BitmexSimulator
+from bot.scheduler import expire_cards
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator
 from bot.sandbox.telegram.state import CallbackQuery, Chat, Message
 from handlers.presses import PRIVATE_ONLY_ANSWER
@@ -189,6 +190,9 @@ async def _victims(w: World) -> None:
         await conn.execute(update(OrderCard.__table__)  # type: ignore[arg-type]
                            .where(OrderCard.__table__.c.id == card.card_id)  # type: ignore[attr-defined]
                            .values(expires_at=datetime.now(UTC) - timedelta(minutes=5)))
+    # What the expiry job does every few seconds, now, so no cell sees it happen.
+    assert await expire_cards(h.svc.trading, h.svc.notifier) == 1
+    await h.settle()
     await owner.send("/alert btc above 1000001 gone")
     [gone] = await h.svc.alerts.for_chat(owner.chat.id)
     await owner.send("/alerts")
@@ -226,29 +230,56 @@ async def _victims(w: World) -> None:
 
 @dataclass(frozen=True)
 class Snapshot:
-    orders: tuple[tuple[Actor, int], ...]
-    rows: tuple[tuple[str, tuple[Any, ...]], ...]
-    chat: tuple[tuple[int, str, str], ...]
+    """What the victims have: the owner (her rows, her private chat) and the group."""
+
+    orders: tuple[tuple[Actor, int], ...]  # every account's orders on the simulator
+    owner_rows: tuple[tuple[str, tuple[Any, ...]], ...]
+    group_rows: tuple[tuple[str, tuple[Any, ...]], ...]
+    owner_chat: tuple[tuple[int, str, str], ...]
+    group_chat: tuple[tuple[int, str, str], ...]
 
 
-async def snapshot(w: World, ids: set[int], chat: Chat) -> Snapshot:
-    """The simulator's orders of every account, every database row that names one of `ids`
-    (a user or a chat), and the chat as its people see it (texts, buttons, edits)."""
+def _shown(w: World, chat: Chat) -> tuple[tuple[int, str, str], ...]:
+    """The chat as its people see it: texts (edits included) and buttons."""
+    return tuple((m.message_id, m.content or "", repr(m.buttons))
+                 for m in w.h.emu.chat_messages(chat, bot=w.h.bot_username))
+
+
+async def snapshot(w: World) -> Snapshot:
+    """Every database row that names the owner's id or the group's (one pass over the
+    tables), the simulator's orders and both victims' chats."""
     engine = w.h.sim.engine
     orders = tuple((a, len(engine.order_rows(w.h.sim.account(k).id))) for a, k in
                    sorted(w.keys.items()))
-    rows: list[tuple[str, tuple[Any, ...]]] = []
+    owner, group = IDS["owner"], w.group.id
+    mine: list[tuple[str, tuple[Any, ...]]] = []
+    theirs: list[tuple[str, tuple[Any, ...]]] = []
     async with w.h.svc.db.engine.connect() as conn:
         for table in SQLModel.metadata.sorted_tables:
             if table.name in NOT_STATE:
                 continue
             for row in (await conn.execute(select(table))).all():
-                if any(isinstance(v, int) and not isinstance(v, bool) and v in ids
-                       for v in row):
-                    rows.append((table.name, tuple(row)))
-    shown = tuple((m.message_id, m.content or "", repr(m.buttons))
-                  for m in w.h.emu.chat_messages(chat, bot=w.h.bot_username))
-    return Snapshot(orders, tuple(sorted(rows, key=repr)), shown)
+                values = tuple(row)
+                if owner in values:
+                    mine.append((table.name, values))
+                if group in values:
+                    theirs.append((table.name, values))
+    return Snapshot(orders, tuple(sorted(mine, key=repr)), tuple(sorted(theirs, key=repr)),
+                    _shown(w, w.people["owner"].chat), _shown(w, w.group))
+
+
+def check(w: World, before: Snapshot, after: Snapshot, *, owner: bool, group: bool,
+          group_chat: bool, what: object) -> None:
+    """No order without a Confirm anywhere; the guarded victims exactly as they were."""
+    assert after.orders == tuple((a, 0) for a, _ in before.orders), \
+        f"an order without its owner's Confirm: {what}"
+    if owner:
+        assert after.owner_rows == before.owner_rows, what
+        assert after.owner_chat == before.owner_chat, what
+    if group:
+        assert after.group_rows == before.group_rows, what
+    if group_chat:
+        assert after.group_chat == before.group_chat, what
 
 
 def new_bot_texts(w: World, chat: Chat, before: int) -> list[str]:
@@ -269,12 +300,12 @@ async def test_command_cell(world: World, command: P.Command, actor: Actor,
     who = w.people[actor]
     where = who.chat if chat == "private" else w.group
     expected = command_rule(command.where, actor, chat)
-    owner = w.people["owner"]
+    # Whose world must stay as it was: the owner's unless she acted (or an operator
+    # broadcast), the group's unless its admin did.
     guard_owner = actor != "owner" and not (command.where == "operators"
                                              and actor == "operator")
     guard_group = actor != "admin"
-    before_owner = await snapshot(w, {IDS["owner"]}, owner.chat)
-    before_group = await snapshot(w, {w.group.id}, w.group)
+    snap = await snapshot(w)
     before = len(h.emu.bot_messages(where, bot=h.bot_username))
     text = command.example  # the group made the bot an admin: it reads every /command
     h.emu.send_text(who.user, where, text, bot=h.bot_username)
@@ -292,17 +323,9 @@ async def test_command_cell(world: World, command: P.Command, actor: Actor,
     else:
         assert said, f"{text!r} by {actor} in {chat} got no answer:\n{transcript}"
         assert not any(POINTER in t or "this bot is private" in t for t in said), transcript
-    after_owner = await snapshot(w, {IDS["owner"]}, owner.chat)
-    after_group = await snapshot(w, {w.group.id}, w.group)
-    assert after_owner.orders == before_owner.orders == tuple(
-        (a, 0) for a, _ in before_owner.orders), "an order without a Confirm press"
-    if guard_owner:
-        assert after_owner.rows == before_owner.rows, (text, actor, chat)
-        assert after_owner.chat == before_owner.chat, (text, actor, chat)
-    if guard_group:
-        assert after_group.rows == before_group.rows, (text, actor, chat)
-    if chat == "private" and guard_group:  # a private command never posts in the group
-        assert after_group.chat == before_group.chat, (text, actor, chat)
+    # A command typed in private never posts in the group.
+    check(w, snap, await snapshot(w), owner=guard_owner, group=guard_group,
+          group_chat=guard_group and chat == "private", what=(text, actor, chat))
 
 
 # --- press cells -------------------------------------------------------------------------
@@ -380,7 +403,6 @@ async def test_press_cell(world: World, kind: type[ButtonData], actor: Actor, ch
         else:
             datas = [encode(_sample(kind))]
     expected = press_rule(kind.private, actor, chat, variant)
-    owner = w.people["owner"]
     message = w.seen(actor, chat)
     where = message.chat
     # Whose world must stay as it was: the owner's always (but her own stale presses), the
@@ -389,8 +411,7 @@ async def test_press_cell(world: World, kind: type[ButtonData], actor: Actor, ch
     guard_group = not (actor == "admin" and source == "group" and variant == "replayed")
     for data in datas:
         await relax(h)
-        before_owner = await snapshot(w, {IDS["owner"]}, owner.chat)
-        before_group = await snapshot(w, {w.group.id}, w.group)
+        snap = await snapshot(w)
         before = len(h.emu.bot_messages(where, bot=h.bot_username))
         qid = forge(w, actor, message, data)
         await h.settle()
@@ -406,17 +427,8 @@ async def test_press_cell(world: World, kind: type[ButtonData], actor: Actor, ch
             assert text == STALE and said == [], (data, text, said)
         elif expected == "private-only":
             assert text == PRIVATE_ONLY_ANSWER and said == [], (data, text, said)
-        after_owner = await snapshot(w, {IDS["owner"]}, owner.chat)
-        after_group = await snapshot(w, {w.group.id}, w.group)
-        assert after_owner.orders == tuple((a, 0) for a, _ in before_owner.orders), \
-            f"an order without its owner's Confirm: {data!r} by {actor}"
-        if guard_owner:
-            assert after_owner.rows == before_owner.rows, (data, actor, chat)
-            assert after_owner.chat == before_owner.chat, (data, actor, chat)
-        if guard_group:
-            assert after_group.rows == before_group.rows, (data, actor, chat)
-            if chat == "private":
-                assert after_group.chat == before_group.chat, (data, actor, chat)
+        check(w, snap, await snapshot(w), owner=guard_owner, group=guard_group,
+              group_chat=guard_group and chat == "private", what=(data, actor, chat))
 
 
 def test_the_matrix_covers_the_table_and_the_registry() -> None:
