@@ -446,6 +446,8 @@ async def test_press_cell(world: World, kind: type[ButtonData], actor: Actor, ch
             assert text == STALE and said == [], (data, text, said)
         elif expected == "private-only":
             assert text == PRIVATE_ONLY_ANSWER and said == [], (data, text, said)
+        else:  # the kind's own refusal: something the presser can read, never silence
+            assert text or said, (data, actor, chat, transcript)
         check(w, snap, await snapshot(w), owner=guard_owner, group=guard_group,
               group_chat=guard_group and chat == "private", what=(data, actor, chat))
 
