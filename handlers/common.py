@@ -54,7 +54,8 @@ async def reply(update: Update, text: str, *, urgent: bool = False,
         # In a forum, a send without a thread id lands in General: answer in the topic.
         kwargs.setdefault("message_thread_id", thread)
     bot = update.get_bot()
-    if isinstance(bot, ExtBot) and chat.type != "private":
+    # PTB refuses rate_limit_args on a bot built without a limiter (the raw-capacity bench).
+    if isinstance(bot, ExtBot) and bot.rate_limiter is not None and chat.type != "private":
         pace = Pace(priority=URGENT if urgent else READ)
         return await bot.send_message(chat.id, text, rate_limit_args=pace, **kwargs)
     return await chat.send_message(text, **kwargs)

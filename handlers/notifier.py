@@ -85,7 +85,7 @@ class TelegramNotifier:
     def _pace(self, kind: str) -> dict[str, Any]:
         """The rate limiter's place in a group's line (handlers.ratelimit): by kind; the
         delivery queue retries 429s itself, so the limiter does not."""
-        if isinstance(self.bot, ExtBot):
+        if isinstance(self.bot, ExtBot) and self.bot.rate_limiter is not None:
             return {"rate_limit_args": Pace(priority=PRIORITY.get(kind, 2), retries=0)}
         return {}
 
