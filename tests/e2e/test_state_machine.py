@@ -150,7 +150,7 @@ class World:
     late_answers: int = 0
 
     def run(self, aw: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(aw)  # type: ignore[arg-type]
+        return self.loop.run_until_complete(aw)
 
 
 async def _start_world(folder: Path) -> tuple[BitmexSimulator, TelegramEmulator, Harness]:
@@ -363,7 +363,10 @@ class BotMachine(RuleBasedStateMachine):
             late = [c for c in self.h.emu.calls_to("answerCallbackQuery")
                     if c.params.get("callback_query_id") == qid and TOO_OLD in (
                         c.description or "")]
-            assert late, f"press {qid} never answered"
+            assert late, (f"press {qid} never answered", [
+                c for c in self.h.emu.calls_to("answerCallbackQuery")
+                if c.params.get("callback_query_id") == qid], self.h.emu._queries[qid],
+                [self.w.errors.format(r) for r in self.w.errors.records])
             self.w.late_answers += 1
         self.pending_answers.clear()
 
@@ -391,10 +394,10 @@ class BotMachine(RuleBasedStateMachine):
             for row in self.h.sim.engine.order_rows(self.h.sim.account(key).id):
                 cl = row.get("clOrdID") or ""
                 cl_ids.append(cl)
-                card = by_cl.get(cl.split(":")[0])
-                assert card is not None, f"order {row} on the exchange has no card"
-                assert card.user_id == person.id, (card.user_id, person.id, row)
-                assert (card.id, person.id) in self.confirms, (
+                owner = by_cl.get(cl.split(":")[0])
+                assert owner is not None, f"order {row} on the exchange has no card"
+                assert owner.user_id == person.id, (owner.user_id, person.id, row)
+                assert (owner.id, person.id) in self.confirms, (
                     f"order {cl} placed without its owner's Confirm")
         assert len(cl_ids) == len(set(cl_ids)), f"a clOrdID twice: {sorted(cl_ids)}"
 
@@ -422,7 +425,8 @@ class BotMachine(RuleBasedStateMachine):
                         (m.reply_markup or {}).get("inline_keyboard", []) for b in row)]
                     for s in secrets:
                         assert not any(s in t for t in shown), (
-                            f"{person.user.name}'s {s!r} shown in {other_chat.title or other_chat.id}")
+                            f"{person.user.name}'s {s!r} shown in "
+                            f"{other_chat.title or other_chat.id}")
 
 
 # Keep the examples small and many: a failure shrinks to a short conversation.
@@ -442,3 +446,29 @@ def test_the_bot_keeps_its_promises_under_random_use(world: World) -> None:
     print(f"stateful fuzz: {world.steps} steps in {EXAMPLES} examples, "
           f"{time.monotonic() - started:.0f} s, {world.late_answers} presses answered late")
     assert world.steps >= TOTAL_STEPS * 0.5, world.steps  # rules that had nothing to do
+
+
+# --- what the fuzz found ----------------------------------------------------------------------
+
+async def test_a_press_on_a_message_that_starts_with_a_command_is_answered(h: Harness) -> None:
+    """The gate read a press's command from the message its button is on (the bot's own
+    text): a press on the bot's "/follow works in a private chat" in a group was taken for
+    /follow, refused as private-only, and never answered (the fuzz found it)."""
+    alice, _key = await h.connected("Alice")
+    bob = h.person("Bob")
+    group = h.group("Desk", [alice, bob], [alice])
+    refusal = await bob.send(f"/follow@{h.bot_username} alpha", group)
+    assert refusal is not None and (refusal.content or "").startswith("/follow"), refusal
+    replies = len(h.emu.bot_messages(group, bot=h.bot_username))
+    account = h.emu.bot(h.bot_username)
+    qid = str(4_300_000_000_000_000 + next(h.emu._query_ids))
+    h.emu._queries[qid] = CallbackQuery(qid, bob.user, refusal, "t:c:1", account.id,
+                                        pressed_at=h.emu.now())
+    h.emu._enqueue(account, "callback_query", {
+        "id": qid, "from": bob.user.to_api(), "message": refusal.to_api(),
+        "chat_instance": "1", "data": "t:c:1"})
+    await h.settle()
+    answer = h.emu.answers(qid)
+    assert answer is not None, h.emu.transcript(group, bot=h.bot_username)
+    assert len(h.emu.bot_messages(group, bot=h.bot_username)) == replies, (
+        "the press made the bot post in the group")
