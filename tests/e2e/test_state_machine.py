@@ -151,6 +151,8 @@ class World:
     clock_offset: list[float] = field(default_factory=lambda: [0.0])
     steps: int = 0
     late_answers: int = 0
+    outcomes: dict[str, set[int]] = field(default_factory=dict)  # card state -> card ids
+    orders: set[str] = field(default_factory=set)  # clOrdIDs seen on the exchange
 
     def run(self, aw: Awaitable[T]) -> T:
         return self.loop.run_until_complete(aw)
@@ -385,6 +387,7 @@ class BotMachine(RuleBasedStateMachine):
                 assert ORDER[before] < 3 or card.state == before, (card.id, before, card.state)
                 assert before != "confirmed" or card.state in ("confirmed", "placed", "failed")
             self.card_states[card.id] = card.state
+            self.w.outcomes.setdefault(card.state, set()).add(card.id)
             if card.state in ("confirmed", "placed") or card.confirmed_at is not None:
                 assert (card.id, card.user_id) in self.confirms, (
                     f"card {card.id} of {card.user_id} went {card.state} with no Confirm "
@@ -397,6 +400,7 @@ class BotMachine(RuleBasedStateMachine):
             for row in self.h.sim.engine.order_rows(self.h.sim.account(key).id):
                 cl = row.get("clOrdID") or ""
                 cl_ids.append(cl)
+                self.w.orders.add(cl)
                 owner = by_cl.get(cl.split(":")[0])
                 assert owner is not None, f"order {row} on the exchange has no card"
                 assert owner.user_id == person.id, (owner.user_id, person.id, row)
@@ -447,7 +451,12 @@ def test_the_bot_keeps_its_promises_under_random_use(world: World) -> None:
     started = time.monotonic()
     t().runTest()
     print(f"stateful fuzz: {world.steps} steps in {EXAMPLES} examples, "
-          f"{time.monotonic() - started:.0f} s, {world.late_answers} presses answered late")
+          f"{time.monotonic() - started:.0f} s, {world.late_answers} presses answered late; "
+          f"cards: { {k: len(v) for k, v in sorted(world.outcomes.items())} }, "
+          f"{len(world.orders)} orders on the exchange")
+    # The invariants held over something: orders were confirmed and placed, cards expired.
+    assert world.orders and world.outcomes.get("placed") and world.outcomes.get("expired"), (
+        world.outcomes, len(world.orders))
     assert world.steps >= TOTAL_STEPS * 0.5, world.steps  # rules that had nothing to do
 
 
