@@ -284,6 +284,32 @@ class BotMachine(RuleBasedStateMachine):
         self.h.emu.send_text(person.user, chat or person.chat, text, bot=self.h.bot_username)
         self.settle()
 
+    @rule(who=st.integers(0, 2), side=st.sampled_from(["buy", "sell", "long", "close"]),
+          size=st.sampled_from(["100", "$500", "0.01btc", "5%", "1"]),
+          symbol=st.sampled_from(["btc", "eth", "XBTUSDT"]),
+          extra=st.sampled_from(["", "", "@ {p99}", "@ {p101}", "sl {p95}", "tp {p105}",
+                                 "reduce"]))
+    def order(self, who: int, side: str, size: str, symbol: str, extra: str) -> None:
+        """An order that makes sense, in private: most become cards to press."""
+        person = self.people[who]
+        mark = self.h.sim.engine.instrument("XBTUSD").mark
+        words = [f"/{side}", symbol] if side == "close" else [f"/{side}", size, symbol, extra]
+        text = fill_prices(" ".join(w for w in words if w), mark)
+        self.h.emu.send_text(person.user, person.chat, text, bot=self.h.bot_username)
+        self.settle()
+
+    @rule(who=st.integers(0, 2), action=st.sampled_from(["c", "c", "2", "x"]))
+    def press_own_card(self, who: int, action: str) -> None:
+        """The owner presses their newest card (a random press rarely finds one)."""
+        person = self.people[who]
+        for m in reversed(self.h.emu.bot_messages(person.chat, bot=self.h.bot_username)):
+            for row in (m.reply_markup or {}).get("inline_keyboard", []):
+                for b in row:
+                    pressed = buttons.decode(b.get("callback_data"))
+                    if isinstance(pressed, buttons.CardPress) and pressed.action == action:
+                        self.press_data(person, m, b["callback_data"])
+                        return
+
     @rule(who=st.integers(0, 2), pick=st.integers(0, 10**6))
     def press_visible(self, who: int, pick: int) -> None:
         person = self.people[who]
@@ -370,7 +396,10 @@ class BotMachine(RuleBasedStateMachine):
                         c.description or "")]
             assert late, (f"press {qid} never answered", [
                 c for c in self.h.emu.calls_to("answerCallbackQuery")
-                if c.params.get("callback_query_id") == qid], self.h.emu._queries[qid],
+                if c.params.get("callback_query_id") == qid], self.h.emu._queries[qid].data,
+                self.h.emu._queries[qid].message.chat.type,
+                self.h.emu._queries[qid].message.deleted,
+                self.h.emu._queries[qid].message.content,
                 [self.w.errors.format(r) for r in self.w.errors.records])
             self.w.late_answers += 1
         self.pending_answers.clear()
