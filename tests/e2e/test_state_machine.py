@@ -51,7 +51,7 @@ from bot.db.models import OrderCard
 from bot.parse.commands import COMMANDS
 from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator
-from bot.sandbox.telegram.rules import TOO_OLD
+from bot.sandbox.telegram.rules import CALLBACK_DEADLINE, TOO_OLD
 from bot.sandbox.telegram.state import CallbackQuery, Chat, Message
 from bot.scheduler import expire_cards
 from bot.trading import repair_cards, settle_cards
@@ -386,8 +386,14 @@ class BotMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_press_answered(self) -> None:
+        emu = self.h.emu
         for qid in self.pending_answers:
-            if self.h.emu.answers(qid) is not None:
+            # The promise is Telegram's deadline, not "by the time the chat went quiet": an
+            # answer the bot's rate limiter holds back (after a flood wait) may come later.
+            while emu.answers(qid) is None and (
+                    emu.now() - emu._queries[qid].pressed_at < CALLBACK_DEADLINE):
+                self.w.run(emu.idle(timeout=5, quiet=0.05))
+            if emu.answers(qid) is not None:
                 continue
             # Answered, but past Telegram's deadline (15 emulated s = 1.5 s real here): a
             # loaded test machine, not the bot, when the answer was its first call.
