@@ -1,6 +1,6 @@
 """The long stateful fuzz (issue #15 item 2): 100,000 steps of tests/e2e/test_state_machine.py.
 
-    python bench/fuzz.py [STEPS]    # default 100000 (~70 min on two cores)
+    python bench/fuzz.py [STEPS]    # default 100000 (about an hour on two cores)
 
 A new random sequence each run (CI replays one fixed sequence of 2,000 steps); a failure
 prints hypothesis's @reproduce_failure blob, and `FUZZ_SHRINK=1` shrinks it.

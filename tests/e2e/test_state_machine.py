@@ -60,10 +60,11 @@ from tests.e2e.harness import Harness, Person
 
 T = TypeVar("T")
 
-# Measured on the 2-core machine (shared with other jobs): ~41 ms a step (a command or a
+# Measured on the 2-core machine (shared with other jobs): 30-40 ms a step (a command or a
 # press through the emulator, the bot, the simulator and back, plus the invariants), and
-# hypothesis runs ~26 of the at most STEPS_PER_EXAMPLE steps of an example on average:
-# 1,556 steps in 64 s. 2,000 steps fit ~90 s; 10,000 take ~7 min, 100,000 ~70 min.
+# hypothesis runs ~30 of the at most STEPS_PER_EXAMPLE steps of an example on average:
+# 2,413 steps in 74 s (7,276 in 281 s). So CI's 2,000 target fits ~90 s; 10,000 steps take
+# ~6 min, 100,000 about an hour (bench/fuzz.py).
 TOTAL_STEPS = int(os.environ.get("FUZZ_STEPS", "2000"))
 STEPS_PER_EXAMPLE = int(os.environ.get("FUZZ_STEPS_PER_EXAMPLE", "50"))
 EXAMPLES = max(1, -(-TOTAL_STEPS // 25))
