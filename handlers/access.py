@@ -38,7 +38,9 @@ def command_of(update: Update, bot_username: str | None = None) -> str | None:
     """The command the parser will see ("buy" for "/long@MyBot 100"), canonical, lower-case:
     the parser's own reading, so no spelling reaches a handler around the checks below."""
     msg = update.effective_message
-    if msg is None or not msg.text:
+    # A press's message is the bot's own, with the button on it: its text is no command
+    # (a press on "/follow works in a private chat" is not /follow, and must be answered).
+    if msg is None or not msg.text or update.callback_query is not None:
         return None
     private = update.effective_chat is not None and update.effective_chat.type == "private"
     return P.command_of(msg.text, private=private, bot_username=bot_username)
