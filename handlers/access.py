@@ -48,6 +48,8 @@ def command_of(update: Update, bot_username: str | None = None) -> str | None:
 
 async def _guard_secrets(update: Update, context: Context, private: bool) -> None:
     """Delete any message that carries an API secret before anything else can echo it."""
+    if update.callback_query is not None:
+        return  # a press's message is the bot's own (its "/connect works in …" pointer too)
     msg = update.effective_message
     # A photo's or a file's words are its caption: a key pasted there is as exposed.
     text = (msg.text or msg.caption) if msg is not None else None

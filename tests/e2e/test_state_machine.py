@@ -520,3 +520,33 @@ async def test_a_press_on_a_message_that_starts_with_a_command_is_answered(h: Ha
     assert answer is not None, h.emu.transcript(group, bot=h.bot_username)
     assert len(h.emu.bot_messages(group, bot=h.bot_username)) == replies, (
         "the press made the bot post in the group")
+
+
+async def test_a_press_on_the_bots_connect_pointer_is_answered_and_deletes_nothing(
+        h: Harness) -> None:
+    """The secret guard read a press's message (the bot's own "/connect works in a private
+    chat …") as a /connect holding a secret: it deleted the bot's message and dropped the
+    press unanswered (the fuzz found it)."""
+    alice, _key = await h.connected("Alice")
+    bob = h.person("Bob")
+    group = h.group("Desk", [alice, bob], [alice], bot_admin=True)
+    # The pointer the gate answers a private-only command with, as the bot posts it.
+    await h.app.bot.send_message(group.id, "/connect works in a private chat with me, so "
+                                           "your account stays private: open the chat.")
+    await h.settle()
+    pointer = h.emu.bot_messages(group, bot=h.bot_username)[-1]
+    assert (pointer.content or "").startswith("/connect"), pointer
+    shown = len(h.emu.bot_messages(group, bot=h.bot_username))
+    account = h.emu.bot(h.bot_username)
+    qid = str(4_300_000_000_000_000 + next(h.emu._query_ids))
+    h.emu._queries[qid] = CallbackQuery(qid, bob.user, pointer, "k:x", account.id,
+                                        pressed_at=h.emu.now())
+    h.emu._enqueue(account, "callback_query", {
+        "id": qid, "from": bob.user.to_api(), "message": pointer.to_api(),
+        "chat_instance": "1", "data": "k:x"})
+    await h.settle()
+    answer = h.emu.answers(qid)
+    assert answer is not None, h.emu.transcript(group, bot=h.bot_username)
+    assert answer.text == "That works in a private chat with me.", answer.text
+    assert len(h.emu.bot_messages(group, bot=h.bot_username)) == shown, (
+        "the press deleted or posted a message in the group")
