@@ -10,25 +10,19 @@ exchange, the database rows, /readyz and /metrics, and the processes' exit codes
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from bot.sandbox.bitmex import BitmexSimulator
 from bot.sandbox.telegram import TelegramEmulator
-from bot.sandbox.telegram.state import Chat, User
 from bot.vault import generate_key
 from tests.e2e.conftest import E2E_TIME_SCALE
-from tests.procs import Chatter, Instance, bot_env, free_port, logs, until
 from tests.pg import CutProxy, admin, throwaway_database
+from tests.procs import Chatter, Instance, bot_env, free_port, logs, until
 
 SYM = "XBTUSD"
 # Fast lease times for the drills: a crashed leader's lease runs out 4 s after its last
