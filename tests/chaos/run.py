@@ -500,9 +500,9 @@ class ChaosWorld:
         left alone, settles every press; then every promise holds exactly."""
         engine = self.sim.engine
         await asyncio.sleep(0.5)
-        engine.set_mark(SYM, self.p0 + 1000)
+        engine.set_mark(SYM, self.p0 + 1700)  # past every alert the walk left, both sides
         await asyncio.sleep(1.0)
-        engine.set_mark(SYM, self.p0 - 1000)
+        engine.set_mark(SYM, self.p0 - 1700)
         for t in self.traders:
             for o in engine.open_order_rows(t.account_id):
                 if o["ordType"] == "Limit" and ":" not in str(o["clOrdID"]):
