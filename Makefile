@@ -60,6 +60,7 @@ bench: dev
 	$(BIN)/python bench/feeds.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/fuzz.py
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) data sandbox-out *.egg-info

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,15 +14,9 @@ from bot.sandbox.bitmex import BitmexSimulator
 from bot.sandbox.telegram import TelegramEmulator
 from bot.vault import generate_key
 from handlers.app import webhook_secret
+from tests.procs import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "424242:process-test-token-abcdefghijklmnopqrstuvwxyz"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def run_bot(emu: TelegramEmulator, sim: BitmexSimulator, tmp: Path, username: str,
