@@ -28,7 +28,9 @@ from typing import Annotated, ClassVar, Literal
 from bot.notify import Button
 
 MAX_BYTES = 64  # Telegram's limit on callback_data
-MAX_ID = 10**15 - 1  # 15 digits: every row id fits, and SQLite's int64 is far away
+# Row ids are INTEGER columns: 32-bit on PostgreSQL, so a bigger id in forged data would not
+# even make a query (asyncpg refuses it) — it is refused here, as forged, instead.
+MAX_ID = 2**31 - 1
 SEP = ":"
 # Everything the bot makes is printable ASCII; a run of 16 digits is no id of ours.
 _FORGED_RE = re.compile(r"[^\x20-\x7e]|[0-9]{16}")
