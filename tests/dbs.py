@@ -81,8 +81,12 @@ async def _truncate(url: str) -> None:
         rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
                                 "AND tablename <> 'alembic_version'")
         if rows:
-            # A connection the last test left inside a transaction would make this wait
-            # forever; fail loudly instead.
+            # The last test's bot is stopped, but a connection it left open inside a
+            # transaction would hold TRUNCATE's lock: and since the test loop is blocked
+            # right here, its task could never finish that transaction. Each test starts
+            # with nobody else on its database.
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
             await conn.execute("SET lock_timeout = '10s'")
             names = ", ".join(f'"{r["tablename"]}"' for r in rows)
             await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")

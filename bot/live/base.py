@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 from collections import OrderedDict
@@ -156,12 +157,28 @@ class LiveBase:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._exit_locks: dict[int, asyncio.Lock] = {}
         self._started = False
+        self._closing = False
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        if self._closing:
+            # Shutting down: work started now would outlive close() and run on a closed
+            # database (a restart redoes it from the exchange's state and the cursors).
+            if inspect.iscoroutine(coro):
+                coro.close()
+            return
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_tasks(self) -> None:
+        """Cancel every task this service started, and any those start while ending."""
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.difference_update(tasks)
 
     async def _instrument(self, network: str, symbol: str) -> Instrument | None:
         try:

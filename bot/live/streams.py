@@ -55,6 +55,7 @@ class LiveUpdates(Fills, LiqWarnings, Deadman, PositionMonitor):
         self._dm_task = asyncio.create_task(self._deadman_loop(), name="deadman-refresh")
 
     async def close(self) -> None:
+        self._closing = True
         if self._on_account in self.accounts.listeners:
             self.accounts.listeners.remove(self._on_account)
         if self._dm_task is not None:
@@ -62,12 +63,13 @@ class LiveUpdates(Fills, LiqWarnings, Deadman, PositionMonitor):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dm_task
             self._dm_task = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         for key in list(self._watches):
             await self.unwatch(*key)
+        # Unwatching lets a fill being told finish; nothing it started may outlive us.
+        await self._cancel_tasks()
         self._started = False
+        self._closing = False
 
     async def _on_account(self, event: str, user_id: int, network: str) -> None:
         if event == "connect":
