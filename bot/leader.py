@@ -363,6 +363,9 @@ def _read_pid(fd: int) -> str:
 # Telegram keeps an unconfirmed update for 24 hours; older ids never come back.
 HANDLED_KEEP = timedelta(hours=25)
 PRUNE_EVERY = 3600.0  # seconds
+# Ids per claiming statement: getUpdates hands out at most 100 at once, and 3 bound
+# parameters a row stay far below SQLite's and asyncpg's limits.
+CLAIM_BATCH = 500
 
 
 class UpdateLog:
@@ -375,6 +378,18 @@ class UpdateLog:
     update whose handling the kill interrupted is not run again: its effects are the ones
     the next leader settles (an order card by its clOrdID); repeating it could place a
     second alert or send a key twice. Webhook re-deliveries are skipped the same way.
+
+    **One statement for many claims.** An update is still claimed only when its own
+    handling starts (handlers/repeats.py, the first handler group): an update of the batch
+    that was waiting for its chat's earlier one when the leader died has no row, and the
+    next leader handles it. Claiming the whole getUpdates batch on arrival would lose
+    those. What is batched is the statement: the claims made while none is being sent go
+    out together in one `INSERT ... ON CONFLICT DO NOTHING RETURNING update_id` on the next
+    turn of the event loop, and those made while it runs go together in the next one. A
+    getUpdates batch hands every chat's first update to the processor at once, so its
+    claims share a statement; under load the claims of a statement's round trip do.
+    Nobody waits longer than one statement ahead of its own, and each caller learns from
+    the rows returned whether its update was the first delivery.
     """
 
     def __init__(self, db: Database, bot_id: int, *,
@@ -383,27 +398,88 @@ class UpdateLog:
         self.bot_id = bot_id
         self.clock = clock
         self.skipped = 0
+        self.statements = 0  # claiming statements sent: the batching's measure
         self._pruned = clock()
+        # update_id -> the callers waiting for its claim (two: a repeat arriving meanwhile)
+        self._pending: dict[int, list[asyncio.Future[bool]]] = {}
+        self._sender: asyncio.Task[None] | None = None
 
     async def claim(self, update_id: int) -> bool:
         """True for the first delivery of this update, False for a repeat."""
-        now = datetime.now(UTC)
-        dialect = self.db.engine.dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = insert(HandledUpdate).values(
-            bot_id=self.bot_id, update_id=update_id, handled_at=now,
-        ).on_conflict_do_nothing().returning(col(HandledUpdate.update_id))
-        async with self.db.session() as s:
-            result = await s.exec(stmt)
-            first = result.scalar_one_or_none() is not None
-            await s.commit()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._pending.setdefault(update_id, []).append(waiter)
+        if self._sender is None:
+            # Started on the next turn of the loop: the claims of this turn join it.
+            self._sender = loop.create_task(self._send_claims(), name="update-claims")
+        first = await waiter
         if not first:
             self.skipped += 1
             log.info("update %s was already handled (delivered again): skipped", update_id)
-        if self.clock() - self._pruned > PRUNE_EVERY:
-            self._pruned = self.clock()
-            await self.prune(now - HANDLED_KEEP)
         return first
+
+    async def _send_claims(self) -> None:
+        try:
+            while self._pending:
+                batch: dict[int, list[asyncio.Future[bool]]] = {}
+                for update_id in sorted(self._pending):  # one lock order for every instance
+                    waiters = [w for w in self._pending.pop(update_id) if not w.done()]
+                    if waiters:  # a caller cancelled meanwhile does not claim its update
+                        batch[update_id] = waiters
+                    if len(batch) == CLAIM_BATCH:
+                        break
+                if not batch:
+                    continue
+                try:
+                    taken = await self.claim_many(list(batch))
+                except Exception as e:  # every caller of this statement sees its failure
+                    for waiters in batch.values():
+                        for w in waiters:
+                            if not w.done():
+                                w.set_exception(e)
+                    continue
+                except asyncio.CancelledError:
+                    for waiters in batch.values():
+                        for w in waiters:
+                            w.cancel()
+                    raise
+                for update_id, waiters in batch.items():
+                    # Two deliveries of one id in one statement: the first caller has it.
+                    first = update_id in taken
+                    for w in waiters:
+                        if not w.done():
+                            w.set_result(first)
+                            first = False
+                if self.clock() - self._pruned > PRUNE_EVERY:
+                    self._pruned = self.clock()
+                    try:
+                        await self.prune(datetime.now(UTC) - HANDLED_KEEP)
+                    except Exception as e:  # the next hour's prune takes these rows too
+                        log.warning("could not prune handled updates (%s)", type(e).__name__)
+        finally:
+            self._sender = None
+            # Cancelled (the application stopping): nobody is left waiting forever.
+            for waiters in self._pending.values():
+                for w in waiters:
+                    w.cancel()
+            self._pending.clear()
+
+    async def claim_many(self, update_ids: list[int]) -> set[int]:
+        """Insert the rows of `update_ids` in one statement; the ids inserted now (the
+        others were taken before)."""
+        now = datetime.now(UTC)
+        dialect = self.db.engine.dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(HandledUpdate).values([
+            {"bot_id": self.bot_id, "update_id": update_id, "handled_at": now}
+            for update_id in update_ids
+        ]).on_conflict_do_nothing().returning(col(HandledUpdate.update_id))
+        self.statements += 1
+        async with self.db.session() as s:
+            result = await s.exec(stmt)
+            taken = {int(u) for u in result.scalars()}
+            await s.commit()
+        return taken
 
     async def prune(self, before: datetime) -> None:
         async with self.db.session() as s:

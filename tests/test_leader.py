@@ -162,6 +162,49 @@ async def test_an_update_delivered_twice_is_claimed_once(tmp_path: Path) -> None
         await db.dispose()
 
 
+async def test_claims_made_together_go_out_in_one_statement(tmp_path: Path) -> None:
+    """A getUpdates batch's claims share one INSERT; each caller still learns whether its
+    update was the first delivery, a repeat in the same batch included."""
+    db = Database(test_database_url(tmp_path))
+    await db.migrate()
+    try:
+        earlier, log = UpdateLog(db, 42), UpdateLog(db, 42)
+        assert await earlier.claim(7) is True  # taken by the instance before
+        ids = [5, 6, 7, 8, 9, 6]  # 7 was taken; 6 delivered twice (a webhook retry)
+        got = await asyncio.gather(*(log.claim(u) for u in ids))
+        assert got == [True, True, False, True, True, False]
+        assert log.statements == 1 and log.skipped == 2
+        # Claims arriving while a statement is out wait for it and then go out together.
+        first = asyncio.ensure_future(log.claim(10))
+        await asyncio.sleep(0)  # the statement for 10 is being sent
+        later = [asyncio.ensure_future(log.claim(u)) for u in (11, 12, 13)]
+        assert await first is True and await asyncio.gather(*later) == [True] * 3
+        assert log.statements == 3
+        assert [await earlier.claim(u) for u in (5, 10, 13, 14)] == [False] * 3 + [True]
+    finally:
+        await db.dispose()
+
+
+async def test_a_claim_given_up_before_its_statement_takes_nothing(tmp_path: Path) -> None:
+    """An update whose handling was cancelled before its claim went out (the application
+    stopping) has no row: the next leader, which receives it again, handles it."""
+    db = Database(test_database_url(tmp_path))
+    await db.migrate()
+    try:
+        log = UpdateLog(db, 42)
+        gone = asyncio.ensure_future(log.claim(1))
+        kept = asyncio.ensure_future(log.claim(2))
+        await asyncio.sleep(0)  # both queued, the statement not yet sent
+        gone.cancel()
+        assert await kept is True
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        next_leader = UpdateLog(db, 42)
+        assert await asyncio.gather(next_leader.claim(1), next_leader.claim(2)) == [True, False]
+    finally:
+        await db.dispose()
+
+
 async def test_a_standby_health_server_says_alive_not_ready_and_not_leader() -> None:
     import aiohttp
 
