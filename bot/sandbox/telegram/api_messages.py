@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .core import Files
 from .errors import bad_request
@@ -11,85 +12,71 @@ from .params import Params
 from .rules import CHAT_ACTIONS, DELETE_WINDOW, NOT_MODIFIED
 from .state import JSON, BotAccount, StoredFile
 
+# A send method's own parameters, read and checked: what stores the message's content.
+Content = Callable[[], JSON]
+
 
 class MessagesApi(Params, FileStore):
     """sendMessage, sendPhoto, sendDocument, edit*, deleteMessage, sendChatAction."""
 
     async def _api_sendMessage(self, account: BotAccount, p: JSON, files: Files) -> JSON:
-        chat = self._chat(account, p)
-        self._check_can_send(account, chat)
-        text, entities = self._text(p)
-        inline, other = self._markup(p)
-        reply_to = self._reply_target(account, chat, p)
-        thread = self._thread(chat, p, reply_to)
-        self._flood(account, chat)
-        message = self._store(
-            account,
-            chat,
-            account.user,
-            text=text,
-            entities=entities,
-            reply_markup=inline,
-            reply_keyboard=other,
-            reply_to=reply_to,
-            disable_notification=self._bool(p, "disable_notification"),
-            thread_id=thread,
-        )
-        return message.to_api()
+        def read() -> Content:
+            text, entities = self._text(p)
+            return lambda: {"text": text, "entities": entities}
+
+        return self._send(account, p, "text messages", read)
 
     async def _api_sendPhoto(self, account: BotAccount, p: JSON, files: Files) -> JSON:
-        chat = self._chat(account, p)
-        self._check_can_send(account, chat, "photos")
-        upload = self._upload(p, files, "photo")
-        caption, caption_entities = self._caption(p)
-        inline, other = self._markup(p)
-        reply_to = self._reply_target(account, chat, p)
-        thread = self._thread(chat, p, reply_to)
-        if isinstance(upload, StoredFile):
-            stored, sizes = self._store_photo(upload.data)
-        else:
-            stored, sizes = self._store_photo(upload[1])
-        self._flood(account, chat)
-        message = self._store(
-            account,
-            chat,
-            account.user,
-            photo=sizes,
-            file=stored,
-            caption=caption,
-            caption_entities=caption_entities,
-            reply_markup=inline,
-            reply_keyboard=other,
-            reply_to=reply_to,
-            disable_notification=self._bool(p, "disable_notification"),
-            thread_id=thread,
-        )
-        return message.to_api()
+        def read() -> Content:
+            upload = self._upload(p, files, "photo")
+            caption, caption_entities = self._caption(p)
+
+            def content() -> JSON:
+                data = upload.data if isinstance(upload, StoredFile) else upload[1]
+                stored, sizes = self._store_photo(data)
+                return {"photo": sizes, "file": stored, "caption": caption,
+                        "caption_entities": caption_entities}
+            return content
+
+        return self._send(account, p, "photos", read)
 
     async def _api_sendDocument(self, account: BotAccount, p: JSON, files: Files) -> JSON:
+        def read() -> Content:
+            upload = self._upload(p, files, "document")
+            caption, caption_entities = self._caption(p)
+
+            def content() -> JSON:
+                if isinstance(upload, StoredFile):
+                    name, data, mime = (upload.file_name or "file", upload.data,
+                                        upload.mime_type or "")
+                else:
+                    name, data, mime = upload
+                stored, document = self._store_document(
+                    data, name or "file", mime or "application/octet-stream")
+                return {"document": document, "file": stored, "caption": caption,
+                        "caption_entities": caption_entities}
+            return content
+
+        return self._send(account, p, "documents", read)
+
+    def _send(self, account: BotAccount, p: JSON, what: str, read: Callable[[], Content]) -> JSON:
+        """What every send* does, in the order Telegram checks it: the chat and the right
+        to send `what` there, the method's own parameters (`read`), the keyboard, the
+        reply and the topic, then the content is stored (`read`'s result: a file only once
+        every parameter is valid), the flood limits are counted and the message is made."""
         chat = self._chat(account, p)
-        self._check_can_send(account, chat, "documents")
-        upload = self._upload(p, files, "document")
-        caption, caption_entities = self._caption(p)
+        self._check_can_send(account, chat, what)
+        content = read()
         inline, other = self._markup(p)
         reply_to = self._reply_target(account, chat, p)
         thread = self._thread(chat, p, reply_to)
-        if isinstance(upload, StoredFile):
-            name, data, mime = upload.file_name or "file", upload.data, upload.mime_type or ""
-        else:
-            name, data, mime = upload
-        stored, document = self._store_document(
-            data, name or "file", mime or "application/octet-stream"
-        )
+        fields = content()
         self._flood(account, chat)
         message = self._store(
             account,
             chat,
             account.user,
-            document=document,
-            file=stored,
-            caption=caption,
-            caption_entities=caption_entities,
+            **fields,
             reply_markup=inline,
             reply_keyboard=other,
             reply_to=reply_to,
