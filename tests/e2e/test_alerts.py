@@ -131,9 +131,18 @@ async def test_move_alert_window_and_rearm(market: Harness) -> None:
     # socket's snapshot) must fall out of the window before the scripted path starts.
     engine.clock.advance(16 * 60)
     engine.set_mark(SYM, p0)
-    # +3 % spread over 16 minutes: outside a 15-minute window, nothing fires
-    engine.clock.advance(16 * 60)
-    engine.set_mark(SYM, p0 * Decimal("1.03"))
+    # +3 % climbed over 32 minutes, 0.75 % every 8: no 15 minutes hold 2 % of it, nothing
+    # fires. BitMEX also sends instrument updates that change no price (funding every 8
+    # hours, on the live market many other fields), each with the mark as it stands and
+    # its own timestamp: one comes right before every step here. A path that is quiet only
+    # while none comes (one 3 % jump after 16 silent minutes) fired "+3.0 %" whenever the
+    # shared simulator's next funding time fell inside it.
+    rate = engine.instrument(SYM).funding_rate
+    for step in range(1, 5):
+        engine.clock.advance(8 * 60)
+        engine.set_funding_rate(SYM, rate)  # the unchanged mark, stamped now
+        engine.set_mark(SYM, p0 + 375 * step)
+    assert engine.instrument(SYM).mark == p0 * Decimal("1.03")
     # then -2.5 % within 10 minutes fires, downwards
     engine.clock.advance(10 * 60)
     engine.set_mark(SYM, p0 * Decimal("1.03") * Decimal("0.975"))
@@ -142,8 +151,10 @@ async def test_move_alert_window_and_rearm(market: Harness) -> None:
     assert sum("moved" in t for t in alice.bot_texts) == 1
     # recurring: after the window rolled past, the next 2 % move is reported again
     engine.clock.advance(16 * 60)
+    engine.set_funding_rate(SYM, rate)
     engine.set_mark(SYM, p0)
     engine.clock.advance(60)
+    engine.set_funding_rate(SYM, rate)
     engine.set_mark(SYM, p0 * Decimal("1.021"))
     text = await wait_alert(h, alice)
     assert "moved +2.1 % within 15m" in text
