@@ -91,8 +91,14 @@ async def _refresh(update: Update, card: Card) -> None:
     rows = card.buttons
     if rows and _had_panic_row(update):
         rows = [*rows, panic_row()]
+    text = card.text
+    shown = q.message.text_html if isinstance(q.message, Message) and q.message.text else ""
+    if "\n\n" in shown:
+        # A fill notice carrying the card (bot/live/fills.py): the fill stays told above it.
+        head = shown.split("\n\n", 1)[0]
+        text = f"{head}\n\n{text}"
     try:
-        await q.edit_message_text(card.text, parse_mode="HTML", reply_markup=markup(rows))
+        await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(rows))
     except BadRequest as e:
         if "not modified" not in e.message.lower():
             raise

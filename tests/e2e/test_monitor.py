@@ -155,7 +155,7 @@ async def test_monitor_without_positions_and_bad_words(h: Harness) -> None:
 
 
 async def test_monitor_has_the_position_card_buttons(h: Harness) -> None:
-    alice, key = await long_position(h)
+    alice, _ = await long_position(h)
     h.sim.engine.set_mark("XBTUSD", Decimal(61000))  # past break-even: its button shows
     await alice.send("/monitor")
     msg = monitor_message(alice)

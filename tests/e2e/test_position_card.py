@@ -288,6 +288,9 @@ async def test_a_fill_shows_the_position_card_and_a_close_shows_none(h: Harness)
     await alice.send("/positions")  # the same buttons as /positions (but its Panic row)
     assert notice.buttons == alice.last.buttons[:-1]
     assert notice.buttons == [CARD_ROWS[0], ["Trail SL 1 %"], *CARD_ROWS[2:]]
+    await alice.press("🔄 Refresh", notice)  # the card is refreshed, the fill stays told
+    assert (notice.content or "").startswith("✅ Order filled"), notice.content
+    assert "XBTUSD Long 400" in (notice.content or "") and notice.buttons[0] == CARD_ROWS[0]
     # its buttons work like the card's: a preview, nothing without Confirm
     await alice.press("Close 25 %", notice)
     assert alice.last_text.startswith("CLOSE 100 of 400 XBTUSD long"), alice.last_text
