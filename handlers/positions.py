@@ -61,20 +61,20 @@ async def on_panic_press(update: Update, context: Context, press: PanicPress) ->
 async def monitor(update: Update, context: Context, intent: P.Monitor) -> None:
     """/monitor [off | pin]: self-editing position messages (bot/live/monitor.py)."""
     live, uid = context.services.live, context.user_id
-    if intent.action == "off":
-        pinned = live.pinned_monitors(uid)
-        text = await live.stop_monitor(uid)
-        for chat_id, message_id in pinned:  # what /monitor pin pinned goes with it
-            try:
-                await context.bot.unpin_chat_message(chat_id, message_id)
-            except TelegramError as e:  # unpinned by hand, or the right taken away since
-                log.info("monitor message %s/%s not unpinned: %s", chat_id, message_id,
-                         e.message)
-        await reply(update, text)
-    elif intent.action == "pin":
+    if intent.action == "pin":
         await reply(update, await _pin(context, live.monitor_messages(uid)))
+        return
+    pinned = live.pinned_monitors(uid)  # a new set, or none, replaces the old messages
+    if intent.action == "off":
+        text = await live.stop_monitor(uid)
     else:
-        await reply(update, await live.start_monitor(uid, context.chat_id))
+        text = await live.start_monitor(uid, context.chat_id)
+    for chat_id, message_id in pinned:  # what /monitor pin pinned goes with them
+        try:
+            await context.bot.unpin_chat_message(chat_id, message_id)
+        except TelegramError as e:  # unpinned by hand, or the right taken away since
+            log.info("monitor message %s/%s not unpinned: %s", chat_id, message_id, e.message)
+    await reply(update, text)
 
 
 async def _pin(context: Context, messages: list[tuple[int, int]]) -> str:
@@ -91,7 +91,7 @@ async def _pin(context: Context, messages: list[tuple[int, int]]) -> str:
                     'the "Pin messages" right.')
         return f"I could not pin them: {html.escape(e.message)}"
     finally:
-        context.services.live.monitor_pinned(context.user_id, pinned)
+        await context.services.live.monitor_pinned(context.user_id, pinned)
     return "📌 Pinned. /monitor off unpins them."
 
 

@@ -52,7 +52,7 @@ class MonitorState:
     latest: Position | None = None
     exits: list[str] | None = None  # None: to be read again (an order changed)
     flush: asyncio.Task[None] | None = field(default=None, repr=False)
-    pinned: bool = False  # pinned by /monitor pin (in memory: /monitor off unpins it)
+    pinned: bool = False  # pinned by /monitor pin: /monitor off unpins it
 
 
 def next_funding(now: datetime) -> datetime:
@@ -136,7 +136,8 @@ class PositionMonitor(LiveBase):
         for r in rows:
             assert r.id is not None
             self._monitors()[(r.user_id, r.network, r.symbol)] = MonitorState(
-                r.id, r.user_id, r.chat_id, r.network, r.symbol, r.message_id, r.text)
+                r.id, r.user_id, r.chat_id, r.network, r.symbol, r.message_id, r.text,
+                pinned=r.pinned)
             await self._watch_market(r.network, r.symbol)
 
     async def start_monitor(self, user_id: int, chat_id: int) -> str:
@@ -184,11 +185,22 @@ class PositionMonitor(LiveBase):
         return [(m.chat_id, m.message_id) for m in self._monitors().values()
                 if m.user_id == user_id]
 
-    def monitor_pinned(self, user_id: int, pinned: list[tuple[int, int]]) -> None:
-        """Remember which monitor messages /monitor pin pinned: /monitor off unpins them."""
+    async def monitor_pinned(self, user_id: int, pinned: list[tuple[int, int]]) -> None:
+        """Remember which monitor messages /monitor pin pinned: /monitor off unpins them
+        (stored, so also after a restart)."""
+        ids = []
         for m in self._monitors().values():
             if m.user_id == user_id and (m.chat_id, m.message_id) in pinned:
                 m.pinned = True
+                ids.append(m.row_id)
+        if not ids:
+            return
+        async with self.db.session() as s:
+            for row in (await s.exec(select(MonitorMessage).where(
+                    col(MonitorMessage.id).in_(ids)))).all():
+                row.pinned = True
+                s.add(row)
+            await s.commit()
 
     def pinned_monitors(self, user_id: int) -> list[tuple[int, int]]:
         """(chat id, message id) of the user's monitor messages the bot pinned."""

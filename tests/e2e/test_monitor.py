@@ -183,6 +183,19 @@ async def test_monitor_pin_and_off_unpins(h: Harness) -> None:
     await alice.send("/monitor pin")
     assert alice.last_text.startswith("📌 Pinned"), alice.transcript
     assert h.emu.pinned(alice.chat, bot=h.bot_username) == [msg]
+    await h.restart()  # the bot remembers what it pinned
+    await h.svc.live.wait_ready(alice.id)
     await alice.send("/monitor off")
     assert "Monitor off" in alice.last_text
     assert h.emu.pinned(alice.chat, bot=h.bot_username) == []
+
+
+async def test_a_new_monitor_unpins_the_old_messages(h: Harness) -> None:
+    alice, _ = await long_position(h)
+    await alice.send("/monitor")
+    old = monitor_message(alice)
+    await alice.send("/monitor pin")
+    await alice.send("/monitor")  # a new set of messages: the old one is no longer pinned
+    assert "Monitoring 1 position" in alice.last_text
+    assert h.emu.pinned(alice.chat, bot=h.bot_username) == []
+    assert old in alice.messages
