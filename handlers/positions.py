@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import logging
 
 from telegram import Update
 from telegram.error import TelegramError
@@ -15,6 +16,8 @@ from handlers.common import Context, answer_press, reply
 from handlers.presses import PressHandler
 from handlers.router import IntentHandler
 from handlers.trade import edit_card, show_card
+
+log = logging.getLogger(__name__)
 
 
 async def panic(update: Update, context: Context, intent: P.Panic) -> None:
@@ -58,23 +61,38 @@ async def on_panic_press(update: Update, context: Context, press: PanicPress) ->
 async def monitor(update: Update, context: Context, intent: P.Monitor) -> None:
     """/monitor [off | pin]: self-editing position messages (bot/live/monitor.py)."""
     live, uid = context.services.live, context.user_id
-    if intent.action == "off":
-        await reply(update, await live.stop_monitor(uid))
-    elif intent.action == "pin":
+    if intent.action == "pin":
         await reply(update, await _pin(context, live.monitor_messages(uid)))
+        return
+    pinned = live.pinned_monitors(uid)  # a new set, or none, replaces the old messages
+    if intent.action == "off":
+        text = await live.stop_monitor(uid)
     else:
-        await reply(update, await live.start_monitor(uid, context.chat_id))
+        text = await live.start_monitor(uid, context.chat_id)
+    for chat_id, message_id in pinned:  # what /monitor pin pinned goes with them
+        try:
+            await context.bot.unpin_chat_message(chat_id, message_id)
+        except TelegramError as e:  # unpinned by hand, or the right taken away since
+            log.info("monitor message %s/%s not unpinned: %s", chat_id, message_id, e.message)
+    await reply(update, text)
 
 
 async def _pin(context: Context, messages: list[tuple[int, int]]) -> str:
     if not messages:
         return "The monitor is not running: /monitor starts it."
+    pinned: list[tuple[int, int]] = []
     try:
         for chat_id, message_id in messages:
             await context.bot.pin_chat_message(chat_id, message_id, disable_notification=True)
-    except TelegramError as e:  # in a group the bot needs the right to pin
+            pinned.append((chat_id, message_id))
+    except TelegramError as e:
+        if "not enough rights" in e.message.lower():
+            return ("I can't pin here: an admin of this chat has to make me an admin with "
+                    'the "Pin messages" right.')
         return f"I could not pin them: {html.escape(e.message)}"
-    return "📌 Pinned."
+    finally:
+        await context.services.live.monitor_pinned(context.user_id, pinned)
+    return "📌 Pinned. /monitor off unpins them."
 
 
 # What each intent of this area runs (handlers/__init__.py register).

@@ -7,14 +7,15 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from telegram import ForceReply, Update
+from telegram import ForceReply, Message, Update
 from telegram.error import BadRequest
 
 from bot import parse as P
-from bot.buttons import ButtonData, PositionAction
+from bot.buttons import ButtonData, PanicOpen, PositionAction, decode
 from bot.errors import UserError
 from bot.parse.values import SizeSpec
 from bot.trading import Card
+from bot.trading.panic import panic_row
 from handlers.common import Context, answer_press, reply
 from handlers.presses import PressHandler
 from handlers.render import markup
@@ -48,6 +49,11 @@ async def on_position_press(update: Update, context: Context, press: PositionAct
                               press.symbol)
     try:
         if press.action == "rf":
+            q = update.callback_query
+            msg = q.message if q is not None else None
+            if msg is not None and await context.services.live.refresh_monitor(
+                    uid, msg.chat.id, msg.message_id):
+                return  # a /monitor message: re-rendered as the monitor shows it
             await _refresh(update, await trading.position_card(uid, sym))
             return
         if press.action in _PROMPT:
@@ -70,11 +76,29 @@ async def on_position_press(update: Update, context: Context, press: PositionAct
     await show_card(update, context, card)
 
 
+def _had_panic_row(update: Update) -> bool:
+    """Whether the pressed card carries the Panic row (/positions puts it under the last
+    card): Refresh keeps the rows the card had."""
+    q = update.callback_query
+    kb = q.message.reply_markup if q is not None and isinstance(q.message, Message) else None
+    return kb is not None and any(isinstance(decode(b.callback_data if isinstance(
+        b.callback_data, str) else None), PanicOpen) for row in kb.inline_keyboard for b in row)
+
+
 async def _refresh(update: Update, card: Card) -> None:
     q = update.callback_query
     assert q is not None
+    rows = card.buttons
+    if rows and _had_panic_row(update):
+        rows = [*rows, panic_row()]
+    text = card.text
+    shown = q.message.text_html if isinstance(q.message, Message) and q.message.text else ""
+    if "\n\n" in shown:
+        # A fill notice carrying the card (bot/live/fills.py): the fill stays told above it.
+        head = shown.split("\n\n", 1)[0]
+        text = f"{head}\n\n{text}"
     try:
-        await q.edit_message_text(card.text, parse_mode="HTML", reply_markup=markup(card.buttons))
+        await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(rows))
     except BadRequest as e:
         if "not modified" not in e.message.lower():
             raise

@@ -373,4 +373,6 @@ class MonitorMessage(SQLModel, table=True):
     symbol: str = Field(max_length=32)
     message_id: int = Field(sa_type=BigInteger)
     text: str = Field(default="")
+    # Pinned by /monitor pin: /monitor off unpins it, also after a restart.
+    pinned: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     updated_at: datetime = _created()

@@ -25,7 +25,7 @@ from bot.db.models import LiveCursor, User
 from bot.exchange.stream import PrivateStream
 from bot.exchange.types import Exchange, Execution, Instrument
 from bot.market import MarketHub, PublicMarket
-from bot.notify import Notifier
+from bot.notify import Notifier, Sent
 from bot.trading import Trading
 from bot.users import Users
 
@@ -202,16 +202,17 @@ class LiveBase:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    async def _send(self, user_id: int, text: str, kind: str) -> None:
+    async def _send(self, user_id: int, text: str, kind: str) -> Sent | None:
         if not self.users.is_allowed(user_id):
             # Revoked while running: nothing more is told, and the streams are closed.
             for key in [k for k in self._watches if k[0] == user_id]:
                 self._spawn(self.unwatch(*key), f"unwatch-{user_id}-{key[1]}")
-            return
+            return None
         try:
-            await self.notifier.send(user_id, text, kind=kind)
+            return await self.notifier.send(user_id, text, kind=kind)
         except Exception:  # the stream must keep going whatever delivery ran into
             log.exception("could not deliver a %s message to %s", kind, user_id)
+            return None
 
     async def _load_cursor(self, user_id: int, network: str) -> Cursor | None:
         async with self.db.session() as s:

@@ -6,6 +6,8 @@ import asyncio
 import html
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bot import fmt
@@ -22,12 +24,31 @@ from bot.live.base import (
     to_decimal,
 )
 from bot.live.bracket import ALL, Bracket
+from bot.notify import Sent
 from bot.trading import CONFIRMED, PLACED, Plan
 
 log = logging.getLogger(__name__)
 
 
+# A burst: the fills of one position that come within this many seconds of each other
+# (one order matched against several resting ones, or filled in quick parts). The card
+# waits for the burst to end, so several executions get one card, not one each.
+FILL_CARD_QUIET = 0.3
+
+
+@dataclass
+class FillCard:
+    """The latest fill notice of a position's burst, which the card will be added to."""
+
+    sent: Sent
+    text: str
+    fills: int = 1
+
+
 class Fills(Bracket):
+    fill_card_quiet: float = FILL_CARD_QUIET
+    fill_card_sleep: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
+
     # --- fills --------------------------------------------------------------------------
 
     async def _report_fill(self, w: Watch, ex: Execution) -> None:
@@ -38,14 +59,60 @@ class Fills(Bracket):
             if len(w.reported) > REPORTED_LIMIT:
                 w.reported.popitem(last=False)
             text, kind = await self._describe_fill(w, ex)
-            await self._send(w.user_id, text, kind)
+            sent = await self._send(w.user_id, text, kind)
             if w.cursor is not None and w.cursor.advance(ex):
                 await self._save_cursor(w)
+        if sent is not None and ex.symbol and kind != "liquidation":
+            self._fill_card_soon(w, ex.symbol, sent, text)
         if ex.symbol:
             # Any fill may have closed or shrunk the position: its exits follow (bracket).
             self._bracket_soon(w, ex.symbol)
         if ex.ord_status == "Filled" and ex.cl_ord_id and ":" not in ex.cl_ord_id:
             self._spawn(self._exits_after_entry(w, ex), f"exits-{ex.cl_ord_id}")
+
+    # --- the position card under a fill ---------------------------------------------
+
+    def _fill_cards(self) -> dict[tuple[int, str, str], FillCard]:
+        # Kept on the instance without touching LiveBase's constructor (one owner each).
+        cards: dict[tuple[int, str, str], FillCard] | None = self.__dict__.get("_fill_cards_")
+        if cards is None:
+            cards = self.__dict__["_fill_cards_"] = {}
+        return cards
+
+    def _fill_card_soon(self, w: Watch, symbol: str, sent: Sent, text: str) -> None:
+        """The fill left the position open or changed: its notice gets the position card
+        (issue #14 item 1), once the burst is over. Each fill of the burst pushes that
+        moment back, and only the burst's last notice carries the card."""
+        key = (w.user_id, w.network, symbol)
+        pending = self._fill_cards().get(key)
+        if pending is not None:
+            pending.sent, pending.text, pending.fills = sent, text, pending.fills + 1
+            return
+        card = self._fill_cards()[key] = FillCard(sent, text)
+        self._spawn(self._fill_card(w, key, card), f"fill-card-{w.user_id}-{symbol}")
+
+    async def _fill_card(self, w: Watch, key: tuple[int, str, str], card: FillCard) -> None:
+        try:
+            while True:  # a moment with no further fill of this position ends the burst
+                seen = card.fills
+                await self.fill_card_sleep(self.fill_card_quiet)
+                if card.fills == seen:
+                    break
+            # Read back after the burst: a fill that closed the position shows no card.
+            shown = await self.trading.position_card_on(w.user_id, w.network, key[2])
+        except (ExchangeError, UserError) as e:
+            log.info("no position card under the %s fill: %s", key[2], e)
+            return
+        finally:
+            if self._fill_cards().get(key) is card:
+                del self._fill_cards()[key]
+        if shown is None or w.closed:
+            return
+        try:
+            await self.notifier.edit(card.sent.chat_id, card.sent.message_id,
+                                     f"{card.text}\n\n{shown.text}", buttons=shown.buttons)
+        except Exception:  # the notice itself was told; the card is a convenience
+            log.exception("could not add the position card to a %s fill", key[2])
 
     def _raw_execution(self, w: Watch, exec_id: str) -> dict[str, Any]:
         """The socket's full row (orderQty, cumQty, avgPx are not on `Execution`)."""

@@ -12,6 +12,7 @@ The messages are stored (`MonitorMessage`), so a restarted bot goes on editing t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import logging
 import time
@@ -23,12 +24,11 @@ from decimal import Decimal
 from sqlmodel import col, delete, select
 
 from bot import fmt
-from bot.buttons import ClosePositionRow, button
 from bot.db.models import MonitorMessage
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Instrument, Order, Position, to_unit
 from bot.live.base import STOP_TYPES, LiveBase, Watch
-from bot.notify import Keyboard
+from bot.trading.stops import position_buttons
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class MonitorState:
     latest: Position | None = None
     exits: list[str] | None = None  # None: to be read again (an order changed)
     flush: asyncio.Task[None] | None = field(default=None, repr=False)
+    pinned: bool = False  # pinned by /monitor pin: /monitor off unpins it
 
 
 def next_funding(now: datetime) -> datetime:
@@ -135,7 +136,8 @@ class PositionMonitor(LiveBase):
         for r in rows:
             assert r.id is not None
             self._monitors()[(r.user_id, r.network, r.symbol)] = MonitorState(
-                r.id, r.user_id, r.chat_id, r.network, r.symbol, r.message_id, r.text)
+                r.id, r.user_id, r.chat_id, r.network, r.symbol, r.message_id, r.text,
+                pinned=r.pinned)
             await self._watch_market(r.network, r.symbol)
 
     async def start_monitor(self, user_id: int, chat_id: int) -> str:
@@ -153,7 +155,8 @@ class PositionMonitor(LiveBase):
             exits = exit_lines([o for o in orders if o.symbol == pos.symbol], inst)
             text = monitor_text(pos, inst, acc.network, exits, self.monitor_now(),
                                 await self._usd_per_coin(acc.network, pos))
-            sent = await self.notifier.send(chat_id, text, buttons=_buttons(pos.symbol))
+            sent = await self.notifier.send(chat_id, text,
+                                            buttons=position_buttons(pos, inst))
             if sent is None:
                 continue
             row = MonitorMessage(user_id=user_id, chat_id=chat_id, network=acc.network,
@@ -181,6 +184,49 @@ class PositionMonitor(LiveBase):
         """(chat id, message id) of the user's monitor messages, for pinning."""
         return [(m.chat_id, m.message_id) for m in self._monitors().values()
                 if m.user_id == user_id]
+
+    async def monitor_pinned(self, user_id: int, pinned: list[tuple[int, int]]) -> None:
+        """Remember which monitor messages /monitor pin pinned: /monitor off unpins them
+        (stored, so also after a restart)."""
+        ids = []
+        for m in self._monitors().values():
+            if m.user_id == user_id and (m.chat_id, m.message_id) in pinned:
+                m.pinned = True
+                ids.append(m.row_id)
+        if not ids:
+            return
+        async with self.db.session() as s:
+            for row in (await s.exec(select(MonitorMessage).where(
+                    col(MonitorMessage.id).in_(ids)))).all():
+                row.pinned = True
+                s.add(row)
+            await s.commit()
+
+    def pinned_monitors(self, user_id: int) -> list[tuple[int, int]]:
+        """(chat id, message id) of the user's monitor messages the bot pinned."""
+        return [(m.chat_id, m.message_id) for m in self._monitors().values()
+                if m.user_id == user_id and m.pinned]
+
+    async def refresh_monitor(self, user_id: int, chat_id: int, message_id: int) -> bool:
+        """Refresh pressed under a monitor message: shown again from BitMEX now (exits and
+        position re-read); False when it is not one of the user's monitor messages."""
+        state = next((m for m in self._monitors().values() if m.user_id == user_id
+                      and (m.chat_id, m.message_id) == (chat_id, message_id)), None)
+        if state is None:
+            return False
+        try:
+            ex = await self.accounts.exchange(user_id, state.network)
+            pos = next((p for p in await ex.positions() if p.symbol == state.symbol), None)
+        except (ExchangeError, UserError) as e:
+            log.info("monitor: %s not refreshed: %s", state.symbol, e)
+            return True
+        if pos is None and state.latest is not None:
+            pos = dataclasses.replace(state.latest, current_qty=Decimal(0))  # closed since
+        if pos is None:
+            return True
+        state.latest, state.exits = pos, None
+        await self._monitor_flush(state)
+        return True
 
     async def _drop_monitors(self, user_id: int) -> int:
         mons = self._monitors()
@@ -266,7 +312,7 @@ class PositionMonitor(LiveBase):
         if text != state.text:  # nothing visible changed: no edit at all
             stamp = self.monitor_clock()  # the interval runs from the edit's start
             ok = await self.notifier.edit(state.chat_id, state.message_id, text,
-                                          buttons=None if closed else _buttons(state.symbol))
+                                          buttons=None if closed else position_buttons(pos, inst))
             if ok and not closed:
                 state.text, state.last_edit = text, stamp
                 await self._store_text(state)
@@ -305,6 +351,3 @@ class PositionMonitor(LiveBase):
         inst = await self._monitor_instrument(network, "XBTUSD")
         return inst.mark_price if inst is not None else None
 
-
-def _buttons(symbol: str) -> Keyboard:
-    return [[button(f"Close {symbol}", ClosePositionRow(symbol))]]

@@ -69,7 +69,9 @@ COMMANDS = (
         ("One message per open position that I keep up to date in place: mark, uPnL in coin "
          "and USD, ROE, distance to liquidation, next funding and its rate, the exits in "
          "force. Edited only when something shown changed, at most every few seconds.",
-         "'/monitor off' stops it; '/monitor pin' pins the messages. It survives restarts."),
+         "Its buttons are the position card's (close by share, stops, Refresh).",
+         "'/monitor off' stops it (and unpins what '/monitor pin' pinned; in a group I need "
+         "the 'Pin messages' admin right). It survives restarts."),
         where="private",
     ),
 )

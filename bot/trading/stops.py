@@ -77,12 +77,26 @@ def trail_offset(inst: Instrument, trail: P.Trail, price: Decimal, long: bool) -
     return -offset if long else offset
 
 
-def position_buttons(symbol: str) -> Keyboard:
-    """The position card's buttons (issue #14 item 1); each opens a preview card."""
+def breakeven_reached(inst: Instrument | None, pos: Position) -> bool:
+    """Whether the mark is past the break-even stop, so that a stop there would not fire at
+    once (preview_stop refuses it otherwise)."""
+    if inst is None or pos.avg_entry_price is None or pos.mark_price is None:
+        return False
+    stop = breakeven_price(inst, pos)
+    return pos.mark_price > stop if pos.current_qty > 0 else pos.mark_price < stop
+
+
+def position_buttons(pos: Position, inst: Instrument | None) -> Keyboard:
+    """The position card's buttons (issue #14 item 1), also under a /monitor message and
+    under a fill that changed the position: one builder, so they never differ. Each opens
+    a preview card; SL → break-even only once the mark is past it."""
+    symbol = pos.symbol
+
     def b(label: str, action: str) -> Any:
         return button(label, PositionAction(action, symbol))  # type: ignore[arg-type]
+    stops = [b("SL → break-even", "be")] if breakeven_reached(inst, pos) else []
     return [[b("Close 25 %", "c25"), b("Close 50 %", "c50"), b("Close 100 %", "c100")],
-            [b("SL → break-even", "be"), b("Trail SL 1 %", "tr")],
+            [*stops, b("Trail SL 1 %", "tr")],
             [b("✏️ Edit SL", "es"), b("✏️ Edit TP", "et"), b("🔄 Refresh", "rf")]]
 
 
@@ -221,8 +235,19 @@ class StopPreviews(CardBook):
         except UserError:
             return Card(None, f"No open position in {html.escape(symbol)}: it has closed.", [])
         exits = exits_of(await ex.open_orders(pos.symbol), pos)
-        return Card(None, position_text(acc.network, pos, inst, exits),
-                    position_buttons(pos.symbol))
+        return render_position_card(acc.network, pos, inst, exits)
+
+    async def position_card_on(self, user_id: int, network: str, symbol: str) -> Card | None:
+        """The card of the position in `symbol` on that account (the one a fill changed,
+        active or not); None once it is flat."""
+        ex = await self.accounts.exchange(user_id, network)
+        pos = next((p for p in await ex.positions()
+                    if p.symbol == symbol and p.current_qty != 0), None)
+        if pos is None:
+            return None
+        inst = await ex.instrument(symbol)
+        exits = exits_of(await ex.open_orders(symbol), pos)
+        return render_position_card(network, pos, inst, exits)
 
     async def position_cards(self, user_id: int) -> tuple[str, list[Card]]:
         """Every open position of the active account as a card; the network's name."""
@@ -233,14 +258,19 @@ class StopPreviews(CardBook):
         cards = []
         for p in rows:
             inst = await ex.instrument(p.symbol)
-            text = position_text(acc.network, p, inst, exits_of(orders, p))
-            if inst.refusal is not None:
-                # A contract the bot does not trade gets no buttons /close would refuse.
-                cards.append(Card(None, text + f"\n{html.escape(inst.refusal)}: close it on "
-                                  "BitMEX itself.", []))
-            else:
-                cards.append(Card(None, text, position_buttons(p.symbol)))
+            cards.append(render_position_card(acc.network, p, inst, exits_of(orders, p)))
         return acc.network, cards
+
+
+def render_position_card(network: str, pos: Position, inst: Instrument,
+                         exits: PositionExits) -> Card:
+    """The position card: its text and its buttons (none for a contract the bot does not
+    trade: /close would refuse them)."""
+    text = position_text(network, pos, inst, exits)
+    if inst.refusal is not None:
+        return Card(None, text + f"\n{html.escape(inst.refusal)}: close it on BitMEX itself.",
+                    [])
+    return Card(None, text, position_buttons(pos, inst))
 
 
 def position_text(network: str, pos: Position, inst: Instrument, exits: PositionExits) -> str:

@@ -152,3 +152,50 @@ async def test_monitor_without_positions_and_bad_words(h: Harness) -> None:
     assert "Only '/monitor', '/monitor off' or '/monitor pin'" in alice.last_text
     await alice.send("/monitor pin")
     assert alice.last_text == "The monitor is not running: /monitor starts it."
+
+
+async def test_monitor_has_the_position_card_buttons(h: Harness) -> None:
+    alice, _ = await long_position(h)
+    h.sim.engine.set_mark("XBTUSD", Decimal(61000))  # past break-even: its button shows
+    await alice.send("/monitor")
+    msg = monitor_message(alice)
+    await alice.send("/positions")
+    card = alice.last
+    assert msg.buttons == card.buttons[:-1], msg.buttons  # all but /positions' Panic row
+    assert ["SL → break-even", "Trail SL 1 %"] in msg.buttons
+    await alice.press("Close 100 %", msg)  # the same preview as on the card
+    assert alice.last_text.startswith("CLOSE all XBTUSD long"), alice.last_text
+    await alice.press("✖️ Cancel")
+    await alice.press("SL → break-even", msg)
+    assert "break-even" in alice.last_text and "✅ Confirm" in str(alice.last.buttons)
+    await alice.press("✖️ Cancel")
+    # Refresh re-reads BitMEX and shows the monitor's own text, not the card's
+    h.sim.engine.set_mark("XBTUSD", Decimal(61500))
+    await alice.press("🔄 Refresh", msg)
+    await until(h, lambda: "mark 61,500.0" in (msg.content or ""), "refreshed")
+    assert (msg.content or "").startswith("📡 XBTUSD") and msg.buttons == card.buttons[:-1]
+
+
+async def test_monitor_pin_and_off_unpins(h: Harness) -> None:
+    alice, _ = await long_position(h)
+    await alice.send("/monitor")
+    msg = monitor_message(alice)
+    await alice.send("/monitor pin")
+    assert alice.last_text.startswith("📌 Pinned"), alice.transcript
+    assert h.emu.pinned(alice.chat, bot=h.bot_username) == [msg]
+    await h.restart()  # the bot remembers what it pinned
+    await h.svc.live.wait_ready(alice.id)
+    await alice.send("/monitor off")
+    assert "Monitor off" in alice.last_text
+    assert h.emu.pinned(alice.chat, bot=h.bot_username) == []
+
+
+async def test_a_new_monitor_unpins_the_old_messages(h: Harness) -> None:
+    alice, _ = await long_position(h)
+    await alice.send("/monitor")
+    old = monitor_message(alice)
+    await alice.send("/monitor pin")
+    await alice.send("/monitor")  # a new set of messages: the old one is no longer pinned
+    assert "Monitoring 1 position" in alice.last_text
+    assert h.emu.pinned(alice.chat, bot=h.bot_username) == []
+    assert old in alice.messages

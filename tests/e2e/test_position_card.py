@@ -5,35 +5,21 @@ own trailing where pegged orders are refused, and every bad input answered in on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal as D
-from typing import Any
 
 import pytest
 
+from bot.sandbox.telegram.state import Message
 from tests.e2e.harness import Harness, Person
-
-
-def open_orders(h: Harness, key: str) -> list[dict[str, Any]]:
-    return h.sim.engine.open_order_rows(h.sim.account(key).id)
-
-
-def position_qty(h: Harness, key: str, symbol: str = "XBTUSD") -> int:
-    for row in h.sim.engine.position_rows(h.sim.account(key).id):
-        if row["symbol"] == symbol:
-            return int(row["currentQty"])
-    return 0
+from tests.e2e.helpers import confirm_last_card as confirm
+from tests.e2e.helpers import no_traceback, open_orders, position_qty
 
 
 @pytest.fixture(autouse=True)
 def steady_market(h: Harness) -> None:
     h.sim.engine.set_spread("XBTUSD", D(0))
     h.sim.engine.set_mark("XBTUSD", D(60000))
-
-
-async def confirm(p: Person) -> str:
-    card = p.find_button("✅ Confirm")
-    await p.press("✅ Confirm", card)
-    return card.content or ""
 
 
 async def long_400(h: Harness) -> tuple[Person, str]:
@@ -44,18 +30,15 @@ async def long_400(h: Harness) -> tuple[Person, str]:
     return alice, key
 
 
-def no_traceback(p: Person) -> None:
-    assert "Traceback" not in p.transcript and "went wrong" not in p.transcript, p.transcript
-
-
 async def test_position_card_shows_buttons_and_closes_by_share(h: Harness) -> None:
     alice, key = await long_400(h)
     await alice.send("/positions")
     card = alice.last
     assert "XBTUSD Long 400" in (card.content or ""), card.content
     assert "SL: none" in (card.content or "") and "TP: none" in (card.content or "")
+    # at the entry's mark a break-even stop would fire at once: no button for it yet
     assert card.buttons == [["Close 25 %", "Close 50 %", "Close 100 %"],
-                            ["SL → break-even", "Trail SL 1 %"],
+                            ["Trail SL 1 %"],
                             ["✏️ Edit SL", "✏️ Edit TP", "🔄 Refresh"],
                             ["🚨 Panic: close all"]]  # under the last card (/panic)
     await alice.press("Close 25 %", card)
@@ -76,7 +59,7 @@ async def test_position_card_shows_buttons_and_closes_by_share(h: Harness) -> No
     assert position_qty(h, key) == 0
     # a press on the card of a position that has closed since: one line, nothing placed
     before = len(h.sim.engine.order_rows(h.sim.account(key).id))
-    for label in ("Close 25 %", "SL → break-even", "Trail SL 1 %"):
+    for label in ("Close 25 %", "Close 50 %", "Trail SL 1 %"):
         await alice.press(label, card)
         assert alice.last_text.startswith("No open position in XBTUSD"), alice.last_text
         assert "\n" not in alice.last_text
@@ -259,3 +242,99 @@ async def test_bot_trailing_goes_on_after_a_restart(h: Harness) -> None:
     await h.emu.wait_for(lambda: open_orders(h, key)[0]["stopPx"] == D(61500), timeout=5)
     h.sim.engine.set_mark("XBTUSD", D(61500))
     assert position_qty(h, key) == 0
+
+
+CARD_ROWS = [["Close 25 %", "Close 50 %", "Close 100 %"],
+             ["SL → break-even", "Trail SL 1 %"],
+             ["✏️ Edit SL", "✏️ Edit TP", "🔄 Refresh"]]
+
+
+async def test_refresh_keeps_the_rows_the_card_had(h: Harness) -> None:
+    alice, _ = await long_400(h)
+    h.sim.engine.set_mark("XBTUSD", D(61000))
+    await alice.send("/positions")
+    card = alice.last
+    before = card.buttons
+    assert before == [*CARD_ROWS, ["🚨 Panic: close all"]], before
+    await alice.press("🔄 Refresh", card)
+    assert card.buttons == before  # the Panic row too
+    # the mark back at the entry: break-even goes, the rest stays as it was
+    h.sim.engine.set_mark("XBTUSD", D(60000))
+    await alice.press("🔄 Refresh", card)
+    assert card.buttons == [CARD_ROWS[0], ["Trail SL 1 %"], *CARD_ROWS[2:],
+                            ["🚨 Panic: close all"]], card.buttons
+    no_traceback(alice)
+
+
+def fill_notices(p: Person, needle: str = "Order filled") -> list[Message]:
+    return [m for m in p.messages if needle in (m.content or "")]
+
+
+async def until(h: Harness, check: Callable[[], bool], what: str) -> None:
+    try:
+        await h.emu.wait_for(check, timeout=5)
+    except TimeoutError:
+        raise AssertionError(f"never: {what}") from None
+
+
+async def test_a_fill_shows_the_position_card_and_a_close_shows_none(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy 400 xbtusd")
+    await confirm(alice)
+    await until(h, lambda: any(m.buttons for m in fill_notices(alice)), "a card on the fill")
+    [notice] = fill_notices(alice)
+    text = notice.content or ""
+    assert text.startswith("✅ Order filled") and "XBTUSD Long 400" in text, text
+    await alice.send("/positions")  # the same buttons as /positions (but its Panic row)
+    assert notice.buttons == alice.last.buttons[:-1]
+    assert notice.buttons == [CARD_ROWS[0], ["Trail SL 1 %"], *CARD_ROWS[2:]]
+    await alice.press("🔄 Refresh", notice)  # the card is refreshed, the fill stays told
+    assert (notice.content or "").startswith("✅ Order filled"), notice.content
+    assert "XBTUSD Long 400" in (notice.content or "") and notice.buttons[0] == CARD_ROWS[0]
+    # its buttons work like the card's: a preview, nothing without Confirm
+    await alice.press("Close 25 %", notice)
+    assert alice.last_text.startswith("CLOSE 100 of 400 XBTUSD long"), alice.last_text
+    assert position_qty(h, key) == 400
+    await confirm(alice)
+    await until(h, lambda: len(fill_notices(alice)) == 2 and bool(fill_notices(alice)[1].buttons),
+                "a card on the reducing fill")
+    assert "XBTUSD Long 300" in (fill_notices(alice)[1].content or "")
+    # a fill that closes the position: its notice, and no card
+    await alice.press("Close 100 %", fill_notices(alice)[1])
+    await confirm(alice)
+    await until(h, lambda: len(fill_notices(alice)) == 3, "the closing fill's notice")
+    await h.emu.idle(timeout=5, quiet=0.6)  # longer than a burst: a card would be there
+    closing = fill_notices(alice)[2]
+    assert closing.buttons == [] and "Long" not in (closing.content or ""), closing.content
+    assert position_qty(h, key) == 0
+    no_traceback(alice)
+
+
+async def test_a_burst_of_partial_fills_gets_one_card(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await h.svc.live.wait_ready(alice.id)
+    await alice.send("/buy 300 xbtusd limit 59000")
+    await confirm(alice)
+    [order] = open_orders(h, key)
+    for _ in range(3):  # three executions of one order within a moment
+        h.sim.engine.fill_order(str(order["orderID"]), 100)
+    await until(h, lambda: len(fill_notices(alice, "XBTUSD @")) == 3, "three fill notices")
+    await until(h, lambda: any(m.buttons for m in fill_notices(alice, "XBTUSD @")), "the card")
+    await h.emu.idle(timeout=5, quiet=0.6)
+    notices = fill_notices(alice, "XBTUSD @")
+    assert [bool(m.buttons) for m in notices] == [False, False, True], alice.transcript
+    assert sum("XBTUSD Long" in (m.content or "") for m in alice.messages) == 1
+    assert "XBTUSD Long 300" in (notices[2].content or "")
+    no_traceback(alice)
+
+
+async def test_a_paper_fill_shows_the_position_card(h: Harness) -> None:
+    alice = h.person("Alice")
+    await alice.send("/connect paper")
+    await alice.send("/buy 100 xbtusd")
+    await confirm(alice)
+    await until(h, lambda: any(m.buttons for m in fill_notices(alice)), "a card on the fill")
+    [notice] = fill_notices(alice)
+    assert "paper" in (notice.content or "") and "XBTUSD Long 100" in (notice.content or "")
+    assert notice.buttons[0] == CARD_ROWS[0]
+    no_traceback(alice)

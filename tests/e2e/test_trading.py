@@ -9,35 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Harness, Person
+from tests.e2e.harness import Harness
+from tests.e2e.helpers import all_orders, confirm_last_card, open_orders, position_qty
 from tests.e2e.timing import client_of, drive_time
-
-
-def open_orders(h: Harness, key: str) -> list[dict[str, Any]]:
-    return h.sim.engine.open_order_rows(h.sim.account(key).id)
-
-
-def all_orders(h: Harness, key: str) -> list[dict[str, Any]]:
-    return h.sim.engine.order_rows(h.sim.account(key).id)
-
-
-def position_qty(h: Harness, key: str, symbol: str = "XBTUSD") -> int:
-    for row in h.sim.engine.position_rows(h.sim.account(key).id):
-        if row["symbol"] == symbol:
-            return int(row["currentQty"])
-    return 0
 
 
 @pytest.fixture(autouse=True)
 def steady_market(h: Harness) -> None:
     h.sim.engine.set_spread("XBTUSD", Decimal(0))
     h.sim.engine.set_mark("XBTUSD", Decimal(60000))
-
-
-async def confirm_last_card(p: Person) -> str:
-    card = p.find_button("✅ Confirm")
-    await p.press("✅ Confirm", card)
-    return card.content or ""
 
 
 async def test_the_whole_journey(h: Harness) -> None:

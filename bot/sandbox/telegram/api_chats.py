@@ -7,7 +7,7 @@ from __future__ import annotations
 from .core import Files
 from .errors import bad_request
 from .params import Params
-from .state import ADMIN, JSON, LEFT, MEMBER, OWNER, BotAccount, User
+from .state import ADMIN, JSON, LEFT, MEMBER, OWNER, BotAccount, Chat, User
 
 
 class ChatsApi(Params):
@@ -30,7 +30,13 @@ class ChatsApi(Params):
         )
         if chat.is_group:
             data["permissions"] = {"can_send_messages": True}
+        pinned = self.pinned_message_json(account, chat)
+        if pinned is not None:
+            data["pinned_message"] = pinned
         return data
+
+    def pinned_message_json(self, account: BotAccount, chat: Chat) -> JSON | None:
+        return None  # the pins' module (api_pins.py) answers this
 
     def _chat_user(self, p: JSON) -> User:
         user_id = self._opt_int(p, "user_id")

@@ -331,7 +331,7 @@ class EmulatorCore:
                 can_post_stories=True,
                 can_edit_stories=True,
                 can_delete_stories=True,
-                can_pin_messages=True,
+                can_pin_messages=chat is None or chat.can(user.id, "can_pin_messages"),
             )
         elif status == KICKED:
             data["until_date"] = 0

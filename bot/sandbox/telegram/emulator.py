@@ -10,8 +10,8 @@ than sleeping.
 `TelegramEmulator` is assembled from one class per area on `EmulatorCore` (`core.py`): the
 world tests set up (`world.py`), the user's side of the control API (`control.py`), the
 Bot API methods by area (`api_updates.py`, `api_messages.py`, `api_bot.py`,
-`api_chats.py`, sharing `params.py`), files (`files.py`) and the HTTP server (`http.py`);
-`rules.py` holds the limits the real server applies.
+`api_chats.py`, `api_pins.py`, sharing `params.py`), files (`files.py`) and the HTTP
+server (`http.py`); `rules.py` holds the limits the real server applies.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from .api_bot import BotApi
 from .api_chats import ChatsApi
 from .api_messages import MessagesApi
+from .api_pins import PinsApi
 from .api_updates import UpdatesApi
 from .control import Control
 from .entities import utf16_len
@@ -28,7 +29,7 @@ from .limits import Clock, FloodLimits
 from .rules import CALLBACK_DEADLINE
 
 
-class TelegramEmulator(Control, UpdatesApi, MessagesApi, BotApi, ChatsApi, FilesApi,
+class TelegramEmulator(Control, UpdatesApi, MessagesApi, PinsApi, BotApi, ChatsApi, FilesApi,
                        HttpServer):
     """The Bot API server plus the world behind it (users, chats) and a control API."""
 
@@ -75,6 +76,8 @@ class TelegramEmulator(Control, UpdatesApi, MessagesApi, BotApi, ChatsApi, Files
             "getChatAdministrators",
             "getChatMemberCount",
             "leaveChat",
+            "pinChatMessage",
+            "unpinChatMessage",
         ):
             self._methods[name.lower()] = (name, getattr(self, f"_api_{name}"))
 

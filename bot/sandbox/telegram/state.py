@@ -65,6 +65,9 @@ class Chat:
     linked_chat_id: int | None = None  # a channel's discussion group, or a group's channel
     # Privacy mode delivers "/cmd" without @bot only to the bot that posted last here.
     last_bot_id: int | None = None
+    # Pinned message ids, oldest first, per dialog: a private chat is one dialog per bot
+    # (keyed by the bot's id), a group one for everyone (key 0).
+    pinned: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def is_group(self) -> bool:

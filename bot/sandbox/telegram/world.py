@@ -150,11 +150,13 @@ class World(EmulatorCore):
         user.deactivated = True
 
     def promote(self, chat: Chat, who: User, *, by: User | None = None,
-                can_delete_messages: bool = True) -> None:
-        if can_delete_messages:
-            chat.rights.pop(who.id, None)
-        else:
-            chat.rights[who.id] = {"can_delete_messages": False}
+                can_delete_messages: bool = True, can_pin_messages: bool = True) -> None:
+        chat.rights.pop(who.id, None)
+        taken = {right: False for right, given in (("can_delete_messages", can_delete_messages),
+                                                   ("can_pin_messages", can_pin_messages))
+                 if not given}
+        if taken:
+            chat.rights[who.id] = taken
         self._set_status(chat, who, ADMIN, by)
 
     def demote(self, chat: Chat, who: User, *, by: User | None = None) -> None:
