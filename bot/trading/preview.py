@@ -85,6 +85,17 @@ class Previews(CardBook):
             stop_px = r.value
             if r.changed:
                 notes.append(f"stop {fmt.num(o.stop_px)} → {fmt.price(inst, stop_px)}")
+        sl_from = ""
+        if o.sl_pct is not None:
+            # `sl -2%`: from the price the position opens at, rounded away from it (never a
+            # tighter stop than asked); from here on it is sized and shown like a typed one.
+            base = price or stop_px or ref
+            sl_px = contracts.round_price(inst, base * (1 + o.sl_pct / 100),
+                                          "down" if side == "Buy" else "up").value
+            sl_from = f" ({P.fmt_pct(o.sl_pct)} from {fmt.price(inst, base)})"
+            if o.sl_pct > 0:
+                sl_from = sl_from.replace(" (", " (+", 1)
+            o = dataclasses.replace(o, sl=sl_px, sl_pct=None)
 
         positions = {p.symbol: p for p in await ex.positions()}
         pos = positions.get(symbol)
@@ -196,7 +207,7 @@ class Previews(CardBook):
         if tps:
             exits.append("TP " + ", ".join(fmt.price(inst, t) for t in tps))
         if sl is not None:
-            exits.append(f"SL {fmt.price(inst, sl)}")
+            exits.append(f"SL {fmt.price(inst, sl)}{sl_from}")
         if exits:
             lines.append(" · ".join(exits) + " (reduce-only, after entry fills)")
         lines += risk_note  # also when it rounds to 0 lots: it says what was sized from
