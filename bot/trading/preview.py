@@ -228,7 +228,8 @@ class Previews(CardBook):
         if plan.peg_offset is not None:  # `sl 58k trail 1%` (bot/trading/stops.py)
             lines.insert(-1 if notes or warnings else len(lines),
                          f"The stop trails {fmt.price(inst, abs(plan.peg_offset))} behind the "
-                         "price once it moves your way (BitMEX trailing stop).")
+                         "mark from the fill on (BitMEX trailing stop, which sets the stop "
+                         f"itself): it starts there, not at {fmt.price(inst, sl)}.")
         return await self._store(user, chat_id, plan, lines, blocked)
 
     async def preview_close(self, user_id: int, chat_id: int, c: P.Close) -> Card:

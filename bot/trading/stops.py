@@ -286,7 +286,7 @@ def split_by_shares(total: Decimal, shares: tuple[Decimal, ...], lot: Decimal
     return tuple(parts)
 
 
-def _refused_peg(e: ExchangeError) -> bool:
+def refused_peg(e: ExchangeError) -> bool:
     low = e.message.lower()
     return "peg" in low and ("not enabled" in low or "not allowed" in low
                              or "not supported" in low or "invalid pegpricetype" in low)
@@ -322,7 +322,7 @@ async def send_stop_plan(book: CardBook, ex: Exchange, row: OrderCard, plan: Pla
                 if plan.peg_offset is not None else plan.stop_px, exec_inst=plan.exec_inst,
                 cl_ord_id=f"{row.cl_ord_id}:sl", text="telegram sl", peg_offset=plan.peg_offset)
         except ExchangeError as e:
-            if plan.peg_offset is None or not _refused_peg(e):
+            if plan.peg_offset is None or not refused_peg(e):
                 raise
             # The exchange will not trail it: a plain stop the bot amends itself.
             bot_trail = True

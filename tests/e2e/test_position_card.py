@@ -213,6 +213,23 @@ async def test_buy_with_trailing_stop_at_entry(h: Harness) -> None:
     assert stop["stopPx"] == D(62400)
 
 
+async def test_buy_with_trailing_stop_where_pegged_orders_are_refused(h: Harness) -> None:
+    # The entry's trailing stop is refused by this account: a plain stop at the typed sl,
+    # which the bot trails itself at once (600 behind the mark, as BitMEX would) and on.
+    alice, key = await h.connected("Alice")
+    h.sim.account(key).pegged_allowed = False
+    await h.svc.live.wait_ready(alice.id)
+    await alice.send("/buy 100 btc sl 58k trail 1%")
+    await confirm(alice)
+    await h.emu.wait_for(lambda: [o["stopPx"] for o in open_orders(h, key)] == [D(59400)],
+                         timeout=5)
+    [stop] = open_orders(h, key)
+    assert stop["pegPriceType"] == "" and stop["text"].startswith("telegram trail -600")
+    h.sim.engine.set_mark("XBTUSD", D(63000))
+    await h.emu.wait_for(lambda: open_orders(h, key)[0]["stopPx"] == D(62400), timeout=5)
+    no_traceback(alice)
+
+
 async def test_bot_trails_itself_where_pegged_orders_are_refused(h: Harness) -> None:
     alice, key = await long_400(h)
     h.sim.account(key).pegged_allowed = False
