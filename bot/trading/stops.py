@@ -214,6 +214,11 @@ class StopPreviews(CardBook):
                     order_ids=tuple(o.order_id for o in current), summary=head)
         return await self._store(await self._user(user_id), chat_id, plan, lines, False)
 
+    async def require_position(self, user_id: int, symbol: str) -> None:
+        """An Edit SL / Edit TP press asks for a price only while the position is open; a
+        card of one that closed since gets the one-line refusal instead (UserError)."""
+        await self._position(user_id, symbol)
+
     async def position_card(self, user_id: int, symbol: str) -> Card:
         """One position as the card shows it (Refresh re-reads it), with its buttons."""
         try:

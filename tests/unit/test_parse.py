@@ -505,6 +505,8 @@ BAD: list[tuple[str, str, str]] = [
     ("/help frobnicate", "No command /frobnicate", "help"),
     ("buy what?", "don't understand", "buy"),
     ("sell btc sl 2%", "needs a sign", "sell"),
+    ("/buy 100 btc tp moon", "moon is not a valid take-profit", "buy"),
+    ("/tp btc moon", "moon is not a valid take-profit", "tp"),
 ]
 
 
