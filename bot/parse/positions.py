@@ -61,7 +61,10 @@ COMMANDS = (
          "active account at market. Closes are BitMEX 'Close' orders without a size, which "
          "BitMEX still executes while it sheds load. The card then says what happened per "
          "symbol.",
-         "The dead-man's switch stays as it is; '/panic deadman off' also turns it off."),
+         "The dead-man's switch stays as it is; '/panic deadman off' also turns it off.",
+         "The same card opens from the 🚨 Panic button under /positions; with nothing open "
+         "it says so and changes nothing.",
+         "More: /panic deadman off"),
         where="private",
     ),
     Command(
@@ -69,7 +72,8 @@ COMMANDS = (
         ("One message per open position that I keep up to date in place: mark, uPnL in coin "
          "and USD, ROE, distance to liquidation, next funding and its rate, the exits in "
          "force. Edited only when something shown changed, at most every few seconds.",
-         "'/monitor off' stops it; '/monitor pin' pins the messages. It survives restarts."),
+         "'/monitor off' stops it; '/monitor pin' pins the messages. It survives restarts.",
+         "More: /monitor pin · /monitor off"),
         where="private",
     ),
 )

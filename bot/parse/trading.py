@@ -490,8 +490,13 @@ def _orders(name: str, args: Args, book: SymbolBook) -> Orders:
 _ORDER_USAGE = ("SIZE|risk N% [SYM] [@ PRICE | limit PRICE] [stop PX] [tp PX[,PX...]] [sl PX] "
                 "[lev N] [post] [reduce] [force] [trail N% | trail $N]")
 _RISK_HELP = ("risk N% sl PX: the size whose loss at the stop (taker fees included) is N% of "
-              "your margin balance; over 10% needs force. Without a size: your preset buttons "
-              "(/settings presets).")
+              "your margin balance; over 10% needs force (risk 15% force). The card shows the "
+              "loss at the stop in coin and USD, and each TP's R-multiple.")
+_STOP_HELP = ("sl -2% (+2% for a short): the stop that far from the entry (the limit price, "
+              "or the quote for a market order), so risk 1% sl -2% sizes from it.")
+_PRESET_HELP = ("No size: your preset buttons ($100 · $500 · 1% risk · 5% of margin; change "
+                "them with /settings presets). A press opens the preview of what you typed "
+                "with that size: /buy btc @ 59k sl -2% keeps the price and the stop.")
 
 COMMANDS = (
     Command(
@@ -499,10 +504,13 @@ COMMANDS = (
         ("/long is the same as /buy. A preview with Confirm/Cancel comes first.",
          "Market order unless a price is given; stop PX makes a stop (or stop-limit with @).",
          "tp/sl add reduce-only exits after entry; post = post-only; reduce = reduce-only.",
-         "sl 58k trail 1% (or trail $500): the stop trails the price from entry (see /help sl).",
+         "sl 58k trail 1% (or trail $500): BitMEX's trailing stop, set when the entry fills, "
+         "1% (or $500) behind the mark and following it your way (see /help sl).",
          "Keywords may come in any order: /buy btc 100 sl 58k @ 60k",
-         _RISK_HELP, SIZES, NUMBERS, SYMBOLS,
-         "More: /buy 0.01btc xbtusdt stop 65k · /long 10% btc lev 5 tp 65k,70k sl 58k"),
+         _RISK_HELP, _STOP_HELP, _PRESET_HELP, SIZES, NUMBERS, SYMBOLS,
+         "More: /buy 0.01btc xbtusdt stop 65k · /long 10% btc lev 5 tp 65k,70k sl 58k · "
+         "/buy btc risk 1% sl -2% · /buy eth risk 0.5% sl 2900 tp 3300 · "
+         "/buy 100 btc sl 58k trail 1% · /buy btc @ 59k sl -2%"),
         where="private", aliases=("long",), menu=Menu(2, "buy / long: preview then confirm"),
     ),
     Command(
@@ -511,8 +519,10 @@ COMMANDS = (
         ("/short is the same as /sell. A preview with Confirm/Cancel comes first.",
          "Market order unless a price is given; stop PX makes a stop (or stop-limit with @).",
          "For a short, sl is above entry and take-profits below.",
-         _RISK_HELP, SIZES, NUMBERS, SYMBOLS,
-         "More: /sell 0.01btc xbtusd stop 58000 · /short 10% btc lev 5 tp 55k,52k sl 62k"),
+         _RISK_HELP, _STOP_HELP, _PRESET_HELP.replace("/buy", "/sell").replace("59k", "61k")
+         .replace("-2%", "+2%"), SIZES, NUMBERS, SYMBOLS,
+         "More: /sell 0.01btc xbtusd stop 58000 · /short 10% btc lev 5 tp 55k,52k sl 62k · "
+         "/sell eth risk 1% sl +2% @ 3000 · /sell btc sl 62k trail $500"),
         where="private", aliases=("short",), menu=Menu(3, "sell / short: preview then confirm"),
     ),
     Command(
