@@ -558,6 +558,11 @@ class Previews(CardBook):
         matches = [o for o in orders if o.order_id.startswith(ref.lower())
                    or (o.cl_ord_id and o.cl_ord_id.startswith(ref))]
         if not matches:
+            if len(ref) >= 32:
+                # A whole order id, most likely from a Cancel button: maybe someone else's
+                # (a forwarded or forged press), so it is not echoed into this chat.
+                raise UserError("That order is not open on your account (any more). "
+                                "See /orders.")
             raise UserError(f"No open order matches {html.escape(ref)}. See /orders.")
         if len(matches) > 1:
             raise UserError(f"{html.escape(ref)} matches {len(matches)} orders; "

@@ -328,3 +328,21 @@ async def test_risk_with_a_stop_relative_to_the_entry(h: Harness) -> None:
                        ("/buy btc risk 1% sl 2%", "needs a sign")):
         await alice.send(bad)
         assert reply in alice.last_text, (bad, alice.last_text)
+
+
+async def test_a_cancel_press_with_someone_elses_order_id_does_not_echo_it(h: Harness) -> None:
+    # Found by the stateful fuzz: a Cancel button's data pressed by another user showed
+    # that user the order id ("No open order matches <id>").
+    bob, bob_key = await h.connected("Bob")
+    await bob.send("/buy 100 btc @ 50k")
+    await confirm(bob)
+    [order] = all_orders(h, bob_key)
+    alice, _ = await h.connected("Alice")
+    await alice.send("/buy btc")
+    menu = alice.last
+    assert menu.reply_markup is not None
+    menu.reply_markup["inline_keyboard"][0][0]["callback_data"] = f"oc:{order['orderID']}"
+    await alice.press("$100", menu)
+    assert alice.last_text == "That order is not open on your account (any more). See /orders."
+    assert order["orderID"] not in alice.transcript
+    assert [o["ordStatus"] for o in all_orders(h, bob_key)] == ["New"]
