@@ -327,6 +327,20 @@ class PresetPress(ButtonData):
     sl: StopText
 
 
+@dataclass(frozen=True)
+class PresetPick(ButtonData):
+    """A size preset under an order typed without a size (`/buy btc @ 60k sl -2%`): the
+    typed order is stored server-side (a PresetMenu row, bot/prefs.py) and the button
+    carries only its id and the preset's size, so a press opens exactly what was typed
+    with that size, however long the command. (PresetPress, which carried the symbol and
+    stop itself, is still decoded for menus sent before.)"""
+
+    prefix: ClassVar[str] = "zp"
+    private: ClassVar[bool] = True
+    menu_id: int
+    size: PresetToken
+
+
 # --- issue #14 item 6 (monitor): panic -----------------------------
 #   pn:o                    🚨 Panic under /positions: opens the panic card
 #   pn:k:<c|x>:<card id>    Confirm / Cancel on a panic card

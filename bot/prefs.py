@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
-import re
-from datetime import UTC, datetime, time, tzinfo
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from bot import parse as P
-from bot.buttons import PresetPress, button
-from bot.db.models import User
+from bot.buttons import PresetPick, button
+from bot.db.models import PresetMenu, User
 from bot.errors import UserError
 from bot.notify import Audience, Button
 from bot.parse.values import SizeSpec, parse_zone, zone_info
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 NOTIFY_KINDS = ("fills", "orders", "liquidations", "alerts", "summaries", "feeds")
 MODE_ICON = {"on": "🔔 on", "silent": "🔕 silent", "off": "⛔ off"}
+# A size menu's buttons work this long: a menu is a question, not an order (the preview a
+# press opens has its own, short expiry), so it outlives a card's minute.
+PRESET_MENU_TTL = timedelta(minutes=10)
 
 
 def user_zone(name: str) -> tzinfo:
@@ -61,8 +65,10 @@ def audience_of(user: User | UserView) -> Audience:
 
 
 class Preferences:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db = db
+        self.now = now
 
     async def audience(self, chat_id: int) -> Audience | None:
         """For the delivery queue: a private chat's owner, None for groups and strangers."""
@@ -148,41 +154,64 @@ class Preferences:
                      "<code>/settings notify alerts silent</code>")
         return "\n".join(lines)
 
-    async def pick_size(self, user_id: int, intent: P.PickSize) -> tuple[str, list[list[Button]]]:
-        """`/buy btc` without a size: the presets as buttons (issue #14 item 5).
+    async def pick_size(self, user_id: int, chat_id: int, intent: P.PickSize
+                        ) -> tuple[str, list[list[Button]]]:
+        """An order typed without a size: the presets as buttons (issue #14 item 5).
 
-        A button carries the size itself, not an index into the presets: a press after
-        /settings presets changed them still does what its label says, and only opens a
-        preview (nothing is placed without Confirm). The risk preset needs a stop: with
-        `sl` in the command it is ready; without, its label says so and a press answers
-        with the command to type (one line, nothing opened).
+        Everything else that was typed (a limit price, sl, tp, trail, flags) is stored as
+        a PresetMenu row and each button carries that row's id and its size, not an index
+        into the presets: a press opens exactly what was typed with the size its label
+        says, also after /settings presets changed them, and only opens a preview (nothing
+        is placed without Confirm). The risk preset needs a stop: with `sl` in the command
+        it is ready; without, its label says so and a press answers with the command to
+        type (one line, nothing opened).
         """
         async with self.db.session() as s:
             user = await self._user(s, user_id)
-        symbol = (intent.symbol or user.default_symbol).upper()
+            symbol = (intent.symbol or user.default_symbol).upper()
+            now = self.now()
+            menu = PresetMenu(user_id=user_id, chat_id=chat_id,
+                              order=P.order_to_json(dataclasses.replace(intent.order,
+                                                                        symbol=symbol)),
+                              created_at=now, expires_at=now + PRESET_MENU_TTL)
+            s.add(menu)
+            await s.commit()
+            await s.refresh(menu)
+        assert menu.id is not None
         presets = presets_of(user)
-        sl = "-" if intent.sl is None else format(intent.sl, "f")
         word = "buy" if intent.side == "Buy" else "sell"
-        # A button holds 64 bytes: a stop with many decimals (or an odd long symbol) cannot
-        # ride in one, and the typed command does the same.
-        if not re.fullmatch(r"-|[0-9]{1,10}(\.[0-9]{1,6})?", sl) or len(symbol) > 20:
-            raise UserError(f"Give the size in the command: /{word} SIZE "
-                            f"{html.escape(symbol.lower())}" + (
-                                f" sl {html.escape(sl)}" if intent.sl is not None else "")
-                            + ".")
         rows: list[list[Button]] = []
         for spec in presets:
             label = P.preset_label(spec)
-            if spec.kind == "risk" and intent.sl is None:
+            if spec.kind == "risk" and not intent.has_stop:
                 label += " · needs sl"
-            rows.append([button(label, PresetPress(intent.side, symbol, P.preset_token(spec),
-                                                   sl))])
+            rows.append([button(label, PresetPick(menu.id, P.preset_token(spec)))])
         head = f"<b>{intent.side.upper()} {html.escape(symbol)} · how much?</b>"
         lines = [head, "Pick a size; the preview with Confirm comes next."]
-        if intent.sl is not None:
-            lines.append(f"Stop-loss {html.escape(format(intent.sl, 'f'))} goes with it.")
+        o = intent.order
+        if o.sl is not None:
+            lines.append(f"Stop-loss {html.escape(format(o.sl, 'f'))} goes with it.")
+        elif o.sl_pct is not None:
+            lines.append(f"Stop-loss {html.escape(P.fmt_pct(o.sl_pct))} from entry goes with "
+                         "it.")
         elif any(s.kind == "risk" for s in presets):
             lines.append(f"Risk presets size from a stop: /{word} {html.escape(symbol.lower())} "
                          "sl PRICE shows them ready.")
         lines.append("Change these: /settings presets $50 $200 2% risk 10%")
         return "\n".join(lines), rows
+
+    async def preset_order(self, user_id: int, press: PresetPick) -> P.Order:
+        """The order a preset press asks for: the stored typed order with the preset's
+        size. A press on a menu that expired, was purged, or is someone else's (a forged
+        id) answers one line and opens nothing."""
+        async with self.db.read() as s:
+            menu = await s.get(PresetMenu, press.menu_id)
+        if menu is None or menu.user_id != user_id:
+            raise UserError("That button is out of date; send the order again.")
+        if menu.expires_at <= self.now():
+            raise UserError("This size menu has expired; send the order again.")
+        try:
+            typed = P.order_from_json(menu.order)
+        except ValueError as e:
+            raise UserError("That button is out of date; send the order again.") from e
+        return P.preset_order(typed.side, typed.symbol or "", press.size, typed.sl, typed)

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from bot import parse as P
 from bot.db.engine import Database
-from bot.db.models import FollowerOrder, OrderCard, Schedule, Signal, User
+from bot.db.models import FollowerOrder, OrderCard, PresetMenu, Schedule, Signal, User
 from bot.errors import UserError
 from bot.notify import Notifier
 from bot.prefs import user_zone
@@ -292,3 +292,16 @@ def _exits_pending(state: str, intent: Mapping[str, object]) -> bool:
     wants_exits = bool(intent.get("tps")) or intent.get("sl") is not None
     return (state == "placed" and wants_exits and not intent.get("exits_placed")
             and intent.get("status") != "Filled")
+
+
+async def purge_preset_menus(db: Database, now: datetime | None = None) -> int:
+    """Delete size-preset menus past their expiry; how many. The newest is kept whatever
+    its age, for the reason purge_cards keeps the newest card: SQLite would hand its id
+    out again, and an old menu's buttons would open someone's new order."""
+    async with db.session() as s:
+        newest = (await s.exec(select(func.max(PresetMenu.id)))).one()
+        result = await s.exec(delete(PresetMenu).where(
+            col(PresetMenu.expires_at) < (now or datetime.now(UTC)),
+            col(PresetMenu.id) != newest))
+        await s.commit()
+    return int(result.rowcount or 0)

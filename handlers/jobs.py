@@ -21,6 +21,7 @@ from bot.scheduler import (
     Schedules,
     expire_cards,
     purge_cards,
+    purge_preset_menus,
 )
 from bot.trading import Trading, repair_cards, settle_cards
 from handlers.context import App, BotContext
@@ -45,10 +46,14 @@ async def expire_job(context: BotContext) -> None:
 
 
 async def purge_job(context: BotContext) -> None:
-    """Delete final order cards older than 30 days: the table must not grow forever."""
+    """Delete final order cards older than 30 days and expired size menus: the tables
+    must not grow forever."""
     count = await purge_cards(context.services.db)
     if count:
         log.info("purged %d old order card(s)", count)
+    menus = await purge_preset_menus(context.services.db)
+    if menus:
+        log.info("purged %d expired size menu(s)", menus)
 
 
 PAPER_SAVE_EVERY = 30.0  # seconds: what a crash can lose of paper trading

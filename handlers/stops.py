@@ -57,6 +57,7 @@ async def on_position_press(update: Update, context: Context, press: PositionAct
             await _refresh(update, await trading.position_card(uid, sym))
             return
         if press.action in _PROMPT:
+            await trading.require_position(uid, sym)
             what, how = _PROMPT[press.action]
             await reply(update, f"✏️ New {what} for {sym}: reply to this message with {how}.",
                         reply_markup=ForceReply(selective=True, input_field_placeholder="60k"))

@@ -17,6 +17,7 @@ from bot.buttons import (
     CancelOrderRow,
     CardPress,
     ClosePositionRow,
+    PresetPick,
     PresetPress,
     button,
 )
@@ -48,12 +49,28 @@ async def order(update: Update, context: Context, intent: P.Order) -> None:
 
 async def pick_size(update: Update, context: Context, intent: P.PickSize) -> None:
     """/buy SYM without a size: the user's size presets as buttons."""
-    text, rows = await context.services.prefs.pick_size(context.user_id, intent)
+    text, rows = await context.services.prefs.pick_size(context.user_id, context.chat_id,
+                                                        intent)
     await reply(update, text, reply_markup=markup(rows))
 
 
+async def on_preset_pick(update: Update, context: Context, press: PresetPick) -> None:
+    """A size preset: the preview of the order as typed with that size (nothing is placed
+    without its Confirm)."""
+    await answer_press(update)  # at once: the card needs BitMEX, which may be slow
+    try:
+        intent = await context.services.prefs.preset_order(context.user_id, press)
+        card = await context.services.trading.preview_order(context.user_id,
+                                                            context.chat_id, intent)
+    except UserError as e:
+        await reply(update, str(e))
+        return
+    await show_card(update, context, card)
+
+
 async def on_preset_press(update: Update, context: Context, press: PresetPress) -> None:
-    """A size preset: the usual preview card (nothing is placed without its Confirm)."""
+    """A size preset of a menu sent before menus were stored (its button carries the
+    symbol and the stop): the usual preview card."""
     await answer_press(update)  # at once: the card needs BitMEX, which may be slow
     sl = None if press.sl == "-" else Decimal(press.sl)
     try:
@@ -221,4 +238,5 @@ BUTTONS: dict[type[ButtonData], PressHandler] = {
     CancelOrderRow: on_row_press,
     ClosePositionRow: on_row_press,
     PresetPress: on_preset_press,
+    PresetPick: on_preset_pick,
 }

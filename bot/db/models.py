@@ -376,3 +376,20 @@ class MonitorMessage(SQLModel, table=True):
     # Pinned by /monitor pin: /monitor off unpins it, also after a restart.
     pinned: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     updated_at: datetime = _created()
+
+
+class PresetMenu(SQLModel, table=True):
+    """A size-preset menu (`/buy btc @ 60k` without a size, issue #14 item 5): the order
+    as typed, so a preset press opens exactly that with the chosen size. Button data holds
+    64 bytes, too few for a command; the buttons carry this row's id and the size token.
+    Expires like a card; the daily purge deletes expired ones."""
+
+    __tablename__ = "preset_menus"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = _user_fk()
+    chat_id: int = _tg_id()
+    # bot/parse/trading.py order_to_json: the typed order, its size NO_SIZE
+    order: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)

@@ -104,11 +104,16 @@ class Orders(Book):
                 raise EngineError(f"Invalid {name} tickSize")
         peg_offset = self._trailing_offset(account_id, params, ord_type, side, inst)
         if peg_offset is not None:
+            # BitMEX computes a trailing stop's stopPx from the reference price (execInst)
+            # and the offset; its API team: "To create a trailing stop loss order, don't
+            # specify stopPx" (BitMEX/api-connectors#130). Refused here, to be strict.
+            if stop_px is not None:
+                raise EngineError("Invalid stopPx: a TrailingStopPeg order's stopPx is set "
+                                  "from pegOffsetValue")
             ref = inst.last if "LastPrice" in exec_inst else inst.mark
             if ref + peg_offset <= 0:
                 raise EngineError("Invalid pegOffsetValue")
-            if stop_px is None:
-                stop_px = self._trailed_px(inst, exec_inst, peg_offset)
+            stop_px = self._trailed_px(inst, exec_inst, peg_offset)
         tif = str(params.get("timeInForce") or "")
         if not tif:
             tif = "ImmediateOrCancel" if ord_type in ("Market", "Stop", "MarketIfTouched") else (
@@ -290,7 +295,8 @@ class Orders(Book):
                 raise EngineError("Invalid price tickSize")
         stop_px = order.stop_px
         if params.get("stopPx") is not None:
-            if order.stop_px is None:
+            if order.stop_px is None or order.peg_offset is not None:
+                # a trailing stop moves by its pegOffsetValue, never by a stopPx
                 raise EngineError("Invalid stopPx")
             stop_px = parse_decimal(params["stopPx"], "stopPx")
             if stop_px <= 0 or stop_px % inst.tick_size:

@@ -61,7 +61,10 @@ COMMANDS = (
          "active account at market. Closes are BitMEX 'Close' orders without a size, which "
          "BitMEX still executes while it sheds load. The card then says what happened per "
          "symbol.",
-         "The dead-man's switch stays as it is; '/panic deadman off' also turns it off."),
+         "The dead-man's switch stays as it is; '/panic deadman off' also turns it off.",
+         "The same card opens from the 🚨 Panic button under /positions; with nothing open "
+         "it says so and changes nothing.",
+         "More: /panic deadman off"),
         where="private",
     ),
     Command(
@@ -71,7 +74,8 @@ COMMANDS = (
          "force. Edited only when something shown changed, at most every few seconds.",
          "Its buttons are the position card's (close by share, stops, Refresh).",
          "'/monitor off' stops it (and unpins what '/monitor pin' pinned; in a group I need "
-         "the 'Pin messages' admin right). It survives restarts."),
+         "the 'Pin messages' admin right). It survives restarts.",
+         "More: /monitor pin · /monitor off"),
         where="private",
     ),
 )

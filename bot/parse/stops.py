@@ -163,13 +163,17 @@ COMMANDS = (
         "sl", (SetStop,), _sl, "/sl [SYM] be | PRICE | trail N% | trail $N", "/sl btc be",
         ("Sets the stop-loss of an open position; a preview with Confirm comes first.",
          "be = break-even: entry plus fees, rounded to the tick, only once the mark is past it.",
-         "PRICE: 58k, 58,000 or -2% (that far from the mark).",
+         "PRICE: 58k, 58,000 or -2% (that far from the mark; in /buy, sl -2% is from the "
+         "entry).",
+         "A stop that would trigger at once (a long's above the mark) is refused.",
          "trail 1% / trail $500: BitMEX's own trailing stop (TrailingStopPeg), which follows "
          "the price only in your favour; where BitMEX refuses pegged orders the bot trails "
          "it itself by amending the stop, and the card says which.",
          "An existing stop is amended in place (PUT /order) when it can be.",
          NUMBERS, SYMBOLS,
-         "More: /sl btc 58k · /sl eth trail 1% · /sl trail $500"),
+         "The position card's SL → break-even, Trail SL 1 % and ✏️ Edit SL buttons do the "
+         "same; a reply to Edit SL is read like the words after /sl btc.",
+         "More: /sl btc 58k · /sl btc -2% · /sl eth trail 1% · /sl trail $500 · /sl be"),
         where="private",
     ),
     Command(
@@ -178,9 +182,11 @@ COMMANDS = (
         ("Sets the take-profits of an open position (reduce-only limits), replacing the "
          "ones in force; a preview with Confirm comes first.",
          "Without shares the position is split equally; shares must add up to 100%.",
-         "PRICE may be +3% (that far from the mark).",
+         "PRICE may be +3% (that far from the mark). A TP on the wrong side of the mark is "
+         "refused.",
+         "The position card's ✏️ Edit TP asks for the same words in a reply.",
          NUMBERS, SYMBOLS,
-         "More: /tp btc 65k:50%,70k:50% · /tp eth +5%"),
+         "More: /tp btc 65k:50%,70k:50% · /tp eth +5% · /tp 65k:25%,68k:25%,72k:50%"),
         where="private",
     ),
 )

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from bot.errors import UserError
-from bot.parse.stops import Trail, trail_value
+from bot.parse.stops import Trail, price_ref, trail_value
 from bot.parse.table import NUMBERS, SIZES, SYMBOLS, Command, Intent, Menu, plain
 from bot.parse.values import (
     SizeSpec,
@@ -35,9 +36,10 @@ from bot.side import Side
 
 # What `bot.parse` exports from this area (its intents and their value types).
 __all__ = [
-    "DEFAULT_PRESETS", "RISK_LIMIT", "Balance", "CancelAll", "CancelOrder", "Close", "Leverage",
-    "Order", "OrderType", "Orders", "PickSize", "Positions", "Side", "parse_presets",
-    "preset_label", "preset_order", "preset_token", "size_from_token",
+    "DEFAULT_PRESETS", "NO_SIZE", "RISK_LIMIT", "Balance", "CancelAll", "CancelOrder", "Close",
+    "Leverage", "Order", "OrderType", "Orders", "PickSize", "Positions", "Side", "fmt_pct",
+    "order_from_json", "order_to_json", "parse_presets", "preset_label", "preset_order",
+    "preset_token", "size_from_token",
 ]
 
 
@@ -68,6 +70,9 @@ class Order(Intent):
     force: bool = False  # a risk size above RISK_LIMIT % was asked for on purpose
     # `sl 58k trail 1%` (issue #14 item 3): the stop placed at entry trails by this.
     trail: Trail | None = None
+    # `sl -2%`: the stop as a signed percent from the entry, resolved against the entry
+    # price (the limit, the stop, or the quote of a market order) when the card is sized.
+    sl_pct: Decimal | None = None
 
     @property
     def entry(self) -> Decimal | None:
@@ -75,15 +80,30 @@ class Order(Intent):
         return self.price if self.price is not None else self.stop_px
 
 
+# The size of an order typed without one (`/buy btc @ 60k`), until a preset press picks it.
+NO_SIZE = SizeSpec("contracts", Decimal(0))
+
+
 @dataclass(frozen=True, slots=True)
 class PickSize(Intent):
     """`/buy btc` without a size: the user's size presets as buttons (issue #14 item 5).
-    `sl` rides along so the risk preset can size from it."""
+    `order` is everything else that was typed (price, sl, tp, trail, flags), checked like
+    any order, its size NO_SIZE: a press opens exactly that with the preset's size."""
 
     command: ClassVar[str] = "order"
-    side: Side
-    symbol: str | None = None
-    sl: Decimal | None = None
+    order: Order
+
+    @property
+    def side(self) -> Side:
+        return self.order.side
+
+    @property
+    def symbol(self) -> str | None:
+        return self.order.symbol
+
+    @property
+    def has_stop(self) -> bool:
+        return self.order.sl is not None or self.order.sl_pct is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,26 +206,22 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order | PickSize:
             if symbol is not None:
                 raise UserError(f"Two symbols: {symbol} and {resolved}.")
             symbol = resolved
-    sl = parse_price(opts["sl"][1], "stop-loss") if "sl" in opts else None
+    sl, sl_pct = _stop(opts["sl"][1], side) if "sl" in opts else (None, None)
     force = "force" in opts
     if "risk" in opts:
         if size is not None:
             raise UserError(f"Give a size or risk, not both: risk {shown(opts['risk'][1])} "
                             "works the size out from the stop.")
-        size = SizeSpec("risk", _risk_percent(opts["risk"][1], sl, force))
+        size = SizeSpec("risk", _risk_percent(opts["risk"][1],
+                                              sl is not None or sl_pct is not None, force))
     elif force:
         raise UserError("force only goes with a risk above 10 %: risk 15% force.")
-    if size is None:
-        if set(opts) <= {"sl"} and leverage is None:
-            return PickSize(side=side, symbol=symbol, sl=sl)
-        raise UserError("How much? Give a size: 100 contracts, $500, 0.01btc, 10% or "
-                        "risk 1% with an sl.")
 
     price = parse_price(opts["price"][1], "limit price") if "price" in opts else None
     stop_px = parse_price(opts["stop"][1], "stop price") if "stop" in opts else None
     tps = parse_price_list(opts["tp"][1]) if "tp" in opts else ()
     trail = trail_value(opts["trail"][1]) if "trail" in opts else None
-    if trail is not None and sl is None:
+    if trail is not None and sl is None and sl_pct is None:
         raise UserError("trail needs a stop to start from: sl 58k trail 1%.")
     post, reduce = "post" in opts, "reduce" in opts
     if "market" in opts and price is not None:
@@ -223,9 +239,9 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order | PickSize:
     else:
         order_type = "limit" if price is not None else "market"
     check_exits(side == "Buy", price if price is not None else stop_px, tps, sl)
-    return Order(
+    order = Order(
         side=side,
-        size=size,
+        size=NO_SIZE if size is None else size,
         symbol=symbol,
         order_type=order_type,
         price=price,
@@ -237,14 +253,32 @@ def _order(name: str, args: Args, book: SymbolBook) -> Order | PickSize:
         reduce_only=reduce,
         force=force,
         trail=trail,
+        sl_pct=sl_pct,
     )
+    # No size: the presets, carrying everything else typed (checked above like any order).
+    return PickSize(order=order) if size is None else order
 
 
-def _risk_percent(word: str, sl: Decimal | None, force: bool) -> Decimal:
+def _stop(word: str, side: Side) -> tuple[Decimal | None, Decimal | None]:
+    """`sl 58k` (a price) or `sl -2%` (that far from the entry): (price, None) or
+    (None, signed percent). A relative stop on the winning side is refused here, where the
+    sign alone tells."""
+    ref = price_ref(word, "stop-loss")
+    if not ref.relative:
+        return ref.value, None
+    if side == "Buy" and ref.value > 0:
+        raise UserError(f"The stop-loss must be below entry for a long: sl -{fmt_pct(ref.value)}.")
+    if side == "Sell" and ref.value < 0:
+        raise UserError(f"The stop-loss must be above entry for a short: "
+                        f"sl +{fmt_pct(-ref.value)}.")
+    return None, ref.value
+
+
+def _risk_percent(word: str, has_stop: bool, force: bool) -> Decimal:
     """The share of the margin balance a risk size may lose, checked like the issue asks:
     refused without a stop (nothing to size from) and above RISK_LIMIT without force."""
     risk = parse_percent(word, "risk", high=Decimal(100))
-    if sl is None:
+    if not has_stop:
         raise UserError(f"Risk sizing needs a stop-loss: add sl PRICE, and the size is what "
                         f"loses {fmt_pct(risk)} of your margin balance there.")
     if risk > RISK_LIMIT and not force:
@@ -331,17 +365,57 @@ def parse_presets(words: list[str], book: SymbolBook) -> tuple[SizeSpec, ...]:
     return tuple(out)
 
 
-def preset_order(side: Side, symbol: str, token: str, sl: Decimal | None) -> Order:
-    """The order a preset button asks for; refused (one line) when it cannot be sized."""
+def preset_order(side: Side, symbol: str, token: str, sl: Decimal | None,
+                 typed: Order | None = None) -> Order:
+    """The order a preset button asks for: what was typed (`typed`, stored with the menu)
+    with the preset's size; refused (one line) when it cannot be sized. Without `typed`
+    (a menu from before the menus were stored) it is the symbol and the stop alone."""
     size = size_from_token(token)
     if size is None:
         raise UserError("That button is out of date; send the order again.")
-    if size.kind == "risk" and sl is None:
+    base = typed if typed is not None else Order(side=side, size=NO_SIZE, symbol=symbol, sl=sl)
+    if size.kind == "risk" and base.sl is None and base.sl_pct is None:
         word = "buy" if side == "Buy" else "sell"
         raise UserError(f"{preset_label(size)} sizes from the stop: send /{word} "
                         f"{symbol.lower()} sl PRICE, or /{word} {symbol.lower()} risk "
                         f"{fmt_pct(size.value)} sl PRICE.")
-    return Order(side=side, size=size, symbol=symbol, sl=sl)
+    return dataclasses.replace(base, side=side, symbol=symbol, size=size)
+
+
+def order_to_json(o: Order) -> dict[str, Any]:
+    """An order as plain JSON (a size menu's stored command, bot/prefs.py)."""
+    def enc(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return str(v)
+        if isinstance(v, tuple):
+            return [enc(x) for x in v]
+        if isinstance(v, SizeSpec | Trail):
+            return {f: enc(getattr(v, f)) for f in v.__slots__}
+        return v
+
+    return {f.name: enc(getattr(o, f.name)) for f in dataclasses.fields(o)}
+
+
+def order_from_json(data: dict[str, Any]) -> Order:
+    """The order `order_to_json` stored; ValueError when it is no order of ours."""
+    def dec(v: Any) -> Decimal | None:
+        return None if v is None else Decimal(str(v))
+
+    try:
+        size, trail = data["size"], data.get("trail")
+        return Order(
+            side=data["side"], size=SizeSpec(size["kind"], Decimal(size["value"]),
+                                             size.get("coin")),
+            symbol=data.get("symbol"), order_type=data.get("order_type", "market"),
+            price=dec(data.get("price")), stop_px=dec(data.get("stop_px")),
+            tps=tuple(Decimal(x) for x in data.get("tps") or ()), sl=dec(data.get("sl")),
+            leverage=dec(data.get("leverage")), post_only=bool(data.get("post_only")),
+            reduce_only=bool(data.get("reduce_only")), force=bool(data.get("force")),
+            trail=None if trail is None else Trail(Decimal(trail["value"]),
+                                                   bool(trail["percent"])),
+            sl_pct=dec(data.get("sl_pct")))
+    except (KeyError, TypeError, ArithmeticError) as e:
+        raise ValueError(f"not a stored order: {e}") from e
 
 
 def _close(name: str, args: Args, book: SymbolBook) -> Close:
@@ -416,8 +490,13 @@ def _orders(name: str, args: Args, book: SymbolBook) -> Orders:
 _ORDER_USAGE = ("SIZE|risk N% [SYM] [@ PRICE | limit PRICE] [stop PX] [tp PX[,PX...]] [sl PX] "
                 "[lev N] [post] [reduce] [force] [trail N% | trail $N]")
 _RISK_HELP = ("risk N% sl PX: the size whose loss at the stop (taker fees included) is N% of "
-              "your margin balance; over 10% needs force. Without a size: your preset buttons "
-              "(/settings presets).")
+              "your margin balance; over 10% needs force (risk 15% force). The card shows the "
+              "loss at the stop in coin and USD, and each TP's R-multiple.")
+_STOP_HELP = ("sl -2% (+2% for a short): the stop that far from the entry (the limit price, "
+              "or the quote for a market order), so risk 1% sl -2% sizes from it.")
+_PRESET_HELP = ("No size: your preset buttons ($100 · $500 · 1% risk · 5% of margin; change "
+                "them with /settings presets). A press opens the preview of what you typed "
+                "with that size: /buy btc @ 59k sl -2% keeps the price and the stop.")
 
 COMMANDS = (
     Command(
@@ -425,10 +504,13 @@ COMMANDS = (
         ("/long is the same as /buy. A preview with Confirm/Cancel comes first.",
          "Market order unless a price is given; stop PX makes a stop (or stop-limit with @).",
          "tp/sl add reduce-only exits after entry; post = post-only; reduce = reduce-only.",
-         "sl 58k trail 1% (or trail $500): the stop trails the price from entry (see /help sl).",
+         "sl 58k trail 1% (or trail $500): BitMEX's trailing stop, set when the entry fills, "
+         "1% (or $500) behind the mark and following it your way (see /help sl).",
          "Keywords may come in any order: /buy btc 100 sl 58k @ 60k",
-         _RISK_HELP, SIZES, NUMBERS, SYMBOLS,
-         "More: /buy 0.01btc xbtusdt stop 65k · /long 10% btc lev 5 tp 65k,70k sl 58k"),
+         _RISK_HELP, _STOP_HELP, _PRESET_HELP, SIZES, NUMBERS, SYMBOLS,
+         "More: /buy 0.01btc xbtusdt stop 65k · /long 10% btc lev 5 tp 65k,70k sl 58k · "
+         "/buy btc risk 1% sl -2% · /buy eth risk 0.5% sl 2900 tp 3300 · "
+         "/buy 100 btc sl 58k trail 1% · /buy btc @ 59k sl -2%"),
         where="private", aliases=("long",), menu=Menu(2, "buy / long: preview then confirm"),
     ),
     Command(
@@ -437,8 +519,10 @@ COMMANDS = (
         ("/short is the same as /sell. A preview with Confirm/Cancel comes first.",
          "Market order unless a price is given; stop PX makes a stop (or stop-limit with @).",
          "For a short, sl is above entry and take-profits below.",
-         _RISK_HELP, SIZES, NUMBERS, SYMBOLS,
-         "More: /sell 0.01btc xbtusd stop 58000 · /short 10% btc lev 5 tp 55k,52k sl 62k"),
+         _RISK_HELP, _STOP_HELP, _PRESET_HELP.replace("/buy", "/sell").replace("59k", "61k")
+         .replace("-2%", "+2%"), SIZES, NUMBERS, SYMBOLS,
+         "More: /sell 0.01btc xbtusd stop 58000 · /short 10% btc lev 5 tp 55k,52k sl 62k · "
+         "/sell eth risk 1% sl +2% @ 3000 · /sell btc sl 62k trail $500"),
         where="private", aliases=("short",), menu=Menu(3, "sell / short: preview then confirm"),
     ),
     Command(

@@ -134,7 +134,7 @@ def parse_price_list(word: str, what: str = "take-profit") -> tuple[Decimal, ...
         # Thousands groups first: a comma followed by exactly three digits continues a number.
         m = re.match(r"^\$?[-+]?(?:\d{1,3}(?:,\d{3})+(?![\d])(?:\.\d+)?|[\d.]*)[km]?", rest)
         item = m.group(0) if m else ""
-        if not item:
+        if not re.search(r"\d", item):  # `moon` is no number (its `m` alone is no million)
             item = rest.split(",", 1)[0]
         items.append(parse_price(item, what))
         rest = rest[len(item) :].lstrip(",").strip()

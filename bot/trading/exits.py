@@ -11,6 +11,7 @@ from bot.errors import DuplicateClOrdID, ExchangeError
 from bot.exchange.types import Exchange, Order
 from bot.side import opposite
 from bot.trading.cards import PLACED, ZERO, CardBook, Plan, plain_reason
+from bot.trading.stops import refused_peg
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,11 @@ class Exits(CardBook):
         exit_side = opposite(plan.side)
         wanted: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         if plan.sl is not None:
+            # A trailing stop goes without stopPx: BitMEX sets it from the mark and the
+            # offset, and refuses the two together (bot/matching/orders.py).
             wanted.append((exit_cl_ord_id(row.cl_ord_id, "sl"), (plan.qty, "Stop"), {
-                "stop_px": plan.sl, "exec_inst": ("ReduceOnly", "MarkPrice"),
+                "stop_px": plan.sl if plan.peg_offset is None else None,
+                "exec_inst": ("ReduceOnly", "MarkPrice"),
                 "text": "telegram sl", "peg_offset": plan.peg_offset}))
         for i, (tp, qty) in enumerate(zip(plan.tps, split_qty(plan.qty, len(plan.tps),
                                                              inst.lot_size), strict=True)):
@@ -66,8 +70,17 @@ class Exits(CardBook):
                 continue
             tried.add(cl)
             await self._finish(card_id, PLACED, extra={"exits_tried": sorted(tried)})
-            placed.append(await _place_exit(ex, plan.symbol, exit_side, *args,
-                                            cl_ord_id=cl, **kw))
+            try:
+                placed.append(await _place_exit(ex, plan.symbol, exit_side, *args,
+                                                cl_ord_id=cl, **kw))
+            except ExchangeError as e:
+                if kw.get("peg_offset") is None or not refused_peg(e) or plan.sl is None:
+                    raise
+                # This account may not peg: a plain stop at the typed sl, which the bot
+                # trails itself (bot/trading/stops.py trail_stops reads the text).
+                placed.append(await _place_exit(
+                    ex, plan.symbol, exit_side, *args, cl_ord_id=cl, stop_px=plan.sl,
+                    exec_inst=kw["exec_inst"], text=f"telegram trail {plan.peg_offset}"))
             done.add(cl)
             await self._finish(card_id, PLACED, extra={"exits_done": sorted(done)})
         await self._finish(card_id, PLACED, extra={"exits_placed": True})

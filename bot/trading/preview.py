@@ -85,6 +85,17 @@ class Previews(CardBook):
             stop_px = r.value
             if r.changed:
                 notes.append(f"stop {fmt.num(o.stop_px)} → {fmt.price(inst, stop_px)}")
+        sl_from = ""
+        if o.sl_pct is not None:
+            # `sl -2%`: from the price the position opens at, rounded away from it (never a
+            # tighter stop than asked); from here on it is sized and shown like a typed one.
+            base = price or stop_px or ref
+            sl_px = contracts.round_price(inst, base * (1 + o.sl_pct / 100),
+                                          "down" if side == "Buy" else "up").value
+            sl_from = f" ({P.fmt_pct(o.sl_pct)} from {fmt.price(inst, base)})"
+            if o.sl_pct > 0:
+                sl_from = sl_from.replace(" (", " (+", 1)
+            o = dataclasses.replace(o, sl=sl_px, sl_pct=None)
 
         positions = {p.symbol: p for p in await ex.positions()}
         pos = positions.get(symbol)
@@ -196,7 +207,7 @@ class Previews(CardBook):
         if tps:
             exits.append("TP " + ", ".join(fmt.price(inst, t) for t in tps))
         if sl is not None:
-            exits.append(f"SL {fmt.price(inst, sl)}")
+            exits.append(f"SL {fmt.price(inst, sl)}{sl_from}")
         if exits:
             lines.append(" · ".join(exits) + " (reduce-only, after entry fills)")
         lines += risk_note  # also when it rounds to 0 lots: it says what was sized from
@@ -217,7 +228,8 @@ class Previews(CardBook):
         if plan.peg_offset is not None:  # `sl 58k trail 1%` (bot/trading/stops.py)
             lines.insert(-1 if notes or warnings else len(lines),
                          f"The stop trails {fmt.price(inst, abs(plan.peg_offset))} behind the "
-                         "price once it moves your way (BitMEX trailing stop).")
+                         "mark from the fill on (BitMEX trailing stop, which sets the stop "
+                         f"itself): it starts there, not at {fmt.price(inst, sl)}.")
         return await self._store(user, chat_id, plan, lines, blocked)
 
     async def preview_close(self, user_id: int, chat_id: int, c: P.Close) -> Card:
@@ -546,6 +558,11 @@ class Previews(CardBook):
         matches = [o for o in orders if o.order_id.startswith(ref.lower())
                    or (o.cl_ord_id and o.cl_ord_id.startswith(ref))]
         if not matches:
+            if len(ref) >= 32:
+                # A whole order id, most likely from a Cancel button: maybe someone else's
+                # (a forwarded or forged press), so it is not echoed into this chat.
+                raise UserError("That order is not open on your account (any more). "
+                                "See /orders.")
             raise UserError(f"No open order matches {html.escape(ref)}. See /orders.")
         if len(matches) > 1:
             raise UserError(f"{html.escape(ref)} matches {len(matches)} orders; "

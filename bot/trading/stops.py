@@ -228,6 +228,11 @@ class StopPreviews(CardBook):
                     order_ids=tuple(o.order_id for o in current), summary=head)
         return await self._store(await self._user(user_id), chat_id, plan, lines, False)
 
+    async def require_position(self, user_id: int, symbol: str) -> None:
+        """An Edit SL / Edit TP press asks for a price only while the position is open; a
+        card of one that closed since gets the one-line refusal instead (UserError)."""
+        await self._position(user_id, symbol)
+
     async def position_card(self, user_id: int, symbol: str) -> Card:
         """One position as the card shows it (Refresh re-reads it), with its buttons."""
         try:
@@ -316,7 +321,7 @@ def split_by_shares(total: Decimal, shares: tuple[Decimal, ...], lot: Decimal
     return tuple(parts)
 
 
-def _refused_peg(e: ExchangeError) -> bool:
+def refused_peg(e: ExchangeError) -> bool:
     low = e.message.lower()
     return "peg" in low and ("not enabled" in low or "not allowed" in low
                              or "not supported" in low or "invalid pegpricetype" in low)
@@ -352,7 +357,7 @@ async def send_stop_plan(book: CardBook, ex: Exchange, row: OrderCard, plan: Pla
                 if plan.peg_offset is not None else plan.stop_px, exec_inst=plan.exec_inst,
                 cl_ord_id=f"{row.cl_ord_id}:sl", text="telegram sl", peg_offset=plan.peg_offset)
         except ExchangeError as e:
-            if plan.peg_offset is None or not _refused_peg(e):
+            if plan.peg_offset is None or not refused_peg(e):
                 raise
             # The exchange will not trail it: a plain stop the bot amends itself.
             bot_trail = True

@@ -15,15 +15,19 @@ WORDS = ["/sl", "/tp", "sl", "tp", "btc", "eth", "xbtusd", "be", "breakeven", "t
          "61k", "0", "-1", "1e9", "nan", "65k:50%,70k:50%", "65k:50%,70k:40%", "65k,70k",
          "55k", ":", "65k:", "<b>", "&", "x" * 40]
 LABELS = ["Close 25 %", "Close 50 %", "SL → break-even", "Trail SL 1 %", "✏️ Edit SL",
-          "✏️ Edit TP", "🔄 Refresh"]
+          "✏️ Edit TP", "🔄 Refresh", "🚨 Panic: close all"]
 
 actions = st.one_of(
     st.tuples(st.just("say"), st.lists(st.sampled_from(WORDS), min_size=1, max_size=5)
               .map(" ".join)),
     st.tuples(st.just("press"), st.sampled_from(LABELS)),
-    st.tuples(st.just("reply"), st.one_of(st.lists(st.sampled_from(WORDS), min_size=1,
-                                                   max_size=3).map(" ".join),
-                                          st.text(min_size=1, max_size=20))),
+    st.tuples(st.sampled_from(["reply", "reply_tp"]),
+              st.one_of(st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join),
+                        st.text(min_size=1, max_size=20))),
+    # an order typed without a size beside the open position, and one of its presets
+    st.tuples(st.just("preset"), st.lists(st.sampled_from(
+        ["@ 59k", "sl -2%", "sl 58k", "tp 65k", "trail 1%", "reduce", "post", "lev 5"]),
+        max_size=3).map(" ".join)),
 )
 
 
@@ -41,8 +45,13 @@ async def test_position_management_fuzz(h: Harness, action: tuple[str, str]) -> 
         await person.send(what)
     elif kind == "press":
         await person.press(what, h._stops_card)  # type: ignore[attr-defined]
+    elif kind == "preset":
+        menu = await person.send(f"/buy btc {what}".strip())
+        if menu is not None and menu.buttons:
+            await person.press(next(b for row in menu.buttons for b in row), menu)
     else:
-        await person.press("✏️ Edit SL", h._stops_card)  # type: ignore[attr-defined]
+        edit = "✏️ Edit SL" if kind == "reply" else "✏️ Edit TP"
+        await person.press(edit, h._stops_card)  # type: ignore[attr-defined]
         prompt = person.last
         h.emu.send_text(person.user, person.chat, what.replace("\x00", "") or "x",
                         reply_to=prompt, bot=h.bot_username)

@@ -196,6 +196,23 @@ async def test_buy_with_trailing_stop_at_entry(h: Harness) -> None:
     assert stop["stopPx"] == D(62400)
 
 
+async def test_buy_with_trailing_stop_where_pegged_orders_are_refused(h: Harness) -> None:
+    # The entry's trailing stop is refused by this account: a plain stop at the typed sl,
+    # which the bot trails itself at once (600 behind the mark, as BitMEX would) and on.
+    alice, key = await h.connected("Alice")
+    h.sim.account(key).pegged_allowed = False
+    await h.svc.live.wait_ready(alice.id)
+    await alice.send("/buy 100 btc sl 58k trail 1%")
+    await confirm(alice)
+    await h.emu.wait_for(lambda: [o["stopPx"] for o in open_orders(h, key)] == [D(59400)],
+                         timeout=5)
+    [stop] = open_orders(h, key)
+    assert stop["pegPriceType"] == "" and stop["text"].startswith("telegram trail -600")
+    h.sim.engine.set_mark("XBTUSD", D(63000))
+    await h.emu.wait_for(lambda: open_orders(h, key)[0]["stopPx"] == D(62400), timeout=5)
+    no_traceback(alice)
+
+
 async def test_bot_trails_itself_where_pegged_orders_are_refused(h: Harness) -> None:
     alice, key = await long_400(h)
     h.sim.account(key).pegged_allowed = False
@@ -337,4 +354,40 @@ async def test_a_paper_fill_shows_the_position_card(h: Harness) -> None:
     [notice] = fill_notices(alice)
     assert "paper" in (notice.content or "") and "XBTUSD Long 100" in (notice.content or "")
     assert notice.buttons[0] == CARD_ROWS[0]
+async def test_more_bad_input_answers_one_line_and_changes_nothing(h: Harness) -> None:
+    alice, key = await long_400(h)
+    await alice.send("/positions")
+    card = alice.last
+    for bad, words in (("/tp btc -3%", "wrong side"),            # a long's TP below the mark
+                       ("/sl btc +2%", "would trigger at once"),  # a long's stop above it
+                       ("/tp btc 65k:50%,70k:60%", "add up to 110%"),
+                       ("/buy 100 btc sl 58k trail $0.01", "below the tick"),
+                       ("/buy 100 btc sl 58k trail $70000", "above the price"),
+                       ("/buy 100 btc @ 60k tp 59k", "Take-profit must be above entry"),
+                       ("/buy btc risk 11% sl -2%", "If you mean it: risk 11% force")):
+        await alice.send(bad)
+        # one line says what is wrong (a parse error adds the command's usage under it)
+        assert words in alice.last_text.splitlines()[0], (bad, alice.last_text)
+        assert not alice.last.buttons, (bad, alice.last_text)
+    # an Edit TP reply that is no price
+    await alice.press("✏️ Edit TP", card)
+    prompt = alice.last
+    h.emu.send_text(alice.user, alice.chat, "moon", reply_to=prompt, bot=h.bot_username)
+    await h.settle()
+    assert "\n" not in alice.last_text and "moon" in alice.last_text, alice.last_text
+    assert open_orders(h, key) == []
+
+    # the position closes: its card's Edit buttons answer one line instead of asking
+    await alice.send("/close")
+    await confirm(alice)
+    assert position_qty(h, key) == 0
+    for label in ("✏️ Edit SL", "✏️ Edit TP"):
+        await alice.press(label, card)
+        assert alice.last_text.startswith("No open position in XBTUSD"), alice.last_text
+        assert "\n" not in alice.last_text
+    # and a reply to the prompt sent while it was open finds nothing either
+    h.emu.send_text(alice.user, alice.chat, "66k", reply_to=prompt, bot=h.bot_username)
+    await h.settle()
+    assert alice.last_text.startswith("No open position in XBTUSD"), alice.last_text
+    assert open_orders(h, key) == []
     no_traceback(alice)

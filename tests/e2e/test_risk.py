@@ -6,11 +6,13 @@ The sizes are the hand-computed ones of tests/unit/test_risk_sizing.py: a 1 XBT 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from bot.scheduler import purge_preset_menus
 from tests.e2e.harness import Harness, Person
 
 
@@ -210,3 +212,137 @@ async def test_a_forged_preset_press_is_refused_in_one_line(h: Harness) -> None:
         assert reply in alice.last_text, (data, alice.last_text)
         assert not alice.last.buttons
     assert all_orders(h, key) == []
+
+
+def callback_data(msg: Any, label: str) -> str:
+    assert msg.reply_markup is not None
+    for row in msg.reply_markup["inline_keyboard"]:
+        for b in row:
+            if b["text"] == label:
+                return str(b["callback_data"])
+    raise AssertionError(f"no button {label!r}")
+
+
+async def test_a_preset_press_keeps_everything_else_typed(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    await alice.send("/buy btc @ 59k sl 58k tp 65k,70k")
+    menu = alice.last
+    assert (menu.content or "").startswith("BUY XBTUSD · how much?")
+    # The button carries the stored menu's id and the size only, however long the command.
+    data = callback_data(menu, "$500")
+    assert data.startswith("zp:") and data.endswith(":$500") and len(data.encode()) <= 64
+
+    await alice.press("$500", menu)
+    card = alice.last_text
+    assert card.startswith("BUY 500 XBTUSD · Limit 59,000.0 · testnet"), card
+    assert "TP 65,000.0, 70,000.0 · SL 58,000.0" in card
+    assert all_orders(h, key) == []  # a press only previews
+    await confirm(alice)
+    [entry] = [o for o in all_orders(h, key) if o["ordType"] == "Limit"]
+    assert (entry["side"], entry["orderQty"], entry["price"]) == ("Buy", 500, 59000)
+
+    # The same menu again: another size, still the typed limit and exits.
+    await alice.press("1% risk", menu)
+    assert alice.last_text.startswith("BUY ") and "Limit 59,000.0" in alice.last_text
+
+    # Flags and a stop-market entry ride along too; the stop relative to that entry.
+    await alice.send("/sell eth stop 2900 sl +2% lev 5")
+    await alice.press("$500")
+    card = alice.last_text
+    assert "ETHUSD · Stop 2,900.00 · testnet" in card.splitlines()[0], card
+    assert "5x" in card and "SL 2,958.00 (+2% from 2,900.00)" in card, card
+
+
+async def test_stale_and_foreign_preset_menus_answer_one_line(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    bob, _ = await h.connected("Bob")
+    await bob.send("/buy btc @ 59k")
+    bobs = callback_data(bob.last, "$100")
+
+    await alice.send("/buy btc @ 59k")
+    menu = alice.last
+    assert menu.reply_markup is not None
+    buttons = menu.reply_markup["inline_keyboard"]
+    buttons[0][0]["callback_data"] = bobs           # Bob's menu: not Alice's to press
+    buttons[1][0]["callback_data"] = "zp:2147483647:$100"  # no such menu
+    for label in ("$100", "$500"):
+        await alice.press(label, menu)
+        assert alice.last_text == "That button is out of date; send the order again."
+
+    real_now = h.svc.prefs.now
+    h.svc.prefs.now = lambda: real_now() + timedelta(minutes=11)
+    try:
+        await alice.press("5% of margin", menu)
+    finally:
+        h.svc.prefs.now = real_now
+    assert alice.last_text == "This size menu has expired; send the order again."
+    assert all("✅ Confirm" not in b for m in alice.messages for row in m.buttons for b in row)
+    assert all_orders(h, key) == []
+
+    # The daily purge deletes expired menus, all but the newest (its id must not be reused).
+    assert await purge_preset_menus(h.svc.db, real_now() + timedelta(minutes=11)) == 1
+    await bob.press("$100")  # Bob's menu, purged: its press finds nothing
+    assert bob.last_text == "That button is out of date; send the order again."
+
+
+async def test_risk_with_a_stop_relative_to_the_entry(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+
+    # XBTUSD at 60,000, sl -2% = 58,800: 1e8*(1/58800 - 1/60000) = 34.0136054 XBt plus
+    # 0.00075*(1,666.667 + 1,700.680) = 2.5255102 in fees: 36.5391156 a contract;
+    # 1,000,000 / 36.5391156 = 27,367.9 -> 27,300 (lot 100).
+    await alice.send("/buy btc risk 1% sl -2%")
+    card = alice.last_text
+    assert card.startswith("BUY 27,300 XBTUSD · Market · testnet"), card
+    assert "SL 58,800.0 (-2% from 60,000.0)" in card, card
+    # 27,300 * 36.5391156 = 997,517.9 XBt
+    assert "Loss at stop ≈ 0.009975" in card and "1.00 % of margin balance" in card, card
+    await confirm(alice)
+    assert position_qty(h, key, "XBTUSD") == 27300
+    [sl] = [o for o in all_orders(h, key) if o["symbol"] == "XBTUSD" and o["ordType"] == "Stop"]
+    assert (sl["side"], sl["orderQty"], sl["stopPx"]) == ("Sell", 27300, 58800)
+
+    # ETHUSD (quanto), a limit short at 3,000, sl +2% = 3,060: 100*60 + 0.00075*(300,000
+    # + 306,000) = 6,454.5 XBt a contract; 1,000,000 / 6,454.5 = 154.9 -> 154.
+    await alice.send("/sell eth risk 1% sl +2% @ 3000")
+    card = alice.last_text
+    assert card.startswith("SELL 154 ETHUSD · Limit 3,000.00 · testnet"), card
+    assert "SL 3,060.00 (+2% from 3,000.00)" in card, card
+
+    # XBTUSDT (linear), a limit long at 60,000, sl -2% = 58,800: 1,200 + 0.00075*(60,000
+    # + 58,800) = 1,289.1 USDt a contract; 100 USDT = 1e8 USDt / 1,289.1 = 77,573 -> 77,500.
+    await alice.send("/buy xbtusdt risk 1% sl -2% @ 60k")
+    card = alice.last_text
+    assert card.startswith("BUY 77,500 XBTUSDT · Limit 60,000.0 · testnet"), card
+    # 77,500 * 1,289.1 = 99,905,250 USDt
+    assert "Loss at stop ≈ 99.91 USDT ($99.91) incl. fees" in card, card
+
+    # The relative stop readies the risk preset too.
+    await alice.send("/buy btc sl -2%")
+    assert "Stop-loss -2% from entry goes with it." in alice.last_text
+    await alice.press("1% risk")
+    assert alice.last_text.startswith("BUY 27,300 XBTUSD · Market"), alice.last_text
+
+    for bad, reply in (("/buy btc risk 1% sl +2%", "must be below entry for a long: sl -2%"),
+                       ("/sell btc risk 1% sl -2%", "must be above entry for a short: sl +2%"),
+                       ("/buy btc risk 1% sl 2%", "needs a sign")):
+        await alice.send(bad)
+        assert reply in alice.last_text, (bad, alice.last_text)
+
+
+async def test_a_cancel_press_with_someone_elses_order_id_does_not_echo_it(h: Harness) -> None:
+    # Found by the stateful fuzz: a Cancel button's data pressed by another user showed
+    # that user the order id ("No open order matches <id>").
+    bob, bob_key = await h.connected("Bob")
+    await bob.send("/buy 100 btc @ 50k")
+    await confirm(bob)
+    [order] = all_orders(h, bob_key)
+    alice, _ = await h.connected("Alice")
+    await alice.send("/buy btc")
+    menu = alice.last
+    assert menu.reply_markup is not None
+    menu.reply_markup["inline_keyboard"][0][0]["callback_data"] = f"oc:{order['orderID']}"
+    await alice.press("$100", menu)
+    assert alice.last_text == "That order is not open on your account (any more). See /orders."
+    assert order["orderID"] not in alice.transcript
+    assert [o["ordStatus"] for o in all_orders(h, bob_key)] == ["New"]

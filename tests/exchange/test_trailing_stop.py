@@ -97,6 +97,28 @@ async def test_account_without_pegged_orders_refuses_them(
     assert "Pegged orders are not enabled" in e.value.message
 
 
+async def test_a_trailing_stop_with_a_stop_px_is_refused(
+        sim: BitmexSimulator, client: tuple[BitmexClient, str]) -> None:
+    # BitMEX sets a trailing stop's stopPx from the offset ("To create a trailing stop loss
+    # order, don't specify stopPx", BitMEX/api-connectors#130): both at once is refused,
+    # and so is moving a trailing stop by stopPx instead of its offset.
+    ex, _ = client
+    sim.engine.set_mark("XBTUSD", D(60000))
+    await ex.place_order("XBTUSD", "Buy", 100, "Market")
+    with pytest.raises(ExchangeError) as e:
+        await ex.place_order("XBTUSD", "Sell", 100, "Stop", stop_px=D(58000),
+                             exec_inst=("ReduceOnly",), peg_offset=D(-600))
+    assert "Invalid stopPx" in e.value.message
+    assert await ex.open_orders("XBTUSD") == []
+    await ex.place_order("XBTUSD", "Sell", 100, "Stop", exec_inst=("ReduceOnly",),
+                         peg_offset=D(-600), cl_ord_id="trail-s")
+    with pytest.raises(ExchangeError) as e:
+        await ex.amend_order(orig_cl_ord_id="trail-s", stop_px=D(59000))
+    assert "Invalid stopPx" in e.value.message
+    (o,) = await ex.open_orders("XBTUSD")
+    assert o.stop_px == D(59400)
+
+
 async def test_amend_offset_moves_the_stop(sim: BitmexSimulator,
                                            client: tuple[BitmexClient, str]) -> None:
     ex, _ = client

@@ -30,6 +30,7 @@ from bot.buttons import (
     PanicOpen,
     PanicPress,
     PositionAction,
+    PresetPick,
     PresetPress,
     Text,
     button,
@@ -57,6 +58,8 @@ OLD_FORMATS: list[tuple[str, ButtonData]] = [
     ("pc:XBTZ26", ClosePositionRow("XBTZ26")),
     ("sz:Buy:XBTUSD:$100:-", PresetPress("Buy", "XBTUSD", "$100", "-")),  # issue #14 presets
     ("sz:Sell:ETHUSD:1%risk:3200.5", PresetPress("Sell", "ETHUSD", "1%risk", "3200.5")),
+    ("zp:7:$100", PresetPick(7, "$100")),  # issue #14 presets with the typed order stored
+    ("zp:42:1%risk", PresetPick(42, "1%risk")),
     # issue #14 position card (bot/trading/stops.py position_buttons)
     ("ps:c25:XBTUSD", PositionAction("c25", "XBTUSD")),
     ("ps:c100:XBTUSDT", PositionAction("c100", "XBTUSDT")),
@@ -134,6 +137,7 @@ LONGEST: list[ButtonData] = [
     FollowSignal(MAX_ID),
     AutoMode(MAX_ID, True),
     PresetPress("Sell", "X" * 20, "0.0001234xbt", "9999999999.999999"),
+    PresetPick(MAX_ID, "0.0001234xbt"),
     PanicOpen(),
     PanicPress("c", MAX_ID),
     PositionAction("c100", "P_" + "X" * 30),
@@ -256,8 +260,8 @@ def test_decode_never_raises_and_what_decodes_is_canonical(data: str) -> None:
 
 def test_private_kinds_are_the_ones_that_act_on_the_pressers_account() -> None:
     # Before the codec the gate refused these prefixes in groups (PRIVATE_BUTTONS).
-    # sz: size presets, pn: /panic, ps: the position card (issue #14)
-    old_private = ("t:", "oc:", "pc:", "k:", "m:", "sz:", "pn:", "ps:")
+    # sz: and zp: size presets, pn: /panic, ps: the position card (issue #14)
+    old_private = ("t:", "oc:", "pc:", "k:", "m:", "sz:", "zp:", "pn:", "ps:")
     for prefix, kind in KINDS.items():
         assert kind.private == (prefix + ":").startswith(old_private), prefix
 

@@ -60,6 +60,17 @@ def test_every_command_has_usage_help_and_an_example_of_its_own(command: P.Comma
         assert P.canonical(alias) == command.name
 
 
+@pytest.mark.parametrize("command", P.COMMANDS, ids=lambda c: c.name)
+def test_every_more_example_parses_to_its_command(command: P.Command) -> None:
+    # The "More: a · b" line of /help is examples too: each must parse, to this command.
+    for line in command.details:
+        if not line.startswith("More: "):
+            continue
+        for example in line.removeprefix("More: ").split(" · "):
+            intent = P.parse(example, symbols=BOOK)
+            assert type(intent) in command.intents, (example, intent)
+
+
 def test_a_command_without_help_fails_the_check_above() -> None:
     """The check is not vacuous: an entry with empty details or a foreign usage fails it."""
     deadman = P.BY_NAME["deadman"]

@@ -429,7 +429,7 @@ BAD: list[tuple[str, str, str]] = [
     ("/buy 10000000000000 btc", "too large", "buy"),
     ("/buy 0.5 btc", "Contracts are whole numbers", "buy"),
     ("/buy 101% btc", "at most 100%", "buy"),
-    ("/buy btc @ 60k", "How much?", "buy"),  # no size and more than sl: not a preset pick
+    ("/buy btc @ 60k sl +2%", "stop-loss must be below entry for a long: sl -2%", "buy"),
     ("/buy 100 btc @ 6o000", "not a valid limit price", "buy"),
     ("/buy 100 btc @ 0", "greater than zero", "buy"),
     ("/buy 100 btc @ -5", "must be positive", "buy"),
@@ -504,7 +504,9 @@ BAD: list[tuple[str, str, str]] = [
     ("/balance now", "takes no arguments", "balance"),
     ("/help frobnicate", "No command /frobnicate", "help"),
     ("buy what?", "don't understand", "buy"),
-    ("buy tp 65k", "How much?", "buy"),
+    ("sell btc sl 2%", "needs a sign", "sell"),
+    ("/buy 100 btc tp moon", "moon is not a valid take-profit", "buy"),
+    ("/tp btc moon", "moon is not a valid take-profit", "tp"),
 ]
 
 

@@ -3,15 +3,29 @@ numbers for the three contract kinds, and the parser's refusals."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from decimal import Decimal as D
 
 import pytest
 
 from bot.errors import UserError
 from bot.exchange.types import Instrument
-from bot.parse import Order, PickSize, Settings, SizeSpec, SymbolBook, help_text, parse
+from bot.parse import (
+    NO_SIZE,
+    Order,
+    PickSize,
+    Settings,
+    SizeSpec,
+    SymbolBook,
+    Trail,
+    help_text,
+    parse,
+)
 from bot.parse.trading import (
     DEFAULT_PRESETS,
+    order_from_json,
+    order_to_json,
     parse_presets,
     preset_label,
     preset_order,
@@ -105,9 +119,24 @@ def p(text: str) -> object:
            price=D(3000), sl=D(3200))),
     ("/buy xbtusdt risk 15% force sl 58k",
      Order(side="Buy", size=SizeSpec("risk", D(15)), symbol="XBTUSDT", sl=D(58000), force=True)),
-    ("/buy btc", PickSize(side="Buy", symbol="XBTUSD")),
-    ("/sell eth", PickSize(side="Sell", symbol="ETHUSD")),
-    ("/buy btc sl 58k", PickSize(side="Buy", symbol="XBTUSD", sl=D(58000))),
+    ("/buy btc", PickSize(Order(side="Buy", size=NO_SIZE, symbol="XBTUSD"))),
+    ("/sell eth", PickSize(Order(side="Sell", size=NO_SIZE, symbol="ETHUSD"))),
+    ("/buy btc sl 58k", PickSize(Order(side="Buy", size=NO_SIZE, symbol="XBTUSD",
+                                       sl=D(58000)))),
+    # Everything typed besides the size rides with the preset menu (issue #14 item 5).
+    ("/buy btc @ 60k sl -2% tp 65k lev 5 post",
+     PickSize(Order(side="Buy", size=NO_SIZE, symbol="XBTUSD", order_type="limit",
+                    price=D(60000), sl_pct=D(-2), tps=(D(65000),), leverage=D(5),
+                    post_only=True))),
+    ("/sell eth stop 2900 sl 3000 trail 1%",
+     PickSize(Order(side="Sell", size=NO_SIZE, symbol="ETHUSD", order_type="stop",
+                    stop_px=D(2900), sl=D(3000), trail=Trail(D(1), percent=True)))),
+    # `sl -2%`: relative to the entry, resolved when the card is sized.
+    ("/buy btc risk 1% sl -2%", Order(side="Buy", size=SizeSpec("risk", D(1)), symbol="XBTUSD",
+                                      sl_pct=D(-2))),
+    ("/sell eth risk 1% sl +2% @ 3000",
+     Order(side="Sell", size=SizeSpec("risk", D(1)), symbol="ETHUSD", order_type="limit",
+           price=D(3000), sl_pct=D(2))),
     ("/settings presets $50 $200 2% risk 10%",
      Settings(key="presets", value="$50 $200 2%risk 10%")),
     ("/settings presets 100 0.01btc", Settings(key="presets", value="100 0.01xbt")),
@@ -127,6 +156,11 @@ def test_parses(text: str, expected: object) -> None:
     ("/buy btc risk 101% sl 58k force", "at most 100%"),
     ("/buy btc risk abc sl 58k", "not a valid risk"),
     ("/buy btc risk 1% sl 62k @ 60k", "stop-loss must be below"),
+    ("/buy btc risk 1% sl +2%", "stop-loss must be below entry for a long: sl -2%"),
+    ("/sell btc risk 1% sl -2%", "stop-loss must be above entry for a short: sl +2%"),
+    ("/buy btc risk 1% sl -100%", "at most 99%"),
+    ("/buy btc @ 60k post reduce tp 65k", "a reduce-only order opens none"),
+    ("/buy btc trail 1%", "trail needs a stop"),
     ("/settings presets", "'presets' needs a value"),
     ("/settings presets $1 $2 $3 $4 $5", "Give 1 to 4 presets (you gave 5)"),
     ("/settings presets $50 $50", "same preset is given twice"),
@@ -156,6 +190,19 @@ def test_a_risk_preset_without_a_stop_says_what_to_type() -> None:
     assert preset_order("Sell", "ETHUSD", "$100", None) == Order(
         side="Sell", size=SizeSpec("usd", D(100)), symbol="ETHUSD")
     assert preset_order("Buy", "XBTUSD", "1%risk", D(58000)).sl == 58000
+
+
+def test_a_preset_keeps_what_was_typed_through_its_stored_menu() -> None:
+    picked = p("/buy btc @ 60k sl -2% tp 65k,70k trail 1% lev 5 post")
+    assert isinstance(picked, PickSize)
+    stored = order_from_json(json.loads(json.dumps(order_to_json(picked.order))))
+    assert stored == picked.order
+    order = preset_order("Buy", "XBTUSD", "1%risk", None, stored)
+    assert order == dataclasses.replace(picked.order, size=SizeSpec("risk", D(1)))
+    assert preset_order("Buy", "XBTUSD", "0.01xbt", None, stored).size == SizeSpec(
+        "coin", D("0.01"), "XBT")
+    with pytest.raises(ValueError):
+        order_from_json({"side": "Buy"})
 
 
 def test_help_tells_risk_and_presets() -> None:
