@@ -69,7 +69,12 @@ async def _setup(h: Harness) -> Person:
     h.svc.ratelimit.burst = 1e9
     await person.send("/buy 400 xbtusd")
     await person.press("✅ Confirm")
+    # The card drawn with the mark past break-even (entry plus fees), so it offers every
+    # button; then back, as the shared simulator's other tests expect it (a break-even press
+    # now meets a mark that is not past it: refused, one line).
+    h.sim.engine.set_mark("XBTUSD", D(61000))
     await person.send("/positions")
+    h.sim.engine.set_mark("XBTUSD", D(60000))
     h._stops_card = person.last  # type: ignore[attr-defined]
     h._stops_person = person  # type: ignore[attr-defined]
     h._stops_key = key  # type: ignore[attr-defined]
