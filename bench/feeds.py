@@ -33,6 +33,7 @@ from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator
 from tests.e2e.harness import Harness
 
+PROFILE = "--profile" in sys.argv
 SIGNAL = "/signal long XBTUSD entry 59900-60100 tp 62000,64000 sl 59000"
 
 
@@ -67,7 +68,7 @@ async def run(h: Harness, n: int, flood: int = 0) -> None:
     admin = h.person("Admin")
     people = [h.person(f"F{i}") for i in range(n)]
     flooders = people[:flood]
-    group = h.group("Bench Calls", flooders, [admin])
+    group = h.group("Bench Calls", flooders, [admin], bot_admin=True)
     await admin.send("/feed on bench", chat=group)
 
     t = time.monotonic()
@@ -85,6 +86,18 @@ async def run(h: Harness, n: int, flood: int = 0) -> None:
     await asyncio.gather(*(setup(p) for p in people))
     print(f"setup: {n} followers with verified keys in {time.monotonic() - t:.1f} s")
 
+    # The delivery queue alone, the same path (queue, notifier, PTB, emulator) with the
+    # messages ready: what pacing costs before any sizing. A fresh global bucket after.
+    queue = svc.notifier
+    q0 = time.monotonic()
+    await asyncio.gather(*(queue.send(p.chat.id, f"warm-up {i}", kind="signal")
+                           for i, p in enumerate(people)))
+    queue_s = time.monotonic() - q0
+    queue_429 = h.emu.count("sendMessage", status=429)
+    print(f"delivery queue alone: {n} ready messages in {queue_s:.1f} s "
+          f"(floor {n / 30:.1f} s; ratio {queue_s / (n / 30):.2f}x; 429s {queue_429})")
+    await asyncio.sleep(2)  # Telegram's 30/s bucket refills before the signal
+
     def delivered() -> int:
         count = 0
         for p in people:
@@ -94,6 +107,12 @@ async def run(h: Harness, n: int, flood: int = 0) -> None:
         return count
 
     before_429 = h.emu.count("sendMessage", status=429)
+    prof = None
+    if PROFILE:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     t0 = time.monotonic()
     for p in flooders:  # the flood starts just before the signal...
         h.emu.send_text(p.user, group, f"/feedstats@{h.bot_username}", bot=h.bot_username)
@@ -111,6 +130,11 @@ async def run(h: Harness, n: int, flood: int = 0) -> None:
     t_card = time.monotonic() - t0
     await h.emu.wait_for(lambda: delivered() >= n, timeout=175)
     elapsed = time.monotonic() - t0
+    if prof is not None:
+        import pstats
+
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     await feeds.drain()
     report = feeds.last_fanout
     floor = n / 30
@@ -138,5 +162,6 @@ if __name__ == "__main__":
     ap.add_argument("followers", type=int, nargs="?", default=1000)
     ap.add_argument("--flood", type=int, default=0, metavar="MEMBERS",
                     help="followers who also flood the group with /feedstats")
+    ap.add_argument("--profile", action="store_true", help="cProfile the fan-out")
     a = ap.parse_args()
     asyncio.run(main(a.followers, a.flood))
