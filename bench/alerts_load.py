@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         passed = r["load"] <= goal
         ok &= passed
         print(f"{kind:<9} {r['seed']:>7.1f} {r['bare']:>12.2f} {r['load']:>10.2f} "
-              f"{r['cpu']:>6.2f} {r['queued']:>9.2f} {r['load'] / r['bare']:>7.1f}x {goal:>7.2f} {r['load'] / goal:>10.2f}x "
+              f"{r['cpu']:>6.2f} {r['queued']:>9.2f} {r['load'] / r['bare']:>7.1f}x "
+              f"{goal:>7.2f} {r['load'] / goal:>10.2f}x "
               f"{r['rss_before']:>9.0f} / {r['rss_after']:<8.0f} "
               f"{'PASS' if passed else 'FAIL'}", flush=True)
     print(f"peak RSS of the run: {peak_rss_kib() / 1024:.0f} MB (the seed data included). "

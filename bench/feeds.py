@@ -10,11 +10,12 @@ The real bot (PTB application, services, delivery queue) runs against the BitMEX
 simulator and the Bot API emulator with Telegram's flood limits ON and unscaled
 (30 messages/s per bot, 1/s per chat; ``--time-scale K`` runs Telegram's clock K times
 faster, for smoke tests). First the delivery queue alone sends one ready message to every
-follower (the baseline: pacing only, no sizing), then the signal fans out. Every follower has a verified testnet key and
-a `risk 1%` follow, so each preview is really sized (instrument, ticker, margins) and
-stored as a trading card before it is sent. Setup (keys, follows) goes through the
-services directly and is not timed; the clock starts when the admin's message is
-handed to the emulator and stops when the last follower's preview is in their chat.
+follower (the baseline: pacing only, no sizing), then the signal fans out. Every follower
+has a verified testnet key and a `risk 1%` follow, so each preview is really sized
+(instrument, ticker, margins) and stored as a trading card before it is sent. Setup
+(keys, follows) goes through the services directly and is not timed; the clock starts
+when the admin's message is handed to the emulator and stops when the last follower's
+preview is in their chat.
 The floor is what 30 msg/s alone allows: FOLLOWERS / 30 seconds.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -30,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_seconds, runqueue_wait_seconds
 from bot import parse as P
 from bot.sandbox.bitmex import BitmexSimulator, RateLimitConfig
 from bot.sandbox.telegram import FloodLimits, TelegramEmulator
@@ -119,6 +122,7 @@ async def run(h: Harness, n: int, flood: int = 0, scale: float = 1.0) -> None:
 
         prof = cProfile.Profile()
         prof.enable()
+    cpu0, queued0 = cpu_seconds(), runqueue_wait_seconds()
     t0 = time.monotonic()
     for p in flooders:  # the flood starts just before the signal...
         h.emu.send_text(p.user, group, f"/feedstats@{h.bot_username}", bot=h.bot_username)
@@ -136,6 +140,7 @@ async def run(h: Harness, n: int, flood: int = 0, scale: float = 1.0) -> None:
     t_card = time.monotonic() - t0
     await h.emu.wait_for(lambda: delivered() >= n, timeout=175)
     elapsed = time.monotonic() - t0
+    cpu, queued = cpu_seconds() - cpu0, runqueue_wait_seconds() - queued0
     if prof is not None:
         import pstats
 
@@ -159,6 +164,9 @@ async def run(h: Harness, n: int, flood: int = 0, scale: float = 1.0) -> None:
                     if m.message_id > signal.message_id])
         print(f"group flood: {flood} members x 3 /feedstats; the bot posted {said} messages "
               f"in the group ({h.emu.count('editMessageText', status=200)} edits overall)")
+    print(f"CPU during the fan-out: {cpu:.1f} s for bot + simulator + emulator (one process), "
+          f"{cpu / n * 1000:.0f} ms a preview; runnable but without a core: {queued:.1f} s; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"fan-out / goal (1.1x the floor): {elapsed / floor / 1.1:.2f} "
           f"({'PASS' if elapsed <= 1.1 * floor else 'FAIL'})")
     print(f"flood limits: on, time_scale={scale:g}" + (
