@@ -336,7 +336,7 @@ class AlertService:
             async with self.db.session() as s:
                 ids = [f.alert_id for f in fired]
                 for i in range(0, len(ids), _SQL_CHUNK):
-                    rows = (await (await s.connection()).execute(sa_select(
+                    rows = (await s.exec(sa_select(  # type: ignore[call-overload]
                         *_INFO_COLUMNS, col(Alert.state)).where(
                         col(Alert.id).in_(ids[i:i + _SQL_CHUNK])))).all()
                     # Deleted (or fired) meanwhile: not news any more. A revoked user's
