@@ -57,6 +57,7 @@ bench: dev
 	$(BIN)/python bench/confirm_latency.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/alerts_load.py
 	$(BIN)/python bench/feeds.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/fuzz.py

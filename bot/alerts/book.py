@@ -115,6 +115,20 @@ class Book:
             self.ids.append(alert_id)
             self.coefs.append(coef)
             self.exps.append(exp)
+        self._sort()
+
+    def extend_columns(self, ids: array[int], keys: array[float], coefs: array[int],
+                       exps: array[int]) -> None:
+        """Bulk add entries given as columns, then sort once (the index's `BulkLoader`)."""
+        if self.dead:
+            self.compact()
+        self.ids.extend(ids)
+        self.keys.extend(keys)
+        self.coefs.extend(coefs)
+        self.exps.extend(exps)
+        self._sort()
+
+    def _sort(self) -> None:
         keys = self.keys
         # Sorting a permutation keeps the columns compact (no tuple per entry).
         order = sorted(range(len(keys)), key=keys.__getitem__)

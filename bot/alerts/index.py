@@ -41,15 +41,17 @@ Removal is O(1) amortised (tombstones, see ``book.py``).
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from bot.alerts.book import Book, join_exact, split_exact
+from bot.alerts.book import _INT64_MAX, Book, join_exact, split_exact
 from bot.alerts.window import Window
 
 Direction = Literal["above", "below"]
@@ -71,6 +73,8 @@ class Fired:
     kind: AlertKind
     symbol: str
     value: Decimal
+    # Where it was kept (book code, exact coef, exp), for `rearm`; not part of its value.
+    stored: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,45 +238,73 @@ class AlertIndex:
         if isinstance(spec, MoveAlert) and spec.one_shot:
             self._one_shot_moves.add(spec.alert_id)
 
+    def bulk_loader(self) -> BulkLoader:
+        """A loader for many rows at once, fed in chunks (`BulkLoader`)."""
+        return BulkLoader(self)
+
     def _prepare(self, spec: AlertSpec) -> tuple[Book, float, int, int]:
         """Validate a spec; return its book (created if needed) and its stored key."""
-        state = self._symbols.get(spec.symbol)
-        if state is None:
-            state = self._symbols[spec.symbol] = _Symbol()
         if isinstance(spec, MoveAlert):
             seconds = _window_seconds(spec.window)
             if not spec.pct.is_finite() or spec.pct <= 0:
                 raise ValueError(f"move percentage must be positive, got {spec.pct}")
-            for move_book in state.moves:
-                if move_book.window.seconds == seconds:
-                    book: Book = move_book
-                    break
-            else:
-                window = state.windows[WINDOWS.index(seconds)]
-                move_book = _MoveBook(len(self._books), window)
-                self._books.append(move_book)
-                state.moves.append(move_book)
-                state.moves.sort(key=lambda b: b.window.seconds)
-                book = move_book
+            book = self._book_for(spec.symbol, "move", None, seconds)
             # Stored negated so that the alerts a move of m% fires (pct <= m)
             # are the keys >= -m, a tail like every other book.
             stored = spec.pct.copy_negate()
         else:
             _check_direction(spec.direction)
+            kind: AlertKind = "price" if isinstance(spec, PriceAlert) else "funding"
             threshold = spec.price if isinstance(spec, PriceAlert) else spec.rate
-            attr = ("" if isinstance(spec, PriceAlert) else "fund_") + spec.direction
-            existing: Book | None = getattr(state, attr)
-            if existing is None:
-                existing = Book(len(self._books))
-                self._books.append(existing)
-                setattr(state, attr, existing)
-            book = existing
+            book = self._book_for(spec.symbol, kind, spec.direction, None)
             # "above" fires when value >= t, i.e. -t >= -value: negating turns
             # both directions into the same keys->=q question. copy_negate is
             # exact, unlike unary minus, which rounds to the context precision.
             stored = threshold.copy_negate() if spec.direction == "above" else threshold
         coef, exp = split_exact(stored)
         return book, float(stored), coef, exp
+
+    def _book_for(self, symbol: str, kind: str, direction: str | None,
+                  seconds: int | None) -> Book:
+        """The book of (symbol, kind, direction or window), created if needed."""
+        state = self._symbols.get(symbol)
+        if state is None:
+            state = self._symbols[symbol] = _Symbol()
+        if kind == "move":
+            assert seconds is not None
+            for move_book in state.moves:
+                if move_book.window.seconds == seconds:
+                    return move_book
+            window = state.windows[WINDOWS.index(seconds)]
+            move_book = _MoveBook(len(self._books), window)
+            self._books.append(move_book)
+            state.moves.append(move_book)
+            state.moves.sort(key=lambda b: b.window.seconds)
+            return move_book
+        assert direction is not None
+        attr = ("" if kind == "price" else "fund_") + direction
+        existing: Book | None = getattr(state, attr)
+        if existing is None:
+            existing = Book(len(self._books))
+            self._books.append(existing)
+            setattr(state, attr, existing)
+        return existing
+
+    def rearm(self, fired: Iterable[Fired]) -> int:
+        """Put one-shot alerts that fired back, as they were (the caller could not record
+        the firing, so the next tick tries again). Returns how many went back."""
+        count = 0
+        for f in fired:
+            if f.stored is None or f.alert_id in self._live:
+                continue  # not from this index, or still in it (a recurring move)
+            code, coef, exp = f.stored
+            book = self._books[code]
+            book.add(f.alert_id, float(join_exact(coef, exp)), coef, exp)
+            self._live[f.alert_id] = code
+            if isinstance(book, _MoveBook):  # a move out of the index was a one-shot one
+                self._one_shot_moves.add(f.alert_id)
+            count += 1
+        return count
 
     # -- removing ---------------------------------------------------------------
 
@@ -352,9 +384,10 @@ class AlertIndex:
     ) -> None:
         # q is float(exact), correctly rounded, hence eps = 0 (see Book.fire).
         live = self._live
-        for alert_id, _, _ in book.fire(q, 0.0, lambda: exact):
+        code = book.code
+        for alert_id, coef, exp in book.fire(q, 0.0, lambda: exact):
             del live[alert_id]
-            out.append(Fired(alert_id, kind, symbol, value))
+            out.append(Fired(alert_id, kind, symbol, value, (code, coef, exp)))
 
     def _fire_moves(
         self,
@@ -402,4 +435,102 @@ class AlertIndex:
                 del live[alert_id]
             else:
                 book.sleep(alert_id, rearm_at, coef, exp)
-            out.append(Fired(alert_id, "move", symbol, signed))
+            out.append(Fired(alert_id, "move", symbol, signed, (book.code, coef, exp)))
+
+
+class BulkLoader:
+    """Rows straight from the database into the index, a million in a second or two.
+
+    `add` takes a row's plain values, the threshold as the text the database stores
+    (bot.db.types.DecimalText writes plain notation, "60000.5"), and builds no spec object
+    and no Decimal: the float key and the exact (coef, exp) are read off the text. Rows
+    pile up per book and `finish` sorts each book once, so a load fed in chunks costs one
+    sort, not one per chunk. No alert is in the index before `finish`; an invalid row raises
+    ValueError from `add`, and then none of the rows goes in. Ids already in the index are
+    skipped: an alert created while the start-up load was under way is in it already.
+    """
+
+    __slots__ = ("_books", "_index", "_pending", "_seen", "symbols")
+
+    def __init__(self, index: AlertIndex) -> None:
+        self._index = index
+        self.symbols: set[str] = set()  # of the rows added
+        # (symbol, kind, direction, window) -> (book code, negate, id/key/coef/exp columns)
+        self._books: dict[tuple[str, str, str | None, int | None],
+                          tuple[int, bool, array[int], array[float], array[int],
+                                array[int]]] = {}
+        self._pending: list[tuple[int, array[int], array[float], array[int],
+                                  array[int]]] = []
+        self._seen: dict[int, int] = {}
+
+    def add(self, alert_id: int, kind: str, symbol: str, direction: str | None,
+            threshold: str, window_seconds: int | None) -> None:
+        if alert_id in self._seen or alert_id in self._index._live:
+            return
+        slot = self._books.get((symbol, kind, direction, window_seconds))
+        if slot is None:
+            slot = self._slot(symbol, kind, direction, window_seconds)
+        code, negate, ids, keys, coefs, exps = slot
+        key = float(threshold)
+        if not -_FLOAT_MAX <= key <= _FLOAT_MAX:  # also False for NaN
+            raise ValueError(f"alert {alert_id}: threshold must be finite, got {threshold}")
+        # The exact value off the text: "-0.50" is -050 x 10^-2 (trailing zeros need no
+        # stripping: the value, not the digits, is compared). Anything else (an exponent,
+        # spaces, more digits than int64 holds) goes the Decimal way, which also refuses.
+        dot = threshold.find(".")
+        try:
+            if dot < 0:
+                coef, exp = int(threshold), 0
+            else:
+                coef, exp = int(threshold.replace(".", "", 1)), dot + 1 - len(threshold)
+        except ValueError:
+            coef, exp = split_exact(Decimal(threshold))
+        if not -_INT64_MAX <= coef <= _INT64_MAX or exp < -128:
+            coef, exp = split_exact(Decimal(threshold))
+        if kind == "move" and key <= 0:
+            raise ValueError(f"alert {alert_id}: move percentage must be positive, "
+                             f"got {threshold}")
+        if negate:
+            key, coef = -key, -coef
+        ids.append(alert_id)
+        keys.append(key)
+        coefs.append(coef)
+        exps.append(exp)
+        self._seen[alert_id] = code
+
+    def _slot(self, symbol: str, kind: str, direction: str | None,
+              seconds: int | None) -> tuple[int, bool, array[int], array[float], array[int],
+                                            array[int]]:
+        if kind == "move":
+            if seconds not in WINDOWS:
+                raise ValueError(f"move window must be one of {WINDOWS} seconds, "
+                                 f"got {seconds}")
+            direction = None
+        elif kind in ("price", "funding"):
+            _check_direction(direction or "")
+            seconds = None
+        else:
+            raise ValueError(f"unknown alert kind {kind!r}")
+        book = self._index._book_for(symbol, kind, direction, seconds)
+        self.symbols.add(symbol)
+        columns = (array("q"), array("d"), array("q"), array("b"))
+        slot = (book.code, kind == "move" or direction == "above", *columns)
+        self._books[(symbol, kind, direction, seconds)] = slot
+        self._pending.append((book.code, *columns))
+        return slot
+
+    def finish(self) -> int:
+        """Put every row added into the index (one sort per book); returns how many."""
+        index = self._index
+        for code, ids, keys, coefs, exps in self._pending:
+            index._books[code].extend_columns(ids, keys, coefs, exps)
+        index._live.update(self._seen)
+        count = len(self._seen)
+        self._pending.clear()
+        self._books.clear()
+        self._seen = {}
+        return count
+
+
+_FLOAT_MAX = sys.float_info.max
+

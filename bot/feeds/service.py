@@ -7,8 +7,9 @@ import asyncio
 import html
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -34,24 +35,60 @@ from bot.trading import PLACED, WAITING, Card, Plan, exit_cl_ord_id
 log = logging.getLogger(__name__)
 
 BUILD_CONCURRENCY = 16  # previews being sized at once (exchange calls, database writes)
+QUOTE_TTL = 1.0  # seconds a fan-out reuses a public quote (ticker) for the next follower
+
+
+class _FanOutReads:
+    """What all followers' previews of one signal share: read once per fan-out, not once
+    per follower (a thousand followers made it thousands of queries and HTTP calls)."""
+
+    def __init__(self, sig: Signal, feed: Feed, follows: dict[int, Follow],
+                 cards: dict[int, OrderCard]) -> None:
+        self.sig, self.feed, self.follows, self.cards = sig, feed, follows, cards
+        # (network, what, symbol) -> (when, the call under way or done). Public data: any
+        # account's client of that network gets the same answer. Contract specs hold for
+        # the fan-out; a ticker is asked again after QUOTE_TTL, so sizing uses today's
+        # price even when the fan-out takes half a minute. Failures are not kept.
+        self._quotes: dict[tuple[str, str, str], tuple[float, asyncio.Future[Any]]] = {}
+
+    async def quote(self, network: str, what: str, symbol: str,
+                    ask: Callable[[str], Awaitable[Any]]) -> Any:
+        key = (network, what, symbol)
+        now = time.monotonic()
+        hit = self._quotes.get(key)
+        if hit is None or (what == "ticker" and now - hit[0] > QUOTE_TTL) or (
+                hit[1].done() and hit[1].exception() is not None):
+            hit = (now, asyncio.ensure_future(ask(symbol)))
+            self._quotes[key] = hit
+        return await asyncio.shield(hit[1])
 
 
 class Feeds(FeedBook):
     # --- previews -----------------------------------------------------------------------
 
-    async def preview_for(self, user_id: int, signal_id: int) -> Card:
-        """The member's private preview for a signal: sized, then built by Trading."""
-        async with self.db.session() as s:
-            sig = await s.get(Signal, signal_id)
-            feed = await s.get(Feed, sig.feed_id) if sig else None
-            follow = None if feed is None else (await s.exec(select(Follow).where(
-                Follow.user_id == user_id, Follow.feed_id == feed.id,
-                col(Follow.active).is_(True)))).first()
-            existing = (await s.exec(select(FollowerOrder).where(
-                FollowerOrder.signal_id == signal_id,
-                FollowerOrder.user_id == user_id))).first()
-            card_row = (await s.get(OrderCard, existing.intent_id)
-                      if existing and existing.intent_id else None)
+    async def preview_for(self, user_id: int, signal_id: int,
+                          shared: _FanOutReads | None = None) -> Card:
+        """The member's private preview for a signal: sized, then built by Trading.
+        `shared`: what a fan-out read once for all followers (the signal, the follows, the
+        public quotes) instead of once per follower."""
+        sig: Signal | None
+        feed: Feed | None
+        if shared is not None:
+            sig, feed = shared.sig, shared.feed
+            follow = shared.follows.get(user_id)
+            card_row = shared.cards.get(user_id)
+        else:
+            async with self.db.session() as s:
+                sig = await s.get(Signal, signal_id)
+                feed = await s.get(Feed, sig.feed_id) if sig else None
+                follow = None if feed is None else (await s.exec(select(Follow).where(
+                    Follow.user_id == user_id, Follow.feed_id == feed.id,
+                    col(Follow.active).is_(True)))).first()
+                existing = (await s.exec(select(FollowerOrder).where(
+                    FollowerOrder.signal_id == signal_id,
+                    FollowerOrder.user_id == user_id))).first()
+                card_row = (await s.get(OrderCard, existing.intent_id)
+                            if existing and existing.intent_id else None)
         if sig is None or feed is None:
             raise UserError("This signal no longer exists.")
         name = html.escape(feed.name)
@@ -70,8 +107,13 @@ class Feeds(FeedBook):
         acc = await self.accounts.require_active(user_id, trading=True)
         ex = await self.accounts.exchange(user_id, acc.network)
         try:
-            inst = await ex.instrument(sig.symbol)
-            ticker = await ex.ticker(sig.symbol)
+            if shared is not None:
+                inst = await shared.quote(acc.network, "instrument", sig.symbol,
+                                          ex.instrument)
+                ticker = await shared.quote(acc.network, "ticker", sig.symbol, ex.ticker)
+            else:
+                inst = await ex.instrument(sig.symbol)
+                ticker = await ex.ticker(sig.symbol)
         except ExchangeError as e:
             raise UserError(f"{html.escape(sig.symbol)} is not available on your "
                             f"{acc.network} account ({html.escape(e.message)}).") from e
@@ -91,7 +133,8 @@ class Feeds(FeedBook):
         xbt = None
         if inst.kind == "quanto" or (follow.mode != "contracts" and inst.kind != "inverse"
                                      and inst.settl_currency != "USDt"):
-            xbt = (await ex.ticker("XBTUSD")).last
+            xbt = (await (shared.quote(acc.network, "ticker", "XBTUSD", ex.ticker)
+                          if shared is not None else ex.ticker("XBTUSD"))).last
         raw = size_contracts(inst, follow, entry, sig.current_sl,
                              m.available_margin if m else 0, xbt)
         qty = whole_lots(inst, raw)
@@ -151,10 +194,20 @@ class Feeds(FeedBook):
         """A preview to every follower; sizing runs a few at a time, sending is left to
         the notifier's flood control so slow sends never hold up sizing."""
         started = time.monotonic()
+        shared = None
         async with self.db.session() as s:
             sig = await s.get(Signal, signal_id)
-            users = [] if sig is None else list((await s.exec(select(Follow.user_id).where(
+            feed = await s.get(Feed, sig.feed_id) if sig else None
+            follows = [] if sig is None else list((await s.exec(select(Follow).where(
                 Follow.feed_id == sig.feed_id, col(Follow.active).is_(True)))).all())
+            if sig is not None and feed is not None:
+                # Previews already made for this signal (a Follow press before the fan-out).
+                cards = {fo.user_id: card for fo, card in (await s.exec(
+                    select(FollowerOrder, OrderCard).join(
+                        OrderCard, col(OrderCard.id) == col(FollowerOrder.intent_id)).where(
+                        FollowerOrder.signal_id == signal_id))).all()}
+                shared = _FanOutReads(sig, feed, {f.user_id: f for f in follows}, cards)
+        users = [f.user_id for f in follows]
         report = FanOut()
         gate = asyncio.Semaphore(BUILD_CONCURRENCY)
 
@@ -163,7 +216,7 @@ class Feeds(FeedBook):
                 return  # revoked: not even a refusal goes to them
             try:
                 async with gate:
-                    card = await self.preview_for(uid, signal_id)
+                    card = await self.preview_for(uid, signal_id, shared)
             except NotMember:
                 if sig is not None:
                     await self.member_left(sig.chat_id, uid)

@@ -450,3 +450,78 @@ def test_a_late_tick_counts_at_the_latest_time_seen() -> None:
     # Stamped before T0 + 1000 but taken as T0 + 1000: the old 100 at T0 is gone,
     # the one at T0 + 1000 is not, so the 5 % up-move is seen.
     assert ids(index.on_tick("XBTUSD", D("105"), T0 + 10)) == [1]
+
+
+# -- the bulk loader (start-up, from database rows) ------------------------------------
+
+
+def _bulk_rows() -> list[tuple[int, str, str, str | None, str, int | None]]:
+    return [
+        (1, "price", "XBTUSD", "above", "60000.50", None),
+        (2, "price", "XBTUSD", "below", "59000", None),
+        (3, "move", "XBTUSD", None, "2.5", 900),
+        (4, "funding", "XBTUSD", "above", "0.00050", None),
+        (5, "price", "XBTUSD", "above", "-0.5", None),
+        (6, "price", "ETHUSD", "below", "1E+3", None),  # not DecimalText's, still exact
+        (7, "price", "XBTUSD", "above", "60000.50000000000001", None),  # 19 digits
+        (8, "price", "XBTUSD", "below", "58000.000", None),
+    ]
+
+
+def _spec_of(row: tuple[int, str, str, str | None, str, int | None]) -> AlertSpec:
+    alert_id, kind, symbol, direction, text, window = row
+    if kind == "move":
+        assert window is not None
+        return MoveAlert(alert_id, symbol, D(text), window)
+    if kind == "funding":
+        return FundingAlert(alert_id, symbol, direction, D(text))  # type: ignore[arg-type]
+    return PriceAlert(alert_id, symbol, direction, D(text))  # type: ignore[arg-type]
+
+
+def test_bulk_loaded_rows_fire_exactly_like_specs_loaded_one_by_one() -> None:
+    rows = _bulk_rows()
+    bulk, specs = AlertIndex(), AlertIndex()
+    loader = bulk.bulk_loader()
+    for row in rows:
+        loader.add(*row)
+    assert len(bulk) == 0  # nothing is live before finish
+    assert loader.finish() == len(rows) and len(bulk) == len(rows)
+    assert loader.symbols == {"XBTUSD", "ETHUSD"}
+    specs.load(_spec_of(r) for r in rows)
+    for price, at in ((D("60000.4"), T0), (D("60000.5"), T0 + 1),
+                      (D("60000.50000000000001"), T0 + 2), (D("58000"), T0 + 3),
+                      (D("1000"), T0 + 4)):
+        for symbol in ("XBTUSD", "ETHUSD"):
+            assert ids(bulk.on_tick(symbol, price, at)) == ids(specs.on_tick(symbol, price, at))
+    assert ids(bulk.on_funding("XBTUSD", D("0.0005"))) == ids(specs.on_funding(
+        "XBTUSD", D("0.0005"))) == [4]
+
+
+def test_bulk_loader_refuses_bad_rows_and_skips_ids_already_live() -> None:
+    index = AlertIndex()
+    index.add_price(1, "XBTUSD", "above", D("70000"))
+    loader = index.bulk_loader()
+    loader.add(1, "price", "XBTUSD", "above", "1", None)  # created while loading: kept once
+    for bad in ((2, "price", "XBTUSD", "sideways", "1", None),
+                (3, "move", "XBTUSD", None, "0", 900),
+                (4, "move", "XBTUSD", None, "2", 60),
+                (5, "price", "XBTUSD", "above", "NaN", None),
+                (6, "price", "XBTUSD", "above", "12345678901234567890123", None),
+                (7, "oops", "XBTUSD", None, "1", None)):
+        with pytest.raises(ValueError):
+            loader.add(*bad)
+    assert loader.finish() == 0 and len(index) == 1
+    assert index.on_tick("XBTUSD", D("2"), T0) == []  # the live one kept its 70,000
+
+
+def test_rearm_puts_fired_one_shot_alerts_back_as_they_were() -> None:
+    index = AlertIndex()
+    index.add_price(1, "XBTUSD", "above", D("60000.1"))
+    index.add_move(2, "XBTUSD", D("1"), 900, one_shot=True)
+    index.on_tick("XBTUSD", D("59000"), T0)
+    fired = index.on_tick("XBTUSD", D("60000.1"), T0 + 1)
+    assert ids(fired) == [1, 2] and len(index) == 0
+    assert index.rearm(fired) == 2 and len(index) == 2
+    assert index.rearm(fired) == 0  # already back
+    assert ids(index.on_tick("XBTUSD", D("60000.1"), T0 + 2)) == [1, 2]
+    assert len(index) == 0  # still one-shot

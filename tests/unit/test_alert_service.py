@@ -252,3 +252,30 @@ async def test_leftovers_wait_for_the_notifier_attached_after_start(db: Database
     relay.connect(telegram)  # what handlers/app.py attach does
     await late.drain()
     assert len(telegram.sent) == 1 and await states(db) == ["sent"]
+
+
+async def test_start_loads_in_chunks_skips_revoked_users_and_words_come_from_the_row(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.db.engine as engine
+
+    made = service(db, Recorder())
+    for uid in (1, 2, 3):  # user 2 will be revoked at the next start
+        await made.create(uid, uid, it.PriceAlert("XBTUSD", "above", Decimal(61000), f"n{uid}"))
+    await made.create(2, -100, it.MoveAlert("XBTUSD", Decimal(1), "15m"))  # a group's: kept
+    real = engine.Database.bulk_rows
+
+    def small_pages(self: Database, sql: str, chunk: int = 50_000) -> Any:
+        return real(self, sql, chunk=2)  # several pages, one short
+
+    monkeypatch.setattr(engine.Database, "bulk_rows", small_pages)
+    rec = Recorder()
+    fresh = service(db, rec, allowed=lambda uid: uid != 2)
+    assert await fresh.start() == 3 and len(fresh.index) == 3
+    await fresh.on_instrument("mainnet", inst(last="59000"))
+    await fresh.on_instrument("mainnet", inst(last="61000"))
+    await fresh.drain()
+    assert sorted(rec.sent) == [
+        (-100, "🔔 <b>XBTUSD</b> moved +3.4 % within 15m — now 61,000.0", "alert"),
+        (1, "🔔 <b>XBTUSD</b> above 61,000.0 — now 61,000.0 (n1)", "alert"),
+        (3, "🔔 <b>XBTUSD</b> above 61,000.0 — now 61,000.0 (n3)", "alert")]
+    assert await states(db) == ["sent", "active", "sent", "active"]
