@@ -66,9 +66,10 @@ class Placement(Exits):
     """Sending a claimed card (execute) and settling the cards a crash or a lost answer
     left `confirmed` (settle_in_flight)."""
 
-    async def execute(self, card_id: int) -> Card:
-        """Send a card claimed by `take_press`; the card as it should now look."""
-        card = await self._execute(card_id)
+    async def execute(self, card_id: int, claimed: OrderCard | None = None) -> Card:
+        """Send a card claimed by `take_press` (`claimed`: its row as the claim left it);
+        the card as it should now look."""
+        card = await self._execute(card_id, claimed)
         try:
             await self._count_outcome(card_id)
         except Exception:  # a metric must never turn a placed order into an error reply
@@ -77,7 +78,7 @@ class Placement(Exits):
 
     async def _count_outcome(self, card_id: int) -> None:
         """The confirmed card's outcome as the metrics name it (from its stored state)."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             row = await s.get(OrderCard, card_id)
         if row is None:
             return
@@ -87,9 +88,12 @@ class Placement(Exits):
             else "unknown" if flags.get("unknown") else "rejected")
         self.outcomes[(str(flags.get("kind", "order")), outcome)] += 1
 
-    async def _execute(self, card_id: int) -> Card:
-        async with self.db.session() as s:
-            row = await s.get(OrderCard, card_id)
+    async def _execute(self, card_id: int, row: OrderCard | None = None) -> Card:
+        if row is None or row.id != card_id:
+            # Read outside SQLite's writer turn: the order must not queue behind other
+            # writers (fills, alerts) just to read what it sends.
+            async with self.db.read() as s:
+                row = await s.get(OrderCard, card_id)
         assert row is not None and row.id is not None
         plan = Plan.from_json(row.intent)
         try:
