@@ -219,15 +219,18 @@ class CardBook:
             return list((await s.exec(q)).all())
 
     async def _claim(self, card_id: int, user_id: int, source: tuple[str, ...], target: str,
-                     *, check_expiry: bool = True, now: datetime | None = None) -> bool:
-        """The single atomic step that decides who acts on a card."""
+                     *, check_expiry: bool = True, now: datetime | None = None,
+                     intent: dict[str, Any] | None = None) -> bool:
+        """The single atomic step that decides who acts on a card (`intent`: its JSON
+        rewritten in the same statement)."""
         now = now or self.now()
         stmt = (
             update(OrderCard)
             .where(col(OrderCard.id) == card_id, col(OrderCard.user_id) == user_id,
                    col(OrderCard.state).in_(source))
             .values(state=target, updated_at=now, card_stale=True,
-                    **({"confirmed_at": now} if target == CONFIRMED else {}))
+                    **({"confirmed_at": now} if target == CONFIRMED else {}),
+                    **({"intent": intent} if intent is not None else {}))
         )
         if check_expiry:
             stmt = stmt.where(col(OrderCard.expires_at) > now)

@@ -84,10 +84,16 @@ class Presses(Placement):
             return self._as_press(await self._after_lost_claim(row))
         source = (ARMED,) if action == "2" else (PENDING,)
         now = self.now()
-        if not await self._claim(card_id, user_id, source, CONFIRMED, now=now):
+        # The send window stored with the claim itself: one write less before POST /order.
+        intent = row.intent
+        send_by = await self._send_by_at(row, plan, now)
+        if send_by is not None:
+            intent = {**intent, "send_by": send_by}
+        if not await self._claim(card_id, user_id, source, CONFIRMED, now=now, intent=intent):
             return self._as_press(await self._after_lost_claim(row))
         # What the claim wrote, so the row needs no second read before it is sent.
         row.state, row.updated_at, row.confirmed_at, row.card_stale = CONFIRMED, now, now, True
+        row.intent = intent
         return Press("Sending to BitMEX…", None,
                      Card(card_id, self._final(plan, "⏳ Sending to BitMEX…"), []), claimed=row)
 

@@ -164,8 +164,10 @@ class Placement(Exits):
         # Stored before sending: the settlement after a crash must know until when the
         # order could still reach BitMEX (no attempt is signed to be valid past it).
         # In BitMEX's time: it judges api-expires by its clock, not ours.
-        send_by = self._send_by(row) + _exchange_offset(ex)
-        await self._finish(row.id, CONFIRMED, extra={"send_by": send_by})
+        send_by = row.intent.get("send_by")  # stored by the claim (Presses.take_press)
+        if send_by is None:
+            send_by = self._send_by(row) + _exchange_offset(ex)
+            await self._finish(row.id, CONFIRMED, extra={"send_by": send_by})
         # A full close names no quantity: BitMEX refuses every order with an orderQty
         # while it sheds load, a Close without one still gets through.
         qty = None if "Close" in plan.exec_inst else plan.qty
@@ -182,6 +184,18 @@ class Placement(Exits):
         if order.ord_status == "Filled" and (plan.tps or plan.sl is not None):
             await self._exits_or_note(row.id)
         return {"order_id": order.order_id}
+
+    async def _send_by_at(self, row: OrderCard, plan: Plan, confirmed_at: datetime
+                          ) -> float | None:
+        """The `send_by` of an order confirmed at `confirmed_at`, in BitMEX's time; None
+        when the account's client is not at hand (the send then works it out itself)."""
+        if plan.kind not in ("order", "close"):
+            return None
+        try:
+            ex = await self.accounts.exchange(row.user_id, plan.network)
+        except Exception:  # no key any more, a broken vault: `execute` reports it
+            return None
+        return (confirmed_at + SEND_WINDOW).timestamp() + _exchange_offset(ex)
 
     def _send_by(self, row: OrderCard) -> float:
         start = row.confirmed_at or self.now()
