@@ -56,6 +56,7 @@ bench: dev
 	$(BIN)/python bench/orders.py
 	$(BIN)/python bench/confirm_latency.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/alerts_load.py
 	$(BIN)/python bench/feeds.py

@@ -22,6 +22,7 @@ from telegram import (
 )
 from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
+from telegram.request import HTTPXRequest
 
 from bot import parse as P
 from bot.config import Settings
@@ -36,6 +37,7 @@ from handlers.metrics import wire
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
 from handlers.ratelimit import ChatLimits, ChatRateLimiter
+from handlers.request import PooledRequest
 
 log = logging.getLogger("bot.app")
 
@@ -112,12 +114,10 @@ def build_application(
         .concurrent_updates(PerChatUpdateProcessor(
             concurrent_updates,
             reorder_window=WEBHOOK_REORDER_WINDOW if settings.WEBHOOK_URL else 0.0))
-        .connect_timeout(10)
-        .read_timeout(15)
-        .write_timeout(30)
-        .pool_timeout(10)
-        .connection_pool_size(POOL_SIZE)
-        .get_updates_read_timeout(40)
+        .request(PooledRequest(POOL_SIZE, connect_timeout=10, read_timeout=15,
+                               write_timeout=30, pool_timeout=10))
+        # PTB takes no get_updates_* setting once `request` is given: its defaults, but 40 s.
+        .get_updates_request(HTTPXRequest(connection_pool_size=1, read_timeout=40))
     )
     if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
         builder = builder.rate_limiter(ChatRateLimiter(

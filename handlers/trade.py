@@ -167,10 +167,14 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
     action, card_id = press.action, press.card_id
     trading = context.services.trading
     taken = await trading.take_press(context.user_id, action, card_id)
-    # Telegram drops an unanswered press after ~15 s; BitMEX alone may take longer.
-    await q.answer(taken.alert)
     card = taken.card
-    if card is None:
+    if card is not None:
+        await q.answer(taken.alert)
+    else:
+        # Telegram drops an unanswered press after ~15 s and BitMEX alone may take longer:
+        # answered now, while the order goes out (not after the answer's round trip: that
+        # would only delay the order).
+        answering = context.application.create_task(q.answer(taken.alert), update=update)
         if update.effective_chat is not None:
             context.application.create_task(  # "typing…" while BitMEX answers
                 context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING),
@@ -181,9 +185,9 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
             # waiting for Telegram.
             interim = context.application.create_task(
                 edit_card(q, taken.interim), update=update)
-        card = await trading.execute(card_id)
-        if interim is not None:
-            await asyncio.gather(interim, return_exceptions=True)
+        card = await trading.execute(card_id, taken.claimed)
+        await asyncio.gather(answering, *([interim] if interim is not None else []),
+                             return_exceptions=True)
     if card.text and q.message is not None and card.card_id is not None:
         await trading.card_shown(card.card_id, await edit_card(q, card))
 

@@ -56,6 +56,9 @@ class Press:
     alert: str | None  # the answer to the press, shown at once
     card: Card | None  # the card's new look; None: `execute` must send it first
     interim: Card | None = None  # what the card shows while it is being sent
+    # The card's row as the claim left it: `execute` sends it without reading it again
+    # (one database round trip less between the press and POST /order).
+    claimed: OrderCard | None = None
 
 
 @dataclass(frozen=True)
@@ -216,15 +219,18 @@ class CardBook:
             return list((await s.exec(q)).all())
 
     async def _claim(self, card_id: int, user_id: int, source: tuple[str, ...], target: str,
-                     *, check_expiry: bool = True) -> bool:
-        """The single atomic step that decides who acts on a card."""
-        now = self.now()
+                     *, check_expiry: bool = True, now: datetime | None = None,
+                     intent: dict[str, Any] | None = None) -> bool:
+        """The single atomic step that decides who acts on a card (`intent`: its JSON
+        rewritten in the same statement)."""
+        now = now or self.now()
         stmt = (
             update(OrderCard)
             .where(col(OrderCard.id) == card_id, col(OrderCard.user_id) == user_id,
                    col(OrderCard.state).in_(source))
             .values(state=target, updated_at=now, card_stale=True,
-                    **({"confirmed_at": now} if target == CONFIRMED else {}))
+                    **({"confirmed_at": now} if target == CONFIRMED else {}),
+                    **({"intent": intent} if intent is not None else {}))
         )
         if check_expiry:
             stmt = stmt.where(col(OrderCard.expires_at) > now)

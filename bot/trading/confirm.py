@@ -34,7 +34,8 @@ class Presses(Placement):
         """A press made by other services (feeds): confirm (c), second confirm (2) or
         cancel (x). The caller shows the outcome itself, so the sweep leaves the card be."""
         taken = await self.take_press(user_id, action, card_id)
-        card = taken.card if taken.card is not None else await self.execute(card_id)
+        card = taken.card if taken.card is not None else await self.execute(card_id,
+                                                                            taken.claimed)
         if card.card_id is not None:
             await self.card_shown(card.card_id, True)
         return card
@@ -43,7 +44,9 @@ class Presses(Placement):
         """The database half of a press, no exchange call: who may press, and whether the
         card is now claimed for sending. The chat answers the press with `alert` at once;
         when `card` is None, `execute` does the slow half."""
-        async with self.db.session() as s:
+        # A read outside SQLite's writer turn: the press must not queue behind other
+        # writers (fills, alerts) just to look at its card; the claim below decides.
+        async with self.db.read() as s:
             row = await s.get(OrderCard, card_id)
         if row is None:
             return Press("This card is no longer valid.", Card(None, "", []))
@@ -80,10 +83,19 @@ class Presses(Placement):
                     alert="Confirm once more"))
             return self._as_press(await self._after_lost_claim(row))
         source = (ARMED,) if action == "2" else (PENDING,)
-        if not await self._claim(card_id, user_id, source, CONFIRMED):
+        now = self.now()
+        # The send window stored with the claim itself: one write less before POST /order.
+        intent = row.intent
+        send_by = await self._send_by_at(row, plan, now)
+        if send_by is not None:
+            intent = {**intent, "send_by": send_by}
+        if not await self._claim(card_id, user_id, source, CONFIRMED, now=now, intent=intent):
             return self._as_press(await self._after_lost_claim(row))
+        # What the claim wrote, so the row needs no second read before it is sent.
+        row.state, row.updated_at, row.confirmed_at, row.card_stale = CONFIRMED, now, now, True
+        row.intent = intent
         return Press("Sending to BitMEX…", None,
-                     Card(card_id, self._final(plan, "⏳ Sending to BitMEX…"), []))
+                     Card(card_id, self._final(plan, "⏳ Sending to BitMEX…"), []), claimed=row)
 
     @staticmethod
     def _as_press(card: Card) -> Press:

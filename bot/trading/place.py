@@ -66,9 +66,10 @@ class Placement(Exits):
     """Sending a claimed card (execute) and settling the cards a crash or a lost answer
     left `confirmed` (settle_in_flight)."""
 
-    async def execute(self, card_id: int) -> Card:
-        """Send a card claimed by `take_press`; the card as it should now look."""
-        card = await self._execute(card_id)
+    async def execute(self, card_id: int, claimed: OrderCard | None = None) -> Card:
+        """Send a card claimed by `take_press` (`claimed`: its row as the claim left it);
+        the card as it should now look."""
+        card = await self._execute(card_id, claimed)
         try:
             await self._count_outcome(card_id)
         except Exception:  # a metric must never turn a placed order into an error reply
@@ -77,7 +78,7 @@ class Placement(Exits):
 
     async def _count_outcome(self, card_id: int) -> None:
         """The confirmed card's outcome as the metrics name it (from its stored state)."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             row = await s.get(OrderCard, card_id)
         if row is None:
             return
@@ -87,9 +88,12 @@ class Placement(Exits):
             else "unknown" if flags.get("unknown") else "rejected")
         self.outcomes[(str(flags.get("kind", "order")), outcome)] += 1
 
-    async def _execute(self, card_id: int) -> Card:
-        async with self.db.session() as s:
-            row = await s.get(OrderCard, card_id)
+    async def _execute(self, card_id: int, row: OrderCard | None = None) -> Card:
+        if row is None or row.id != card_id:
+            # Read outside SQLite's writer turn: the order must not queue behind other
+            # writers (fills, alerts) just to read what it sends.
+            async with self.db.read() as s:
+                row = await s.get(OrderCard, card_id)
         assert row is not None and row.id is not None
         plan = Plan.from_json(row.intent)
         try:
@@ -160,8 +164,10 @@ class Placement(Exits):
         # Stored before sending: the settlement after a crash must know until when the
         # order could still reach BitMEX (no attempt is signed to be valid past it).
         # In BitMEX's time: it judges api-expires by its clock, not ours.
-        send_by = self._send_by(row) + _exchange_offset(ex)
-        await self._finish(row.id, CONFIRMED, extra={"send_by": send_by})
+        send_by = row.intent.get("send_by")  # stored by the claim (Presses.take_press)
+        if send_by is None:
+            send_by = self._send_by(row) + _exchange_offset(ex)
+            await self._finish(row.id, CONFIRMED, extra={"send_by": send_by})
         # A full close names no quantity: BitMEX refuses every order with an orderQty
         # while it sheds load, a Close without one still gets through.
         qty = None if "Close" in plan.exec_inst else plan.qty
@@ -178,6 +184,18 @@ class Placement(Exits):
         if order.ord_status == "Filled" and (plan.tps or plan.sl is not None):
             await self._exits_or_note(row.id)
         return {"order_id": order.order_id}
+
+    async def _send_by_at(self, row: OrderCard, plan: Plan, confirmed_at: datetime
+                          ) -> float | None:
+        """The `send_by` of an order confirmed at `confirmed_at`, in BitMEX's time; None
+        when the account's client is not at hand (the send then works it out itself)."""
+        if plan.kind not in ("order", "close"):
+            return None
+        try:
+            ex = await self.accounts.exchange(row.user_id, plan.network)
+        except Exception:  # no key any more, a broken vault: `execute` reports it
+            return None
+        return (confirmed_at + SEND_WINDOW).timestamp() + _exchange_offset(ex)
 
     def _send_by(self, row: OrderCard) -> float:
         start = row.confirmed_at or self.now()

@@ -1,0 +1,75 @@
+"""Bot API requests queue for a connection in asyncio, never in httpcore's pool (whose
+queue costs quadratic CPU: handlers/request.py), and the pool timeout still holds."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp import web
+from telegram.error import TimedOut
+
+from handlers.request import PooledRequest
+
+
+async def slow_server(release: asyncio.Event, seen: list[int]) -> tuple[web.AppRunner, str]:
+    live = 0
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal live
+        live += 1
+        seen.append(live)
+        await release.wait()
+        live -= 1
+        return web.json_response({"ok": True, "result": True})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/bot"
+
+
+def queued_in_httpcore(request: PooledRequest) -> int:
+    pool: Any = request._client._transport._pool  # type: ignore[attr-defined]
+    return sum(1 for r in pool._requests if r.is_queued())
+
+
+async def test_requests_wait_outside_httpcore_and_never_exceed_the_pool() -> None:
+    release, seen = asyncio.Event(), []
+    runner, url = await slow_server(release, seen)
+    request = PooledRequest(2, pool_timeout=5.0)
+    await request.initialize()
+    try:
+        calls = [asyncio.create_task(request.post(f"{url}/sendMessage")) for _ in range(10)]
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            assert queued_in_httpcore(request) == 0
+        assert max(seen) == 2
+        release.set()
+        assert await asyncio.gather(*calls) == [True] * 10
+    finally:
+        await request.shutdown()
+        await runner.cleanup()
+
+
+async def test_a_request_that_waits_past_the_pool_timeout_is_not_sent() -> None:
+    release, seen = asyncio.Event(), []
+    runner, url = await slow_server(release, seen)
+    request = PooledRequest(1, pool_timeout=0.05)
+    await request.initialize()
+    try:
+        first = asyncio.create_task(request.post(f"{url}/sendMessage"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimedOut, match="Pool timeout"):
+            await request.post(f"{url}/sendMessage")
+        release.set()
+        assert await first is True
+        assert len(seen) == 1
+    finally:
+        await request.shutdown()
+        await runner.cleanup()
