@@ -37,7 +37,7 @@ def main() -> int:
             return 1
     print(report.summary())
     if report.alert_repeats:
-        print(f"known bug: alerts told twice after a kill: {report.alert_repeats}")
+        print(f"told again, marked (in flight at a kill): {report.alert_repeats}")
     print(f"{'fault':<22}{'kills':>6}")
     for name, n in report.by_fault.items():
         print(f"{name:<22}{n:>6}")

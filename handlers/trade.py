@@ -168,7 +168,7 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
         if interim is not None:
             await asyncio.gather(interim, return_exceptions=True)
     if card.text and q.message is not None and card.card_id is not None:
-        await trading.card_shown(card.card_id, await edit_card(q, card))
+        await trading.card_shown(card.card_id, await edit_card(q, card), card.text)
 
 
 async def edit_card(q: CallbackQuery, card: Card) -> bool:

@@ -156,10 +156,12 @@ class Alert(SQLModel, table=True):
     threshold: Decimal = Field(sa_type=DecimalText)
     window_seconds: int | None = None
     note: str | None = Field(default=None, max_length=200)
-    # active | fired | deleted
+    # active | fired (its message not yet asked for) | sending (the request is out, the
+    # answer not in) | sent | deleted; see bot/alerts/service.py
     state: str = Field(default="active", max_length=16)
     created_at: datetime = _created()
     fired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sending_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Schedule(SQLModel, table=True):

@@ -11,6 +11,7 @@ Import from here: the names stay where they always were.
 
 from bot.notify.audience import BULK_PRIORITY, PREF_KEY, PRIORITY, Audience, AudienceLookup, Mode
 from bot.notify.notifier import (
+    ON_WIRE,
     Button,
     DeliveryError,
     Keyboard,
@@ -19,12 +20,14 @@ from bot.notify.notifier import (
     Sent,
     Transient,
     Unreachable,
+    on_wire,
 )
 from bot.notify.pacing import DeliveryLimits, TokenBucket
 from bot.notify.queue import Clock, DeliveryQueue, Sleep
 
 __all__ = [
     "BULK_PRIORITY",
+    "ON_WIRE",
     "PREF_KEY",
     "PRIORITY",
     "Audience",
@@ -43,4 +46,5 @@ __all__ = [
     "TokenBucket",
     "Transient",
     "Unreachable",
+    "on_wire",
 ]

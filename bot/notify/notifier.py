@@ -8,6 +8,8 @@ A notifier reports trouble by raising the `DeliveryError`s below, which the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,6 +60,21 @@ class Notifier(Protocol):
     ) -> Sent | None: ...
 
     async def delete(self, chat_id: int, message_id: int) -> bool: ...
+
+
+# "The request carrying this message is about to go on the wire": a caller that must tell
+# "never asked for" from "asked for, answer unknown" (alerts, across a crash: Telegram has
+# no idempotency key) sets this around its `send`; the `DeliveryQueue` carries it to the
+# attempt, and the Telegram side awaits it (`on_wire`) at the last moment before the HTTP
+# request, after every queue and pace, so all waiting before counts as "not sent".
+ON_WIRE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("on_wire", default=None)
+
+
+async def on_wire() -> None:
+    """Called by a notifier right before the request that delivers a message."""
+    hook = ON_WIRE.get()
+    if hook is not None:
+        await hook()
 
 
 class DeliveryError(Exception):

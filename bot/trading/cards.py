@@ -195,12 +195,20 @@ class CardBook:
                 s.add(row)
                 await s.commit()
 
-    async def card_shown(self, card_id: int, ok: bool) -> None:
-        """The chat now shows the card's outcome (ok), or the edit failed and the sweep
-        must repair it."""
+    async def card_shown(self, card_id: int, ok: bool, text: str) -> None:
+        """Telegram confirmed (ok) or refused an edit of the card to `text`. The card is
+        up to date only when that text is what its row says now: an edit made from an
+        older read (a second press that saw "Sending…", an edit that landed late) shows a
+        state the row has left, and must leave the card to the sweep. `card_stale` is set
+        with every change of state (`_claim`, `_finish`), cleared only here."""
         async with self.db.session() as s:
-            await s.exec(update(OrderCard).where(col(OrderCard.id) == card_id)
-                         .values(card_stale=not ok))
+            row = await s.get(OrderCard, card_id, with_for_update=True)
+            if row is None:
+                return
+            shown = ok and text == self._render(row).text
+            if row.card_stale != (not shown):
+                row.card_stale = not shown
+                s.add(row)
             await s.commit()
 
     async def stale_cards(self, older_than: timedelta = timedelta(seconds=3)
@@ -238,6 +246,10 @@ class CardBook:
         async with self.db.session() as s:
             row = await s.get(OrderCard, card_id)
         assert row is not None
+        return self._render(row, alert)
+
+    def _render(self, row: OrderCard, alert: str | None = None) -> Card:
+        card_id = row.id
         plan = Plan.from_json(row.intent)
         text = {
             EXPIRED: "⌛ Expired — nothing was sent.",
@@ -294,6 +306,8 @@ class CardBook:
         async with self.db.session() as s:
             row = await s.get(OrderCard, card_id)
             assert row is not None
+            if row.state != state:
+                row.card_stale = True  # what the card shows is behind the row from now
             row.state = state
             row.updated_at = self.now()
             if order_id is not None:

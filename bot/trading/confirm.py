@@ -36,7 +36,7 @@ class Presses(Placement):
         taken = await self.take_press(user_id, action, card_id)
         card = taken.card if taken.card is not None else await self.execute(card_id)
         if card.card_id is not None:
-            await self.card_shown(card.card_id, True)
+            await self.card_shown(card.card_id, True, card.text)
         return card
 
     async def take_press(self, user_id: int, action: str, card_id: int) -> Press:
