@@ -39,7 +39,7 @@ from bot.db.engine import Database
 from bot.db.models import Alert, User
 from bot.errors import UserError
 from bot.exchange.types import Instrument
-from bot.notify import ON_WIRE, Keyboard, Notifier
+from bot.notify import ON_WIRE, REPEATED, Keyboard, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,11 @@ LISTING_BUDGET = 3800  # characters of /alerts, under Telegram's 4096 after enti
 # unless it is older than this: a day-old "above 100k" is news no more.
 REDELIVER_WITHIN = timedelta(hours=24)
 _SQL_CHUNK = 500
-# An alert whose request was on the wire when the process died ('sending'): Telegram may
-# or may not have delivered it, and cannot be asked. It is sent again, with this line: a
-# trader would rather see a marked possible duplicate than miss "XBTUSD below 58,000"
-# (the one-shot alert is gone once fired; a lost one is never told at all), and the
-# marker makes the repeat harmless to read. Only this window gets the marker: before the
-# request (queued, paced) nothing was sent, after the answer it is 'sent'.
-REPEATED = "\n<i>🔁 repeated after a restart: you may have seen this already</i>"
+# An alert whose request was on the wire when the process died ('sending') is sent again
+# with bot.notify.REPEATED: a trader would rather see a marked possible duplicate than miss
+# "XBTUSD below 58,000" (the one-shot alert is gone once fired: a lost one is never told
+# at all). Only this window gets the marker: before the request (queued, paced) nothing
+# was sent, after the answer it is 'sent'.
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,8 @@ class LiveCursor(SQLModel, table=True):
     last_exec_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Every execID reported at last_exec_at: several fills can share one millisecond.
     last_exec_ids: list[str] = Field(default_factory=list, sa_type=JSON)
+    # The fill whose message was on the wire, its answer not yet in (bot/live/fills.py).
+    sending_exec_id: str | None = Field(default=None, max_length=64)
     updated_at: datetime = _created()
 
 

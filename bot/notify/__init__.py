@@ -12,6 +12,7 @@ Import from here: the names stay where they always were.
 from bot.notify.audience import BULK_PRIORITY, PREF_KEY, PRIORITY, Audience, AudienceLookup, Mode
 from bot.notify.notifier import (
     ON_WIRE,
+    REPEATED,
     Button,
     DeliveryError,
     Keyboard,
@@ -30,6 +31,7 @@ __all__ = [
     "ON_WIRE",
     "PREF_KEY",
     "PRIORITY",
+    "REPEATED",
     "Audience",
     "AudienceLookup",
     "Button",

@@ -70,6 +70,13 @@ class Notifier(Protocol):
 ON_WIRE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("on_wire", default=None)
 
 
+# Added to a message told again after a restart because its request was on the wire when
+# the process died (alerts, fills): Telegram may or may not have delivered the first one,
+# and cannot be asked. A trader would rather see a marked possible duplicate than miss a
+# fill or an alert; the marker makes the repeat harmless to read.
+REPEATED = "\n<i>🔁 repeated after a restart: you may have seen this already</i>"
+
+
 async def on_wire() -> None:
     """Called by a notifier right before the request that delivers a message."""
     hook = ON_WIRE.get()

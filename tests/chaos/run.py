@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import os
 import random
@@ -57,8 +58,9 @@ FILL_RE = re.compile(r"^(🟢 Filled |✅ Order filled)")
 ALERT_RE = re.compile(r"^🔔 ")
 NOTE_RE = re.compile(r"\((a\d+)\)$", re.M)
 # What an alert told again after a restart carries when its first request was on the wire
-# at the kill (bot/alerts/service.py REPEATED).
+# at the kill (bot/notify REPEATED).
 REPEATED = "repeated after a restart"
+MARK_LINE = "\n🔁 "
 # A request counts as "in flight at the kill" when it reached Telegram this shortly before
 # the kill: the bot records the answer within milliseconds, but the machine is loaded.
 IN_FLIGHT = 1.0  # seconds
@@ -108,6 +110,11 @@ async def _no_edit(w: ChaosWorld) -> None:
     w.emu.refuse_next("editMessageText", times=4, bot=w.bot)
 
 
+def _plain(text: str) -> str:
+    """What the chat shows of the HTML the bot sent."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
 def _sim_clear(w: ChaosWorld) -> None:
     w.sim.faults.clear()
 
@@ -154,9 +161,9 @@ class Report:
     seconds: float = 0.0
     by_fault: Counter[str] = field(default_factory=Counter)
     startup: list[float] = field(default_factory=list)
-    # (person, alert note) told again, marked, because its first request was in flight at
-    # a kill: allowed (bot/alerts/service.py REPEATED), counted.
-    alert_repeats: list[tuple[str, str]] = field(default_factory=list)
+    # (person, the fill or alert) told again, marked, because its first request was in
+    # flight at a kill: allowed (bot/notify REPEATED), counted.
+    repeats: list[tuple[str, str]] = field(default_factory=list)
     kill_times: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -166,8 +173,8 @@ class Report:
                 f"{self.checks} invariant checks passed, {self.presses} presses, "
                 f"{self.orders} orders, {self.fills} fills, {self.alerts_fired} alerts "
                 f"fired, {self.signals} signals; start-up p50 {st[len(st) // 2]:.1f} s, "
-                f"max {st[-1]:.1f} s; {self.seconds:.0f} s in all; alerts repeated (marked, "
-                f"in flight at a kill): {len(self.alert_repeats)}")
+                f"max {st[-1]:.1f} s; {self.seconds:.0f} s in all; fills and alerts repeated "
+                f"(marked, in flight at a kill): {len(self.repeats)}")
 
 
 class Forked(Instance):
@@ -443,9 +450,16 @@ class ChaosWorld:
         """No fill and no alert told twice; at the end, every one of them told."""
         fills = alerts = 0
         for t in self.traders:
-            told_fills = self._told(t.chat, FILL_RE)
-            twice = [x for x, n in Counter(told_fills).items() if n > 1]
-            assert not twice, f"{t.user.first_name}: fill told twice: {twice}"
+            # A fill's words are its own (each order a distinct size): told twice is the
+            # same words twice, a marked repeat with the marker's line after them.
+            by_words: dict[str, list[str]] = {}
+            for x in self._told(t.chat, FILL_RE):
+                by_words.setdefault(x.split(MARK_LINE)[0], []).append(x)
+            for words, texts in by_words.items():
+                if len(texts) > 1:
+                    self.check_repeat(t, f"fill {words!r}", texts,
+                                      lambda sent, w=words: _plain(sent) == w)
+            told_fills = list(by_words)
             # Each alert carries its own note (a17): told twice is the same note twice.
             by_note: dict[str, list[str]] = {}
             for x in self._told(t.chat, ALERT_RE):
@@ -453,7 +467,8 @@ class ChaosWorld:
                     by_note.setdefault(m.group(1), []).append(x)
             for note, texts in by_note.items():
                 if len(texts) > 1:
-                    self.check_repeat(t, note, texts)
+                    self.check_repeat(t, f"alert {note}", texts,
+                                      lambda sent, n=note: f"({n})" in sent)
             told_alerts = list(by_note)
             executions = [e for e in self.sim.engine.execution_rows(t.account_id)
                           if e.get("execType") == "Trade"]
@@ -471,20 +486,22 @@ class ChaosWorld:
             alerts += len(told_alerts)
         self.report.fills, self.report.alerts_fired = fills, alerts
 
-    def check_repeat(self, t: Trader, note: str, texts: list[str]) -> None:
-        """An alert told twice: only allowed as one marked repeat of a message whose
-        request reached Telegram just before a kill (the answer never got back)."""
+    def check_repeat(self, t: Trader, what: str, texts: list[str],
+                     first_of: Callable[[str], bool]) -> None:
+        """A fill or an alert told twice: only allowed as one marked repeat of a message
+        whose request reached Telegram just before a kill (the answer never got back).
+        `first_of` tells the first telling's request by the text the bot sent."""
         who = t.user.first_name
         assert len(texts) == 2 and REPEATED not in texts[0] and REPEATED in texts[1], (
-            f"{who}: alert {note} told {len(texts)} times: {texts}")
+            f"{who}: {what} told {len(texts)} times: {texts}")
         first = next(c.at for c in self.emu.calls_to("sendMessage", status=200)
                      if c.bot == self.bot and str(c.params.get("chat_id")) == str(t.chat.id)
-                     and f"({note})" in str(c.params.get("text") or ""))
+                     and first_of(str(c.params.get("text") or "")))
         assert any(0 <= k - first <= IN_FLIGHT for k in self.report.kill_times), (
-            f"{who}: alert {note} repeated, but its first request ({first:.3f}) was not in "
+            f"{who}: {what} repeated, but its first request ({first:.3f}) was not in "
             f"flight at any kill {self.report.kill_times}")
-        if (who, note) not in self.report.alert_repeats:
-            self.report.alert_repeats.append((who, note))
+        if (who, what) not in self.report.repeats:
+            self.report.repeats.append((who, what))
 
     def unsettled_presses(self) -> list[str]:
         """Pressed cards that do not show an outcome (yet)."""

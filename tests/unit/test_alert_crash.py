@@ -16,10 +16,10 @@ import pytest_asyncio
 from sqlmodel import col, select
 
 from bot import parse as it
-from bot.alerts.service import REPEATED, AlertService
+from bot.alerts.service import AlertService
 from bot.db.engine import Database
 from bot.db.models import Alert
-from bot.notify import DeliveryQueue, Sent, on_wire
+from bot.notify import REPEATED, DeliveryQueue, Sent, on_wire
 from tests.dbs import test_database_url
 from tests.unit.test_alert_service import T0, Recorder, inst
 
