@@ -55,11 +55,6 @@ LISTING_BUDGET = 3800  # characters of /alerts, under Telegram's 4096 after enti
 # unless it is older than this: a day-old "above 100k" is news no more.
 REDELIVER_WITHIN = timedelta(hours=24)
 _SQL_CHUNK = 500
-# An alert whose request was on the wire when the process died ('sending') is sent again
-# with bot.notify.REPEATED: a trader would rather see a marked possible duplicate than miss
-# "XBTUSD below 58,000" (the one-shot alert is gone once fired: a lost one is never told
-# at all). Only this window gets the marker: before the request (queued, paced) nothing
-# was sent, after the answer it is 'sent'.
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +147,12 @@ class AlertService:
             await self._subscribe(symbol)
         if stranded:
             log.info("delivering %d alerts fired before the last stop", len(stranded))
+            # One whose request was on the wire when the process died ('sending') is sent
+            # again with bot.notify.REPEATED: a trader would rather see a marked possible
+            # duplicate than miss "XBTUSD below 58,000" (a one-shot alert is gone once
+            # fired: one not re-sent is never told at all). Only this window gets the
+            # marker: before the request (queued, paced) nothing was sent, and after the
+            # answer the row is 'sent'.
             self._spawn([(AlertInfo.of(r), self.message(AlertInfo.of(r), None)
                           + (REPEATED if r.state == "sending" else ""))
                          for r in stranded])
@@ -409,15 +410,24 @@ class AlertService:
                 if once:
                     # Recorded now, as the answer arrives, not once the whole batch is out:
                     # a crash later must not make this one look unsent.
-                    await self._sent.add(info.id)
+                    try:
+                        await self._sent.add(info.id)
+                    except Exception:  # told, not recorded: the next start repeats it
+                        log.exception("alert #%d was told but could not be marked sent",
+                                      info.id)
 
         await asyncio.gather(*(to_chat(items) for items in by_chat.values()))
 
     def _on_wire(self, alert_id: int) -> Callable[[], Awaitable[None]]:
         async def sending() -> None:
             # Committed before the request leaves: a crash from here on is "maybe told".
-            await self._mark([alert_id], "sending", ("fired", "sending"),
-                             sending_at=self.clock())
+            try:
+                await self._mark([alert_id], "sending", ("fired", "sending"),
+                                 sending_at=self.clock())
+            except Exception:
+                # The message still goes: if the process dies now, the row says 'fired'
+                # and the repeat comes unmarked, which beats holding the alert back.
+                log.exception("alert #%d: could not record its request", alert_id)
         return sending
 
     async def _mark(self, ids: list[int], state: str, source: tuple[str, ...],

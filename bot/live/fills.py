@@ -74,7 +74,10 @@ class Fills(Bracket):
             # Committed before the request leaves: a crash from here on is "maybe told".
             if w.cursor is not None and w.cursor.sending != exec_id:
                 w.cursor.sending = exec_id
-                await self._save_cursor(w)
+                try:
+                    await self._save_cursor(w)
+                except Exception:  # the fill is still told; a crash now repeats it unmarked
+                    log.exception("fill %s: could not record its request", exec_id)
         return sending
 
     def _raw_execution(self, w: Watch, exec_id: str) -> dict[str, Any]:
