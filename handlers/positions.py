@@ -40,6 +40,8 @@ async def on_panic_press(update: Update, context: Context, press: PanicPress) ->
     q = update.callback_query
     assert q is not None
     trading = context.services.trading
+    if q.message is not None:
+        await trading.pressed_on(press.card_id, q.message.chat.id, q.message.message_id)
     taken = await trading.take_press(context.user_id, press.action, press.card_id)
     await q.answer(taken.alert)
     card = taken.card

@@ -149,6 +149,8 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
     assert q is not None
     action, card_id = press.action, press.card_id
     trading = context.services.trading
+    if q.message is not None:
+        await trading.pressed_on(card_id, q.message.chat.id, q.message.message_id)
     taken = await trading.take_press(context.user_id, action, card_id)
     # Telegram drops an unanswered press after ~15 s; BitMEX alone may take longer.
     await q.answer(taken.alert)

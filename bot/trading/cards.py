@@ -195,6 +195,17 @@ class CardBook:
                 s.add(row)
                 await s.commit()
 
+    async def pressed_on(self, card_id: int, chat_id: int, message_id: int) -> None:
+        """A press arrived from this message: a card whose message id was never recorded
+        (the process died between sending the card and `attach_message`) gets it now, or
+        the settling and the repair sweep, which edit by that id, could never reach it.
+        Only a card of this chat without one: a forged press cannot move another's."""
+        async with self.db.session() as s:
+            await s.exec(update(OrderCard).where(
+                col(OrderCard.id) == card_id, col(OrderCard.chat_id) == chat_id,
+                col(OrderCard.message_id).is_(None)).values(message_id=message_id))
+            await s.commit()
+
     async def card_shown(self, card_id: int, ok: bool, text: str) -> None:
         """Telegram confirmed (ok) or refused an edit of the card to `text`. The card is
         up to date only when that text is what its row says now: an edit made from an

@@ -594,10 +594,15 @@ class ChaosWorld:
         try:
             await until(lambda: presses() and not self.emu.pending_updates(self.bot)
                         and self._alerts_all_fired(), 90, "every press settled")
-            await self.emu.idle(timeout=30, quiet=2.0)
+            # Long enough for the last fills, paced at about one a second per chat.
+            await self.emu.idle(timeout=90, quiet=2.0)
         except (AssertionError, TimeoutError) as e:
-            raise AssertionError(f"{e}: {self.unsettled_presses()}\n"
-                                 f"{self.inst.text()[-4000:]}") from None
+            now = time.monotonic()
+            recent = "\n".join(f"  {c.at - now:+.2f} s {c.method} {c.status} "
+                               f"{str(c.params.get('text') or '')[:60]!r}"
+                               for c in self.emu.calls[-15:] if c.method != "getUpdates")
+            raise AssertionError(f"{e}: {self.unsettled_presses()}\nlast requests:\n{recent}"
+                                 f"\n{self.inst.text()[-4000:]}") from None
 
     def _alerts_all_fired(self) -> bool:
         return not self.sql("SELECT count(*) FROM alerts WHERE state = 'active'")[0][0]
