@@ -94,8 +94,8 @@ async def test_an_edit_from_an_older_read_landing_last_leaves_the_card_to_the_sw
 async def test_a_card_whose_message_id_a_kill_lost_is_still_repaired(h: Harness) -> None:
     """Killed between sending the card and recording its message id: the settling and
     the sweep edit by that id, so without it a press whose outcome edit fails leaves the
-    card on "⏳ Sending…" (or its preview) for good (the chaos run's second stuck card). The press itself
-    carries the message: it records the id."""
+    card on "⏳ Sending…" (or its preview) for good (the chaos run's second stuck card).
+    The press itself carries the message: it records the id."""
     card_id, alice = await _card(h)
     async with h.svc.db.session() as s:
         row = await s.get(OrderCard, card_id)
