@@ -36,8 +36,8 @@ def main() -> int:
             print(f"chaos: an invariant broke (seed {args.seed}): {e}")
             return 1
     print(report.summary())
-    if report.alert_repeats:
-        print(f"known bug: alerts told twice after a kill: {report.alert_repeats}")
+    if report.repeats:
+        print(f"told again, marked (in flight at a kill): {report.repeats}")
     print(f"{'fault':<22}{'kills':>6}")
     for name, n in report.by_fault.items():
         print(f"{name:<22}{n:>6}")

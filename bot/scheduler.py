@@ -246,9 +246,9 @@ async def expire_cards(trading: Trading, notifier: Notifier) -> int:
         if row.message_id is None or row.id is None:
             continue
         card = await trading.current(row.id)
-        ok = await notifier.edit(row.chat_id, row.message_id, card.text or EXPIRED_TEXT,
-                                 buttons=None)
-        await trading.card_shown(row.id, ok)
+        text = card.text or EXPIRED_TEXT
+        ok = await notifier.edit(row.chat_id, row.message_id, text, buttons=None)
+        await trading.card_shown(row.id, ok, text)
     return len(rows)
 
 

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from telegram import Bot
+from telegram import Bot, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import ExtBot
 
-from bot.notify import PRIORITY, Keyboard, RetryLater, Sent, Transient, Unreachable
+from bot.notify import PRIORITY, Keyboard, RetryLater, Sent, Transient, Unreachable, on_wire
 from handlers.ratelimit import Pace
 from handlers.render import markup
 
@@ -104,12 +104,18 @@ class TelegramNotifier:
     async def send(self, chat_id: int, text: str, *, buttons: Keyboard | None = None,
                    silent: bool = False, kind: str = "reply",
                    thread_id: int | None = None) -> Sent | None:
+        pace = self._pace(kind)
+
+        async def post(cid: int, th: int | None) -> Message:
+            if not pace:
+                await on_wire()  # no rate limiter to say it at the last moment
+            return await self.bot.send_message(
+                cid, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons),
+                disable_notification=silent, disable_web_page_preview=True,
+                message_thread_id=th, **pace)
+
         try:
-            chat_id, msg = await self._in_topic(chat_id, thread_id, kind, lambda cid, th: (
-                self.bot.send_message(
-                    cid, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons),
-                    disable_notification=silent, disable_web_page_preview=True,
-                    message_thread_id=th, **self._pace(kind))))
+            chat_id, msg = await self._in_topic(chat_id, thread_id, kind, post)
         except BadRequest as e:
             log.error("Telegram refused a %s message to %s: %s", kind, chat_id, e)
             return None

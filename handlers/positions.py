@@ -43,11 +43,15 @@ async def on_panic_press(update: Update, context: Context, press: PanicPress) ->
     q = update.callback_query
     assert q is not None
     trading = context.services.trading
+    if q.message is not None:
+        await trading.pressed_on(press.card_id, q.message.chat.id, q.message.message_id)
     taken = await trading.take_press(context.user_id, press.action, press.card_id)
     await q.answer(taken.alert)
     card = taken.card
+    shows = card.text if card is not None else ""
     if card is None:
         card = await trading.execute(press.card_id)
+        shows = card.text  # the row's outcome; the note below is extra, not a state
         if await trading.panic_wants_deadman_off(press.card_id):
             try:
                 note = await context.services.live.set_deadman(context.user_id, None)
@@ -55,7 +59,7 @@ async def on_panic_press(update: Update, context: Context, press: PanicPress) ->
                 note = html.escape(str(e))
             card = type(card)(card.card_id, f"{card.text}\n{note}", card.buttons, card.alert)
     if card.text and q.message is not None and card.card_id is not None:
-        await trading.card_shown(card.card_id, await edit_card(q, card))
+        await trading.card_shown(card.card_id, await edit_card(q, card), shows)
 
 
 async def monitor(update: Update, context: Context, intent: P.Monitor) -> None:

@@ -37,7 +37,7 @@ from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from bot.metrics import Metrics
-from bot.notify import TokenBucket
+from bot.notify import TokenBucket, on_wire
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,9 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
             chat = await self._turn(key, pace.priority, edit)
             try:
                 async with self._in_flight:
+                    if not edit:
+                        # Every wait is behind it: from here the message may reach the chat.
+                        await on_wire()
                     return await callback(*args, **kwargs)
             except RetryAfter as e:
                 self._count_429()

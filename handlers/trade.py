@@ -166,6 +166,8 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
     assert q is not None
     action, card_id = press.action, press.card_id
     trading = context.services.trading
+    if q.message is not None:
+        await trading.pressed_on(card_id, q.message.chat.id, q.message.message_id)
     taken = await trading.take_press(context.user_id, action, card_id)
     card = taken.card
     if card is not None:
@@ -189,7 +191,7 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
         await asyncio.gather(answering, *([interim] if interim is not None else []),
                              return_exceptions=True)
     if card.text and q.message is not None and card.card_id is not None:
-        await trading.card_shown(card.card_id, await edit_card(q, card))
+        await trading.card_shown(card.card_id, await edit_card(q, card), card.text)
 
 
 async def edit_card(q: CallbackQuery, card: Card) -> bool:

@@ -5,10 +5,13 @@ to the `AlertIndex`; every instrument tick of the shared market stream goes
 through `on_instrument`, which asks the index what fired. A one-shot alert is
 then marked ``fired`` by one ``UPDATE ... WHERE state='active'`` *before* its
 message goes out, so it fires exactly once even when a delete, a second tick or
-a restart races it; after the notifier took the message the row becomes
-``sent``. A crash between the two leaves ``fired`` rows, which the next start
-delivers (so a restart loses none either). Move alerts are recurring (see the
-index): they stay ``active`` and only their `fired_at` moves.
+a restart races it. Telling it is recorded as closely as the process can know it
+(a crash can land anywhere, and Telegram has no idempotency key):
+``fired``: the message is at most queued, never asked for (the next start sends it);
+``sending`` (with `sending_at`): the request went on the wire, the answer is not in
+(the next start sends it again, marked as a possible repeat, see `REPEATED`);
+``sent``: Telegram answered with the message (never sent again). Move alerts are
+recurring (see the index): they stay ``active`` and only their `fired_at` moves.
 
 Prices are mainnet's (paper trades on mainnet prices too): last traded price,
 the mark price when no trade is known. Funding thresholds are kept as BitMEX's
@@ -37,7 +40,7 @@ from bot.db.engine import Database
 from bot.db.models import Alert, User
 from bot.errors import UserError
 from bot.exchange.types import Instrument
-from bot.notify import Keyboard, Notifier
+from bot.notify import ON_WIRE, REPEATED, Keyboard, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,8 @@ class AlertService:
         self._instruments: dict[str, Instrument] = {}
         self._specs: dict[str, Instrument] = {}  # quoted at creation: the tick, for describe()
         self._deliveries: set[asyncio.Task[None]] = set()
+        # Answers that arrive together (a tick's alerts in many chats) share one commit.
+        self._sent = GroupCommit(self._mark_sent)
         self.sent = 0  # messages handed to the notifier, for tests and benchmarks
         self.fired = 0  # alerts that fired (exactly once each), for the metrics
 
@@ -138,14 +143,22 @@ class AlertService:
         async with self.db.session() as s:
             since = self.clock() - REDELIVER_WITHIN
             stranded = (await s.exec(select(Alert).where(
-                Alert.state == "fired", col(Alert.fired_at) >= since))).all()
+                col(Alert.state).in_(("fired", "sending")),
+                col(Alert.fired_at) >= since).order_by(col(Alert.id)))).all()
         stranded = [r for r in stranded if not self._revoked(AlertInfo.of(r))]
         for symbol in sorted(symbols):
             await self._subscribe(symbol)
         if stranded:
             log.info("delivering %d alerts fired before the last stop", len(stranded))
-            self._spawn([(info, self.message(info, None))
-                         for info in map(AlertInfo.of, stranded)])
+            # One whose request was on the wire when the process died ('sending') is sent
+            # again with bot.notify.REPEATED: a trader would rather see a marked possible
+            # duplicate than miss "XBTUSD below 58,000" (a one-shot alert is gone once
+            # fired: one not re-sent is never told at all). Only this window gets the
+            # marker: before the request (queued, paced) nothing was sent, and after the
+            # answer the row is 'sent'.
+            self._spawn([(AlertInfo.of(r), self.message(AlertInfo.of(r), None)
+                          + (REPEATED if r.state == "sending" else ""))
+                         for r in stranded])
         return loaded
 
     async def _load_active(self) -> tuple[int, set[str]]:
@@ -387,7 +400,6 @@ class AlertService:
         # At start-up, leftovers fire before the Telegram side is attached: the notifier
         # (bot/relay.py behind the delivery queue) holds them until it is.
         notifier = self._notifier
-        done: list[int] = []
         by_chat: dict[int, list[tuple[AlertInfo, str]]] = {}
         for info, text in batch:
             by_chat.setdefault(info.chat_id, []).append((info, text))
@@ -396,36 +408,66 @@ class AlertService:
             # One chat's alerts in order; chats side by side, so one slow or paced
             # chat does not hold back everyone else's alerts of the same tick.
             for info, text in items:
+                once = info.kind != "move"
+                token = ON_WIRE.set(self._on_wire(info.id) if once else None)
                 try:
                     sent = await notifier.send(info.chat_id, text, kind="alert",
                                                thread_id=info.thread_id)
                 except Exception:
-                    # Left in state 'fired': the next start tries again.
+                    # Left 'fired' (or 'sending', if it went out): the next start tries again.
                     log.exception("alert #%d could not be delivered", info.id)
                     continue
+                finally:
+                    ON_WIRE.reset(token)
                 if sent is None and getattr(notifier, "closed", False):
-                    # The queue stopped (shutdown) with this one still waiting: it stays
-                    # 'fired', so the next start delivers it instead of losing it.
+                    # The queue stopped (shutdown) with this one still waiting, or cut
+                    # off in flight: it stays 'fired' (or 'sending'), so the next start
+                    # delivers it instead of losing it.
                     log.info("alert #%d waits for the next start", info.id)
                     continue
                 undelivered = getattr(notifier, "undelivered", None)
                 if sent is None and undelivered is not None and undelivered(info.chat_id):
-                    # Refused (bot kicked or blocked, or given up on): not recorded as
-                    # sent; it stays 'fired' for the next start.
+                    # Refused (bot kicked or blocked, or given up on): Telegram's answer
+                    # says it was not delivered, so 'fired' again, for the next start.
                     log.info("alert #%d was not delivered to %s", info.id, info.chat_id)
+                    if once:
+                        await self._mark([info.id], "fired", ("sending",))
                     continue
                 self.sent += 1
-                if info.kind != "move":
-                    done.append(info.id)
+                if once:
+                    # Recorded now, as the answer arrives, not once the whole batch is out:
+                    # a crash later must not make this one look unsent.
+                    try:
+                        await self._sent.add(info.id)
+                    except Exception:  # told, not recorded: the next start repeats it
+                        log.exception("alert #%d was told but could not be marked sent",
+                                      info.id)
 
         await asyncio.gather(*(to_chat(items) for items in by_chat.values()))
-        if done:
-            async with self.db.session() as s:
-                for i in range(0, len(done), _SQL_CHUNK):
-                    await s.exec(update(Alert).where(
-                        col(Alert.id).in_(done[i:i + _SQL_CHUNK]),
-                        col(Alert.state) == "fired").values(state="sent"))
-                await s.commit()
+
+    def _on_wire(self, alert_id: int) -> Callable[[], Awaitable[None]]:
+        async def sending() -> None:
+            # Committed before the request leaves: a crash from here on is "maybe told".
+            try:
+                await self._mark([alert_id], "sending", ("fired", "sending"),
+                                 sending_at=self.clock())
+            except Exception:
+                # The message still goes: if the process dies now, the row says 'fired'
+                # and the repeat comes unmarked, which beats holding the alert back.
+                log.exception("alert #%d: could not record its request", alert_id)
+        return sending
+
+    async def _mark(self, ids: list[int], state: str, source: tuple[str, ...],
+                    **values: object) -> None:
+        async with self.db.session() as s:
+            for i in range(0, len(ids), _SQL_CHUNK):
+                await s.exec(update(Alert).where(
+                    col(Alert.id).in_(ids[i:i + _SQL_CHUNK]),
+                    col(Alert.state).in_(source)).values(state=state, **values))
+            await s.commit()
+
+    async def _mark_sent(self, ids: list[int]) -> None:
+        await self._mark(ids, "sent", ("fired", "sending"))
 
     async def drain(self) -> None:
         """Wait for the deliveries under way (tests, shutdown)."""
@@ -504,6 +546,40 @@ class AlertService:
                          "/unalert all every one.")
         buttons = [[button(f"🗑 Delete #{a.id}", DeleteAlert(a.id))] for a in shown]
         return "\n".join(lines), buttons
+
+
+class GroupCommit:
+    """`add(id)` returns once a commit holding `id` is done; ids added while one commit
+    runs go in the next, together (group commit: one write per burst, none delayed)."""
+
+    def __init__(self, write: Callable[[list[int]], Awaitable[None]]) -> None:
+        self._write = write
+        self._ids: list[int] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def add(self, item: int) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._ids.append(item)
+        self._waiters.append(waiter)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="alert-sent-commit")
+        await waiter
+
+    async def _run(self) -> None:
+        while self._ids:
+            ids, waiters = self._ids, self._waiters
+            self._ids, self._waiters = [], []
+            try:
+                await self._write(ids)
+            except Exception as e:
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(e)
+                continue
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
 
 
 def _past(direction: str, now: Decimal, threshold: Decimal) -> bool:

@@ -134,6 +134,8 @@ class LiveCursor(SQLModel, table=True):
     last_exec_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Every execID reported at last_exec_at: several fills can share one millisecond.
     last_exec_ids: list[str] = Field(default_factory=list, sa_type=JSON)
+    # The fill whose message was on the wire, its answer not yet in (bot/live/fills.py).
+    sending_exec_id: str | None = Field(default=None, max_length=64)
     updated_at: datetime = _created()
 
 
@@ -156,10 +158,12 @@ class Alert(SQLModel, table=True):
     threshold: Decimal = Field(sa_type=DecimalText)
     window_seconds: int | None = None
     note: str | None = Field(default=None, max_length=200)
-    # active | fired | deleted
+    # active | fired (its message not yet asked for) | sending (the request is out, the
+    # answer not in) | sent | deleted; see bot/alerts/service.py
     state: str = Field(default="active", max_length=16)
     created_at: datetime = _created()
     fired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sending_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Schedule(SQLModel, table=True):

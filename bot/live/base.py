@@ -63,6 +63,9 @@ class Cursor:
 
     at: datetime | None = None
     ids: list[str] = field(default_factory=list)
+    # The fill whose message was on the wire, answer not yet in (bot/live/fills.py): told
+    # again after a crash, it carries bot.notify.REPEATED.
+    sending: str | None = None
 
     def is_new(self, ex: Execution) -> bool:
         if self.at is None or ex.timestamp is None:
@@ -83,7 +86,7 @@ class Cursor:
         return False
 
     def copy(self) -> Cursor:
-        return Cursor(self.at, list(self.ids))
+        return Cursor(self.at, list(self.ids), self.sending)
 
 
 class RecordingHistory:
@@ -220,7 +223,7 @@ class LiveBase:
                 LiveCursor.user_id == user_id, LiveCursor.network == network))).first()
         if row is None:
             return None
-        return Cursor(row.last_exec_at, list(row.last_exec_ids or []))
+        return Cursor(row.last_exec_at, list(row.last_exec_ids or []), row.sending_exec_id)
 
     async def _save_cursor(self, w: Watch) -> None:
         if w.cursor is None:
@@ -234,6 +237,7 @@ class LiveBase:
                 row = LiveCursor(user_id=w.user_id, network=w.network)
             row.last_exec_at = w.cursor.at
             row.last_exec_ids = list(w.cursor.ids)
+            row.sending_exec_id = w.cursor.sending
             row.updated_at = datetime.now(UTC)
             s.add(row)
             await s.commit()

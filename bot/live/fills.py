@@ -24,7 +24,7 @@ from bot.live.base import (
     to_decimal,
 )
 from bot.live.bracket import ALL, Bracket
-from bot.notify import Sent
+from bot.notify import ON_WIRE, REPEATED, Sent
 from bot.trading import CONFIRMED, PLACED, Plan
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,29 @@ class Fills(Bracket):
             if len(w.reported) > REPORTED_LIMIT:
                 w.reported.popitem(last=False)
             text, kind = await self._describe_fill(w, ex)
-            sent = await self._send(w.user_id, text, kind)
-            if w.cursor is not None and w.cursor.advance(ex):
-                await self._save_cursor(w)
+            cursor = w.cursor
+            if cursor is not None and cursor.sending == ex.exec_id:
+                # Its request was on the wire when the last process died: maybe told.
+                text += REPEATED
+            # The cursor records how far telling got, as alerts do (bot/alerts/service.py):
+            # queued is untold (told at the next start), the request on the wire is
+            # `sending` (told again, marked), the answer in moves the cursor past it.
+            token = ON_WIRE.set(self._on_wire(w, ex.exec_id) if cursor is not None else None)
+            try:
+                sent = await self._send(w.user_id, text, kind)
+            finally:
+                ON_WIRE.reset(token)
+            if getattr(self.notifier, "closed", False):
+                # Stopped with this one queued or in flight: not told (or maybe told),
+                # so the cursor stays behind it and the next start tells it.
+                log.info("fill %s waits for the next start", ex.exec_id)
+                return
+            if cursor is not None:
+                changed = cursor.advance(ex)
+                if cursor.sending is not None:
+                    cursor.sending, changed = None, True
+                if changed:
+                    await self._save_cursor(w)
         if sent is not None and ex.symbol and kind != "liquidation":
             self._fill_card_soon(w, ex.symbol, sent, text)
         if ex.symbol:
@@ -113,6 +133,17 @@ class Fills(Bracket):
                                      f"{card.text}\n\n{shown.text}", buttons=shown.buttons)
         except Exception:  # the notice itself was told; the card is a convenience
             log.exception("could not add the position card to a %s fill", key[2])
+
+    def _on_wire(self, w: Watch, exec_id: str) -> Callable[[], Awaitable[None]]:
+        async def sending() -> None:
+            # Committed before the request leaves: a crash from here on is "maybe told".
+            if w.cursor is not None and w.cursor.sending != exec_id:
+                w.cursor.sending = exec_id
+                try:
+                    await self._save_cursor(w)
+                except Exception:  # the fill is still told; a crash now repeats it unmarked
+                    log.exception("fill %s: could not record its request", exec_id)
+        return sending
 
     def _raw_execution(self, w: Watch, exec_id: str) -> dict[str, Any]:
         """The socket's full row (orderQty, cumQty, avgPx are not on `Execution`)."""

@@ -11,6 +11,8 @@ Import from here: the names stay where they always were.
 
 from bot.notify.audience import BULK_PRIORITY, PREF_KEY, PRIORITY, Audience, AudienceLookup, Mode
 from bot.notify.notifier import (
+    ON_WIRE,
+    REPEATED,
     Button,
     DeliveryError,
     Keyboard,
@@ -19,14 +21,17 @@ from bot.notify.notifier import (
     Sent,
     Transient,
     Unreachable,
+    on_wire,
 )
 from bot.notify.pacing import DeliveryLimits, TokenBucket
 from bot.notify.queue import Clock, DeliveryQueue, Sleep
 
 __all__ = [
     "BULK_PRIORITY",
+    "ON_WIRE",
     "PREF_KEY",
     "PRIORITY",
+    "REPEATED",
     "Audience",
     "AudienceLookup",
     "Button",
@@ -43,4 +48,5 @@ __all__ = [
     "TokenBucket",
     "Transient",
     "Unreachable",
+    "on_wire",
 ]

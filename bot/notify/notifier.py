@@ -8,6 +8,8 @@ A notifier reports trouble by raising the `DeliveryError`s below, which the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,6 +60,28 @@ class Notifier(Protocol):
     ) -> Sent | None: ...
 
     async def delete(self, chat_id: int, message_id: int) -> bool: ...
+
+
+# "The request carrying this message is about to go on the wire": a caller that must tell
+# "never asked for" from "asked for, answer unknown" (alerts, across a crash: Telegram has
+# no idempotency key) sets this around its `send`; the `DeliveryQueue` carries it to the
+# attempt, and the Telegram side awaits it (`on_wire`) at the last moment before the HTTP
+# request, after every queue and pace, so all waiting before counts as "not sent".
+ON_WIRE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("on_wire", default=None)
+
+
+# Added to a message told again after a restart because its request was on the wire when
+# the process died (alerts, fills): Telegram may or may not have delivered the first one,
+# and cannot be asked. A trader would rather see a marked possible duplicate than miss a
+# fill or an alert; the marker makes the repeat harmless to read.
+REPEATED = "\n<i>🔁 repeated after a restart: you may have seen this already</i>"
+
+
+async def on_wire() -> None:
+    """Called by a notifier right before the request that delivers a message."""
+    hook = ON_WIRE.get()
+    if hook is not None:
+        await hook()
 
 
 class DeliveryError(Exception):

@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.notify.audience import PRIORITY, AudienceLookup
 from bot.notify.notifier import (
+    ON_WIRE,
     DeliveryError,
     Keyboard,
     Notifier,
@@ -43,6 +44,7 @@ class _Job:
     op: Callable[[bool], Awaitable[Any]]  # called with `silent`
     future: asyncio.Future[Any]
     fallback: Any  # what the caller gets when the message cannot go out
+    on_wire: Callable[[], Awaitable[None]] | None = None  # the caller's ON_WIRE
     attempts: int = 0
     throttled: int = 0
 
@@ -232,8 +234,10 @@ class DeliveryQueue:
             log.warning("delivery is stopped: a %s to %s was not sent", kind, chat_id)
             return fallback
         loop = asyncio.get_running_loop()
+        # The worker's tasks do not run in the caller's context: its ON_WIRE travels
+        # with the job, to be set again around the attempt.
         job = _Job(next(self._seq), chat_id, kind, PRIORITY.get(kind, 2), edit, op,
-                   loop.create_future(), fallback)
+                   loop.create_future(), fallback, ON_WIRE.get())
         # Enqueued synchronously, before any await, so that the order of calls is the
         # order of delivery in each chat.
         chat = self._chats.get(chat_id)
@@ -348,6 +352,7 @@ class DeliveryQueue:
                 if quiet:
                     self.stats["silenced"] += 1
         job.attempts += 1
+        token = ON_WIRE.set(job.on_wire)
         try:
             result = await job.op(quiet)
         except RetryLater as e:
@@ -374,6 +379,8 @@ class DeliveryQueue:
                 return self._give_up(job, f"network error: {e}")
             delay = min(self.limits.backoff * 2 ** (job.attempts - 1), self.limits.max_backoff)
             return "retry", delay
+        finally:
+            ON_WIRE.reset(token)
         self.stats["sent"] += 1
         if not job.edit:
             if result is None:

@@ -198,12 +198,31 @@ class CardBook:
                 s.add(row)
                 await s.commit()
 
-    async def card_shown(self, card_id: int, ok: bool) -> None:
-        """The chat now shows the card's outcome (ok), or the edit failed and the sweep
-        must repair it."""
+    async def pressed_on(self, card_id: int, chat_id: int, message_id: int) -> None:
+        """A press arrived from this message: a card whose message id was never recorded
+        (the process died between sending the card and `attach_message`) gets it now, or
+        the settling and the repair sweep, which edit by that id, could never reach it.
+        Only a card of this chat without one: a forged press cannot move another's."""
         async with self.db.session() as s:
-            await s.exec(update(OrderCard).where(col(OrderCard.id) == card_id)
-                         .values(card_stale=not ok))
+            await s.exec(update(OrderCard).where(
+                col(OrderCard.id) == card_id, col(OrderCard.chat_id) == chat_id,
+                col(OrderCard.message_id).is_(None)).values(message_id=message_id))
+            await s.commit()
+
+    async def card_shown(self, card_id: int, ok: bool, text: str) -> None:
+        """Telegram confirmed (ok) or refused an edit of the card to `text`. The card is
+        up to date only when that text is what its row says now: an edit made from an
+        older read (a second press that saw "Sending…", an edit that landed late) shows a
+        state the row has left, and must leave the card to the sweep. `card_stale` is set
+        with every change of state (`_claim`, `_finish`), cleared only here."""
+        async with self.db.session() as s:
+            row = await s.get(OrderCard, card_id, with_for_update=True)
+            if row is None:
+                return
+            shown = ok and text == self._render(row).text
+            if row.card_stale != (not shown):
+                row.card_stale = not shown
+                s.add(row)
             await s.commit()
 
     async def stale_cards(self, older_than: timedelta = timedelta(seconds=3)
@@ -244,6 +263,10 @@ class CardBook:
         async with self.db.session() as s:
             row = await s.get(OrderCard, card_id)
         assert row is not None
+        return self._render(row, alert)
+
+    def _render(self, row: OrderCard, alert: str | None = None) -> Card:
+        card_id = row.id
         plan = Plan.from_json(row.intent)
         text = {
             EXPIRED: "⌛ Expired — nothing was sent.",
@@ -300,6 +323,8 @@ class CardBook:
         async with self.db.session() as s:
             row = await s.get(OrderCard, card_id)
             assert row is not None
+            if row.state != state:
+                row.card_stale = True  # what the card shows is behind the row from now
             row.state = state
             row.updated_at = self.now()
             if order_id is not None:

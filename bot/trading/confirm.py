@@ -37,7 +37,7 @@ class Presses(Placement):
         card = taken.card if taken.card is not None else await self.execute(card_id,
                                                                             taken.claimed)
         if card.card_id is not None:
-            await self.card_shown(card.card_id, True)
+            await self.card_shown(card.card_id, True, card.text)
         return card
 
     async def take_press(self, user_id: int, action: str, card_id: int) -> Press:

@@ -296,7 +296,7 @@ async def settle_cards(trading: Placement, notifier: Any, *,
         card = await trading.current(card_id)
         if card.text:
             ok = await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
-            await trading.card_shown(card_id, ok)
+            await trading.card_shown(card_id, ok, card.text)
     return len(ids)
 
 
@@ -312,7 +312,7 @@ async def repair_cards(trading: Placement, notifier: Any) -> int:
         if not card.text:
             continue
         ok = await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
-        await trading.card_shown(row.id, ok)
+        await trading.card_shown(row.id, ok, card.text)
         repaired += ok
     return repaired
 

@@ -129,3 +129,33 @@ async def test_a_press_is_answered_while_a_hundred_chats_have_replies_on_the_wir
     slow.set()
     assert all(await asyncio.gather(*replies))  # and no reply was lost to the pool timeout
     assert answered.count("sendMessage") == 100
+
+
+async def test_a_send_is_declared_on_the_wire_only_after_its_paced_wait() -> None:
+    """bot.notify.ON_WIRE (alerts and fills record "maybe told" there): called once per
+    request, after the chat's pace let it go, right before it reaches Telegram; never for
+    edits, whose outcome nobody records that way."""
+    from bot.notify import ON_WIRE
+
+    limiter, server = ChatRateLimiter(ChatLimits().scaled(FAST)), Server()
+    burst = int(ChatLimits().chat_burst)
+    for i in range(burst):  # the chat's burst is spent: the next send waits its turn
+        await send(limiter, server, "sendMessage", 7, label=f"m{i}")
+    wired: list[tuple[float, int]] = []
+
+    async def hook() -> None:
+        wired.append((time.monotonic() - server.t0, len(server.log)))
+
+    token = ON_WIRE.set(hook)
+    try:
+        before = time.monotonic() - server.t0
+        await send(limiter, server, "sendMessage", 7, label="paced")
+        await send(limiter, server, "editMessageText", 7, label="edit")
+    finally:
+        ON_WIRE.reset(token)
+    at = {label: t for label, _, t in server.log}
+    assert len(wired) == 1, wired  # the send's, not the edit's
+    (when, reached), = wired
+    assert reached == burst  # before the request reached the server...
+    assert when - before >= 0.01  # ...after the pace held it (about 21 ms)...
+    assert at["paced"] - when < 0.05  # ...and right before it
