@@ -165,8 +165,10 @@ def run_forever(settings: Settings) -> int:
         attach(application, services)
         await start_side_effects(application, services)
         await set_menus(application)
-        # Polling (or the webhook) starts right after post_init returns.
-        services.readiness.started = True
+        # Polling starts right after post_init returns; in webhook mode updates reach us only
+        # once Telegram has our URL, so serve_webhook says "ready" after setWebhook.
+        if not settings.WEBHOOK_URL:
+            services.readiness.started = True
         log.info("bot @%s started", application.bot.username)
 
     async def post_shutdown(application: App) -> None:
@@ -279,6 +281,12 @@ async def serve_webhook(app: Application[Any, Any, Any, Any, Any, Any],
             url=f"{(settings.WEBHOOK_URL or '').rstrip('/')}/{WEBHOOK_PATH}",
             secret_token=secret, allowed_updates=ALLOWED_UPDATES)
         await app.start()
+        data = app.bot_data
+        services = getattr(data, "services", None)
+        if services is not None:
+            # /readyz 200 from here: a load balancer (or a failover drill) that sees it may
+            # rely on Telegram posting here, not to the old leader's URL.
+            services.readiness.started = True
         log.info("webhook listening on port %s", listener.port)
         await stop.wait()
     finally:

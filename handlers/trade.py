@@ -187,9 +187,13 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
             # waiting for Telegram.
             interim = context.application.create_task(
                 edit_card(q, taken.interim), update=update)
-        card = await trading.execute(card_id, taken.claimed)
-        await asyncio.gather(answering, *([interim] if interim is not None else []),
-                             return_exceptions=True)
+        try:
+            card = await trading.execute(card_id, taken.claimed)
+        finally:
+            # Even when the send fails: the press keeps its "Sending…" answer and the error
+            # handler's apology goes to the chat, not into a race with that answer.
+            await asyncio.gather(answering, *([interim] if interim is not None else []),
+                                 return_exceptions=True)
     if card.text and q.message is not None and card.card_id is not None:
         await trading.card_shown(card.card_id, await edit_card(q, card), card.text)
 
