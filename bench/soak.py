@@ -93,7 +93,10 @@ def serve_bot() -> int:
     folder (tracemalloc-N.txt)."""
     folder = os.environ.get(TRACE_ENV)
     if folder:
-        tracemalloc.start(12)
+        # One frame a trace: deeper ones slowed the bot so much at 1,000 users that it
+        # answered nothing (SOAK_TRACE_FRAMES for more, at a smaller --users).
+        frames = int(os.environ.get("SOAK_TRACE_FRAMES", "1"))
+        tracemalloc.start(frames)
         first: list[tracemalloc.Snapshot] = []
         count = [0]
 
@@ -105,7 +108,7 @@ def serve_bot() -> int:
                 first.append(snap)
                 text = "baseline taken\n"
             else:
-                stats = snap.compare_to(first[0], "traceback")[:15]
+                stats = snap.compare_to(first[0], "traceback" if frames > 1 else "lineno")[:15]
                 lines = []
                 for s in stats:
                     lines.append(f"{s.size_diff / 1024:+10.1f} KiB {s.count_diff:+8d} blocks")
@@ -529,9 +532,12 @@ async def run(a: argparse.Namespace) -> int:
                 wall = time.monotonic() - soak.start
                 harness_pct = 100 * (cpu_seconds() + cpu_seconds(sim.pid) - harness_cpu) / wall
                 bot_pct = 100 * (cpu_seconds(bot.pid) - bot_cpu) / wall
-            if a.trace_malloc:
-                with contextlib.suppress(FileNotFoundError):
-                    trace = (folder / "tracemalloc-2.txt").read_text()
+            if a.trace_malloc:  # the bot writes it when it gets to the signal
+                for _ in range(60):
+                    with contextlib.suppress(FileNotFoundError):
+                        trace = (folder / "tracemalloc-2.txt").read_text()
+                        break
+                    await asyncio.sleep(1)
             code = 0
         finally:
             if bot is not None:
