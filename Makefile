@@ -61,6 +61,7 @@ bench: dev
 	$(BIN)/python bench/alerts_load.py
 	$(BIN)/python bench/feeds.py
 	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/fuzz.py
 	$(BIN)/python bench/chaos.py
 

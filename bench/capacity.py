@@ -343,7 +343,8 @@ class BotProcess:
         return time.monotonic() - t
 
 
-def start_bot(folder: Path, env: dict[str, str]) -> BotProcess:
+def start_bot(folder: Path, env: dict[str, str], script: Path | None = None) -> BotProcess:
+    """`python -m bot run` behind `script --serve-bot` (this file's probes by default)."""
     port = free_port()
     stats = folder / "stats.json"
     log = folder / "bot.log"
@@ -352,7 +353,8 @@ def start_bot(folder: Path, env: dict[str, str]) -> BotProcess:
             "LOG_LEVEL": os.environ.get("CAPACITY_LOG_LEVEL", "WARNING"),
             "PAPER_STATE_FILE": str(folder / "paper.pickle"), "PYTHONPATH": str(ROOT)}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-bot"],
+        proc = subprocess.Popen([sys.executable, str(script or Path(__file__).resolve()),
+                                 "--serve-bot"],
                                 cwd=folder, env=full, stdout=out, stderr=subprocess.STDOUT)
     return BotProcess(proc, port, stats, log, time.monotonic())
 

@@ -128,6 +128,8 @@ def _serve(options: SimOptions, pipe: Connection) -> None:
                 return sim.ws_limit.used(), sim.ws_limit.refused
             if verb == "rest":
                 return dict(sim.rest)
+            if verb == "marks":  # where the walk is now (alerts set near the market)
+                return {s: str(sim.engine.instrument(s).mark) for s in options.marks}
             if verb == "offset":  # move a symbol's walk centre (an alert burst)
                 symbol, ratio = args
                 offsets[symbol] = Decimal(str(ratio))

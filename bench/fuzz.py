@@ -2,7 +2,7 @@
 
     python bench/fuzz.py [STEPS]    # default 100000 (about an hour on two cores)
 
-A new random sequence each run (CI replays one fixed sequence of 2,000 steps); a failure
+A new random sequence each run (CI replays one fixed sequence of 10,000 steps); a failure
 prints hypothesis's @reproduce_failure blob, and `FUZZ_SHRINK=1` shrinks it.
 """
 

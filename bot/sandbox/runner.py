@@ -111,12 +111,13 @@ class BotRunner:
             self._settings = self.settings.model_copy(update=settings)
         await self._boot()
 
-    async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Wait until every update sent to this bot was processed, then for a quiet moment."""
+    async def settle(self, timeout: float = 10.0, quiet: float = 0.01) -> None:  # noqa: ASYNC109
+        """Wait until every update sent to this bot was processed, then for `quiet` seconds
+        without a request."""
         proc = self.app.update_processor
         assert isinstance(proc, PerChatUpdateProcessor)
         sent = self.emu.bot(self.bot_username).next_update_id - 1 - self._baseline
         await proc.wait_completed(sent, timeout)
-        await self.emu.idle(timeout=timeout, quiet=0.01)
+        await self.emu.idle(timeout=timeout, quiet=quiet)
 
     _baseline = 0

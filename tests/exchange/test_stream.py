@@ -46,6 +46,20 @@ def test_table_partial_insert_update_delete() -> None:
     assert p.get(1, "XBTUSD") == {"account": 1, "symbol": "XBTUSD", "currentQty": 5}
 
 
+def test_tables_forget_old_fills_and_finished_orders_but_keep_open_ones() -> None:
+    """BitMEX never deletes an execution or a filled order: kept, a long-running bot's
+    tables grew with every fill (the soak's RSS slope)."""
+    orders, fills = Table("order"), Table("execution")
+    orders.apply("insert", [{"orderID": "open", "ordStatus": "New", "leavesQty": 10}])
+    for i in range(5000):
+        orders.apply("insert", [{"orderID": f"o{i}", "ordStatus": "New"}])
+        orders.apply("update", [{"orderID": f"o{i}", "ordStatus": "Filled"}])
+        fills.apply("insert", [{"execID": f"e{i}", "orderID": f"o{i}", "lastQty": 1}])
+    assert len(orders.values()) <= 201 and len(fills.values()) <= 200
+    assert orders.get("open") is not None  # an open order is never dropped
+    assert fills.get("e4999") is not None and fills.get("e0") is None  # the newest stay
+
+
 def test_connection_budget_keeps_within_an_hour() -> None:
     b = ConnectionBudget(per_hour=3)
     for t in (0.0, 1.0, 2.0):

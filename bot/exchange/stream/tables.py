@@ -23,6 +23,12 @@ DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
 }
 # Tables without keys are event logs: keep only the most recent rows.
 LOG_LIMIT = 200
+# BitMEX never deletes an execution nor a filled or cancelled order from its tables, so
+# kept as sent they grow with every fill for as long as the bot runs (the soak found it:
+# RSS up ~1 MB a minute). Past this many rows the oldest finished ones go (open orders
+# stay); what was applied has already been returned to the listeners.
+ROW_LIMIT = 200
+FINISHED = frozenset({"Filled", "Canceled", "Rejected"})
 
 
 # Tables only a logged-in stream may subscribe to.
@@ -78,7 +84,16 @@ class Table:
             else:  # partial or insert
                 self.rows[k] = dict(row)
                 out.append(dict(row))
+        if len(self.rows) > ROW_LIMIT:
+            self._trim()
         return out
+
+    def _trim(self) -> None:
+        """Drop the oldest rows past ROW_LIMIT: executions (events), finished orders."""
+        excess = len(self.rows) - ROW_LIMIT
+        for k in [k for k, r in self.rows.items()
+                  if self.name == "execution" or r.get("ordStatus") in FINISHED][:excess]:
+            del self.rows[k]
 
     def get(self, *key: Any) -> Row | None:
         return self.rows.get(tuple(key))
