@@ -13,13 +13,17 @@ from telegram.error import TimedOut
 from handlers.request import PooledRequest
 
 
-async def slow_server(release: asyncio.Event, seen: list[int]) -> tuple[web.AppRunner, str]:
+async def slow_server(release: asyncio.Event, seen: list[int],
+                      arrived: asyncio.Condition | None = None) -> tuple[web.AppRunner, str]:
     live = 0
 
     async def handle(request: web.Request) -> web.Response:
         nonlocal live
         live += 1
         seen.append(live)
+        if arrived is not None:
+            async with arrived:
+                arrived.notify_all()
         await release.wait()
         live -= 1
         return web.json_response({"ok": True, "result": True})
@@ -85,9 +89,9 @@ async def test_a_request_that_waits_past_the_pool_timeout_is_not_sent() -> None:
 async def test_connections_are_opened_on_demand_and_each_scan_is_of_one() -> None:
     # One request at a time (a quiet bot) keeps one connection open, not the pool's size:
     # httpcore checks every open connection of its pool on each request.
-    release, seen = asyncio.Event(), []
+    release, seen, arrived = asyncio.Event(), [], asyncio.Condition()
     release.set()
-    runner, url = await slow_server(release, seen)
+    runner, url = await slow_server(release, seen, arrived)
     request = PooledRequest(8, pool_timeout=5.0)
     await request.initialize()
     try:
@@ -96,8 +100,8 @@ async def test_connections_are_opened_on_demand_and_each_scan_is_of_one() -> Non
         assert request.lanes_open == 1 and connections_open(request) == 1
         release.clear()
         calls = [asyncio.create_task(request.post(f"{url}/sendMessage")) for _ in range(3)]
-        while len(seen) < 8:
-            await asyncio.sleep(0.01)
+        async with arrived:
+            await arrived.wait_for(lambda: len(seen) >= 8)
         assert request.lanes_open == 3
         assert all(len(lane._client._transport._pool.connections) <= 1  # type: ignore
                    for lane in request._lanes)
@@ -109,18 +113,18 @@ async def test_connections_are_opened_on_demand_and_each_scan_is_of_one() -> Non
 
 
 async def test_a_press_answer_never_waits_behind_ordinary_sends() -> None:
-    release, seen = asyncio.Event(), []
-    runner, url = await slow_server(release, seen)
+    release, seen, arrived = asyncio.Event(), [], asyncio.Condition()
+    runner, url = await slow_server(release, seen, arrived)
     request = PooledRequest(3, reserved=1, pool_timeout=5.0)
     await request.initialize()
     try:
         bulk = [asyncio.create_task(request.post(f"{url}/sendMessage")) for _ in range(6)]
-        while len(seen) < 2:
-            await asyncio.sleep(0.01)
+        async with arrived:
+            await arrived.wait_for(lambda: len(seen) >= 2)
         # Both ordinary slots are taken and four sends wait: the answer still goes out.
         answer = asyncio.create_task(request.post(f"{url}/answerCallbackQuery"))
-        while len(seen) < 3:
-            await asyncio.sleep(0.01)
+        async with arrived:
+            await arrived.wait_for(lambda: len(seen) >= 3)
         assert max(seen) == 3 and not answer.done()  # on the wire next to the two sends
         # ...while another ordinary send still waits for one of the two ordinary slots.
         with pytest.raises(TimedOut, match="Pool timeout"):
