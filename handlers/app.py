@@ -46,9 +46,10 @@ PRIVATE_MENU = P.menu("private")
 # Webhook deliveries arrive concurrently (Telegram's max_connections): an update waits at
 # most this long for lower update ids still on their way, so each chat keeps its order.
 WEBHOOK_REORDER_WINDOW = 2.0  # seconds
-# HTTP connections to the Bot API, and how many of them paced sends may never take: a
-# press's answer must find a free one however many chats have a reply waiting.
-POOL_SIZE, POOL_UNPACED = 64, 16
+# HTTP connections to the Bot API (opened on demand: handlers/request.py), how many of them
+# paced sends may never take, and how many only answerCallbackQuery may take: a press's
+# answer must find a free one however many chats have a reply waiting.
+POOL_SIZE, POOL_UNPACED, POOL_ANSWERS = 64, 16, 4
 
 # The update types the handlers use, asked for by name: `chat_member` is sent only to bots
 # that ask (promotions and demotions keep the admin caches honest); polls, reactions,
@@ -114,8 +115,8 @@ def build_application(
         .concurrent_updates(PerChatUpdateProcessor(
             concurrent_updates,
             reorder_window=WEBHOOK_REORDER_WINDOW if settings.WEBHOOK_URL else 0.0))
-        .request(PooledRequest(POOL_SIZE, connect_timeout=10, read_timeout=15,
-                               write_timeout=30, pool_timeout=10))
+        .request(PooledRequest(POOL_SIZE, reserved=POOL_ANSWERS, connect_timeout=10,
+                               read_timeout=15, write_timeout=30, pool_timeout=10))
         # PTB takes no get_updates_* setting once `request` is given: its defaults, but 40 s.
         .get_updates_request(HTTPXRequest(connection_pool_size=1, read_timeout=40))
     )

@@ -13,13 +13,17 @@ from telegram.error import TimedOut
 from handlers.request import PooledRequest
 
 
-async def slow_server(release: asyncio.Event, seen: list[int]) -> tuple[web.AppRunner, str]:
+async def slow_server(release: asyncio.Event, seen: list[int],
+                      arrived: asyncio.Condition | None = None) -> tuple[web.AppRunner, str]:
     live = 0
 
     async def handle(request: web.Request) -> web.Response:
         nonlocal live
         live += 1
         seen.append(live)
+        if arrived is not None:
+            async with arrived:
+                arrived.notify_all()
         await release.wait()
         live -= 1
         return web.json_response({"ok": True, "result": True})
@@ -35,8 +39,15 @@ async def slow_server(release: asyncio.Event, seen: list[int]) -> tuple[web.AppR
 
 
 def queued_in_httpcore(request: PooledRequest) -> int:
-    pool: Any = request._client._transport._pool  # type: ignore[attr-defined]
-    return sum(1 for r in pool._requests if r.is_queued())
+    pools: list[Any] = [lane._client._transport._pool  # type: ignore[attr-defined]
+                        for lane in request._lanes]
+    return sum(1 for pool in pools for r in pool._requests if r.is_queued())
+
+
+def connections_open(request: PooledRequest) -> int:
+    pools: list[Any] = [lane._client._transport._pool  # type: ignore[attr-defined]
+                        for lane in request._lanes]
+    return sum(len(pool.connections) for pool in pools)
 
 
 async def test_requests_wait_outside_httpcore_and_never_exceed_the_pool() -> None:
@@ -73,3 +84,59 @@ async def test_a_request_that_waits_past_the_pool_timeout_is_not_sent() -> None:
     finally:
         await request.shutdown()
         await runner.cleanup()
+
+
+async def test_connections_are_opened_on_demand_and_each_scan_is_of_one() -> None:
+    # One request at a time (a quiet bot) keeps one connection open, not the pool's size:
+    # httpcore checks every open connection of its pool on each request.
+    release, seen, arrived = asyncio.Event(), [], asyncio.Condition()
+    release.set()
+    runner, url = await slow_server(release, seen, arrived)
+    request = PooledRequest(8, pool_timeout=5.0)
+    await request.initialize()
+    try:
+        for _ in range(5):
+            assert await request.post(f"{url}/sendMessage") is True
+        assert request.lanes_open == 1 and connections_open(request) == 1
+        release.clear()
+        calls = [asyncio.create_task(request.post(f"{url}/sendMessage")) for _ in range(3)]
+        async with arrived:
+            await arrived.wait_for(lambda: len(seen) >= 8)
+        assert request.lanes_open == 3
+        assert all(len(lane._client._transport._pool.connections) <= 1  # type: ignore
+                   for lane in request._lanes)
+        release.set()
+        assert await asyncio.gather(*calls) == [True] * 3
+    finally:
+        await request.shutdown()
+        await runner.cleanup()
+
+
+async def test_a_press_answer_never_waits_behind_ordinary_sends() -> None:
+    release, seen, arrived = asyncio.Event(), [], asyncio.Condition()
+    runner, url = await slow_server(release, seen, arrived)
+    request = PooledRequest(3, reserved=1, pool_timeout=5.0)
+    await request.initialize()
+    try:
+        bulk = [asyncio.create_task(request.post(f"{url}/sendMessage")) for _ in range(6)]
+        async with arrived:
+            await arrived.wait_for(lambda: len(seen) >= 2)
+        # Both ordinary slots are taken and four sends wait: the answer still goes out.
+        answer = asyncio.create_task(request.post(f"{url}/answerCallbackQuery"))
+        async with arrived:
+            await arrived.wait_for(lambda: len(seen) >= 3)
+        assert max(seen) == 3 and not answer.done()  # on the wire next to the two sends
+        # ...while another ordinary send still waits for one of the two ordinary slots.
+        with pytest.raises(TimedOut, match="Pool timeout"):
+            await request.post(f"{url}/sendMessage", pool_timeout=0.1)
+        release.set()
+        assert await answer is True
+        assert await asyncio.gather(*bulk) == [True] * 6
+    finally:
+        await request.shutdown()
+        await runner.cleanup()
+
+
+def test_the_reserve_leaves_a_slot_for_ordinary_requests() -> None:
+    with pytest.raises(ValueError):
+        PooledRequest(2, reserved=2, pool_timeout=1.0)
