@@ -25,6 +25,13 @@ an update not answered in 30 s), Telegram 429s (the emulator's answers), BitMEX 
 bot's counter), alerts fired and fills told. A table per minute, and a PNG plot of RSS,
 latency and queue depth over time.
 
+Warm-up (the first 1/3) starts every user (half its actions go to users not seen yet), so
+per-user and per-chat state is all made before RSS is fitted ("users started by the end of
+warm-up: N of N"). A probe thread in the bot records where RSS is every 5 s: SQLite's heap
+(sqlite3_memory_used), glibc malloc's bytes in use and free-but-kept, Python's traced
+bytes (with --trace-malloc); their slopes after warm-up are printed under the verdict, and
+what none of them shows is Python's small-object arenas (pymalloc, mmapped) or other maps.
+
 "No growth after warm-up": RSS over the last 2/3 of the run is fitted by least squares
 and its slope printed in MB/min; the verdict is "flat" when the fitted growth over that
 stretch is below 2 MB and 2 % of the mean (the allocator's noise), else "GROWS". To find a
