@@ -25,6 +25,13 @@ an update not answered in 30 s), Telegram 429s (the emulator's answers), BitMEX 
 bot's counter), alerts fired and fills told. A table per minute, and a PNG plot of RSS,
 latency and queue depth over time.
 
+Warm-up (the first 1/3) starts every user (half its actions go to users not seen yet), so
+per-user and per-chat state is all made before RSS is fitted ("users started by the end of
+warm-up: N of N"). A probe thread in the bot records where RSS is every 5 s: SQLite's heap
+(sqlite3_memory_used), glibc malloc's bytes in use and free-but-kept, Python's traced
+bytes (with --trace-malloc); their slopes after warm-up are printed under the verdict, and
+what none of them shows is Python's small-object arenas (pymalloc, mmapped) or other maps.
+
 "No growth after warm-up": RSS over the last 2/3 of the run is fitted by least squares
 and its slope printed in MB/min; the verdict is "flat" when the fitted growth over that
 stretch is below 2 MB and 2 % of the mean (the allocator's noise), else "GROWS". To find a
@@ -41,11 +48,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import gc
+import math
 import os
 import random
 import re
 import signal
 import sys
+import threading
 import time
 import tracemalloc
 from collections import Counter
@@ -76,6 +87,7 @@ from bench.common import SimOptions, SimProcess, cpu_seconds, pct, rss_kib
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
 TRACE_ENV = "SOAK_TRACEMALLOC"  # a folder: snapshots diffed on SIGUSR2 are written there
+MEMLOG_ENV = "SOAK_MEMLOG"  # a file: the bot's memory by owner, a line every few seconds
 WARMUP_SHARE = 1 / 3  # RSS is fitted over the rest of the run
 MIN_FIT_MINUTES = 3.0  # a shorter stretch after warm-up tells nothing about growth
 ANSWER_WITHIN = 30.0  # seconds: an update not answered by then counts as an error
@@ -87,10 +99,44 @@ SYMBOL = "XBTUSD"
 # ---------------------------------------------------------------- inside the bot's process
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def memory_probe(path: Path, every: float) -> None:
+    """A thread writing, every `every` s, where the bot's RSS is: SQLite's own heap
+    (sqlite3_memory_used: page caches, statements), glibc malloc's bytes in use and free
+    inside its arenas (free but kept: fragmentation), Python's traced bytes (tracemalloc,
+    when on). RSS growth that none of them shows is outside malloc (mmap, thread stacks)."""
+    sqlite = ctypes.CDLL("libsqlite3.so.0")  # the one _sqlite3 links: same process heap
+    sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _Mallinfo2
+    tick = threading.Event()  # never set: its wait is the thread's pause
+
+    def loop() -> None:
+        with path.open("a") as out:
+            while True:
+                m = libc.mallinfo2()
+                traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+                out.write(f"{time.monotonic():.1f}\t{rss_kib() * 1024}\t"
+                          f"{sqlite.sqlite3_memory_used()}\t{m.uordblks + m.hblkhd}\t"
+                          f"{m.fordblks}\t{traced}\t{threading.active_count()}\n")
+                out.flush()
+                tick.wait(every)
+
+    threading.Thread(target=loop, name="soak-memory-probe", daemon=True).start()
+
+
 def serve_bot() -> int:
     """capacity.py's probed bot; with $SOAK_TRACEMALLOC, tracemalloc on from the start and,
     on each SIGUSR2, the sites that grew most since the first SIGUSR2 written to that
     folder (tracemalloc-N.txt)."""
+    memlog = os.environ.get(MEMLOG_ENV)
+    if memlog:
+        memory_probe(Path(memlog), 5.0)
     folder = os.environ.get(TRACE_ENV)
     if folder:
         # One frame a trace: deeper ones slowed the bot so much at 1,000 users that it
@@ -98,14 +144,18 @@ def serve_bot() -> int:
         frames = int(os.environ.get("SOAK_TRACE_FRAMES", "1"))
         tracemalloc.start(frames)
         first: list[tracemalloc.Snapshot] = []
+        types: list[Counter[str]] = []
         count = [0]
 
         def diff(signum: int, frame: Any) -> None:
             snap = tracemalloc.take_snapshot().filter_traces(
                 [tracemalloc.Filter(False, tracemalloc.__file__)])
             count[0] += 1
+            gc.collect()
+            now = Counter(type(o).__qualname__ for o in gc.get_objects())
             if not first:
                 first.append(snap)
+                types.append(now)
                 text = "baseline taken\n"
             else:
                 stats = snap.compare_to(first[0], "traceback" if frames > 1 else "lineno")[:15]
@@ -113,6 +163,9 @@ def serve_bot() -> int:
                 for s in stats:
                     lines.append(f"{s.size_diff / 1024:+10.1f} KiB {s.count_diff:+8d} blocks")
                     lines += [f"      {f}" for f in s.traceback.format()[-6:]]
+                grown = sorted(((n - types[0][k], k) for k, n in now.items()), reverse=True)
+                lines.append("objects per type (gc), grown most:")
+                lines += [f"{d:+10d} {k} (now {now[k]})" for d, k in grown[:12] if d > 0]
                 text = "\n".join(lines) + "\n"
             Path(folder, f"tracemalloc-{count[0]}.txt").write_text(text)
 
@@ -229,6 +282,7 @@ class Soak:
         self.start = time.monotonic()
         self.minutes: list[Minute] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        self.seen_in_warmup = 0  # users started (answered /start) by the end of warm-up
 
     def minute(self, at: float | None = None) -> Minute:
         k = int(((time.monotonic() if at is None else at) - self.start) // 60)
@@ -328,13 +382,26 @@ class Soak:
 
     async def drive(self, seconds: float) -> None:
         n = round(self.rate * seconds)
+        # Warm-up reaches everyone: each user's first action (/start) comes within it, so
+        # the state kept per user and per chat (caches, the delivery queue's chats, PTB's
+        # user data) has all been made before RSS is fitted. Picked at random alone, one
+        # user in eight would still be new after warm-up, and look like growth.
+        unseen = self.rng.sample(self.people, len(self.people))
+        warm = n * WARMUP_SHARE
         for k in range(n):
             await asyncio.sleep(max(0.0, self.start + k / self.rate - time.monotonic()))
-            idle = [p for p in self.rng.sample(self.people, min(8, len(self.people)))
-                    if p.id not in self.busy]
-            if not idle:
-                continue  # everyone picked is waiting for the bot: an open loop skips
-            user = idle[0]
+            if k == math.ceil(warm):
+                self.seen_in_warmup = len(self.started)
+            while unseen and (unseen[-1].id in self.busy or unseen[-1].id in self.started):
+                unseen.pop()  # seen already, picked at random
+            if unseen and k < warm and k % 2 == 0:  # half the warm-up's actions: new users
+                user = unseen.pop()
+            else:
+                idle = [p for p in self.rng.sample(self.people, min(8, len(self.people)))
+                        if p.id not in self.busy]
+                if not idle:
+                    continue  # everyone picked is waiting for the bot: an open loop skips
+                user = idle[0]
             self.busy.add(user.id)
             task = asyncio.create_task(self.act(user))
             self.tasks.add(task)
@@ -395,12 +462,13 @@ async def sampler(soak: Soak, session: Any, every: float, samples: list[Sample],
         samples.append(Sample(time.monotonic() - soak.start, rss, queue, pct(fresh, 50)))
 
 
-def fit(samples: list[Sample]) -> tuple[float, float, float, float]:
-    """Least squares over the samples after warm-up: slope MB/min, growth MB, mean MB, and
-    the minutes fitted."""
+def fit(samples: list[Sample], share: float = WARMUP_SHARE
+        ) -> tuple[float, float, float, float]:
+    """Least squares over the samples after warm-up (the first `share` of the run left
+    out): slope MB/min, growth MB, mean MB, and the minutes fitted."""
     if len(samples) < 3:
         return float("nan"), float("nan"), float("nan"), 0.0
-    t0 = samples[-1].t * WARMUP_SHARE
+    t0 = samples[-1].t * share
     tail = [s for s in samples if s.t >= t0] or samples[-3:]
     xs = [s.t / 60 for s in tail]
     ys = [s.rss_mb for s in tail]
@@ -408,6 +476,31 @@ def fit(samples: list[Sample]) -> tuple[float, float, float, float]:
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
     return slope, slope * (xs[-1] - xs[0]), my, xs[-1] - xs[0]
+
+
+MEMORY_COLUMNS = ("RSS", "SQLite heap", "malloc in use", "malloc free (kept)",
+                  "Python traced")
+
+
+def memory_report(text: str, start: float, t0: float) -> str:
+    """The probe's record after warm-up (load-relative time >= t0): each owner's fitted
+    slope and its first and last values, so RSS growth is put down to its owner."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 7:
+            rows.append([float(x) for x in parts])
+    tail = [r for r in rows if r[0] - start >= t0]
+    if len(tail) < 3:
+        return "memory probe: too few samples after warm-up"
+    out = [f"memory after warm-up ({len(tail)} probe samples, {(tail[-1][0] - tail[0][0]) / 60:.1f}"
+           f" min; threads {int(tail[0][6])} -> {int(tail[-1][6])}):"]
+    for i, name in enumerate(MEMORY_COLUMNS, start=1):
+        series = [Sample(r[0] - start, r[i] / 2**20, 0.0, 0.0) for r in tail]
+        slope, _, _, _ = fit(series, share=0.0)
+        out.append(f"  {name:<20} {series[0].rss_mb:8.1f} -> {series[-1].rss_mb:8.1f} MB"
+                   f"   slope {slope:+.2f} MB/min")
+    return "\n".join(out)
 
 
 def verdict(slope: float, growth: float, mean: float, span: float) -> str:
@@ -485,6 +578,8 @@ async def run(a: argparse.Namespace) -> int:
     samples: list[Sample] = []
     log_errors = [0]
     soak: Soak | None = None
+    soak_start: float | None = None
+    mem_text = ""
     trace = None
     code = 1
     with workdir(a.keep, a.db) as folder:
@@ -499,6 +594,8 @@ async def run(a: argparse.Namespace) -> int:
                "DATABASE_URL": url, "MASTER_KEY": master}
         if a.trace_malloc:
             env[TRACE_ENV] = str(folder)
+        memlog = folder / "memory.tsv"
+        env[MEMLOG_ENV] = str(memlog)
         try:
             await seed(url, master, size, [p.id for p in people], sim.keys,
                        [g.id for g in groups])
@@ -509,15 +606,17 @@ async def run(a: argparse.Namespace) -> int:
                       f"{all_up_s:.1f} s; RSS {rss_kib(bot.pid) / 1024:.0f} MB", flush=True)
                 connected = {p.id for p in people[:size.accounts]}
                 soak = Soak(emu, sim, bot, people, connected, a.rate)
+                soak_start = soak.start
                 harness_cpu = cpu_seconds() + cpu_seconds(sim.pid)
                 bot_cpu = cpu_seconds(bot.pid)
                 helpers = [asyncio.create_task(x) for x in (
                     soak.scanner(), soak.marks_follower(),
                     sampler(soak, session, a.sample_seconds, samples, log_errors))]
                 seconds = 60 * a.minutes
+                pid = bot.pid
                 warmup = asyncio.get_running_loop().call_later(
-                    seconds * WARMUP_SHARE, lambda: a.trace_malloc and os.kill(
-                        bot.pid, signal.SIGUSR2) if bot is not None else None)
+                    seconds * WARMUP_SHARE,
+                    lambda: os.kill(pid, signal.SIGUSR2) if a.trace_malloc else None)
                 try:
                     await soak.drive(seconds)
                     if a.trace_malloc:
@@ -540,6 +639,8 @@ async def run(a: argparse.Namespace) -> int:
                     await asyncio.sleep(1)
             code = 0
         finally:
+            with contextlib.suppress(FileNotFoundError):
+                mem_text = memlog.read_text()
             if bot is not None:
                 await bot.stop()
             await emu.stop()
@@ -565,11 +666,14 @@ async def run(a: argparse.Namespace) -> int:
     for m in minutes:
         kinds.update(m.kinds)
     print("mix:", ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
+    print(f"users started by the end of warm-up: {soak.seen_in_warmup} of {users}")
     slope, growth, mean, span = fit(samples)
     v = verdict(slope, growth, mean, span)
     print(f"RSS after warm-up (last {100 * (1 - WARMUP_SHARE):.0f} % of the run, "
           f"{len([s for s in samples if s.t >= samples[-1].t * WARMUP_SHARE])} samples): "
           f"slope {slope:+.2f} MB/min, fitted growth {growth:+.1f} MB on {mean:.0f} MB: {v}")
+    if soak_start is not None and samples:
+        print(memory_report(mem_text, soak_start, samples[-1].t * WARMUP_SHARE))
     if trace is not None:
         print("tracemalloc, grown most from the end of warm-up to the end:")
         print(trace)

@@ -159,6 +159,7 @@ class LiveBase:
         self._dm_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._exit_locks: dict[int, asyncio.Lock] = {}
+        self._exit_users: dict[int, int] = {}  # card id -> fills holding or awaiting its lock
         self._started = False
         self._closing = False
 

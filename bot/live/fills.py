@@ -264,19 +264,29 @@ class Fills(Bracket):
         card_id = row.id
         assert card_id is not None
         lock = self._exit_locks.setdefault(card_id, asyncio.Lock())
-        async with lock:
-            try:
-                placed = await trading.place_exits(card_id)
-            except Rejected as e:
-                # Already there (a restart between placing and recording): nothing to add.
-                log.info("exits for card %s not placed: %s", row.id, e.message)
-                return
-            except (ExchangeError, UserError) as e:
-                reason = e.message if isinstance(e, ExchangeError) else str(e)
-                await self._send(w.user_id, "⚠️ Your entry filled but I could not place its "
-                                 f"TP/SL: {html.escape(reason)}. Please set them yourself.",
-                                 "order")
-                return
+        self._exit_users[card_id] = self._exit_users.get(card_id, 0) + 1
+        try:
+            async with lock:
+                try:
+                    placed = await trading.place_exits(card_id)
+                except Rejected as e:
+                    # Already there (a restart between placing and recording): nothing to add.
+                    log.info("exits for card %s not placed: %s", row.id, e.message)
+                    return
+                except (ExchangeError, UserError) as e:
+                    reason = e.message if isinstance(e, ExchangeError) else str(e)
+                    await self._send(w.user_id, "⚠️ Your entry filled but I could not place "
+                                     f"its TP/SL: {html.escape(reason)}. Please set them "
+                                     "yourself.", "order")
+                    return
+        finally:
+            # One lock per bracketed card, kept for ever, grew a long-running bot: the last
+            # fill using it (holding or waiting) drops it.
+            left = self._exit_users.pop(card_id) - 1
+            if left:
+                self._exit_users[card_id] = left
+            else:
+                del self._exit_locks[card_id]
         if not placed:
             return
         if plan.symbol:

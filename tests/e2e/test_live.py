@@ -118,6 +118,7 @@ async def test_tp_and_sl_placed_when_a_limit_entry_fills_then_tp_hit(
 
     h.sim.engine.set_mark("XBTUSD", entry - 50)
     await wait_text(h, alice, "Exits placed")
+    assert h.svc.live._exit_locks == {}  # the card's lock is not kept once exits are placed
     exits = {str(o["clOrdID"]).rsplit(":", 1)[-1]: o for o in open_orders(h, key)}
     assert set(exits) == {"sl", "tp1"}, exits
     assert exits["sl"]["ordType"] == "Stop" and Decimal(str(exits["sl"]["stopPx"])) == sl
