@@ -276,7 +276,10 @@ class BotMachine(RuleBasedStateMachine):
             "id": qid, "from": person.user.to_api(), "message": message.to_api(),
             "chat_instance": str(abs(message.chat.id * 31 + account.id)), "data": data})
         pressed = buttons.decode(data)
-        if isinstance(pressed, buttons.CardPress) and pressed.action in ("c", "2"):
+        # Confirm-like: an order card's Confirm or mainnet "Place it", and a panic card's
+        # Confirm (its own button kind: the panic card is an order card of kind "panic").
+        if (isinstance(pressed, buttons.CardPress) and pressed.action in ("c", "2")) or (
+                isinstance(pressed, buttons.PanicPress) and pressed.action == "c"):
             self.confirms.add((pressed.card_id, person.id))
         self.pending_answers.append(qid)
         self.settle()
