@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import html
+import logging
 import time
 from typing import Any
 
 from telegram import Update
+from telegram.error import BadRequest
 from telegram.ext import JobQueue
 
 from bot import parse as P
@@ -19,6 +21,8 @@ from handlers.common import Context, reply
 from handlers.presses import PressHandler
 from handlers.render import UNBOUND_WARNING, account_line, balances, markup
 from handlers.router import IntentHandler, html_safe
+
+log = logging.getLogger(__name__)
 
 FLOW_TIMEOUT = 300.0  # seconds a user has to paste the key id and the secret
 KEY_PAGE = "BitMEX → Account → API Keys → Create Key (Order, and optionally Order Cancel)"
@@ -180,10 +184,25 @@ async def on_disconnect_press(update: Update, context: Context,
             await q.answer(str(e)[:190], show_alert=True)
             return
         await q.answer("Forgotten")
-        await q.edit_message_text(f"🗑 Your {html.escape(press.network)} key was deleted.")
+        await _say_on(update, f"🗑 Your {html.escape(press.network)} key was deleted.")
         return
     await q.answer("Kept")
-    await q.edit_message_text("Kept your key.")
+    await _say_on(update, "Kept your key.")
+
+
+async def _say_on(update: Update, text: str) -> None:
+    """The outcome in place of the prompt, or as a new message when the pressed message
+    cannot take it: the buttons' data is the same on any message, so a stale or forged
+    press may come from a photo (a chart), which has no text to edit."""
+    q = update.callback_query
+    assert q is not None
+    try:
+        await q.edit_message_text(text)
+    except BadRequest as e:
+        if "not modified" in e.message.lower():
+            return
+        log.info("disconnect prompt not edited: %s", e.message)
+        await reply(update, text)
 
 
 # What each intent of this area runs (handlers/__init__.py register).

@@ -102,6 +102,28 @@ async def test_forged_buttons_cannot_touch_someone_elses_card_or_alert(h: Harnes
     assert h.sim.engine.order_rows(h.sim.account(akey).id)
 
 
+async def test_a_forged_panic_confirm_cannot_fire_someone_elses_panic(h: Harness) -> None:
+    """A panic card's "🚨 Confirm panic" (pn:k:c:ID) is a Confirm of its own kind: the
+    stateful fuzz counts it as one only for the presser, so the bot must refuse it from
+    anyone but the card's owner, like an order card's Confirm."""
+    alice, akey = await h.connected("Alice")
+    mallory, _ = await h.connected("Mallory")
+    await alice.send("/buy 100 btc")
+    await alice.press("✅ Confirm")
+    await alice.send("/panic")
+    card = alice.last
+    data = card.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+    assert data.startswith("pn:k:c:"), data
+    await mallory.send("/start")
+    said = await press_forged(h, mallory, mallory.last, data)
+    assert "Not your order" in said, said
+    rows = h.sim.engine.position_rows(h.sim.account(akey).id)
+    assert [int(r["currentQty"]) for r in rows if r["symbol"] == "XBTUSD"] == [100]
+    assert "🚨 PANIC" in (card.content or "") and card.buttons  # Alice's card untouched
+    await alice.press("🚨 Confirm panic", card)
+    assert "Panic done" in (card.content or ""), card.content
+
+
 async def test_malformed_button_data_is_refused_politely(h: Harness) -> None:
     mallory = h.person("Mallory")
     await mallory.send("/start")
@@ -126,6 +148,21 @@ async def test_account_buttons_do_nothing_in_a_group(h: Harness) -> None:
         await press_forged(h, alice, listing, data)
     assert len(h.emu.bot_messages(group, bot=h.bot_username)) == before, h.emu.transcript(
         group, bot=h.bot_username)
+    assert [a.network for a in await h.svc.accounts.list(alice.id)] == ["testnet"]
+
+
+async def test_a_keep_press_on_a_photo_is_answered_without_an_error(h: Harness) -> None:
+    """Keep and Forget carry no message id: a stale or forged one pressed on a photo (the
+    /pnl chart) made the bot edit a message with no text, and Telegram's refusal reached
+    the error handler (the stateful fuzz found it)."""
+    alice, _key = await h.connected("Alice")
+    await alice.send("/pnl 30d")
+    photo = alice.last
+    assert photo.photo is not None, photo  # a photo: no text to edit
+    said = await press_forged(h, alice, photo, "k:x")
+    assert said == "Kept", said
+    assert alice.last_text == "Kept your key.", alice.transcript
+    assert "went wrong" not in alice.transcript, alice.transcript
     assert [a.network for a in await h.svc.accounts.list(alice.id)] == ["testnet"]
 
 

@@ -40,8 +40,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+import hypothesis
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, reproduce_failure, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlmodel import select
@@ -281,6 +282,13 @@ class BotMachine(RuleBasedStateMachine):
         if (isinstance(pressed, buttons.CardPress) and pressed.action in ("c", "2")) or (
                 isinstance(pressed, buttons.PanicPress) and pressed.action == "c"):
             self.confirms.add((pressed.card_id, person.id))
+        # A panic card's "🚨 Confirm panic" is its own kind (pn:k:c:<card id>) but the same
+        # claim: handlers/positions.py's on_panic_press calls Trading.take_press(presser,
+        # "c", card id), which checks the owner like a card's Confirm. Leaving it out made
+        # the owner's own panic read as "placed with no Confirm" (CI, card 189 of 100098).
+        # Only the "c" action: its Cancel ("x") confirms nothing.
+        if isinstance(pressed, buttons.PanicPress) and pressed.action == "c":
+            self.confirms.add((pressed.card_id, person.id))
         self.pending_answers.append(qid)
         self.settle()
 
@@ -504,12 +512,16 @@ class BotMachine(RuleBasedStateMachine):
 # Keep the examples small and many: a failure shrinks to a short conversation.
 def test_the_bot_keeps_its_promises_under_random_use(world: World) -> None:
     BotMachine.world = world
+    if os.environ.get("FUZZ_REPRODUCE"):  # a failure's blob: replays just that example
+        reproduce_failure(hypothesis.__version__, os.environ["FUZZ_REPRODUCE"].encode())(
+            BotMachine)
     t = BotMachine.TestCase
     t.settings = settings(max_examples=EXAMPLES, stateful_step_count=STEPS_PER_EXAMPLE,
                           deadline=None, derandomize=not os.environ.get("FUZZ_RANDOM"),
                           suppress_health_check=list(HealthCheck), print_blob=True,
                           # Shrinking a long conversation costs minutes: on demand only
-                          # (FUZZ_SHRINK=1 with the failure's @reproduce_failure blob).
+                          # (FUZZ_SHRINK=1 with the failure's @reproduce_failure blob in
+                          # FUZZ_REPRODUCE, the part between b'...' quotes).
                           phases=[Phase.explicit, Phase.reuse, Phase.generate]
                           + ([Phase.shrink] if os.environ.get("FUZZ_SHRINK") else []))
     world.steps = 0
