@@ -277,10 +277,7 @@ class BotMachine(RuleBasedStateMachine):
             "id": qid, "from": person.user.to_api(), "message": message.to_api(),
             "chat_instance": str(abs(message.chat.id * 31 + account.id)), "data": data})
         pressed = buttons.decode(data)
-        # Confirm-like: an order card's Confirm or mainnet "Place it", and a panic card's
-        # Confirm (its own button kind: the panic card is an order card of kind "panic").
-        if (isinstance(pressed, buttons.CardPress) and pressed.action in ("c", "2")) or (
-                isinstance(pressed, buttons.PanicPress) and pressed.action == "c"):
+        if isinstance(pressed, buttons.CardPress) and pressed.action in ("c", "2"):
             self.confirms.add((pressed.card_id, person.id))
         # A panic card's "🚨 Confirm panic" is its own kind (pn:k:c:<card id>) but the same
         # claim: handlers/positions.py's on_panic_press calls Trading.take_press(presser,
