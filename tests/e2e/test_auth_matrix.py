@@ -221,6 +221,10 @@ async def _victims(w: World) -> None:
         await owner.press("✅ Confirm", owner.find_button("✅ Confirm"))
     assert [r for r in h.sim.engine.order_rows(h.sim.account(w.keys["owner"]).id)
             if r["ordStatus"] == "Filled"], owner.transcript
+    # The fill's notice gets its position card once the fill burst is over (bot/live/fills.py,
+    # FILL_CARD_QUIET): part of the world, not a change some later cell made.
+    await h.emu.wait_for(lambda: any("Order filled" in (m.content or "") and m.buttons
+                                     for m in owner.messages), timeout=10)
     for text in ("/buy 100 btc", "/alert btc above 1000000 mine", "/alerts", "/start",
                  "/orders", "/positions", "/disconnect testnet", "/buy btc"):
         await owner.send(text)
