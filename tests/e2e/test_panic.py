@@ -6,26 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from tests.e2e.harness import Harness, Person
-
-
-def open_orders(h: Harness, key: str) -> list[dict[str, Any]]:
-    return h.sim.engine.open_order_rows(h.sim.account(key).id)
-
-
-def all_orders(h: Harness, key: str) -> list[dict[str, Any]]:
-    return h.sim.engine.order_rows(h.sim.account(key).id)
-
-
-def position_qty(h: Harness, key: str, symbol: str = "XBTUSD") -> int:
-    for row in h.sim.engine.position_rows(h.sim.account(key).id):
-        if row["symbol"] == symbol:
-            return int(row["currentQty"])
-    return 0
+from tests.e2e.helpers import all_orders, open_orders, position_qty
 
 
 @pytest.fixture(autouse=True)
