@@ -15,6 +15,7 @@ exactly, not guessed with sleeps) and the emulator has gone quiet.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class Person:
     h: Harness
     user: User
     chat: Chat
+    key: str | None = None  # the testnet key `Harness.connected` gave them
 
     @property
     def id(self) -> int:
@@ -122,10 +124,37 @@ class Harness(BotRunner):
                          xbt: float = 1.0, usdt: float = 10000) -> tuple[str, str]:
         return self.sim.add_account(permissions=permissions, xbt=xbt, usdt=usdt)
 
+    async def fills_told(self, p: Person, key: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until the bot has told `p` of every fill the simulator made on `key`'s
+        account, position cards included. A fill notice comes over the private stream,
+        after the Confirm press has settled: a test that next reads the chat's newest
+        message would otherwise race it."""
+        account = self.sim.account(key).id
+
+        def told() -> bool:
+            fills = {r["execID"] for r in self.sim.engine.execution_rows(account)
+                     if r["execType"] == "Trade"}
+            watches = [w for (uid, _), w in self.svc.live._watches.items()
+                       if uid == p.user.id]
+            reported = {e for w in watches for e in w.reported}
+            # A fill is marked reported before its notice is sent, under the watch's lock;
+            # its position card is pending from the moment that lock is let go.
+            telling = any(w.lock.locked() for w in watches)
+            pending = any(k[0] == p.user.id for k in self.svc.live._fill_cards())
+            return fills <= reported and not telling and not pending
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not told():  # the bot's own state, which no emulator event announces
+            assert loop.time() < deadline, f"fills not told within {timeout}s:\n{p.transcript}"
+            await asyncio.sleep(0.02)
+        await self.settle()
+
     async def connected(self, name: str = "Trader", **kw: Any) -> tuple[Person, str]:
         """A person with a testnet key connected; returns them and the key id."""
         p = self.person(name)
         key, secret = self.exchange_account(**kw)
         await p.send(f"/connect testnet {key} {secret}")
         assert "Connected" in p.last_text, p.transcript
+        p.key = key
         return p, key

@@ -30,6 +30,9 @@ async def confirm_last_card(p: Person) -> str:
     """Press ✅ Confirm on the newest card that has it; the card's text afterwards."""
     card = p.find_button("✅ Confirm")
     await p.press("✅ Confirm", card)
+    if p.key is not None and "Filled" in (card.content or ""):
+        # The fill's notice follows over the stream: told before the test reads on.
+        await p.h.fills_told(p, p.key)
     return card.content or ""
 
 
