@@ -5,14 +5,13 @@ from __future__ import annotations
 import html
 
 from telegram import Update
-from telegram.error import BadRequest
 
 from bot import parse as P
 from bot.buttons import ButtonData, DeleteAlert
 from bot.errors import UserError
 from bot.liqfeed import compact
 from handlers.access import group_admin_now
-from handlers.common import Context, reply, topic
+from handlers.common import Context, edit_pressed, reply, topic
 from handlers.presses import PressHandler
 from handlers.render import markup
 from handlers.router import IntentHandler
@@ -96,12 +95,7 @@ async def on_alert_press(update: Update, context: Context, press: DeleteAlert) -
         await q.answer(f"Deleted alert #{alert_id}.")
     if q.message is not None:
         text, buttons = svc.listing(await svc.for_chat(cid))
-        try:
-            await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
-        except BadRequest as e:
-            # A double tap: the first press already brought the list up to date.
-            if "not modified" not in str(e).lower():
-                raise
+        await edit_pressed(update, text, reply_markup=markup(buttons))
 
 
 # What each intent of this area runs (handlers/__init__.py register).

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from telegram import Message, Update
+from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ExtBot
@@ -74,6 +74,25 @@ async def answer_press(update: Update, text: str | None = None, **kwargs: Any) -
         if "query is too old" not in e.message.lower():
             raise
         log.info("press answered too late for Telegram; acting on it anyway")
+
+
+async def edit_pressed(update: Update, text: str, *,
+                       reply_markup: InlineKeyboardMarkup | None = None,
+                       parse_mode: str | None = ParseMode.HTML) -> None:
+    """Show `text` in place of the pressed message. When Telegram refuses the edit (the
+    message was deleted after the press, or it is a photo with a caption), the answer
+    comes as a new message: the press's outcome is never left unseen."""
+    q = update.callback_query
+    if q is None or q.message is None:
+        await reply(update, text, reply_markup=reply_markup, parse_mode=parse_mode)
+        return
+    try:
+        await q.edit_message_text(text, parse_mode=parse_mode, reply_markup=reply_markup)
+    except BadRequest as e:
+        if "not modified" in e.message.lower():
+            return  # a double tap: the first press already showed it
+        log.info("pressed message not edited (%s): sent anew", e.message)
+        await reply(update, text, reply_markup=reply_markup, parse_mode=parse_mode)
 
 
 def anonymous_admin(update: Update) -> bool:

@@ -19,6 +19,7 @@ from handlers.chats import advise_rights
 from handlers.common import (
     Context,
     answer_press,
+    edit_pressed,
     is_private,
     read_reply,
     reply,
@@ -159,15 +160,13 @@ async def on_follow_press(update: Update, context: Context, press: FollowSignal)
 
 async def on_auto_press(update: Update, context: Context, press: AutoMode) -> None:
     """Auto mode on/off under /follow and /feeds."""
-    q = update.callback_query
-    assert q is not None
     try:
         text, buttons = await _feeds(context).set_auto(context.user_id, press.feed_id, press.on)
     except UserError as e:
         await _refuse(update, e)
         return
     await answer_press(update)
-    await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(buttons))
+    await edit_pressed(update, text, reply_markup=markup(buttons))
 
 
 async def _follow_press(update: Update, context: Context, signal_id: int) -> None:

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from telegram import Update
-from telegram.error import BadRequest
 from telegram.ext import JobQueue
 
 from bot import parse as P
@@ -17,7 +16,7 @@ from bot.buttons import ButtonData, ForgetKey, KeepKey, button
 from bot.errors import UserError
 from bot.logs import expect_secret, stop_expecting
 from handlers.access import delete_quietly
-from handlers.common import Context, reply
+from handlers.common import Context, edit_pressed, reply
 from handlers.presses import PressHandler
 from handlers.render import UNBOUND_WARNING, account_line, balances, markup
 from handlers.router import IntentHandler, html_safe
@@ -194,15 +193,7 @@ async def _say_on(update: Update, text: str) -> None:
     """The outcome in place of the prompt, or as a new message when the pressed message
     cannot take it: the buttons' data is the same on any message, so a stale or forged
     press may come from a photo (a chart), which has no text to edit."""
-    q = update.callback_query
-    assert q is not None
-    try:
-        await q.edit_message_text(text)
-    except BadRequest as e:
-        if "not modified" in e.message.lower():
-            return
-        log.info("disconnect prompt not edited: %s", e.message)
-        await reply(update, text)
+    await edit_pressed(update, text, parse_mode=None)
 
 
 # What each intent of this area runs (handlers/__init__.py register).

@@ -8,7 +8,6 @@ import re
 from decimal import Decimal
 
 from telegram import ForceReply, Message, Update
-from telegram.error import BadRequest
 
 from bot import parse as P
 from bot.buttons import ButtonData, PanicOpen, PositionAction, decode
@@ -16,7 +15,7 @@ from bot.errors import UserError
 from bot.parse.values import SizeSpec
 from bot.trading import Card
 from bot.trading.panic import panic_row
-from handlers.common import Context, answer_press, reply
+from handlers.common import Context, answer_press, edit_pressed, reply
 from handlers.presses import PressHandler
 from handlers.render import markup
 from handlers.router import IntentHandler, html_safe
@@ -98,11 +97,7 @@ async def _refresh(update: Update, card: Card) -> None:
         # A fill notice carrying the card (bot/live/fills.py): the fill stays told above it.
         head = shown.split("\n\n", 1)[0]
         text = f"{head}\n\n{text}"
-    try:
-        await q.edit_message_text(text, parse_mode="HTML", reply_markup=markup(rows))
-    except BadRequest as e:
-        if "not modified" not in e.message.lower():
-            raise
+    await edit_pressed(update, text, reply_markup=markup(rows))
 
 
 async def on_edit_reply(update: Update, context: Context) -> bool:

@@ -137,6 +137,16 @@ class Control(World, FileStore):
         self._deliver_message(message.chat, message, "edited_message", bot=bot)
         return message
 
+    def delete_for_all(self, user: User, message: Message) -> None:
+        """The user deletes `message` for everyone. In a private chat anyone may delete any
+        message (the bot's too); in a group only their own, or any as an admin. Bots get
+        no update for it: the next edit of it is refused as "message to edit not found"."""
+        chat = message.chat
+        if chat.is_group and message.sender is not user and not chat.is_admin(user.id):
+            raise ValueError(f"{user.name} may not delete others' messages in {chat.title!r}")
+        message.deleted = True
+        self._notify()
+
     def press(
         self,
         user: User,
