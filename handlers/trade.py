@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from telegram import CallbackQuery, Update
@@ -58,14 +59,8 @@ async def on_preset_pick(update: Update, context: Context, press: PresetPick) ->
     """A size preset: the preview of the order as typed with that size (nothing is placed
     without its Confirm)."""
     await answer_press(update)  # at once: the card needs BitMEX, which may be slow
-    try:
-        intent = await context.services.prefs.preset_order(context.user_id, press)
-        card = await context.services.trading.preview_order(context.user_id,
-                                                            context.chat_id, intent)
-    except UserError as e:
-        await reply(update, str(e))
-        return
-    await show_card(update, context, card)
+    await _preview_preset(update, context,
+                          lambda: context.services.prefs.preset_order(context.user_id, press))
 
 
 async def on_preset_press(update: Update, context: Context, press: PresetPress) -> None:
@@ -73,10 +68,20 @@ async def on_preset_press(update: Update, context: Context, press: PresetPress) 
     symbol and the stop): the usual preview card."""
     await answer_press(update)  # at once: the card needs BitMEX, which may be slow
     sl = None if press.sl == "-" else Decimal(press.sl)
+
+    async def typed() -> P.Order:
+        return P.preset_order(press.side, press.symbol, press.size, sl)
+
+    await _preview_preset(update, context, typed)
+
+
+async def _preview_preset(update: Update, context: Context,
+                          order: Callable[[], Awaitable[P.Order]]) -> None:
+    """The preview card of a preset's order; a refusal (a preset gone stale, a size the
+    instrument cannot take) is one line in the chat."""
     try:
-        intent = P.preset_order(press.side, press.symbol, press.size, sl)
-        card = await context.services.trading.preview_order(context.user_id,
-                                                            context.chat_id, intent)
+        card = await context.services.trading.preview_order(context.user_id, context.chat_id,
+                                                            await order())
     except UserError as e:
         await reply(update, str(e))
         return
