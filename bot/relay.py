@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.notify import Keyboard, Notifier, Sent
+from bot.notify import Edited, Keyboard, Notifier, Sent
 
 
 class Relay:
@@ -43,7 +43,7 @@ class Relay:
                                                 kind=kind, thread_id=thread_id)
 
     async def edit(self, chat_id: int, message_id: int, text: str, *,
-                   buttons: Keyboard | None = None) -> bool:
+                   buttons: Keyboard | None = None) -> Edited:
         return await (await self._ready()).edit(chat_id, message_id, text, buttons=buttons)
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,

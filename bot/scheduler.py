@@ -247,8 +247,8 @@ async def expire_cards(trading: Trading, notifier: Notifier) -> int:
             continue
         card = await trading.current(row.id)
         text = card.text or EXPIRED_TEXT
-        ok = await notifier.edit(row.chat_id, row.message_id, text, buttons=None)
-        await trading.card_shown(row.id, ok, text)
+        await trading.show_outcome(notifier, row.id, row.chat_id, row.message_id, text,
+                                   resend=False)
     return len(rows)
 
 

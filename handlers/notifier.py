@@ -17,7 +17,16 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import ExtBot
 
-from bot.notify import PRIORITY, Keyboard, RetryLater, Sent, Transient, Unreachable, on_wire
+from bot.notify import (
+    PRIORITY,
+    Edited,
+    Keyboard,
+    RetryLater,
+    Sent,
+    Transient,
+    Unreachable,
+    on_wire,
+)
 from handlers.ratelimit import Pace
 from handlers.render import markup
 
@@ -33,6 +42,9 @@ _NO_RIGHTS = ("not enough rights to send", "have no rights to send")
 NO_RIGHTS_RETRY = 30.0  # seconds
 # The forum topic a later post was meant for was closed or deleted meanwhile.
 _TOPIC_GONE = ("topic_closed", "message thread not found", "topic_deleted")
+# An edit refused for good: the message was deleted, or it is no text message (a photo).
+MESSAGE_GONE = ("message to edit not found", "message can't be edited",
+                "there is no text in the message to edit")
 
 
 def retry_seconds(e: RetryAfter) -> float:
@@ -122,19 +134,20 @@ class TelegramNotifier:
         return Sent(chat_id, msg.message_id)
 
     async def edit(self, chat_id: int, message_id: int, text: str, *,
-                   buttons: Keyboard | None = None) -> bool:
+                   buttons: Keyboard | None = None) -> Edited:
         try:
             await _call(chat_id, lambda: self.bot.edit_message_text(
                 text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML,
                 reply_markup=markup(buttons), disable_web_page_preview=True))
         except BadRequest as e:
-            if "not modified" in str(e).lower():
-                return True
+            words = str(e).lower()
+            if "not modified" in words:
+                return Edited.SHOWN
             log.info("edit failed in %s: %s", chat_id, e)
-            return False
+            return Edited.GONE if any(w in words for w in MESSAGE_GONE) else Edited.FAILED
         except ChatMigrated:
-            return False  # the message stayed behind in the old group
-        return True
+            return Edited.GONE  # the message stayed behind in the old group
+        return Edited.SHOWN
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
                     kind: str = "reply", thread_id: int | None = None) -> Sent | None:

@@ -28,6 +28,7 @@ from bot.db.models import MonitorMessage
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Instrument, Order, Position, to_unit
 from bot.live.base import STOP_TYPES, LiveBase, Watch
+from bot.notify import Edited
 from bot.trading.stops import position_buttons
 
 log = logging.getLogger(__name__)
@@ -304,18 +305,26 @@ class PositionMonitor(LiveBase):
                             await self._usd_per_coin(state.network, pos))
         closed = pos.current_qty == 0
         if closed:  # forgotten first: nothing, not even a restart, edits it after this
-            self._monitors().pop(key, None)
-            async with self.db.session() as s:
-                await s.exec(delete(MonitorMessage).where(col(MonitorMessage.id)
-                                                          == state.row_id))
-                await s.commit()
+            await self._forget_monitor(key, state)
         if text != state.text:  # nothing visible changed: no edit at all
             stamp = self.monitor_clock()  # the interval runs from the edit's start
-            ok = await self.notifier.edit(state.chat_id, state.message_id, text,
-                                          buttons=None if closed else position_buttons(pos, inst))
-            if ok and not closed:
+            edited = await self.notifier.edit(
+                state.chat_id, state.message_id, text,
+                buttons=None if closed else position_buttons(pos, inst))
+            if edited is Edited.GONE and not closed:
+                # Deleted by the user: that is "stop", and every later edit would fail.
+                log.info("monitor message of %s was deleted: monitor stopped", state.symbol)
+                await self._forget_monitor(key, state)
+            elif edited and not closed:
                 state.text, state.last_edit = text, stamp
                 await self._store_text(state)
+
+    async def _forget_monitor(self, key: tuple[int, str, str], state: MonitorState) -> None:
+        if self._monitors().get(key) is state:
+            self._monitors().pop(key)
+        async with self.db.session() as s:
+            await s.exec(delete(MonitorMessage).where(col(MonitorMessage.id) == state.row_id))
+            await s.commit()
 
     async def _store_text(self, state: MonitorState) -> None:
         async with self.db.session() as s:

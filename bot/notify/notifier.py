@@ -8,6 +8,7 @@ A notifier reports trouble by raising the `DeliveryError`s below, which the
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -33,6 +34,20 @@ class Sent:
     message_id: int
 
 
+class Edited(enum.Enum):
+    """How an edit went. Falsy unless shown, so `if await notifier.edit(...)` reads as
+    before; `GONE` is the one a caller must act on: the message was deleted (or cannot
+    hold text), so editing it again can never work and what it should show must be sent
+    anew."""
+
+    SHOWN = "shown"
+    FAILED = "failed"  # throttled past retries, the network, a refusal: try again later
+    GONE = "gone"
+
+    def __bool__(self) -> bool:
+        return self is Edited.SHOWN
+
+
 class Notifier(Protocol):
     async def send(
         self,
@@ -52,7 +67,7 @@ class Notifier(Protocol):
 
     async def edit(
         self, chat_id: int, message_id: int, text: str, *, buttons: Keyboard | None = None
-    ) -> bool: ...
+    ) -> Edited: ...
 
     async def photo(
         self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,

@@ -19,6 +19,7 @@ from bot.notify.audience import PRIORITY, AudienceLookup
 from bot.notify.notifier import (
     ON_WIRE,
     DeliveryError,
+    Edited,
     Keyboard,
     Notifier,
     RetryLater,
@@ -161,11 +162,14 @@ class DeliveryQueue:
         return result
 
     async def edit(self, chat_id: int, message_id: int, text: str, *,
-                   buttons: Keyboard | None = None) -> bool:
+                   buttons: Keyboard | None = None) -> Edited:
         async def op(quiet: bool) -> Any:
             return await self.inner.edit(chat_id, message_id, text, buttons=buttons)
 
-        return bool(await self._submit(chat_id, "edit", op, edit=True, fallback=False))
+        result = await self._submit(chat_id, "edit", op, edit=True, fallback=Edited.FAILED)
+        if isinstance(result, Edited):
+            return result
+        return Edited.SHOWN if result else Edited.FAILED  # a plain notifier's bool
 
     async def delete(self, chat_id: int, message_id: int) -> bool:
         try:

@@ -24,7 +24,7 @@ from bot.db.engine import Database
 from bot.db.models import AuditLog, OrderCard, User
 from bot.errors import ExchangeError, InsufficientBalance
 from bot.exchange import new_cl_ord_id
-from bot.notify import Keyboard
+from bot.notify import Edited, Keyboard, Notifier
 from bot.side import Side
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,23 @@ class CardBook:
                 row.card_stale = not shown
                 s.add(row)
             await s.commit()
+
+    async def show_outcome(self, notifier: Notifier, card_id: int, chat_id: int,
+                           message_id: int, text: str, *, resend: bool = True) -> bool:
+        """Edit the card's message to `text` (no buttons) and record whether it shows it.
+        A message deleted since (the user cleaned up the chat) can never be edited: with
+        `resend` the outcome is sent anew and becomes the card's message, so a press's
+        outcome is not left unseen; without it (an expiry nobody waits for) there is
+        nothing to show. Either way the sweep stops knocking on a message that is gone."""
+        edited = await notifier.edit(chat_id, message_id, text, buttons=None)
+        shown = bool(edited)
+        if edited is Edited.GONE:
+            sent = await notifier.send(chat_id, text, kind="card") if resend else None
+            if sent is not None:
+                await self.attach_message(card_id, sent.message_id)
+            shown = sent is not None or not resend
+        await self.card_shown(card_id, shown, text)
+        return shown
 
     async def stale_cards(self, older_than: timedelta = timedelta(seconds=3)
                           ) -> list[OrderCard]:

@@ -295,8 +295,8 @@ async def settle_cards(trading: Placement, notifier: Any, *,
             continue
         card = await trading.current(card_id)
         if card.text:
-            ok = await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
-            await trading.card_shown(card_id, ok, card.text)
+            await trading.show_outcome(notifier, card_id, row.chat_id, row.message_id,
+                                       card.text)
     return len(ids)
 
 
@@ -311,9 +311,8 @@ async def repair_cards(trading: Placement, notifier: Any) -> int:
         card = await trading.current(row.id)
         if not card.text:
             continue
-        ok = await notifier.edit(row.chat_id, row.message_id, card.text, buttons=None)
-        await trading.card_shown(row.id, ok, card.text)
-        repaired += ok
+        repaired += await trading.show_outcome(notifier, row.id, row.chat_id,
+                                               row.message_id, card.text)
     return repaired
 
 

@@ -5,9 +5,15 @@ edit not found". The press's outcome then comes as a new message instead of an a
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal as D
 
+from sqlmodel import select
+
+from bot.db.models import MonitorMessage, OrderCard
 from bot.sandbox.telegram.state import Message
+from bot.scheduler import expire_cards
+from bot.trading import repair_cards
 from tests.e2e.harness import Harness, Person
 from tests.e2e.helpers import confirm_last_card, no_traceback
 from tests.e2e.test_feeds import feed_group
@@ -67,3 +73,93 @@ async def test_auto_mode_tap_on_a_deleted_follow_message_says_it_anew(h: Harness
     shown = new_since(bob, before)
     assert len(shown) == 1 and "Auto mode is on" in shown[0], shown
     no_traceback(bob)
+
+
+# --- messages the bot edits later, deleted meanwhile ------------------------------------
+
+async def _card_row(h: Harness, card_id: int) -> OrderCard:
+    async with h.svc.db.session() as s:
+        row = await s.get(OrderCard, card_id)
+    assert row is not None
+    return row
+
+
+async def _sweep(h: Harness) -> int:
+    """The repair sweep as it runs a few seconds later (see test_card_stale)."""
+    trading = h.svc.trading
+    real = trading.now
+    trading.now = lambda: real() + timedelta(seconds=10)  # type: ignore[method-assign]
+    try:
+        return await repair_cards(trading, h.svc.notifier)
+    finally:
+        trading.now = real  # type: ignore[method-assign]
+        await h.settle()
+
+
+async def test_a_card_deleted_right_after_confirm_gets_its_outcome_sent_anew_once(
+        h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    price = int(h.sim.engine.instrument("XBTUSD").mark) - 3000
+    card = await alice.send(f"/buy 100 xbtusd limit {price}")
+    assert card is not None
+    before = alice.last.message_id
+    async with h.svc.db.session() as s:
+        [row] = (await s.exec(select(OrderCard).where(
+            OrderCard.message_id == card.message_id))).all()
+    assert row.id is not None
+    await press_then_delete(alice, "✅ Confirm", card)
+    assert len([o for o in h.sim.engine.order_rows(h.sim.account(key).id)]) == 1
+    assert (await _card_row(h, row.id)).card_stale  # the outcome edit was refused
+    assert await _sweep(h) == 1
+    [shown] = new_since(alice, before)
+    assert "✅ Placed" in shown, alice.transcript
+    after = await _card_row(h, row.id)
+    assert not after.card_stale and after.message_id == alice.last.message_id
+    # Repaired for good: later sweeps knock on nothing (before, every 5 s for ever).
+    edits = h.emu.count("editMessageText")
+    assert await _sweep(h) == 0 and h.emu.count("editMessageText") == edits
+    assert new_since(alice, before) == [shown]
+    no_traceback(alice)
+
+
+async def test_an_expiring_card_that_was_deleted_is_not_sent_again(h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    card = await alice.send("/buy 100 xbtusd")
+    assert card is not None
+    before = alice.last.message_id
+    h.emu.delete_for_all(alice.user, card)
+    trading = h.svc.trading
+    real = trading.now
+    trading.now = lambda: real() + timedelta(minutes=10)  # type: ignore[method-assign]
+    try:
+        assert await expire_cards(trading, h.svc.notifier) == 1
+        await h.settle()
+        assert new_since(alice, before) == []  # nobody waits for an expiry: no new message
+        assert await trading.stale_cards() == []  # and nothing left for the sweep
+    finally:
+        trading.now = real  # type: ignore[method-assign]
+
+
+async def test_deleting_a_monitor_message_stops_that_monitor(h: Harness) -> None:
+    h.sim.engine.set_spread("XBTUSD", D(0))
+    h.sim.engine.set_mark("XBTUSD", D(60000))
+    alice, _ = await h.connected("Alice")
+    await h.svc.live.wait_ready(alice.id)
+    await alice.send("/buy 100 xbtusd")
+    assert "Filled" in await confirm_last_card(alice)
+    live = h.svc.live
+    live.monitor_interval = 0.0  # every position update edits at once
+    await alice.send("/monitor")
+    [msg] = [m for m in alice.messages if (m.content or "").startswith("📡 XBTUSD")]
+    h.emu.delete_for_all(alice.user, msg)
+    failed = h.emu.count("editMessageText", status=400)
+    h.sim.engine.set_mark("XBTUSD", D(61000))
+    await h.emu.wait_for(lambda: h.emu.count("editMessageText", status=400) > failed, timeout=5)
+    await h.settle()
+    async with h.svc.db.session() as s:
+        assert (await s.exec(select(MonitorMessage))).all() == []
+    h.sim.engine.set_mark("XBTUSD", D(62000))
+    await h.emu.idle(timeout=5, quiet=0.2)
+    assert h.emu.count("editMessageText", status=400) == failed + 1  # no knocking on it
+    await alice.send("/monitor off")
+    assert alice.last_text == "The monitor is not running."
