@@ -53,3 +53,6 @@ class Relay:
 
     async def delete(self, chat_id: int, message_id: int) -> bool:
         return await (await self._ready()).delete(chat_id, message_id)
+
+    async def unpin(self, chat_id: int, message_id: int) -> bool:
+        return await (await self._ready()).unpin(chat_id, message_id)

@@ -166,3 +166,10 @@ class TelegramNotifier:
             return bool(await self.bot.delete_message(chat_id, message_id))
         except (BadRequest, Forbidden, ChatMigrated):
             return False
+
+    async def unpin(self, chat_id: int, message_id: int) -> bool:
+        try:
+            return bool(await self.bot.unpin_chat_message(chat_id, message_id))
+        except (BadRequest, Forbidden, ChatMigrated) as e:
+            log.info("message %s/%s not unpinned: %s", chat_id, message_id, e)
+            return False

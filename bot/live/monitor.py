@@ -322,6 +322,9 @@ class PositionMonitor(LiveBase):
     async def _forget_monitor(self, key: tuple[int, str, str], state: MonitorState) -> None:
         if self._monitors().get(key) is state:
             self._monitors().pop(key)
+        if state.pinned:  # /monitor pin pinned it: a closed position leaves the pin bar
+            state.pinned = False
+            await self.notifier.unpin(state.chat_id, state.message_id)
         async with self.db.session() as s:
             await s.exec(delete(MonitorMessage).where(col(MonitorMessage.id) == state.row_id))
             await s.commit()

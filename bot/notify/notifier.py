@@ -76,6 +76,11 @@ class Notifier(Protocol):
 
     async def delete(self, chat_id: int, message_id: int) -> bool: ...
 
+    async def unpin(self, chat_id: int, message_id: int) -> bool:
+        """Unpin a message the bot pinned; False when it was unpinned already, or the
+        right to pin was taken away since."""
+        ...
+
 
 # "The request carrying this message is about to go on the wire": a caller that must tell
 # "never asked for" from "asked for, answer unknown" (alerts, across a crash: Telegram has

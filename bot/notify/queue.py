@@ -177,6 +177,12 @@ class DeliveryQueue:
         except DeliveryError:
             return False
 
+    async def unpin(self, chat_id: int, message_id: int) -> bool:
+        try:
+            return await self.inner.unpin(chat_id, message_id)
+        except DeliveryError:
+            return False
+
     # ------------------------------------------------------------------ control
     def pending(self) -> int:
         return sum(len(c.jobs) for c in self._chats.values())

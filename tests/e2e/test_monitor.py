@@ -199,3 +199,17 @@ async def test_a_new_monitor_unpins_the_old_messages(h: Harness) -> None:
     assert "Monitoring 1 position" in alice.last_text
     assert h.emu.pinned(alice.chat, bot=h.bot_username) == []
     assert old in alice.messages
+
+
+async def test_a_pinned_monitor_is_unpinned_when_its_position_closes(h: Harness) -> None:
+    alice, _ = await long_position(h)
+    await alice.send("/monitor")
+    msg = monitor_message(alice)
+    await alice.send("/monitor pin")
+    assert h.emu.pinned(alice.chat, bot=h.bot_username) == [msg]
+    await alice.send("/close")
+    await alice.press("✅ Confirm")
+    await until(h, lambda: "Position closed" in (msg.content or ""), "closed")
+    await h.settle()
+    # "no longer updated" does not stay on top of the chat
+    assert h.emu.pinned(alice.chat, bot=h.bot_username) == []
