@@ -12,12 +12,11 @@ from decimal import Decimal
 import pytest
 
 from tests.e2e.harness import Harness
+from tests.e2e.helpers import all_orders, position_qty
 from tests.e2e.test_failures import (
     _crash_pending_presses,
-    all_orders,
     client_of,
     no_traceback,
-    position_qty,
     short_timeout,
 )
 from tests.e2e.timing import drive_time

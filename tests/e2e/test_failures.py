@@ -20,26 +20,12 @@ import pytest
 
 from bot.exchange.client import BitmexClient
 from tests.e2e.harness import Harness, Person
+from tests.e2e.helpers import all_orders, open_orders, position_qty
 from tests.e2e.timing import drive_time
 
 APOLOGY = "Sorry, something went wrong"
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
-
-
-def all_orders(h: Harness, key: str) -> list[dict[str, Any]]:
-    return h.sim.engine.order_rows(h.sim.account(key).id)
-
-
-def open_orders(h: Harness, key: str) -> list[dict[str, Any]]:
-    return h.sim.engine.open_order_rows(h.sim.account(key).id)
-
-
-def position_qty(h: Harness, key: str, symbol: str = "XBTUSD") -> int:
-    for row in h.sim.engine.position_rows(h.sim.account(key).id):
-        if row["symbol"] == symbol:
-            return int(row["currentQty"])
-    return 0
 
 
 def no_traceback(p: Person) -> None:
