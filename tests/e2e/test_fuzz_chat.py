@@ -33,7 +33,7 @@ messages = st.one_of(
 async def test_random_chat_never_breaks_and_never_places(h: Harness, text: str) -> None:
     person: Person = getattr(h, "_fuzz_person", None) or await _setup(h)
     key = h._fuzz_key  # type: ignore[attr-defined]
-    h.svc.ratelimit.burst = 1e9
+    h.svc.ratelimit.burst = h.svc.ratelimit.rate = 1e9  # the budget is test_security's
     before = len(person.bot_texts)
     h.emu.send_text(person.user, person.chat, text.replace("\x00", ""), bot=h.bot_username)
     await h.settle()
@@ -79,7 +79,7 @@ async def test_preset_presses_never_break_and_never_place(
         h: Harness, ask: tuple[str, str, str, str, int, str, tuple[int, str] | None]) -> None:
     person: Person = getattr(h, "_fuzz_person", None) or await _setup(h)
     key = h._fuzz_key  # type: ignore[attr-defined]
-    h.svc.ratelimit.burst = 1e9
+    h.svc.ratelimit.burst = h.svc.ratelimit.rate = 1e9  # the budget is test_security's
     verb, symbol, sl, settings_text, pick, extras, forged = ask
     before = len(person.bot_texts)
     if settings_text:

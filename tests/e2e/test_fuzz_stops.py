@@ -8,6 +8,7 @@ from decimal import Decimal as D
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.sandbox.telegram.state import Message
 from tests.e2e.harness import Harness, Person
 
 WORDS = ["/sl", "/tp", "sl", "tp", "btc", "eth", "xbtusd", "be", "breakeven", "trail",
@@ -44,11 +45,18 @@ async def test_position_management_fuzz(h: Harness, action: tuple[str, str]) -> 
     if kind == "say":
         await person.send(what)
     elif kind == "press":
-        await person.press(what, h._stops_card)  # type: ignore[attr-defined]
+        card = h._stops_card  # type: ignore[attr-defined]
+        if not any(what == b for row in card.buttons for b in row):
+            # An earlier Refresh redrew it at a mark where the button is not offered: a
+            # person can press only what the card shows, so a new card past break-even.
+            card = await _card_past_breakeven(h, person)
+        await person.press(what, card)
     elif kind == "preset":
         menu = await person.send(f"/buy btc {what}".strip())
-        if menu is not None and menu.buttons:
-            await person.press(next(b for row in menu.buttons for b in row), menu)
+        # Only the size menu's own button: the chat's newest message may be another card,
+        # whose first button is Confirm (a press that places, by design).
+        if menu is not None and "how much?" in (menu.content or "") and menu.buttons:
+            await person.press(menu.buttons[0][0], menu)
     else:
         edit = "✏️ Edit SL" if kind == "reply" else "✏️ Edit TP"
         await person.press(edit, h._stops_card)  # type: ignore[attr-defined]
@@ -66,16 +74,23 @@ async def _setup(h: Harness) -> Person:
     h.sim.engine.set_spread("XBTUSD", D(0))
     h.sim.engine.set_mark("XBTUSD", D(60000))
     person, key = await h.connected("StopFuzzer")
-    h.svc.ratelimit.burst = 1e9
+    h.svc.ratelimit.burst = h.svc.ratelimit.rate = 1e9  # the budget is test_security's
     await person.send("/buy 400 xbtusd")
     await person.press("✅ Confirm")
+    await h.fills_told(person, key)  # its notice carries a card too: not the one to press
     # The card drawn with the mark past break-even (entry plus fees), so it offers every
     # button; then back, as the shared simulator's other tests expect it (a break-even press
     # now meets a mark that is not past it: refused, one line).
+    h._stops_person = person  # type: ignore[attr-defined]
+    h._stops_key = key  # type: ignore[attr-defined]
+    await _card_past_breakeven(h, person)
+    return person
+
+
+async def _card_past_breakeven(h: Harness, person: Person) -> Message:
     h.sim.engine.set_mark("XBTUSD", D(61000))
     await person.send("/positions")
     h.sim.engine.set_mark("XBTUSD", D(60000))
-    h._stops_card = person.last  # type: ignore[attr-defined]
-    h._stops_person = person  # type: ignore[attr-defined]
-    h._stops_key = key  # type: ignore[attr-defined]
-    return person
+    card = h._stops_card = person.last  # type: ignore[attr-defined]
+    assert "SL → break-even" in str(card.buttons), (card.content, card.buttons)
+    return card

@@ -176,7 +176,7 @@ async def _start_world(folder: Path) -> tuple[BitmexSimulator, TelegramEmulator,
     await emu.start()
     h = Harness(sim, emu, folder)
     await h.start()
-    h.svc.ratelimit.burst = 1e9  # the per-user command budget is test_security's subject
+    h.svc.ratelimit.burst = h.svc.ratelimit.rate = 1e9  # the budget is test_security's
     return sim, emu, h
 
 
