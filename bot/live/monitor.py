@@ -110,7 +110,10 @@ def monitor_text(pos: Position, inst: Instrument | None, network: str, exits: li
     if inst is not None and inst.is_perpetual:
         rate = (f" · rate {fmt.pct(inst.funding_rate * 100, 4)}"
                 if inst.funding_rate is not None else "")
-        lines.append(f"funding in {_until(next_funding(now) - now)}{rate}")
+        # BitMEX's own time when it sent one (a future it announced); else its schedule
+        at = inst.funding_at if inst.funding_at is not None and inst.funding_at > now \
+            else next_funding(now)
+        lines.append(f"funding in {_until(at - now)}{rate}")
     lines.append("exits: " + (" · ".join(exits) if exits else "none"))
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from bot.db.models import MonitorMessage
 from bot.live import LiveUpdates
+from bot.live.monitor import _until
 from bot.sandbox.telegram.state import Message
 from tests.e2e.harness import Harness, Person
 
@@ -83,7 +84,11 @@ async def test_monitor_edits_itself_only_when_shown_values_change(h: Harness) ->
     msg = monitor_message(alice)
     text = msg.content or ""
     assert "XBTUSD long 100" in text and "mark 60,000.0" in text, text
-    assert "funding in 2h 30m · rate" in text and "exits: SL 55,000.0" in text, text
+    # The next funding as BitMEX announces it (fundingTimestamp), not a schedule of ours
+    funding = h.sim.engine.instrument("XBTUSD").funding_ts
+    assert funding > NOW + timedelta(hours=3)  # so the 12:00 of the schedule would differ
+    assert f"funding in {_until(funding - NOW)} · rate" in text, text
+    assert "exits: SL 55,000.0" in text, text
     assert "liquidation" in text and "uPnL" in text and "$" in text
 
     clock.t += 5

@@ -3,12 +3,14 @@ trailing offsets, share splits, which open orders are a position's exits."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
 
 from bot.errors import UserError
-from bot.exchange.types import Order, Position
+from bot.exchange.types import Instrument, Order, Position
+from bot.live.monitor import monitor_text
 from bot.parse import Trail
 from bot.trading.stops import breakeven_price, exits_of, split_by_shares, trail_offset
 from tests.unit.test_contracts import ETHUSD, XBTUSD, XBTUSDT
@@ -65,3 +67,18 @@ def test_exits_of_a_position() -> None:
     ex = exits_of(orders, p)
     assert ex.sl is not None and ex.sl.order_id == "sl"
     assert [o.order_id for o in ex.tps] == ["tp1", "tp2"]
+
+
+def test_the_monitor_counts_down_to_bitmexs_own_funding_time() -> None:
+    now = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    row = {"symbol": "XBTUSD", "state": "Open", "typ": "FFWCSX", "isInverse": True,
+           "tickSize": 0.1, "lotSize": 100, "multiplier": -100000000, "settlCurrency": "XBt",
+           "fundingRate": 0.0001, "markPrice": 60000}
+    pos = Position.from_row({"symbol": "XBTUSD", "currentQty": 100, "avgEntryPrice": 60000,
+                             "markPrice": 60000, "currency": "XBt", "leverage": 10})
+    said = Instrument.from_row({**row, "fundingTimestamp": "2026-12-02T10:15:00.000Z"})
+    assert said.funding_at == now + timedelta(minutes=45)
+    assert "funding in 0h 45m" in monitor_text(pos, said, "testnet", [], now, None)
+    # Not sent (or already past): BitMEX's 04:00 / 12:00 / 20:00 UTC schedule
+    unsaid = Instrument.from_row(row)
+    assert "funding in 2h 30m" in monitor_text(pos, unsaid, "testnet", [], now, None)

@@ -40,6 +40,7 @@ class Instrument:
     funding_rate: Decimal | None
     timestamp: datetime | None = None
     prev_price_24h: Decimal | None = None  # the 24 h change's reference, as BitMEX sends it
+    funding_at: datetime | None = None  # the next funding (fundingTimestamp), perpetuals
 
     @property
     def is_perpetual(self) -> bool:
@@ -99,6 +100,7 @@ class Instrument:
             funding_rate=dec(row, "fundingRate"),
             timestamp=parse_time(row.get("timestamp")),
             prev_price_24h=dec(row, "prevPrice24h"),
+            funding_at=parse_time(row.get("fundingTimestamp")),
         )
 
 
