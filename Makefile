@@ -54,6 +54,9 @@ lint: dev
 
 bench: dev
 	$(BIN)/python bench/orders.py
+	$(BIN)/python bench/accounts.py
+	$(BIN)/python bench/redact.py
+	$(BIN)/python bench/update_claims.py
 	$(BIN)/python bench/confirm_latency.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/concurrency.py

@@ -27,8 +27,8 @@ leader cannot observe. The watchdog runs in a thread of its own, so a stalled ev
 advises: every task of the process stops at once, with no partial shutdown that could
 still poll Telegram or send, and the supervisor (systemd, Docker, Kubernetes) starts it
 again as a standby. What a killed leader leaves unfinished, the next leader settles: order
-cards by clOrdID at start-up (bot/trading.py `settle_cards`), fired alerts not yet sent
-(bot/alerts), fills after the account's stored cursor (bot/live.py `LiveCursor`), and the
+cards by clOrdID at start-up (bot/trading/place.py `settle_cards`), fired alerts not yet
+sent (bot/alerts), fills after the account's stored cursor (bot/live `LiveCursor`), and the
 Telegram updates it took but never confirmed, skipped by `UpdateLog`.
 
 Takeover time after a crash: at most `lease` (the old lease runs out) + `renew` (the next
