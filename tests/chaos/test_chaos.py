@@ -1,7 +1,7 @@
-"""Chaos restarts in CI: a real bot process killed with SIGKILL 27 times while people trade:
+"""Chaos restarts in CI: a real bot process killed with SIGKILL 29 times while people trade:
 13 kills with nothing else wrong, then 2 under each fault (BitMEX engine lag, 503 storms,
-load shedding, dropped sockets, slow answers; Telegram 429 storms, refused edits), about
-three minutes on two cores (tests/chaos/run.py says what is checked).
+load shedding, dropped sockets, slow answers; Telegram 429 storms, slow answers, refused
+edits), about three minutes on two cores (tests/chaos/run.py says what is checked).
 
 The long run (200 kills) is `bench/chaos.py`."""
 

@@ -100,6 +100,9 @@ class EmulatorCore:
         self._channel_ids = itertools.count(2_000_001)
         self._session: aiohttp.ClientSession | None = None
         self._methods: dict[str, tuple[str, Handler]] = {}
+        # A fault: every Bot API answer but getUpdates' comes this many real seconds late,
+        # after its effect (Telegram slow to answer: the message is in the chat already).
+        self.latency = 0.0
 
     @property
     def limits(self) -> FloodLimits:

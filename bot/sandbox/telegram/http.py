@@ -99,6 +99,10 @@ class HttpServer(EmulatorCore):
                 self._touch()
         self._log(account, canonical, params, status, description)
         self._notify()
+        if self.latency and not polling:
+            # Logged (and in the chat) at once, answered late: `ApiCall.at` is the effect's
+            # moment, so a kill during the wait finds the request "in flight".
+            await asyncio.sleep(self.latency)
         return self._reply(body, status)
 
     def _take_refusal(self, account: BotAccount, method: str,
