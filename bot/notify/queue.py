@@ -106,8 +106,8 @@ class DeliveryQueue:
       their order (edits included, so a card is never edited before it is sent);
     - across chats, the chat holding the most urgent message goes first (PRIORITY);
     - token buckets per chat (1/s, burst 3) and per group (20/min), which count a message
-      when its answer is back; overall a pace with a burst of one, and a `WireGate` that
-      spaces the requests again as they go on the wire (see `DeliveryLimits`);
+      when its answer is back; overall a bucket that picks the next chat, and a `WireGate`
+      that paces the requests as they go on the wire (see `DeliveryLimits`);
     - a 429 pauses that chat for `retry_after` and retries the same message; a network
       error is retried with backoff; an unreachable chat is reported through
       `on_blocked` and its queued messages are counted and logged, never lost silently;
@@ -141,7 +141,9 @@ class DeliveryQueue:
         # The same pace again where the request goes on the wire (a notifier's ON_WIRE):
         # the audience read, the rate limiter and the connection pool between the two can
         # hold sends up and release them together.
-        self._wire = WireGate(self.limits.global_per_sec, clock, sleep)
+        self._wire = WireGate(
+            TokenBucket(self.limits.wire_burst, self.limits.global_per_sec, clock()),
+            clock, sleep)
         self._gone: set[int] = set()  # chats that said "unreachable" (groups: not in the DB)
         # Chats whose latest message did not go out (refused, given up on, or skipped as
         # blocked): callers that record "sent" (alerts) ask `undelivered` first.
