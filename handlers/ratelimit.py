@@ -6,7 +6,9 @@ against the group's 20 a minute, has no per-private-chat pace and caps every rep
 overall (see TELEGRAM.md). Here:
 
 - sends (sendMessage, sendPhoto, ...) are paced per chat at about 1/s with a short burst,
-  and in groups also at 20 a minute; edits have their own, looser per-chat pace;
+  and in groups also at 20 a minute; edits have their own, looser per-chat pace. A request
+  is counted when it goes on the wire (after its connection slot and ON_WIRE), not when its
+  turn came, so one held up there cannot have the chat's next ones follow it in a bunch;
 - everything else (answerCallbackQuery, getChatMember, deleteMessage, chat actions, polling)
   goes out at once: a button press is never answered behind a queue of messages;
 - a 429 pauses only the chat it was about, for the `retry_after` the server chose, and the
