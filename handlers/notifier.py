@@ -152,11 +152,17 @@ class TelegramNotifier:
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
                     kind: str = "reply", thread_id: int | None = None) -> Sent | None:
+        pace = self._pace(kind)
+
+        async def post(cid: int, th: int | None) -> Message:
+            if not pace:
+                await on_wire()  # as in send: the delivery queue's wire gate waits here
+            return await self.bot.send_photo(
+                cid, png, caption=caption or None, parse_mode=ParseMode.HTML,
+                disable_notification=silent, message_thread_id=th, **pace)
+
         try:
-            chat_id, msg = await self._in_topic(chat_id, thread_id, kind, lambda cid, th: (
-                self.bot.send_photo(cid, png, caption=caption or None,
-                                    parse_mode=ParseMode.HTML, disable_notification=silent,
-                                    message_thread_id=th, **self._pace(kind))))
+            chat_id, msg = await self._in_topic(chat_id, thread_id, kind, post)
         except BadRequest as e:
             log.error("Telegram refused a %s photo to %s: %s", kind, chat_id, e)
             return None

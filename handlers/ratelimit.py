@@ -6,7 +6,9 @@ against the group's 20 a minute, has no per-private-chat pace and caps every rep
 overall (see TELEGRAM.md). Here:
 
 - sends (sendMessage, sendPhoto, ...) are paced per chat at about 1/s with a short burst,
-  and in groups also at 20 a minute; edits have their own, looser per-chat pace;
+  and in groups also at 20 a minute; edits have their own, looser per-chat pace. A request
+  is counted when it goes on the wire (after its connection slot and ON_WIRE), not when its
+  turn came, so one held up there cannot have the chat's next ones follow it in a bunch;
 - everything else (answerCallbackQuery, getChatMember, deleteMessage, chat actions, polling)
   goes out at once: a button press is never answered behind a queue of messages;
 - a 429 pauses only the chat it was about, for the `retry_after` the server chose, and the
@@ -78,7 +80,7 @@ class ChatLimits:
 
 
 class _Chat:
-    __slots__ = ("edits", "group", "not_before", "sends", "waiting", "wake")
+    __slots__ = ("edits", "group", "not_before", "passed", "sends", "waiting", "wake")
 
     def __init__(self, chat_id: int, limits: ChatLimits, now: float) -> None:
         self.sends = TokenBucket(limits.chat_burst, limits.per_chat_per_sec, now)
@@ -87,6 +89,9 @@ class _Chat:
                       if chat_id < 0 else None)
         self.not_before = 0.0  # paused by a 429 until then
         self.waiting: list[tuple[int, int, bool]] = []  # (priority, seq, edit) in line
+        # edit? -> the request that had its turn and is not on the wire yet: until it is
+        # (and has taken its tokens), no other of that kind may have one.
+        self.passed: dict[bool, tuple[int, int, bool]] = {}
         self.wake = asyncio.Event()
 
     def wait(self, now: float, edit: bool) -> float:
@@ -109,12 +114,17 @@ class _Chat:
             if self.group is not None:
                 self.group.empty(now)
 
-    def take(self, edit: bool) -> None:
+    def take(self, edit: bool, now: float) -> None:
+        """Count one request at `now`: the buckets are brought up to `now` first, so the
+        time it waited since its turn is not credited again after it."""
         if edit:
+            self.edits.wait(now)
             self.edits.tokens -= 1
             return
+        self.sends.wait(now)
         self.sends.tokens -= 1
         if self.group is not None:
+            self.group.wait(now)
             self.group.tokens -= 1
 
     def idle(self, now: float) -> bool:
@@ -177,12 +187,18 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
         retries = self.max_retries if pace.retries is None else pace.retries
         attempt = 0
         while True:
-            chat = await self._turn(key, pace.priority, edit)
+            chat, me = await self._turn(key, pace.priority, edit)
             try:
                 async with self._in_flight:
                     if not edit:
                         # Every wait is behind it: from here the message may reach the chat.
                         await on_wire()
+                    # Counted here, after the wait for a connection slot and the caller's
+                    # ON_WIRE, not when its turn came: a send held up there would leave
+                    # its chat's next one free to follow it onto the wire at once. Until
+                    # then it holds its chat's line, so that next one waits.
+                    chat.take(edit, self.clock())
+                    self._leave(chat, me)
                     return await callback(*args, **kwargs)
             except RetryAfter as e:
                 self._count_429()
@@ -199,15 +215,18 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
                 attempt += 1
                 log.info("chat %s throttled by Telegram for %.2f s; only it waits", key, seconds)
             finally:
+                self._leave(chat, me)
                 self._gc()
 
     def _count_429(self) -> None:
         if self.metrics is not None:
             self.metrics.telegram_rate_limited()
 
-    async def _turn(self, key: int | str, priority: int, edit: bool) -> _Chat:
-        """Wait until this request is the chat's most urgent one and its buckets allow it;
-        take the tokens."""
+    async def _turn(self, key: int | str, priority: int, edit: bool
+                    ) -> tuple[_Chat, tuple[int, int, bool]]:
+        """Wait until this request is the chat's most urgent one and its buckets allow it.
+        It stays at the head of the chat's line until the caller takes the tokens and
+        `_leave`s, right before the request goes out."""
         chat = self._chats.get(key)
         if chat is None:
             now = self.clock()
@@ -218,12 +237,13 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
         try:
             while True:
                 # Edits have their own budget: they need not wait behind sends that do.
-                if min(w for w in chat.waiting if w[2] == edit) == me:
+                if edit not in chat.passed and min(
+                        w for w in chat.waiting if w[2] == edit) == me:
                     now = self.clock()
                     wait = chat.wait(now, edit)
                     if wait <= 0:
-                        chat.take(edit)
-                        return chat
+                        chat.passed[edit] = me
+                        return chat, me
                 else:
                     wait = float("inf")
                 chat.wake.clear()
@@ -232,7 +252,15 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(chat.wake.wait(), wait)
-        finally:
+        except BaseException:
+            self._leave(chat, me)
+            raise
+
+    @staticmethod
+    def _leave(chat: _Chat, me: tuple[int, int, bool]) -> None:
+        if chat.passed.get(me[2]) == me:
+            del chat.passed[me[2]]
+        if me in chat.waiting:
             chat.waiting.remove(me)
             chat.wake.set()
 

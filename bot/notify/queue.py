@@ -27,7 +27,7 @@ from bot.notify.notifier import (
     Transient,
     Unreachable,
 )
-from bot.notify.pacing import DeliveryLimits, TokenBucket
+from bot.notify.pacing import DeliveryLimits, TokenBucket, WireGate
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,29 @@ class _Chat:
             waits.append(self.group.wait(now))
         return max(waits)
 
-    def take(self, now: float) -> None:
-        if self.jobs[0].edit:
+    def count(self, edit: bool, now: float) -> None:
+        """One message reached the server, no later than `now`: the moment its answer came
+        back. Counted then rather than when it left, the next one (sent only after this
+        answer, one in flight per chat) cannot reach the server closer to it than these
+        buckets allow, however the network delays either of them."""
+        if edit:
+            self.edits.wait(now)
             self.edits.tokens -= 1
         else:
+            self.bucket.wait(now)
             self.bucket.tokens -= 1
             if self.group is not None:
+                self.group.wait(now)
                 self.group.tokens -= 1
+
+    def refused(self, edit: bool, now: float) -> None:
+        """The server's bucket is empty (a 429): ours must be too, or we would knock again."""
+        if edit:
+            self.edits.empty(now)
+        else:
+            self.bucket.empty(now)
+            if self.group is not None:
+                self.group.empty(now)
 
 
 class DeliveryQueue:
@@ -90,7 +106,9 @@ class DeliveryQueue:
     - one message in flight per chat and a FIFO per chat: each chat's messages keep
       their order (edits included, so a card is never edited before it is sent);
     - across chats, the chat holding the most urgent message goes first (PRIORITY);
-    - token buckets per chat (1/s, burst 3), per group (20/min) and overall;
+    - token buckets per chat (1/s, burst 3) and per group (20/min), which count a message
+      when its answer is back; overall a bucket that picks the next chat, and a `WireGate`
+      that paces the requests as they go on the wire (see `DeliveryLimits`);
     - a 429 pauses that chat for `retry_after` and retries the same message; a network
       error is retried with backoff; an unreachable chat is reported through
       `on_blocked` and its queued messages are counted and logged, never lost silently;
@@ -121,6 +139,12 @@ class DeliveryQueue:
         self._seq = itertools.count()
         self._chats: dict[int, _Chat] = {}
         self._global = TokenBucket(self.limits.global_burst, self.limits.global_per_sec, clock())
+        # The same pace again where the request goes on the wire (a notifier's ON_WIRE):
+        # the audience read, the rate limiter and the connection pool between the two can
+        # hold sends up and release them together.
+        self._wire = WireGate(
+            TokenBucket(self.limits.wire_burst, self.limits.global_per_sec, clock()),
+            clock, sleep)
         self._gone: set[int] = set()  # chats that said "unreachable" (groups: not in the DB)
         # Chats whose latest message did not go out (refused, given up on, or skipped as
         # blocked): callers that record "sent" (alerts) ask `undelivered` first.
@@ -287,7 +311,7 @@ class DeliveryQueue:
                     gwait = self._global.wait(now)
                     if gwait <= 0:
                         self._global.tokens -= 1
-                        chat.take(now)
+                        # The chat's own buckets count it when its answer is back (`count`).
                         chat.sending = True
                         self._in_flight += 1
                         task = asyncio.create_task(self._deliver(chat, chat.jobs[0]))
@@ -362,15 +386,15 @@ class DeliveryQueue:
                 if quiet:
                     self.stats["silenced"] += 1
         job.attempts += 1
-        token = ON_WIRE.set(job.on_wire)
+        token = ON_WIRE.set(self._wire_hook(job))
+        refused = False
         try:
             result = await job.op(quiet)
         except RetryLater as e:
+            refused = True
             job.throttled += 1
             self.stats["throttled"] += 1
-            # The server's buckets are empty: ours must be too, or we would knock again.
-            now = self.clock()
-            chat.bucket.empty(now)
+            chat.refused(job.edit, self.clock())
             if job.throttled > 30:
                 return self._give_up(job, f"still throttled after {job.throttled} tries")
             return "retry", e.seconds
@@ -391,6 +415,8 @@ class DeliveryQueue:
             return "retry", delay
         finally:
             ON_WIRE.reset(token)
+            if not refused:  # sent, or may have been (a network error, a bug)
+                chat.count(job.edit, self.clock())
         self.stats["sent"] += 1
         if not job.edit:
             if result is None:
@@ -400,6 +426,17 @@ class DeliveryQueue:
             else:
                 self._undelivered.discard(job.chat_id)
         return "done", result
+
+    def _wire_hook(self, job: _Job) -> Callable[[], Awaitable[None]]:
+        """What the notifier awaits right before the request: the caller's ON_WIRE, then
+        the gate, last, so that nothing waits between the gate and the wire."""
+
+        async def hook() -> None:
+            if job.on_wire is not None:
+                await job.on_wire()
+            await self._wire.through()
+
+        return hook
 
     def _give_up(self, job: _Job, why: str) -> tuple[str, Any]:
         self.stats["failed"] += 1

@@ -159,3 +159,52 @@ async def test_a_send_is_declared_on_the_wire_only_after_its_paced_wait() -> Non
     assert reached == burst  # before the request reached the server...
     assert when - before >= 0.01  # ...after the pace held it (about 21 ms)...
     assert at["paced"] - when < 0.05  # ...and right before it
+
+
+async def test_a_send_held_for_a_connection_slot_counts_when_it_goes_not_when_its_turn_came(
+        ) -> None:
+    """A send that had its turn but waited for a connection slot used to have taken its
+    chat's token already: a long wait refilled the bucket behind it, and the chat's next
+    sends took those tokens and followed it onto the wire in one bunch. Now the tokens are
+    taken as it goes, and the next ones wait behind it in the chat's line."""
+    offset = [0.0]
+    limiter = ChatRateLimiter(ChatLimits().scaled(FAST), max_in_flight=1,
+                              clock=lambda: time.monotonic() + offset[0])
+    server = Server()
+    server.t0 = limiter.clock()
+    hold = asyncio.Event()
+
+    async def holding() -> bool:
+        await hold.wait()  # the only connection slot is taken meanwhile
+        return True
+
+    other = asyncio.create_task(limiter.process_request(
+        holding, (), {}, "sendMessage", {"chat_id": 1}, None))
+
+    def logged(label: str) -> Any:
+        async def callback() -> bool:
+            server.log.append((label, 2, limiter.clock() - server.t0))
+            return True
+
+        return callback
+
+    def to_two(label: str) -> asyncio.Task[Any]:
+        return asyncio.create_task(limiter.process_request(
+            logged(label), (), {}, "sendMessage", {"chat_id": 2}, None))
+
+    sends = [to_two("b0"), to_two("b1")]  # the chat's burst of 2
+    for _ in range(10):
+        await asyncio.sleep(0)
+    offset[0] += 10.0  # the slot stays taken for a long while: the chat's bucket refills
+    sends.append(to_two("b2"))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    hold.set()
+    assert all(await asyncio.gather(other, *sends))
+    assert [label for label, _, _ in server.log] == ["b0", "b1", "b2"]
+    at = [t for _, _, t in server.log]
+    # The chat's bucket (2, refilled at 0.95/s, here 50x faster) holds at the "server".
+    rate = ChatLimits().per_chat_per_sec * FAST
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert j - i + 1 <= 2 + rate * (at[j] - at[i]) + 1e-6, (i, j, at)
