@@ -44,11 +44,13 @@ import math
 import sys
 from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from itertools import compress
+from operator import itemgetter, methodcaller, neg
 from typing import Literal
 
 from bot.alerts.book import _INT64_MAX, Book, join_exact, split_exact
@@ -450,7 +452,8 @@ class BulkLoader:
     skipped: an alert created while the start-up load was under way is in it already.
     """
 
-    __slots__ = ("_books", "_index", "_pending", "_seen", "symbols")
+    __slots__ = ("_books", "_codes", "_index", "_moves", "_pending", "_raw_books", "_seen",
+                 "_slots", "symbols")
 
     def __init__(self, index: AlertIndex) -> None:
         self._index = index
@@ -462,6 +465,14 @@ class BulkLoader:
         self._pending: list[tuple[int, array[int], array[float], array[int],
                                   array[int]]] = []
         self._seen: dict[int, int] = {}
+        # add_columns: a book's raw kind, symbol, direction and window, tab-joined -> its place
+        # in _slots (the same slots as `add`'s)
+        self._raw_books: dict[bytes, int] = {}
+        self._slots: list[tuple[int, bool, array[int], array[float], array[int],
+                                array[int]]] = []
+        # ... and per place: its book's code, and whether it is a move book
+        self._codes: list[int] = []
+        self._moves: list[bool] = []
 
     def add(self, alert_id: int, kind: str, symbol: str, direction: str | None,
             threshold: str, window_seconds: int | None) -> None:
@@ -498,6 +509,109 @@ class BulkLoader:
         exps.append(exp)
         self._seen[alert_id] = code
 
+    def add_columns(self, ids: list[bytes], kinds: list[bytes], symbols: list[bytes],
+                    directions: list[bytes], thresholds: list[bytes], windows: list[bytes],
+                    decode: Callable[[bytes], str | None]) -> None:
+        """`add` for a chunk of rows given as columns of raw text values (the database's
+        COPY text: `decode` turns one into the text it stands for, None for NULL).
+
+        The same result as `add` row by row, without a Python call per row: each column
+        is converted whole (int, float, the (coef, exp) off the digits), and `finish`
+        sorts each book's rows by index and gathers them once. A chunk this cannot take
+        whole (a threshold not plain digits with an optional sign and point, or too many
+        of them for int64; an id already added; any invalid row) goes through `add` row
+        by row instead, which skips and refuses exactly as always.
+        """
+        if ids and not self._columns(ids, kinds, symbols, directions, thresholds, windows,
+                                     decode):
+            for row in zip(ids, kinds, symbols, directions, thresholds, windows, strict=True):
+                alert_id, kind, symbol, direction, threshold, window = map(decode, row)
+                assert alert_id is not None and kind is not None and symbol is not None
+                assert threshold is not None
+                self.add(int(alert_id), kind, symbol, direction, threshold,
+                         None if window is None else int(window))
+
+    def _columns(self, raw_ids: list[bytes], kinds: list[bytes], symbols: list[bytes],
+                 directions: list[bytes], thresholds: list[bytes], windows: list[bytes],
+                 decode: Callable[[bytes], str | None]) -> bool:
+        """The column-wise `add_columns`; False (and nothing added) when the chunk needs
+        the row-by-row way."""
+        n = len(raw_ids)
+        if len(kinds) != n or len(symbols) != n or len(directions) != n \
+                or len(thresholds) != n or len(windows) != n:
+            raise ValueError("columns of unequal length")
+        # Plain decimal text only: digits, points and minus signs (int() and float() below
+        # refuse a misplaced or second one; they would also take spaces, underscores and
+        # exponents, which is why those go the row-by-row way).
+        if b"".join(thresholds).translate(None, b"0123456789.-"):
+            return False
+        try:
+            ids = array("q", map(int, raw_ids))
+            keys = array("d", map(float, thresholds))
+            coefs = array("q", map(int, map(methodcaller("replace", b".", b"", 1),
+                                            thresholds)))
+            # exp = -(digits after the point): "-0.50" is -050 x 10^-2, as in `add`.
+            exps = array("b", map(neg, map(len, map(itemgetter(2), map(
+                methodcaller("partition", b"."), thresholds)))))
+        except (ValueError, OverflowError):  # not a number, or beyond int64 / int8
+            return False
+        if min(coefs) < -_INT64_MAX or not -_FLOAT_MAX <= min(keys) <= max(keys) <= _FLOAT_MAX:
+            return False
+        fresh = dict.fromkeys(ids)
+        if len(fresh) != n or not self._index._live.keys().isdisjoint(fresh) \
+                or not self._seen.keys().isdisjoint(fresh):
+            return False  # an id twice, or already in: `add` skips those
+        del fresh
+        raw_books = self._raw_books
+        # One bytes key per row, the four values tab-joined (a raw value never holds a
+        # tab: COPY escapes it): bytes are not tracked by the garbage collector, while a
+        # million tuples would set off its full collections.
+        raw_keys = list(map(b"\t".join, zip(kinds, symbols, directions, windows,
+                                             strict=True)))
+        books = list(map(raw_books.get, raw_keys))
+        if None in books:
+            for raw in set(raw_keys) - raw_books.keys():
+                kind, symbol, direction, window = map(decode, raw.split(b"\t"))
+                if kind is None or symbol is None:
+                    return False
+                seconds = None if window is None else int(window)
+                slot = self._books.get((symbol, kind, direction, seconds))
+                if slot is None:
+                    slot = self._slot(symbol, kind, direction, seconds)  # refuses bad ones
+                raw_books[raw] = len(self._slots)
+                self._slots.append(slot)
+                self._codes.append(slot[0])
+                self._moves.append(kind == "move")
+            books = list(map(raw_books.__getitem__, raw_keys))
+        del raw_keys
+        moves = list(map(self._moves.__getitem__, books))
+        if True in moves and min(compress(keys, moves)) <= 0:
+            return False  # a move percentage must be positive: `add` says which alert
+        del moves
+        # Valid: each slot takes its rows, gathered (while the chunk is still in the
+        # cache: gathering from the whole load's columns at the end is several times
+        # slower) and sorted by key within the chunk, so that the one sort of each book
+        # in `finish` finds runs to merge.
+        picked: list[list[int]] = [[] for _ in self._slots]
+        for i, book in enumerate(books):
+            picked[book].append(i)
+        for (_, negate, slot_ids, slot_keys, slot_coefs, slot_exps), rows in zip(
+                self._slots, picked, strict=True):
+            if not rows:
+                continue
+            # A negated book is sorted by -key: the raw keys from the top down.
+            rows.sort(key=keys.__getitem__, reverse=negate)
+            slot_ids.extend(array("q", map(ids.__getitem__, rows)))
+            if negate:
+                slot_keys.extend(array("d", map(neg, map(keys.__getitem__, rows))))
+                slot_coefs.extend(array("q", map(neg, map(coefs.__getitem__, rows))))
+            else:
+                slot_keys.extend(array("d", map(keys.__getitem__, rows)))
+                slot_coefs.extend(array("q", map(coefs.__getitem__, rows)))
+            slot_exps.extend(array("b", map(exps.__getitem__, rows)))
+        self._seen.update(zip(ids, map(self._codes.__getitem__, books), strict=True))
+        return True
+
     def _slot(self, symbol: str, kind: str, direction: str | None,
               seconds: int | None) -> tuple[int, bool, array[int], array[float], array[int],
                                             array[int]]:
@@ -528,6 +642,10 @@ class BulkLoader:
         count = len(self._seen)
         self._pending.clear()
         self._books.clear()
+        self._raw_books.clear()
+        self._slots.clear()
+        self._codes.clear()
+        self._moves.clear()
         self._seen = {}
         return count
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -307,6 +308,34 @@ async def _read_ahead(fetch: Callable[[], Awaitable[Any]],
             await asyncio.gather(ahead, return_exceptions=True)
 
 
+COPY_NULL = b"\\N"  # how COPY's text format writes NULL
+_COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t",
+                 b"v": b"\v"}
+_COPY_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def copy_text_value(value: bytes) -> str | None:
+    """One value of COPY's text format as the text it stands for (None for NULL)."""
+    if value == COPY_NULL:
+        return None
+    if b"\\" in value:
+        # COPY TO writes only these escapes and a doubled backslash (COPY FROM's octal
+        # and hex forms never come out of the server); any other escaped byte is itself.
+        value = _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), value)
+    return value.decode()
+
+
+def _text_columns(text: bytes) -> list[list[bytes]]:
+    """Whole rows of COPY text (each ending in a newline) as columns of raw values."""
+    width = text[:text.find(b"\n")].count(b"\t") + 1
+    # Data tabs and newlines are escaped, so every tab and newline is a separator.
+    values = text.replace(b"\n", b"\t").split(b"\t")
+    values.pop()  # after the last newline
+    if len(values) % width:
+        raise RuntimeError("COPY text rows of unequal width")
+    return [values[i::width] for i in range(width)]
+
+
 def _refuse_flush(session: SyncSession, *_: Any) -> None:
     # A write in a deferred SQLite transaction could meet "database is locked" (it would
     # upgrade after reading): writes belong in `Database.session()`.
@@ -396,6 +425,68 @@ class Database:
                     yield rows
             finally:
                 await cursor.close()
+
+    async def bulk_text(self, sql: str, chunk_bytes: int = 4 << 20,
+                        ) -> AsyncIterator[list[list[bytes]]]:
+        """PostgreSQL only: the rows of one SELECT as columns of raw text values, in chunks.
+
+        For start-up loads of a million rows faster than `bulk_rows`: the driver building a
+        Record and a str or int per value is most of that read, while COPY's text format
+        arrives as bytes that split into columns at C speed (one `bytes` per value, no
+        row object), for the caller to convert a whole column at a time. A chunk is about
+        `chunk_bytes` of text: whole rows, every column the same length. Values are COPY
+        text: NULL is `COPY_NULL`, and a value holding a backslash, tab or newline comes
+        escaped (`copy_text_value` decodes one). One statement, so one snapshot. `sql` is
+        code's, never a user's.
+        """
+        if not is_postgres(self.url):
+            raise NotImplementedError("bulk_text reads PostgreSQL's COPY format")
+        pieces: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+
+        async def sink(data: bytes) -> None:
+            await pieces.put(bytes(data))
+
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+
+            async def copy() -> None:
+                try:
+                    await driver.copy_from_query(sql, output=sink, format="text")
+                finally:
+                    await pieces.put(None)
+
+            # The copy runs as its own task: the server keeps sending (into the queue)
+            # whenever the caller awaits, instead of only between chunks.
+            task = asyncio.ensure_future(copy())
+            try:
+                held: list[bytes] = []
+                size = 0
+                while True:
+                    piece = await pieces.get()
+                    if piece is not None:
+                        held.append(piece)
+                        size += len(piece)
+                        if size < chunk_bytes:
+                            continue
+                    text = b"".join(held)
+                    cut = text.rfind(b"\n") + 1
+                    held = [text[cut:]] if cut < len(text) else []
+                    size = len(text) - cut
+                    if cut:
+                        yield _text_columns(text[:cut])
+                    if piece is None:
+                        break
+                await task  # raises what the copy raised
+                if size:
+                    raise RuntimeError("COPY text ended inside a row")
+            finally:
+                if not task.done():
+                    # Left mid-COPY (the caller stopped, or failed): the connection may
+                    # still have rows coming, so it goes, not back to the pool.
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    await conn.invalidate()
 
     async def migrate(self) -> None:
         await migrate(self.url)
