@@ -51,7 +51,7 @@ from decimal import Decimal
 from fractions import Fraction
 from itertools import compress
 from operator import itemgetter, methodcaller, neg
-from typing import Literal
+from typing import Literal, cast
 
 from bot.alerts.book import _INT64_MAX, Book, join_exact, split_exact
 from bot.alerts.window import Window
@@ -526,8 +526,8 @@ class BulkLoader:
                                      decode):
             for row in zip(ids, kinds, symbols, directions, thresholds, windows, strict=True):
                 alert_id, kind, symbol, direction, threshold, window = map(decode, row)
-                assert alert_id is not None and kind is not None and symbol is not None
-                assert threshold is not None
+                if alert_id is None or kind is None or symbol is None or threshold is None:
+                    raise ValueError("an alert row with no id, kind, symbol or threshold")
                 self.add(int(alert_id), kind, symbol, direction, threshold,
                          None if window is None else int(window))
 
@@ -568,8 +568,8 @@ class BulkLoader:
         # million tuples would set off its full collections.
         raw_keys = list(map(b"\t".join, zip(kinds, symbols, directions, windows,
                                              strict=True)))
-        books = list(map(raw_books.get, raw_keys))
-        if None in books:
+        found = list(map(raw_books.get, raw_keys))
+        if None in found:
             for raw in set(raw_keys) - raw_books.keys():
                 kind, symbol, direction, window = map(decode, raw.split(b"\t"))
                 if kind is None or symbol is None:
@@ -582,8 +582,9 @@ class BulkLoader:
                 self._slots.append(slot)
                 self._codes.append(slot[0])
                 self._moves.append(kind == "move")
-            books = list(map(raw_books.__getitem__, raw_keys))
+            found = list(map(raw_books.__getitem__, raw_keys))
         del raw_keys
+        books = cast("list[int]", found)  # every key is known now
         moves = list(map(self._moves.__getitem__, books))
         if True in moves and min(compress(keys, moves)) <= 0:
             return False  # a move percentage must be positive: `add` says which alert
