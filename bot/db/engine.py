@@ -433,15 +433,19 @@ class Database:
         For start-up loads of a million rows faster than `bulk_rows`: the driver building a
         Record and a str or int per value is most of that read, while COPY's text format
         arrives as bytes that split into columns at C speed (one `bytes` per value, no
-        row object), for the caller to convert a whole column at a time. A chunk is about
-        `chunk_bytes` of text: whole rows, every column the same length. Values are COPY
+        row object), for the caller to convert a whole column at a time. A chunk is whole
+        rows, about `chunk_bytes` of text (the last one less), every column the same
+        length. Values are COPY
         text: NULL is `COPY_NULL`, and a value holding a backslash, tab or newline comes
         escaped (`copy_text_value` decodes one). One statement, so one snapshot. `sql` is
         code's, never a user's.
         """
         if not is_postgres(self.url):
             raise NotImplementedError("bulk_text reads PostgreSQL's COPY format")
-        pieces: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+        # Unbounded, yet small: the copy task only runs while this generator waits for a
+        # piece, i.e. once the queue is empty (a slow caller leaves the rows in the socket,
+        # and the server waits).
+        pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
 
         async def sink(data: bytes) -> None:
             await pieces.put(bytes(data))
@@ -454,10 +458,9 @@ class Database:
                 try:
                     await driver.copy_from_query(sql, output=sink, format="text")
                 finally:
-                    await pieces.put(None)
+                    pieces.put_nowait(None)
 
-            # The copy runs as its own task: the server keeps sending (into the queue)
-            # whenever the caller awaits, instead of only between chunks.
+            # The copy runs as its own task, reading on whenever this generator waits.
             task = asyncio.ensure_future(copy())
             try:
                 held: list[bytes] = []
@@ -470,16 +473,22 @@ class Database:
                         if size < chunk_bytes:
                             continue
                     text = b"".join(held)
-                    cut = text.rfind(b"\n") + 1
-                    held = [text[cut:]] if cut < len(text) else []
-                    size = len(text) - cut
-                    if cut:
-                        yield _text_columns(text[:cut])
+                    start = 0
+                    while len(text) - start >= chunk_bytes:  # whole rows, chunk_bytes or more
+                        cut = text.find(b"\n", start + chunk_bytes - 1) + 1
+                        if not cut:
+                            break
+                        yield _text_columns(text[start:cut])
+                        start = cut
                     if piece is None:
                         break
+                    held = [text[start:]]
+                    size = len(text) - start
                 await task  # raises what the copy raised
-                if size:
-                    raise RuntimeError("COPY text ended inside a row")
+                if start < len(text):
+                    if not text.endswith(b"\n"):
+                        raise RuntimeError("COPY text ended inside a row")
+                    yield _text_columns(text[start:])
             finally:
                 if not task.done():
                     # Left mid-COPY (the caller stopped, or failed): the connection may
