@@ -318,7 +318,7 @@ async def test_start_loads_exactly_the_stored_thresholds_whatever_their_text(
     symbols = ["XBTUSD", "ETHUSD", "X\tY\\Z\nW"]  # COPY escapes the last one's bytes
     # Not what DecimalText writes, yet valid: their chunk goes row by row.
     odd = ["1E+3", " 7", "60000.50000000000001", "5.", "-.5", "1_000"]
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for i in range(120):
         kind = ("price", "move", "funding")[i % 3]
         chat = (1, 2, 3, -100)[rng.randrange(4)]  # user 2 is revoked: not loaded
