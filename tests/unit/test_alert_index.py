@@ -514,7 +514,10 @@ def test_bulk_loader_refuses_bad_rows_and_skips_ids_already_live() -> None:
     assert index.on_tick("XBTUSD", D("2"), T0) == []  # the live one kept its 70,000
 
 
-def _copy_columns(rows: list[tuple[Any, ...]]) -> list[Any]:
+Columns = tuple[list[bytes], list[bytes], list[bytes], list[bytes], list[bytes], list[bytes]]
+
+
+def _copy_columns(rows: list[tuple[Any, ...]]) -> Columns:
     """Rows as PostgreSQL's COPY text would give them to `BulkLoader.add_columns`."""
     def raw(value: Any) -> bytes:
         if value is None:
@@ -522,7 +525,9 @@ def _copy_columns(rows: list[tuple[Any, ...]]) -> list[Any]:
         text = str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
         return text.encode()
 
-    return [[raw(v) for v in column] for column in zip(*rows, strict=True)]
+    ids, kinds, symbols, directions, thresholds, windows = (
+        [raw(v) for v in column] for column in zip(*rows, strict=True))
+    return ids, kinds, symbols, directions, thresholds, windows
 
 
 def test_copy_text_values_decode_like_the_server_encodes() -> None:
