@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from itertools import compress
 from operator import itemgetter, methodcaller, neg
 from typing import Literal, cast
 
@@ -547,21 +546,64 @@ class BulkLoader:
             return False
         try:
             ids = array("q", map(int, raw_ids))
-            keys = array("d", map(float, thresholds))
-            coefs = array("q", map(int, map(methodcaller("replace", b".", b"", 1),
-                                            thresholds)))
-            # exp = -(digits after the point): "-0.50" is -050 x 10^-2, as in `add`.
-            exps = array("b", map(neg, map(len, map(itemgetter(2), map(
-                methodcaller("partition", b"."), thresholds)))))
-        except (ValueError, OverflowError):  # not a number, or beyond int64 / int8
+        except (ValueError, OverflowError):
             return False
-        if min(coefs) < -_INT64_MAX or not -_FLOAT_MAX <= min(keys) <= max(keys) <= _FLOAT_MAX:
+        books = self._book_places(kinds, symbols, directions, windows, decode)
+        if books is None:
             return False
-        fresh = dict.fromkeys(ids)
+        # id -> book code: the chunk's share of `_seen`, and an id twice is caught here.
+        fresh = dict(zip(ids, map(self._codes.__getitem__, books), strict=True))
         if len(fresh) != n or not self._index._live.keys().isdisjoint(fresh) \
                 or not self._seen.keys().isdisjoint(fresh):
             return False  # an id twice, or already in: `add` skips those
-        del fresh
+        picked: list[list[int]] = [[] for _ in self._slots]
+        for i, book in enumerate(books):
+            picked[book].append(i)
+        # Each book's rows gathered first (while the chunk is still in the cache), then
+        # its thresholds converted: one gather per column less than converting first.
+        converted = []
+        for slot, rows, move in zip(self._slots, picked, self._moves, strict=True):
+            if not rows:
+                continue
+            texts = list(map(thresholds.__getitem__, rows))
+            negate = slot[1]
+            try:
+                # The float key and the exact (coef, exp) off the text, as `add` reads them,
+                # negated where the book stores -t; exp = -(digits after the point).
+                keys = array("d", map(float, texts))
+                coefs = array("q", map(int, map(methodcaller("replace", b".", b"", 1),
+                                                texts)))
+                exps = array("b", map(neg, map(len, map(itemgetter(2), map(
+                    methodcaller("partition", b"."), texts)))))
+                if negate:
+                    keys = array("d", map(neg, keys))
+                    coefs = array("q", map(neg, coefs))  # overflows for -2**63
+            except (ValueError, OverflowError):  # not a number, or beyond int64 / int8
+                return False
+            if min(coefs) < -_INT64_MAX or not -_FLOAT_MAX <= min(keys) <= max(keys) \
+                    <= _FLOAT_MAX:
+                return False
+            if move and max(keys) >= 0:  # stored negated: a percentage must be positive
+                return False  # `add` says which alert
+            converted.append((slot, array("q", map(ids.__getitem__, rows)), keys, coefs,
+                              exps))
+        for (_, _, slot_ids, slot_keys, slot_coefs, slot_exps), book_ids, keys, coefs, exps \
+                in converted:
+            slot_ids.extend(book_ids)
+            slot_keys.extend(keys)
+            slot_coefs.extend(coefs)
+            slot_exps.extend(exps)
+        if self._seen:
+            self._seen.update(fresh)
+        else:
+            self._seen = fresh
+        return True
+
+    def _book_places(self, kinds: list[bytes], symbols: list[bytes], directions: list[bytes],
+                     windows: list[bytes], decode: Callable[[bytes], str | None],
+                     ) -> list[int] | None:
+        """Each row's place in `_slots`, new books made (and refused: ValueError) as `add`
+        would; None if a kind or symbol is NULL."""
         raw_books = self._raw_books
         # One bytes key per row, the four values tab-joined (a raw value never holds a
         # tab: COPY escapes it): bytes are not tracked by the garbage collector, while a
@@ -573,7 +615,7 @@ class BulkLoader:
             for raw in set(raw_keys) - raw_books.keys():
                 kind, symbol, direction, window = map(decode, raw.split(b"\t"))
                 if kind is None or symbol is None:
-                    return False
+                    return None
                 seconds = None if window is None else int(window)
                 slot = self._books.get((symbol, kind, direction, seconds))
                 if slot is None:
@@ -583,35 +625,7 @@ class BulkLoader:
                 self._codes.append(slot[0])
                 self._moves.append(kind == "move")
             found = list(map(raw_books.__getitem__, raw_keys))
-        del raw_keys
-        books = cast("list[int]", found)  # every key is known now
-        moves = list(map(self._moves.__getitem__, books))
-        if True in moves and min(compress(keys, moves)) <= 0:
-            return False  # a move percentage must be positive: `add` says which alert
-        del moves
-        # Valid: each slot takes its rows, gathered (while the chunk is still in the
-        # cache: gathering from the whole load's columns at the end is several times
-        # slower) and sorted by key within the chunk, so that the one sort of each book
-        # in `finish` finds runs to merge.
-        picked: list[list[int]] = [[] for _ in self._slots]
-        for i, book in enumerate(books):
-            picked[book].append(i)
-        for (_, negate, slot_ids, slot_keys, slot_coefs, slot_exps), rows in zip(
-                self._slots, picked, strict=True):
-            if not rows:
-                continue
-            # A negated book is sorted by -key: the raw keys from the top down.
-            rows.sort(key=keys.__getitem__, reverse=negate)
-            slot_ids.extend(array("q", map(ids.__getitem__, rows)))
-            if negate:
-                slot_keys.extend(array("d", map(neg, map(keys.__getitem__, rows))))
-                slot_coefs.extend(array("q", map(neg, map(coefs.__getitem__, rows))))
-            else:
-                slot_keys.extend(array("d", map(keys.__getitem__, rows)))
-                slot_coefs.extend(array("q", map(coefs.__getitem__, rows)))
-            slot_exps.extend(array("b", map(exps.__getitem__, rows)))
-        self._seen.update(zip(ids, map(self._codes.__getitem__, books), strict=True))
-        return True
+        return cast("list[int]", found)  # every key is known now
 
     def _slot(self, symbol: str, kind: str, direction: str | None,
               seconds: int | None) -> tuple[int, bool, array[int], array[float], array[int],
@@ -639,7 +653,10 @@ class BulkLoader:
         index = self._index
         for code, ids, keys, coefs, exps in self._pending:
             index._books[code].extend_columns(ids, keys, coefs, exps)
-        index._live.update(self._seen)
+        if index._live:
+            index._live.update(self._seen)
+        else:  # the common start: no copy of a million entries
+            index._live = self._seen
         count = len(self._seen)
         self._pending.clear()
         self._books.clear()
