@@ -7,8 +7,8 @@ import os
 import re
 import stat
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -426,7 +426,8 @@ class Database:
             finally:
                 await cursor.close()
 
-    async def bulk_text(self, sql: str, chunk_bytes: int = 4 << 20,
+    async def bulk_text(self, sql: str, chunk_bytes: int = 4 << 20, *,
+                        probe: tuple[str, Callable[[list[Any]], str]] | None = None,
                         ) -> AsyncIterator[list[list[bytes]]]:
         """PostgreSQL only: the rows of one SELECT as columns of raw text values, in chunks.
 
@@ -435,13 +436,43 @@ class Database:
         arrives as bytes that split into columns at C speed (one `bytes` per value, no
         row object), for the caller to convert a whole column at a time. A chunk is whole
         rows, about `chunk_bytes` of text (the last one less), every column the same
-        length. Values are COPY
-        text: NULL is `COPY_NULL`, and a value holding a backslash, tab or newline comes
-        escaped (`copy_text_value` decodes one). One statement, so one snapshot. `sql` is
+        length. Values are COPY text: NULL is `COPY_NULL`, and a value holding a backslash,
+        tab or newline comes escaped (`copy_text_value` decodes one).
+
+        `probe` = (query, then): the query's rows (asyncpg Records) go to `then` first, and
+        what it returns is appended to `sql` (a condition built off them); both statements
+        read one snapshot (a repeatable-read transaction). `sql` and the appended text are
         code's, never a user's.
         """
         if not is_postgres(self.url):
             raise NotImplementedError("bulk_text reads PostgreSQL's COPY format")
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            snapshot = driver.transaction(isolation="repeatable_read", readonly=True)
+            await snapshot.start()
+            read = False
+            try:
+                if probe is not None:
+                    query, then = probe
+                    sql += then(await driver.fetch(query))
+                # Closed here, not whenever it is collected, if the caller stops early.
+                async with aclosing(self._copy_text(driver, sql, chunk_bytes)) as chunks:
+                    async for columns in chunks:
+                        yield columns
+                read = True
+            finally:
+                if read:
+                    await snapshot.commit()
+                else:
+                    # Left early (the caller stopped, or something failed): the COPY may
+                    # be mid-stream, a state the connection cannot be reused from.
+                    await conn.invalidate()
+
+    @staticmethod
+    async def _copy_text(driver: Any, sql: str,
+                         chunk_bytes: int) -> AsyncGenerator[list[list[bytes]], None]:
+        """`bulk_text`'s COPY on an asyncpg connection."""
         # Unbounded, yet small: the copy task only runs while this generator waits for a
         # piece, i.e. once the queue is empty (a slow caller leaves the rows in the socket,
         # and the server waits).
@@ -450,52 +481,45 @@ class Database:
         async def sink(data: bytes) -> None:
             await pieces.put(bytes(data))
 
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
-
-            async def copy() -> None:
-                try:
-                    await driver.copy_from_query(sql, output=sink, format="text")
-                finally:
-                    pieces.put_nowait(None)
-
-            # The copy runs as its own task, reading on whenever this generator waits.
-            task = asyncio.ensure_future(copy())
+        async def copy() -> None:
             try:
-                held: list[bytes] = []
-                size = 0
-                while True:
-                    piece = await pieces.get()
-                    if piece is not None:
-                        held.append(piece)
-                        size += len(piece)
-                        if size < chunk_bytes:
-                            continue
-                    text = b"".join(held)
-                    start = 0
-                    while len(text) - start >= chunk_bytes:  # whole rows, chunk_bytes or more
-                        cut = text.find(b"\n", start + chunk_bytes - 1) + 1
-                        if not cut:
-                            break
-                        yield _text_columns(text[start:cut])
-                        start = cut
-                    if piece is None:
-                        break
-                    held = [text[start:]]
-                    size = len(text) - start
-                await task  # raises what the copy raised
-                if start < len(text):
-                    if not text.endswith(b"\n"):
-                        raise RuntimeError("COPY text ended inside a row")
-                    yield _text_columns(text[start:])
+                await driver.copy_from_query(sql, output=sink, format="text")
             finally:
-                if not task.done():
-                    # Left mid-COPY (the caller stopped, or failed): the connection may
-                    # still have rows coming, so it goes, not back to the pool.
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-                    await conn.invalidate()
+                pieces.put_nowait(None)
+
+        # The copy runs as its own task, reading on whenever this generator waits.
+        task = asyncio.ensure_future(copy())
+        try:
+            held: list[bytes] = []
+            size = 0
+            while True:
+                piece = await pieces.get()
+                if piece is not None:
+                    held.append(piece)
+                    size += len(piece)
+                    if size < chunk_bytes:
+                        continue
+                text = b"".join(held)
+                start = 0
+                while len(text) - start >= chunk_bytes:  # whole rows, chunk_bytes or more
+                    cut = text.find(b"\n", start + chunk_bytes - 1) + 1
+                    if not cut:
+                        break
+                    yield _text_columns(text[start:cut])
+                    start = cut
+                if piece is None:
+                    break
+                held = [text[start:]]
+                size = len(text) - start
+            await task  # raises what the copy raised
+            if start < len(text):
+                if not text.endswith(b"\n"):
+                    raise RuntimeError("COPY text ended inside a row")
+                yield _text_columns(text[start:])
+        finally:
+            if not task.done():  # left mid-COPY: bulk_text drops the connection
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def migrate(self) -> None:
         await migrate(self.url)

@@ -363,7 +363,7 @@ async def test_start_loads_exactly_the_stored_thresholds_whatever_their_text(
     monkeypatch.setattr(engine.Database, "bulk_rows",
                         lambda self, sql, chunk=0: real_rows(self, sql, chunk=7))
     monkeypatch.setattr(engine.Database, "bulk_text",
-                        lambda self, sql, chunk_bytes=0: real_text(self, sql, chunk_bytes=300))
+                        lambda self, sql, chunk_bytes=0, **kw: real_text(self, sql, 300, **kw))
     monkeypatch.setattr(BulkLoader, "add", add)
     fresh = service(db, Recorder(), allowed=lambda uid: uid != 2)
     assert await fresh.start() == len(expected) > 60
