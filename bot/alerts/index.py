@@ -570,14 +570,14 @@ class BulkLoader:
             try:
                 # The float key and the exact (coef, exp) off the text, as `add` reads them,
                 # negated where the book stores -t; exp = -(digits after the point).
-                keys = array("d", map(float, texts))
-                coefs = array("q", map(int, map(methodcaller("replace", b".", b"", 1),
-                                                texts)))
+                floats = map(float, texts)
+                ints = map(int, map(methodcaller("replace", b".", b"", 1), texts))
+                if negate:  # -int(-2**63) overflows the array: the row-by-row way then
+                    floats, ints = map(neg, floats), map(neg, ints)
+                keys = array("d", floats)
+                coefs = array("q", ints)
                 exps = array("b", map(neg, map(len, map(itemgetter(2), map(
                     methodcaller("partition", b"."), texts)))))
-                if negate:
-                    keys = array("d", map(neg, keys))
-                    coefs = array("q", map(neg, coefs))  # overflows for -2**63
             except (ValueError, OverflowError):  # not a number, or beyond int64 / int8
                 return False
             if min(coefs) < -_INT64_MAX or not -_FLOAT_MAX <= min(keys) <= max(keys) \
