@@ -514,9 +514,10 @@ class BulkLoader:
         """`add` for a chunk of rows given as columns of raw text values (the database's
         COPY text: `decode` turns one into the text it stands for, None for NULL).
 
-        The same result as `add` row by row, without a Python call per row: each column
-        is converted whole (int, float, the (coef, exp) off the digits), and `finish`
-        sorts each book's rows by index and gathers them once. A chunk this cannot take
+        The same result as `add` row by row, without a Python call per row: the rows are
+        listed under their books, and each book's share of a column is gathered and
+        converted whole (int, float, the (coef, exp) off the digits); `finish` sorts each
+        book once, as after `add`. A chunk this cannot take
         whole (a threshold not plain digits with an optional sign and point, or too many
         of them for int64; an id already added; any invalid row) goes through `add` row
         by row instead, which skips and refuses exactly as always.

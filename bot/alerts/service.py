@@ -24,6 +24,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -183,10 +184,13 @@ class AlertService:
                 # ints off the database, written back as ints: nothing to quote
                 return f" AND chat_id NOT IN ({', '.join(map(str, revoked))})" if revoked else ""
 
-            async for columns in self.db.bulk_text(_COPY_SQL, probe=(_CHATS_SQL, unrevoked)):
-                ids, kinds, symbols, directions, thresholds, windows = columns
-                loader.add_columns(ids, kinds, symbols, directions, thresholds, windows,
-                                   copy_text_value)
+            # Closed (its connection given back) even when a bad row raises mid-load.
+            async with aclosing(self.db.bulk_text(
+                    _COPY_SQL, probe=(_CHATS_SQL, unrevoked))) as chunks:
+                async for columns in chunks:
+                    ids, kinds, symbols, directions, thresholds, windows = columns
+                    loader.add_columns(ids, kinds, symbols, directions, thresholds, windows,
+                                       copy_text_value)
             return loader.finish(), loader.symbols
         add = loader.add
         async for rows in self.db.bulk_rows(_LOAD_SQL):

@@ -428,7 +428,7 @@ class Database:
 
     async def bulk_text(self, sql: str, chunk_bytes: int = 4 << 20, *,
                         probe: tuple[str, Callable[[list[Any]], str]] | None = None,
-                        ) -> AsyncIterator[list[list[bytes]]]:
+                        ) -> AsyncGenerator[list[list[bytes]], None]:
         """PostgreSQL only: the rows of one SELECT as columns of raw text values, in chunks.
 
         For start-up loads of a million rows faster than `bulk_rows`: the driver building a

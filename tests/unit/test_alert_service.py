@@ -372,3 +372,20 @@ async def test_start_loads_exactly_the_stored_thresholds_whatever_their_text(
     if engine.is_postgres(db.url):  # most chunks went column-wise, the odd ones' row by row
         assert 0 < len(row_by_row) < len(expected) / 2
         assert {71, 72, 73, 74, 75, 76} & set(row_by_row)
+
+
+async def test_a_bad_stored_row_fails_the_load_and_leaves_the_database_usable(
+        db: Database) -> None:
+    from bot.db.models import User
+
+    async with db.session() as s:
+        s.add(User(id=1))
+        await s.commit()
+        for i in range(1, 31):
+            s.add(Alert(id=i, user_id=1, chat_id=1, kind="oops" if i == 20 else "price",
+                        symbol="XBTUSD", direction="above", threshold=Decimal(i)))
+        await s.commit()
+    for _ in range(3):  # each time the load stops mid-read, its connection is not leaked
+        with pytest.raises(ValueError, match="unknown alert kind"):
+            await service(db, Recorder()).start()
+    assert len(await states(db)) == 30
