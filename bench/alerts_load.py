@@ -10,8 +10,9 @@ like bench/alerts.py's: 10,000 users, ten symbols, 60 % price alerts, 30 % move 
 what the bot awaits at start-up before its alerts are live ("alerts ready": every active
 alert is in the index and in the service's map that writes the messages). The baseline in
 the same run is the bare database read: the same rows fetched as plain tuples by the
-driver, with no conversion at all, which no loader can beat. RSS is this process's, read
-after the load (the database file and the server are not in it).
+driver, with no conversion at all, which no loader reading rows can beat (on PostgreSQL the
+load reads COPY text instead, a column at a time, and can come in under it). RSS is this
+process's, read after the load (the database file and the server are not in it).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ async def seed(url: str, n: int) -> float:
 
 
 async def bare_read(url: str) -> float:
-    """The floor: the same columns fetched by the driver as tuples, nothing built."""
+    """The floor of a load through the driver's rows: the same columns fetched as tuples,
+    nothing built."""
     from bot.db.engine import Database
 
     db = Database(url)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,34 @@ async def _read_ahead(fetch: Callable[[], Awaitable[Any]],
             await asyncio.gather(ahead, return_exceptions=True)
 
 
+COPY_NULL = b"\\N"  # how COPY's text format writes NULL
+_COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t",
+                 b"v": b"\v"}
+_COPY_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def copy_text_value(value: bytes) -> str | None:
+    """One value of COPY's text format as the text it stands for (None for NULL)."""
+    if value == COPY_NULL:
+        return None
+    if b"\\" in value:
+        # COPY TO writes only these escapes and a doubled backslash (COPY FROM's octal
+        # and hex forms never come out of the server); any other escaped byte is itself.
+        value = _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), value)
+    return value.decode()
+
+
+def _text_columns(text: bytes) -> list[list[bytes]]:
+    """Whole rows of COPY text (each ending in a newline) as columns of raw values."""
+    width = text[:text.find(b"\n")].count(b"\t") + 1
+    # Data tabs and newlines are escaped, so every tab and newline is a separator.
+    values = text.replace(b"\n", b"\t").split(b"\t")
+    values.pop()  # after the last newline
+    if len(values) % width:
+        raise RuntimeError("COPY text rows of unequal width")
+    return [values[i::width] for i in range(width)]
+
+
 def _refuse_flush(session: SyncSession, *_: Any) -> None:
     # A write in a deferred SQLite transaction could meet "database is locked" (it would
     # upgrade after reading): writes belong in `Database.session()`.
@@ -396,6 +425,101 @@ class Database:
                     yield rows
             finally:
                 await cursor.close()
+
+    async def bulk_text(self, sql: str, chunk_bytes: int = 4 << 20, *,
+                        probe: tuple[str, Callable[[list[Any]], str]] | None = None,
+                        ) -> AsyncGenerator[list[list[bytes]], None]:
+        """PostgreSQL only: the rows of one SELECT as columns of raw text values, in chunks.
+
+        For start-up loads of a million rows faster than `bulk_rows`: the driver building a
+        Record and a str or int per value is most of that read, while COPY's text format
+        arrives as bytes that split into columns at C speed (one `bytes` per value, no
+        row object), for the caller to convert a whole column at a time. A chunk is whole
+        rows, about `chunk_bytes` of text (the last one less), every column the same
+        length. Values are COPY text: NULL is `COPY_NULL`, and a value holding a backslash,
+        tab or newline comes escaped (`copy_text_value` decodes one).
+
+        `probe` = (query, then): the query's rows (asyncpg Records) go to `then` first, and
+        what it returns is appended to `sql` (a condition built off them); both statements
+        read one snapshot (a repeatable-read transaction). `sql` and the appended text are
+        code's, never a user's.
+        """
+        if not is_postgres(self.url):
+            raise NotImplementedError("bulk_text reads PostgreSQL's COPY format")
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            snapshot = driver.transaction(isolation="repeatable_read", readonly=True)
+            await snapshot.start()
+            read = False
+            try:
+                if probe is not None:
+                    query, then = probe
+                    sql += then(await driver.fetch(query))
+                # Closed here, not whenever it is collected, if the caller stops early.
+                async with aclosing(self._copy_text(driver, sql, chunk_bytes)) as chunks:
+                    async for columns in chunks:
+                        yield columns
+                read = True
+            finally:
+                if read:
+                    await snapshot.commit()
+                else:
+                    # Left early (the caller stopped, or something failed): the COPY may
+                    # be mid-stream, a state the connection cannot be reused from.
+                    await conn.invalidate()
+
+    @staticmethod
+    async def _copy_text(driver: Any, sql: str,
+                         chunk_bytes: int) -> AsyncGenerator[list[list[bytes]], None]:
+        """`bulk_text`'s COPY on an asyncpg connection."""
+        # Unbounded, yet small: the copy task only runs while this generator waits for a
+        # piece, i.e. once the queue is empty (a slow caller leaves the rows in the socket,
+        # and the server waits).
+        pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def sink(data: bytes) -> None:
+            await pieces.put(bytes(data))
+
+        async def copy() -> None:
+            try:
+                await driver.copy_from_query(sql, output=sink, format="text")
+            finally:
+                pieces.put_nowait(None)
+
+        # The copy runs as its own task, reading on whenever this generator waits.
+        task = asyncio.ensure_future(copy())
+        try:
+            held: list[bytes] = []
+            size = 0
+            while True:
+                piece = await pieces.get()
+                if piece is not None:
+                    held.append(piece)
+                    size += len(piece)
+                    if size < chunk_bytes:
+                        continue
+                text = b"".join(held)
+                start = 0
+                while len(text) - start >= chunk_bytes:  # whole rows, chunk_bytes or more
+                    cut = text.find(b"\n", start + chunk_bytes - 1) + 1
+                    if not cut:
+                        break
+                    yield _text_columns(text[start:cut])
+                    start = cut
+                if piece is None:
+                    break
+                held = [text[start:]]
+                size = len(text) - start
+            await task  # raises what the copy raised
+            if start < len(text):
+                if not text.endswith(b"\n"):
+                    raise RuntimeError("COPY text ended inside a row")
+                yield _text_columns(text[start:])
+        finally:
+            if not task.done():  # left mid-COPY: bulk_text drops the connection
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def migrate(self) -> None:
         await migrate(self.url)

@@ -514,6 +514,96 @@ def test_bulk_loader_refuses_bad_rows_and_skips_ids_already_live() -> None:
     assert index.on_tick("XBTUSD", D("2"), T0) == []  # the live one kept its 70,000
 
 
+Columns = tuple[list[bytes], list[bytes], list[bytes], list[bytes], list[bytes], list[bytes]]
+
+
+def _copy_columns(rows: list[tuple[Any, ...]]) -> Columns:
+    """Rows as PostgreSQL's COPY text would give them to `BulkLoader.add_columns`."""
+    def raw(value: Any) -> bytes:
+        if value is None:
+            return b"\\N"
+        text = str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        return text.encode()
+
+    ids, kinds, symbols, directions, thresholds, windows = (
+        [raw(v) for v in column] for column in zip(*rows, strict=True))
+    return ids, kinds, symbols, directions, thresholds, windows
+
+
+def test_copy_text_values_decode_like_the_server_encodes() -> None:
+    from bot.db.engine import copy_text_value
+
+    assert copy_text_value(b"\\N") is None
+    assert copy_text_value(b"\\\\N") == "\\N"  # a text that reads \N is no NULL
+    assert copy_text_value(b"a\\tb\\\\\\nc\\\\") == "a\tb\\\nc\\"
+    assert copy_text_value("ü".encode()) == "ü"
+
+
+def test_bulk_columns_load_like_rows_column_wise_or_row_by_row(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.alerts.index import BulkLoader
+    from bot.db.engine import copy_text_value
+
+    rows = _bulk_rows()
+    plain = [r for r in rows if r[0] not in (6, 7)]
+    extra = (9, "price", "X\tY", "below", "2", None)  # a symbol COPY escapes
+    odd = [*(r for r in rows if r[0] in (6, 7)), extra]
+    bulk, by_rows, specs = AlertIndex(), AlertIndex(), AlertIndex()
+    loader, row_loader = bulk.bulk_loader(), by_rows.bulk_loader()
+    real_add = BulkLoader.add
+    added: list[int] = []
+
+    def add(self: BulkLoader, alert_id: int, *a: Any) -> None:
+        added.append(alert_id)
+        real_add(self, alert_id, *a)
+
+    monkeypatch.setattr(BulkLoader, "add", add)
+    loader.add_columns(*_copy_columns(plain), copy_text_value)
+    assert added == []  # plain text: column-wise
+    loader.add_columns(*_copy_columns(odd), copy_text_value)
+    assert added == [6, 7, 9]  # "1E+3" and 19 digits: the chunk row by row
+    assert len(bulk) == 0 and loader.finish() == len(rows) + 1
+    assert loader.symbols == {"XBTUSD", "ETHUSD", "X\tY"}
+    for row in [*rows, extra]:
+        row_loader.add(*row)
+    row_loader.finish()
+    specs.load(_spec_of(r) for r in [*rows, extra])
+    for price, at in ((D("60000.4"), T0), (D("60000.5"), T0 + 1),
+                      (D("60000.50000000000001"), T0 + 2), (D("58000"), T0 + 3),
+                      (D("1000"), T0 + 4), (D("-1"), T0 + 5)):
+        for symbol in ("XBTUSD", "ETHUSD", "X\tY"):
+            fired = ids(specs.on_tick(symbol, price, at))
+            assert ids(bulk.on_tick(symbol, price, at)) == fired
+            assert ids(by_rows.on_tick(symbol, price, at)) == fired
+    assert ids(bulk.on_funding("XBTUSD", D("0.0005"))) == [4]
+
+
+def test_bulk_columns_refuse_bad_rows_and_skip_ids_already_live() -> None:
+    from bot.db.engine import copy_text_value
+
+    good = (10, "price", "XBTUSD", "below", "1", None)
+    for bad in ((2, "price", "XBTUSD", "sideways", "1", None),
+                (3, "move", "XBTUSD", None, "0", 900),
+                (3, "move", "XBTUSD", None, "-2", 900),
+                (4, "move", "XBTUSD", None, "2", 60),
+                (5, "price", "XBTUSD", "above", "NaN", None),
+                (5, "price", "XBTUSD", "above", "1-2", None),
+                (6, "price", "XBTUSD", "above", "12345678901234567890123", None),
+                (7, "oops", "XBTUSD", None, "1", None),
+                (8, "price", None, "above", "1", None)):
+        loader = AlertIndex().bulk_loader()
+        with pytest.raises(ValueError):
+            loader.add_columns(*_copy_columns([good, bad]), copy_text_value)
+    index = AlertIndex()
+    index.add_price(1, "XBTUSD", "above", D("70000"))
+    loader = index.bulk_loader()
+    loader.add_columns(*_copy_columns([good, (1, "price", "XBTUSD", "above", "1", None)]),
+                       copy_text_value)  # 1 was created while loading: kept once
+    loader.add_columns(*_copy_columns([good]), copy_text_value)  # read twice: once
+    assert loader.finish() == 1 and len(index) == 2
+    assert index.on_tick("XBTUSD", D("2"), T0) == []  # the live one kept its 70,000
+
+
 def test_rearm_puts_fired_one_shot_alerts_back_as_they_were() -> None:
     index = AlertIndex()
     index.add_price(1, "XBTUSD", "above", D("60000.1"))

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,112 @@ async def test_start_loads_in_chunks_skips_revoked_users_and_words_come_from_the
         (1, "🔔 <b>XBTUSD</b> above 61,000.0 — now 61,000.0 (n1)", "alert"),
         (3, "🔔 <b>XBTUSD</b> above 61,000.0 — now 61,000.0 (n3)", "alert")]
     assert await states(db) == ["sent", "active", "sent", "active"]
+
+
+def _books(index: Any) -> dict[tuple[str, str | int], list[tuple[int, float, Fraction]]]:
+    """What an index holds, book by book (entries sorted: the order of equal keys is free),
+    after checking each book is sorted and each id points at its book."""
+    from bot.alerts.book import join_exact
+
+    out = {}
+    for symbol, state in index._symbols.items():
+        named = [(a, getattr(state, a)) for a in ("above", "below", "fund_above", "fund_below")]
+        for name, book in named + [(m.window.seconds, m) for m in state.moves]:
+            if book is None:
+                continue
+            assert list(book.keys) == sorted(book.keys)
+            assert all(index._live[i] == book.code for i in book.ids)
+            # (coef, exp) by value: the bulk load keeps trailing zeros (50 x 10^-5)
+            out[(symbol, name)] = sorted(zip(book.ids, book.keys, map(
+                join_exact, book.coefs, book.exps), strict=True))
+    assert sum(map(len, out.values())) == len(index._live)
+    return out
+
+
+async def test_start_loads_exactly_the_stored_thresholds_whatever_their_text(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up's bulk load (on PostgreSQL a column at a time off COPY text, in chunks) builds
+    the index that loading every alert one by one from its Decimal would."""
+    import random
+
+    from sqlalchemy import text
+
+    import bot.db.engine as engine
+    from bot.alerts.index import AlertIndex, BulkLoader, FundingAlert, MoveAlert, PriceAlert
+    from bot.db.models import User
+
+    rng = random.Random(7)
+    symbols = ["XBTUSD", "ETHUSD", "X\tY\\Z\nW"]  # COPY escapes the last one's bytes
+    # Not what DecimalText writes, yet valid: their chunk goes row by row.
+    odd = ["1E+3", " 7", "60000.50000000000001", "5.", "-.5", "1_000"]
+    rows: list[tuple[Any, ...]] = []
+    for i in range(120):
+        kind = ("price", "move", "funding")[i % 3]
+        chat = (1, 2, 3, -100)[rng.randrange(4)]  # user 2 is revoked: not loaded
+        if kind == "move":
+            threshold = rng.choice(["2.5", "0.75", "10", "33.333"])
+            direction, window = None, rng.choice([900, 3600, 14400, 86400])
+        else:
+            threshold = rng.choice(["60000.5", "59000", "-0.5", "0", "0.00050", "123456.789"])
+            direction, window = rng.choice(["above", "below"]), None
+        if i in (70, 71, 72, 73, 74, 75):
+            threshold = odd[i - 70]
+        state = "fired" if i % 17 == 5 else "active"
+        rows.append((i + 1, chat, kind, rng.choice(symbols), direction, threshold, window,
+                     state))
+    async with db.session() as s:
+        for uid in (1, 2, 3):
+            s.add(User(id=uid))
+        await s.commit()
+        for alert_id, chat, kind, symbol, direction, threshold, window, state in rows:
+            s.add(Alert(id=alert_id, user_id=1 if chat < 0 else chat, chat_id=chat, kind=kind,
+                        symbol=symbol, direction=direction, threshold=Decimal(threshold),
+                        window_seconds=window, state=state))
+        await s.commit()
+        for alert_id, *_, threshold, _, _ in rows:  # the text as given, not DecimalText's
+            await s.exec(text("UPDATE alerts SET threshold = :t WHERE id = :id"),  # type: ignore[call-overload]
+                         params={"t": threshold, "id": alert_id})
+        await s.commit()
+    expected = AlertIndex()
+    expected.load(
+        MoveAlert(r[0], r[3], Decimal(r[5]), r[6]) if r[2] == "move" else
+        (PriceAlert if r[2] == "price" else FundingAlert)(r[0], r[3], r[4], Decimal(r[5]))
+        for r in rows if r[7] == "active" and r[1] != 2)
+
+    real_rows, real_text, real_add = (engine.Database.bulk_rows, engine.Database.bulk_text,
+                                      BulkLoader.add)
+    row_by_row = []
+
+    def add(self: BulkLoader, alert_id: int, *a: Any) -> None:
+        row_by_row.append(alert_id)
+        real_add(self, alert_id, *a)
+
+    monkeypatch.setattr(engine.Database, "bulk_rows",
+                        lambda self, sql, chunk=0: real_rows(self, sql, chunk=7))
+    monkeypatch.setattr(engine.Database, "bulk_text",
+                        lambda self, sql, chunk_bytes=0, **kw: real_text(self, sql, 300, **kw))
+    monkeypatch.setattr(BulkLoader, "add", add)
+    fresh = service(db, Recorder(), allowed=lambda uid: uid != 2)
+    assert await fresh.start() == len(expected) > 60
+    assert _books(fresh.index) == _books(expected)
+    assert fresh.index._live.keys() == expected._live.keys()
+    if engine.is_postgres(db.url):  # most chunks went column-wise, the odd ones' row by row
+        assert 0 < len(row_by_row) < len(expected) / 2
+        assert {71, 72, 73, 74, 75, 76} & set(row_by_row)
+
+
+async def test_a_bad_stored_row_fails_the_load_and_leaves_the_database_usable(
+        db: Database) -> None:
+    from bot.db.models import User
+
+    async with db.session() as s:
+        s.add(User(id=1))
+        await s.commit()
+        for i in range(1, 31):
+            s.add(Alert(id=i, user_id=1, chat_id=1, kind="oops" if i == 20 else "price",
+                        symbol="XBTUSD", direction="above", threshold=Decimal(i)))
+        await s.commit()
+    for _ in range(3):  # each time the load stops mid-read, its connection is not leaked
+        with pytest.raises(ValueError, match="unknown alert kind"):
+            await service(db, Recorder()).start()
+    assert len(await states(db)) == 30

@@ -137,3 +137,38 @@ async def test_touch_user_twice_at_once_makes_one_row(db: Database) -> None:
     async with db.read() as r:
         rows = (await r.exec(select(User).where(User.id == 9))).all()
     assert len(rows) == 1 and rows[0].last_seen_at is not None
+
+
+async def test_bulk_text_reads_columns_in_one_snapshot_and_a_caller_may_stop_early(
+        db: Database) -> None:
+    from bot.db.engine import copy_text_value, is_postgres
+
+    if not is_postgres(db.url):
+        with pytest.raises(NotImplementedError):  # COPY is PostgreSQL's
+            async for _ in db.bulk_text("SELECT 1"):
+                pass
+        return
+    async with db.session() as w:
+        for uid in range(1, 41):
+            w.add(User(id=uid, first_name=None if uid == 7 else f"a\tb\\{uid}"))
+        await w.commit()
+    sql = "SELECT id, first_name FROM users WHERE id > 0"
+    for _ in range(3):  # stopped after a chunk: the connection is dropped, not reused mid-COPY
+        async for columns in db.bulk_text(sql, chunk_bytes=64):
+            assert len(columns) == 2 and 0 < len(columns[0]) < 40
+            break
+    seen: list[list[bytes]] = []
+
+    def more_than(rows: list[object]) -> str:
+        assert len(rows) == 1
+        return " AND id > 10"
+
+    async for columns in db.bulk_text(sql, chunk_bytes=64,
+                                      probe=("SELECT count(*) FROM users", more_than)):
+        assert len({len(c) for c in columns}) == 1
+        seen.append(columns[0])
+        names = dict(zip(map(int, columns[0]), map(copy_text_value, columns[1]), strict=True))
+        assert all(names[i] == f"a\tb\\{i}" for i in names)
+    assert len(seen) > 2 and sorted(int(i) for c in seen for i in c) == list(range(11, 41))
+    async with db.read() as r:  # the pool still serves
+        assert len((await r.exec(select(User))).all()) == 40
