@@ -249,7 +249,11 @@ async def test_alerts_list_delete_button_unalert_and_bad_input(
     second = h.emu.press(alice.user, listing, label, bot=h.bot_username)
     await h.settle()
     assert "Deleted alert" in str(h.emu.answers(first))
-    assert "No active alert" in str(h.emu.answers(second))
+    # Already gone when read, or (PostgreSQL, read committed) read before the first press
+    # committed and then found gone by the conditional UPDATE: either way, one line.
+    assert any(w in str(h.emu.answers(second))
+               for w in ("No active alert", "has just fired or was deleted")), \
+        h.emu.answers(second)
     assert "went wrong" not in "\n".join(alice.bot_texts), alice.transcript
     assert not [r for r in caplog.records if r.name == "bot.errors"], caplog.text
     assert len(listing.buttons) == 1
