@@ -256,6 +256,21 @@ def serve_bot() -> int:
                 lines.append("weak references by target type, grown most:")
                 wgrown = sorted(((n - targets[0][k], k) for k, n in weak.items()), reverse=True)
                 lines += [f"{d:+10d} {k} (now {weak[k]})" for d, k in wgrown[:12] if d > 0]
+                if wgrown and wgrown[0][0] > 0:
+                    # Who keeps the weak references to the target grown most, two levels up.
+                    name = wgrown[0][1]
+                    refs = [o for o in gc.get_objects() if isinstance(o, weakref.ReferenceType)
+                            and (t := o()) is not None and isinstance(t, type)
+                            and f"class {t.__module__}.{t.__qualname__}" == name][-50:]
+                    seen = Counter[str]()
+                    for ref in refs:
+                        for r in gc.get_referrers(ref):
+                            if r is refs:
+                                continue
+                            seen[f"{type(r).__qualname__} in {holder(id(r))}"] += 1
+                    lines.append(f"  weak references to {name} held by: "
+                                 + ", ".join(f"{k} {n}" for k, n in seen.most_common(4)))
+                    del refs
                 lines.append("held by (the newest 200 of each of the 6 types grown most):")
                 lines.append("containers grown most in length (held by):")
                 later = lengths()
@@ -267,6 +282,18 @@ def serve_bot() -> int:
                 lines += [f"  {k}: {who}" for k, who in referrers(top).items()]
                 text = "\n".join(lines) + "\n"
             Path(folder, f"tracemalloc-{count[0]}.txt").write_text(text)
+            # pymalloc's own account (arenas, blocks in use and free per size class): RSS
+            # that gc's census does not explain is either live small objects or free
+            # blocks kept in arenas that still hold a live one (fragmentation).
+            with Path(folder, f"pymalloc-{count[0]}.txt").open("w") as out:
+                sys.stderr.flush()
+                saved = os.dup(2)
+                os.dup2(out.fileno(), 2)
+                try:
+                    sys._debugmallocstats()
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
 
         signal.signal(signal.SIGUSR2, diff)
     # The bot as deployed, without capacity.py's probes: their loop-lag and pool-wait
