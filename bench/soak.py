@@ -168,22 +168,24 @@ def serve_bot() -> int:
                          if isinstance(target, type) else type(target).__qualname__] += 1
             return by_type, weak
 
-        def lengths() -> dict[int, tuple[str, int]]:
+        def lengths() -> dict[int, tuple[str, int, Any]]:
             """The containers of 50 items or more: one that keeps growing (a list, a dict)
-            adds no object of a new type, only to its own length."""
-            out = {}
+            adds no object of a new type, only to its own length. gc lists only what it
+            tracks, and a dict of ints and floats (a map of ids) is untracked: those are
+            found as the referents of what it does list."""
+            out: dict[int, tuple[str, int, Any]] = {}
             for o in gc.get_objects():
-                if isinstance(o, (dict, list, set, deque)) and len(o) >= 50:
-                    out[id(o)] = (type(o).__qualname__, len(o))
+                for c in (o, *gc.get_referents(o)):
+                    if isinstance(c, (dict, list, set, deque)) and len(c) >= 50:
+                        out[id(c)] = (type(c).__qualname__, len(c), c)
             return out
 
-        def holder(target_id: int) -> str:
-            """What holds the container with this id (an instance: by its __dict__)."""
-            target = next((o for o in gc.get_objects() if id(o) == target_id), None)
-            if target is None:
-                return "?"
+        def holder(target: Any) -> str:
+            """What holds this container (an instance: by its __dict__)."""
             names = []
             for r in gc.get_referrers(target):
+                if isinstance(r, tuple) and len(r) == 3 and r[2] is target:
+                    continue  # lengths()'s own record of it
                 if isinstance(r, dict):
                     owners = [type(x).__qualname__ for x in gc.get_referrers(r)
                               if getattr(x, "__dict__", None) is r]
@@ -238,7 +240,7 @@ def serve_bot() -> int:
                 del snap
                 types.append(now)
                 targets.append(weak)
-                sizes.update(lengths())
+                sizes.update((i, (t, n)) for i, (t, n, _) in lengths().items())
                 text = "baseline taken\n"
             else:
                 lines = []
@@ -267,17 +269,18 @@ def serve_bot() -> int:
                         for r in gc.get_referrers(ref):
                             if r is refs:
                                 continue
-                            seen[f"{type(r).__qualname__} in {holder(id(r))}"] += 1
+                            seen[f"{type(r).__qualname__} in {holder(r)}"] += 1
                     lines.append(f"  weak references to {name} held by: "
                                  + ", ".join(f"{k} {n}" for k, n in seen.most_common(4)))
                     del refs
                 lines.append("held by (the newest 200 of each of the 6 types grown most):")
                 lines.append("containers grown most in length (held by):")
                 later = lengths()
-                longer = sorted(((n - sizes[i][1], i, t) for i, (t, n) in later.items()
+                longer = sorted(((n - sizes[i][1], i, t) for i, (t, n, _) in later.items()
                                  if i in sizes and sizes[i][0] == t), reverse=True)[:10]
-                lines += [f"{d:+10d} {t} (now {later[i][1]}) {holder(i)}"
+                lines += [f"{d:+10d} {t} (now {later[i][1]}) {holder(later[i][2])}"
                           for d, i, t in longer if d > 0]
+                del later
                 top = [k for d, k in grown[:6] if d > 0]
                 lines += [f"  {k}: {who}" for k, who in referrers(top).items()]
                 text = "\n".join(lines) + "\n"
