@@ -59,7 +59,8 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections import Counter
+import weakref
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -131,9 +132,11 @@ def memory_probe(path: Path, every: float) -> None:
 
 
 def serve_bot() -> int:
-    """capacity.py's probed bot; with $SOAK_TRACEMALLOC, tracemalloc on from the start and,
-    on each SIGUSR2, the sites that grew most since the first SIGUSR2 written to that
-    folder (tracemalloc-N.txt)."""
+    """`python -m bot run` with the memory probe; with $SOAK_TRACEMALLOC, on each SIGUSR2
+    a census written to that folder (tracemalloc-N.txt): the allocation sites that grew
+    most since the first SIGUSR2 (tracemalloc, unless SOAK_TRACE_FRAMES=0), objects per
+    type, weak references by target, the containers that grew longest and who holds
+    what grew."""
     memlog = os.environ.get(MEMLOG_ENV)
     if memlog:
         memory_probe(Path(memlog), 5.0)
@@ -141,36 +144,169 @@ def serve_bot() -> int:
     if folder:
         # One frame a trace: deeper ones slowed the bot so much at 1,000 users that it
         # answered nothing (SOAK_TRACE_FRAMES for more, at a smaller --users).
+        # 0: no tracemalloc at all, only the census of objects (gc), which costs nothing
+        # between the two signals and so leaves the bot's pace as measured.
         frames = int(os.environ.get("SOAK_TRACE_FRAMES", "1"))
-        tracemalloc.start(frames)
-        first: list[tracemalloc.Snapshot] = []
+        if frames:
+            tracemalloc.start(frames)
+        baseline = Path(folder, "tracemalloc-baseline.snap")
         types: list[Counter[str]] = []
+        targets: list[Counter[str]] = []
+        sizes: dict[int, tuple[str, int]] = {}  # id -> (type, len) of the larger containers
         count = [0]
+
+        def census() -> tuple[Counter[str], Counter[str]]:
+            """Objects per type (gc) and what the weak references point at."""
+            objects = gc.get_objects()
+            by_type = Counter(type(o).__qualname__ for o in objects)
+            weak = Counter[str]()
+            for o in objects:
+                if isinstance(o, weakref.ReferenceType):
+                    target = o()
+                    # A class made at run time is a leak of its own kind: name it.
+                    weak[f"class {target.__module__}.{target.__qualname__}"
+                         if isinstance(target, type) else type(target).__qualname__] += 1
+            return by_type, weak
+
+        def lengths() -> dict[int, tuple[str, int, Any]]:
+            """The containers of 50 items or more: one that keeps growing (a list, a dict)
+            adds no object of a new type, only to its own length. gc lists only what it
+            tracks, and a dict of ints and floats (a map of ids) is untracked: those are
+            found as the referents of what it does list."""
+            out: dict[int, tuple[str, int, Any]] = {}
+            for o in gc.get_objects():
+                for c in (o, *gc.get_referents(o)):
+                    if isinstance(c, (dict, list, set, deque)) and len(c) >= 50:
+                        out[id(c)] = (type(c).__qualname__, len(c), c)
+            return out
+
+        def holder(target: Any) -> str:
+            """What holds this container (an instance: by its __dict__)."""
+            names = []
+            for r in gc.get_referrers(target):
+                if isinstance(r, tuple) and len(r) == 3 and r[2] is target:
+                    continue  # lengths()'s own record of it
+                if isinstance(r, dict):
+                    owners = [type(x).__qualname__ for x in gc.get_referrers(r)
+                              if getattr(x, "__dict__", None) is r]
+                    key = next((k for k, v in r.items() if v is target), "?")
+                    names.append(f"{owners[0] if owners else 'dict'}.{key}")
+                elif not isinstance(r, list) or len(r) < 1000:  # not gc's own lists
+                    names.append(type(r).__qualname__)
+            return ", ".join(names[:3])
+
+        def referrers(kinds: list[str], sample: int = 200) -> dict[str, str]:
+            """Who holds the newest objects of each grown type (gc keeps survivors in age
+            order, so the last ones listed are the youngest): one pass over every object's
+            referents, an instance's __dict__ named after its owner."""
+            objects = gc.get_objects()
+            wanted: dict[int, str] = {}
+            for kind in kinds:
+                mine = [o for o in objects if type(o).__qualname__ == kind][-sample:]
+                wanted.update((id(o), kind) for o in mine)
+            owner_of: dict[int, str] = {}
+            held: dict[str, Counter[str]] = {k: Counter() for k in kinds}
+            hits: list[tuple[str, Any]] = []
+            for o in objects:
+                for r in gc.get_referents(o):
+                    found = wanted.get(id(r))
+                    if found is not None:
+                        hits.append((found, o))
+                try:  # past any __getattr__: a diagnostic must not run the bot's code
+                    d = object.__getattribute__(o, "__dict__")
+                except (AttributeError, TypeError):
+                    continue
+                if isinstance(d, dict):
+                    owner_of[id(d)] = type(o).__qualname__
+            for kind, o in hits:
+                name = type(o).__qualname__
+                if isinstance(o, dict) and id(o) in owner_of:
+                    name = f"dict of {owner_of[id(o)]}"
+                held[kind][name] += 1
+            del objects, hits
+            return {k: ", ".join(f"{n} {c}" for n, c in held[k].most_common(5)) for k in kinds}
 
         def diff(signum: int, frame: Any) -> None:
             snap = tracemalloc.take_snapshot().filter_traces(
-                [tracemalloc.Filter(False, tracemalloc.__file__)])
+                [tracemalloc.Filter(False, tracemalloc.__file__)]) if frames else None
             count[0] += 1
             gc.collect()
-            now = Counter(type(o).__qualname__ for o in gc.get_objects())
-            if not first:
-                first.append(snap)
+            now, weak = census()
+            if not types:
+                # On disk, not in the heap: a snapshot held in memory is tens of MB of
+                # traced tuples, which then reads as growth of the very process measured.
+                if snap is not None:
+                    snap.dump(str(baseline))
+                del snap
                 types.append(now)
+                targets.append(weak)
+                sizes.update((i, (t, n)) for i, (t, n, _) in lengths().items())
                 text = "baseline taken\n"
             else:
-                stats = snap.compare_to(first[0], "traceback" if frames > 1 else "lineno")[:15]
                 lines = []
+                stats = []
+                if snap is not None:
+                    first = tracemalloc.Snapshot.load(str(baseline))
+                    stats = snap.compare_to(first, "traceback" if frames > 1 else "lineno")[:15]
+                    del first, snap
                 for s in stats:
                     lines.append(f"{s.size_diff / 1024:+10.1f} KiB {s.count_diff:+8d} blocks")
-                    lines += [f"      {f}" for f in s.traceback.format()[-6:]]
+                    lines += [f"      {f}" for f in s.traceback.format()[-2 * frames:]]
                 grown = sorted(((n - types[0][k], k) for k, n in now.items()), reverse=True)
                 lines.append("objects per type (gc), grown most:")
                 lines += [f"{d:+10d} {k} (now {now[k]})" for d, k in grown[:12] if d > 0]
+                lines.append("weak references by target type, grown most:")
+                wgrown = sorted(((n - targets[0][k], k) for k, n in weak.items()), reverse=True)
+                lines += [f"{d:+10d} {k} (now {weak[k]})" for d, k in wgrown[:12] if d > 0]
+                if wgrown and wgrown[0][0] > 0:
+                    # Who keeps the weak references to the target grown most, two levels up.
+                    name = wgrown[0][1]
+                    refs = [o for o in gc.get_objects() if isinstance(o, weakref.ReferenceType)
+                            and (t := o()) is not None and isinstance(t, type)
+                            and f"class {t.__module__}.{t.__qualname__}" == name][-50:]
+                    seen = Counter[str]()
+                    for ref in refs:
+                        for r in gc.get_referrers(ref):
+                            if r is refs:
+                                continue
+                            seen[f"{type(r).__qualname__} in {holder(r)}"] += 1
+                    lines.append(f"  weak references to {name} held by: "
+                                 + ", ".join(f"{k} {n}" for k, n in seen.most_common(4)))
+                    del refs
+                lines.append("held by (the newest 200 of each of the 6 types grown most):")
+                lines.append("containers grown most in length (held by):")
+                later = lengths()
+                longer = sorted(((n - sizes[i][1], i, t) for i, (t, n, _) in later.items()
+                                 if i in sizes and sizes[i][0] == t), reverse=True)[:10]
+                lines += [f"{d:+10d} {t} (now {later[i][1]}) {holder(later[i][2])}"
+                          for d, i, t in longer if d > 0]
+                del later
+                top = [k for d, k in grown[:6] if d > 0]
+                lines += [f"  {k}: {who}" for k, who in referrers(top).items()]
                 text = "\n".join(lines) + "\n"
             Path(folder, f"tracemalloc-{count[0]}.txt").write_text(text)
+            # pymalloc's own account (arenas, blocks in use and free per size class): RSS
+            # that gc's census does not explain is either live small objects or free
+            # blocks kept in arenas that still hold a live one (fragmentation).
+            with Path(folder, f"pymalloc-{count[0]}.txt").open("w") as out:
+                sys.stderr.flush()
+                saved = os.dup(2)
+                os.dup2(out.fileno(), 2)
+                try:
+                    sys._debugmallocstats()
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
 
         signal.signal(signal.SIGUSR2, diff)
-    return capacity.serve_bot()
+    # The bot as deployed, without capacity.py's probes: their loop-lag and pool-wait
+    # records grow for 10 and 25 minutes (6,000 and 3,000 samples) and are written out as
+    # one JSON document every 0.5 s, in the very process whose RSS is fitted here; the
+    # soak reads none of them (its census showed those two lists as the containers that
+    # grew most after warm-up).
+    from bot.__main__ import main as bot_main
+
+    return bot_main(["run"])
 
 
 # ------------------------------------------------------------------------- the harness

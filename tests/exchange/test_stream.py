@@ -60,6 +60,29 @@ def test_tables_forget_old_fills_and_finished_orders_but_keep_open_ones() -> Non
     assert fills.get("e4999") is not None and fills.get("e0") is None  # the newest stay
 
 
+def test_tables_keep_few_finished_rows_per_account() -> None:
+    """The soak's slope: 200 rows per table per account took hours of fills to reach and
+    then held a few MB per account. 100 fills leave at most ROW_LIMIT (20) of each."""
+    orders, fills = Table("order"), Table("execution")
+    for i in range(100):
+        orders.apply("insert", [{"orderID": f"o{i}", "ordStatus": "New"}])
+        orders.apply("update", [{"orderID": f"o{i}", "ordStatus": "Filled"}])
+        fills.apply("insert", [{"execID": f"e{i}", "orderID": f"o{i}", "lastQty": 1}])
+    assert len(orders.rows) <= 21 and len(fills.rows) <= 21
+
+
+def test_a_trim_keeps_the_rows_of_the_message_just_applied() -> None:
+    """The fill notice reads the raw execution row of the message being handled: one
+    message of more executions than the cap keeps them all until the next message."""
+    fills = Table("execution")
+    fills.apply("insert", [{"execID": f"old{i}"} for i in range(30)])
+    fills.apply("insert", [{"execID": f"e{i}", "lastQty": 1} for i in range(50)])
+    assert all(fills.get(f"e{i}") is not None for i in range(50))
+    assert fills.get("old0") is None
+    fills.apply("insert", [{"execID": "next"}])
+    assert fills.get("next") is not None and len(fills.rows) <= 21
+
+
 def test_connection_budget_keeps_within_an_hour() -> None:
     b = ConnectionBudget(per_hour=3)
     for t in (0.0, 1.0, 2.0):

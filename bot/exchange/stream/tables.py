@@ -26,8 +26,12 @@ LOG_LIMIT = 200
 # BitMEX never deletes an execution nor a filled or cancelled order from its tables, so
 # kept as sent they grow with every fill for as long as the bot runs (the soak found it:
 # RSS up ~1 MB a minute). Past this many rows the oldest finished ones go (open orders
-# stay); what was applied has already been returned to the listeners.
-ROW_LIMIT = 200
+# stay); what was applied has already been returned to the listeners, and the only later
+# reader (the fill notice's raw row, bot/live/fills.py) reads the rows of the message
+# being handled, which a trim never drops. 200 per table per account was a bound a soak
+# never reached (an account sees a fill or two a minute) and that held a few MB per
+# account of decoded rows (dozens of strings and Decimals each) once reached.
+ROW_LIMIT = 20
 FINISHED = frozenset({"Filled", "Canceled", "Rejected"})
 
 
@@ -63,12 +67,14 @@ class Table:
                 self.keys = tuple(keys)
             self.has_partial = True
         out: list[Row] = []
+        fresh: set[tuple[Any, ...]] = set()  # this message's rows: its listeners read them
         for row in data:
             if not self.keys:
                 self.log.append(row)
                 out.append(row)
                 continue
             k = self.key_of(row)
+            fresh.add(k)
             if action == "delete":
                 gone = self.rows.pop(k, None)
                 out.append({**gone, **row} if gone else row)
@@ -85,14 +91,15 @@ class Table:
                 self.rows[k] = dict(row)
                 out.append(dict(row))
         if len(self.rows) > ROW_LIMIT:
-            self._trim()
+            self._trim(fresh)
         return out
 
-    def _trim(self) -> None:
-        """Drop the oldest rows past ROW_LIMIT: executions (events), finished orders."""
+    def _trim(self, keep: set[tuple[Any, ...]]) -> None:
+        """Drop the oldest rows past ROW_LIMIT: executions (events), finished orders; not
+        the rows of the message just applied (`keep`)."""
         excess = len(self.rows) - ROW_LIMIT
-        for k in [k for k, r in self.rows.items()
-                  if self.name == "execution" or r.get("ordStatus") in FINISHED][:excess]:
+        for k in [k for k, r in self.rows.items() if k not in keep and (
+                self.name == "execution" or r.get("ordStatus") in FINISHED)][:excess]:
             del self.rows[k]
 
     def get(self, *key: Any) -> Row | None:
