@@ -147,6 +147,9 @@ class Harness(BotRunner):
                         break
         except TimeoutError:
             raise AssertionError(f"fills not told within {timeout}s:\n{p.transcript}") from None
+        # The last notice's position card is an edit in the delivery queue by now (behind a
+        # settings read): delivered before the quiet moment `settle` waits for.
+        await self.svc.notifier.drain(timeout)
         await self.settle()
 
     async def connected(self, name: str = "Trader", **kw: Any) -> tuple[Person, str]:
