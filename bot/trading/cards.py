@@ -257,8 +257,9 @@ class CardBook:
                          thread_id: int | None) -> bool:
         """Send `text` as the card's new message in place of `message_id`, which is gone.
         One atomic UPDATE takes the old id off the row first: of two that found it gone
-        (a double tap, a press and the sweep), one sends; the other's edit of the same
-        message changes nothing."""
+        (a double tap, a press and the sweep), one sends and the other sends nothing (it
+        leaves the card to the sweep, which at most edits the new message to the same
+        text)."""
         claim = (update(OrderCard)
                  .where(col(OrderCard.id) == card_id, col(OrderCard.message_id) == message_id)
                  .values(message_id=None))
