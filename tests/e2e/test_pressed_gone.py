@@ -149,6 +149,27 @@ async def test_a_card_deleted_while_its_order_is_in_flight_gets_its_outcome_at_o
     await _outcome_sent_once(h, alice, card_id, before)
 
 
+async def test_a_double_tap_on_a_card_deleted_mid_flight_sends_one_outcome(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    card, card_id = await _limit_card(h, alice)
+    before = alice.last.message_id
+    h.sim.faults.engine_lag(1, seconds=2)
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    await h.emu.wait_for(lambda: h.sim.faults.held == 1)
+    # The second tap finds the order on its way ("Sending…") and the message gone: it
+    # sends nothing anew; the first one sends the outcome when BitMEX answers.
+    refused = h.emu.count("editMessageText", status=400)
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    h.emu.delete_for_all(alice.user, card)
+    await h.emu.wait_for(lambda: h.emu.count("editMessageText", status=400) > refused)
+    await h.emu.idle(timeout=5, quiet=0.2)
+    assert new_since(alice, before) == []
+    h.sim.engine.clock.advance(2)
+    await h.settle()
+    assert len([o for o in h.sim.engine.order_rows(h.sim.account(key).id)]) == 1
+    await _outcome_sent_once(h, alice, card_id, before)
+
+
 async def test_a_card_whose_outcome_edit_was_refused_then_deleted_gets_it_from_the_sweep(
         h: Harness) -> None:
     alice, _ = await h.connected("Alice")
