@@ -95,10 +95,15 @@ class TelegramNotifier:
         except ChatMigrated as e:  # moved twice in a row: give up on this message
             raise Unreachable(str(e)) from e
 
+    def _limited(self) -> bool:
+        """A rate limiter (handlers.ratelimit) sits between us and the wire: it says
+        ON_WIRE at the last moment, so this class must not say it too."""
+        return isinstance(self.bot, ExtBot) and self.bot.rate_limiter is not None
+
     def _pace(self, kind: str) -> dict[str, Any]:
         """The rate limiter's place in a group's line (handlers.ratelimit): by kind; the
         delivery queue retries 429s itself, so the limiter does not."""
-        if isinstance(self.bot, ExtBot) and self.bot.rate_limiter is not None:
+        if self._limited():
             return {"rate_limit_args": Pace(priority=PRIORITY.get(kind, 2), retries=0)}
         return {}
 
@@ -136,10 +141,17 @@ class TelegramNotifier:
 
     async def edit(self, chat_id: int, message_id: int, text: str, *,
                    buttons: Keyboard | None = None) -> Edited:
-        try:
-            await _call(chat_id, lambda: self.bot.edit_message_text(
+        async def put() -> Any:
+            if not self._limited():
+                # Telegram's 30 a second counts edits too: the delivery queue's wire gate
+                # waits here (with a rate limiter, the limiter says it).
+                await on_wire()
+            return await self.bot.edit_message_text(
                 text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML,
-                reply_markup=markup(buttons), disable_web_page_preview=True))
+                reply_markup=markup(buttons), disable_web_page_preview=True)
+
+        try:
+            await _call(chat_id, put)
         except BadRequest as e:
             words = str(e).lower()
             if "not modified" in words:

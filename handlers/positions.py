@@ -15,7 +15,7 @@ from bot.errors import UserError
 from handlers.common import Context, answer_press, reply
 from handlers.presses import PressHandler
 from handlers.router import IntentHandler
-from handlers.trade import edit_card, show_card
+from handlers.trade import show_card, show_pressed_card
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ async def on_panic_press(update: Update, context: Context, press: PanicPress) ->
             except UserError as e:
                 note = html.escape(str(e))
             card = type(card)(card.card_id, f"{card.text}\n{note}", card.buttons, card.alert)
-    if card.text and q.message is not None and card.card_id is not None:
-        await trading.card_shown(card.card_id, await edit_card(q, card), shows)
+    if card.text:
+        await show_pressed_card(update, context, card, shows)
 
 
 async def monitor(update: Update, context: Context, intent: P.Monitor) -> None:

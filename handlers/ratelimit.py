@@ -6,7 +6,8 @@ against the group's 20 a minute, has no per-private-chat pace and caps every rep
 overall (see TELEGRAM.md). Here:
 
 - sends (sendMessage, sendPhoto, ...) are paced per chat at about 1/s with a short burst,
-  and in groups also at 20 a minute; edits have their own, looser per-chat pace. A request
+  and in groups also at 20 a minute; edits have their own, looser per-chat pace (one
+  chat's buckets are bot.notify's `ChatBuckets`, as in the delivery queue). A request
   is counted when it goes on the wire (after its connection slot and ON_WIRE), not when its
   turn came, so one held up there cannot have the chat's next ones follow it in a bunch;
 - everything else (answerCallbackQuery, getChatMember, deleteMessage, chat actions, polling)
@@ -14,7 +15,9 @@ overall (see TELEGRAM.md). Here:
 - a 429 pauses only the chat it was about, for the `retry_after` the server chose, and the
   request is tried again (up to `max_retries`); other chats carry on;
 - no overall cap: replies to people who just wrote are not held to the bulk 30/s (bulk
-  notifications are paced by bot.notify.DeliveryQueue, which has one);
+  notifications are paced by bot.notify.DeliveryQueue, which has one: its `WireGate` waits
+  in the caller's ON_WIRE, which this limiter awaits right before each paced request,
+  sends and edits alike);
 - within a chat, waiting sends go out by priority (`Pace.priority`, lower first), then in
   the order they were asked for, so an admin's signal card overtakes members' reads;
 - at most `max_in_flight` paced requests are on the wire at once, fewer than the HTTP
@@ -39,7 +42,7 @@ from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from bot.metrics import Metrics
-from bot.notify import TokenBucket, on_wire
+from bot.notify import ChatBuckets, on_wire
 
 log = logging.getLogger(__name__)
 
@@ -79,57 +82,22 @@ class ChatLimits:
                           self.edit_burst)
 
 
-class _Chat:
-    __slots__ = ("edits", "group", "not_before", "passed", "sends", "waiting", "wake")
+class _Chat(ChatBuckets):
+    """A chat's buckets (counted as each request goes on the wire, see `process_request`)
+    and its line of requests waiting for their turn."""
+
+    __slots__ = ("passed", "waiting", "wake")
 
     def __init__(self, chat_id: int, limits: ChatLimits, now: float) -> None:
-        self.sends = TokenBucket(limits.chat_burst, limits.per_chat_per_sec, now)
-        self.edits = TokenBucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
-        self.group = (TokenBucket(limits.group_per_min, limits.group_per_min / 60, now)
-                      if chat_id < 0 else None)
-        self.not_before = 0.0  # paused by a 429 until then
+        super().__init__(chat_id < 0, limits, now)
         self.waiting: list[tuple[int, int, bool]] = []  # (priority, seq, edit) in line
         # edit? -> the request that had its turn and is not on the wire yet: until it is
         # (and has taken its tokens), no other of that kind may have one.
         self.passed: dict[bool, tuple[int, int, bool]] = {}
         self.wake = asyncio.Event()
 
-    def wait(self, now: float, edit: bool) -> float:
-        waits = [self.not_before - now]
-        if edit:
-            waits.append(self.edits.wait(now))
-        else:
-            waits.append(self.sends.wait(now))
-            if self.group is not None:
-                waits.append(self.group.wait(now))
-        return max(waits)
-
-    def refused(self, now: float, edit: bool) -> None:
-        """The server's bucket is empty: ours must be too, or the retries (and the others
-        waiting) would knock again together."""
-        if edit:
-            self.edits.empty(now)
-        else:
-            self.sends.empty(now)
-            if self.group is not None:
-                self.group.empty(now)
-
-    def take(self, edit: bool, now: float) -> None:
-        """Count one request at `now`: the buckets are brought up to `now` first, so the
-        time it waited since its turn is not credited again after it."""
-        if edit:
-            self.edits.wait(now)
-            self.edits.tokens -= 1
-            return
-        self.sends.wait(now)
-        self.sends.tokens -= 1
-        if self.group is not None:
-            self.group.wait(now)
-            self.group.tokens -= 1
-
     def idle(self, now: float) -> bool:
-        return (not self.waiting and self.not_before <= now and self.sends.full(now)
-                and self.edits.full(now) and (self.group is None or self.group.full(now)))
+        return not self.waiting and super().idle(now)
 
 
 def _retry_seconds(e: RetryAfter) -> float:
@@ -190,14 +158,15 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
             chat, me = await self._turn(key, pace.priority, edit)
             try:
                 async with self._in_flight:
-                    if not edit:
-                        # Every wait is behind it: from here the message may reach the chat.
-                        await on_wire()
+                    # Every wait is behind it: from here the request may reach the chat.
+                    # Edits too: the delivery queue's wire gate waits here, since
+                    # Telegram's 30 a second counts every request that sends or edits.
+                    await on_wire()
                     # Counted here, after the wait for a connection slot and the caller's
                     # ON_WIRE, not when its turn came: a send held up there would leave
                     # its chat's next one free to follow it onto the wire at once. Until
                     # then it holds its chat's line, so that next one waits.
-                    chat.take(edit, self.clock())
+                    chat.count(edit, self.clock())
                     self._leave(chat, me)
                     return await callback(*args, **kwargs)
             except RetryAfter as e:
@@ -205,7 +174,7 @@ class ChatRateLimiter(BaseRateLimiter[Pace]):
                 seconds = _retry_seconds(e)
                 now = self.clock()
                 chat.not_before = max(chat.not_before, now + seconds)
-                chat.refused(now, edit)
+                chat.refused(edit, now)
                 self.stats["throttled"] += 1
                 if attempt >= retries:
                     self.stats["gave_up"] += 1

@@ -24,9 +24,11 @@ from bot.buttons import (
 )
 from bot.errors import ExchangeError, UserError
 from bot.exchange.types import Exchange, Instrument
+from bot.notify import Edited
 from bot.trading import Card
 from bot.trading.panic import panic_row
-from handlers.common import Context, answer_press, reply
+from handlers.common import Context, answer_press, reply, topic
+from handlers.notifier import MESSAGE_GONE
 from handlers.presses import PressHandler
 from handlers.render import balances, markup, order_block
 from handlers.router import IntentHandler
@@ -199,23 +201,38 @@ async def on_card_press(update: Update, context: Context, press: CardPress) -> N
             # handler's apology goes to the chat, not into a race with that answer.
             await asyncio.gather(answering, *([interim] if interim is not None else []),
                                  return_exceptions=True)
-    if card.text and q.message is not None and card.card_id is not None:
-        await trading.card_shown(card.card_id, await edit_card(q, card), card.text)
+    if card.text:
+        await show_pressed_card(update, context, card, card.text)
 
 
-async def edit_card(q: CallbackQuery, card: Card) -> bool:
-    """Edit the pressed card; False when Telegram refused (the sweep repairs it)."""
+async def show_pressed_card(update: Update, context: Context, card: Card, shows: str) -> None:
+    """Edit the pressed card to `card` (`shows`: what its row says). A card whose message
+    was deleted while its order was in flight gets its outcome as a new message at once,
+    not from the repair sweep seconds later."""
+    q = update.callback_query
+    if q is None or q.message is None or card.card_id is None:
+        return
+    await context.services.trading.card_edited(
+        context.services.notifier, card.card_id, q.message.chat.id, q.message.message_id,
+        await edit_card(q, card), card.text, shows=shows, settled_only=True,
+        thread_id=topic(update))
+
+
+async def edit_card(q: CallbackQuery, card: Card) -> Edited:
+    """Edit the pressed card; FAILED when Telegram refused (the sweep repairs it), GONE
+    when the message was deleted."""
     try:
         await q.edit_message_text(card.text, parse_mode="HTML", reply_markup=markup(card.buttons))
     except BadRequest as e:
-        if "not modified" in e.message.lower():
-            return True
+        words = e.message.lower()
+        if "not modified" in words:
+            return Edited.SHOWN
         log.warning("card edit refused: %s", e.message)
-        return False
+        return Edited.GONE if any(w in words for w in MESSAGE_GONE) else Edited.FAILED
     except TelegramError as e:  # throttled past retries, or the network
         log.warning("card edit failed: %s", e)
-        return False
-    return True
+        return Edited.FAILED
+    return Edited.SHOWN
 
 
 async def on_row_press(update: Update, context: Context,

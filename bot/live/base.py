@@ -162,6 +162,13 @@ class LiveBase:
         self._exit_users: dict[int, int] = {}  # card id -> fills holding or awaiting its lock
         self._started = False
         self._closing = False
+        # Set, and replaced, each time telling a fill or adding its position card ends, or
+        # an account stops being followed: what `fills_told` waits on between its checks.
+        self._told = asyncio.Event()
+
+    def _told_moved(self) -> None:
+        self._told.set()
+        self._told = asyncio.Event()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         if self._closing:
@@ -194,6 +201,7 @@ class LiveBase:
         w = self._watches.pop((user_id, network), None)
         if w is None:
             return
+        self._told_moved()
         # Paper callbacks cannot be removed from the engine: the flag silences them.
         w.closed = True
         # A fill being told right now finishes (and saves its cursor) before we stop, or a

@@ -6,7 +6,7 @@ import asyncio
 import html
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,29 @@ class Fills(Bracket):
 
     # --- fills --------------------------------------------------------------------------
 
+    async def fills_told(self, user_id: int, exec_ids: Collection[str]) -> None:
+        """Return once every fill of `exec_ids` has been told to `user_id`: each marked
+        reported, none of the person's being told right now, and no position card still
+        to come under one (its edit is queued by then). Tests and the sandbox wait on it:
+        no message announces "nothing more comes"."""
+        want = set(exec_ids)
+        while True:
+            watches = [w for (uid, _), w in self._watches.items() if uid == user_id]
+            reported = {e for w in watches for e in w.reported}
+            # A fill is marked reported before its notice is sent, under the watch's lock;
+            # its position card is pending from the moment that lock is let go.
+            if (want <= reported and not any(w.lock.locked() for w in watches)
+                    and not any(k[0] == user_id for k in self._fill_cards())):
+                return
+            await self._told.wait()
+
     async def _report_fill(self, w: Watch, ex: Execution) -> None:
+        try:
+            await self._tell_fill(w, ex)
+        finally:
+            self._told_moved()
+
+    async def _tell_fill(self, w: Watch, ex: Execution) -> None:
         async with w.lock:
             if ex.exec_id in w.reported:
                 return
@@ -126,6 +148,7 @@ class Fills(Bracket):
         finally:
             if self._fill_cards().get(key) is card:
                 del self._fill_cards()[key]
+            self._told_moved()
         if shown is None or w.closed:
             return
         try:

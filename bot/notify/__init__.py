@@ -3,7 +3,8 @@
 - `notifier`: the `Notifier` protocol services call (the Telegram one is
   handlers/notifier.py), its plain-data `Button`s, and the `DeliveryError`s it raises;
 - `queue`: the `DeliveryQueue` that wraps any notifier: pacing, retries, settings;
-- `pacing`: Telegram's limits (`DeliveryLimits`) and the `TokenBucket` they are kept with;
+- `pacing`: Telegram's limits (`DeliveryLimits`), the `TokenBucket` they are kept with, one
+  chat's buckets (`ChatBuckets`, also the handlers' rate limiter's) and the `WireGate`;
 - `audience`: message priorities and the person's settings (`Audience`, quiet hours).
 
 Import from here: the names stay where they always were.
@@ -24,7 +25,7 @@ from bot.notify.notifier import (
     Unreachable,
     on_wire,
 )
-from bot.notify.pacing import DeliveryLimits, TokenBucket
+from bot.notify.pacing import ChatBuckets, DeliveryLimits, TokenBucket, WireGate
 from bot.notify.queue import Clock, DeliveryQueue, Sleep
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Audience",
     "AudienceLookup",
     "Button",
+    "ChatBuckets",
     "Clock",
     "DeliveryError",
     "DeliveryLimits",
@@ -50,5 +52,6 @@ __all__ = [
     "TokenBucket",
     "Transient",
     "Unreachable",
+    "WireGate",
     "on_wire",
 ]

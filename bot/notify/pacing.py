@@ -1,12 +1,12 @@
-"""Telegram's flood limits, the token bucket they are kept with, and the gate that spaces
-requests at the moment they go on the wire."""
+"""Telegram's flood limits, the token bucket they are kept with, one chat's buckets, and
+the gate that spaces requests at the moment they go on the wire."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,8 @@ class DeliveryLimits:
     global_per_sec: float = 28.5
     # The bucket that picks which chat goes next: a little ahead of the gate, so that one
     # request slow to reach it (a settings read) does not leave the gate idle and the
-    # fan-out slower; the gate, not this, bounds what reaches Telegram. Edits (which do not
-    # pass the gate) are held to this alone: 3 + 28.5 a second, within the server's 30-token
-    # bucket.
+    # fan-out slower; the gate, not this, bounds what reaches Telegram, edits included
+    # (Telegram's 30 a second counts every request that sends or edits).
     global_burst: float = 3.0
     # One message, and a quarter of a gap's slack so that a request that wakes up a little
     # late keeps its slot instead of slowing the pace; at most floor(1.25 + 28.5) = 29 a
@@ -87,6 +86,70 @@ class TokenBucket:
     def empty(self, now: float) -> None:
         self.wait(now)
         self.tokens = min(self.tokens, 0.0)
+
+
+class ChatLimitsLike(Protocol):
+    """The per-chat numbers `ChatBuckets` is built from (`DeliveryLimits` for the delivery
+    queue, `handlers.ratelimit.ChatLimits` for replies: each keeps its own figures)."""
+
+    @property
+    def per_chat_per_sec(self) -> float: ...
+    @property
+    def chat_burst(self) -> float: ...
+    @property
+    def group_per_min(self) -> float: ...
+    @property
+    def edit_per_chat_per_sec(self) -> float: ...
+    @property
+    def edit_burst(self) -> float: ...
+
+
+class ChatBuckets:
+    """One chat's share of Telegram's limits: messages (about 1/s with a short burst), in a
+    group also 20 a minute, and edits on a looser pace of their own; `not_before` pauses
+    the chat (a 429's `retry_after`, a network backoff).
+
+    The caller decides *when* a request is counted: the delivery queue counts a message
+    once its answer is back (an upper bound on when the server counted it, with one in
+    flight per chat), the handlers' rate limiter as it goes on the wire. Either way
+    `count` first brings the buckets up to `now`, so the time a request waited before
+    that moment is not credited again after it."""
+
+    __slots__ = ("edits", "group", "not_before", "sends")
+
+    def __init__(self, group: bool, limits: ChatLimitsLike, now: float) -> None:
+        self.sends = TokenBucket(limits.chat_burst, limits.per_chat_per_sec, now)
+        self.edits = TokenBucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
+        self.group = (TokenBucket(limits.group_per_min, limits.group_per_min / 60, now)
+                      if group else None)
+        self.not_before = 0.0
+
+    def _buckets(self, edit: bool) -> tuple[TokenBucket, ...]:
+        if edit:
+            return (self.edits,)
+        return (self.sends,) if self.group is None else (self.sends, self.group)
+
+    def wait(self, now: float, edit: bool) -> float:
+        """Seconds until one more request of this kind may go (0 or less: now)."""
+        return max(self.not_before - now, *(b.wait(now) for b in self._buckets(edit)))
+
+    def count(self, edit: bool, now: float) -> None:
+        """One request reached the server no later than `now`."""
+        for bucket in self._buckets(edit):
+            bucket.wait(now)
+            bucket.tokens -= 1
+
+    def refused(self, edit: bool, now: float) -> None:
+        """The server's bucket is empty (a 429): ours must be too, or the retry (and the
+        others waiting) would knock again at once."""
+        for bucket in self._buckets(edit):
+            bucket.empty(now)
+
+    def idle(self, now: float) -> bool:
+        """Nothing of this chat is remembered any more: no pause, every bucket full (the
+        chat can be forgotten and built anew without letting more through)."""
+        return self.not_before <= now and all(
+            b.full(now) for b in (self.sends, self.edits, self.group) if b is not None)
 
 
 class WireGate:

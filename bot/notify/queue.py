@@ -27,7 +27,7 @@ from bot.notify.notifier import (
     Transient,
     Unreachable,
 )
-from bot.notify.pacing import DeliveryLimits, TokenBucket, WireGate
+from bot.notify.pacing import ChatBuckets, DeliveryLimits, TokenBucket, WireGate
 
 log = logging.getLogger(__name__)
 
@@ -50,54 +50,27 @@ class _Job:
     throttled: int = 0
 
 
-class _Chat:
-    __slots__ = ("bucket", "edits", "group", "jobs", "not_before", "sending")
+class _Chat(ChatBuckets):
+    """A chat's buckets, and its line of messages: one in flight at a time. Its buckets
+    count a message when its answer is back (`count` in `_attempt`): the next one, sent
+    only after that answer, cannot reach the server closer to it than the buckets allow,
+    however the network delays either of them."""
+
+    __slots__ = ("jobs", "sending")
 
     def __init__(self, chat_id: int, limits: DeliveryLimits, now: float) -> None:
+        super().__init__(chat_id < 0, limits, now)
         self.jobs: deque[_Job] = deque()
         self.sending = False
-        self.not_before = 0.0
-        self.bucket = TokenBucket(limits.chat_burst, limits.per_chat_per_sec, now)
-        self.edits = TokenBucket(limits.edit_burst, limits.edit_per_chat_per_sec, now)
-        self.group = (TokenBucket(limits.group_per_min, limits.group_per_min / 60, now)
-                      if chat_id < 0 else None)
 
     def priority(self) -> int:
         # Priority inheritance: a reply queued behind an alert lifts the whole chat, since
         # the chat's messages must still leave in order.
         return min(j.priority for j in self.jobs)
 
-    def wait(self, now: float) -> float:
-        head = self.jobs[0]
-        waits = [self.not_before - now]
-        waits.append(self.edits.wait(now) if head.edit else self.bucket.wait(now))
-        if self.group is not None and not head.edit:
-            waits.append(self.group.wait(now))
-        return max(waits)
-
-    def count(self, edit: bool, now: float) -> None:
-        """One message reached the server, no later than `now`: the moment its answer came
-        back. Counted then rather than when it left, the next one (sent only after this
-        answer, one in flight per chat) cannot reach the server closer to it than these
-        buckets allow, however the network delays either of them."""
-        if edit:
-            self.edits.wait(now)
-            self.edits.tokens -= 1
-        else:
-            self.bucket.wait(now)
-            self.bucket.tokens -= 1
-            if self.group is not None:
-                self.group.wait(now)
-                self.group.tokens -= 1
-
-    def refused(self, edit: bool, now: float) -> None:
-        """The server's bucket is empty (a 429): ours must be too, or we would knock again."""
-        if edit:
-            self.edits.empty(now)
-        else:
-            self.bucket.empty(now)
-            if self.group is not None:
-                self.group.empty(now)
+    def ready_in(self, now: float) -> float:
+        """Seconds until the message at the head of the line may go."""
+        return self.wait(now, self.jobs[0].edit)
 
 
 class DeliveryQueue:
@@ -106,9 +79,10 @@ class DeliveryQueue:
     - one message in flight per chat and a FIFO per chat: each chat's messages keep
       their order (edits included, so a card is never edited before it is sent);
     - across chats, the chat holding the most urgent message goes first (PRIORITY);
-    - token buckets per chat (1/s, burst 3) and per group (20/min), which count a message
-      when its answer is back; overall a bucket that picks the next chat, and a `WireGate`
-      that paces the requests as they go on the wire (see `DeliveryLimits`);
+    - token buckets per chat (1/s, burst 3; edits 2/s, burst 5) and per group (20/min),
+      which count a message when its answer is back; overall a bucket that picks the next
+      chat, and a `WireGate` that paces the requests, edits included, as they go on the
+      wire (see `DeliveryLimits`);
     - a 429 pauses that chat for `retry_after` and retries the same message; a network
       error is retried with backoff; an unreachable chat is reported through
       `on_blocked` and its queued messages are counted and logged, never lost silently;
@@ -191,9 +165,12 @@ class DeliveryQueue:
             return await self.inner.edit(chat_id, message_id, text, buttons=buttons)
 
         result = await self._submit(chat_id, "edit", op, edit=True, fallback=Edited.FAILED)
-        if isinstance(result, Edited):
-            return result
-        return Edited.SHOWN if result else Edited.FAILED  # a plain notifier's bool
+        if not isinstance(result, Edited):
+            # A wrapped notifier answers an `Edited` (GONE is what callers act on): a plain
+            # True here would pass a deleted message off as shown.
+            log.error("an edit in %s was answered %r, not an Edited", chat_id, result)
+            return Edited.FAILED
+        return result
 
     async def delete(self, chat_id: int, message_id: int) -> bool:
         try:
@@ -269,9 +246,11 @@ class DeliveryQueue:
             return fallback
         loop = asyncio.get_running_loop()
         # The worker's tasks do not run in the caller's context: its ON_WIRE travels
-        # with the job, to be set again around the attempt.
+        # with the job, to be set again around the attempt. Only a message's: callers
+        # record "maybe told" there, which an edit has nothing of (it still passes the
+        # wire gate, see `_wire_hook`).
         job = _Job(next(self._seq), chat_id, kind, PRIORITY.get(kind, 2), edit, op,
-                   loop.create_future(), fallback, ON_WIRE.get())
+                   loop.create_future(), fallback, None if edit else ON_WIRE.get())
         # Enqueued synchronously, before any await, so that the order of calls is the
         # order of delivery in each chat.
         chat = self._chats.get(chat_id)
@@ -292,7 +271,7 @@ class DeliveryQueue:
         for chat in self._chats.values():
             if chat.sending or not chat.jobs:
                 continue
-            wait = chat.wait(now)
+            wait = chat.ready_in(now)
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
@@ -428,8 +407,9 @@ class DeliveryQueue:
         return "done", result
 
     def _wire_hook(self, job: _Job) -> Callable[[], Awaitable[None]]:
-        """What the notifier awaits right before the request: the caller's ON_WIRE, then
-        the gate, last, so that nothing waits between the gate and the wire."""
+        """What the notifier awaits right before the request, sends and edits alike
+        (Telegram's 30 a second counts both): the caller's ON_WIRE, then the gate, last,
+        so that nothing waits between the gate and the wire."""
 
         async def hook() -> None:
             if job.on_wire is not None:

@@ -227,20 +227,56 @@ class CardBook:
 
     async def show_outcome(self, notifier: Notifier, card_id: int, chat_id: int,
                            message_id: int, text: str, *, resend: bool = True) -> bool:
-        """Edit the card's message to `text` (no buttons) and record whether it shows it.
-        A message deleted since (the user cleaned up the chat) can never be edited: with
-        `resend` the outcome is sent anew and becomes the card's message, so a press's
-        outcome is not left unseen; without it (an expiry nobody waits for) there is
-        nothing to show. Either way the sweep stops knocking on a message that is gone."""
+        """Edit the card's message to `text` (no buttons) and record whether it shows it
+        (see `card_edited`)."""
         edited = await notifier.edit(chat_id, message_id, text, buttons=None)
+        return await self.card_edited(notifier, card_id, chat_id, message_id, edited, text,
+                                      resend=resend)
+
+    async def card_edited(self, notifier: Notifier, card_id: int, chat_id: int,
+                          message_id: int, edited: Edited, text: str, *,
+                          shows: str | None = None, resend: bool = True,
+                          settled_only: bool = False, thread_id: int | None = None) -> bool:
+        """An edit of the card's message to `text` went as `edited`: record whether the
+        card shows what its row says (`shows`, when `text` adds to it). A message deleted
+        since (the user cleaned up the chat) can never be edited: with `resend` the text
+        is sent anew and becomes the card's message, so an outcome is not left unseen;
+        without it (an expiry nobody waits for) there is nothing to show. Either way the
+        sweep stops knocking on a message that is gone. `settled_only`: only an outcome is
+        sent anew (a press that found "Sending…" gone leaves it to the press that sends)."""
         shown = bool(edited)
         if edited is Edited.GONE:
-            sent = await notifier.send(chat_id, text, kind="card") if resend else None
-            if sent is not None:
-                await self.attach_message(card_id, sent.message_id)
-            shown = sent is not None or not resend
-        await self.card_shown(card_id, shown, text)
+            shown = not resend or await self._send_anew(
+                notifier, card_id, chat_id, message_id, text, settled_only=settled_only,
+                thread_id=thread_id)
+        await self.card_shown(card_id, shown, text if shows is None else shows)
         return shown
+
+    async def _send_anew(self, notifier: Notifier, card_id: int, chat_id: int,
+                         message_id: int, text: str, *, settled_only: bool,
+                         thread_id: int | None) -> bool:
+        """Send `text` as the card's new message in place of `message_id`, which is gone.
+        One atomic UPDATE takes the old id off the row first: of two that found it gone
+        (a double tap, a press and the sweep), one sends and the other sends nothing (it
+        leaves the card to the sweep, which at most edits the new message to the same
+        text)."""
+        claim = (update(OrderCard)
+                 .where(col(OrderCard.id) == card_id, col(OrderCard.message_id) == message_id)
+                 .values(message_id=None))
+        if settled_only:
+            claim = claim.where(col(OrderCard.state).in_(SETTLED))
+        async with self.db.session() as s:
+            result = await s.exec(claim)
+            await s.commit()
+        if result.rowcount != 1:
+            return False
+        sent = None
+        try:
+            sent = await notifier.send(chat_id, text, kind="card", thread_id=thread_id)
+        finally:
+            # Not sent: the old id goes back, so the sweep tries again later.
+            await self.attach_message(card_id, message_id if sent is None else sent.message_id)
+        return sent is not None
 
     async def stale_cards(self, older_than: timedelta = timedelta(seconds=3)
                           ) -> list[OrderCard]:

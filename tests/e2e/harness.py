@@ -131,23 +131,25 @@ class Harness(BotRunner):
         message would otherwise race it."""
         account = self.sim.account(key).id
 
-        def told() -> bool:
-            fills = {r["execID"] for r in self.sim.engine.execution_rows(account)
-                     if r["execType"] == "Trade"}
-            watches = [w for (uid, _), w in self.svc.live._watches.items()
-                       if uid == p.user.id]
-            reported = {e for w in watches for e in w.reported}
-            # A fill is marked reported before its notice is sent, under the watch's lock;
-            # its position card is pending from the moment that lock is let go.
-            telling = any(w.lock.locked() for w in watches)
-            pending = any(k[0] == p.user.id for k in self.svc.live._fill_cards())
-            return fills <= reported and not telling and not pending
+        def fills() -> set[str]:
+            return {r["execID"] for r in self.sim.engine.execution_rows(account)
+                    if r["execType"] == "Trade"}
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not told():  # the bot's own state, which no emulator event announces
-            assert loop.time() < deadline, f"fills not told within {timeout}s:\n{p.transcript}"
-            await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    made = fills()
+                    # Returns at the moment all of them are told, with no await between
+                    # that check and ours: a fill the simulator made meanwhile is waited
+                    # for too.
+                    await self.svc.live.fills_told(p.user.id, made)
+                    if fills() <= made:
+                        break
+        except TimeoutError:
+            raise AssertionError(f"fills not told within {timeout}s:\n{p.transcript}") from None
+        # The last notice's position card is an edit in the delivery queue by now (behind a
+        # settings read): delivered before the quiet moment `settle` waits for.
+        await self.svc.notifier.drain(timeout)
         await self.settle()
 
     async def connected(self, name: str = "Trader", **kw: Any) -> tuple[Person, str]:

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from tests.e2e.harness import Harness, Person
-from tests.e2e.helpers import all_orders, open_orders, position_qty
+from tests.e2e.helpers import all_orders, confirm_last_card, open_orders, position_qty
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +81,8 @@ async def test_cancel_and_nothing_open_change_nothing(h: Harness) -> None:
     await alice.send("/panic now")
     assert "Only '/panic' or '/panic deadman off'" in alice.last_text
     await alice.send("/buy 100 xbtusd")
-    await alice.press("✅ Confirm")
+    # The fill's notice comes over the stream: told before the panic card, not after it.
+    assert "Filled" in await confirm_last_card(alice)
     await alice.send("/panic")
     await alice.press("✖️ Cancel")
     assert "Cancelled — nothing was sent" in alice.last_text

@@ -5,6 +5,7 @@ own trailing where pegged orders are refused, and every bad input answered in on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from decimal import Decimal as D
 
@@ -390,4 +391,28 @@ async def test_more_bad_input_answers_one_line_and_changes_nothing(h: Harness) -
     await h.settle()
     assert alice.last_text.startswith("No open position in XBTUSD"), alice.last_text
     assert open_orders(h, key) == []
+    no_traceback(alice)
+
+
+async def test_fills_told_returns_once_the_notice_and_its_card_are_on_their_way(
+        h: Harness) -> None:
+    # What the harness waits on after a Confirm (`Harness.fills_told`): the live updates
+    # say when every fill given is told and no position card is still to come under one,
+    # instead of a test polling their private state.
+    alice, key = await h.connected("Alice")
+    await h.svc.live.wait_ready(alice.id)
+    await alice.send("/buy 400 xbtusd")
+    account = h.sim.account(key).id
+    h.emu.press(alice.user, alice.last, "✅ Confirm", bot=h.bot_username)
+    await h.emu.wait_for(lambda: bool(h.sim.engine.execution_rows(account)))
+    made = {r["execID"] for r in h.sim.engine.execution_rows(account)
+            if r["execType"] == "Trade"}
+    await asyncio.wait_for(h.svc.live.fills_told(alice.id, made), timeout=10)
+    # The notice is sent and its card's edit is in the delivery queue by then.
+    assert h.svc.live._fill_cards() == {} and h.svc.notifier.pending() <= 1
+    assert await h.svc.notifier.drain(5)
+    [notice] = fill_notices(alice)
+    assert "XBTUSD Long 400" in (notice.content or "") and notice.buttons, alice.transcript
+    # Nothing more is being told: asked again, it answers at once.
+    await asyncio.wait_for(h.svc.live.fills_told(alice.id, made), timeout=0.1)
     no_traceback(alice)

@@ -96,24 +96,95 @@ async def _sweep(h: Harness) -> int:
         await h.settle()
 
 
-async def test_a_card_deleted_right_after_confirm_gets_its_outcome_sent_anew_once(
-        h: Harness) -> None:
-    alice, key = await h.connected("Alice")
+async def _limit_card(h: Harness, p: Person) -> tuple[Message, int]:
+    """A limit buy far under the market (it rests: "Placed", no fill notice after it)."""
     price = int(h.sim.engine.instrument("XBTUSD").mark) - 3000
-    card = await alice.send(f"/buy 100 xbtusd limit {price}")
+    card = await p.send(f"/buy 100 xbtusd limit {price}")
     assert card is not None
-    before = alice.last.message_id
     async with h.svc.db.session() as s:
         [row] = (await s.exec(select(OrderCard).where(
             OrderCard.message_id == card.message_id))).all()
     assert row.id is not None
+    return card, row.id
+
+
+async def _outcome_sent_once(h: Harness, p: Person, card_id: int, before: int) -> None:
+    """The card's outcome is one new message, the card's message from now on, and no
+    sweep sends or edits anything more."""
+    [shown] = new_since(p, before)
+    assert "✅ Placed" in shown, p.transcript
+    row = await _card_row(h, card_id)
+    assert not row.card_stale and row.message_id == p.last.message_id
+    calls = h.emu.count("editMessageText"), h.emu.count("sendMessage")
+    assert await _sweep(h) == 0
+    assert (h.emu.count("editMessageText"), h.emu.count("sendMessage")) == calls
+    assert new_since(p, before) == [shown]
+    no_traceback(p)
+
+
+async def test_a_card_deleted_right_after_confirm_gets_its_outcome_at_once_and_once(
+        h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    card, card_id = await _limit_card(h, alice)
+    before = alice.last.message_id
     await press_then_delete(alice, "✅ Confirm", card)
     assert len([o for o in h.sim.engine.order_rows(h.sim.account(key).id)]) == 1
-    assert (await _card_row(h, row.id)).card_stale  # the outcome edit was refused
+    # Sent by the press itself, when its edit found the message gone: no sweep needed.
+    await _outcome_sent_once(h, alice, card_id, before)
+
+
+async def test_a_card_deleted_while_its_order_is_in_flight_gets_its_outcome_at_once_and_once(
+        h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    card, card_id = await _limit_card(h, alice)
+    before = alice.last.message_id
+    h.sim.faults.engine_lag(1, seconds=2)
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    await h.emu.wait_for(lambda: h.sim.faults.held == 1)  # BitMEX has it, no answer yet
+    h.emu.delete_for_all(alice.user, card)
+    h.sim.engine.clock.advance(2)  # the engine takes it; the answer comes back
+    await h.settle()
+    assert len([o for o in h.sim.engine.order_rows(h.sim.account(key).id)]) == 1
+    # Before, the outcome waited for the repair sweep (every 5 s, cards 3 s old).
+    await _outcome_sent_once(h, alice, card_id, before)
+
+
+async def test_a_double_tap_on_a_card_deleted_mid_flight_sends_one_outcome(h: Harness) -> None:
+    alice, key = await h.connected("Alice")
+    card, card_id = await _limit_card(h, alice)
+    before = alice.last.message_id
+    h.sim.faults.engine_lag(1, seconds=2)
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    await h.emu.wait_for(lambda: h.sim.faults.held == 1)
+    # The second tap finds the order on its way ("Sending…") and the message gone: it
+    # sends nothing anew; the first one sends the outcome when BitMEX answers.
+    refused = h.emu.count("editMessageText", status=400)
+    h.emu.press(alice.user, card, "✅ Confirm", bot=h.bot_username)
+    h.emu.delete_for_all(alice.user, card)
+    await h.emu.wait_for(lambda: h.emu.count("editMessageText", status=400) > refused)
+    await h.emu.idle(timeout=5, quiet=0.2)
+    assert new_since(alice, before) == []
+    h.sim.engine.clock.advance(2)
+    await h.settle()
+    assert len([o for o in h.sim.engine.order_rows(h.sim.account(key).id)]) == 1
+    await _outcome_sent_once(h, alice, card_id, before)
+
+
+async def test_a_card_whose_outcome_edit_was_refused_then_deleted_gets_it_from_the_sweep(
+        h: Harness) -> None:
+    alice, _ = await h.connected("Alice")
+    card, card_id = await _limit_card(h, alice)
+    before = alice.last.message_id
+    # "Sending…" and the outcome both refused, as Telegram sometimes does for a while:
+    # the message is still there, so the press sends nothing anew.
+    h.emu.refuse_next("editMessageText", times=2, bot=h.bot_username)
+    await alice.press("✅ Confirm", card)
+    assert new_since(alice, before) == [] and (await _card_row(h, card_id)).card_stale
+    h.emu.delete_for_all(alice.user, card)  # and then the user cleans up the chat
     assert await _sweep(h) == 1
     [shown] = new_since(alice, before)
     assert "✅ Placed" in shown, alice.transcript
-    after = await _card_row(h, row.id)
+    after = await _card_row(h, card_id)
     assert not after.card_stale and after.message_id == alice.last.message_id
     # Repaired for good: later sweeps knock on nothing (before, every 5 s for ever).
     edits = h.emu.count("editMessageText")

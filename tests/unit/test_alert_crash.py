@@ -19,7 +19,7 @@ from bot import parse as it
 from bot.alerts.service import AlertService
 from bot.db.engine import Database
 from bot.db.models import Alert
-from bot.notify import REPEATED, DeliveryQueue, Sent, on_wire
+from bot.notify import REPEATED, DeliveryQueue, Edited, Sent, on_wire
 from tests.dbs import test_database_url
 from tests.unit.test_alert_service import T0, Recorder, inst
 
@@ -42,8 +42,8 @@ class Wire:
         self.sent.append((chat_id, text))
         return Sent(chat_id, len(self.sent))
 
-    async def edit(self, chat_id: int, message_id: int, text: str, **kw: Any) -> bool:
-        return True
+    async def edit(self, chat_id: int, message_id: int, text: str, **kw: Any) -> Edited:
+        return Edited.SHOWN
 
     async def photo(self, chat_id: int, png: bytes, **kw: Any) -> Sent | None:
         return None

@@ -21,7 +21,7 @@ from bot.db.engine import Database
 from bot.db.models import Alert
 from bot.errors import UserError
 from bot.exchange.types import Instrument
-from bot.notify import Sent
+from bot.notify import Edited, Sent
 from tests.dbs import test_database_url
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -43,8 +43,8 @@ class Recorder:
         return Sent(chat_id, len(self.sent))
 
     async def edit(self, chat_id: int, message_id: int, text: str, *,
-                   buttons: Any = None) -> bool:
-        return True
+                   buttons: Any = None) -> Edited:
+        return Edited.SHOWN
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
                     kind: str = "reply", thread_id: int | None = None) -> Sent | None:

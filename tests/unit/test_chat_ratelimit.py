@@ -131,10 +131,11 @@ async def test_a_press_is_answered_while_a_hundred_chats_have_replies_on_the_wir
     assert answered.count("sendMessage") == 100
 
 
-async def test_a_send_is_declared_on_the_wire_only_after_its_paced_wait() -> None:
-    """bot.notify.ON_WIRE (alerts and fills record "maybe told" there): called once per
-    request, after the chat's pace let it go, right before it reaches Telegram; never for
-    edits, whose outcome nobody records that way."""
+async def test_a_request_is_declared_on_the_wire_only_after_its_paced_wait() -> None:
+    """bot.notify.ON_WIRE (alerts and fills record "maybe told" there, the delivery queue's
+    wire gate waits there): called once per request, after the chat's pace let it go,
+    right before it reaches Telegram; for edits too, since Telegram's 30 a second counts
+    them (the queue passes no caller's hook with an edit)."""
     from bot.notify import ON_WIRE
 
     limiter, server = ChatRateLimiter(ChatLimits().scaled(FAST)), Server()
@@ -154,11 +155,12 @@ async def test_a_send_is_declared_on_the_wire_only_after_its_paced_wait() -> Non
     finally:
         ON_WIRE.reset(token)
     at = {label: t for label, _, t in server.log}
-    assert len(wired) == 1, wired  # the send's, not the edit's
-    (when, reached), = wired
+    assert len(wired) == 2, wired  # the send's and the edit's
+    (when, reached), (edit_when, edit_reached) = wired
     assert reached == burst  # before the request reached the server...
     assert when - before >= 0.01  # ...after the pace held it (about 21 ms)...
     assert at["paced"] - when < 0.05  # ...and right before it
+    assert edit_reached == burst + 1 and at["edit"] - edit_when < 0.05
 
 
 async def test_a_send_held_for_a_connection_slot_counts_when_it_goes_not_when_its_turn_came(

@@ -13,6 +13,7 @@ from bot.notify import (
     Audience,
     DeliveryLimits,
     DeliveryQueue,
+    Edited,
     Keyboard,
     RetryLater,
     Sent,
@@ -110,9 +111,10 @@ class Fake:
         return Sent(chat_id, self.next_id)
 
     async def edit(self, chat_id: int, message_id: int, text: str, *,
-                   buttons: Keyboard | None = None) -> bool:
+                   buttons: Keyboard | None = None) -> Edited:
+        await on_wire()  # as TelegramNotifier does: Telegram's 30/s counts edits too
         self.out.append((self.clock.now, chat_id, f"edit:{text}", False))
-        return True
+        return Edited.SHOWN
 
     async def photo(self, chat_id: int, png: bytes, *, caption: str = "", silent: bool = False,
                     kind: str = "reply", thread_id: int | None = None) -> Sent | None:
