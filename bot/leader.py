@@ -478,22 +478,25 @@ class UpdateLog:
         ]).on_conflict_do_nothing().returning(col(HandledUpdate.update_id))
         # The inbox's copies go with the claim (bot/inbox.py), repeats' too: a row kept
         # past the claim would replay an update whose handling already began. In the
-        # claim's own transaction, so no kill falls between the two; on PostgreSQL in
-        # its very statement (no second round trip), on SQLite a second statement of
-        # the same transaction (in-process, no round trip either).
-        gone = delete(InboxUpdate).where(col(InboxUpdate.bot_id) == self.bot_id,
-                                         col(InboxUpdate.update_id).in_(update_ids))
+        # claim's own transaction, so no kill falls between the two, and without a second
+        # statement: on PostgreSQL a DELETE in the claim's WITH; on SQLite a trigger on
+        # handled_updates (migration 0023) takes the rows of the ids inserted, and only a
+        # repeat (an update fetched again after a restart) needs a DELETE of its own.
         postgres = dialect == "postgresql"
         if postgres:
-            stmt = stmt.add_cte(gone.cte("inbox_gone"))
+            stmt = stmt.add_cte(self._inbox_rows(update_ids).cte("inbox_gone"))
         self.statements += 1
         async with self.db.session() as s:
             result = await s.exec(stmt)
             taken = {int(u) for u in result.scalars()}
-            if not postgres:
-                await s.exec(gone)
+            if not postgres and len(taken) < len(update_ids):
+                await s.exec(self._inbox_rows([u for u in update_ids if u not in taken]))
             await s.commit()
         return taken
+
+    def _inbox_rows(self, update_ids: list[int]) -> Any:
+        return delete(InboxUpdate).where(col(InboxUpdate.bot_id) == self.bot_id,
+                                         col(InboxUpdate.update_id).in_(update_ids))
 
     async def prune(self, before: datetime) -> None:
         async with self.db.session() as s:

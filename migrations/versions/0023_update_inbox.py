@@ -32,9 +32,25 @@ def upgrade() -> None:
     with op.batch_alter_table("update_inbox", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_update_inbox_received_at"), ["received_at"],
                               unique=False)
+    if op.get_context().dialect.name == "sqlite":
+        # A claim takes its update's inbox row in its own transaction (bot/leader.py
+        # `UpdateLog.claim_many`). On SQLite a second statement would cost every claim a
+        # hop to the driver's thread; the trigger does it inside the INSERT. PostgreSQL
+        # does it in the claim's own statement (a DELETE in a WITH).
+        op.execute(SQLITE_CLAIM_TRIGGER)
+
+
+SQLITE_CLAIM_TRIGGER = """
+CREATE TRIGGER handled_updates_take_inbox AFTER INSERT ON handled_updates
+BEGIN
+    DELETE FROM update_inbox WHERE bot_id = NEW.bot_id AND update_id = NEW.update_id;
+END
+"""
 
 
 def downgrade() -> None:
+    if op.get_context().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS handled_updates_take_inbox")
     with op.batch_alter_table("update_inbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_update_inbox_received_at"))
     op.drop_table("update_inbox")
