@@ -214,3 +214,32 @@ async def test_a_webhook_update_is_kept_before_telegram_hears_200(kept: Harness)
     with pytest.raises(OperationalError):  # the listener answers 503: Telegram posts again
         await deliver_to(h.app)({**update, "update_id": update["update_id"] + 1})
 
+
+
+async def test_the_webhook_answers_503_when_the_update_cannot_be_kept() -> None:
+    """Anything but a 2xx and Telegram posts the update again: an update the inbox could
+    not keep is never acknowledged."""
+    import aiohttp
+
+    from bot.webhook import SECRET_HEADER, WebhookListener
+
+    taken: list[int] = []
+
+    async def deliver(data: dict[str, Any]) -> None:
+        if data["update_id"] == 2:
+            raise OperationalError("INSERT", None, Exception("no database"))
+        taken.append(data["update_id"])
+
+    listener = WebhookListener("telegram", "s3cret", deliver)
+    port = await listener.start("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            codes = []
+            for update_id in (1, 2):
+                async with http.post(f"http://127.0.0.1:{port}/telegram",
+                                     json={"update_id": update_id},
+                                     headers={SECRET_HEADER: "s3cret"}) as resp:
+                    codes.append(resp.status)
+    finally:
+        await listener.stop()
+    assert codes == [200, 503] and taken == [1]
