@@ -28,8 +28,9 @@ advises: every task of the process stops at once, with no partial shutdown that 
 still poll Telegram or send, and the supervisor (systemd, Docker, Kubernetes) starts it
 again as a standby. What a killed leader leaves unfinished, the next leader settles: order
 cards by clOrdID at start-up (bot/trading/place.py `settle_cards`), fired alerts not yet
-sent (bot/alerts), fills after the account's stored cursor (bot/live `LiveCursor`), and the
-Telegram updates it took but never confirmed, skipped by `UpdateLog`.
+sent (bot/alerts), fills after the account's stored cursor (bot/live `LiveCursor`), the
+Telegram updates it took but never confirmed (Telegram sends them again; `UpdateLog` skips
+those it had begun), and those it confirmed but never began (the update inbox, bot/inbox.py).
 
 Takeover time after a crash: at most `lease` (the old lease runs out) + `renew` (the next
 attempt) + the start-up of the services; with the defaults 6 + 1 + 1-2 s, under 10 s. A
@@ -62,7 +63,7 @@ from sqlmodel import col
 
 from bot.config import Settings
 from bot.db.engine import Database, is_postgres, migrate
-from bot.db.models import HandledUpdate
+from bot.db.models import HandledUpdate, InboxUpdate
 from bot.errors import ConfigError
 from bot.metrics import Metrics, MetricsServer, Readiness
 
@@ -382,8 +383,9 @@ class UpdateLog:
     **One statement for many claims.** An update is still claimed only when its own
     handling starts (handlers/repeats.py, the first handler group): an update of the batch
     that was waiting for its chat's earlier one when the leader died has no row, and the
-    next leader handles it. Claiming the whole getUpdates batch on arrival would lose
-    those. What is batched is the statement: the claims made while none is being sent go
+    next leader handles it: from the update inbox (bot/inbox.py) when the batch was already
+    confirmed, from Telegram when not. Claiming the whole getUpdates batch on arrival would
+    lose those. What is batched is the statement: the claims made while none is being sent go
     out together in one `INSERT ... ON CONFLICT DO NOTHING RETURNING update_id` on the next
     turn of the event loop, and those made while it runs go together in the next one. A
     getUpdates batch hands every chat's first update to the processor at once, so its
@@ -474,17 +476,36 @@ class UpdateLog:
             {"bot_id": self.bot_id, "update_id": update_id, "handled_at": now}
             for update_id in update_ids
         ]).on_conflict_do_nothing().returning(col(HandledUpdate.update_id))
+        # The inbox's copies go with the claim (bot/inbox.py), repeats' too: a row kept
+        # past the claim would replay an update whose handling already began. In the
+        # claim's own transaction, so no kill falls between the two, and without a second
+        # statement: on PostgreSQL a DELETE in the claim's WITH; on SQLite a trigger on
+        # handled_updates (migration 0023) takes the rows of the ids inserted, and only a
+        # repeat (an update fetched again after a restart) needs a DELETE of its own.
+        postgres = dialect == "postgresql"
+        if postgres:
+            stmt = stmt.add_cte(self._inbox_rows(update_ids).cte("inbox_gone"))
         self.statements += 1
         async with self.db.session() as s:
             result = await s.exec(stmt)
             taken = {int(u) for u in result.scalars()}
+            if not postgres and len(taken) < len(update_ids):
+                await s.exec(self._inbox_rows([u for u in update_ids if u not in taken]))
             await s.commit()
         return taken
+
+    def _inbox_rows(self, update_ids: list[int]) -> Any:
+        return delete(InboxUpdate).where(col(InboxUpdate.bot_id) == self.bot_id,
+                                         col(InboxUpdate.update_id).in_(update_ids))
 
     async def prune(self, before: datetime) -> None:
         async with self.db.session() as s:
             await s.exec(delete(HandledUpdate).where(
                 col(HandledUpdate.bot_id) == self.bot_id, col(HandledUpdate.handled_at) < before))
+            # An inbox row outlives its claim only when something dropped its update before
+            # the claim; Telegram itself keeps nothing this old.
+            await s.exec(delete(InboxUpdate).where(
+                col(InboxUpdate.bot_id) == self.bot_id, col(InboxUpdate.received_at) < before))
             await s.commit()
 
 

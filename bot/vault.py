@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 _HKDF_INFO = b"bitmex-bot/api-secret/v1"
+# Records other than API secrets (the update inbox, bot/inbox.py) under a key of their own:
+# no blob of one kind opens as the other, whatever its associated data.
+_HKDF_INFO_RECORDS = b"bitmex-bot/record/v1"
 _HKDF_SALT = b"bitmex-bot vault"
 _NONCE_LEN = 12
 _HEADER_LEN = 1 + 4 + _NONCE_LEN
@@ -47,8 +50,8 @@ def _fingerprint(master: bytes) -> bytes:
     return hashlib.sha256(b"bitmex-bot key id" + master).digest()[:4]
 
 
-def _derive(master: bytes) -> AESGCM:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO).derive(
+def _derive(master: bytes, info: bytes = _HKDF_INFO) -> AESGCM:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=info).derive(
         master
     )
     return AESGCM(key)
@@ -64,8 +67,11 @@ class Vault:
             raise VaultError("the master key must be 32 bytes")
         self._current = _fingerprint(master_key)
         self._keys: dict[bytes, AESGCM] = {self._current: _derive(master_key)}
+        self._record_keys: dict[bytes, AESGCM] = {
+            self._current: _derive(master_key, _HKDF_INFO_RECORDS)}
         for old in old_keys:
             self._keys.setdefault(_fingerprint(old), _derive(old))
+            self._record_keys.setdefault(_fingerprint(old), _derive(old, _HKDF_INFO_RECORDS))
 
     def encrypt(self, secret: str, *, user_id: int, network: str) -> bytes:
         nonce = os.urandom(_NONCE_LEN)
@@ -86,6 +92,27 @@ class Vault:
             raise VaultError("stored secret could not be decrypted") from e
         register_secret(plain)
         return plain
+
+    def seal(self, data: bytes, *, context: str) -> bytes:
+        """A record that may hold secrets (a Telegram update with a /connect in it), sealed
+        to `context` (what the row is, e.g. its key): a blob moved to another row fails to
+        open. Same layout as an API secret's, under a key of its own."""
+        nonce = os.urandom(_NONCE_LEN)
+        sealed = self._record_keys[self._current].encrypt(nonce, data, context.encode())
+        return bytes([FORMAT_VERSION]) + self._current + nonce + sealed
+
+    def open(self, blob: bytes, *, context: str) -> bytes:
+        """The record `seal` sealed to `context`; VaultError when it cannot be opened.
+        Unlike `decrypt`, registers nothing for redaction: a record is not one secret."""
+        if len(blob) <= _HEADER_LEN or blob[0] != FORMAT_VERSION:
+            raise VaultError("sealed record has an unknown format")
+        aead = self._record_keys.get(blob[1:5])
+        if aead is None:
+            raise VaultError("sealed record was sealed with a master key that is not configured")
+        try:
+            return aead.decrypt(blob[5:_HEADER_LEN], blob[_HEADER_LEN:], context.encode())
+        except InvalidTag as e:
+            raise VaultError("sealed record could not be opened") from e
 
     def is_current(self, blob: bytes) -> bool:
         return len(blob) > 5 and blob[1:5] == self._current

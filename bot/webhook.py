@@ -8,7 +8,9 @@ headers alone, the declared size is checked next, and only then is the body read
 chunks, stopping at the limit even when no size was declared. A refused request closes
 its connection without reading on. An update is a few kilobytes; 1 MB is generous.
 
-Telegram-agnostic (rule 1): accepted updates are handed on as parsed JSON objects.
+Telegram-agnostic (rule 1): accepted updates are handed on as parsed JSON objects; 200 is
+answered only once the delivery returned (handlers/app.py keeps the update first), and a
+delivery that fails is answered 503, which Telegram retries.
 """
 
 from __future__ import annotations
@@ -90,5 +92,11 @@ class WebhookListener:
             return self._refuse(400, "not JSON")
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return self._refuse(400, "not an update")
-        await self.deliver(data)
+        try:
+            await self.deliver(data)
+        except Exception as e:  # not taken (the update inbox could not keep it, say)
+            # Anything but a 2xx and Telegram posts it again later: nothing is lost.
+            log.warning("update %s not taken (%s): Telegram will post it again",
+                        data["update_id"], type(e).__name__)
+            return web.Response(status=503, text="try again")
         return web.Response(text="ok")

@@ -22,11 +22,11 @@ from telegram import (
 )
 from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
-from telegram.request import HTTPXRequest
 
 from bot import parse as P
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.inbox import UpdateInbox
 from bot.leader import Standby, UpdateLog, bot_id_of, leadership_for
 from bot.services import Services, build_services
 from bot.webhook import Deliver, WebhookListener
@@ -37,7 +37,7 @@ from handlers.metrics import wire
 from handlers.notifier import TelegramNotifier
 from handlers.processor import PerChatUpdateProcessor
 from handlers.ratelimit import ChatLimits, ChatRateLimiter
-from handlers.request import PooledRequest
+from handlers.request import PollRequest, PooledRequest
 
 log = logging.getLogger("bot.app")
 
@@ -105,6 +105,8 @@ def build_application(
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """The PTB application wired to our services; not started."""
     api = settings.TELEGRAM_API_URL
+    # PTB takes no get_updates_* setting once `request` is given: its defaults, but 40 s.
+    polling = PollRequest(connection_pool_size=1, read_timeout=40)
     # Any: the builder's generic type changes with the rate limiter chosen below.
     builder: Any = (
         ApplicationBuilder()
@@ -117,18 +119,54 @@ def build_application(
             reorder_window=WEBHOOK_REORDER_WINDOW if settings.WEBHOOK_URL else 0.0))
         .request(PooledRequest(POOL_SIZE, reserved=POOL_ANSWERS, connect_timeout=10,
                                read_timeout=15, write_timeout=30, pool_timeout=10))
-        # PTB takes no get_updates_* setting once `request` is given: its defaults, but 40 s.
-        .get_updates_request(HTTPXRequest(connection_pool_size=1, read_timeout=40))
+        .get_updates_request(polling)
     )
     if rate_limiter_retries is not None:  # None: no limiter (benchmarks of raw capacity)
         builder = builder.rate_limiter(ChatRateLimiter(
             ChatLimits().scaled(settings.TELEGRAM_TIME_SCALE), max_retries=rate_limiter_retries,
             max_in_flight=POOL_SIZE - POOL_UNPACED))
     app = builder.build()
+    polling.inbox = lambda: app.bot_data.update_inbox
     if services is not None:
         attach(app, services)
     register(app)
     return app
+
+
+def keep_updates(app: App, services: Services, token: str) -> None:
+    """What `python -m bot run` does with Telegram's updates: each is claimed once
+    (bot/leader.py `UpdateLog`), and each fetched batch is kept until its updates are
+    claimed (bot/inbox.py `UpdateInbox`)."""
+    bot_id = bot_id_of(token)
+    app.bot_data.update_log = UpdateLog(services.db, bot_id)
+    app.bot_data.update_inbox = UpdateInbox(services.db, services.vault, bot_id)
+
+
+async def replay_inbox(app: App) -> int:
+    """Put the updates fetched but never claimed (the last process was killed, or lost its
+    database) back on PTB's queue, oldest first; before polling starts, so they come
+    before anything newer from their chats. One Telegram also sends again (it was never
+    confirmed) is skipped by its claim. The number put back."""
+    inbox = app.bot_data.update_inbox
+    if inbox is None:
+        return 0
+    pending = await inbox.pending()
+    unreadable: list[int] = []
+    for data in pending:
+        try:
+            update = Update.de_json(data, app.bot)
+        except Exception:  # it never will be readable; its text is not logged
+            unreadable.append(int(data["update_id"]))
+            continue
+        await app.update_queue.put(update)
+    if unreadable:
+        log.warning("dropped %d stored update(s) not readable as an Update", len(unreadable))
+        await inbox.forget(unreadable)
+    if pending:
+        log.info("handling %d update(s) fetched but not handled before the restart",
+                 len(pending) - len(unreadable))
+    return len(pending) - len(unreadable)
+
 
 
 def webhook_secret(token: str) -> str:
@@ -161,11 +199,13 @@ def run_forever(settings: Settings) -> int:
         # Built inside PTB's event loop: aiohttp sessions are bound to the loop they start in.
         services = await build_services(settings)
         services.readiness.leader = services.metrics.sources.leader = leadership.is_leader
-        application.bot_data.update_log = UpdateLog(
-            services.db, bot_id_of(settings.token or ""))
+        keep_updates(application, services, settings.token or "")
         attach(application, services)
         await start_side_effects(application, services)
         await set_menus(application)
+        # Queued now, handled once the application starts (after post_init): after the
+        # cards in flight are settled, before polling fetches anything newer.
+        await replay_inbox(application)
         # Polling starts right after post_init returns; in webhook mode updates reach us only
         # once Telegram has our URL, so serve_webhook says "ready" after setWebhook.
         if not settings.WEBHOOK_URL:
@@ -238,6 +278,11 @@ def deliver_to(app: Application[Any, Any, Any, Any, Any, Any]) -> Deliver:
             log.warning("dropped webhook update %s: not readable as an Update",
                         data.get("update_id"))
             return
+        inbox = app.bot_data.update_inbox
+        if inbox is not None:
+            # Kept before Telegram hears 200 (bot/inbox.py); if it cannot be, the listener
+            # answers 503 and Telegram posts it again.
+            await inbox.store([data])
         await app.update_queue.put(update)
     return deliver
 

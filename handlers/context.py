@@ -19,6 +19,7 @@ from bot.ratelimit import UserRateLimiter
 if TYPE_CHECKING:
     # The container is handed to handlers here and only here (ARCHITECTURE.md, the
     # composition roots); everything else in handlers/ reaches it as `ctx.services`.
+    from bot.inbox import UpdateInbox
     from bot.leader import UpdateLog
     from bot.services import Services
 
@@ -42,6 +43,9 @@ class BotData:
     # Updates already taken (bot/leader.py): set by `python -m bot run`, where Telegram may
     # deliver an update again after a failover; None in the sandbox and the tests' harness.
     update_log: UpdateLog | None = None
+    # Updates fetched and not yet claimed (bot/inbox.py): set with `update_log`; the
+    # getUpdates connection (handlers/request.py `PollRequest`) and the webhook store there.
+    update_inbox: UpdateInbox | None = None
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]):

@@ -22,6 +22,7 @@ from bot.errors import (
     UserError,
 )
 from handlers.common import Context, topic
+from handlers.request import InboxDown
 
 log = logging.getLogger("bot.errors")
 
@@ -84,6 +85,11 @@ async def on_error(update: object, context: Context) -> None:
         return
     if isinstance(err, BadRequest) and benign_refusal(err):
         log.info("Telegram: %s", err.message)  # the chat already shows the right thing
+        return
+    if isinstance(err, InboxDown):
+        # Polling only (the update inbox could not keep a batch): nobody to tell, and
+        # Telegram sends the batch again.
+        log.warning("polling: %s", err.message)
         return
     # PTB's BadRequest subclasses NetworkError: a refusal is our bug, not the network's.
     if isinstance(err, RetryAfter | TimedOut | NetworkError) and not isinstance(err, BadRequest):

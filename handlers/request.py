@@ -19,11 +19,16 @@ bulk sends, only behind other answers. The pool timeout keeps its meaning.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from telegram.error import TimedOut
+from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
+
+if TYPE_CHECKING:
+    from bot.inbox import UpdateInbox
 
 ANSWER = "/answerCallbackQuery"
 
@@ -97,3 +102,51 @@ class PooledRequest(BaseRequest):
         finally:
             self._idle.append(lane)
             slots.release()
+
+
+class InboxDown(NetworkError):
+    """A fetched batch could not be kept (bot/inbox.py): PTB's polling loop retries
+    network errors with the same offset, so the batch stays unconfirmed and Telegram sends
+    it again."""
+
+
+class PollRequest(HTTPXRequest):
+    """The getUpdates connection (PTB sends nothing else on it; `get_updates_request`):
+    each batch fetched is stored in the update inbox before PTB sees it.
+
+    PTB sets the offset that confirms a batch only after `get_updates` has returned, so a
+    batch stored here is durable before Telegram forgets it. Stored from Telegram's own
+    JSON, before PTB parses it into objects: nothing is serialised back from them. `inbox`
+    is read on every call: the inbox exists only once the services do (handlers/app.py
+    post_init)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inbox: Callable[[], UpdateInbox | None] = lambda: None
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = BaseRequest.DEFAULT_NONE,
+        write_timeout: Any = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
+        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        code, payload = await super().do_request(url, method, request_data, read_timeout,
+                                                 write_timeout, connect_timeout, pool_timeout)
+        inbox = self.inbox()
+        if inbox is None or code != 200 or not url.endswith("/getUpdates"):
+            return code, payload
+        try:
+            batch = json.loads(payload).get("result")
+        except (ValueError, AttributeError):  # PTB's own parsing says what is wrong
+            return code, payload
+        if isinstance(batch, list) and batch:
+            try:
+                await inbox.store(batch)
+            except Exception as e:  # what the database said may quote the rows: its type only
+                raise InboxDown(f"the updates fetched could not be kept ({type(e).__name__}); "
+                                "Telegram will send them again") from None
+        return code, payload

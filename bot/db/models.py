@@ -360,6 +360,21 @@ class HandledUpdate(SQLModel, table=True):
     handled_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
+class InboxUpdate(SQLModel, table=True):
+    """A Telegram update fetched but not yet claimed (bot/inbox.py `UpdateInbox`).
+
+    With polling, the next getUpdates confirms a batch while some of its updates still wait
+    behind their chat's earlier one; this row is what remembers them across a kill. The
+    update's JSON is sealed by the vault: a /connect message carries an API secret."""
+
+    __tablename__ = "update_inbox"
+
+    bot_id: int = Field(primary_key=True, sa_type=TelegramId)
+    update_id: int = Field(primary_key=True, sa_type=TelegramId)
+    sealed: bytes = Field(sa_type=LargeBinary)
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
 class MonitorMessage(SQLModel, table=True):
     """One /monitor message the bot keeps editing, per open position (issue #14 item 7).
 

@@ -19,7 +19,14 @@ from bot.sandbox.bitmex import BitmexSimulator
 from bot.sandbox.telegram import TelegramEmulator
 from bot.services import Services, build_services
 from bot.vault import generate_key
-from handlers.app import ALLOWED_UPDATES, build_application, set_menus, start_side_effects
+from handlers.app import (
+    ALLOWED_UPDATES,
+    build_application,
+    keep_updates,
+    replay_inbox,
+    set_menus,
+    start_side_effects,
+)
 from handlers.processor import PerChatUpdateProcessor
 
 _tokens = itertools.count(1)
@@ -30,7 +37,7 @@ class BotRunner:
 
     def __init__(self, sim: BitmexSimulator, emu: TelegramEmulator, folder: Path, *,
                  username: str | None = None, fast_retries: bool = True,
-                 telegram_rate_limit: bool = True,
+                 telegram_rate_limit: bool = True, keep_updates: bool = False,
                  **settings: Any) -> None:
         self.sim = sim
         self.emu = emu
@@ -40,6 +47,10 @@ class BotRunner:
         self.bot_username = username or f"SandboxTest{n}Bot"
         self.fast_retries = fast_retries
         self.telegram_rate_limit = telegram_rate_limit
+        # As `python -m bot run` keeps updates: each claimed once, each fetched batch kept
+        # until claimed (handlers/app.py `keep_updates`). Off by default: the harness's
+        # bots live for one test and are never killed.
+        self.keep_updates = keep_updates
         self.extra_settings = settings
         self.services: Services | None = None
         self.app: Any = None
@@ -80,10 +91,13 @@ class BotRunner:
         self.app = build_application(
             self.settings, self.services,
             rate_limiter_retries=3 if self.telegram_rate_limit else None)
+        if self.keep_updates:
+            keep_updates(self.app, self.services, self.token)
         await self.app.initialize()
         await set_menus(self.app)
         await self.app.start()
         await start_side_effects(self.app, self.services)  # as run_forever does
+        self.replayed = await replay_inbox(self.app)
         # As `run` does: without it Telegram (and the emulator) withhold chat_member updates,
         # so promotions and demotions would go unheard in the sandbox only.
         await self.app.updater.start_polling(poll_interval=0, timeout=1,
@@ -121,3 +135,4 @@ class BotRunner:
         await self.emu.idle(timeout=timeout, quiet=quiet)
 
     _baseline = 0
+    replayed = 0  # updates the last start took from the inbox

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 
 from bot import fmt
@@ -282,9 +282,13 @@ class CardBook:
                           ) -> list[OrderCard]:
         """Cards whose outcome is known but whose message may not show it: their edit
         failed, or the process stopped before it. Young ones are still being edited by
-        the press that settled them."""
+        the press that settled them. A card in flight whose "looking it up" note (its
+        error) could not be shown counts too: it would otherwise keep its Confirm button
+        until the lookup settles it, minutes later."""
         q = select(OrderCard).where(
-            col(OrderCard.card_stale).is_(True), col(OrderCard.state).in_(SETTLED),
+            col(OrderCard.card_stale).is_(True),
+            or_(col(OrderCard.state).in_(SETTLED),
+                and_(col(OrderCard.state) == CONFIRMED, col(OrderCard.error).is_not(None))),
             col(OrderCard.message_id).is_not(None),
             col(OrderCard.updated_at) <= self.now() - older_than)
         async with self.db.session() as s:

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from bot.db.models import OrderCard
-from bot.trading import repair_cards
+from bot.trading import repair_cards, settle_cards
 from tests.e2e.harness import Harness, Person
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -111,3 +111,27 @@ async def test_a_card_whose_message_id_a_kill_lost_is_still_repaired(h: Harness)
     assert await _stale(h, card_id)
     assert await _sweep(h) == 1
     assert "✅ Placed" in alice.last_text, alice.transcript
+
+
+LOOKING = "looking it up by its id"
+
+
+async def test_a_card_in_flight_whose_looking_it_up_edit_was_refused_loses_its_buttons(
+        h: Harness) -> None:
+    """The chaos run with the update inbox: a press is claimed, the process dies before
+    the order goes out, and the start-up's "looking it up" edit is refused. The row says
+    confirmed, the chat still shows Confirm / Cancel: the sweep must repair it, not only
+    once the lookup settles it minutes later."""
+    card_id, alice = await _card(h)
+    trading = h.svc.trading
+    taken = await trading.take_press(alice.user.id, "c", card_id)  # killed right after
+    assert taken.card is None
+    assert alice.find_button("✅ Confirm")
+    h.emu.refuse_next("editMessageText", times=1, bot=h.bot_username)
+    await settle_cards(trading, h.svc.notifier, older_than=None)  # as at start-up
+    await h.settle()
+    assert LOOKING not in alice.last_text and await _stale(h, card_id)
+    assert await _sweep(h) == 1
+    assert LOOKING in alice.last_text, alice.transcript
+    assert not any(b for row in alice.last.buttons for b in row)
+    assert not await _stale(h, card_id)

@@ -240,6 +240,10 @@ async def test_a_leader_cut_off_from_the_database_stops_and_the_other_leads(
 
             proxy.cut()
             cut = time.monotonic()
+            # Sent just after the cut: the cut-off leader fetches it, but cannot keep it
+            # (bot/inbox.py), so it never confirms it to Telegram, and the next leader
+            # gets it. (Before the inbox it was confirmed, its claim failed: lost.)
+            bob.send("/help")
             rc = await asyncio.wait_for(one.proc.wait(), 30)  # type: ignore[union-attr]
             stopped = time.monotonic()
             await until(lambda: standby_ready(two), TAKEOVER_LIMIT, "two leading")
@@ -249,6 +253,8 @@ async def test_a_leader_cut_off_from_the_database_stops_and_the_other_leads(
             # It stopped within its step-down time, and before the other could take over.
             assert stopped - cut <= float(LEASE["LEADER_STEP_DOWN_SECONDS"]) + 1.0
             assert stopped < led
+            await bob.wait("Commands (send /help")
+            assert bob.count("Commands (send /help") == 1, bob.transcript()
             bob.send("/start")
             await bob.wait("Hi Bob", n=2)
             # Restarted (its link repaired), it stands by; SIGTERM ends it cleanly there.
