@@ -48,6 +48,16 @@ _TOPIC_GONE = ("topic_closed", "message thread not found", "topic_deleted")
 MESSAGE_GONE = ("message to edit not found", "there is no text in the message to edit")
 
 
+def refused_edit(e: BadRequest) -> Edited:
+    """What a refused edit means for the message: "not modified" is a message already
+    showing the text (a double tap), a deleted one can never be edited, anything else
+    may be tried again (the repair sweep)."""
+    words = str(e).lower()
+    if "not modified" in words:
+        return Edited.SHOWN
+    return Edited.GONE if any(w in words for w in MESSAGE_GONE) else Edited.FAILED
+
+
 def retry_seconds(e: RetryAfter) -> float:
     """RetryAfter's value without touching the deprecated int/timedelta property."""
     raw: Any = getattr(e, "_retry_after", None)
@@ -153,11 +163,10 @@ class TelegramNotifier:
         try:
             await _call(chat_id, put)
         except BadRequest as e:
-            words = str(e).lower()
-            if "not modified" in words:
-                return Edited.SHOWN
-            log.info("edit failed in %s: %s", chat_id, e)
-            return Edited.GONE if any(w in words for w in MESSAGE_GONE) else Edited.FAILED
+            edited = refused_edit(e)
+            if edited is not Edited.SHOWN:
+                log.info("edit failed in %s: %s", chat_id, e)
+            return edited
         except ChatMigrated:
             return Edited.GONE  # the message stayed behind in the old group
         return Edited.SHOWN

@@ -28,7 +28,7 @@ from bot.notify import Edited
 from bot.trading import Card
 from bot.trading.panic import panic_row
 from handlers.common import Context, answer_press, reply, topic
-from handlers.notifier import MESSAGE_GONE
+from handlers.notifier import refused_edit
 from handlers.presses import PressHandler
 from handlers.render import balances, markup, order_block
 from handlers.router import IntentHandler
@@ -224,11 +224,10 @@ async def edit_card(q: CallbackQuery, card: Card) -> Edited:
     try:
         await q.edit_message_text(card.text, parse_mode="HTML", reply_markup=markup(card.buttons))
     except BadRequest as e:
-        words = e.message.lower()
-        if "not modified" in words:
-            return Edited.SHOWN
-        log.warning("card edit refused: %s", e.message)
-        return Edited.GONE if any(w in words for w in MESSAGE_GONE) else Edited.FAILED
+        edited = refused_edit(e)
+        if edited is not Edited.SHOWN:
+            log.warning("card edit refused: %s", e.message)
+        return edited
     except TelegramError as e:  # throttled past retries, or the network
         log.warning("card edit failed: %s", e)
         return Edited.FAILED
