@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -133,7 +133,6 @@ class UpdateInbox:
     async def count(self) -> int:
         """Rows kept now (tests, metrics)."""
         async with self.db.session() as s:
-            rows = (await s.exec(
-                select(col(InboxUpdate.update_id)).where(
-                    col(InboxUpdate.bot_id) == self.bot_id))).all()
-        return len(rows)
+            return (await s.exec(
+                select(func.count()).select_from(InboxUpdate).where(
+                    col(InboxUpdate.bot_id) == self.bot_id))).one()

@@ -168,7 +168,6 @@ async def replay_inbox(app: App) -> int:
     return len(pending) - len(unreadable)
 
 
-
 def webhook_secret(token: str) -> str:
     """The `secret_token` Telegram sends with every webhook post (X-Telegram-Bot-Api-Secret-Token).
 
