@@ -110,21 +110,39 @@ def memory_probe(path: Path, every: float) -> None:
     """A thread writing, every `every` s, where the bot's RSS is: SQLite's own heap
     (sqlite3_memory_used: page caches, statements), glibc malloc's bytes in use and free
     inside its arenas (free but kept: fragmentation), Python's traced bytes (tracemalloc,
-    when on). RSS growth that none of them shows is outside malloc (mmap, thread stacks)."""
+    when on), threads; then Python's own heap: blocks allocated (sys.getallocatedblocks:
+    live objects and buffers, pymalloc's or not), gc's pending counts per generation and
+    its full collections so far. RSS growth that none of the malloc figures shows is
+    outside malloc (pymalloc's mmapped arenas, thread stacks).
+
+    Diagnostics, off unless asked: $SOAK_GC_EVERY (seconds) runs a full gc.collect() from
+    this thread that often (is the growth garbage waiting for a generation-2 collection?),
+    $SOAK_MALLOC_TRIM=1 calls malloc_trim(0) before each line (kept-free or in use?)."""
     sqlite = ctypes.CDLL("libsqlite3.so.0")  # the one _sqlite3 links: same process heap
     sqlite.sqlite3_memory_used.restype = ctypes.c_int64
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
     tick = threading.Event()  # never set: its wait is the thread's pause
+    gc_every = float(os.environ.get("SOAK_GC_EVERY", "0"))
+    trim = os.environ.get("SOAK_MALLOC_TRIM") == "1"
 
     def loop() -> None:
+        last_gc = time.monotonic()
         with path.open("a") as out:
             while True:
+                if gc_every and time.monotonic() - last_gc >= gc_every:
+                    gc.collect()
+                    last_gc = time.monotonic()
+                if trim:
+                    libc.malloc_trim(0)
                 m = libc.mallinfo2()
                 traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+                g0, g1, g2 = gc.get_count()
+                full = gc.get_stats()[2]["collections"]
                 out.write(f"{time.monotonic():.1f}\t{rss_kib() * 1024}\t"
                           f"{sqlite.sqlite3_memory_used()}\t{m.uordblks + m.hblkhd}\t"
-                          f"{m.fordblks}\t{traced}\t{threading.active_count()}\n")
+                          f"{m.fordblks}\t{traced}\t{threading.active_count()}\t"
+                          f"{sys.getallocatedblocks()}\t{g0}\t{g1}\t{g2}\t{full}\n")
                 out.flush()
                 tick.wait(every)
 
@@ -248,10 +266,20 @@ def serve_bot() -> int:
                 if snap is not None:
                     first = tracemalloc.Snapshot.load(str(baseline))
                     stats = snap.compare_to(first, "traceback" if frames > 1 else "lineno")[:15]
+                    # pymalloc's 64-byte class is the one that grows: its traces (49-64
+                    # bytes: a 2- or 3-tuple, a str of up to 15 characters) by traceback.
+                    small = Counter(t.traceback for t in snap.traces if 49 <= t.size <= 64)
+                    small.subtract(t.traceback for t in first.traces if 49 <= t.size <= 64)
                     del first, snap
                 for s in stats:
                     lines.append(f"{s.size_diff / 1024:+10.1f} KiB {s.count_diff:+8d} blocks")
                     lines += [f"      {f}" for f in s.traceback.format()[-2 * frames:]]
+                if stats:
+                    lines.append("traces of 49-64 bytes, grown most by traceback:")
+                    for tb, n in small.most_common(12):
+                        lines.append(f"{n:+10d} blocks")
+                        lines += [f"      {f}" for f in tb.format()[-2 * frames:]]
+                    del small
                 grown = sorted(((n - types[0][k], k) for k, n in now.items()), reverse=True)
                 lines.append("objects per type (gc), grown most:")
                 lines += [f"{d:+10d} {k} (now {now[k]})" for d, k in grown[:12] if d > 0]
@@ -620,11 +648,12 @@ MEMORY_COLUMNS = ("RSS", "SQLite heap", "malloc in use", "malloc free (kept)",
 
 def memory_report(text: str, start: float, t0: float) -> str:
     """The probe's record after warm-up (load-relative time >= t0): each owner's fitted
-    slope and its first and last values, so RSS growth is put down to its owner."""
+    slope and its first and last values, so RSS growth is put down to its owner; then
+    Python's allocated blocks and gc's generation-2 record (full collections, pending)."""
     rows = []
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) == 7:
+        if len(parts) == 12:
             rows.append([float(x) for x in parts])
     tail = [r for r in rows if r[0] - start >= t0]
     if len(tail) < 3:
@@ -636,6 +665,13 @@ def memory_report(text: str, start: float, t0: float) -> str:
         slope, _, _, _ = fit(series, share=0.0)
         out.append(f"  {name:<20} {series[0].rss_mb:8.1f} -> {series[-1].rss_mb:8.1f} MB"
                    f"   slope {slope:+.2f} MB/min")
+    blocks = [Sample(r[0] - start, r[7] / 1000, 0.0, 0.0) for r in tail]
+    slope, _, _, _ = fit(blocks, share=0.0)
+    out.append(f"  {'Python blocks':<20} {blocks[0].rss_mb:8.0f} -> {blocks[-1].rss_mb:8.0f} k"
+               f"    slope {slope:+.1f} k/min")
+    out.append(f"  gc: full collections {int(tail[0][11])} -> {int(tail[-1][11])} after "
+               f"warm-up; generation-1 collections since the last full one {int(tail[0][10])}"
+               f" -> {int(tail[-1][10])}")
     return "\n".join(out)
 
 
@@ -699,7 +735,7 @@ async def run(a: argparse.Namespace) -> int:
     size = Size(users=users, accounts=max(2, users // 10), alerts_per_user=3,
                 feeds=max(2, users // 100),
                 followers_per_feed=min(5, max(2, users // 10)))
-    sim = SimProcess(SimOptions(accounts=size.accounts, marks=MARKS, ticks_per_second=10))
+    sim = SimProcess(SimOptions(accounts=size.accounts, marks=MARKS, ticks_per_second=a.ticks))
     emu = TelegramEmulator(FloodLimits())  # Telegram's limits, unscaled
     await emu.start()
     emu.add_bot(TOKEN, BOT, "Trade Bot")
@@ -826,6 +862,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=10.0, help="updates per second, overall")
     ap.add_argument("--sample-seconds", type=float, default=10.0)
+    ap.add_argument("--ticks", type=float, default=10.0,
+                    help="the simulator's market ticks per second (0: a still market)")
     ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--pg-url", default=os.environ.get("PG_URL", capacity.PG_URL))
     ap.add_argument("--plot", type=Path, default=ROOT / "sandbox-out" / "soak.png")
