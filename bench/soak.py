@@ -171,6 +171,7 @@ def serve_bot() -> int:
         types: list[Counter[str]] = []
         targets: list[Counter[str]] = []
         sizes: dict[int, tuple[str, int]] = {}  # id -> (type, len) of the larger containers
+        by_attr: list[Counter[str]] = []  # "Owner.attr" -> the summed length of its containers
         count = [0]
 
         def census() -> tuple[Counter[str], Counter[str]]:
@@ -185,6 +186,27 @@ def serve_bot() -> int:
                     weak[f"class {target.__module__}.{target.__qualname__}"
                          if isinstance(target, type) else type(target).__qualname__] += 1
             return by_type, weak
+
+        def attr_lengths() -> Counter[str]:
+            """Every instance's container attributes, their lengths summed per "Owner.attr"
+            (and per table name for the streams' tables): many small containers that each
+            grow a little (a table per account) are under lengths()'s 50 and its top 10,
+            yet add up."""
+            total = Counter[str]()
+            for o in gc.get_objects():
+                try:  # past any __getattr__: a diagnostic must not run the bot's code
+                    d = object.__getattribute__(o, "__dict__")
+                except (AttributeError, TypeError):
+                    continue
+                if not isinstance(d, dict):
+                    continue
+                owner = type(o).__qualname__
+                if owner == "Table":
+                    owner = f"Table[{d.get('name')}]"
+                for k, v in list(d.items()):
+                    if isinstance(v, (dict, list, set, deque)):
+                        total[f"{owner}.{k}"] += len(v)
+            return total
 
         def lengths() -> dict[int, tuple[str, int, Any]]:
             """The containers of 50 items or more: one that keeps growing (a list, a dict)
@@ -259,6 +281,7 @@ def serve_bot() -> int:
                 types.append(now)
                 targets.append(weak)
                 sizes.update((i, (t, n)) for i, (t, n, _) in lengths().items())
+                by_attr.append(attr_lengths())
                 text = "baseline taken\n"
             else:
                 lines = []
@@ -302,6 +325,21 @@ def serve_bot() -> int:
                                  + ", ".join(f"{k} {n}" for k, n in seen.most_common(4)))
                     del refs
                 lines.append("held by (the newest 200 of each of the 6 types grown most):")
+                # SQLAlchemy's compiled cache: its entries by statement (digits masked).
+                for eng in [o for o in gc.get_objects() if type(o).__qualname__ == "Engine"]:
+                    cache = getattr(eng, "_compiled_cache", None)
+                    if cache is None:
+                        continue
+                    texts = Counter(re.sub(r"\d+", "N", str(v))[:160]
+                                    for v in list(cache.values()))
+                    lines.append(f"engine {eng.url!r}: compiled cache {len(cache)} entries"
+                                 f" (of {getattr(cache, 'capacity', '?')}), by statement:")
+                    lines += [f"{n:+10d} {t}" for t, n in texts.most_common(8)]
+                lines.append("container attributes grown most, lengths summed over instances:")
+                now_attr = attr_lengths()
+                agrown = sorted(((n - by_attr[0][k], k) for k, n in now_attr.items()),
+                                reverse=True)[:20]
+                lines += [f"{d:+10d} {k} (now {now_attr[k]})" for d, k in agrown if d > 0]
                 lines.append("containers grown most in length (held by):")
                 later = lengths()
                 longer = sorted(((n - sizes[i][1], i, t) for i, (t, n, _) in later.items()
