@@ -29,8 +29,11 @@ Warm-up (the first 1/3) starts every user (half its actions go to users not seen
 per-user and per-chat state is all made before RSS is fitted ("users started by the end of
 warm-up: N of N"). A probe thread in the bot records where RSS is every 5 s: SQLite's heap
 (sqlite3_memory_used), glibc malloc's bytes in use and free-but-kept, Python's traced
-bytes (with --trace-malloc); their slopes after warm-up are printed under the verdict, and
-what none of them shows is Python's small-object arenas (pymalloc, mmapped) or other maps.
+bytes (with --trace-malloc), Python's allocated blocks and gc's full collections; their
+slopes after warm-up are printed under the verdict, and what none of the malloc figures
+shows is Python's small-object arenas (pymalloc, mmapped) or other maps. Diagnostics:
+$SOAK_GC_EVERY=s (a full collection that often: garbage or live?), $SOAK_MALLOC_TRIM=1,
+--ticks 0 (a still market: per tick or per update?).
 
 "No growth after warm-up": RSS over the last 2/3 of the run is fitted by least squares
 and its slope printed in MB/min; the verdict is "flat" when the fitted growth over that
