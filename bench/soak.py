@@ -29,8 +29,11 @@ Warm-up (the first 1/3) starts every user (half its actions go to users not seen
 per-user and per-chat state is all made before RSS is fitted ("users started by the end of
 warm-up: N of N"). A probe thread in the bot records where RSS is every 5 s: SQLite's heap
 (sqlite3_memory_used), glibc malloc's bytes in use and free-but-kept, Python's traced
-bytes (with --trace-malloc); their slopes after warm-up are printed under the verdict, and
-what none of them shows is Python's small-object arenas (pymalloc, mmapped) or other maps.
+bytes (with --trace-malloc), Python's allocated blocks and gc's full collections; their
+slopes after warm-up are printed under the verdict, and what none of the malloc figures
+shows is Python's small-object arenas (pymalloc, mmapped) or other maps. Diagnostics:
+$SOAK_GC_EVERY=s (a full collection that often: garbage or live?), $SOAK_MALLOC_TRIM=1,
+--ticks 0 (a still market: per tick or per update?).
 
 "No growth after warm-up": RSS over the last 2/3 of the run is fitted by least squares
 and its slope printed in MB/min; the verdict is "flat" when the fitted growth over that
@@ -110,21 +113,39 @@ def memory_probe(path: Path, every: float) -> None:
     """A thread writing, every `every` s, where the bot's RSS is: SQLite's own heap
     (sqlite3_memory_used: page caches, statements), glibc malloc's bytes in use and free
     inside its arenas (free but kept: fragmentation), Python's traced bytes (tracemalloc,
-    when on). RSS growth that none of them shows is outside malloc (mmap, thread stacks)."""
+    when on), threads; then Python's own heap: blocks allocated (sys.getallocatedblocks:
+    live objects and buffers, pymalloc's or not), gc's pending counts per generation and
+    its full collections so far. RSS growth that none of the malloc figures shows is
+    outside malloc (pymalloc's mmapped arenas, thread stacks).
+
+    Diagnostics, off unless asked: $SOAK_GC_EVERY (seconds) runs a full gc.collect() from
+    this thread that often (is the growth garbage waiting for a generation-2 collection?),
+    $SOAK_MALLOC_TRIM=1 calls malloc_trim(0) before each line (kept-free or in use?)."""
     sqlite = ctypes.CDLL("libsqlite3.so.0")  # the one _sqlite3 links: same process heap
     sqlite.sqlite3_memory_used.restype = ctypes.c_int64
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
     tick = threading.Event()  # never set: its wait is the thread's pause
+    gc_every = float(os.environ.get("SOAK_GC_EVERY", "0"))
+    trim = os.environ.get("SOAK_MALLOC_TRIM") == "1"
 
     def loop() -> None:
+        last_gc = time.monotonic()
         with path.open("a") as out:
             while True:
+                if gc_every and time.monotonic() - last_gc >= gc_every:
+                    gc.collect()
+                    last_gc = time.monotonic()
+                if trim:
+                    libc.malloc_trim(0)
                 m = libc.mallinfo2()
                 traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+                g0, g1, g2 = gc.get_count()
+                full = gc.get_stats()[2]["collections"]
                 out.write(f"{time.monotonic():.1f}\t{rss_kib() * 1024}\t"
                           f"{sqlite.sqlite3_memory_used()}\t{m.uordblks + m.hblkhd}\t"
-                          f"{m.fordblks}\t{traced}\t{threading.active_count()}\n")
+                          f"{m.fordblks}\t{traced}\t{threading.active_count()}\t"
+                          f"{sys.getallocatedblocks()}\t{g0}\t{g1}\t{g2}\t{full}\n")
                 out.flush()
                 tick.wait(every)
 
@@ -153,6 +174,7 @@ def serve_bot() -> int:
         types: list[Counter[str]] = []
         targets: list[Counter[str]] = []
         sizes: dict[int, tuple[str, int]] = {}  # id -> (type, len) of the larger containers
+        by_attr: list[Counter[str]] = []  # "Owner.attr" -> the summed length of its containers
         count = [0]
 
         def census() -> tuple[Counter[str], Counter[str]]:
@@ -167,6 +189,27 @@ def serve_bot() -> int:
                     weak[f"class {target.__module__}.{target.__qualname__}"
                          if isinstance(target, type) else type(target).__qualname__] += 1
             return by_type, weak
+
+        def attr_lengths() -> Counter[str]:
+            """Every instance's container attributes, their lengths summed per "Owner.attr"
+            (and per table name for the streams' tables): many small containers that each
+            grow a little (a table per account) are under lengths()'s 50 and its top 10,
+            yet add up."""
+            total = Counter[str]()
+            for o in gc.get_objects():
+                try:  # past any __getattr__: a diagnostic must not run the bot's code
+                    d = object.__getattribute__(o, "__dict__")
+                except (AttributeError, TypeError):
+                    continue
+                if not isinstance(d, dict):
+                    continue
+                owner = type(o).__qualname__
+                if owner == "Table":
+                    owner = f"Table[{d.get('name')}]"
+                for k, v in list(d.items()):
+                    if isinstance(v, (dict, list, set, deque)):
+                        total[f"{owner}.{k}"] += len(v)
+            return total
 
         def lengths() -> dict[int, tuple[str, int, Any]]:
             """The containers of 50 items or more: one that keeps growing (a list, a dict)
@@ -241,6 +284,7 @@ def serve_bot() -> int:
                 types.append(now)
                 targets.append(weak)
                 sizes.update((i, (t, n)) for i, (t, n, _) in lengths().items())
+                by_attr.append(attr_lengths())
                 text = "baseline taken\n"
             else:
                 lines = []
@@ -248,10 +292,20 @@ def serve_bot() -> int:
                 if snap is not None:
                     first = tracemalloc.Snapshot.load(str(baseline))
                     stats = snap.compare_to(first, "traceback" if frames > 1 else "lineno")[:15]
+                    # pymalloc's 64-byte class is the one that grows: its traces (49-64
+                    # bytes: a 2- or 3-tuple, a str of up to 15 characters) by traceback.
+                    small = Counter(t.traceback for t in snap.traces if 49 <= t.size <= 64)
+                    small.subtract(t.traceback for t in first.traces if 49 <= t.size <= 64)
                     del first, snap
                 for s in stats:
                     lines.append(f"{s.size_diff / 1024:+10.1f} KiB {s.count_diff:+8d} blocks")
                     lines += [f"      {f}" for f in s.traceback.format()[-2 * frames:]]
+                if stats:
+                    lines.append("traces of 49-64 bytes, grown most by traceback:")
+                    for tb, n in small.most_common(12):
+                        lines.append(f"{n:+10d} blocks")
+                        lines += [f"      {f}" for f in tb.format()[-2 * frames:]]
+                    del small
                 grown = sorted(((n - types[0][k], k) for k, n in now.items()), reverse=True)
                 lines.append("objects per type (gc), grown most:")
                 lines += [f"{d:+10d} {k} (now {now[k]})" for d, k in grown[:12] if d > 0]
@@ -274,6 +328,21 @@ def serve_bot() -> int:
                                  + ", ".join(f"{k} {n}" for k, n in seen.most_common(4)))
                     del refs
                 lines.append("held by (the newest 200 of each of the 6 types grown most):")
+                # SQLAlchemy's compiled cache: its entries by statement (digits masked).
+                for eng in [o for o in gc.get_objects() if type(o).__qualname__ == "Engine"]:
+                    cache = getattr(eng, "_compiled_cache", None)
+                    if cache is None:
+                        continue
+                    texts = Counter(re.sub(r"\d+", "N", str(v))[:160]
+                                    for v in list(cache.values()))
+                    lines.append(f"engine {eng.url!r}: compiled cache {len(cache)} entries"
+                                 f" (of {getattr(cache, 'capacity', '?')}), by statement:")
+                    lines += [f"{n:+10d} {t}" for t, n in texts.most_common(8)]
+                lines.append("container attributes grown most, lengths summed over instances:")
+                now_attr = attr_lengths()
+                agrown = sorted(((n - by_attr[0][k], k) for k, n in now_attr.items()),
+                                reverse=True)[:20]
+                lines += [f"{d:+10d} {k} (now {now_attr[k]})" for d, k in agrown if d > 0]
                 lines.append("containers grown most in length (held by):")
                 later = lengths()
                 longer = sorted(((n - sizes[i][1], i, t) for i, (t, n, _) in later.items()
@@ -620,11 +689,12 @@ MEMORY_COLUMNS = ("RSS", "SQLite heap", "malloc in use", "malloc free (kept)",
 
 def memory_report(text: str, start: float, t0: float) -> str:
     """The probe's record after warm-up (load-relative time >= t0): each owner's fitted
-    slope and its first and last values, so RSS growth is put down to its owner."""
+    slope and its first and last values, so RSS growth is put down to its owner; then
+    Python's allocated blocks and gc's generation-2 record (full collections, pending)."""
     rows = []
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) == 7:
+        if len(parts) == 12:
             rows.append([float(x) for x in parts])
     tail = [r for r in rows if r[0] - start >= t0]
     if len(tail) < 3:
@@ -636,6 +706,13 @@ def memory_report(text: str, start: float, t0: float) -> str:
         slope, _, _, _ = fit(series, share=0.0)
         out.append(f"  {name:<20} {series[0].rss_mb:8.1f} -> {series[-1].rss_mb:8.1f} MB"
                    f"   slope {slope:+.2f} MB/min")
+    blocks = [Sample(r[0] - start, r[7] / 1000, 0.0, 0.0) for r in tail]
+    slope, _, _, _ = fit(blocks, share=0.0)
+    out.append(f"  {'Python blocks':<20} {blocks[0].rss_mb:8.0f} -> {blocks[-1].rss_mb:8.0f} k"
+               f"    slope {slope:+.1f} k/min")
+    out.append(f"  gc: full collections {int(tail[0][11])} -> {int(tail[-1][11])} after "
+               f"warm-up; generation-1 collections since the last full one {int(tail[0][10])}"
+               f" -> {int(tail[-1][10])}")
     return "\n".join(out)
 
 
@@ -699,7 +776,7 @@ async def run(a: argparse.Namespace) -> int:
     size = Size(users=users, accounts=max(2, users // 10), alerts_per_user=3,
                 feeds=max(2, users // 100),
                 followers_per_feed=min(5, max(2, users // 10)))
-    sim = SimProcess(SimOptions(accounts=size.accounts, marks=MARKS, ticks_per_second=10))
+    sim = SimProcess(SimOptions(accounts=size.accounts, marks=MARKS, ticks_per_second=a.ticks))
     emu = TelegramEmulator(FloodLimits())  # Telegram's limits, unscaled
     await emu.start()
     emu.add_bot(TOKEN, BOT, "Trade Bot")
@@ -826,6 +903,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=10.0, help="updates per second, overall")
     ap.add_argument("--sample-seconds", type=float, default=10.0)
+    ap.add_argument("--ticks", type=float, default=10.0,
+                    help="the simulator's market ticks per second (0: a still market)")
     ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--pg-url", default=os.environ.get("PG_URL", capacity.PG_URL))
     ap.add_argument("--plot", type=Path, default=ROOT / "sandbox-out" / "soak.png")
