@@ -168,17 +168,8 @@ class Fills(Bracket):
                     log.exception("fill %s: could not record its request", exec_id)
         return sending
 
-    def _raw_execution(self, w: Watch, exec_id: str) -> dict[str, Any]:
-        """The socket's full row (orderQty, cumQty, avgPx are not on `Execution`)."""
-        tables = getattr(w.source, "tables", None) or getattr(w.source, "_tables", None) or {}
-        table = tables.get("execution")
-        row = table.get(exec_id) if table is not None else None
-        return dict(row) if row else {}
-
     async def _describe_fill(self, w: Watch, ex: Execution) -> tuple[str, str]:
-        raw = self._raw_execution(w, ex.exec_id)
-        order_qty, cum = to_decimal(raw.get("orderQty")), to_decimal(raw.get("cumQty"))
-        avg = to_decimal(raw.get("avgPx"))
+        order_qty, cum, avg = ex.order_qty, ex.cum_qty, ex.avg_px
         complete = ex.ord_status == "Filled"
         inst = await self._instrument(w.network, ex.symbol)
         px = fmt.price(inst, ex.last_px)
@@ -191,7 +182,7 @@ class Fills(Bracket):
         exit_leg = EXIT_RE.match(ex.cl_ord_id or "")
         liquidation = "liquidation" in ex.text.lower() or ex.ord_type == "Liquidation"
         closing = exit_leg is not None or liquidation or any(
-            x in str(raw.get("execInst") or "") for x in ("ReduceOnly", "Close"))
+            x in ex.exec_inst for x in ("ReduceOnly", "Close"))
         # On an opening fill realised PnL is only the fee: noise, not news.
         if closing and ex.realised_pnl and ex.settl_currency:
             sign = "+" if ex.realised_pnl > 0 else "−"

@@ -46,41 +46,28 @@ def test_table_partial_insert_update_delete() -> None:
     assert p.get(1, "XBTUSD") == {"account": 1, "symbol": "XBTUSD", "currentQty": 5}
 
 
-def test_tables_forget_old_fills_and_finished_orders_but_keep_open_ones() -> None:
-    """BitMEX never deletes an execution or a filled order: kept, a long-running bot's
-    tables grew with every fill (the soak's RSS slope)."""
+def test_tables_keep_open_orders_only_and_no_executions() -> None:
+    """BitMEX never deletes an execution or a filled order: kept (even 20 per table per
+    account), a long-running bot's tables grew with every fill until full (the soak's
+    RSS slope). Listeners still get every row, merged, from the message that brings it."""
     orders, fills = Table("order"), Table("execution")
-    orders.apply("insert", [{"orderID": "open", "ordStatus": "New", "leavesQty": 10}])
-    for i in range(5000):
-        orders.apply("insert", [{"orderID": f"o{i}", "ordStatus": "New"}])
-        orders.apply("update", [{"orderID": f"o{i}", "ordStatus": "Filled"}])
-        fills.apply("insert", [{"execID": f"e{i}", "orderID": f"o{i}", "lastQty": 1}])
-    assert len(orders.values()) <= 201 and len(fills.values()) <= 200
-    assert orders.get("open") is not None  # an open order is never dropped
-    assert fills.get("e4999") is not None and fills.get("e0") is None  # the newest stay
-
-
-def test_tables_keep_few_finished_rows_per_account() -> None:
-    """The soak's slope: 200 rows per table per account took hours of fills to reach and
-    then held a few MB per account. 100 fills leave at most ROW_LIMIT (20) of each."""
-    orders, fills = Table("order"), Table("execution")
+    orders.apply("partial", [{"orderID": "open", "ordStatus": "New", "leavesQty": 10,
+                              "price": D(1)}], keys=["orderID"])
+    fills.apply("partial", [{"execID": "old", "lastQty": 1}], keys=["execID"])
+    assert fills.has_partial and not fills.rows
     for i in range(100):
-        orders.apply("insert", [{"orderID": f"o{i}", "ordStatus": "New"}])
-        orders.apply("update", [{"orderID": f"o{i}", "ordStatus": "Filled"}])
-        fills.apply("insert", [{"execID": f"e{i}", "orderID": f"o{i}", "lastQty": 1}])
-    assert len(orders.rows) <= 21 and len(fills.rows) <= 21
-
-
-def test_a_trim_keeps_the_rows_of_the_message_just_applied() -> None:
-    """The fill notice reads the raw execution row of the message being handled: one
-    message of more executions than the cap keeps them all until the next message."""
-    fills = Table("execution")
-    fills.apply("insert", [{"execID": f"old{i}"} for i in range(30)])
-    fills.apply("insert", [{"execID": f"e{i}", "lastQty": 1} for i in range(50)])
-    assert all(fills.get(f"e{i}") is not None for i in range(50))
-    assert fills.get("old0") is None
-    fills.apply("insert", [{"execID": "next"}])
-    assert fills.get("next") is not None and len(fills.rows) <= 21
+        orders.apply("insert", [{"orderID": f"o{i}", "ordStatus": "New", "orderQty": 5}])
+        told = orders.apply("update", [{"orderID": f"o{i}", "ordStatus": "Filled"}])
+        assert told == [{"orderID": f"o{i}", "ordStatus": "Filled", "orderQty": 5}]
+        got = fills.apply("insert", [{"execID": f"e{i}", "orderID": f"o{i}", "lastQty": 1}])
+        assert got == [{"execID": f"e{i}", "orderID": f"o{i}", "lastQty": 1}]
+    assert [r["orderID"] for r in orders.values()] == ["open"]
+    assert fills.rows == {}
+    # An order cancelled in the message that also amends another: only it leaves.
+    orders.apply("insert", [{"orderID": "b", "ordStatus": "New", "price": D(2)}])
+    orders.apply("update", [{"orderID": "open", "price": D(3)},
+                            {"orderID": "b", "ordStatus": "Canceled"}])
+    assert [(r["orderID"], r["price"]) for r in orders.values()] == [("open", D(3))]
 
 
 def test_connection_budget_keeps_within_an_hour() -> None:
@@ -238,7 +225,8 @@ async def test_private_stream_orders_and_partial(sim: BitmexSimulator) -> None:
         (row,) = stream.orders()
         assert row.price == D(41000) and row.order_qty == 100  # update merged into the row
         await client.cancel_orders([resting.order_id])
-        await until(lambda: stream.orders()[0].ord_status == "Canceled")
+        await until(lambda: any(o.ord_status == "Canceled" for o in orders))
+        assert stream.orders() == []  # told, and no longer held: only open orders stay
         await stream.cancel_all_after(60000)  # the dead-man's switch over the socket
         await until(lambda: sim.account(key).cancel_at is not None)
         await stream.close()

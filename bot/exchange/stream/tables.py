@@ -25,13 +25,14 @@ DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
 LOG_LIMIT = 200
 # BitMEX never deletes an execution nor a filled or cancelled order from its tables, so
 # kept as sent they grow with every fill for as long as the bot runs (the soak found it:
-# RSS up ~1 MB a minute). Past this many rows the oldest finished ones go (open orders
-# stay); what was applied has already been returned to the listeners, and the only later
-# reader (the fill notice's raw row, bot/live/fills.py) reads the rows of the message
-# being handled, which a trim never drops. 200 per table per account was a bound a soak
-# never reached (an account sees a fill or two a minute) and that held a few MB per
-# account of decoded rows (dozens of strings and Decimals each) once reached.
-ROW_LIMIT = 20
+# RSS up ~1 MB a minute, and capped at 20 rows per table per account still ~18 MB at
+# 1,000 users once full). Nothing reads them after the message that brought them: its
+# listeners get the merged rows from `apply`, and the fill notice reads what it needs off
+# the `Execution`. So an execution is never kept, and an order leaves the table on the
+# message that finishes it, as BitMEX's own connector does (sample-market-maker,
+# ws_thread.py: "Remove cancelled / filled orders"). What a table holds is the account's
+# open orders, positions and margins: bounded by what the user has open, not by time.
+EVENTS = frozenset({"execution"})
 FINISHED = frozenset({"Filled", "Canceled", "Rejected"})
 
 
@@ -67,8 +68,11 @@ class Table:
                 self.keys = tuple(keys)
             self.has_partial = True
         out: list[Row] = []
-        fresh: set[tuple[Any, ...]] = set()  # this message's rows: its listeners read them
+        fresh: set[tuple[Any, ...]] = set()  # this message's rows
         for row in data:
+            if self.name in EVENTS:
+                out.append(row)  # told once, through `out`, and never read again
+                continue
             if not self.keys:
                 self.log.append(row)
                 out.append(row)
@@ -90,17 +94,12 @@ class Table:
             else:  # partial or insert
                 self.rows[k] = dict(row)
                 out.append(dict(row))
-        if len(self.rows) > ROW_LIMIT:
-            self._trim(fresh)
+        if self.name == "order":
+            for k in fresh:
+                row = self.rows.get(k)
+                if row is not None and row.get("ordStatus") in FINISHED:
+                    del self.rows[k]
         return out
-
-    def _trim(self, keep: set[tuple[Any, ...]]) -> None:
-        """Drop the oldest rows past ROW_LIMIT: executions (events), finished orders; not
-        the rows of the message just applied (`keep`)."""
-        excess = len(self.rows) - ROW_LIMIT
-        for k in [k for k, r in self.rows.items() if k not in keep and (
-                self.name == "execution" or r.get("ordStatus") in FINISHED)][:excess]:
-            del self.rows[k]
 
     def get(self, *key: Any) -> Row | None:
         return self.rows.get(tuple(key))

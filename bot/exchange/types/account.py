@@ -84,6 +84,12 @@ class Execution:
     text: str
     account: int = 0
     timestamp: datetime | None = None
+    # The order's state as of this execution, for the fill notice ("30/100", "avg ...",
+    # reduce-only): carried here so nothing has to keep the socket's rows to read it.
+    order_qty: Decimal | None = None
+    cum_qty: Decimal | None = None
+    avg_px: Decimal | None = None
+    exec_inst: str = ""
 
     @property
     def is_fill(self) -> bool:
@@ -109,6 +115,10 @@ class Execution:
             text=str0(row, "text"),
             account=int0(row, "account"),
             timestamp=parse_time(row.get("transactTime") or row.get("timestamp")),
+            order_qty=dec(row, "orderQty"),
+            cum_qty=dec(row, "cumQty"),
+            avg_px=dec(row, "avgPx"),
+            exec_inst=str0(row, "execInst"),
         )
 
 
