@@ -96,8 +96,8 @@ class Table:
                 out.append(dict(row))
         if self.name == "order":
             for k in fresh:
-                row = self.rows.get(k)
-                if row is not None and row.get("ordStatus") in FINISHED:
+                held = self.rows.get(k)
+                if held is not None and held.get("ordStatus") in FINISHED:
                     del self.rows[k]
         return out
 
