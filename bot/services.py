@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.db.engine import Database
 from bot.db.models import User
 from bot.errors import ExchangeError, UserError
-from bot.exchange.client import BitmexClient
+from bot.exchange.client import BitmexClient, InstrumentCatalog
 from bot.exchange.types import Exchange, Instrument
 from bot.feeds import Feeds
 from bot.liqfeed import LiqFeed
@@ -200,8 +200,14 @@ async def _build(
     options = dict(client_options or {})
     options.setdefault("on_error", metrics.exchange_error)
 
+    # One instrument list per network, not one per connected account (InstrumentCatalog).
+    catalogs: dict[str, InstrumentCatalog] = {}
+
     def make_client(network: str, key: str | None, secret: str | None) -> Exchange:
-        return BitmexClient(settings.rest_url(network), key, secret, session=session, **options)
+        catalog = catalogs.setdefault(
+            network, InstrumentCatalog(options.get("instrument_ttl", 60.0)))
+        return BitmexClient(settings.rest_url(network), key, secret, session=session,
+                            catalog=catalog, **options)
 
     users = Users(db, admin_ids=settings.ADMIN_IDS, allowed_ids=settings.ALLOWED_USER_IDS)
     prefs = Preferences(db)

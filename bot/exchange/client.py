@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -63,6 +63,37 @@ def new_cl_ord_id(prefix: str = "tg") -> str:
     return f"{prefix}-{secrets.token_hex(10)}"
 
 
+class InstrumentCatalog:
+    """The active instruments of one BitMEX network, shared by every client on it.
+
+    The list is public and the same for every account: kept per client, 1,000 connected
+    accounts held 1,000 copies (BitMEX lists ~130 instruments) and each spent a request of
+    its own rate limit a minute to refresh its copy. One catalog per network is loaded by
+    whichever client asks first after it goes stale, and the others wait for that answer.
+    """
+
+    def __init__(self, ttl: float = 60.0, *, min_refresh: float = 5.0) -> None:
+        self.ttl = ttl
+        # An unknown symbol asks again, but a typo asked by many users in a burst is
+        # answered from a list at most this old rather than a request each.
+        self.min_refresh = min_refresh
+        self.by_symbol: dict[str, Instrument] = {}
+        self.loaded_at = float("-inf")
+        self.loads = 0
+        self._lock = asyncio.Lock()
+
+    async def get(self, load: Callable[[], Awaitable[Any]], *, refresh: bool = False
+                  ) -> dict[str, Instrument]:
+        async with self._lock:
+            age = time.monotonic() - self.loaded_at
+            if age >= self.ttl or not self.by_symbol or (refresh and age >= self.min_refresh):
+                rows = await load()
+                self.by_symbol = {r["symbol"]: Instrument.from_row(r) for r in rows or []}
+                self.loaded_at = time.monotonic()
+                self.loads += 1
+            return self.by_symbol
+
+
 class BitmexClient(RestTransport):
     """Typed calls on one BitMEX account (or the public API when key is None)."""
 
@@ -82,36 +113,31 @@ class BitmexClient(RestTransport):
         order_expires_in: int = ORDER_EXPIRES_IN,
         settle_margin: float = SETTLE_MARGIN,
         on_error: Callable[[ExchangeError], None] | None = None,
+        catalog: InstrumentCatalog | None = None,
     ) -> None:
         super().__init__(base_url, key, secret, session=session, timeout=timeout, retry=retry,
                          expires_in=expires_in, rate_reserve=rate_reserve, on_error=on_error)
-        self.instrument_ttl = instrument_ttl
         self.cl_ord_prefix = cl_ord_prefix
         self.order_expires_in = order_expires_in
         self.settle_margin = settle_margin
-        self._instruments: dict[str, Instrument] = {}
-        self._instruments_at = float("-inf")
-        self._instruments_lock = asyncio.Lock()
+        # Shared with the network's other clients when given (bot/services.py does).
+        self.catalog = catalog or InstrumentCatalog(instrument_ttl)
 
     # --- instruments -----------------------------------------------------------------
 
     async def instruments(self, *, refresh: bool = False) -> list[Instrument]:
-        """Active instruments, cached for `instrument_ttl` seconds."""
-        async with self._instruments_lock:
-            fresh = time.monotonic() - self._instruments_at < self.instrument_ttl
-            if refresh or not fresh or not self._instruments:
-                rows = await self._call("GET", "/instrument/active")
-                self._instruments = {r["symbol"]: Instrument.from_row(r) for r in rows or []}
-                self._instruments_at = time.monotonic()
-            return list(self._instruments.values())
+        """Active instruments, cached for the catalog's ttl (60 s)."""
+        return list((await self._catalog(refresh)).values())
+
+    async def _catalog(self, refresh: bool = False) -> dict[str, Instrument]:
+        return await self.catalog.get(lambda: self._call("GET", "/instrument/active"),
+                                      refresh=refresh)
 
     async def instrument(self, symbol: str) -> Instrument:
-        await self.instruments()
-        inst = self._instruments.get(symbol)
+        inst = (await self._catalog()).get(symbol)
         if inst is None:
             # A symbol listed since the last refresh, or a typo: ask once more.
-            await self.instruments(refresh=True)
-            inst = self._instruments.get(symbol)
+            inst = (await self._catalog(refresh=True)).get(symbol)
         if inst is None:
             raise NotFound(f"Unknown instrument {symbol}", status=404)
         return inst

@@ -322,3 +322,18 @@ async def test_deadman_needs_a_trading_key(h: Harness) -> None:
     carol = h.person("Carol")
     await carol.send("/deadman 60")
     assert "connect a key with Order permission" in carol.last_text
+
+
+async def test_connected_accounts_share_one_instrument_list(h: Harness) -> None:
+    """Two traders' order previews read one network's contract specs from one list:
+    each account's client used to load (and keep) a copy of its own."""
+    alice, _ = await h.connected("Alice")
+    bob, _ = await h.connected("Bob")
+    for p in (alice, bob):
+        await p.send("/buy 100 XBTUSD @ 20000")
+        assert "Confirm" in p.transcript, p.transcript
+    a = await h.svc.accounts.exchange(alice.id)
+    b = await h.svc.accounts.exchange(bob.id)
+    assert a is not b
+    assert getattr(a, "catalog") is getattr(b, "catalog")  # noqa: B009
+    assert "XBTUSD" in getattr(a, "catalog").by_symbol  # noqa: B009

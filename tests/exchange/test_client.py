@@ -25,7 +25,13 @@ from bot.errors import (
     Rejected,
 )
 from bot.exchange import auth
-from bot.exchange.client import ORDER_EXPIRES_IN, SETTLE_MARGIN, BitmexClient, RetryPolicy
+from bot.exchange.client import (
+    ORDER_EXPIRES_IN,
+    SETTLE_MARGIN,
+    BitmexClient,
+    InstrumentCatalog,
+    RetryPolicy,
+)
 from bot.exchange.types import Exchange
 from bot.sandbox.bitmex.server import BitmexSimulator
 
@@ -55,6 +61,35 @@ def make_client(
     opts: dict[str, object] = {"retry": FAST, "timeout": 3.0}
     opts.update(kwargs)
     return BitmexClient(sim.url, key, secret, session=session, **opts)  # type: ignore[arg-type]
+
+
+async def test_one_instrument_list_serves_every_account_of_a_network(
+    sim: BitmexSimulator, session: aiohttp.ClientSession
+) -> None:
+    """Kept per client, 1,000 accounts held 1,000 copies of BitMEX's ~130 instruments and
+    each spent its own rate limit refreshing them; now the second account's /buy preview
+    asks BitMEX nothing for the contract's specs."""
+    catalog = InstrumentCatalog(ttl=60.0)
+    alice = make_client(sim, session, catalog=catalog)
+    bob = make_client(sim, session, catalog=catalog)
+    assert (await alice.instrument("XBTUSD")).lot_size == D(100)
+    assert (await bob.instrument("XBTUSD")).lot_size == D(100)
+    await asyncio.gather(*(bob.instrument("ETHUSD") for _ in range(20)))
+    assert catalog.loads == 1
+    assert bob.rate.remaining is None  # bob's key has sent nothing at all
+    # A typo from many users in a burst asks BitMEX once more, not once each.
+    for client in (alice, bob, alice):
+        with pytest.raises(NotFound):
+            await client.instrument("NOPE")
+    assert catalog.loads == 1  # loaded under 5 s ago: the list is fresh enough to say no
+    catalog.loaded_at -= 6
+    with pytest.raises(NotFound):
+        await bob.instrument("NOPE")
+    assert catalog.loads == 2 and bob.rate.remaining is not None
+    # A client of its own (no catalog given) keeps its own list, as before.
+    carol = make_client(sim, session)
+    await carol.instrument("XBTUSD")
+    assert carol.catalog is not catalog and catalog.loads == 2
 
 
 async def test_market_data_calls(sim: BitmexSimulator, session: aiohttp.ClientSession) -> None:
