@@ -353,3 +353,30 @@ async def test_a_chats_pace_counts_from_the_answer_so_a_slow_one_does_not_bunch_
     # earlier message as late as its answer, each later one as early as it was sent.
     for i, j in itertools.combinations(range(len(gaps)), 2):
         assert j - i + 1 <= 3 + 1.0 * (gaps[j][0] - gaps[i][1]) + 1e-9, (i, j)
+
+
+async def test_chats_idle_again_are_forgotten_and_a_chat_mid_pace_is_kept() -> None:
+    """The soak: a chat's pacing state was made on its first notification and kept for
+    good (up to 10,000 chats, ~1 KB each, and every `_pick` walked them all). Now what is
+    held is the chats served in the last minute or so; a chat whose buckets are not full
+    again is kept, since built anew it would let more through."""
+    q, fake, clock = make()
+    await asyncio.gather(*(q.send(1000 + i, "hi", kind="alert") for i in range(300)))
+    assert q.chats_held() < 100  # swept every 10 s while the 10.5 s fan-out went on
+    await asyncio.gather(*(q.send(-100, f"g{i}", kind="alert") for i in range(18)))
+    await clock.sleep(11)
+    await q.send(5, "later", kind="alert")
+    # The 300 are idle again; the group spent its 18-a-minute bucket and has not refilled.
+    assert q.chats_held() == 2
+    before = len([o for o in fake.out if o[1] == -100])
+    await asyncio.gather(*(q.send(-100, f"h{i}", kind="alert") for i in range(20)))
+    group = [at for at, chat, _, _ in fake.out if chat == -100]
+    assert len(group) == before + 20
+    # Still paced by what it had spent: the last ones wait for the group bucket's refill
+    # (3.33 s a message at 18 a minute). A chat built anew, its bucket full, would have
+    # sent all 20 at the 0.9-a-second pace.
+    assert group[-1] - group[-2] >= 60 / 18 - 1e-6
+    await clock.sleep(61)
+    await q.send(6, "much later", kind="alert")
+    assert q.chats_held() == 1
+    assert [t for _, c, t, _ in fake.out if c == 6] == ["much later"]
