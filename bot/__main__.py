@@ -19,6 +19,7 @@ from pathlib import Path
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, VaultError
 from bot.logs import register_secret, setup_logging
+from bot.memory import tune_malloc
 
 log = logging.getLogger("bot")
 
@@ -228,6 +229,10 @@ def cmd_rotate_key(settings: Settings) -> int:
 
 
 def cmd_run(settings: Settings, sandbox_if_no_token: bool) -> int:
+    # First, while this is the only thread: arenas made before it stay as they are.
+    tuned = tune_malloc()
+    if tuned:
+        log.debug("malloc: %s", ", ".join(f"{k}={v}" for k, v in tuned.items()))
     if settings.token is None:
         if sandbox_if_no_token:
             print("TELEGRAM_BOT_TOKEN is not set: starting the offline sandbox instead.")
