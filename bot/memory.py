@@ -9,11 +9,11 @@ measured it (bench/README.md, "Soak"): at 1,000 users the bot's live objects wer
 after warm-up while RSS still rose ~0.3 MB a minute in free memory malloc kept, and with
 the two settings below it did not (+0.17 MB/min in all, 8 MB less RSS).
 
-Both are the documented glibc tunables (mallopt(3)), set the way Dask's workers set the
-first (`MALLOC_TRIM_THRESHOLD_=65536`): a fixed trim threshold also fixes the mmap
-threshold at its default, so large blocks go back to the system when freed. An operator's
-own `MALLOC_TRIM_THRESHOLD_` or `MALLOC_ARENA_MAX` is left as it is. Elsewhere than glibc
-(macOS, musl) nothing is changed.
+They are the documented glibc tunables (mallopt(3)), the first set the way Dask's workers
+set it (`MALLOC_TRIM_THRESHOLD_=65536`); fixed thresholds also stop glibc from raising
+them, so large blocks go back to the system when freed. An operator's own
+`MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_` or `MALLOC_ARENA_MAX` is left as it
+is. Elsewhere than glibc (macOS, musl) nothing is changed.
 """
 
 from __future__ import annotations
@@ -25,13 +25,18 @@ from collections.abc import Mapping
 
 # mallopt(3) parameter numbers (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 TRIM_THRESHOLD = 64 * 1024
+# glibc's own default, set again: a large block freed while the bot was starting (before
+# this runs) may already have raised it, and a fixed trim threshold does not lower it.
+MMAP_THRESHOLD = 128 * 1024
 ARENA_MAX = 2
 
 SETTINGS = (
     ("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+    ("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, MMAP_THRESHOLD),
     ("MALLOC_ARENA_MAX", M_ARENA_MAX, ARENA_MAX),
 )
 
