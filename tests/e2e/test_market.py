@@ -167,8 +167,14 @@ async def test_expired_future_refused_with_a_reason(h: Harness) -> None:
     assert alice.last_text.startswith(f"BUY 100 {symbol}"), alice.last_text
     engine.clock.advance(31)  # the future expires during the test
     assert future.state == "Settled"
-    h.svc.market("testnet").instrument_ttl = 0  # the next command reads the list afresh
-    await alice.send(f"/buy 100 {symbol.lower()}")
+    # The next command reads the network's instrument list afresh (one list, shared by
+    # every client of the network).
+    catalog = h.svc.market("testnet").catalog
+    catalog.ttl = 0
+    try:
+        await alice.send(f"/buy 100 {symbol.lower()}")
+    finally:
+        catalog.ttl = 60.0
     assert alice.last_text.startswith(f"{symbol} is a future that has expired"), alice.last_text
     assert engine.order_rows(h.sim.account(key).id) == []
 
