@@ -68,7 +68,9 @@ class Table:
                 self.keys = tuple(keys)
             self.has_partial = True
         out: list[Row] = []
-        fresh: set[tuple[Any, ...]] = set()  # this message's rows
+        # The order keys this message touched, to drop the ones it finished (only orders:
+        # the instrument table's many updates a second need no such bookkeeping).
+        touched: set[tuple[Any, ...]] | None = set() if self.name == "order" else None
         for row in data:
             if self.name in EVENTS:
                 out.append(row)  # told once, through `out`, and never read again
@@ -78,7 +80,8 @@ class Table:
                 out.append(row)
                 continue
             k = self.key_of(row)
-            fresh.add(k)
+            if touched is not None:
+                touched.add(k)
             if action == "delete":
                 gone = self.rows.pop(k, None)
                 out.append({**gone, **row} if gone else row)
@@ -94,8 +97,8 @@ class Table:
             else:  # partial or insert
                 self.rows[k] = dict(row)
                 out.append(dict(row))
-        if self.name == "order":
-            for k in fresh:
+        if touched is not None:
+            for k in touched:
                 held = self.rows.get(k)
                 if held is not None and held.get("ordStatus") in FINISHED:
                     del self.rows[k]
